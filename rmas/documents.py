@@ -1,0 +1,208 @@
+"""Document identity: the normalised key every provider is asked about, and holder data.
+
+A document is identified by (issuing state, normalised number). Numbers are normalised the way an
+MRZ writes them: upper case, with spaces, dashes, dots, slashes and ``<`` fillers removed. Holder
+names are compared the way an MRZ writes them too: upper case, punctuation and fillers removed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from dataclasses import dataclass, field
+
+from rmas.errors import FieldViolation, ValidationError
+from rmas.states import canonical_economy, to_alpha3
+
+__all__ = [
+    "MAX_NUMBER_LENGTH",
+    "DocumentQuery",
+    "DocumentType",
+    "Holder",
+    "normalise_name",
+    "normalise_number",
+    "parse_date",
+    "validate_document",
+]
+
+#: ICAO 9303 TD1 numbers may run past 9 characters (Belgian cards use 12); nothing real exceeds 20.
+MAX_NUMBER_LENGTH = 20
+
+_NUMBER_JUNK = re.compile(r"[\s\-./<]+")
+_NUMBER_OK = re.compile(r"[A-Z0-9]+")
+_NAME_JUNK = re.compile(r"[^A-Z ]+")
+_SPACES = re.compile(r"\s+")
+
+
+class DocumentType(enum.Enum):
+    """Document kinds as ICAO 9303 codes them (first letter of the document code)."""
+
+    UNSPECIFIED = "UNSPECIFIED"
+    PASSPORT = "P"
+    IDENTITY_CARD = "I"
+    VISA = "V"
+    OTHER = "OTHER"
+
+    @classmethod
+    def from_code(cls, code: str) -> DocumentType:
+        """Map a document code (``P``, ``PT``, ``I``, ``ID``, ``AC``, ``V``...) to a type."""
+        c = code.strip().upper()
+        if not c:
+            return cls.UNSPECIFIED
+        if c in ("PASSPORT", "IDENTITY_CARD", "VISA", "OTHER", "UNSPECIFIED"):
+            return cls[c]
+        head = c[0]
+        if head == "P":
+            return cls.PASSPORT
+        if head in ("I", "A", "C"):
+            return cls.IDENTITY_CARD
+        if head == "V":
+            return cls.VISA
+        return cls.OTHER
+
+
+def normalise_number(raw: str) -> str:
+    """Upper case, separators and ``<`` fillers stripped: ``"ab 123-456<"`` -> ``"AB123456"``."""
+    return _NUMBER_JUNK.sub("", raw).upper()
+
+
+def normalise_name(raw: str) -> str:
+    """A name as an MRZ writes it: upper case, ``<``/punctuation become spaces, runs collapsed.
+
+    ``"O'Brien-Smith"`` -> ``"OBRIEN SMITH"``: the MRZ drops apostrophes and turns hyphens into
+    fillers, so comparison ignores both.
+    """
+    s = raw.upper().replace("<", " ").replace("-", " ").replace("'", "")
+    s = _NAME_JUNK.sub("", s)
+    return _SPACES.sub(" ", s).strip()
+
+
+def parse_date(raw: str) -> dt.date | None:
+    """An ISO date (``YYYY-MM-DD`` or ``YYYYMMDD``); None when empty. Raises ValueError when bad."""
+    s = raw.strip()
+    if not s:
+        return None
+    if len(s) == 8 and s.isdigit():
+        return dt.date(int(s[:4]), int(s[4:6]), int(s[6:]))
+    return dt.date.fromisoformat(s)
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Holder data carried by a query or a registry record (names already normalised)."""
+
+    surname: str = ""
+    given_names: str = ""
+    birth_date: dt.date | None = None
+    sex: str = ""
+    nationality: str = ""
+
+    def is_empty(self) -> bool:
+        return not (self.surname or self.given_names or self.birth_date or self.sex)
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentQuery:
+    """One document to check, normalised and validated.
+
+    ``issuing_state`` is the code as written on the document (``D`` stays ``D``); ``economy`` is the
+    participant that answers for it (``D`` -> ``DEU``). ``ref`` is the caller's reference for this
+    document inside a batch (a manifest line, a PAXLST traveller); it travels back unchanged.
+    """
+
+    issuing_state: str
+    number: str
+    type: DocumentType = DocumentType.UNSPECIFIED
+    holder: Holder = field(default_factory=Holder)
+    expiry_date: dt.date | None = None
+    ref: str = ""
+
+    @property
+    def economy(self) -> str:
+        return canonical_economy(self.issuing_state)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(economy, number): what a store is keyed by."""
+        return (canonical_economy(self.issuing_state), self.number)
+
+
+def validate_document(
+    *,
+    issuing_state: str,
+    number: str,
+    type_code: str = "",
+    surname: str = "",
+    given_names: str = "",
+    birth_date: str = "",
+    sex: str = "",
+    nationality: str = "",
+    expiry_date: str = "",
+    ref: str = "",
+    prefix: str = "document",
+) -> DocumentQuery:
+    """Normalise and validate raw document fields; raise ValidationError naming every bad field.
+
+    ``prefix`` is the field path of the document in the caller's request, so violations read
+    ``travellers[3].document.number``.
+    """
+    bad: list[FieldViolation] = []
+    state = to_alpha3(issuing_state) if issuing_state.strip() else None
+    if not issuing_state.strip():
+        bad.append(FieldViolation(f"{prefix}.issuing_state", "required"))
+    elif state is None:
+        bad.append(
+            FieldViolation(
+                f"{prefix}.issuing_state",
+                f"unknown state code {issuing_state.strip()[:8]!r} (ISO 3166-1 alpha-3 or ICAO code)",
+            )
+        )
+    num = normalise_number(number)
+    if not num:
+        bad.append(FieldViolation(f"{prefix}.number", "required"))
+    elif len(num) > MAX_NUMBER_LENGTH:
+        bad.append(
+            FieldViolation(f"{prefix}.number", f"longer than {MAX_NUMBER_LENGTH} characters")
+        )
+    elif not _NUMBER_OK.fullmatch(num):
+        bad.append(FieldViolation(f"{prefix}.number", "only letters A-Z and digits 0-9 allowed"))
+    nat = ""
+    if nationality.strip():
+        n = to_alpha3(nationality)
+        if n is None:
+            bad.append(FieldViolation(f"{prefix}.holder.nationality", "unknown nationality code"))
+        else:
+            nat = n
+    birth = _date_field(birth_date, f"{prefix}.holder.birth_date", bad)
+    expiry = _date_field(expiry_date, f"{prefix}.expiry_date", bad)
+    sx = sex.strip().upper()
+    if sx in ("<", "U"):
+        sx = "X"
+    if sx not in ("", "M", "F", "X"):
+        bad.append(FieldViolation(f"{prefix}.holder.sex", "must be M, F or X"))
+    if bad:
+        raise ValidationError(bad)
+    assert state is not None
+    return DocumentQuery(
+        issuing_state=state,
+        number=num,
+        type=DocumentType.from_code(type_code),
+        holder=Holder(
+            surname=normalise_name(surname),
+            given_names=normalise_name(given_names),
+            birth_date=birth,
+            sex=sx,
+            nationality=nat,
+        ),
+        expiry_date=expiry,
+        ref=ref,
+    )
+
+
+def _date_field(raw: str, name: str, bad: list[FieldViolation]) -> dt.date | None:
+    try:
+        return parse_date(raw)
+    except ValueError:
+        bad.append(FieldViolation(name, "not a date (YYYY-MM-DD)"))
+        return None

@@ -1,0 +1,151 @@
+"""The provider contract: what an economy's adapter, a remote node or the SLTD adapter implements.
+
+A provider answers many documents in one call::
+
+    class Provider(Protocol):
+        info: ProviderInfo
+        async def lookup_many(self, queries, deadline) -> list[Record]
+        async def aclose(self) -> None
+
+``lookup_many`` returns one :class:`~rmas.verdict.Record` per query, in order. ``deadline`` is an
+absolute ``time.monotonic()`` instant; a provider should stop work when it passes (the fan-out
+cancels the call then anyway). Failures are raised as :class:`~rmas.errors.ProviderError`
+subclasses (or any exception); the fan-out turns them into TIMEOUT / UNAVAILABLE / ERROR outcomes.
+
+Plug-ins register a factory under the entry-point group ``rmas.providers``; the config's ``kind``
+selects it. A factory takes the provider's :class:`ProviderConfig` and returns a Provider.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from rmas.documents import DocumentQuery
+from rmas.errors import ConfigError
+from rmas.verdict import Record
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Provider",
+    "ProviderConfig",
+    "ProviderFactory",
+    "ProviderInfo",
+    "Registry",
+    "Scope",
+    "load_factory",
+]
+
+ENTRY_POINT_GROUP = "rmas.providers"
+
+
+class Scope(enum.Enum):
+    """Whom a provider answers for."""
+
+    ISSUER = "issuer"  # the economies that issued the documents (RMAS)
+    GLOBAL = "global"  # every document, whoever issued it (SLTD-style)
+
+
+class Registry(enum.Enum):
+    """What an issuer's store holds, which decides what an unknown number means."""
+
+    ALERTS = "alerts"  # only alerts: unknown -> NO_RECORD
+    COMPLETE = "complete"  # every document issued: unknown -> NOT_ISSUED
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    """What the hub knows of a provider: routing, policy and the contact shown to officers."""
+
+    id: str
+    issuing_states: frozenset[str] = frozenset()
+    scope: Scope = Scope.ISSUER
+    #: Must answer for a document to be CLEAR. Issuer providers always are.
+    required: bool = True
+    #: The 24/7 operations desk officers call after a hit.
+    contact: str = ""
+    #: Most documents in one lookup_many call; larger batches are split. 0 = no limit.
+    max_batch: int = 0
+    #: Own time budget per call, in seconds, inside the query's deadline. 0 = the whole deadline.
+    timeout_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One ``[[providers]]`` table of the hub's config, as parsed.
+
+    ``options`` holds the keys only this kind understands (``url``, ``registry``...); factories read
+    them with :meth:`option` so that errors name the key.
+    """
+
+    id: str
+    kind: str
+    issuing_states: frozenset[str]
+    scope: Scope
+    required: bool
+    contact: str
+    max_batch: int
+    timeout_s: float
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: Where relative paths in options are resolved from (the config file's folder).
+    base_dir: str = "."
+    #: Index of this provider in the config file, for error messages.
+    index: int = 0
+
+    @property
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(
+            id=self.id,
+            issuing_states=self.issuing_states,
+            scope=self.scope,
+            required=self.required,
+            contact=self.contact,
+            max_batch=self.max_batch,
+            timeout_s=self.timeout_s,
+        )
+
+    def option(self, name: str, typ: type[Any], default: Any = ...) -> Any:
+        """Read a kind-specific option, raising ConfigError naming ``providers[i].name``."""
+        key = f"providers[{self.index}].{name}"
+        if name not in self.options:
+            if default is ...:
+                raise ConfigError(key, f"required for kind {self.kind!r}")
+            return default
+        value = self.options[name]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            raise ConfigError(key, f"must be {typ.__name__}, got {type(value).__name__}")
+        return value
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Answers document lookups. See the module docstring for the contract."""
+
+    @property
+    def info(self) -> ProviderInfo: ...
+
+    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        """One Record per query, in order; raise ProviderError when it cannot answer."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections and threads."""
+        ...
+
+
+ProviderFactory = Callable[[ProviderConfig], Provider]
+
+
+def load_factory(kind: str) -> ProviderFactory:
+    """The factory registered for ``kind`` under the ``rmas.providers`` entry-point group."""
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == kind:
+            factory: ProviderFactory = ep.load()
+            return factory
+    known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    raise LookupError(f"no provider kind {kind!r} (installed kinds: {', '.join(known) or 'none'})")

@@ -1,0 +1,168 @@
+"""Source answers, verdicts and boarding directives, and the one merge rule that joins them.
+
+The rules (architecture brief, "Verdict rules"), in the order they apply:
+
+1. document data failed validation -> INVALID_DATA / INSUFFICIENT_DATA; no provider is asked;
+2. any alerting status, or a holder mismatch reported by the issuer, from any provider
+   -> ALERT / DO_NOT_BOARD;
+3. at least one provider asked and every *required* provider answered -> CLEAR / OK_TO_BOARD;
+4. otherwise INCOMPLETE, and the directive comes from policy: CONTACT_AUTHORITY (fail-closed,
+   the default) or OK_TO_BOARD flagged ``unchecked`` (fail-open).
+
+A document that no provider covers has not been checked: it is INCOMPLETE, never CLEAR.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ALERTING",
+    "NO_RECORD",
+    "Decision",
+    "Directive",
+    "HolderMatch",
+    "IncompletePolicy",
+    "Outcome",
+    "Record",
+    "RecordStatus",
+    "SourceAnswer",
+    "Verdict",
+    "merge",
+]
+
+
+class RecordStatus(enum.Enum):
+    """What a provider knows of a document."""
+
+    NO_RECORD = "NO_RECORD"
+    VALID = "VALID"
+    LOST = "LOST"
+    STOLEN = "STOLEN"
+    STOLEN_BLANK = "STOLEN_BLANK"
+    REVOKED = "REVOKED"
+    INVALID = "INVALID"
+    NOT_ISSUED = "NOT_ISSUED"
+
+
+ALERTING: frozenset[RecordStatus] = frozenset(
+    {
+        RecordStatus.LOST,
+        RecordStatus.STOLEN,
+        RecordStatus.STOLEN_BLANK,
+        RecordStatus.REVOKED,
+        RecordStatus.INVALID,
+        RecordStatus.NOT_ISSUED,
+    }
+)
+
+
+class HolderMatch(enum.Enum):
+    """Whether the issuer's record of the holder matches the query's holder data."""
+
+    NOT_CHECKED = "NOT_CHECKED"
+    MATCH = "MATCH"
+    MISMATCH = "MISMATCH"
+
+
+class Outcome(enum.Enum):
+    """How a provider call ended. Only ANSWERED carries a status."""
+
+    ANSWERED = "ANSWERED"
+    TIMEOUT = "TIMEOUT"
+    UNAVAILABLE = "UNAVAILABLE"
+    ERROR = "ERROR"
+
+
+class Verdict(enum.Enum):
+    CLEAR = "CLEAR"
+    ALERT = "ALERT"
+    INCOMPLETE = "INCOMPLETE"
+    INVALID_DATA = "INVALID_DATA"
+
+
+class Directive(enum.Enum):
+    OK_TO_BOARD = "OK_TO_BOARD"
+    DO_NOT_BOARD = "DO_NOT_BOARD"
+    CONTACT_AUTHORITY = "CONTACT_AUTHORITY"
+    INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
+
+
+class IncompletePolicy(enum.Enum):
+    """What an INCOMPLETE verdict tells the airline."""
+
+    CONTACT = "contact"  # fail-closed: CONTACT_AUTHORITY
+    BOARD = "board"  # fail-open: OK_TO_BOARD, flagged unchecked
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A provider's answer for one document (what a store or service knows)."""
+
+    status: RecordStatus
+    holder_match: HolderMatch = HolderMatch.NOT_CHECKED
+    reported_on: dt.date | None = None
+    record_ref: str = ""
+    reporting_authority: str = ""
+    detail: str = ""
+
+
+NO_RECORD = Record(RecordStatus.NO_RECORD)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceAnswer:
+    """One provider's contribution to one document's verdict."""
+
+    provider_id: str
+    outcome: Outcome
+    required: bool
+    issuer: bool
+    latency_ms: float
+    record: Record | None = None
+    contact: str = ""
+    error: str = ""
+    #: The document number this answer is about, when it differs from the one read (an OCR
+    #: candidate the fan-out also asked about).
+    queried_number: str = ""
+
+    @property
+    def alerting(self) -> bool:
+        r = self.record
+        if r is None or self.outcome is not Outcome.ANSWERED:
+            return False
+        if r.status in ALERTING:
+            return True
+        return self.issuer and r.holder_match is HolderMatch.MISMATCH
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    directive: Directive
+    #: True when the directive lets the traveller board although the check is incomplete.
+    unchecked: bool = False
+
+
+def merge(
+    answers: Sequence[SourceAnswer],
+    policy: IncompletePolicy = IncompletePolicy.CONTACT,
+    *,
+    data_valid: bool = True,
+) -> Decision:
+    """Join every provider's answer for one document into a verdict and directive."""
+    if not data_valid:
+        return Decision(Verdict.INVALID_DATA, Directive.INSUFFICIENT_DATA)
+    if any(a.alerting for a in answers):
+        return Decision(Verdict.ALERT, Directive.DO_NOT_BOARD)
+    if answers and all(a.outcome is Outcome.ANSWERED for a in answers if a.required):
+        # A document no provider covers never gets here (answers is empty). One that only an
+        # optional provider covered must have had an answer from someone.
+        if any(a.outcome is Outcome.ANSWERED for a in answers):
+            return Decision(Verdict.CLEAR, Directive.OK_TO_BOARD)
+    if policy is IncompletePolicy.BOARD:
+        return Decision(Verdict.INCOMPLETE, Directive.OK_TO_BOARD, unchecked=True)
+    return Decision(Verdict.INCOMPLETE, Directive.CONTACT_AUTHORITY)
