@@ -155,7 +155,8 @@ def validate_document(
         bad.append(
             FieldViolation(
                 f"{prefix}.issuing_state",
-                f"unknown state code {issuing_state.strip()[:8]!r} (ISO 3166-1 alpha-3 or ICAO code)",
+                f"unknown state code {issuing_state.strip()[:8]!r}"
+                " (ISO 3166-1 alpha-3 or ICAO code)",
             )
         )
     num = normalise_number(number)

@@ -36,6 +36,7 @@ __all__ = [
     "ProviderInfo",
     "Registry",
     "Scope",
+    "build_providers",
     "load_factory",
 ]
 
@@ -149,3 +150,19 @@ def load_factory(kind: str) -> ProviderFactory:
             return factory
     known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
     raise LookupError(f"no provider kind {kind!r} (installed kinds: {', '.join(known) or 'none'})")
+
+
+def build_providers(configs: Sequence[ProviderConfig]) -> list[Provider]:
+    """Instantiate every configured provider through its kind's registered factory.
+
+    Raises ConfigError naming ``providers[i].kind`` for an unknown kind; factories raise their own
+    ConfigErrors for their options.
+    """
+    out: list[Provider] = []
+    for cfg in configs:
+        try:
+            factory = load_factory(cfg.kind)
+        except LookupError as exc:
+            raise ConfigError(f"providers[{cfg.index}].kind", str(exc)) from None
+        out.append(factory(cfg))
+    return out

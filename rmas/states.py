@@ -2,12 +2,13 @@
 
 ICAO 9303 Part 3 uses ISO 3166-1 alpha-3 codes, with additions that no ISO list carries: ``D`` for
 Germany (written ``D<<`` in an MRZ), the British nationality variants (GBD, GBN, GBO, GBP, GBS), the
-United Nations and its agencies (UNO, UNA, UNK), other issuing bodies (XOM, XCC, XPO, EUE), Kosovo
+United Nations and its agencies (UNO, UNA, UNK), other issuing bodies (XOM, XCC, XPO, EUE),
+Kosovo
 (RKS), the stateless/refugee codes (XXA, XXB, XXC, XXX) and ``UTO``, the fictional state of ICAO's
 specimens. Country-code libraries know ISO only, so the table lives here.
 
-Airline data may carry ISO 3166-1 alpha-2 codes; :func:`to_alpha3` converts them where the mapping is
-unambiguous (it always is for ISO alpha-2, which ICAO's extra codes do not use).
+Airline data may carry ISO 3166-1 alpha-2 codes; :func:`to_alpha3` converts them where the mapping
+is unambiguous (it always is for ISO alpha-2, which ICAO's extra codes do not use).
 """
 
 from __future__ import annotations

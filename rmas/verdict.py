@@ -158,11 +158,14 @@ def merge(
         return Decision(Verdict.INVALID_DATA, Directive.INSUFFICIENT_DATA)
     if any(a.alerting for a in answers):
         return Decision(Verdict.ALERT, Directive.DO_NOT_BOARD)
-    if answers and all(a.outcome is Outcome.ANSWERED for a in answers if a.required):
-        # A document no provider covers never gets here (answers is empty). One that only an
-        # optional provider covered must have had an answer from someone.
-        if any(a.outcome is Outcome.ANSWERED for a in answers):
-            return Decision(Verdict.CLEAR, Directive.OK_TO_BOARD)
+    # A document no provider covers has empty answers and is never CLEAR. Stricter than the bare
+    # rule: when only optional providers were asked, at least one of them must have answered.
+    if (
+        answers
+        and all(a.outcome is Outcome.ANSWERED for a in answers if a.required)
+        and any(a.outcome is Outcome.ANSWERED for a in answers)
+    ):
+        return Decision(Verdict.CLEAR, Directive.OK_TO_BOARD)
     if policy is IncompletePolicy.BOARD:
         return Decision(Verdict.INCOMPLETE, Directive.OK_TO_BOARD, unchecked=True)
     return Decision(Verdict.INCOMPLETE, Directive.CONTACT_AUTHORITY)

@@ -1,0 +1,143 @@
+"""Client-side helpers for the hub's gRPC API: building requests, reading answers as plain data.
+
+Used by the ``rmas`` CLI, the demo and the tests; handy for any Python caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from rmas.v1 import check_pb2, common_pb2
+
+__all__ = [
+    "check_document_request",
+    "field_violations",
+    "result_to_dict",
+    "rpc_error_text",
+]
+
+_TYPES = {
+    "": common_pb2.DOCUMENT_TYPE_UNSPECIFIED,
+    "P": common_pb2.DOCUMENT_TYPE_PASSPORT,
+    "I": common_pb2.DOCUMENT_TYPE_IDENTITY_CARD,
+    "V": common_pb2.DOCUMENT_TYPE_VISA,
+    "OTHER": common_pb2.DOCUMENT_TYPE_OTHER,
+}
+
+
+def document_pb(
+    *,
+    number: str,
+    state: str,
+    type_code: str = "",
+    surname: str = "",
+    given_names: str = "",
+    birth_date: str = "",
+    sex: str = "",
+    nationality: str = "",
+    expiry_date: str = "",
+) -> common_pb2.Document:
+    code = type_code.strip().upper()
+    doc = common_pb2.Document(
+        issuing_state=state,
+        number=number,
+        type=_TYPES.get(code[:1] if code not in _TYPES else code, common_pb2.DOCUMENT_TYPE_OTHER),
+        expiry_date=expiry_date,
+    )
+    if surname or given_names or birth_date or sex or nationality:
+        doc.holder.CopyFrom(
+            common_pb2.Holder(
+                surname=surname,
+                given_names=given_names,
+                birth_date=birth_date,
+                sex=sex,
+                nationality=nationality,
+            )
+        )
+    return doc
+
+
+def check_document_request(
+    *, mrz: Sequence[str] = (), **fields: str
+) -> check_pb2.CheckDocumentRequest:
+    """A CheckDocument request from MRZ lines, or from fields (see :func:`document_pb`)."""
+    if mrz:
+        return check_pb2.CheckDocumentRequest(mrz_lines=list(mrz))
+    return check_pb2.CheckDocumentRequest(document=document_pb(**fields))
+
+
+def _enum(enum_type: Any, value: int, prefix: str) -> str:
+    name: str = enum_type.Name(value)
+    return name.removeprefix(prefix)
+
+
+def result_to_dict(r: check_pb2.CheckResult) -> dict[str, Any]:
+    """A CheckResult as plain JSON-ready data: verdict, directive, check_id, sources..."""
+    out: dict[str, Any] = {
+        "verdict": _enum(check_pb2.Verdict, r.verdict, "VERDICT_"),
+        "directive": _enum(check_pb2.Directive, r.directive, "DIRECTIVE_"),
+        "check_id": r.check_id,
+        "unchecked": r.unchecked,
+        "sources": [],
+    }
+    if r.ref:
+        out["ref"] = r.ref
+    for s in r.sources:
+        src: dict[str, Any] = {
+            "provider": s.provider_id,
+            "outcome": _enum(check_pb2.Outcome, s.outcome, "OUTCOME_"),
+            "status": None,
+            "latency_ms": round(s.latency_ms, 3),
+            "required": s.required,
+            "issuer": s.issuer,
+        }
+        if s.HasField("record"):
+            rec = s.record
+            src["status"] = _enum(common_pb2.RecordStatus, rec.status, "RECORD_STATUS_")
+            src["holder_match"] = _enum(common_pb2.HolderMatch, rec.holder_match, "HOLDER_MATCH_")
+            for key in ("reported_on", "record_ref", "reporting_authority", "detail"):
+                if getattr(rec, key):
+                    src[key] = getattr(rec, key)
+        for key in ("contact", "error", "queried_number"):
+            if getattr(s, key):
+                src[key] = getattr(s, key)
+        out["sources"].append(src)
+    if r.problems:
+        out["problems"] = [{"field": p.field, "description": p.description} for p in r.problems]
+    if r.warnings:
+        out["warnings"] = list(r.warnings)
+    if r.HasField("document"):
+        d = r.document
+        out["document"] = {
+            "issuing_state": d.issuing_state,
+            "type": _enum(common_pb2.DocumentType, d.type, "DOCUMENT_TYPE_"),
+        }
+    return out
+
+
+def field_violations(exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    """The google.rpc.BadRequest field violations an error carries, as (field, description)."""
+    out: list[tuple[str, str]] = []
+    metadata: Any = exc.trailing_metadata() or ()
+    for key, value in metadata:
+        if key != "grpc-status-details-bin" or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status.FromString(value)
+        for detail in status.details:
+            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                out.extend((v.field, v.description) for v in bad.field_violations)
+    return out
+
+
+def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:
+    code = exc.code()
+    text = f"{code.name if code else 'UNKNOWN'}: {exc.details()}"
+    for fld, desc in field_violations(exc):
+        text += f"\n  {fld}: {desc}"
+    return text

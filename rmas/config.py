@@ -1,0 +1,222 @@
+"""The hub's configuration: TOML in, frozen dataclasses out, every error naming its key.
+
+Example::
+
+    [hub]
+    listen = "127.0.0.1:50051"
+    deadline_ms = 1500
+    on_incomplete = "contact"   # or "board"
+
+    [[providers]]
+    id = "NZL"
+    kind = "sql"
+    url = "sqlite+aiosqlite:///var/nzl.db"
+    issuing_states = ["NZL"]
+    contact = "NZ 24/7 desk +64 4 000 0000"
+
+Keys a provider kind understands beyond the common ones (``url``, ``registry``...) are kept in
+:attr:`ProviderConfig.options` for its factory, which reports its own errors the same way.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rmas.errors import ConfigError
+from rmas.providers import ProviderConfig, Scope
+from rmas.states import canonical_economy, to_alpha3
+from rmas.verdict import IncompletePolicy
+
+__all__ = ["HubConfig", "RmasConfig", "load_config", "parse_config", "parse_listen"]
+
+_HUB_KEYS = {
+    "listen",
+    "deadline_ms",
+    "on_incomplete",
+    "max_manifest",
+    "max_message_bytes",
+    "log_level",
+}
+_PROVIDER_COMMON = {
+    "id",
+    "kind",
+    "issuing_states",
+    "scope",
+    "required",
+    "contact",
+    "max_batch",
+    "timeout_ms",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HubConfig:
+    """The ``[hub]`` table."""
+
+    #: host:port the gRPC server binds. Without TLS only loopback addresses are allowed.
+    listen: str = "127.0.0.1:50051"
+    #: Longest a check may take, whatever deadline the caller sends.
+    deadline_ms: int = 1500
+    #: What INCOMPLETE tells the airline: "contact" (fail-closed) or "board" (fail-open).
+    on_incomplete: IncompletePolicy = IncompletePolicy.CONTACT
+    #: Most travellers in one CheckManifest call.
+    max_manifest: int = 1000
+    #: Largest gRPC message accepted or sent, in bytes.
+    max_message_bytes: int = 16 * 1024 * 1024
+    #: structlog level: debug, info, warning, error.
+    log_level: str = "info"
+
+
+_HUB_DEFAULTS = HubConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class RmasConfig:
+    """A whole config file."""
+
+    hub: HubConfig
+    providers: tuple[ProviderConfig, ...]
+    #: The file it came from (None when parsed from a string).
+    path: Path | None = None
+
+
+def load_config(path: str | Path) -> RmasConfig:
+    """Read and check a config file; raise ConfigError naming the key at fault."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), f"cannot read: {exc.strerror}") from None
+    return parse_config(text, base_dir=p.resolve().parent, path=p)
+
+
+def parse_config(
+    text: str, *, base_dir: Path | None = None, path: Path | None = None
+) -> RmasConfig:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path or "<config>"), f"not valid TOML: {exc}") from None
+    unknown = set(data) - {"hub", "providers"}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "unknown section (expected [hub], [[providers]])")
+    hub = _hub(_table(data.get("hub", {}), "hub"))
+    raw_providers = data.get("providers", [])
+    if not isinstance(raw_providers, list):
+        raise ConfigError("providers", "must be an array of tables: [[providers]]")
+    base = str(base_dir or Path.cwd())
+    providers = tuple(
+        _provider(_table(raw, f"providers[{i}]"), i, base) for i, raw in enumerate(raw_providers)
+    )
+    seen: dict[str, int] = {}
+    for pc in providers:
+        if pc.id in seen:
+            raise ConfigError(
+                f"providers[{pc.index}].id",
+                f"duplicate id {pc.id!r} (see providers[{seen[pc.id]}])",
+            )
+        seen[pc.id] = pc.index
+    return RmasConfig(hub=hub, providers=providers, path=path)
+
+
+def parse_listen(value: str, key: str = "hub.listen") -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:50051`` for IPv6); raise ConfigError when malformed."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(key, f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _table(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(key, "must be a table")
+    return value
+
+
+def _get(table: Mapping[str, Any], key: str, prefix: str, typ: type[Any], default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, typ) or (typ in (int, float) and isinstance(value, bool)):
+        raise ConfigError(f"{prefix}.{key}", f"must be {typ.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _hub(t: Mapping[str, Any]) -> HubConfig:
+    unknown = set(t) - _HUB_KEYS
+    if unknown:
+        raise ConfigError(f"hub.{sorted(unknown)[0]}", "unknown key")
+    listen = _get(t, "listen", "hub", str, _HUB_DEFAULTS.listen)
+    parse_listen(listen)
+    deadline_ms = _get(t, "deadline_ms", "hub", int, _HUB_DEFAULTS.deadline_ms)
+    if not 10 <= deadline_ms <= 60_000:
+        raise ConfigError("hub.deadline_ms", "must be between 10 and 60000")
+    policy_raw = _get(t, "on_incomplete", "hub", str, _HUB_DEFAULTS.on_incomplete.value)
+    try:
+        policy = IncompletePolicy(policy_raw)
+    except ValueError:
+        raise ConfigError("hub.on_incomplete", 'must be "contact" or "board"') from None
+    max_manifest = _get(t, "max_manifest", "hub", int, _HUB_DEFAULTS.max_manifest)
+    if not 1 <= max_manifest <= 100_000:
+        raise ConfigError("hub.max_manifest", "must be between 1 and 100000")
+    max_bytes = _get(t, "max_message_bytes", "hub", int, _HUB_DEFAULTS.max_message_bytes)
+    if not 1024 <= max_bytes <= 256 * 1024 * 1024:
+        raise ConfigError("hub.max_message_bytes", "must be between 1 KiB and 256 MiB")
+    level = _get(t, "log_level", "hub", str, _HUB_DEFAULTS.log_level)
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("hub.log_level", "must be debug, info, warning or error")
+    return HubConfig(listen, deadline_ms, policy, max_manifest, max_bytes, level)
+
+
+def _provider(t: Mapping[str, Any], i: int, base_dir: str) -> ProviderConfig:
+    prefix = f"providers[{i}]"
+    pid = _get(t, "id", prefix, str, "")
+    if not pid.strip():
+        raise ConfigError(f"{prefix}.id", "required")
+    kind = _get(t, "kind", prefix, str, "")
+    if not kind.strip():
+        raise ConfigError(f"{prefix}.kind", "required (e.g. sql, grpc, sltd)")
+    scope_raw = _get(t, "scope", prefix, str, Scope.ISSUER.value)
+    try:
+        scope = Scope(scope_raw)
+    except ValueError:
+        raise ConfigError(f"{prefix}.scope", 'must be "issuer" or "global"') from None
+    states_raw = _get(t, "issuing_states", prefix, list, [])
+    states: set[str] = set()
+    for j, s in enumerate(states_raw):
+        code = to_alpha3(s) if isinstance(s, str) else None
+        if code is None:
+            raise ConfigError(f"{prefix}.issuing_states[{j}]", f"unknown state code {s!r}")
+        states.add(canonical_economy(code))
+    if scope is Scope.ISSUER and not states:
+        raise ConfigError(f"{prefix}.issuing_states", "an issuer provider must name its states")
+    if scope is Scope.GLOBAL and states:
+        raise ConfigError(f"{prefix}.issuing_states", "a global provider answers for every state")
+    required = _get(t, "required", prefix, bool, True)
+    if scope is Scope.ISSUER and not required:
+        raise ConfigError(f"{prefix}.required", "the issuing economy's provider is always required")
+    max_batch = _get(t, "max_batch", prefix, int, 0)
+    if max_batch < 0:
+        raise ConfigError(f"{prefix}.max_batch", "must be 0 (no limit) or more")
+    timeout_ms = _get(t, "timeout_ms", prefix, int, 0)
+    if timeout_ms < 0:
+        raise ConfigError(f"{prefix}.timeout_ms", "must be 0 (the whole deadline) or more")
+    return ProviderConfig(
+        id=pid,
+        kind=kind,
+        issuing_states=frozenset(states),
+        scope=scope,
+        required=required,
+        contact=_get(t, "contact", prefix, str, ""),
+        max_batch=max_batch,
+        timeout_s=timeout_ms / 1000.0,
+        options={k: v for k, v in t.items() if k not in _PROVIDER_COMMON},
+        base_dir=base_dir,
+        index=i,
+    )

@@ -1,0 +1,194 @@
+"""Routing and fan-out: which providers must answer a document, and asking them all at once.
+
+Routing follows RMAS: a document goes to the provider(s) of the economy that issued it, plus every
+global (SLTD-style) provider. The fan-out groups a batch of documents by provider, so that a
+manifest of 500 travellers becomes one ``lookup_many`` call per provider (split only where a
+provider declares a batch limit), runs those calls concurrently under one deadline, and turns
+every failure into an outcome (TIMEOUT, UNAVAILABLE, ERROR): nothing a provider does can fail the
+caller's request or hold its answer past the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from rmas.documents import DocumentQuery
+from rmas.errors import ProviderTimeout, ProviderUnavailable
+from rmas.providers import Provider, ProviderInfo, Scope
+from rmas.verdict import Outcome, Record, SourceAnswer
+
+__all__ = ["FanOut", "Router"]
+
+log = structlog.get_logger("rmas.fanout")
+
+
+class Router:
+    """Maps a document to the providers that must answer for it."""
+
+    def __init__(self, providers: Sequence[Provider]) -> None:
+        self.providers: tuple[Provider, ...] = tuple(providers)
+        self._by_economy: dict[str, list[Provider]] = {}
+        self._global: list[Provider] = []
+        for p in self.providers:
+            info = p.info
+            if info.scope is Scope.GLOBAL:
+                self._global.append(p)
+            else:
+                for state in info.issuing_states:
+                    self._by_economy.setdefault(state, []).append(p)
+
+    def route(self, query: DocumentQuery) -> list[Provider]:
+        """The issuing economy's providers (if it participates), then every global provider."""
+        issuers = self._by_economy.get(query.economy)
+        if issuers is None:
+            return self._global
+        return [*issuers, *self._global] if self._global else issuers
+
+    def participates(self, economy: str) -> bool:
+        return economy in self._by_economy
+
+
+@dataclass(slots=True)
+class _Job:
+    provider: Provider
+    info: ProviderInfo
+    issuer: bool
+    indices: list[int]
+
+
+class FanOut:
+    """Asks every routed provider about a batch of documents, concurrently, under one deadline."""
+
+    def __init__(self, router: Router, clock: Callable[[], float] = time.monotonic) -> None:
+        self.router = router
+        self._clock = clock
+
+    async def ask(
+        self, queries: Sequence[DocumentQuery], deadline: float
+    ) -> list[list[SourceAnswer]]:
+        """Every provider's answer for each query (same order as ``queries``).
+
+        ``deadline`` is an absolute ``time.monotonic()`` instant. A query no provider covers gets
+        an empty list (the verdict makes it INCOMPLETE).
+        """
+        jobs: dict[int, _Job] = {}
+        for i, q in enumerate(queries):
+            routed = self.router.route(q)
+            for p in routed:
+                job = jobs.get(id(p))
+                if job is None:
+                    info = p.info
+                    job = jobs[id(p)] = _Job(p, info, info.scope is Scope.ISSUER, [])
+                job.indices.append(i)
+        answers: list[list[SourceAnswer]] = [[] for _ in queries]
+        if not jobs:
+            return answers
+        if len(jobs) == 1:
+            # The common single-document, single-provider case: no task to schedule.
+            (job,) = jobs.values()
+            self._collect(job, await self._call(job, queries, deadline), answers)
+            return answers
+        job_list = list(jobs.values())
+        results = await asyncio.gather(*(self._call(j, queries, deadline) for j in job_list))
+        for job, res in zip(job_list, results, strict=True):
+            self._collect(job, res, answers)
+        return answers
+
+    @staticmethod
+    def _collect(
+        job: _Job,
+        result: tuple[Outcome, list[Record] | None, float, str],
+        answers: list[list[SourceAnswer]],
+    ) -> None:
+        outcome, records, latency_ms, error = result
+        info = job.info
+        required = info.required or job.issuer
+        for pos, i in enumerate(job.indices):
+            answers[i].append(
+                SourceAnswer(
+                    provider_id=info.id,
+                    outcome=outcome,
+                    required=required,
+                    issuer=job.issuer,
+                    latency_ms=latency_ms,
+                    record=records[pos] if records is not None else None,
+                    contact=info.contact,
+                    error=error,
+                )
+            )
+
+    async def _call(
+        self, job: _Job, queries: Sequence[DocumentQuery], deadline: float
+    ) -> tuple[Outcome, list[Record] | None, float, str]:
+        info = job.info
+        start = self._clock()
+        own_deadline = deadline
+        if info.timeout_s > 0:
+            own_deadline = min(deadline, start + info.timeout_s)
+        batch = [queries[i] for i in job.indices]
+        remaining = own_deadline - start
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(remaining):
+                records = await _lookup_split(job.provider, batch, own_deadline, info.max_batch)
+            if len(records) != len(batch):
+                raise _BadAnswer(f"{len(records)} records for {len(batch)} documents")
+        except (TimeoutError, ProviderTimeout):
+            return self._fail(job, start, Outcome.TIMEOUT, "no answer before the deadline")
+        except ProviderUnavailable as exc:
+            return self._fail(job, start, Outcome.UNAVAILABLE, str(exc) or "unavailable")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            return self._fail(job, start, Outcome.ERROR, _describe(exc))
+        return Outcome.ANSWERED, records, (self._clock() - start) * 1000.0, ""
+
+    def _fail(
+        self, job: _Job, start: float, outcome: Outcome, error: str
+    ) -> tuple[Outcome, None, float, str]:
+        latency_ms = (self._clock() - start) * 1000.0
+        log.warning(
+            "provider_failed",
+            provider=job.info.id,
+            outcome=outcome.value,
+            error=error,
+            documents=len(job.indices),
+            latency_ms=round(latency_ms, 2),
+        )
+        return outcome, None, latency_ms, error
+
+
+class _BadAnswer(Exception):
+    pass
+
+
+def _describe(exc: BaseException) -> str:
+    # The class name and message, bounded: shown to officers and logged (never carries the query).
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+async def _lookup_split(
+    provider: Provider, batch: list[DocumentQuery], deadline: float, max_batch: int
+) -> list[Record]:
+    if max_batch <= 0 or len(batch) <= max_batch:
+        return await provider.lookup_many(batch, deadline)
+    # A TaskGroup, not gather: when one chunk fails, its siblings are cancelled, not orphaned.
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tasks = [
+                tg.create_task(provider.lookup_many(batch[i : i + max_batch], deadline))
+                for i in range(0, len(batch), max_batch)
+            ]
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
+    out: list[Record] = []
+    for task in tasks:
+        out.extend(task.result())
+    return out

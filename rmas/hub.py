@@ -1,0 +1,140 @@
+"""The hub's use case: validate, fan out, merge. One function per channel-independent operation.
+
+The gRPC servicers (and the iAPI channel) translate their wire formats into
+:class:`~rmas.documents.DocumentQuery` objects, or into the :class:`~rmas.errors.ValidationError`
+that stopped one, and hand them here. A document with bad data is answered INVALID_DATA without
+asking anyone; the rest of the batch goes out in one fan-out.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from rmas.documents import DocumentQuery
+from rmas.errors import FieldViolation, ValidationError
+from rmas.fanout import FanOut, Router
+from rmas.providers import Provider
+from rmas.verdict import Directive, IncompletePolicy, SourceAnswer, Verdict, merge
+
+__all__ = ["CheckResult", "Hub", "HubPolicy", "InvalidDocument", "new_check_id"]
+
+
+def new_check_id() -> str:
+    """A unique, unguessable id for one document check (quoted by officers and airlines)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class HubPolicy:
+    """How the hub decides what it cannot know for sure."""
+
+    #: What an INCOMPLETE verdict tells the airline.
+    on_incomplete: IncompletePolicy = IncompletePolicy.CONTACT
+    #: Longest a check may take, whatever deadline the caller sent (seconds).
+    max_deadline_s: float = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidDocument:
+    """A document of a batch whose data failed validation: answered INVALID_DATA, never asked."""
+
+    ref: str
+    violations: tuple[FieldViolation, ...]
+
+    @classmethod
+    def from_error(cls, ref: str, error: ValidationError) -> InvalidDocument:
+        return cls(ref, tuple(error.violations))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One document's verdict, with everything an officer may see (edges filter for others)."""
+
+    check_id: str
+    ref: str
+    verdict: Verdict
+    directive: Directive
+    unchecked: bool = False
+    sources: tuple[SourceAnswer, ...] = ()
+    problems: tuple[FieldViolation, ...] = ()
+    warnings: tuple[str, ...] = ()
+    document: DocumentQuery | None = None
+
+
+@dataclass(slots=True)
+class _Pending:
+    index: int
+    query: DocumentQuery
+    warnings: list[str] = field(default_factory=list)
+
+
+class Hub:
+    """Routes, fans out and merges. Stateless: safe to share between all requests."""
+
+    def __init__(self, providers: Sequence[Provider], policy: HubPolicy | None = None) -> None:
+        self.policy = policy or HubPolicy()
+        self.router = Router(providers)
+        self.fanout = FanOut(self.router)
+
+    @property
+    def providers(self) -> tuple[Provider, ...]:
+        return self.router.providers
+
+    def deadline(self, caller_remaining_s: float | None) -> float:
+        """The absolute deadline for a check: the caller's, capped by policy, minus a margin.
+
+        The margin leaves time to merge and send the answer before the caller gives up.
+        """
+        budget = self.policy.max_deadline_s
+        if caller_remaining_s is not None:
+            margin = min(0.02, caller_remaining_s * 0.1)
+            budget = min(budget, caller_remaining_s - margin)
+        return time.monotonic() + max(budget, 0.0)
+
+    async def check(
+        self,
+        items: Sequence[DocumentQuery | InvalidDocument],
+        deadline: float,
+    ) -> list[CheckResult]:
+        """A result per item, in order. Items that failed validation are INVALID_DATA."""
+        results: list[CheckResult | None] = [None] * len(items)
+        pending: list[_Pending] = []
+        for i, item in enumerate(items):
+            if isinstance(item, InvalidDocument):
+                d = merge((), data_valid=False)
+                results[i] = CheckResult(
+                    check_id=new_check_id(),
+                    ref=item.ref,
+                    verdict=d.verdict,
+                    directive=d.directive,
+                    problems=item.violations,
+                )
+            else:
+                pending.append(_Pending(i, item))
+        if pending:
+            answers = await self.fanout.ask([p.query for p in pending], deadline)
+            policy = self.policy.on_incomplete
+            for p, sources in zip(pending, answers, strict=True):
+                results[p.index] = self._result(p.query, sources, policy)
+        return [r for r in results if r is not None]
+
+    def _result(
+        self, query: DocumentQuery, sources: list[SourceAnswer], policy: IncompletePolicy
+    ) -> CheckResult:
+        d = merge(sources, policy)
+        warnings: tuple[str, ...] = ()
+        if not sources:
+            warnings = (f"no provider answers for documents of {query.issuing_state}",)
+        return CheckResult(
+            check_id=new_check_id(),
+            ref=query.ref,
+            verdict=d.verdict,
+            directive=d.directive,
+            unchecked=d.unchecked,
+            sources=tuple(sources),
+            warnings=warnings,
+            document=query,
+        )

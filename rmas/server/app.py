@@ -1,0 +1,111 @@
+"""The hub server's lifecycle: build the hub from config, serve it over gRPC, stop cleanly.
+
+Besides ``rmas.v1.DocumentCheck`` it serves the standard gRPC health checking and server
+reflection services. Without TLS it binds to loopback addresses only (development mode).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from rmas.config import HubConfig, parse_listen
+from rmas.errors import ConfigError
+from rmas.hub import Hub, HubPolicy
+from rmas.providers import Provider
+from rmas.server.check_service import DocumentCheckService
+from rmas.v1 import check_pb2, check_pb2_grpc
+
+__all__ = ["HubServer", "is_loopback"]
+
+log = structlog.get_logger("rmas.server")
+
+CHECK_SERVICE = check_pb2.DESCRIPTOR.services_by_name["DocumentCheck"].full_name
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HubServer:
+    """A hub: its providers, the gRPC server, health and reflection."""
+
+    def __init__(self, config: HubConfig, providers: Sequence[Provider]) -> None:
+        host, _port = parse_listen(config.listen)
+        if not is_loopback(host):
+            raise ConfigError(
+                "hub.listen",
+                f"{host} is not a loopback address; without TLS the hub binds to loopback only",
+            )
+        self.config = config
+        self.hub = Hub(
+            providers,
+            HubPolicy(
+                on_incomplete=config.on_incomplete, max_deadline_s=config.deadline_ms / 1000.0
+            ),
+        )
+        # grpc_health's stubs omit the aio sub-module; it is public API (grpc_health.v1.health.aio).
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        """Bind and start serving; returns the bound port (useful with port 0)."""
+        limit = self.config.max_message_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ]
+        )
+        check_pb2_grpc.add_DocumentCheckServicer_to_server(
+            DocumentCheckService(self.hub, max_manifest=self.config.max_manifest), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (CHECK_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise ConfigError("hub.listen", f"cannot bind {self.config.listen}")
+        await server.start()
+        self._server = server
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set(CHECK_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "hub_started",
+            listen=self.config.listen,
+            port=self.port,
+            providers=[p.info.id for p in self.hub.providers],
+            tls=False,
+            warning="insecure development mode: loopback only, no TLS",
+        )
+        return self.port
+
+    async def wait(self) -> None:
+        if self._server is not None:
+            await self._server.wait_for_termination()
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, let in-flight checks finish within ``grace``, close providers."""
+        await self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        for p in self.hub.providers:
+            try:
+                await p.aclose()
+            except Exception as exc:
+                log.warning("provider_close_failed", provider=p.info.id, error=type(exc).__name__)
+        log.info("hub_stopped")

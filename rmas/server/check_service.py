@@ -1,0 +1,73 @@
+"""The ``rmas.v1.DocumentCheck`` servicer: translate, ask the hub, translate back."""
+
+from __future__ import annotations
+
+import grpc
+
+from rmas.documents import DocumentQuery
+from rmas.errors import FieldViolation, ValidationError
+from rmas.hub import Hub, InvalidDocument, new_check_id
+from rmas.server.errors import abort_invalid
+from rmas.server.mapping import document_from_pb, query_from_document, result_to_pb, results_to_pb
+from rmas.v1 import check_pb2, check_pb2_grpc
+
+__all__ = ["DocumentCheckService"]
+
+Ctx = grpc.aio.ServicerContext[object, object]
+
+
+class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
+    def __init__(self, hub: Hub, *, max_manifest: int) -> None:
+        self._hub = hub
+        self._max_manifest = max_manifest
+
+    async def CheckDocument(
+        self, request: check_pb2.CheckDocumentRequest, context: Ctx
+    ) -> check_pb2.CheckDocumentResponse:
+        if request.mrz_lines:
+            await abort_invalid(
+                context,
+                [FieldViolation("mrz_lines", "MRZ input is not supported by this hub yet")],
+            )
+        if not request.HasField("document"):
+            await abort_invalid(context, [FieldViolation("document", "required")])
+        try:
+            query = query_from_document(request.document)
+        except ValidationError as exc:
+            await abort_invalid(context, exc.violations)
+        deadline = self._hub.deadline(context.time_remaining())
+        (result,) = await self._hub.check([query], deadline)
+        response = check_pb2.CheckDocumentResponse()
+        result_to_pb(result, response.result)
+        return response
+
+    async def CheckManifest(
+        self, request: check_pb2.CheckManifestRequest, context: Ctx
+    ) -> check_pb2.CheckManifestResponse:
+        n = len(request.travellers)
+        if n > self._max_manifest:
+            await abort_invalid(
+                context,
+                [FieldViolation("travellers", f"{n} travellers; at most {self._max_manifest}")],
+            )
+        items: list[DocumentQuery | InvalidDocument] = []
+        for i, t in enumerate(request.travellers):
+            prefix = f"travellers[{i}]"
+            if t.mrz_lines:
+                items.append(
+                    InvalidDocument(
+                        t.ref,
+                        (FieldViolation(f"{prefix}.mrz_lines", "MRZ input not supported yet"),),
+                    )
+                )
+            elif not t.HasField("document"):
+                items.append(
+                    InvalidDocument(t.ref, (FieldViolation(f"{prefix}.document", "required"),))
+                )
+            else:
+                items.append(document_from_pb(t.document, ref=t.ref, prefix=f"{prefix}.document"))
+        deadline = self._hub.deadline(context.time_remaining())
+        results = await self._hub.check(items, deadline)
+        response = check_pb2.CheckManifestResponse(manifest_id=new_check_id())
+        results_to_pb(results, response)
+        return response

@@ -1,0 +1,38 @@
+"""Rich gRPC errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from rmas.errors import FieldViolation
+
+__all__ = ["abort_invalid", "bad_request_status"]
+
+
+def bad_request_status(violations: Sequence[FieldViolation], message: str) -> grpc.Status:
+    detail = error_details_pb2.BadRequest()
+    for v in violations:
+        detail.field_violations.add(field=v.field, description=v.description)
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[packed])
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
+
+
+async def abort_invalid(
+    context: grpc.aio.ServicerContext[object, object],
+    violations: Sequence[FieldViolation],
+    message: str = "",
+) -> NoReturn:
+    """End the call with INVALID_ARGUMENT naming every bad field."""
+    text = message or "; ".join(f"{v.field}: {v.description}" for v in violations)
+    # grpc-stubs lags grpc.aio here: abort_with_status exists on the aio context since 1.38.
+    await context.abort_with_status(bad_request_status(violations, text))  # type: ignore[attr-defined]
+    raise AssertionError("abort_with_status returned")  # pragma: no cover

@@ -1,0 +1,173 @@
+"""Protobuf <-> domain translation: the only module of the hub that touches ``*_pb2`` messages.
+
+Inbound, it turns request messages into validated :class:`~rmas.documents.DocumentQuery` objects
+(or the violations that stopped them); outbound, it writes :class:`~rmas.hub.CheckResult` and
+:class:`~rmas.verdict.Record` objects into response messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from rmas.documents import DocumentQuery, DocumentType, validate_document
+from rmas.errors import FieldViolation, ValidationError
+from rmas.hub import CheckResult, InvalidDocument
+from rmas.v1 import check_pb2, common_pb2
+from rmas.verdict import (
+    Directive,
+    HolderMatch,
+    Outcome,
+    Record,
+    RecordStatus,
+    SourceAnswer,
+    Verdict,
+)
+
+__all__ = [
+    "document_from_pb",
+    "document_to_pb",
+    "query_from_document",
+    "query_from_lookup_pb",
+    "record_from_pb",
+    "record_to_pb",
+    "result_to_pb",
+    "results_to_pb",
+]
+
+_TYPE_TO_PB = {
+    DocumentType.UNSPECIFIED: common_pb2.DOCUMENT_TYPE_UNSPECIFIED,
+    DocumentType.PASSPORT: common_pb2.DOCUMENT_TYPE_PASSPORT,
+    DocumentType.IDENTITY_CARD: common_pb2.DOCUMENT_TYPE_IDENTITY_CARD,
+    DocumentType.VISA: common_pb2.DOCUMENT_TYPE_VISA,
+    DocumentType.OTHER: common_pb2.DOCUMENT_TYPE_OTHER,
+}
+_TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
+_TYPE_CODE = {
+    common_pb2.DOCUMENT_TYPE_UNSPECIFIED: "",
+    common_pb2.DOCUMENT_TYPE_PASSPORT: "P",
+    common_pb2.DOCUMENT_TYPE_IDENTITY_CARD: "I",
+    common_pb2.DOCUMENT_TYPE_VISA: "V",
+    common_pb2.DOCUMENT_TYPE_OTHER: "OTHER",
+}
+_STATUS_TO_PB = {s: common_pb2.RecordStatus.Value(f"RECORD_STATUS_{s.name}") for s in RecordStatus}
+_STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
+_MATCH_TO_PB = {m: common_pb2.HolderMatch.Value(f"HOLDER_MATCH_{m.name}") for m in HolderMatch}
+_MATCH_FROM_PB = {v: k for k, v in _MATCH_TO_PB.items()}
+_VERDICT_TO_PB = {v: check_pb2.Verdict.Value(f"VERDICT_{v.name}") for v in Verdict}
+_DIRECTIVE_TO_PB = {d: check_pb2.Directive.Value(f"DIRECTIVE_{d.name}") for d in Directive}
+_OUTCOME_TO_PB = {o: check_pb2.Outcome.Value(f"OUTCOME_{o.name}") for o in Outcome}
+
+
+def _iso(d: dt.date | None) -> str:
+    return d.isoformat() if d is not None else ""
+
+
+def query_from_document(
+    doc: common_pb2.Document, *, ref: str = "", prefix: str = "document"
+) -> DocumentQuery:
+    """Validate a Document message; raise ValidationError naming fields under ``prefix``."""
+    type_code = _TYPE_CODE.get(doc.type)
+    if type_code is None:
+        raise ValidationError([FieldViolation(f"{prefix}.type", f"unknown type {doc.type}")])
+    h = doc.holder
+    return validate_document(
+        issuing_state=doc.issuing_state,
+        number=doc.number,
+        type_code=type_code,
+        surname=h.surname,
+        given_names=h.given_names,
+        birth_date=h.birth_date,
+        sex=h.sex,
+        nationality=h.nationality,
+        expiry_date=doc.expiry_date,
+        ref=ref,
+        prefix=prefix,
+    )
+
+
+def document_from_pb(
+    doc: common_pb2.Document, *, ref: str, prefix: str
+) -> DocumentQuery | InvalidDocument:
+    """Like :func:`query_from_document`, but a bad document becomes an InvalidDocument."""
+    try:
+        return query_from_document(doc, ref=ref, prefix=prefix)
+    except ValidationError as exc:
+        return InvalidDocument.from_error(ref, exc)
+
+
+def document_to_pb(q: DocumentQuery, out: common_pb2.Document) -> None:
+    out.issuing_state = q.issuing_state
+    out.number = q.number
+    out.type = _TYPE_TO_PB[q.type]
+    out.expiry_date = _iso(q.expiry_date)
+    h = q.holder
+    if not h.is_empty() or h.nationality:
+        out.holder.surname = h.surname
+        out.holder.given_names = h.given_names
+        out.holder.birth_date = _iso(h.birth_date)
+        out.holder.sex = h.sex
+        out.holder.nationality = h.nationality
+
+
+def query_from_lookup_pb(doc: common_pb2.Document, ref: str) -> DocumentQuery:
+    """A provider-side query from a LookupItem's document (already normalised by the hub)."""
+    return query_from_document(doc, ref=ref, prefix="items.document")
+
+
+def record_to_pb(r: Record, out: common_pb2.Record) -> None:
+    out.status = _STATUS_TO_PB[r.status]
+    out.holder_match = _MATCH_TO_PB[r.holder_match]
+    out.reported_on = _iso(r.reported_on)
+    out.record_ref = r.record_ref
+    out.reporting_authority = r.reporting_authority
+    out.detail = r.detail
+
+
+def record_from_pb(r: common_pb2.Record) -> Record:
+    """Read a provider's Record message; raise ValueError when it is not a usable answer."""
+    status = _STATUS_FROM_PB.get(r.status)
+    if status is None:
+        raise ValueError(f"record status {r.status} is not a known status")
+    reported = dt.date.fromisoformat(r.reported_on) if r.reported_on else None
+    return Record(
+        status=status,
+        holder_match=_MATCH_FROM_PB.get(r.holder_match, HolderMatch.NOT_CHECKED),
+        reported_on=reported,
+        record_ref=r.record_ref,
+        reporting_authority=r.reporting_authority,
+        detail=r.detail,
+    )
+
+
+def _source_to_pb(s: SourceAnswer, out: check_pb2.SourceAnswer) -> None:
+    out.provider_id = s.provider_id
+    out.outcome = _OUTCOME_TO_PB[s.outcome]
+    out.latency_ms = s.latency_ms
+    out.required = s.required
+    out.issuer = s.issuer
+    out.contact = s.contact
+    out.error = s.error
+    out.queried_number = s.queried_number
+    if s.record is not None:
+        record_to_pb(s.record, out.record)
+
+
+def result_to_pb(r: CheckResult, out: check_pb2.CheckResult) -> None:
+    out.check_id = r.check_id
+    out.ref = r.ref
+    out.verdict = _VERDICT_TO_PB[r.verdict]
+    out.directive = _DIRECTIVE_TO_PB[r.directive]
+    out.unchecked = r.unchecked
+    for s in r.sources:
+        _source_to_pb(s, out.sources.add())
+    for p in r.problems:
+        out.problems.add(field=p.field, description=p.description)
+    out.warnings.extend(r.warnings)
+    if r.document is not None:
+        document_to_pb(r.document, out.document)
+
+
+def results_to_pb(results: Sequence[CheckResult], out: check_pb2.CheckManifestResponse) -> None:
+    for r in results:
+        result_to_pb(r, out.results.add())

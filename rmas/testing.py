@@ -1,0 +1,164 @@
+"""Test helpers that ship with rmas, for its own tests and for adapter authors' tests.
+
+- :class:`FakeProvider`: a provider with scripted records, latency and failures, which records every
+  call it gets (so a test can assert "one batch call per provider").
+- :func:`running_hub`: a real hub gRPC server on an ephemeral loopback port, in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from rmas.documents import DocumentQuery
+from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
+from rmas.providers import ProviderConfig, ProviderInfo, Scope
+from rmas.verdict import NO_RECORD, Record, RecordStatus
+
+__all__ = ["FakeProvider", "HubHandle", "running_hub"]
+
+_FAILURES = ("", "hang", "timeout", "unavailable", "error", "garbage")
+
+
+@dataclass(slots=True)
+class FakeProvider:
+    """A provider whose answers, delays and failures a test scripts.
+
+    ``records`` maps (economy, number) to a Record; anything else answers ``default``.
+    ``failure`` is one of: "" (answer), "hang" (never answer), "timeout" / "unavailable" / "error"
+    (raise the matching exception), "garbage" (return the wrong number of records).
+    """
+
+    info: ProviderInfo
+    records: dict[tuple[str, str], Record] = field(default_factory=dict)
+    default: Record = NO_RECORD
+    latency_s: float = 0.0
+    failure: str = ""
+    calls: list[list[DocumentQuery]] = field(default_factory=list)
+    closed: bool = False
+
+    @classmethod
+    def issuer(
+        cls,
+        provider_id: str,
+        states: Iterable[str],
+        records: Mapping[tuple[str, str], Record | RecordStatus] | None = None,
+        **kwargs: object,
+    ) -> FakeProvider:
+        info = ProviderInfo(id=provider_id, issuing_states=frozenset(states), scope=Scope.ISSUER)
+        return cls._make(info, records, kwargs)
+
+    @classmethod
+    def global_(
+        cls,
+        provider_id: str,
+        records: Mapping[tuple[str, str], Record | RecordStatus] | None = None,
+        *,
+        required: bool = True,
+        **kwargs: object,
+    ) -> FakeProvider:
+        info = ProviderInfo(id=provider_id, scope=Scope.GLOBAL, required=required)
+        return cls._make(info, records, kwargs)
+
+    @classmethod
+    def _make(
+        cls,
+        info: ProviderInfo,
+        records: Mapping[tuple[str, str], Record | RecordStatus] | None,
+        kwargs: Mapping[str, object],
+    ) -> FakeProvider:
+        recs = {k: (v if isinstance(v, Record) else Record(v)) for k, v in (records or {}).items()}
+        p = cls(info=info, records=recs)
+        for k, v in kwargs.items():
+            setattr(p, k, v)
+        return p
+
+    @classmethod
+    def from_config(cls, cfg: ProviderConfig) -> FakeProvider:
+        """``kind = "fake"``: ``records = {"NZL:LA000001" = "STOLEN"}``, ``latency_ms``,
+        ``failure``."""
+        raw = cfg.option("records", dict, {})
+        recs: dict[tuple[str, str], Record] = {}
+        for key, status in raw.items():
+            state, _, number = str(key).partition(":")
+            try:
+                recs[(state, number)] = Record(RecordStatus(status))
+            except ValueError:
+                raise ConfigError(
+                    f"providers[{cfg.index}].records.{key}", f"unknown status {status!r}"
+                ) from None
+        failure = cfg.option("failure", str, "")
+        if failure not in _FAILURES:
+            raise ConfigError(f"providers[{cfg.index}].failure", f"one of {_FAILURES}")
+        return cls(
+            info=cfg.info,
+            records=recs,
+            latency_s=cfg.option("latency_ms", float, 0.0) / 1000.0,
+            failure=failure,
+        )
+
+    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        self.calls.append(list(queries))
+        if self.failure == "hang":
+            await asyncio.Event().wait()
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        if self.failure == "timeout":
+            raise ProviderTimeout("scripted timeout")
+        if self.failure == "unavailable":
+            raise ProviderUnavailable("scripted outage")
+        if self.failure == "error":
+            raise ProviderError("scripted failure")
+        out = [self.records.get(q.key, self.default) for q in queries]
+        if self.failure == "garbage":
+            return out[:-1]
+        if time.monotonic() > deadline:
+            raise ProviderTimeout("deadline passed")
+        return out
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@dataclass(frozen=True, slots=True)
+class HubHandle:
+    """A hub running in-process: ``target`` is its ``host:port``."""
+
+    target: str
+    port: int
+
+
+@asynccontextmanager
+async def running_hub(
+    providers: Sequence[object],
+    *,
+    deadline_ms: int = 1500,
+    on_incomplete: str = "contact",
+    max_manifest: int = 1000,
+) -> AsyncIterator[HubHandle]:
+    """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block."""
+    from rmas.config import HubConfig
+    from rmas.providers import Provider
+    from rmas.server.app import HubServer
+    from rmas.verdict import IncompletePolicy
+
+    provs: list[Provider] = []
+    for p in providers:
+        if not isinstance(p, Provider):
+            raise TypeError(f"{p!r} is not a Provider")
+        provs.append(p)
+    cfg = HubConfig(
+        listen="127.0.0.1:0",
+        deadline_ms=deadline_ms,
+        on_incomplete=IncompletePolicy(on_incomplete),
+        max_manifest=max_manifest,
+    )
+    server = HubServer(cfg, provs)
+    port = await server.start()
+    try:
+        yield HubHandle(target=f"127.0.0.1:{port}", port=port)
+    finally:
+        await server.stop(grace=0.5)

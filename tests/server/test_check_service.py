@@ -1,0 +1,217 @@
+"""DocumentCheck over real gRPC (grpc.aio on an ephemeral loopback port), scripted providers.
+
+The SQL-store-backed scenarios live in tests/server/test_hub_sql.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from rmas.client import check_document_request, document_pb, field_violations, result_to_dict
+from rmas.testing import FakeProvider, running_hub
+from rmas.v1 import check_pb2, check_pb2_grpc
+from rmas.verdict import RecordStatus
+
+
+def nzl_and_sltd() -> tuple[FakeProvider, FakeProvider]:
+    nzl = FakeProvider.issuer(
+        "NZL", ["NZL"], {("NZL", "LA000002"): RecordStatus.LOST}, latency_s=0.001
+    )
+    sltd = FakeProvider.global_("SLTD", {("NZL", "LA000003"): RecordStatus.STOLEN})
+    return nzl, sltd
+
+
+async def test_a_clean_document_is_clear_with_every_source_shown() -> None:
+    nzl, sltd = nzl_and_sltd()
+    async with running_hub([nzl, sltd]) as hub, grpc.aio.insecure_channel(hub.target) as ch:
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        resp = await stub.CheckDocument(
+            check_document_request(number="la000001", state="nz", type_code="P"), timeout=5
+        )
+    r = result_to_dict(resp.result)
+    assert ("CLEAR", "OK_TO_BOARD") == (r["verdict"], r["directive"])
+    assert 32 == len(r["check_id"])
+    assert [("NZL", "ANSWERED", "NO_RECORD"), ("SLTD", "ANSWERED", "NO_RECORD")] == [
+        (s["provider"], s["outcome"], s["status"]) for s in r["sources"]
+    ]
+    assert all(s["latency_ms"] >= 0 for s in r["sources"])
+    assert "NZL" == resp.result.document.issuing_state
+    assert "LA000001" == resp.result.document.number
+
+
+async def test_an_issuer_alert_and_a_global_alert_both_say_do_not_board() -> None:
+    nzl, sltd = nzl_and_sltd()
+    async with running_hub([nzl, sltd]) as hub, grpc.aio.insecure_channel(hub.target) as ch:
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        lost = await stub.CheckDocument(check_document_request(number="LA000002", state="NZL"))
+        stolen = await stub.CheckDocument(check_document_request(number="LA000003", state="NZL"))
+    for resp, provider, status in ((lost, "NZL", "LOST"), (stolen, "SLTD", "STOLEN")):
+        r = result_to_dict(resp.result)
+        assert ("ALERT", "DO_NOT_BOARD") == (r["verdict"], r["directive"])
+        assert status == next(s["status"] for s in r["sources"] if s["provider"] == provider)
+
+
+@pytest.mark.parametrize(
+    ("failure", "outcome"),
+    [("hang", "TIMEOUT"), ("error", "ERROR"), ("unavailable", "UNAVAILABLE")],
+)
+async def test_a_failing_issuer_gives_incomplete_by_the_deadline(
+    failure: str, outcome: str
+) -> None:
+    nzl = FakeProvider.issuer("NZL", ["NZL"], failure=failure)
+    sltd = FakeProvider.global_("SLTD")
+    async with (
+        running_hub([nzl, sltd], deadline_ms=300) as hub,
+        grpc.aio.insecure_channel(hub.target) as ch,
+    ):
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        start = time.monotonic()
+        resp = await stub.CheckDocument(
+            check_document_request(number="LA1", state="NZL"), timeout=5
+        )
+        elapsed = time.monotonic() - start
+        # The hub keeps serving after the failure.
+        again = await stub.CheckDocument(check_document_request(number="LA1", state="NZL"))
+    r = result_to_dict(resp.result)
+    assert ("INCOMPLETE", "CONTACT_AUTHORITY") == (r["verdict"], r["directive"])
+    assert {"NZL": outcome, "SLTD": "ANSWERED"} == {
+        s["provider"]: s["outcome"] for s in r["sources"]
+    }
+    assert elapsed < 1.0  # the hub's 300 ms deadline, not the caller's 5 s
+    assert "INCOMPLETE" == result_to_dict(again.result)["verdict"]
+
+
+async def test_the_callers_shorter_deadline_wins() -> None:
+    nzl = FakeProvider.issuer("NZL", ["NZL"], failure="hang")
+    async with (
+        running_hub([nzl], deadline_ms=5000) as hub,
+        grpc.aio.insecure_channel(hub.target) as ch,
+    ):
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        start = time.monotonic()
+        resp = await stub.CheckDocument(
+            check_document_request(number="LA1", state="NZL"), timeout=0.4
+        )
+    assert time.monotonic() - start < 0.4
+    assert "TIMEOUT" == result_to_dict(resp.result)["sources"][0]["outcome"]
+
+
+async def test_fail_open_policy_boards_flagged_unchecked() -> None:
+    nzl = FakeProvider.issuer("NZL", ["NZL"], failure="error")
+    async with (
+        running_hub([nzl], on_incomplete="board") as hub,
+        grpc.aio.insecure_channel(hub.target) as ch,
+    ):
+        resp = await check_pb2_grpc.DocumentCheckStub(ch).CheckDocument(
+            check_document_request(number="LA1", state="NZL")
+        )
+    r = result_to_dict(resp.result)
+    assert ("INCOMPLETE", "OK_TO_BOARD", True) == (r["verdict"], r["directive"], r["unchecked"])
+
+
+async def test_a_document_no_provider_covers_is_incomplete() -> None:
+    nzl, _ = nzl_and_sltd()
+    async with running_hub([nzl]) as hub, grpc.aio.insecure_channel(hub.target) as ch:
+        resp = await check_pb2_grpc.DocumentCheckStub(ch).CheckDocument(
+            check_document_request(number="123456789", state="USA")
+        )
+    r = result_to_dict(resp.result)
+    assert ("INCOMPLETE", "CONTACT_AUTHORITY", []) == (r["verdict"], r["directive"], r["sources"])
+    assert r["warnings"]
+
+
+async def test_bad_input_is_invalid_argument_naming_each_field_and_the_hub_keeps_serving() -> None:
+    nzl, _ = nzl_and_sltd()
+    async with running_hub([nzl]) as hub, grpc.aio.insecure_channel(hub.target) as ch:
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.CheckDocument(
+                check_document_request(number="AB#1", state="QQQ", birth_date="1999-02-30")
+            )
+        with pytest.raises(grpc.aio.AioRpcError) as empty:
+            await stub.CheckDocument(check_pb2.CheckDocumentRequest())
+        ok = await stub.CheckDocument(check_document_request(number="LA1", state="NZL"))
+    assert grpc.StatusCode.INVALID_ARGUMENT == info.value.code()
+    assert {
+        "document.issuing_state",
+        "document.number",
+        "document.holder.birth_date",
+    } == {f for f, _ in field_violations(info.value)}
+    assert [("document", "required")] == field_violations(empty.value)
+    assert "CLEAR" == result_to_dict(ok.result)["verdict"]
+
+
+async def test_a_manifest_is_one_batch_call_per_provider_and_bad_travellers_are_invalid_data() -> (
+    None
+):
+    nzl, sltd = nzl_and_sltd()
+    aus = FakeProvider.issuer("AUS", ["AUS"])
+    travellers = [
+        check_pb2.Traveller(ref="p0", document=document_pb(number="LA000002", state="NZL")),
+        check_pb2.Traveller(ref="p1", document=document_pb(number="PA1", state="AUS")),
+        check_pb2.Traveller(ref="p2", document=document_pb(number="", state="AUS")),
+        check_pb2.Traveller(ref="p3"),
+        check_pb2.Traveller(ref="p4", document=document_pb(number="X1", state="USA")),
+    ]
+    async with running_hub([nzl, aus, sltd]) as hub, grpc.aio.insecure_channel(hub.target) as ch:
+        resp = await check_pb2_grpc.DocumentCheckStub(ch).CheckManifest(
+            check_pb2.CheckManifestRequest(travellers=travellers)
+        )
+    rs = [result_to_dict(r) for r in resp.results]
+    assert ["p0", "p1", "p2", "p3", "p4"] == [r["ref"] for r in rs]
+    assert ["ALERT", "CLEAR", "INVALID_DATA", "INVALID_DATA", "CLEAR"] == [r["verdict"] for r in rs]
+    assert "INSUFFICIENT_DATA" == rs[2]["directive"]
+    assert [{"field": "travellers[2].document.number", "description": "required"}] == rs[2][
+        "problems"
+    ]
+    assert 1 == len(nzl.calls) == len(aus.calls) == len(sltd.calls)
+    assert 3 == len(sltd.calls[0])
+    assert len({r["check_id"] for r in rs}) == 5
+
+
+async def test_an_oversized_manifest_is_refused() -> None:
+    nzl, _ = nzl_and_sltd()
+    travellers = [
+        check_pb2.Traveller(ref=str(i), document=document_pb(number=f"LA{i}", state="NZL"))
+        for i in range(11)
+    ]
+    async with (
+        running_hub([nzl], max_manifest=10) as hub,
+        grpc.aio.insecure_channel(hub.target) as ch,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await check_pb2_grpc.DocumentCheckStub(ch).CheckManifest(
+                check_pb2.CheckManifestRequest(travellers=travellers)
+            )
+    assert grpc.StatusCode.INVALID_ARGUMENT == info.value.code()
+    assert "travellers" == field_violations(info.value)[0][0]
+    assert not nzl.calls
+
+
+async def test_health_and_reflection_are_served() -> None:
+    nzl, _ = nzl_and_sltd()
+    async with running_hub([nzl]) as hub, grpc.aio.insecure_channel(hub.target) as ch:
+        health = await health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service="rmas.v1.DocumentCheck")
+        )
+        refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+        names: list[str] = []
+        async for reply in refl.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        ):
+            names = [s.name for s in reply.list_services_response.service]
+    assert health_pb2.HealthCheckResponse.SERVING == health.status
+    assert "rmas.v1.DocumentCheck" in names
+    assert "grpc.health.v1.Health" in names
+
+
+async def test_providers_are_closed_when_the_hub_stops() -> None:
+    nzl, sltd = nzl_and_sltd()
+    async with running_hub([nzl, sltd]):
+        pass
+    assert nzl.closed and sltd.closed

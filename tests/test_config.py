@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rmas.config import load_config, parse_config
+from rmas.errors import ConfigError
+from rmas.providers import Scope
+from rmas.verdict import IncompletePolicy
+
+EXAMPLE = """
+[hub]
+listen = "127.0.0.1:50051"
+deadline_ms = 1500
+on_incomplete = "contact"   # or "board"
+[[providers]]
+id = "NZL"
+kind = "sql"
+url = "sqlite+aiosqlite:///var/nzl.db"
+issuing_states = ["NZL"]
+contact = "NZ 24/7 desk +64 4 000 0000"
+"""
+
+
+def test_the_documented_example_parses(tmp_path: Path) -> None:
+    path = tmp_path / "hub.toml"
+    path.write_text(EXAMPLE)
+    cfg = load_config(path)
+    assert "127.0.0.1:50051" == cfg.hub.listen
+    assert 1500 == cfg.hub.deadline_ms
+    assert IncompletePolicy.CONTACT is cfg.hub.on_incomplete
+    (p,) = cfg.providers
+    assert ("NZL", "sql", frozenset({"NZL"}), Scope.ISSUER) == (
+        p.id,
+        p.kind,
+        p.issuing_states,
+        p.scope,
+    )
+    assert "sqlite+aiosqlite:///var/nzl.db" == p.option("url", str)
+    assert str(tmp_path) == p.base_dir
+
+
+def test_defaults_apply_when_the_hub_table_is_missing() -> None:
+    cfg = parse_config("")
+    assert 1500 == cfg.hub.deadline_ms
+    assert () == cfg.providers
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[hub]\ndeadline_ms = 'fast'", "hub.deadline_ms"),
+        ("[hub]\ndeadline_ms = 5", "hub.deadline_ms"),
+        ("[hub]\non_incomplete = 'maybe'", "hub.on_incomplete"),
+        ("[hub]\nlisten = 'nowhere'", "hub.listen"),
+        ("[hub]\nlisten_on = '127.0.0.1:1'", "hub.listen_on"),
+        ("[hubb]\n", "hubb"),
+        ("[[providers]]\nkind = 'sql'\nissuing_states=['NZL']", "providers[0].id"),
+        ("[[providers]]\nid = 'x'\nissuing_states=['NZL']", "providers[0].kind"),
+        ("[[providers]]\nid='x'\nkind='sql'", "providers[0].issuing_states"),
+        ("[[providers]]\nid='x'\nkind='sql'\nissuing_states=['NZL','QQQ']",
+         "providers[0].issuing_states[1]"),
+        ("[[providers]]\nid='x'\nkind='sql'\nscope='galactic'", "providers[0].scope"),
+        ("[[providers]]\nid='x'\nkind='sltd'\nscope='global'\nissuing_states=['NZL']",
+         "providers[0].issuing_states"),
+        ("[[providers]]\nid='x'\nkind='sql'\nissuing_states=['NZL']\nrequired=false",
+         "providers[0].required"),
+        ("[[providers]]\nid='x'\nkind='sql'\nissuing_states=['NZL']\nmax_batch=-1",
+         "providers[0].max_batch"),
+        ("[[providers]]\nid='x'\nkind='sql'\nissuing_states=['NZL']\n"
+         "[[providers]]\nid='x'\nkind='sql'\nissuing_states=['AUS']", "providers[1].id"),
+        ("[hub\n", "<config>"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_key_at_fault(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert key == info.value.key
+
+
+def test_provider_options_report_their_key() -> None:
+    cfg = parse_config("[[providers]]\nid='x'\nkind='sql'\nissuing_states=['NZL']\nurl=3")
+    with pytest.raises(ConfigError) as info:
+        cfg.providers[0].option("url", str)
+    assert "providers[0].url" == info.value.key
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")

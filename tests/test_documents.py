@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from rmas.documents import DocumentType, normalise_name, normalise_number, validate_document
+from rmas.errors import ValidationError
+from rmas.states import canonical_economy, is_known_state, to_alpha3
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("ab 123-456<", "AB123456"), ("L898902C3", "L898902C3"), (" p.12/34 ", "P1234"), ("", "")],
+)
+def test_numbers_are_normalised_as_an_mrz_writes_them(raw: str, expected: str) -> None:
+    assert expected == normalise_number(raw)
+
+
+def test_names_lose_punctuation_and_fillers() -> None:
+    assert "OBRIEN SMITH" == normalise_name("O'Brien-Smith")
+    assert "ANNA MARIA" == normalise_name("anna<maria  ")
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [("NZL", "NZL"), ("nz", "NZL"), ("D<<", "D"), ("D", "D"), ("XXA", "XXA"), ("UTO", "UTO"),
+     ("GBD", "GBD"), ("RKS", "RKS"), ("ZZZ", None), ("Q", None), ("", None)],
+)  # fmt: skip
+def test_state_codes_accept_iso_icao_and_alpha2(code: str, expected: str | None) -> None:
+    assert expected == to_alpha3(code)
+
+
+def test_germany_is_one_economy_under_both_codes() -> None:
+    assert "DEU" == canonical_economy("D")
+    assert is_known_state("D") and is_known_state("DEU")
+
+
+def test_valid_document_is_normalised() -> None:
+    q = validate_document(
+        issuing_state="nz",
+        number="la-123 456",
+        type_code="P",
+        surname="o'brien",
+        birth_date="1980-02-29",
+        sex="f",
+        ref="pax1",
+    )
+    assert ("NZL", "LA123456") == q.key
+    assert DocumentType.PASSPORT is q.type
+    assert "OBRIEN" == q.holder.surname
+    assert dt.date(1980, 2, 29) == q.holder.birth_date
+    assert "F" == q.holder.sex
+    assert "pax1" == q.ref
+
+
+def test_every_bad_field_is_named() -> None:
+    with pytest.raises(ValidationError) as info:
+        validate_document(
+            issuing_state="ZZZ",
+            number="AB#12",
+            birth_date="1980-13-01",
+            sex="Q",
+            nationality="XY",
+            expiry_date="soon",
+            prefix="travellers[2].document",
+        )
+    fields = {v.field for v in info.value.violations}
+    assert {
+        "travellers[2].document.issuing_state",
+        "travellers[2].document.number",
+        "travellers[2].document.holder.birth_date",
+        "travellers[2].document.holder.sex",
+        "travellers[2].document.holder.nationality",
+        "travellers[2].document.expiry_date",
+    } == fields
+
+
+def test_empty_and_overlong_numbers_are_refused() -> None:
+    with pytest.raises(ValidationError, match="document.number: required"):
+        validate_document(issuing_state="NZL", number=" <<< ")
+    with pytest.raises(ValidationError, match="longer than 20"):
+        validate_document(issuing_state="NZL", number="A" * 21)

@@ -1,0 +1,102 @@
+"""Routing and fan-out against scripted providers (no network: the fan-out is pure asyncio)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from rmas.documents import DocumentQuery
+from rmas.fanout import FanOut, Router
+from rmas.testing import FakeProvider
+from rmas.verdict import Outcome, RecordStatus
+
+
+def q(state: str, number: str) -> DocumentQuery:
+    return DocumentQuery(issuing_state=state, number=number)
+
+
+def test_documents_go_to_their_issuer_and_every_global_provider() -> None:
+    nzl = FakeProvider.issuer("NZL", ["NZL"])
+    deu = FakeProvider.issuer("DEU", ["DEU"])
+    sltd = FakeProvider.global_("SLTD")
+    router = Router([nzl, deu, sltd])
+    assert [nzl, sltd] == router.route(q("NZL", "A1"))
+    assert [deu, sltd] == router.route(q("D", "A1"))  # ICAO's D is Germany
+    assert [sltd] == router.route(q("USA", "A1"))
+    assert router.participates("NZL") and not router.participates("USA")
+
+
+async def test_a_batch_becomes_one_call_per_provider() -> None:
+    nzl = FakeProvider.issuer("NZL", ["NZL"], {("NZL", "A2"): RecordStatus.STOLEN})
+    aus = FakeProvider.issuer("AUS", ["AUS"])
+    sltd = FakeProvider.global_("SLTD")
+    fan = FanOut(Router([nzl, aus, sltd]))
+    queries = [q("NZL", "A1"), q("AUS", "B1"), q("NZL", "A2"), q("USA", "C1")]
+    answers = await fan.ask(queries, time.monotonic() + 1)
+    assert 1 == len(nzl.calls) and 1 == len(aus.calls) and 1 == len(sltd.calls)
+    assert ["A1", "A2"] == [x.number for x in nzl.calls[0]]
+    assert 4 == len(sltd.calls[0])
+    assert ["NZL", "SLTD"] == [a.provider_id for a in answers[2]]
+    assert answers[2][0].record is not None
+    assert RecordStatus.STOLEN is answers[2][0].record.status
+    assert ["SLTD"] == [a.provider_id for a in answers[3]]
+
+
+async def test_batch_limits_split_calls() -> None:
+    nzl = FakeProvider.issuer("NZL", ["NZL"])
+    nzl.info = type(nzl.info)(id="NZL", issuing_states=frozenset({"NZL"}), max_batch=3)
+    fan = FanOut(Router([nzl]))
+    answers = await fan.ask([q("NZL", f"A{i}") for i in range(7)], time.monotonic() + 1)
+    assert [3, 3, 1] == [len(c) for c in nzl.calls]
+    assert all(a[0].outcome is Outcome.ANSWERED for a in answers)
+
+
+async def test_a_hanging_provider_times_out_at_the_deadline_without_delaying_others() -> None:
+    slow = FakeProvider.global_("SLOW", failure="hang")
+    nzl = FakeProvider.issuer("NZL", ["NZL"])
+    fan = FanOut(Router([nzl, slow]))
+    start = time.monotonic()
+    (answers,) = await fan.ask([q("NZL", "A1")], start + 0.2)
+    elapsed = time.monotonic() - start
+    assert 0.19 <= elapsed < 0.4
+    assert {"NZL": Outcome.ANSWERED, "SLOW": Outcome.TIMEOUT} == {
+        a.provider_id: a.outcome for a in answers
+    }
+
+
+async def test_failures_become_outcomes() -> None:
+    providers = [
+        FakeProvider.global_("T", failure="timeout"),
+        FakeProvider.global_("U", failure="unavailable"),
+        FakeProvider.global_("E", failure="error"),
+        FakeProvider.global_("G", failure="garbage"),
+    ]
+    (answers,) = await FanOut(Router(providers)).ask([q("NZL", "A1")], time.monotonic() + 1)
+    got = {a.provider_id: a.outcome for a in answers}
+    assert {
+        "T": Outcome.TIMEOUT,
+        "U": Outcome.UNAVAILABLE,
+        "E": Outcome.ERROR,
+        "G": Outcome.ERROR,
+    } == got
+    errors = {a.provider_id: a.error for a in answers}
+    assert "0 records for 1 documents" in errors["G"]
+
+
+async def test_a_provider_timeout_is_capped_by_its_own_budget() -> None:
+    slow = FakeProvider.issuer("NZL", ["NZL"], latency_s=0.5)
+    slow.info = type(slow.info)(id="NZL", issuing_states=frozenset({"NZL"}), timeout_s=0.05)
+    start = time.monotonic()
+    (answers,) = await FanOut(Router([slow])).ask([q("NZL", "A1")], start + 2)
+    assert Outcome.TIMEOUT is answers[0].outcome
+    assert time.monotonic() - start < 0.3
+
+
+async def test_cancelling_the_caller_cancels_provider_calls() -> None:
+    a = FakeProvider.global_("A", failure="hang")
+    b = FakeProvider.global_("B", failure="hang")
+    task = asyncio.create_task(FanOut(Router([a, b])).ask([q("NZL", "1")], time.monotonic() + 5))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
