@@ -27,8 +27,8 @@ def test_the_documented_example_parses(tmp_path: Path) -> None:
     path = tmp_path / "hub.toml"
     path.write_text(EXAMPLE)
     cfg = load_config(path)
-    assert "127.0.0.1:50051" == cfg.hub.listen
-    assert 1500 == cfg.hub.deadline_ms
+    assert cfg.hub.listen == "127.0.0.1:50051"
+    assert cfg.hub.deadline_ms == 1500
     assert IncompletePolicy.CONTACT is cfg.hub.on_incomplete
     (p,) = cfg.providers
     assert ("NZL", "sql", frozenset({"NZL"}), Scope.ISSUER) == (
@@ -37,14 +37,14 @@ def test_the_documented_example_parses(tmp_path: Path) -> None:
         p.issuing_states,
         p.scope,
     )
-    assert "sqlite+aiosqlite:///var/nzl.db" == p.option("url", str)
+    assert p.option("url", str) == "sqlite+aiosqlite:///var/nzl.db"
     assert str(tmp_path) == p.base_dir
 
 
 def test_defaults_apply_when_the_hub_table_is_missing() -> None:
     cfg = parse_config("")
-    assert 1500 == cfg.hub.deadline_ms
-    assert () == cfg.providers
+    assert cfg.hub.deadline_ms == 1500
+    assert cfg.providers == ()
 
 
 @pytest.mark.parametrize(
@@ -83,7 +83,7 @@ def test_provider_options_report_their_key() -> None:
     cfg = parse_config("[[providers]]\nid='x'\nkind='sql'\nissuing_states=['NZL']\nurl=3")
     with pytest.raises(ConfigError) as info:
         cfg.providers[0].option("url", str)
-    assert "providers[0].url" == info.value.key
+    assert info.value.key == "providers[0].url"
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:

@@ -33,13 +33,13 @@ async def test_a_batch_becomes_one_call_per_provider() -> None:
     fan = FanOut(Router([nzl, aus, sltd]))
     queries = [q("NZL", "A1"), q("AUS", "B1"), q("NZL", "A2"), q("USA", "C1")]
     answers = await fan.ask(queries, time.monotonic() + 1)
-    assert 1 == len(nzl.calls) and 1 == len(aus.calls) and 1 == len(sltd.calls)
-    assert ["A1", "A2"] == [x.number for x in nzl.calls[0]]
-    assert 4 == len(sltd.calls[0])
-    assert ["NZL", "SLTD"] == [a.provider_id for a in answers[2]]
+    assert len(nzl.calls) == 1 and len(aus.calls) == 1 and len(sltd.calls) == 1
+    assert [x.number for x in nzl.calls[0]] == ["A1", "A2"]
+    assert len(sltd.calls[0]) == 4
+    assert [a.provider_id for a in answers[2]] == ["NZL", "SLTD"]
     assert answers[2][0].record is not None
     assert RecordStatus.STOLEN is answers[2][0].record.status
-    assert ["SLTD"] == [a.provider_id for a in answers[3]]
+    assert [a.provider_id for a in answers[3]] == ["SLTD"]
 
 
 async def test_batch_limits_split_calls() -> None:
@@ -47,7 +47,7 @@ async def test_batch_limits_split_calls() -> None:
     nzl.info = type(nzl.info)(id="NZL", issuing_states=frozenset({"NZL"}), max_batch=3)
     fan = FanOut(Router([nzl]))
     answers = await fan.ask([q("NZL", f"A{i}") for i in range(7)], time.monotonic() + 1)
-    assert [3, 3, 1] == [len(c) for c in nzl.calls]
+    assert [len(c) for c in nzl.calls] == [3, 3, 1]
     assert all(a[0].outcome is Outcome.ANSWERED for a in answers)
 
 
@@ -59,9 +59,9 @@ async def test_a_hanging_provider_times_out_at_the_deadline_without_delaying_oth
     (answers,) = await fan.ask([q("NZL", "A1")], start + 0.2)
     elapsed = time.monotonic() - start
     assert 0.19 <= elapsed < 0.4
-    assert {"NZL": Outcome.ANSWERED, "SLOW": Outcome.TIMEOUT} == {
+    assert {
         a.provider_id: a.outcome for a in answers
-    }
+    } == {"NZL": Outcome.ANSWERED, "SLOW": Outcome.TIMEOUT}
 
 
 async def test_failures_become_outcomes() -> None:
@@ -73,12 +73,12 @@ async def test_failures_become_outcomes() -> None:
     ]
     (answers,) = await FanOut(Router(providers)).ask([q("NZL", "A1")], time.monotonic() + 1)
     got = {a.provider_id: a.outcome for a in answers}
-    assert {
+    assert got == {
         "T": Outcome.TIMEOUT,
         "U": Outcome.UNAVAILABLE,
         "E": Outcome.ERROR,
         "G": Outcome.ERROR,
-    } == got
+    }
     errors = {a.provider_id: a.error for a in answers}
     assert "0 records for 1 documents" in errors["G"]
 

@@ -34,14 +34,14 @@ async def test_a_clean_document_is_clear_with_every_source_shown() -> None:
             check_document_request(number="la000001", state="nz", type_code="P"), timeout=5
         )
     r = result_to_dict(resp.result)
-    assert ("CLEAR", "OK_TO_BOARD") == (r["verdict"], r["directive"])
-    assert 32 == len(r["check_id"])
-    assert [("NZL", "ANSWERED", "NO_RECORD"), ("SLTD", "ANSWERED", "NO_RECORD")] == [
+    assert (r["verdict"], r["directive"]) == ("CLEAR", "OK_TO_BOARD")
+    assert len(r["check_id"]) == 32
+    assert [
         (s["provider"], s["outcome"], s["status"]) for s in r["sources"]
-    ]
+    ] == [("NZL", "ANSWERED", "NO_RECORD"), ("SLTD", "ANSWERED", "NO_RECORD")]
     assert all(s["latency_ms"] >= 0 for s in r["sources"])
-    assert "NZL" == resp.result.document.issuing_state
-    assert "LA000001" == resp.result.document.number
+    assert resp.result.document.issuing_state == "NZL"
+    assert resp.result.document.number == "LA000001"
 
 
 async def test_an_issuer_alert_and_a_global_alert_both_say_do_not_board() -> None:
@@ -52,7 +52,7 @@ async def test_an_issuer_alert_and_a_global_alert_both_say_do_not_board() -> Non
         stolen = await stub.CheckDocument(check_document_request(number="LA000003", state="NZL"))
     for resp, provider, status in ((lost, "NZL", "LOST"), (stolen, "SLTD", "STOLEN")):
         r = result_to_dict(resp.result)
-        assert ("ALERT", "DO_NOT_BOARD") == (r["verdict"], r["directive"])
+        assert (r["verdict"], r["directive"]) == ("ALERT", "DO_NOT_BOARD")
         assert status == next(s["status"] for s in r["sources"] if s["provider"] == provider)
 
 
@@ -78,12 +78,12 @@ async def test_a_failing_issuer_gives_incomplete_by_the_deadline(
         # The hub keeps serving after the failure.
         again = await stub.CheckDocument(check_document_request(number="LA1", state="NZL"))
     r = result_to_dict(resp.result)
-    assert ("INCOMPLETE", "CONTACT_AUTHORITY") == (r["verdict"], r["directive"])
+    assert (r["verdict"], r["directive"]) == ("INCOMPLETE", "CONTACT_AUTHORITY")
     assert {"NZL": outcome, "SLTD": "ANSWERED"} == {
         s["provider"]: s["outcome"] for s in r["sources"]
     }
     assert elapsed < 1.0  # the hub's 300 ms deadline, not the caller's 5 s
-    assert "INCOMPLETE" == result_to_dict(again.result)["verdict"]
+    assert result_to_dict(again.result)["verdict"] == "INCOMPLETE"
 
 
 async def test_the_callers_shorter_deadline_wins() -> None:
@@ -98,7 +98,7 @@ async def test_the_callers_shorter_deadline_wins() -> None:
             check_document_request(number="LA1", state="NZL"), timeout=0.4
         )
     assert time.monotonic() - start < 0.4
-    assert "TIMEOUT" == result_to_dict(resp.result)["sources"][0]["outcome"]
+    assert result_to_dict(resp.result)["sources"][0]["outcome"] == "TIMEOUT"
 
 
 async def test_fail_open_policy_boards_flagged_unchecked() -> None:
@@ -111,7 +111,7 @@ async def test_fail_open_policy_boards_flagged_unchecked() -> None:
             check_document_request(number="LA1", state="NZL")
         )
     r = result_to_dict(resp.result)
-    assert ("INCOMPLETE", "OK_TO_BOARD", True) == (r["verdict"], r["directive"], r["unchecked"])
+    assert (r["verdict"], r["directive"], r["unchecked"]) == ("INCOMPLETE", "OK_TO_BOARD", True)
 
 
 async def test_a_document_no_provider_covers_is_incomplete() -> None:
@@ -121,7 +121,7 @@ async def test_a_document_no_provider_covers_is_incomplete() -> None:
             check_document_request(number="123456789", state="USA")
         )
     r = result_to_dict(resp.result)
-    assert ("INCOMPLETE", "CONTACT_AUTHORITY", []) == (r["verdict"], r["directive"], r["sources"])
+    assert (r["verdict"], r["directive"], r["sources"]) == ("INCOMPLETE", "CONTACT_AUTHORITY", [])
     assert r["warnings"]
 
 
@@ -136,14 +136,14 @@ async def test_bad_input_is_invalid_argument_naming_each_field_and_the_hub_keeps
         with pytest.raises(grpc.aio.AioRpcError) as empty:
             await stub.CheckDocument(check_pb2.CheckDocumentRequest())
         ok = await stub.CheckDocument(check_document_request(number="LA1", state="NZL"))
-    assert grpc.StatusCode.INVALID_ARGUMENT == info.value.code()
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert {
         "document.issuing_state",
         "document.number",
         "document.holder.birth_date",
     } == {f for f, _ in field_violations(info.value)}
-    assert [("document", "required")] == field_violations(empty.value)
-    assert "CLEAR" == result_to_dict(ok.result)["verdict"]
+    assert field_violations(empty.value) == [("document", "required")]
+    assert result_to_dict(ok.result)["verdict"] == "CLEAR"
 
 
 async def test_a_manifest_is_one_batch_call_per_provider_and_bad_travellers_are_invalid_data() -> (
@@ -163,14 +163,14 @@ async def test_a_manifest_is_one_batch_call_per_provider_and_bad_travellers_are_
             check_pb2.CheckManifestRequest(travellers=travellers)
         )
     rs = [result_to_dict(r) for r in resp.results]
-    assert ["p0", "p1", "p2", "p3", "p4"] == [r["ref"] for r in rs]
-    assert ["ALERT", "CLEAR", "INVALID_DATA", "INVALID_DATA", "CLEAR"] == [r["verdict"] for r in rs]
-    assert "INSUFFICIENT_DATA" == rs[2]["directive"]
-    assert [{"field": "travellers[2].document.number", "description": "required"}] == rs[2][
+    assert [r["ref"] for r in rs] == ["p0", "p1", "p2", "p3", "p4"]
+    assert [r["verdict"] for r in rs] == ["ALERT", "CLEAR", "INVALID_DATA", "INVALID_DATA", "CLEAR"]
+    assert rs[2]["directive"] == "INSUFFICIENT_DATA"
+    assert rs[2][
         "problems"
-    ]
+    ] == [{"field": "travellers[2].document.number", "description": "required"}]
     assert 1 == len(nzl.calls) == len(aus.calls) == len(sltd.calls)
-    assert 3 == len(sltd.calls[0])
+    assert len(sltd.calls[0]) == 3
     assert len({r["check_id"] for r in rs}) == 5
 
 
@@ -188,8 +188,8 @@ async def test_an_oversized_manifest_is_refused() -> None:
             await check_pb2_grpc.DocumentCheckStub(ch).CheckManifest(
                 check_pb2.CheckManifestRequest(travellers=travellers)
             )
-    assert grpc.StatusCode.INVALID_ARGUMENT == info.value.code()
-    assert "travellers" == field_violations(info.value)[0][0]
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(info.value)[0][0] == "travellers"
     assert not nzl.calls
 
 
@@ -205,7 +205,7 @@ async def test_health_and_reflection_are_served() -> None:
             iter([reflection_pb2.ServerReflectionRequest(list_services="")])
         ):
             names = [s.name for s in reply.list_services_response.service]
-    assert health_pb2.HealthCheckResponse.SERVING == health.status
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert "rmas.v1.DocumentCheck" in names
     assert "grpc.health.v1.Health" in names
 
