@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from rmas.errors import FieldViolation, ValidationError
 from rmas.states import canonical_economy, to_alpha3
 
 __all__ = [
+    "EMPTY_HOLDER",
     "MAX_NUMBER_LENGTH",
     "DocumentQuery",
     "DocumentType",
@@ -35,7 +36,7 @@ _NAME_JUNK = re.compile(r"[^A-Z ]+")
 _SPACES = re.compile(r"\s+")
 
 
-class DocumentType(enum.Enum):
+class DocumentType(enum.StrEnum):
     """Document kinds as ICAO 9303 codes them (first letter of the document code)."""
 
     UNSPECIFIED = "UNSPECIFIED"
@@ -102,6 +103,9 @@ class Holder:
         return not (self.surname or self.given_names or self.birth_date or self.sex)
 
 
+EMPTY_HOLDER = Holder()
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentQuery:
     """One document to check, normalised and validated.
@@ -114,7 +118,7 @@ class DocumentQuery:
     issuing_state: str
     number: str
     type: DocumentType = DocumentType.UNSPECIFIED
-    holder: Holder = field(default_factory=Holder)
+    holder: Holder = EMPTY_HOLDER
     expiry_date: dt.date | None = None
     ref: str = ""
 
@@ -148,15 +152,16 @@ def validate_document(
     ``travellers[3].document.number``.
     """
     bad: list[FieldViolation] = []
-    state = to_alpha3(issuing_state) if issuing_state.strip() else None
-    if not issuing_state.strip():
-        bad.append(FieldViolation(f"{prefix}.issuing_state", "required"))
-    elif state is None:
+    # Fast paths matter here: a 480-passenger manifest validates every document on one core.
+    state = to_alpha3(issuing_state) if issuing_state else None
+    if state is None:
+        code = issuing_state.strip()
         bad.append(
-            FieldViolation(
+            FieldViolation(f"{prefix}.issuing_state", "required")
+            if not code
+            else FieldViolation(
                 f"{prefix}.issuing_state",
-                f"unknown state code {issuing_state.strip()[:8]!r}"
-                " (ISO 3166-1 alpha-3 or ICAO code)",
+                f"unknown state code {code[:8]!r} (ISO 3166-1 alpha-3 or ICAO code)",
             )
         )
     num = normalise_number(number)
@@ -168,6 +173,32 @@ def validate_document(
         )
     elif not _NUMBER_OK.fullmatch(num):
         bad.append(FieldViolation(f"{prefix}.number", "only letters A-Z and digits 0-9 allowed"))
+    holder = EMPTY_HOLDER
+    if surname or given_names or birth_date or sex or nationality:
+        holder = _holder(surname, given_names, birth_date, sex, nationality, prefix, bad)
+    expiry = _date_field(expiry_date, f"{prefix}.expiry_date", bad) if expiry_date else None
+    if bad:
+        raise ValidationError(bad)
+    assert state is not None
+    return DocumentQuery(
+        issuing_state=state,
+        number=num,
+        type=DocumentType.from_code(type_code) if type_code else DocumentType.UNSPECIFIED,
+        holder=holder,
+        expiry_date=expiry,
+        ref=ref,
+    )
+
+
+def _holder(  # noqa: PLR0917 - private helper of validate_document
+    surname: str,
+    given_names: str,
+    birth_date: str,
+    sex: str,
+    nationality: str,
+    prefix: str,
+    bad: list[FieldViolation],
+) -> Holder:
     nat = ""
     if nationality.strip():
         n = to_alpha3(nationality)
@@ -176,28 +207,17 @@ def validate_document(
         else:
             nat = n
     birth = _date_field(birth_date, f"{prefix}.holder.birth_date", bad)
-    expiry = _date_field(expiry_date, f"{prefix}.expiry_date", bad)
     sx = sex.strip().upper()
     if sx in ("<", "U"):
         sx = "X"
     if sx not in ("", "M", "F", "X"):
         bad.append(FieldViolation(f"{prefix}.holder.sex", "must be M, F or X"))
-    if bad:
-        raise ValidationError(bad)
-    assert state is not None
-    return DocumentQuery(
-        issuing_state=state,
-        number=num,
-        type=DocumentType.from_code(type_code),
-        holder=Holder(
-            surname=normalise_name(surname),
-            given_names=normalise_name(given_names),
-            birth_date=birth,
-            sex=sx,
-            nationality=nat,
-        ),
-        expiry_date=expiry,
-        ref=ref,
+    return Holder(
+        surname=normalise_name(surname) if surname else "",
+        given_names=normalise_name(given_names) if given_names else "",
+        birth_date=birth,
+        sex=sx,
+        nationality=nat,
     )
 
 

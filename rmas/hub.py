@@ -8,8 +8,8 @@ asking anyone; the rest of the batch goes out in one fan-out.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +24,7 @@ __all__ = ["CheckResult", "Hub", "HubPolicy", "InvalidDocument", "new_check_id"]
 
 def new_check_id() -> str:
     """A unique, unguessable id for one document check (quoted by officers and airlines)."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,14 +43,14 @@ __all__ = [
 ENTRY_POINT_GROUP = "rmas.providers"
 
 
-class Scope(enum.Enum):
+class Scope(enum.StrEnum):
     """Whom a provider answers for."""
 
     ISSUER = "issuer"  # the economies that issued the documents (RMAS)
     GLOBAL = "global"  # every document, whoever issued it (SLTD-style)
 
 
-class Registry(enum.Enum):
+class Registry(enum.StrEnum):
     """What an issuer's store holds, which decides what an unknown number means."""
 
     ALERTS = "alerts"  # only alerts: unknown -> NO_RECORD

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-class RecordStatus(enum.Enum):
+class RecordStatus(enum.StrEnum):
     """What a provider knows of a document."""
 
     NO_RECORD = "NO_RECORD"
@@ -60,7 +60,7 @@ ALERTING: frozenset[RecordStatus] = frozenset(
 )
 
 
-class HolderMatch(enum.Enum):
+class HolderMatch(enum.StrEnum):
     """Whether the issuer's record of the holder matches the query's holder data."""
 
     NOT_CHECKED = "NOT_CHECKED"
@@ -68,7 +68,7 @@ class HolderMatch(enum.Enum):
     MISMATCH = "MISMATCH"
 
 
-class Outcome(enum.Enum):
+class Outcome(enum.StrEnum):
     """How a provider call ended. Only ANSWERED carries a status."""
 
     ANSWERED = "ANSWERED"
@@ -77,21 +77,21 @@ class Outcome(enum.Enum):
     ERROR = "ERROR"
 
 
-class Verdict(enum.Enum):
+class Verdict(enum.StrEnum):
     CLEAR = "CLEAR"
     ALERT = "ALERT"
     INCOMPLETE = "INCOMPLETE"
     INVALID_DATA = "INVALID_DATA"
 
 
-class Directive(enum.Enum):
+class Directive(enum.StrEnum):
     OK_TO_BOARD = "OK_TO_BOARD"
     DO_NOT_BOARD = "DO_NOT_BOARD"
     CONTACT_AUTHORITY = "CONTACT_AUTHORITY"
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
 
-class IncompletePolicy(enum.Enum):
+class IncompletePolicy(enum.StrEnum):
     """What an INCOMPLETE verdict tells the airline."""
 
     CONTACT = "contact"  # fail-closed: CONTACT_AUTHORITY
@@ -155,17 +155,28 @@ def merge(
 ) -> Decision:
     """Join every provider's answer for one document into a verdict and directive."""
     if not data_valid:
-        return Decision(Verdict.INVALID_DATA, Directive.INSUFFICIENT_DATA)
-    if any(a.alerting for a in answers):
-        return Decision(Verdict.ALERT, Directive.DO_NOT_BOARD)
-    # A document no provider covers has empty answers and is never CLEAR. Stricter than the bare
+        return _INVALID
+    # One pass, no generators: this runs once per document on the hot path.
+    answered = False
+    missing_required = False
+    for a in answers:
+        if a.outcome is Outcome.ANSWERED:
+            answered = True
+            if a.alerting:
+                return _ALERT
+        elif a.required:
+            missing_required = True
+    # A document no provider covers has no answers and is never CLEAR. Stricter than the bare
     # rule: when only optional providers were asked, at least one of them must have answered.
-    if (
-        answers
-        and all(a.outcome is Outcome.ANSWERED for a in answers if a.required)
-        and any(a.outcome is Outcome.ANSWERED for a in answers)
-    ):
-        return Decision(Verdict.CLEAR, Directive.OK_TO_BOARD)
+    if answered and not missing_required:
+        return _CLEAR
     if policy is IncompletePolicy.BOARD:
-        return Decision(Verdict.INCOMPLETE, Directive.OK_TO_BOARD, unchecked=True)
-    return Decision(Verdict.INCOMPLETE, Directive.CONTACT_AUTHORITY)
+        return _INCOMPLETE_BOARD
+    return _INCOMPLETE_CONTACT
+
+
+_INVALID = Decision(Verdict.INVALID_DATA, Directive.INSUFFICIENT_DATA)
+_ALERT = Decision(Verdict.ALERT, Directive.DO_NOT_BOARD)
+_CLEAR = Decision(Verdict.CLEAR, Directive.OK_TO_BOARD)
+_INCOMPLETE_BOARD = Decision(Verdict.INCOMPLETE, Directive.OK_TO_BOARD, unchecked=True)
+_INCOMPLETE_CONTACT = Decision(Verdict.INCOMPLETE, Directive.CONTACT_AUTHORITY)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from rmas.documents import DocumentQuery, DocumentType, validate_document
+from rmas.documents import EMPTY_HOLDER, DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import CheckResult, InvalidDocument
 from rmas.v1 import check_pb2, common_pb2
@@ -20,7 +20,6 @@ from rmas.verdict import (
     Outcome,
     Record,
     RecordStatus,
-    SourceAnswer,
     Verdict,
 )
 
@@ -97,17 +96,7 @@ def document_from_pb(
 
 
 def document_to_pb(q: DocumentQuery, out: common_pb2.Document) -> None:
-    out.issuing_state = q.issuing_state
-    out.number = q.number
-    out.type = _TYPE_TO_PB[q.type]
-    out.expiry_date = _iso(q.expiry_date)
-    h = q.holder
-    if not h.is_empty() or h.nationality:
-        out.holder.surname = h.surname
-        out.holder.given_names = h.given_names
-        out.holder.birth_date = _iso(h.birth_date)
-        out.holder.sex = h.sex
-        out.holder.nationality = h.nationality
+    _set_document(q, out)
 
 
 def query_from_lookup_pb(doc: common_pb2.Document, ref: str) -> DocumentQuery:
@@ -116,12 +105,7 @@ def query_from_lookup_pb(doc: common_pb2.Document, ref: str) -> DocumentQuery:
 
 
 def record_to_pb(r: Record, out: common_pb2.Record) -> None:
-    out.status = _STATUS_TO_PB[r.status]
-    out.holder_match = _MATCH_TO_PB[r.holder_match]
-    out.reported_on = _iso(r.reported_on)
-    out.record_ref = r.record_ref
-    out.reporting_authority = r.reporting_authority
-    out.detail = r.detail
+    _set_record(r, out)
 
 
 def record_from_pb(r: common_pb2.Record) -> Record:
@@ -140,34 +124,75 @@ def record_from_pb(r: common_pb2.Record) -> Record:
     )
 
 
-def _source_to_pb(s: SourceAnswer, out: check_pb2.SourceAnswer) -> None:
-    out.provider_id = s.provider_id
-    out.outcome = _OUTCOME_TO_PB[s.outcome]
-    out.latency_ms = s.latency_ms
-    out.required = s.required
-    out.issuer = s.issuer
-    out.contact = s.contact
-    out.error = s.error
-    out.queried_number = s.queried_number
-    if s.record is not None:
-        record_to_pb(s.record, out.record)
+# Building messages by setting fields on repeated-field ``add()`` results is the fastest form with
+# upb (measured: constructor keyword arguments and CopyFrom are 25-100% slower). Empty values are
+# skipped: proto3 defaults cost nothing on the wire and nothing to set.
+
+
+def _set_record(r: Record, out: common_pb2.Record) -> None:
+    out.status = _STATUS_TO_PB[r.status]
+    if r.holder_match is not HolderMatch.NOT_CHECKED:
+        out.holder_match = _MATCH_TO_PB[r.holder_match]
+    if r.reported_on is not None:
+        out.reported_on = r.reported_on.isoformat()
+    if r.record_ref:
+        out.record_ref = r.record_ref
+    if r.reporting_authority:
+        out.reporting_authority = r.reporting_authority
+    if r.detail:
+        out.detail = r.detail
+
+
+def _set_document(q: DocumentQuery, out: common_pb2.Document) -> None:
+    out.issuing_state = q.issuing_state
+    out.number = q.number
+    if q.type is not DocumentType.UNSPECIFIED:
+        out.type = _TYPE_TO_PB[q.type]
+    if q.expiry_date is not None:
+        out.expiry_date = q.expiry_date.isoformat()
+    h = q.holder
+    if h is not EMPTY_HOLDER:
+        oh = out.holder
+        oh.surname = h.surname
+        oh.given_names = h.given_names
+        oh.birth_date = _iso(h.birth_date)
+        oh.sex = h.sex
+        oh.nationality = h.nationality
 
 
 def result_to_pb(r: CheckResult, out: check_pb2.CheckResult) -> None:
+    """Write a CheckResult with everything an officer may see."""
     out.check_id = r.check_id
-    out.ref = r.ref
+    if r.ref:
+        out.ref = r.ref
     out.verdict = _VERDICT_TO_PB[r.verdict]
     out.directive = _DIRECTIVE_TO_PB[r.directive]
-    out.unchecked = r.unchecked
+    if r.unchecked:
+        out.unchecked = True
     for s in r.sources:
-        _source_to_pb(s, out.sources.add())
+        o = out.sources.add()
+        o.provider_id = s.provider_id
+        o.outcome = _OUTCOME_TO_PB[s.outcome]
+        o.latency_ms = s.latency_ms
+        o.required = s.required
+        o.issuer = s.issuer
+        if s.contact:
+            o.contact = s.contact
+        if s.error:
+            o.error = s.error
+        if s.queried_number:
+            o.queried_number = s.queried_number
+        if s.record is not None:
+            _set_record(s.record, o.record)
     for p in r.problems:
         out.problems.add(field=p.field, description=p.description)
-    out.warnings.extend(r.warnings)
+    if r.warnings:
+        out.warnings.extend(r.warnings)
     if r.document is not None:
-        document_to_pb(r.document, out.document)
+        _set_document(r.document, out.document)
 
 
 def results_to_pb(results: Sequence[CheckResult], out: check_pb2.CheckManifestResponse) -> None:
+    add = out.results.add
     for r in results:
-        result_to_pb(r, out.results.add())
+        result_to_pb(r, add())

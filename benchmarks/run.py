@@ -1,0 +1,106 @@
+"""`make bench`: every benchmark, each against its reference measured in the same run.
+
+    python -m benchmarks.run [SECTION ...] [--quick]
+
+Sections: hub, mrz, iapi, remote, sltd (default: all). Results go to bench-out/results.json and a
+summary with each target's ratio is printed; docs/benchmarks.md records them with this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench-out"
+
+
+def _hub(quick: bool) -> dict[str, Any]:
+    from benchmarks import hub_bench
+
+    if quick:
+        return hub_bench.run(records=100_000, rounds=1, seconds=3.0)
+    return hub_bench.run()
+
+
+def _module(name: str) -> Callable[[bool], dict[str, Any]]:
+    def runner(quick: bool) -> dict[str, Any]:
+        mod = importlib.import_module(f"benchmarks.{name}")
+        result: dict[str, Any] = mod.run(quick=quick) if "quick" in mod.run.__code__.co_varnames else mod.run()
+        return result
+
+    return runner
+
+
+SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "hub": _hub,
+    "mrz": _module("bench_mrz"),
+    "iapi": _module("bench_iapi"),
+    "remote": _module("remote_bench"),
+    "sltd": _module("sltd_bench"),
+}
+
+# (section, key in the result's "median" or top level, comparison, bound, description)
+TARGETS: list[tuple[str, str, str, float, str]] = [
+    ("hub", "ratio_64", ">=", 0.5, "CheckDocument at 64 in flight / echo"),
+    ("hub", "ratio_p99_200", "<=", 2.0, "CheckDocument p99 at 200/s / echo p99"),
+    ("hub", "ratio_manifest", ">=", 0.35, "CheckManifest(400) docs/s / echo items/s"),
+]
+
+
+def _lookup(result: dict[str, Any], key: str) -> float | None:
+    for scope in (result.get("median", {}), result):
+        if key in scope and isinstance(scope[key], (int, float)):
+            return float(scope[key])
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], default=[])
+    parser.add_argument("--quick", action="store_true", help="small data, one short round")
+    args = parser.parse_args(argv)
+    chosen = args.sections or list(SECTIONS)
+    OUT.mkdir(exist_ok=True)
+    results: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "quick": args.quick,
+    }
+    for name in chosen:
+        print(f"== {name}", file=sys.stderr, flush=True)
+        try:
+            results[name] = SECTIONS[name](args.quick)
+        except ModuleNotFoundError as exc:
+            print(f"   skipped: {exc}", file=sys.stderr)
+            continue
+        print(json.dumps(results[name], indent=1, default=str), flush=True)
+    (OUT / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    failed = 0
+    print("\n| target | figure | bound | result |\n| --- | --- | --- | --- |")
+    for section, key, op, bound, text in TARGETS:
+        if section not in results:
+            continue
+        value = _lookup(results[section], key)
+        ok = value is not None and (value >= bound if op == ">=" else value <= bound)
+        failed += not ok
+        shown = "n/a" if value is None else f"{value:.3f}"
+        print(f"| {text} | {shown} | {op} {bound} | {'met' if ok else 'MISSED'} |")
+    for name in chosen:
+        for t in (results.get(name) or {}).get("targets", []):
+            failed += not t["met"]
+            print(f"| {t['text']} | {t['value']:.3f} | {t['op']} {t['bound']} | "
+                  f"{'met' if t['met'] else 'MISSED'} |")  # fmt: skip
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
