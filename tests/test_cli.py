@@ -1,0 +1,152 @@
+"""The `rmas` command as a user runs it: real processes, a real hub on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HUB_TOML = """
+[hub]
+listen = "127.0.0.1:{port}"
+deadline_ms = 400
+
+[[providers]]
+id = "NZL"
+kind = "fake"
+issuing_states = ["NZL"]
+contact = "NZ 24/7 desk +64 4 000 0000"
+records = {{ "NZL:LA000002" = "STOLEN" }}
+
+[[providers]]
+id = "SLOW"
+kind = "fake"
+scope = "global"
+required = false
+failure = "hang"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rmas(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rmas.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(HUB_TOML.format(port=port))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rmas.cli", "serve", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+    assert proc.returncode == 0
+    assert proc.stderr is not None
+    log_lines = [json.loads(x) for x in proc.stderr.read().splitlines() if x.startswith("{")]
+    assert any(e.get("event") == "hub_started" for e in log_lines)
+    assert "LA000002" not in json.dumps(log_lines)
+
+
+def test_check_prints_json_with_verdict_directive_check_id_and_sources(hub: str) -> None:
+    out = rmas("check", "--hub", hub, "--number", "LA000002", "--state", "NZL", "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert (r["verdict"], r["directive"]) == ("ALERT", "DO_NOT_BOARD")
+    assert len(r["check_id"]) == 32
+    by_provider = {s["provider"]: s for s in r["sources"]}
+    assert by_provider["NZL"]["outcome"] == "ANSWERED"
+    assert by_provider["NZL"]["status"] == "STOLEN"
+    assert by_provider["SLOW"]["outcome"] == "TIMEOUT"
+    assert by_provider["SLOW"]["status"] is None
+    assert all(isinstance(s["latency_ms"], float) for s in r["sources"])
+
+
+def test_check_prints_a_readable_verdict(hub: str) -> None:
+    out = rmas("check", "--hub", hub, "--number", "LA000001", "--state", "nz")
+    assert out.returncode == 0, out.stderr
+    assert "verdict    CLEAR" in out.stdout
+    assert "directive  OK_TO_BOARD" in out.stdout
+    assert "TIMEOUT" in out.stdout
+
+
+def test_check_reports_field_violations_and_fails(hub: str) -> None:
+    out = rmas("check", "--hub", hub, "--number", "LA#1", "--state", "QQQ")
+    assert out.returncode == 1
+    assert "INVALID_ARGUMENT" in out.stderr
+    assert "document.issuing_state" in out.stderr
+    assert "document.number" in out.stderr
+
+
+def test_serve_reports_config_errors_with_the_key_before_starting(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[hub]\ndeadline_ms = 'soon'\n")
+    out = rmas("serve", "--config", str(cfg))
+    assert out.returncode == 2
+    assert "hub.deadline_ms" in out.stderr
+
+
+def test_serve_refuses_a_non_loopback_address_without_tls(tmp_path: Path) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(HUB_TOML.format(port=free_port()))
+    out = rmas("serve", "--config", str(cfg), "--listen", "0.0.0.0:50999")
+    assert out.returncode == 2
+    assert "loopback" in out.stderr
+
+
+def test_serve_names_an_unknown_provider_kind(tmp_path: Path) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text("[[providers]]\nid='x'\nkind='carrier-pigeon'\nissuing_states=['NZL']\n")
+    out = rmas("serve", "--config", str(cfg))
+    assert out.returncode == 2
+    assert "providers[0].kind" in out.stderr
+    assert "carrier-pigeon" in out.stderr
+
+
+def test_check_without_a_document_is_a_usage_error() -> None:
+    out = rmas("check", "--hub", "127.0.0.1:1")
+    assert out.returncode == 2
+
+
+def test_check_against_no_hub_fails_cleanly() -> None:
+    out = rmas("check", "--hub", f"127.0.0.1:{free_port()}", "--number", "A1", "--state", "NZL",
+               "--timeout", "1")  # fmt: skip
+    assert out.returncode == 1
+    assert "UNAVAILABLE" in out.stderr or "DEADLINE_EXCEEDED" in out.stderr
+
+
+def test_version() -> None:
+    out = rmas("--version")
+    assert out.stdout.startswith("rmas ")
