@@ -59,9 +59,10 @@ async def test_a_hanging_provider_times_out_at_the_deadline_without_delaying_oth
     (answers,) = await fan.ask([q("NZL", "A1")], start + 0.2)
     elapsed = time.monotonic() - start
     assert 0.19 <= elapsed < 0.4
-    assert {
-        a.provider_id: a.outcome for a in answers
-    } == {"NZL": Outcome.ANSWERED, "SLOW": Outcome.TIMEOUT}
+    assert {a.provider_id: a.outcome for a in answers} == {
+        "NZL": Outcome.ANSWERED,
+        "SLOW": Outcome.TIMEOUT,
+    }
 
 
 async def test_failures_become_outcomes() -> None:

@@ -36,9 +36,10 @@ async def test_a_clean_document_is_clear_with_every_source_shown() -> None:
     r = result_to_dict(resp.result)
     assert (r["verdict"], r["directive"]) == ("CLEAR", "OK_TO_BOARD")
     assert len(r["check_id"]) == 32
-    assert [
-        (s["provider"], s["outcome"], s["status"]) for s in r["sources"]
-    ] == [("NZL", "ANSWERED", "NO_RECORD"), ("SLTD", "ANSWERED", "NO_RECORD")]
+    assert [(s["provider"], s["outcome"], s["status"]) for s in r["sources"]] == [
+        ("NZL", "ANSWERED", "NO_RECORD"),
+        ("SLTD", "ANSWERED", "NO_RECORD"),
+    ]
     assert all(s["latency_ms"] >= 0 for s in r["sources"])
     assert resp.result.document.issuing_state == "NZL"
     assert resp.result.document.number == "LA000001"
@@ -166,9 +167,9 @@ async def test_a_manifest_is_one_batch_call_per_provider_and_bad_travellers_are_
     assert [r["ref"] for r in rs] == ["p0", "p1", "p2", "p3", "p4"]
     assert [r["verdict"] for r in rs] == ["ALERT", "CLEAR", "INVALID_DATA", "INVALID_DATA", "CLEAR"]
     assert rs[2]["directive"] == "INSUFFICIENT_DATA"
-    assert rs[2][
-        "problems"
-    ] == [{"field": "travellers[2].document.number", "description": "required"}]
+    assert rs[2]["problems"] == [
+        {"field": "travellers[2].document.number", "description": "required"}
+    ]
     assert 1 == len(nzl.calls) == len(aus.calls) == len(sltd.calls)
     assert len(sltd.calls[0]) == 3
     assert len({r["check_id"] for r in rs}) == 5
