@@ -139,25 +139,27 @@ class FanOut:
                 records = await _lookup_split(job.provider, batch, own_deadline, info.max_batch)
             if len(records) != len(batch):
                 raise _BadAnswer(f"{len(records)} records for {len(batch)} documents")
-        except (TimeoutError, ProviderTimeout):
-            return self._fail(job, start, Outcome.TIMEOUT, "no answer before the deadline")
+        except (TimeoutError, ProviderTimeout) as exc:
+            return self._fail(job, start, Outcome.TIMEOUT, "no answer before the deadline", exc)
         except ProviderUnavailable as exc:
-            return self._fail(job, start, Outcome.UNAVAILABLE, str(exc) or "unavailable")
+            return self._fail(job, start, Outcome.UNAVAILABLE, str(exc) or "unavailable", exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            return self._fail(job, start, Outcome.ERROR, _describe(exc))
+            return self._fail(job, start, Outcome.ERROR, _describe(exc), exc)
         return Outcome.ANSWERED, records, (self._clock() - start) * 1000.0, ""
 
     def _fail(
-        self, job: _Job, start: float, outcome: Outcome, error: str
+        self, job: _Job, start: float, outcome: Outcome, error: str, exc: BaseException
     ) -> tuple[Outcome, None, float, str]:
         latency_ms = (self._clock() - start) * 1000.0
+        # The message goes to the officer in the answer; the log gets only the exception's class,
+        # since an adapter's message may quote the document it failed on.
         log.warning(
             "provider_failed",
             provider=job.info.id,
             outcome=outcome.value,
-            error=error,
+            error_type=type(exc).__name__,
             documents=len(job.indices),
             latency_ms=round(latency_ms, 2),
         )
