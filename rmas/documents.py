@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from rmas.errors import FieldViolation, ValidationError
@@ -72,11 +73,46 @@ def normalise_name(raw: str) -> str:
     """A name as an MRZ writes it: upper case, ``<``/punctuation become spaces, runs collapsed.
 
     ``"O'Brien-Smith"`` -> ``"OBRIEN SMITH"``: the MRZ drops apostrophes and turns hyphens into
-    fillers, so comparison ignores both.
+    fillers, so comparison ignores both. Latin letters with diacritics are transliterated as ICAO
+    9303 Part 3 recommends (``Müller`` -> ``MUELLER``, ``Øst`` -> ``OEST``, others lose the mark).
     """
-    s = raw.upper().replace("<", " ").replace("-", " ").replace("'", "")
+    s = raw.upper()
+    if not s.isascii():
+        s = _transliterate(s)
+    s = s.replace("<", " ").replace("-", " ").replace("'", "")
     s = _NAME_JUNK.sub("", s)
     return _SPACES.sub(" ", s).strip()
+
+
+# ICAO 9303 Part 3, section 6: the recommended transliterations that are not just a dropped mark.
+_ICAO_TRANSLIT = str.maketrans(
+    {
+        "Ä": "AE",
+        "Æ": "AE",
+        "Å": "AA",
+        "Ö": "OE",
+        "Ø": "OE",
+        "Œ": "OE",
+        "Ü": "UE",
+        "ß": "SS",
+        "Þ": "TH",
+        "Ð": "D",
+        "Đ": "D",
+        "Ħ": "H",
+        "Ł": "L",
+        "Ŀ": "L",
+        "Ŋ": "N",
+        "Ŧ": "T",
+        "ẞ": "SS",
+        "Ĳ": "IJ",
+    }
+)
+
+
+def _transliterate(s: str) -> str:
+    s = s.translate(_ICAO_TRANSLIT)
+    decomposed = unicodedata.normalize("NFKD", s)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def parse_date(raw: str) -> dt.date | None:

@@ -17,6 +17,12 @@ def test_numbers_are_normalised_as_an_mrz_writes_them(raw: str, expected: str) -
     assert expected == normalise_number(raw)
 
 
+def test_names_are_transliterated_as_icao_recommends() -> None:
+    assert normalise_name("Müller") == "MUELLER"
+    assert normalise_name("Åsa Østergård") == "AASA OESTERGAARD"
+    assert normalise_name("José Muñoz") == "JOSE MUNOZ"
+
+
 def test_names_lose_punctuation_and_fillers() -> None:
     assert normalise_name("O'Brien-Smith") == "OBRIEN SMITH"
     assert normalise_name("anna<maria  ") == "ANNA MARIA"

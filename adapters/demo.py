@@ -1,0 +1,157 @@
+"""`rmas demo`: demo stores from fixtures/, an SLTD-style service, a hub on loopback, and checks.
+
+It builds three economies' SQL stores (New Zealand and the Philippines keep alert lists; Australia
+keeps its complete registry of issued passports, so a number it never issued is caught), starts the
+SLTD-style central store with its seed data, starts a hub in front of them, runs a handful of
+checks that show CLEAR, ALERT and INCOMPLETE, and then keeps the hub up for you to try your own
+(unless ``--exit``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+ECONOMIES = (
+    # id, csv, registry, 24/7 contact (fictional numbers)
+    ("NZL", "nzl.csv", "alerts", "NZ Customs 24/7 document desk +64 4 000 0000"),
+    ("AUS", "aus.csv", "complete", "ABF Border Operations Centre +61 2 0000 0000"),
+    ("PHL", "phl.csv", "alerts", "PH Bureau of Immigration 24/7 +63 2 0000 0000"),
+)
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("demo", help="run a demo hub with fixture data")
+    p.add_argument("--dir", default="var/demo", help="where the demo stores go (default var/demo)")
+    p.add_argument("--listen", default="127.0.0.1:50051", help="hub address (loopback)")
+    p.add_argument("--exit", action="store_true", help="stop after the sample checks")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from rmas.cli import run_async
+    from rmas.logs import configure_logging
+
+    configure_logging("warning")
+    workdir = Path(args.dir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    tries = json.loads((FIXTURES / "records" / "try.json").read_text())
+    return int(run_async(_demo(workdir, args.listen, args.exit, tries)))
+
+
+async def _demo(workdir: Path, listen: str, exit_after: bool, tries: list[dict[str, Any]]) -> int:
+    from adapters.sqlstore.importer import import_csv
+    from rmas.config import HubConfig
+    from rmas.providers import ProviderConfig, Scope, build_providers
+    from rmas.server.app import HubServer
+
+    configs: list[ProviderConfig] = []
+    print("Building demo stores from fixtures/records ...")
+    for i, (state, csv_name, registry, contact) in enumerate(ECONOMIES):
+        db = workdir / f"{state.lower()}.db"
+        url = f"sqlite+aiosqlite:///{db}"
+        report = await import_csv(url, FIXTURES / "records" / csv_name, replace=True)
+        print(f"  {state}: {report.loaded} records ({registry} registry) -> {db}")
+        configs.append(
+            ProviderConfig(
+                id=state,
+                kind="sql",
+                issuing_states=frozenset({state}),
+                scope=Scope.ISSUER,
+                required=True,
+                contact=contact,
+                max_batch=0,
+                timeout_s=0.0,
+                options={"url": url, "registry": registry},
+                index=i,
+            )
+        )
+    async with AsyncExitStack() as stack:
+        sltd_cfg = await _start_sltd(stack, workdir, len(configs))
+        if sltd_cfg is not None:
+            configs.append(sltd_cfg)
+        hub_cfg = HubConfig(listen=listen, deadline_ms=1500, log_level="warning")
+        server = HubServer(hub_cfg, build_providers(configs))
+        port = await server.start()
+        stack.push_async_callback(server.stop, 1.0)
+        target = f"{listen.rpartition(':')[0]}:{port}"
+        print(f"\nHub serving on {target} with providers: {', '.join(c.id for c in configs)}\n")
+        ok = await _sample_checks(target, tries)
+        print(_HOW_TO.format(target=target))
+        if exit_after:
+            return 0 if ok else 1
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print("Hub running; Ctrl-C to stop.", flush=True)
+        await stop.wait()
+    return 0
+
+
+async def _start_sltd(stack: AsyncExitStack, workdir: Path, index: int) -> Any:
+    """The SLTD-style central store, in-process on an ephemeral port, seeded from fixtures."""
+    try:
+        from adapters.sltd import cli as sltd_cli
+    except ImportError:
+        return None
+    return await sltd_cli.start_demo_service(stack, workdir, FIXTURES / "sltd", index)
+
+
+async def _sample_checks(target: str, tries: list[dict[str, Any]]) -> bool:
+    import grpc
+
+    from rmas.client import check_document_request, result_to_dict
+    from rmas.v1 import check_pb2_grpc
+
+    ok = True
+    print(f"{'document':<34} {'verdict':<12} {'directive':<18} sources")
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = check_pb2_grpc.DocumentCheckStub(channel)
+        for t in tries:
+            holder = t.get("holder") or {}
+            req = check_document_request(
+                number=t["number"],
+                state=t["issuing_state"],
+                type_code=t.get("type", ""),
+                surname=holder.get("surname", ""),
+                given_names=holder.get("given_names", ""),
+                birth_date=holder.get("birth_date", ""),
+                sex=holder.get("sex", ""),
+            )
+            r = result_to_dict((await stub.CheckDocument(req, timeout=5)).result)
+            sources = ", ".join(
+                f"{s['provider']}:{s['status'] or s['outcome']}"
+                + ("/HOLDER_MISMATCH" if s.get("holder_match") == "MISMATCH" else "")
+                for s in r["sources"]
+            )
+            mark = (
+                "" if r["verdict"] == t.get("expect_verdict", r["verdict"]) else "  (unexpected!)"
+            )
+            ok = ok and not mark
+            label = f"{t['issuing_state']} {t['number']}"
+            print(f"{label:<34} {r['verdict']:<12} {r['directive']:<18} {sources or '-'}{mark}")
+            print(f"  {t['label']}")
+    return ok
+
+
+_HOW_TO = """
+Try your own (in another terminal):
+  .venv/bin/rmas check --hub {target} --state NZL --number LA000001
+  .venv/bin/rmas check --hub {target} --state AUS --number PA0000001 --json
+  .venv/bin/rmas check --hub {target} --state AUS --number PA0000001 --surname SMITH
+Documents to try are listed in fixtures/records/README.md."""
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from rmas.cli import main
+
+    sys.exit(main(["demo", *sys.argv[1:]]))

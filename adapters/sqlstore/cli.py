@@ -1,0 +1,67 @@
+"""``rmas store``: import records from CSV, and show what a store holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rmas.errors import RmasError
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    store = subparsers.add_parser("store", help="manage an economy's SQL store")
+    sub = store.add_subparsers(dest="store_command", metavar="COMMAND", required=True)
+
+    imp = sub.add_parser("import", help="load records from a CSV file")
+    imp.add_argument("--url", required=True, help="store URL, e.g. sqlite+aiosqlite:///nzl.db")
+    imp.add_argument("file", type=Path, help="CSV file (see docs/adapters.md for the columns)")
+    imp.add_argument("--replace", action="store_true", help="replace the store's records")
+    imp.set_defaults(func=_cmd_import)
+
+    stats = sub.add_parser("stats", help="record counts by state and status")
+    stats.add_argument("--url", required=True)
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(func=_cmd_stats)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from adapters.sqlstore.importer import import_csv
+    from rmas.cli import run_async
+
+    try:
+        report = run_async(import_csv(args.url, args.file, replace=args.replace))
+    except RmasError as exc:
+        print(f"rmas store import: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"loaded {report.loaded} records ({report.inserted} new, {report.updated} updated) "
+        f"in {report.seconds:.2f}s"
+    )
+    if report.duplicates:
+        print(f"{report.duplicates} duplicate rows: the later row of each document was kept")
+    for line, reason in report.rejected:
+        print(f"line {line}: {reason}", file=sys.stderr)
+    if report.rejected:
+        print(f"rejected {len(report.rejected)} rows", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from adapters.sqlstore.importer import store_stats
+    from rmas.cli import run_async
+
+    stats = run_async(store_stats(args.url))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    print(f"{stats['total']} records")
+    for state, by_status in stats["by_state"].items():
+        parts = ", ".join(f"{k} {v}" for k, v in by_status.items())
+        print(f"  {state}: {parts}")
+    return 0

@@ -1,0 +1,280 @@
+"""The ``sql`` provider kind: an economy's SQL store answering batched document lookups.
+
+Why it looks the way it does (figures: ../shared/design/performance.md and docs/benchmarks.md):
+
+- SQLAlchemy's async engine manages connections and the schema, but a per-key lookup through
+  SQLAlchemy costs about ten worker-thread round trips and reaches only 350-900 lookups/s. The hot
+  path therefore runs on the driver connection the engine hands out, one round trip per query.
+- A batch is one query: ``WITH k(c, n) AS (VALUES (?,?), ...) SELECT ... FROM k JOIN documents d
+  ON d.issuing_state = k.c AND d.number = k.n``, which SQLite answers with the unique index. The
+  row-value forms (``(a, b) IN (VALUES ...)``, ``tuple_().in_()``) silently scan the whole table.
+- Concurrent ``lookup_many`` calls are coalesced: while a reader connection runs one query, the
+  keys that arrive queue up and go out together in the next one. Sixty-four single-document checks
+  in flight become a handful of queries instead of sixty-four thread round trips. A lone lookup at
+  low load goes out at once: nothing waits on a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.sqlstore.schema import make_engine, resolve_url
+from rmas.documents import DocumentQuery
+from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable
+from rmas.providers import ProviderConfig, ProviderInfo, Registry
+from rmas.verdict import HolderMatch, Record, RecordStatus
+
+__all__ = ["MAX_KEYS_PER_QUERY", "SqlStoreProvider", "batch_sql"]
+
+log = structlog.get_logger("adapters.sqlstore")
+
+#: Keys per query: two bound variables each, far below SQLite's variable limit (32766).
+MAX_KEYS_PER_QUERY = 500
+
+_SELECT = (
+    "d.issuing_state, d.number, d.status, d.reported_on, d.record_ref, d.reporting_authority, "
+    "d.detail, d.surname, d.given_names, d.birth_date, d.sex"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def batch_sql(n: int) -> str:
+    """The batch query for ``n`` distinct keys (parameters: state, number, state, number...)."""
+    values = ",".join(["(?,?)"] * n)
+    return (
+        f"WITH k(c, n) AS (VALUES {values}) "
+        f"SELECT {_SELECT} FROM k JOIN documents d ON d.issuing_state = k.c AND d.number = k.n"
+    )
+
+
+_STATUS = {s.value: s for s in RecordStatus}
+
+
+def _holder_match(q: DocumentQuery, row: Sequence[Any]) -> HolderMatch:
+    """Compare each holder field present on both sides (names already normalised on both)."""
+    h = q.holder
+    if not (h.surname or h.given_names or h.birth_date or h.sex):
+        return HolderMatch.NOT_CHECKED
+    compared = False
+    for mine, theirs in (
+        (h.surname, row[7]),
+        (h.given_names, row[8]),
+        (h.birth_date.isoformat() if h.birth_date else "", row[9] or ""),
+        (h.sex, row[10]),
+    ):
+        if mine and theirs:
+            compared = True
+            if mine != theirs:
+                return HolderMatch.MISMATCH
+    return HolderMatch.MATCH if compared else HolderMatch.NOT_CHECKED
+
+
+@dataclass(slots=True)
+class _Waiter:
+    keys: list[tuple[str, str]]
+    future: asyncio.Future[dict[tuple[str, str], tuple[Any, ...]]]
+
+
+@dataclass(slots=True)
+class _Coalescer:
+    """Merges concurrent key lookups into as few queries as the reader connections allow."""
+
+    readers: list[Any]
+    queries: int = 0
+    pending: list[_Waiter] = field(default_factory=list)
+    idle: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.idle = list(self.readers)
+
+    async def fetch(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+        fut: asyncio.Future[dict[tuple[str, str], tuple[Any, ...]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.pending.append(_Waiter(keys, fut))
+        if self.idle:
+            # Drain in a task of its own: a caller cancelled by its deadline must not cancel the
+            # query that other callers' answers ride on.
+            asyncio.get_running_loop().create_task(self._drain(self.idle.pop()))
+        return await fut
+
+    async def _drain(self, reader: Any) -> None:
+        try:
+            while self.pending:
+                batch: list[_Waiter] = []
+                keys: dict[tuple[str, str], None] = {}
+                while self.pending and len(keys) < MAX_KEYS_PER_QUERY:
+                    w = self.pending.pop(0)
+                    if w.future.done():  # its caller gave up
+                        continue
+                    batch.append(w)
+                    keys.update(dict.fromkeys(w.keys))
+                if not batch:
+                    continue
+                try:
+                    found = await self._query(reader, list(keys))
+                except Exception as exc:
+                    for w in batch:
+                        if not w.future.done():
+                            w.future.set_exception(
+                                ProviderUnavailable(f"store query failed: {type(exc).__name__}")
+                            )
+                    continue
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_result(found)
+        finally:
+            self.idle.append(reader)
+
+    async def _query(
+        self, reader: Any, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[Any, ...]]:
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for i in range(0, len(keys), MAX_KEYS_PER_QUERY):
+            chunk = keys[i : i + MAX_KEYS_PER_QUERY]
+            params = [v for key in chunk for v in key]
+            self.queries += 1
+            rows = await reader.execute_fetchall(batch_sql(len(chunk)), params)
+            for row in rows:
+                found[(row[0], row[1])] = row
+        return found
+
+
+class SqlStoreProvider:
+    """Answers lookups from an economy's SQL store. See the module docstring for the design."""
+
+    def __init__(
+        self,
+        info: ProviderInfo,
+        url: str,
+        *,
+        registry: Registry = Registry.ALERTS,
+        readers: int = 2,
+    ) -> None:
+        self._info = info
+        self.url = url
+        self.registry = registry
+        self._missing = Record(
+            RecordStatus.NOT_ISSUED if registry is Registry.COMPLETE else RecordStatus.NO_RECORD,
+            detail="not in the issuing economy's registry" if registry is Registry.COMPLETE else "",
+        )
+        self._n_readers = readers
+        self._engine: AsyncEngine | None = None
+        self._conns: list[AsyncConnection] = []
+        self._coalescer: _Coalescer | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: ProviderConfig) -> SqlStoreProvider:
+        url = resolve_url(cfg.option("url", str), cfg.base_dir)
+        backend = make_url(url).get_backend_name()
+        if backend != "sqlite":
+            raise ConfigError(
+                f"providers[{cfg.index}].url",
+                f"{backend} stores are not supported yet; use sqlite+aiosqlite:///PATH",
+            )
+        raw_registry = cfg.option("registry", str, Registry.ALERTS.value)
+        try:
+            registry = Registry(raw_registry)
+        except ValueError:
+            raise ConfigError(
+                f"providers[{cfg.index}].registry", 'must be "alerts" or "complete"'
+            ) from None
+        readers = cfg.option("readers", int, 2)
+        if not 1 <= readers <= 16:
+            raise ConfigError(f"providers[{cfg.index}].readers", "must be between 1 and 16")
+        return cls(cfg.info, url, registry=registry, readers=readers)
+
+    @property
+    def info(self) -> ProviderInfo:
+        return self._info
+
+    @property
+    def queries(self) -> int:
+        """Queries sent so far (coalescing makes this fewer than lookups)."""
+        return self._coalescer.queries if self._coalescer else 0
+
+    async def start(self) -> None:
+        """Open the reader connections (done lazily by the first lookup otherwise)."""
+        async with self._lock:
+            if self._coalescer is not None:
+                return
+            engine = make_engine(self.url)
+            readers: list[Any] = []
+            try:
+                for _ in range(self._n_readers):
+                    conn = await engine.connect()
+                    self._conns.append(conn)
+                    raw = await conn.get_raw_connection()
+                    driver: Any = raw.driver_connection
+                    # Readers never write; a larger page cache and memory-mapped reads keep the
+                    # index's hot pages out of the read() path.
+                    for pragma in (
+                        "PRAGMA query_only = 1",
+                        "PRAGMA cache_size = -65536",
+                        "PRAGMA mmap_size = 268435456",
+                        "PRAGMA temp_store = MEMORY",
+                    ):
+                        await driver.execute(pragma)
+                    # Fail now, with a clear message, if the file holds no store.
+                    await driver.execute_fetchall(batch_sql(1), ["", ""])
+                    readers.append(driver)
+            except Exception as exc:
+                for conn in self._conns:
+                    await conn.close()
+                self._conns.clear()
+                await engine.dispose()
+                log.error("store_unavailable", provider=self._info.id, error=type(exc).__name__)
+                raise ProviderUnavailable(
+                    f"store {self._info.id} cannot be opened: {type(exc).__name__}"
+                ) from exc
+            self._engine = engine
+            self._coalescer = _Coalescer(readers)
+
+    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        coalescer = self._coalescer
+        if coalescer is None:
+            await self.start()
+            coalescer = self._coalescer
+            assert coalescer is not None
+        if time.monotonic() >= deadline:
+            raise ProviderTimeout("deadline passed before the lookup started")
+        found = await coalescer.fetch([q.key for q in queries])
+        missing = self._missing
+        out: list[Record] = []
+        for q in queries:
+            row = found.get(q.key)
+            out.append(missing if row is None else self._record(q, row))
+        return out
+
+    @staticmethod
+    def _record(q: DocumentQuery, row: tuple[Any, ...]) -> Record:
+        reported = row[3]
+        return Record(
+            status=_STATUS[row[2]],
+            holder_match=_holder_match(q, row),
+            reported_on=dt.date.fromisoformat(reported) if reported else None,
+            record_ref=row[4] or "",
+            reporting_authority=row[5] or "",
+            detail=row[6] or "",
+        )
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            for conn in self._conns:
+                await conn.close()
+            self._conns.clear()
+            self._coalescer = None
+            if self._engine is not None:
+                await self._engine.dispose()
+                self._engine = None
