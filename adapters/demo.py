@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import signal
 import sys
@@ -100,7 +101,7 @@ async def _demo(workdir: Path, listen: str, exit_after: bool, tries: list[dict[s
 async def _start_sltd(stack: AsyncExitStack, workdir: Path, index: int) -> Any:
     """The SLTD-style central store, in-process on an ephemeral port, seeded from fixtures."""
     try:
-        from adapters.sltd import cli as sltd_cli
+        sltd_cli: Any = importlib.import_module("adapters.sltd.cli")
     except ImportError:
         return None
     return await sltd_cli.start_demo_service(stack, workdir, FIXTURES / "sltd", index)

@@ -173,6 +173,8 @@ class SqlStoreProvider:
         self._conns: list[AsyncConnection] = []
         self._coalescer: _Coalescer | None = None
         self._lock = asyncio.Lock()
+        #: lookup_many calls served (tests assert one per manifest).
+        self.calls = 0
 
     @classmethod
     def from_config(cls, cfg: ProviderConfig) -> SqlStoreProvider:
@@ -242,6 +244,7 @@ class SqlStoreProvider:
             self._coalescer = _Coalescer(readers)
 
     async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        self.calls += 1
         coalescer = self._coalescer
         if coalescer is None:
             await self.start()
