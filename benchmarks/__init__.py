@@ -1,1 +1,1 @@
-"""`make bench`: the product measured against the bare stack, in the same run (ratios, not absolutes)."""
+"""`make bench`: the product against the bare stack, in the same run (ratios, not absolutes)."""

@@ -1,8 +1,12 @@
-"""The bare-stack reference: a grpc.aio unary echo server with nothing behind it.
+"""The bare-stack reference: a grpc.aio echo server with nothing behind it.
 
-Run as ``python -m benchmarks.echo_server PORT``; it answers every call to ``/bench.Echo/Echo`` with
-a fixed reply of the size given by the request's first 4 bytes (big-endian), so the reference moves
-the same bytes as the product call it is compared with.
+``python -m benchmarks.echo_server PORT PAD_SINGLE PAD_ITEM`` serves the hub's own method names, so
+the reference moves the same messages as the product:
+
+- ``CheckDocument`` echoes the request's document in a response padded to ``PAD_SINGLE`` bytes
+  of warnings (the size of a real answer);
+- ``CheckManifest`` echoes each traveller as one result (ref + document), each padded with
+  ``PAD_ITEM`` bytes: the per-item work any unary echo of a list does, and nothing more.
 """
 
 from __future__ import annotations
@@ -13,30 +17,46 @@ import sys
 
 import grpc
 
+from rmas.v1 import check_pb2, check_pb2_grpc
 
-async def _serve(port: int) -> None:
-    cache: dict[int, bytes] = {}
 
-    async def echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-        size = int.from_bytes(request[:4], "big") if len(request) >= 4 else len(request)
-        reply = cache.get(size)
-        if reply is None:
-            reply = cache[size] = b"x" * size
-        return reply
+class Echo(check_pb2_grpc.DocumentCheckServicer):
+    def __init__(self, pad_single: int, pad_item: int) -> None:
+        self.pad_single = "x" * pad_single
+        self.pad_item = "x" * pad_item
 
+    async def CheckDocument(
+        self, request: check_pb2.CheckDocumentRequest, context: object
+    ) -> check_pb2.CheckDocumentResponse:
+        out = check_pb2.CheckDocumentResponse()
+        out.result.document.CopyFrom(request.document)
+        out.result.warnings.append(self.pad_single)
+        return out
+
+    async def CheckManifest(
+        self, request: check_pb2.CheckManifestRequest, context: object
+    ) -> check_pb2.CheckManifestResponse:
+        out = check_pb2.CheckManifestResponse()
+        add = out.results.add
+        pad = self.pad_item
+        for t in request.travellers:
+            r = add()
+            r.ref = t.ref
+            r.document.CopyFrom(t.document)
+            r.warnings.append(pad)
+        return out
+
+
+async def _serve(port: int, pad_single: int, pad_item: int) -> None:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", 64 * 1024 * 1024),
             ("grpc.max_send_message_length", 64 * 1024 * 1024),
         ]
     )
-    handler = grpc.method_handlers_generic_handler(
-        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(echo)}
-    )
-    server.add_generic_rpc_handlers((handler,))
+    check_pb2_grpc.add_DocumentCheckServicer_to_server(Echo(pad_single, pad_item), server)
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    print("ready", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
@@ -46,7 +66,7 @@ async def _serve(port: int) -> None:
 def main() -> None:
     import uvloop
 
-    uvloop.run(_serve(int(sys.argv[1])))
+    uvloop.run(_serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
 
 
 if __name__ == "__main__":

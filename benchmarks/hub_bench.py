@@ -22,12 +22,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-from benchmarks.loadgen import Result, closed_loop, open_loop
+from benchmarks.loadgen import closed_loop, open_loop
 from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,15 +49,17 @@ def pin(cpu: int) -> None:
 @contextlib.contextmanager
 def server_process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # taskset, not preexec_fn: the server gets CPU 0, this load generator keeps CPU 1.
     proc = subprocess.Popen(
-        args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        preexec_fn=lambda: pin(0),
+        ["taskset", "-c", "0", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"server exited: {err[-2000:]}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
@@ -124,21 +126,9 @@ def sample_documents(n: int, records: int, seed: int = 42) -> list[common_pb2.Do
     return docs
 
 
-@dataclass
-class RoundResult:
-    echo_64: Result
-    hub_64: Result
-    echo_200: Result
-    hub_200: Result
-    echo_manifest: Result
-    hub_manifest: Result
-
-
-async def _run_round(
-    hub_target: str | None, echo_target: str | None, docs: list[common_pb2.Document],
-    seconds: float, manifest_size: int,
-) -> dict[str, Result]:  # fmt: skip
-    out: dict[str, Result] = {}
+async def _measure(target: str, docs: list[common_pb2.Document], seconds: float,
+                   manifest_size: int) -> dict[str, Any]:  # fmt: skip
+    """The three measurements against one server (hub or echo: same service, same messages)."""
     rnd = random.Random(7)
     single = [check_pb2.CheckDocumentRequest(document=d) for d in docs]
     manifests = [
@@ -150,85 +140,74 @@ async def _run_round(
         )
         for _ in range(16)
     ]
-    opts = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
-    if hub_target:
-        async with grpc.aio.insecure_channel(hub_target, options=opts) as ch:
-            stub = check_pb2_grpc.DocumentCheckStub(ch)
-            it = iter(range(1 << 62))
-            resp = await stub.CheckDocument(single[0])
-            size_single = (len(single[0].SerializeToString()), resp.ByteSize())
-            mresp = await stub.CheckManifest(manifests[0])
-            size_manifest = (len(manifests[0].SerializeToString()), mresp.ByteSize())
+    opts = [("grpc.max_receive_message_length", 64 << 20)]
+    async with grpc.aio.insecure_channel(target, options=opts) as ch:
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        counter = iter(range(1 << 62))
+        one = await stub.CheckDocument(single[0])
+        many = await stub.CheckManifest(manifests[0])
 
-            async def check() -> None:
-                await stub.CheckDocument(single[next(it) % len(single)], timeout=5)
+        async def check() -> None:
+            await stub.CheckDocument(single[next(counter) % len(single)], timeout=5)
 
-            async def manifest() -> None:
-                r = await stub.CheckManifest(manifests[next(it) % len(manifests)], timeout=10)
-                assert len(r.results) == manifest_size
+        async def manifest() -> None:
+            r = await stub.CheckManifest(manifests[next(counter) % len(manifests)], timeout=10)
+            if len(r.results) != manifest_size:
+                raise RuntimeError("short manifest answer")
 
-            out["hub_64"] = await closed_loop(check, in_flight=64, seconds=seconds)
-            out["hub_200"] = await open_loop(check, rate=200, seconds=seconds)
-            out["hub_manifest"] = await closed_loop(manifest, in_flight=4, seconds=seconds)
-            out["sizes"] = (size_single, size_manifest)  # type: ignore[assignment]
-    if echo_target:
-        sizes = _SIZES
-        async with grpc.aio.insecure_channel(echo_target, options=opts) as ch:
-            echo = ch.unary_unary("/bench.Echo/Echo")
-
-            def payload(req: int, rep: int) -> bytes:
-                return rep.to_bytes(4, "big") + b"y" * max(0, req - 4)
-
-            p1 = payload(*sizes[0])
-            pm = payload(*sizes[1])
-
-            async def e1() -> None:
-                await echo(p1, timeout=5)
-
-            async def em() -> None:
-                await echo(pm, timeout=10)
-
-            out["echo_64"] = await closed_loop(e1, in_flight=64, seconds=seconds)
-            out["echo_200"] = await open_loop(e1, rate=200, seconds=seconds)
-            out["echo_manifest"] = await closed_loop(em, in_flight=4, seconds=seconds)
-    return out
+        return {
+            "c64": await closed_loop(check, in_flight=64, seconds=seconds),
+            "r200": await open_loop(check, rate=200, seconds=seconds),
+            "manifest": await closed_loop(manifest, in_flight=4, seconds=seconds),
+            "reply_bytes": (one.ByteSize(), many.ByteSize()),
+        }
 
 
-_SIZES: tuple[tuple[int, int], tuple[int, int]] = ((40, 300), (16000, 120000))
-
-
-def run(records: int = 1_000_000, rounds: int = 3, seconds: float = 8.0) -> dict[str, object]:
+def run(records: int = 1_000_000, rounds: int = 3, seconds: float = 8.0) -> dict[str, Any]:
     import uvloop
 
-    global _SIZES
     pin(1)
     stores = build_stores(records)
     docs = sample_documents(2000, records)
-    manifest_size = 400
+    size = 400
     per_round: list[dict[str, float]] = []
+    sizes: dict[str, Any] = {}
     for r in range(rounds):
         hub_port, echo_port = free_port(), free_port()
         cfg = hub_config(stores, hub_port)
-        with server_process([sys.executable, "-m", "rmas.cli", "serve", "--config", str(cfg)], hub_port):
-            hub = uvloop.run(_run_round(f"127.0.0.1:{hub_port}", None, docs, seconds, manifest_size))
-        _SIZES = hub.pop("sizes")  # type: ignore[assignment]
-        with server_process([sys.executable, "-m", "benchmarks.echo_server", str(echo_port)], echo_port):
-            echo = uvloop.run(_run_round(None, f"127.0.0.1:{echo_port}", docs, seconds, manifest_size))
+        serve = [sys.executable, "-m", "rmas.cli", "serve", "--config", str(cfg)]
+        with server_process(serve, hub_port):
+            hub = uvloop.run(_measure(f"127.0.0.1:{hub_port}", docs, seconds, size))
+        # Pad the echo's replies to the hub's reply sizes measured just now.
+        one, many = hub["reply_bytes"]
+        empty = check_pb2.CheckManifestResponse(
+            results=[check_pb2.CheckResult(ref=str(j), document=docs[0]) for j in range(size)]
+        ).ByteSize()
+        pad_single = max(0, one - docs[0].ByteSize() - 8)
+        pad_item = max(0, (many - empty) // size - 3)
+        echo_cmd = [sys.executable, "-m", "benchmarks.echo_server", str(echo_port),
+                    str(pad_single), str(pad_item)]  # fmt: skip
+        with server_process(echo_cmd, echo_port):
+            echo = uvloop.run(_measure(f"127.0.0.1:{echo_port}", docs, seconds, size))
+        sizes = {"hub_reply_bytes": hub["reply_bytes"], "echo_reply_bytes": echo["reply_bytes"]}
         row = {
-            "echo_64_rate": echo["echo_64"].rate,
-            "hub_64_rate": hub["hub_64"].rate,
-            "ratio_64": hub["hub_64"].rate / echo["echo_64"].rate,
-            "echo_200_p99_ms": echo["echo_200"].p99_ms,
-            "hub_200_p99_ms": hub["hub_200"].p99_ms,
-            "hub_200_p50_ms": hub["hub_200"].p50_ms,
-            "ratio_p99_200": hub["hub_200"].p99_ms / echo["echo_200"].p99_ms,
-            "echo_manifest_items_s": echo["echo_manifest"].rate * manifest_size,
-            "hub_manifest_docs_s": hub["hub_manifest"].rate * manifest_size,
-            "ratio_manifest": hub["hub_manifest"].rate / echo["echo_manifest"].rate,
-            "errors": float(sum(x.errors for x in (*hub.values(), *echo.values()))),
+            "echo_64_rate": echo["c64"].rate,
+            "hub_64_rate": hub["c64"].rate,
+            "ratio_64": hub["c64"].rate / echo["c64"].rate,
+            "echo_200_p99_ms": echo["r200"].p99_ms,
+            "hub_200_p99_ms": hub["r200"].p99_ms,
+            "hub_200_p50_ms": hub["r200"].p50_ms,
+            "ratio_p99_200": hub["r200"].p99_ms / echo["r200"].p99_ms,
+            "echo_manifest_items_s": echo["manifest"].rate * size,
+            "hub_manifest_docs_s": hub["manifest"].rate * size,
+            "ratio_manifest": hub["manifest"].rate / echo["manifest"].rate,
+            "errors": float(
+                sum(x[k].errors for x in (hub, echo) for k in ("c64", "r200", "manifest"))
+            ),
         }
         per_round.append(row)
-        print(f"  round {r + 1}: " + ", ".join(f"{k}={v:.2f}" for k, v in row.items()), file=sys.stderr)
+        shown = ", ".join(f"{k}={v:.2f}" for k, v in row.items())
+        print(f"  round {r + 1}: {shown}", file=sys.stderr, flush=True)
     med = {k: statistics.median(row[k] for row in per_round) for k in per_round[0]}
-    return {"records": records, "rounds": rounds, "seconds": seconds, "sizes": _SIZES,
+    return {"records": records, "rounds": rounds, "seconds": seconds, **sizes,
             "median": med, "per_round": per_round}  # fmt: skip

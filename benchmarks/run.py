@@ -33,7 +33,9 @@ def _hub(quick: bool) -> dict[str, Any]:
 def _module(name: str) -> Callable[[bool], dict[str, Any]]:
     def runner(quick: bool) -> dict[str, Any]:
         mod = importlib.import_module(f"benchmarks.{name}")
-        result: dict[str, Any] = mod.run(quick=quick) if "quick" in mod.run.__code__.co_varnames else mod.run()
+        result: dict[str, Any] = (
+            mod.run(quick=quick) if "quick" in mod.run.__code__.co_varnames else mod.run()
+        )
         return result
 
     return runner

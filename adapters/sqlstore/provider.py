@@ -8,10 +8,18 @@ Why it looks the way it does (figures: ../shared/design/performance.md and docs/
 - A batch is one query: ``WITH k(c, n) AS (VALUES (?,?), ...) SELECT ... FROM k JOIN documents d
   ON d.issuing_state = k.c AND d.number = k.n``, which SQLite answers with the unique index. The
   row-value forms (``(a, b) IN (VALUES ...)``, ``tuple_().in_()``) silently scan the whole table.
-- Concurrent ``lookup_many`` calls are coalesced: while a reader connection runs one query, the
-  keys that arrive queue up and go out together in the next one. Sixty-four single-document checks
-  in flight become a handful of queries instead of sixty-four thread round trips. A lone lookup at
-  low load goes out at once: nothing waits on a timer.
+- Concurrent ``lookup_many`` calls are coalesced, so sixty-four single-document checks in flight
+  become a handful of queries. Two ways to run them (option ``io``):
+
+  ``"inline"`` (default): the keys that arrive within one event-loop iteration are looked up
+  together in one query, run on the loop's own thread at the end of that iteration. No thread hop,
+  no timer: an indexed batch costs 3-9 µs a key on a warm store (a 400-document manifest blocks
+  the loop for about a millisecond), against 20-40 µs of cross-thread wake-ups per aiosqlite round
+  trip. Measured: +15% checks/s and +18% manifest documents/s over ``"thread"``.
+
+  ``"thread"``: aiosqlite reader threads; while a reader runs one query the keys that arrive queue
+  up for the next. Choose it when the store file is on slow or network storage, where one cold
+  read could stall every check on the loop.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import functools
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,6 +68,15 @@ def batch_sql(n: int) -> str:
 
 _STATUS = {s.value: s for s in RecordStatus}
 
+# Readers never write; a larger page cache and memory-mapped reads keep the index's hot pages out
+# of the read() path.
+_READER_PRAGMAS = (
+    "PRAGMA query_only = 1",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA mmap_size = 268435456",
+    "PRAGMA temp_store = MEMORY",
+)
+
 
 def _holder_match(q: DocumentQuery, row: Sequence[Any]) -> HolderMatch:
     """Compare each holder field present on both sides (names already normalised on both)."""
@@ -79,10 +97,13 @@ def _holder_match(q: DocumentQuery, row: Sequence[Any]) -> HolderMatch:
     return HolderMatch.MATCH if compared else HolderMatch.NOT_CHECKED
 
 
+Row = tuple[Any, ...]
+
+
 @dataclass(slots=True)
 class _Waiter:
     keys: list[tuple[str, str]]
-    future: asyncio.Future[dict[tuple[str, str], tuple[Any, ...]]]
+    future: asyncio.Future[dict[tuple[str, str], Row]]
 
 
 @dataclass(slots=True)
@@ -150,6 +171,47 @@ class _Coalescer:
         return found
 
 
+@dataclass(slots=True)
+class _InlineCoalescer:
+    """Looks up, in one query at the end of the loop iteration, every key asked for during it."""
+
+    conn: sqlite3.Connection
+    queries: int = 0
+    pending: list[_Waiter] = field(default_factory=list)
+    scheduled: bool = False
+
+    def fetch(self, keys: list[tuple[str, str]]) -> asyncio.Future[dict[tuple[str, str], Row]]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[dict[tuple[str, str], Row]] = loop.create_future()
+        self.pending.append(_Waiter(keys, fut))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        batch, self.pending = self.pending, []
+        live = [w for w in batch if not w.future.done()]
+        keys = list(dict.fromkeys(k for w in live for k in w.keys))
+        found: dict[tuple[str, str], Row] = {}
+        try:
+            for i in range(0, len(keys), MAX_KEYS_PER_QUERY):
+                chunk = keys[i : i + MAX_KEYS_PER_QUERY]
+                self.queries += 1
+                for row in self.conn.execute(batch_sql(len(chunk)), [v for k in chunk for v in k]):
+                    found[(row[0], row[1])] = row
+        except sqlite3.Error as exc:
+            error = ProviderUnavailable(f"store query failed: {type(exc).__name__}")
+            for w in live:
+                if not w.future.done():
+                    w.future.set_exception(error)
+            return
+        for w in live:
+            if not w.future.done():
+                w.future.set_result(found)
+
+
 class SqlStoreProvider:
     """Answers lookups from an economy's SQL store. See the module docstring for the design."""
 
@@ -160,7 +222,11 @@ class SqlStoreProvider:
         *,
         registry: Registry = Registry.ALERTS,
         readers: int = 2,
+        io: str = "inline",
     ) -> None:
+        if io not in ("inline", "thread"):
+            raise ValueError(f"io must be 'inline' or 'thread', not {io!r}")
+        self.io = io
         self._info = info
         self.url = url
         self.registry = registry
@@ -171,7 +237,7 @@ class SqlStoreProvider:
         self._n_readers = readers
         self._engine: AsyncEngine | None = None
         self._conns: list[AsyncConnection] = []
-        self._coalescer: _Coalescer | None = None
+        self._coalescer: _Coalescer | _InlineCoalescer | None = None
         self._lock = asyncio.Lock()
         #: lookup_many calls served (tests assert one per manifest).
         self.calls = 0
@@ -195,7 +261,10 @@ class SqlStoreProvider:
         readers = cfg.option("readers", int, 2)
         if not 1 <= readers <= 16:
             raise ConfigError(f"providers[{cfg.index}].readers", "must be between 1 and 16")
-        return cls(cfg.info, url, registry=registry, readers=readers)
+        io = cfg.option("io", str, "inline")
+        if io not in ("inline", "thread"):
+            raise ConfigError(f"providers[{cfg.index}].io", 'must be "inline" or "thread"')
+        return cls(cfg.info, url, registry=registry, readers=readers, io=io)
 
     @property
     def info(self) -> ProviderInfo:
@@ -214,19 +283,16 @@ class SqlStoreProvider:
             engine = make_engine(self.url)
             readers: list[Any] = []
             try:
+                if self.io == "inline":
+                    self._coalescer = _InlineCoalescer(await self._inline_connection(engine))
+                    self._engine = engine
+                    return
                 for _ in range(self._n_readers):
                     conn = await engine.connect()
                     self._conns.append(conn)
                     raw = await conn.get_raw_connection()
                     driver: Any = raw.driver_connection
-                    # Readers never write; a larger page cache and memory-mapped reads keep the
-                    # index's hot pages out of the read() path.
-                    for pragma in (
-                        "PRAGMA query_only = 1",
-                        "PRAGMA cache_size = -65536",
-                        "PRAGMA mmap_size = 268435456",
-                        "PRAGMA temp_store = MEMORY",
-                    ):
+                    for pragma in _READER_PRAGMAS:
                         await driver.execute(pragma)
                     # Fail now, with a clear message, if the file holds no store.
                     await driver.execute_fetchall(batch_sql(1), ["", ""])
@@ -242,6 +308,21 @@ class SqlStoreProvider:
                 ) from exc
             self._engine = engine
             self._coalescer = _Coalescer(readers)
+
+    async def _inline_connection(self, engine: AsyncEngine) -> sqlite3.Connection:
+        """A read-only sqlite3 connection to the file the engine points at, for the loop thread.
+
+        Opened through the engine's URL, after the engine has checked the store is readable.
+        """
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            await driver.execute_fetchall(batch_sql(1), ["", ""])  # fails now if not a store
+        path = make_url(self.url).database
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, cached_statements=256)
+        for pragma in _READER_PRAGMAS:
+            db.execute(pragma)
+        return db
 
     async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
         self.calls += 1
@@ -277,6 +358,8 @@ class SqlStoreProvider:
             for conn in self._conns:
                 await conn.close()
             self._conns.clear()
+            if isinstance(self._coalescer, _InlineCoalescer):
+                self._coalescer.conn.close()
             self._coalescer = None
             if self._engine is not None:
                 await self._engine.dispose()

@@ -45,12 +45,18 @@ async def store_url(tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(params=["inline", "thread"])
+def io(request: pytest.FixtureRequest) -> str:
+    """Both ways of running queries answer the same."""
+    return str(request.param)
+
+
 def soon() -> float:
     return time.monotonic() + 5
 
 
-async def test_every_status_round_trips(store_url: str) -> None:
-    p = SqlStoreProvider(INFO, store_url)
+async def test_every_status_round_trips(store_url: str, io: str) -> None:
+    p = SqlStoreProvider(INFO, store_url, io=io)
     try:
         numbers = [f"LA00000{i}" for i in range(1, 7)]
         records = await p.lookup_many([q(n) for n in numbers], soon())
@@ -81,8 +87,8 @@ async def test_an_unknown_number_is_no_record_or_not_issued_by_registry(store_ur
     assert known.status is RecordStatus.STOLEN
 
 
-async def test_holder_data_is_compared_field_by_field(store_url: str) -> None:
-    p = SqlStoreProvider(INFO, store_url)
+async def test_holder_data_is_compared_field_by_field(store_url: str, io: str) -> None:
+    p = SqlStoreProvider(INFO, store_url, io=io)
     try:
         records = await p.lookup_many(
             [
@@ -103,10 +109,10 @@ async def test_holder_data_is_compared_field_by_field(store_url: str) -> None:
     ]  # fmt: skip
 
 
-async def test_duplicates_and_batches_larger_than_one_query(tmp_path: Path) -> None:
+async def test_duplicates_and_batches_larger_than_one_query(tmp_path: Path, io: str) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'big.db'}"
     await build_synthetic(url, 2000, ["NZL"], seed=1)
-    p = SqlStoreProvider(INFO, url)
+    p = SqlStoreProvider(INFO, url, io=io)
     n = MAX_KEYS_PER_QUERY * 2 + 17
     queries = [DocumentQuery("NZL", synthetic_number("NZL", k)) for k in range(n)]
     queries += [queries[3], DocumentQuery("NZL", synthetic_number("NZL", 10**6))]
@@ -121,10 +127,10 @@ async def test_duplicates_and_batches_larger_than_one_query(tmp_path: Path) -> N
     assert records[-1].status is RecordStatus.NO_RECORD
 
 
-async def test_concurrent_lookups_are_coalesced_into_fewer_queries(tmp_path: Path) -> None:
+async def test_concurrent_lookups_are_coalesced_into_fewer_queries(tmp_path: Path, io: str) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'big.db'}"
     await build_synthetic(url, 1000, ["NZL"], seed=1)
-    p = SqlStoreProvider(INFO, url, readers=2)
+    p = SqlStoreProvider(INFO, url, readers=2, io=io)
     await p.start()
     try:
         keys = [synthetic_number("NZL", k) for k in range(200)]
@@ -135,10 +141,10 @@ async def test_concurrent_lookups_are_coalesced_into_fewer_queries(tmp_path: Pat
     assert all(r[0].status is not RecordStatus.NO_RECORD for r in results)
 
 
-async def test_a_cancelled_caller_does_not_break_the_others(tmp_path: Path) -> None:
+async def test_a_cancelled_caller_does_not_break_the_others(tmp_path: Path, io: str) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'big.db'}"
     await build_synthetic(url, 1000, ["NZL"], seed=1)
-    p = SqlStoreProvider(INFO, url, readers=1)
+    p = SqlStoreProvider(INFO, url, readers=1, io=io)
     await p.start()
     try:
         tasks = [
@@ -172,10 +178,10 @@ async def test_the_batch_query_searches_the_unique_index(tmp_path: Path) -> None
     assert not any(d.startswith("SCAN d") for d in details), details
 
 
-async def test_a_missing_store_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+async def test_a_missing_store_is_unavailable_not_a_crash(tmp_path: Path, io: str) -> None:
     empty = tmp_path / "empty.db"
     sqlite3.connect(empty).close()
-    p = SqlStoreProvider(INFO, f"sqlite+aiosqlite:///{empty}")
+    p = SqlStoreProvider(INFO, f"sqlite+aiosqlite:///{empty}", io=io)
     with pytest.raises(ProviderUnavailable, match="cannot be opened"):
         await p.lookup_many([q("LA1")], soon())
     await p.aclose()
@@ -193,6 +199,7 @@ def test_config_options_are_checked_with_their_key(tmp_path: Path) -> None:
         ("url='sqlite+aiosqlite:///x.db'\nregistry='most'\n", "providers[0].registry"),
         ("url='sqlite+aiosqlite:///x.db'\nreaders=0\n", "providers[0].readers"),
         ("url='mysql+aiomysql://h/db'\n", "providers[0].url"),
+        ("url='sqlite+aiosqlite:///x.db'\nio='fibre'\n", "providers[0].io"),
     ):
         with pytest.raises(ConfigError) as info:
             SqlStoreProvider.from_config(parse_config(base + extra).providers[0])
