@@ -1,0 +1,110 @@
+"""The MRZ reader against golden cases (fixtures/mrz/golden.json) and its edge behaviour."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rmas.mrz import DigitState, Layout, check_digit, compose, read_mrz
+
+GOLDEN = json.loads(
+    (Path(__file__).resolve().parent.parent / "fixtures" / "mrz" / "golden.json").read_text()
+)
+TODAY = dt.date.fromisoformat(GOLDEN["today"])
+
+
+@pytest.mark.parametrize("case", GOLDEN["cases"], ids=[c["name"] for c in GOLDEN["cases"]])
+def test_golden_cases_read_as_expected(case: dict[str, Any]) -> None:
+    r = read_mrz(case["lines"], today=TODAY)
+    assert (r.layout.value if r.layout else None) == case["layout"]
+    assert r.valid is case["valid"], r.problems
+    for name, value in case["values"].items():
+        assert r.values.get(name, "") == value, name
+    states = {d.name: d.state.value for d in r.check_digits}
+    for name, state in case["check_digits"].items():
+        assert states[name] == state, name
+    assert {p.field for p in r.problems} == set(case["problems"])
+    if case["suggested_numbers"]:
+        assert r.candidate_numbers() == case["suggested_numbers"]
+    if case["expired"] is not None:
+        assert r.expired is case["expired"]
+
+
+def test_check_digits_follow_the_7_3_1_rule() -> None:
+    assert check_digit("L898902C3") == "6"
+    assert check_digit("740812") == "2"
+    assert check_digit("<<<<<<<<<<<<<<") == "0"
+    with pytest.raises(KeyError):
+        check_digit("AB#")
+
+
+def test_every_field_carries_its_position_and_raw_text() -> None:
+    r = read_mrz(GOLDEN["cases"][0]["lines"], today=TODAY)
+    f = r.fields
+    assert f["document_number"].raw == "L898902C3"
+    assert (f["document_number"].line, f["document_number"].start) == (2, 0)
+    assert f["names"].raw.startswith("ERIKSSON<<ANNA")
+    assert f["birth_date"].value == "1974-08-12"
+    assert f["birth_date"].problem is None
+
+
+def test_a_long_td1_number_moves_the_number_span_into_optional_data() -> None:
+    lines = compose(Layout.TD1, document_code="ID", issuing_state="BEL", surname="X",
+                    given_names="Y", document_number="591234567890", nationality="BEL",
+                    birth_date="900101", sex="M", expiry_date="300101")  # fmt: skip
+    r = read_mrz(lines, today=TODAY)
+    assert r.fields["document_number"].raw == "591234567<890"
+    assert r.document_number == "591234567890"
+    number_digit = next(d for d in r.check_digits if d.name == "document_number")
+    assert number_digit.state is DigitState.VERIFIED
+    assert number_digit.found == check_digit("591234567890")
+
+
+@pytest.mark.parametrize(
+    ("yymmdd", "field", "expected"),
+    [
+        ("261122", "birth_date", "2026-11-22"),  # today: still the past
+        ("261123", "birth_date", "1926-11-23"),  # tomorrow would be the future
+        ("000229", "birth_date", "2000-02-29"),
+        ("461231", "expiry_date", "2046-12-31"),  # 20 years ahead: plausible
+        ("470101", "expiry_date", "1947-01-01"),  # beyond any validity: last century
+        ("120415", "expiry_date", "2012-04-15"),
+    ],
+)
+def test_two_digit_years_resolve_sensibly(yymmdd: str, field: str, expected: str) -> None:
+    fields = {"birth_date": "800101", "expiry_date": "300101", field: yymmdd}
+    lines = compose(Layout.TD3, document_code="P", issuing_state="UTO", surname="A",
+                    given_names="B", document_number="X1", nationality="UTO", sex="F",
+                    **fields)  # fmt: skip
+    assert read_mrz(lines, today=TODAY).values[field] == expected
+
+
+def test_expiry_is_reported_not_hidden() -> None:
+    lines = compose(Layout.TD3, document_code="P", issuing_state="UTO", surname="A",
+                    given_names="B", document_number="X1", nationality="UTO", sex="F",
+                    birth_date="800101", expiry_date="261121")  # fmt: skip
+    r = read_mrz(lines, today=TODAY)
+    assert r.valid
+    assert r.expired
+
+
+@pytest.mark.parametrize("junk", ["", "\n\n", "hello world", "P<" * 50, "<" * 88, "\x00" * 60])
+def test_garbage_never_raises(junk: str) -> None:
+    r = read_mrz(junk, today=TODAY)
+    assert not r.valid
+    assert r.problems
+
+
+def test_a_misread_check_digit_itself_is_suggested_too() -> None:
+    good = GOLDEN["cases"][0]["lines"]
+    # The composite digit '0' read as 'O': swapping it back verifies everything.
+    r = read_mrz([good[0], good[1][:43] + "O"], today=TODAY)
+    assert not r.valid
+    assert [(s.field, s.found, s.replacement) for s in r.suggestions] == [
+        ("composite_check_digit", "O", "0")
+    ]
+    assert r.candidate_numbers() == []  # the number as read stands
