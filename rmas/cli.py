@@ -177,6 +177,15 @@ def format_result(r: dict[str, Any]) -> str:
     doc = r.get("document")
     if doc:
         lines.append(f"document   {doc.get('issuing_state', '')} {doc.get('type', '')}")
+    mrz = r.get("mrz")
+    if mrz:
+        digits = " ".join(f"{k}={v}" for k, v in mrz["check_digits"].items() if v != "ABSENT")
+        lines.append(f"mrz        {mrz['layout']}  {digits}")
+        for s in mrz["suggestions"]:
+            lines.append(
+                f"suggest    line {s['line']} column {s['column']}: {s['found']!r} may be "
+                f"{s['replacement']!r} -> number {s['document_number']}"
+            )
     for p in r.get("problems", []):
         lines.append(f"problem    {p['field']}: {p['description']}")
     for w in r.get("warnings", []):
@@ -197,6 +206,8 @@ def format_result(r: dict[str, Any]) -> str:
         ]
         if extra:
             line += "  " + " ".join(extra)
+        if s.get("queried_number"):
+            line += f"  [as {s['queried_number']}]"
         if s.get("error"):
             line += f"  ({s['error']})"
         lines.append(line)

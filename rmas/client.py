@@ -116,6 +116,22 @@ def result_to_dict(r: check_pb2.CheckResult) -> dict[str, Any]:
             "issuing_state": d.issuing_state,
             "type": _enum(common_pb2.DocumentType, d.type, "DOCUMENT_TYPE_"),
         }
+    if r.HasField("mrz"):
+        m = r.mrz
+        out["mrz"] = {
+            "layout": m.layout,
+            "expired": m.expired,
+            "check_digits": {
+                c.name: _enum(check_pb2.EvidenceState, c.state, "EVIDENCE_STATE_")
+                for c in m.check_digits
+            },
+            "suggestions": [
+                {"field": x.field, "line": x.line, "column": x.column, "found": x.found,
+                 "replacement": x.replacement, "document_number": x.document_number}
+                for x in m.suggestions
+            ],
+            "problems": {f.name: f.problem for f in m.fields if f.problem},
+        }  # fmt: skip
     return out
 
 

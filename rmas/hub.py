@@ -8,19 +8,29 @@ asking anyone; the rest of the batch goes out in one fan-out.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rmas.documents import DocumentQuery
 from rmas.errors import FieldViolation, ValidationError
 from rmas.fanout import FanOut, Router
+from rmas.mrz import MrzReading
 from rmas.providers import Provider
 from rmas.verdict import Directive, IncompletePolicy, SourceAnswer, Verdict, merge
 
-__all__ = ["CheckResult", "Hub", "HubPolicy", "InvalidDocument", "new_check_id"]
+__all__ = [
+    "CheckResult",
+    "Hub",
+    "HubPolicy",
+    "InvalidDocument",
+    "Item",
+    "ScannedDocument",
+    "new_check_id",
+]
 
 
 _ids = random.Random(os.urandom(32))
@@ -58,6 +68,21 @@ class InvalidDocument:
 
 
 @dataclass(frozen=True, slots=True)
+class ScannedDocument:
+    """A document read from its machine-readable zone, with the reading's evidence.
+
+    When a check digit is refuted, the providers are asked about the number as read and about
+    every OCR-confusion candidate the reading names; see :func:`rmas.verdict.merge`.
+    """
+
+    query: DocumentQuery
+    reading: MrzReading
+
+
+Item = DocumentQuery | InvalidDocument | ScannedDocument
+
+
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     """One document's verdict, with everything an officer may see (edges filter for others)."""
 
@@ -70,13 +95,16 @@ class CheckResult:
     problems: tuple[FieldViolation, ...] = ()
     warnings: tuple[str, ...] = ()
     document: DocumentQuery | None = None
+    mrz: MrzReading | None = None
 
 
 @dataclass(slots=True)
 class _Pending:
     index: int
     query: DocumentQuery
-    warnings: list[str] = field(default_factory=list)
+    reading: MrzReading | None = None
+    #: Positions in the fan-out batch of this document's OCR candidates, with their numbers.
+    candidates: list[tuple[int, str]] = field(default_factory=list)
 
 
 class Hub:
@@ -102,14 +130,11 @@ class Hub:
             budget = min(budget, caller_remaining_s - margin)
         return time.monotonic() + max(budget, 0.0)
 
-    async def check(
-        self,
-        items: Sequence[DocumentQuery | InvalidDocument],
-        deadline: float,
-    ) -> list[CheckResult]:
+    async def check(self, items: Sequence[Item], deadline: float) -> list[CheckResult]:
         """A result per item, in order. Items that failed validation are INVALID_DATA."""
         results: list[CheckResult | None] = [None] * len(items)
         pending: list[_Pending] = []
+        batch: list[DocumentQuery] = []
         for i, item in enumerate(items):
             if isinstance(item, InvalidDocument):
                 d = merge((), data_valid=False)
@@ -120,22 +145,50 @@ class Hub:
                     directive=d.directive,
                     problems=item.violations,
                 )
+            elif isinstance(item, ScannedDocument):
+                p = _Pending(i, item.query, item.reading)
+                pending.append(p)
+                batch.append(item.query)
+                for number in item.reading.candidate_numbers():
+                    p.candidates.append((len(batch), number))
+                    batch.append(replace(item.query, number=number))
             else:
                 pending.append(_Pending(i, item))
+                batch.append(item)
         if pending:
-            answers = await self.fanout.ask([p.query for p in pending], deadline)
+            answers = await self.fanout.ask(batch, deadline)
             policy = self.policy.on_incomplete
-            for p, sources in zip(pending, answers, strict=True):
-                results[p.index] = self._result(p.query, sources, policy)
+            at = 0
+            for p in pending:
+                sources = answers[at]
+                at += 1
+                for pos, number in p.candidates:
+                    sources = [*sources, *(replace(a, queried_number=number) for a in answers[pos])]
+                    at += 1
+                results[p.index] = self._result(p, sources, policy)
         return [r for r in results if r is not None]
 
     def _result(
-        self, query: DocumentQuery, sources: list[SourceAnswer], policy: IncompletePolicy
+        self, p: _Pending, sources: list[SourceAnswer], policy: IncompletePolicy
     ) -> CheckResult:
-        d = merge(sources, policy)
-        warnings: tuple[str, ...] = ()
+        query, reading = p.query, p.reading
+        suspect = reading is not None and not reading.check_digits_ok
+        d = merge(sources, policy, data_suspect=suspect)
+        warnings: list[str] = []
         if not sources:
-            warnings = (f"no provider answers for documents of {query.issuing_state}",)
+            warnings.append(f"no provider answers for documents of {query.issuing_state}")
+        if query.expiry_date is not None and query.expiry_date < dt.date.today():
+            warnings.append(f"document expired on {query.expiry_date.isoformat()}")
+        problems: tuple[FieldViolation, ...] = ()
+        if reading is not None:
+            problems = reading.problems
+            for sug in reading.suggestions:
+                warnings.append(
+                    f"possible misread at line {sug.line}, column {sug.column}: "
+                    f"{sug.found!r} may be {sug.replacement!r}"
+                    + (f" (number {sug.document_number} also checked)"
+                       if sug.document_number != query.number else "")
+                )  # fmt: skip
         return CheckResult(
             check_id=new_check_id(),
             ref=query.ref,
@@ -143,6 +196,8 @@ class Hub:
             directive=d.directive,
             unchecked=d.unchecked,
             sources=tuple(sources),
-            warnings=warnings,
+            problems=problems,
+            warnings=tuple(warnings),
             document=query,
+            mrz=reading,
         )

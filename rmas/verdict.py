@@ -9,6 +9,11 @@ The rules (architecture brief, "Verdict rules"), in the order they apply:
 4. otherwise INCOMPLETE, and the directive comes from policy: CONTACT_AUTHORITY (fail-closed,
    the default) or OK_TO_BOARD flagged ``unchecked`` (fail-open).
 
+Scanned documents whose check digits were refuted (``data_suspect``) are still looked up, as read
+and as each OCR-confusion candidate, because a misread must not hide a stolen document: an alert
+from any of those answers is ALERT; otherwise the data is not trustworthy and the verdict is
+INVALID_DATA / INSUFFICIENT_DATA (rescan or type the fields), never CLEAR.
+
 A document that no provider covers has not been checked: it is INCOMPLETE, never CLEAR.
 """
 
@@ -152,10 +157,13 @@ def merge(
     policy: IncompletePolicy = IncompletePolicy.CONTACT,
     *,
     data_valid: bool = True,
+    data_suspect: bool = False,
 ) -> Decision:
     """Join every provider's answer for one document into a verdict and directive."""
     if not data_valid:
         return _INVALID
+    if data_suspect:
+        return _ALERT if any(a.alerting for a in answers) else _INVALID
     # One pass, no generators: this runs once per document on the hot path.
     answered = False
     missing_required = False

@@ -150,3 +150,15 @@ def test_check_against_no_hub_fails_cleanly() -> None:
 def test_version() -> None:
     out = rmas("--version")
     assert out.stdout.startswith("rmas ")
+
+
+def test_check_by_mrz_shows_the_evidence(hub: str) -> None:
+    out = rmas(
+        "check", "--hub", hub,
+        "--mrz", "P<NZLSMITH<<JOHN<<<<<<<<<<<<<<<<<<<<<<<<<<<<",
+        "--mrz", "LA000002<3NZL8001014M3001019<<<<<<<<<<<<<<<6",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "verdict    ALERT" in out.stdout
+    assert "mrz        TD3" in out.stdout
+    assert "composite=" in out.stdout

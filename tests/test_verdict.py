@@ -38,7 +38,7 @@ S = RecordStatus
 CONTACT = IncompletePolicy.CONTACT
 BOARD = IncompletePolicy.BOARD
 
-# (case, answers, data_valid, policy, verdict, directive, unchecked)
+# (case, answers, data_valid, policy, verdict, directive, unchecked, data_suspect)
 TABLE = [
     # Rule 1: invalid data -> INVALID_DATA, whatever else.
     ("invalid data", [], False, CONTACT, Verdict.INVALID_DATA, Directive.INSUFFICIENT_DATA, False),

@@ -6,9 +6,16 @@ import grpc
 
 from rmas.documents import DocumentQuery
 from rmas.errors import FieldViolation, ValidationError
-from rmas.hub import Hub, InvalidDocument, new_check_id
+from rmas.hub import Hub, InvalidDocument, Item, ScannedDocument, new_check_id
 from rmas.server.errors import abort_invalid
-from rmas.server.mapping import document_from_pb, query_from_document, result_to_pb, results_to_pb
+from rmas.server.mapping import (
+    document_from_pb,
+    query_from_document,
+    result_to_pb,
+    results_to_pb,
+    scanned_from_lines,
+    scanned_or_invalid,
+)
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 __all__ = ["DocumentCheckService"]
@@ -24,19 +31,22 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
     async def CheckDocument(
         self, request: check_pb2.CheckDocumentRequest, context: Ctx
     ) -> check_pb2.CheckDocumentResponse:
-        if request.mrz_lines:
+        item: DocumentQuery | ScannedDocument
+        if request.mrz_lines and request.HasField("document"):
             await abort_invalid(
-                context,
-                [FieldViolation("mrz_lines", "MRZ input is not supported by this hub yet")],
+                context, [FieldViolation("mrz_lines", "give either document or mrz_lines")]
             )
-        if not request.HasField("document"):
-            await abort_invalid(context, [FieldViolation("document", "required")])
         try:
-            query = query_from_document(request.document)
+            if request.mrz_lines:
+                item = scanned_from_lines(request.mrz_lines, prefix="mrz_lines")
+            elif request.HasField("document"):
+                item = query_from_document(request.document)
+            else:
+                raise ValidationError([FieldViolation("document", "required (or mrz_lines)")])
         except ValidationError as exc:
             await abort_invalid(context, exc.violations)
         deadline = self._hub.deadline(context.time_remaining())
-        (result,) = await self._hub.check([query], deadline)
+        (result,) = await self._hub.check([item], deadline)
         response = check_pb2.CheckDocumentResponse()
         result_to_pb(result, response.result)
         return response
@@ -50,15 +60,12 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 context,
                 [FieldViolation("travellers", f"{n} travellers; at most {self._max_manifest}")],
             )
-        items: list[DocumentQuery | InvalidDocument] = []
+        items: list[Item] = []
         for i, t in enumerate(request.travellers):
             prefix = f"travellers[{i}]"
             if t.mrz_lines:
                 items.append(
-                    InvalidDocument(
-                        t.ref,
-                        (FieldViolation(f"{prefix}.mrz_lines", "MRZ input not supported yet"),),
-                    )
+                    scanned_or_invalid(t.mrz_lines, ref=t.ref, prefix=f"{prefix}.mrz_lines")
                 )
             elif not t.HasField("document"):
                 items.append(

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from rmas.documents import EMPTY_HOLDER, DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
-from rmas.hub import CheckResult, InvalidDocument
+from rmas.hub import CheckResult, InvalidDocument, ScannedDocument
+from rmas.mrz import DigitState, MrzReading, read_mrz
 from rmas.v1 import check_pb2, common_pb2
 from rmas.verdict import (
     Directive,
@@ -32,6 +33,8 @@ __all__ = [
     "record_to_pb",
     "result_to_pb",
     "results_to_pb",
+    "scanned_from_lines",
+    "scanned_or_invalid",
 ]
 
 _TYPE_TO_PB = {
@@ -93,6 +96,75 @@ def document_from_pb(
         return query_from_document(doc, ref=ref, prefix=prefix)
     except ValidationError as exc:
         return InvalidDocument.from_error(ref, exc)
+
+
+def scanned_from_lines(lines: Sequence[str], *, ref: str = "", prefix: str) -> ScannedDocument:
+    """Read MRZ lines into a document to check; raise ValidationError when it cannot be checked.
+
+    A zone that cannot be read, an unknown issuing state or an empty number stop the check (there
+    is nothing to route); refuted check digits do not: the hub checks the number as read and its
+    OCR candidates (see rmas.verdict). Violations name ``prefix`` and say where in the zone.
+    """
+    reading = read_mrz(lines)
+    if reading.layout is None:
+        raise ValidationError([FieldViolation(prefix, p.description) for p in reading.problems])
+    fields = reading.document_fields()
+    blocking = [k for k in ("issuing_state", "document_number") if k in reading.field_problems]
+    if blocking:
+        spans = reading.fields
+        raise ValidationError(
+            [
+                FieldViolation(
+                    prefix,
+                    f"line {spans[k].line}, columns {spans[k].start + 1}-{spans[k].end} ({k}): "
+                    f"{reading.field_problems[k]}",
+                )
+                for k in blocking
+            ]
+        )
+    # Other field problems (an unknown nationality, a bad date) do not stop the lookup: they are
+    # reported in the evidence, and the fields at fault are left out of the holder data.
+    for key, name in (("nationality", "nationality"), ("birth_date", "birth_date"),
+                      ("expiry_date", "expiry_date"), ("sex", "sex")):  # fmt: skip
+        if key in reading.field_problems:
+            fields[name] = ""
+    query = validate_document(**fields, ref=ref, prefix=prefix)
+    return ScannedDocument(query, reading)
+
+
+def scanned_or_invalid(
+    lines: Sequence[str], *, ref: str, prefix: str
+) -> ScannedDocument | InvalidDocument:
+    try:
+        return scanned_from_lines(lines, ref=ref, prefix=prefix)
+    except ValidationError as exc:
+        return InvalidDocument.from_error(ref, exc)
+
+
+_EVIDENCE = {
+    DigitState.VERIFIED: check_pb2.EVIDENCE_STATE_VERIFIED,
+    DigitState.REFUTED: check_pb2.EVIDENCE_STATE_REFUTED,
+    DigitState.ABSENT: check_pb2.EVIDENCE_STATE_ABSENT,
+}
+
+
+def _set_mrz(r: MrzReading, out: check_pb2.MrzEvidence) -> None:
+    out.layout = r.layout.value if r.layout else ""
+    for f in r.fields.values():
+        out.fields.add(
+            name=f.name, raw=f.raw, value=f.value, line=f.line, start=f.start, end=f.end,
+            problem=f.problem or "",
+        )  # fmt: skip
+    for c in r.check_digits:
+        out.check_digits.add(
+            name=c.name, state=_EVIDENCE[c.state], found=c.found, expected=c.expected
+        )
+    for sug in r.suggestions:
+        out.suggestions.add(
+            field=sug.field, line=sug.line, column=sug.column, found=sug.found,
+            replacement=sug.replacement, document_number=sug.document_number,
+        )  # fmt: skip
+    out.expired = r.expired
 
 
 def document_to_pb(q: DocumentQuery, out: common_pb2.Document) -> None:
@@ -190,6 +262,8 @@ def result_to_pb(r: CheckResult, out: check_pb2.CheckResult) -> None:
         out.warnings.extend(r.warnings)
     if r.document is not None:
         _set_document(r.document, out.document)
+    if r.mrz is not None:
+        _set_mrz(r.mrz, out.mrz)
 
 
 def results_to_pb(results: Sequence[CheckResult], out: check_pb2.CheckManifestResponse) -> None:

@@ -83,6 +83,28 @@ OUTCOME_UNAVAILABLE: Outcome.ValueType  # 3
 OUTCOME_ERROR: Outcome.ValueType  # 4
 Global___Outcome: _TypeAlias = Outcome  # noqa: Y015
 
+class _EvidenceState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EvidenceStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EvidenceState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EVIDENCE_STATE_UNSPECIFIED: _EvidenceState.ValueType  # 0
+    EVIDENCE_STATE_VERIFIED: _EvidenceState.ValueType  # 1
+    EVIDENCE_STATE_REFUTED: _EvidenceState.ValueType  # 2
+    EVIDENCE_STATE_ABSENT: _EvidenceState.ValueType  # 3
+    """the layout has no such check digit"""
+
+class EvidenceState(_EvidenceState, metaclass=_EvidenceStateEnumTypeWrapper):
+    """What a machine-readable zone said, field by field and check digit by check digit."""
+
+EVIDENCE_STATE_UNSPECIFIED: EvidenceState.ValueType  # 0
+EVIDENCE_STATE_VERIFIED: EvidenceState.ValueType  # 1
+EVIDENCE_STATE_REFUTED: EvidenceState.ValueType  # 2
+EVIDENCE_STATE_ABSENT: EvidenceState.ValueType  # 3
+"""the layout has no such check digit"""
+Global___EvidenceState: _TypeAlias = EvidenceState  # noqa: Y015
+
 @_typing.final
 class SourceAnswer(_message.Message):
     """One provider's part in a verdict (shown to officers, never to airlines)."""
@@ -160,6 +182,151 @@ class Problem(_message.Message):
 Global___Problem: _TypeAlias = Problem  # noqa: Y015
 
 @_typing.final
+class MrzField(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RAW_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    raw: _builtins.str
+    """the characters as read"""
+    value: _builtins.str
+    """the parsed value (dates as ISO 8601)"""
+    line: _builtins.int
+    """1-based"""
+    start: _builtins.int
+    """0-based column; end exclusive"""
+    end: _builtins.int
+    problem: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        raw: _builtins.str = ...,
+        value: _builtins.str = ...,
+        line: _builtins.int = ...,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+        problem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "line", b"line", "name", b"name", "problem", b"problem", "raw", b"raw", "start", b"start", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MrzField: _TypeAlias = MrzField  # noqa: Y015
+
+@_typing.final
+class MrzCheckDigit(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    FOUND_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """document_number, birth_date, expiry_date, optional_data, composite"""
+    state: Global___EvidenceState.ValueType
+    found: _builtins.str
+    expected: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        state: Global___EvidenceState.ValueType = ...,
+        found: _builtins.str = ...,
+        expected: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected", b"expected", "found", b"found", "name", b"name", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MrzCheckDigit: _TypeAlias = MrzCheckDigit  # noqa: Y015
+
+@_typing.final
+class MrzSuggestion(_message.Message):
+    """A one-character misread (O/0, I/1, B/8, S/5, Z/2, G/6) that would make every check digit
+    verify. Never applied: the hub also checks the corrected number and shows both answers.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    LINE_FIELD_NUMBER: _builtins.int
+    COLUMN_FIELD_NUMBER: _builtins.int
+    FOUND_FIELD_NUMBER: _builtins.int
+    REPLACEMENT_FIELD_NUMBER: _builtins.int
+    DOCUMENT_NUMBER_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    line: _builtins.int
+    column: _builtins.int
+    """1-based"""
+    found: _builtins.str
+    replacement: _builtins.str
+    document_number: _builtins.str
+    """the number once corrected"""
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        line: _builtins.int = ...,
+        column: _builtins.int = ...,
+        found: _builtins.str = ...,
+        replacement: _builtins.str = ...,
+        document_number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["column", b"column", "document_number", b"document_number", "field", b"field", "found", b"found", "line", b"line", "replacement", b"replacement"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MrzSuggestion: _TypeAlias = MrzSuggestion  # noqa: Y015
+
+@_typing.final
+class MrzEvidence(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LAYOUT_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    CHECK_DIGITS_FIELD_NUMBER: _builtins.int
+    SUGGESTIONS_FIELD_NUMBER: _builtins.int
+    EXPIRED_FIELD_NUMBER: _builtins.int
+    layout: _builtins.str
+    """TD1, TD2, TD3, MRV-A, MRV-B"""
+    expired: _builtins.bool
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___MrzField]: ...
+    @_builtins.property
+    def check_digits(self) -> _containers.RepeatedCompositeFieldContainer[Global___MrzCheckDigit]: ...
+    @_builtins.property
+    def suggestions(self) -> _containers.RepeatedCompositeFieldContainer[Global___MrzSuggestion]: ...
+    def __init__(
+        self,
+        *,
+        layout: _builtins.str = ...,
+        fields: _abc.Iterable[Global___MrzField] | None = ...,
+        check_digits: _abc.Iterable[Global___MrzCheckDigit] | None = ...,
+        suggestions: _abc.Iterable[Global___MrzSuggestion] | None = ...,
+        expired: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_digits", b"check_digits", "expired", b"expired", "fields", b"fields", "layout", b"layout", "suggestions", b"suggestions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MrzEvidence: _TypeAlias = MrzEvidence  # noqa: Y015
+
+@_typing.final
 class CheckResult(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -172,6 +339,7 @@ class CheckResult(_message.Message):
     PROBLEMS_FIELD_NUMBER: _builtins.int
     WARNINGS_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
+    MRZ_FIELD_NUMBER: _builtins.int
     check_id: _builtins.str
     ref: _builtins.str
     """the caller's reference for this document, echoed"""
@@ -189,6 +357,10 @@ class CheckResult(_message.Message):
     def document(self) -> _common_pb2.Document:
         """the document as normalised and checked"""
 
+    @_builtins.property
+    def mrz(self) -> Global___MrzEvidence:
+        """set when the document was given as MRZ lines"""
+
     def __init__(
         self,
         *,
@@ -201,10 +373,11 @@ class CheckResult(_message.Message):
         problems: _abc.Iterable[Global___Problem] | None = ...,
         warnings: _abc.Iterable[_builtins.str] | None = ...,
         document: _common_pb2.Document | None = ...,
+        mrz: Global___MrzEvidence | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "mrz", b"mrz"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "directive", b"directive", "document", b"document", "problems", b"problems", "ref", b"ref", "sources", b"sources", "unchecked", b"unchecked", "verdict", b"verdict", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "directive", b"directive", "document", b"document", "mrz", b"mrz", "problems", b"problems", "ref", b"ref", "sources", b"sources", "unchecked", b"unchecked", "verdict", b"verdict", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
