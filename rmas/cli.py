@@ -111,7 +111,7 @@ async def _serve(cfg: Any) -> int:
     from rmas.server.app import HubServer
 
     providers = build_providers(cfg.providers)
-    server = HubServer(cfg.hub, providers)
+    server = HubServer(cfg.hub, providers, cfg.iapi)
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rmas.errors import ConfigError
+from rmas.iapi.channel import IapiConfig
+from rmas.iapi.cusres import CusresCodes
 from rmas.providers import ProviderConfig, Scope
 from rmas.states import canonical_economy, to_alpha3
 from rmas.verdict import IncompletePolicy
@@ -80,6 +82,7 @@ class RmasConfig:
 
     hub: HubConfig
     providers: tuple[ProviderConfig, ...]
+    iapi: IapiConfig = field(default_factory=IapiConfig)
     #: The file it came from (None when parsed from a string).
     path: Path | None = None
 
@@ -101,10 +104,13 @@ def parse_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path or "<config>"), f"not valid TOML: {exc}") from None
-    unknown = set(data) - {"hub", "providers"}
+    unknown = set(data) - {"hub", "providers", "iapi"}
     if unknown:
-        raise ConfigError(sorted(unknown)[0], "unknown section (expected [hub], [[providers]])")
+        raise ConfigError(
+            sorted(unknown)[0], "unknown section (expected [hub], [iapi], [[providers]])"
+        )
     hub = _hub(_table(data.get("hub", {}), "hub"))
+    iapi = _iapi(_table(data.get("iapi", {}), "iapi"))
     raw_providers = data.get("providers", [])
     if not isinstance(raw_providers, list):
         raise ConfigError("providers", "must be an array of tables: [[providers]]")
@@ -120,7 +126,7 @@ def parse_config(
                 f"duplicate id {pc.id!r} (see providers[{seen[pc.id]}])",
             )
         seen[pc.id] = pc.index
-    return RmasConfig(hub=hub, providers=providers, path=path)
+    return RmasConfig(hub=hub, providers=providers, iapi=iapi, path=path)
 
 
 def parse_listen(value: str, key: str = "hub.listen") -> tuple[str, int]:
@@ -172,6 +178,47 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError("hub.log_level", "must be debug, info, warning or error")
     return HubConfig(listen, deadline_ms, policy, max_manifest, max_bytes, level)
+
+
+_CODE_KEYS = {
+    "ok_to_board": "ok_to_board",
+    "do_not_board": "do_not_board",
+    "contact_authority": "contact_authority",
+    "insufficient_data": "insufficient_data",
+    "syntax_error": "syntax_error",
+}
+
+
+def _iapi(t: Mapping[str, Any]) -> IapiConfig:
+    """``[iapi]``: hub_id, max_bytes, remember, and ``<directive>_code`` / ``<directive>_text``."""
+    allowed = {"hub_id", "max_bytes", "remember"} | {
+        f"{k}_{part}" for k in _CODE_KEYS for part in ("code", "text")
+    }
+    unknown = set(t) - allowed
+    if unknown:
+        raise ConfigError(f"iapi.{sorted(unknown)[0]}", "unknown key")
+    defaults = IapiConfig()
+    codes = CusresCodes()
+    overrides: dict[str, tuple[str, str]] = {}
+    for key in _CODE_KEYS:
+        code, text = getattr(codes, key)
+        code = _get(t, f"{key}_code", "iapi", str, code)
+        text = _get(t, f"{key}_text", "iapi", str, text)
+        if not (1 <= len(code) <= 3 and code.isalnum()):
+            raise ConfigError(f"iapi.{key}_code", "must be 1-3 letters or digits")
+        overrides[key] = (code, text)
+    max_bytes = _get(t, "max_bytes", "iapi", int, defaults.max_bytes)
+    if not 1024 <= max_bytes <= 64 * 1024 * 1024:
+        raise ConfigError("iapi.max_bytes", "must be between 1 KiB and 64 MiB")
+    remember = _get(t, "remember", "iapi", int, defaults.remember)
+    if remember < 0:
+        raise ConfigError("iapi.remember", "must be 0 or more")
+    return IapiConfig(
+        hub_id=_get(t, "hub_id", "iapi", str, defaults.hub_id),
+        codes=CusresCodes(**overrides),
+        max_bytes=max_bytes,
+        remember=remember,
+    )
 
 
 def _provider(t: Mapping[str, Any], i: int, base_dir: str) -> ProviderConfig:

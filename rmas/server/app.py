@@ -17,6 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from rmas.config import HubConfig, parse_listen
 from rmas.errors import ConfigError
 from rmas.hub import Hub, HubPolicy
+from rmas.iapi.channel import IapiChannel, IapiConfig
 from rmas.providers import Provider
 from rmas.server.check_service import DocumentCheckService
 from rmas.v1 import check_pb2, check_pb2_grpc
@@ -40,7 +41,12 @@ def is_loopback(host: str) -> bool:
 class HubServer:
     """A hub: its providers, the gRPC server, health and reflection."""
 
-    def __init__(self, config: HubConfig, providers: Sequence[Provider]) -> None:
+    def __init__(
+        self,
+        config: HubConfig,
+        providers: Sequence[Provider],
+        iapi: IapiConfig | None = None,
+    ) -> None:
         host, _port = parse_listen(config.listen)
         if not is_loopback(host):
             raise ConfigError(
@@ -55,6 +61,7 @@ class HubServer:
             ),
         )
         # grpc_health's stubs omit the aio sub-module; it is public API (grpc_health.v1.health.aio).
+        self.iapi = IapiChannel(self.hub, iapi)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._server: grpc.aio.Server | None = None
         self.port = 0
@@ -70,7 +77,8 @@ class HubServer:
             ]
         )
         check_pb2_grpc.add_DocumentCheckServicer_to_server(
-            DocumentCheckService(self.hub, max_manifest=self.config.max_manifest), server
+            DocumentCheckService(self.hub, self.iapi, max_manifest=self.config.max_manifest),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

@@ -7,9 +7,11 @@ import grpc
 from rmas.documents import DocumentQuery
 from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import Hub, InvalidDocument, Item, ScannedDocument, new_check_id
+from rmas.iapi.channel import IapiChannel
 from rmas.server.errors import abort_invalid
 from rmas.server.mapping import (
     document_from_pb,
+    paxlst_answer_to_pb,
     query_from_document,
     result_to_pb,
     results_to_pb,
@@ -24,8 +26,9 @@ Ctx = grpc.aio.ServicerContext[object, object]
 
 
 class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
-    def __init__(self, hub: Hub, *, max_manifest: int) -> None:
+    def __init__(self, hub: Hub, iapi: IapiChannel, *, max_manifest: int) -> None:
         self._hub = hub
+        self._iapi = iapi
         self._max_manifest = max_manifest
 
     async def CheckDocument(
@@ -78,3 +81,12 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         response = check_pb2.CheckManifestResponse(manifest_id=new_check_id())
         results_to_pb(results, response)
         return response
+
+    async def CheckPaxlst(
+        self, request: check_pb2.CheckPaxlstRequest, context: Ctx
+    ) -> check_pb2.CheckPaxlstResponse:
+        if not request.message:
+            await abort_invalid(context, [FieldViolation("message", "required")])
+        deadline = self._hub.deadline(context.time_remaining())
+        answer = await self._iapi.answer(request.message, deadline)
+        return paxlst_answer_to_pb(answer)

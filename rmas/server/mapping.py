@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from rmas.documents import EMPTY_HOLDER, DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import CheckResult, InvalidDocument, ScannedDocument
+from rmas.iapi.channel import IapiAnswer
 from rmas.mrz import DigitState, MrzReading, read_mrz
 from rmas.v1 import check_pb2, common_pb2
 from rmas.verdict import (
@@ -27,6 +28,7 @@ from rmas.verdict import (
 __all__ = [
     "document_from_pb",
     "document_to_pb",
+    "paxlst_answer_to_pb",
     "query_from_document",
     "query_from_lookup_pb",
     "record_from_pb",
@@ -264,6 +266,22 @@ def result_to_pb(r: CheckResult, out: check_pb2.CheckResult) -> None:
         _set_document(r.document, out.document)
     if r.mrz is not None:
         _set_mrz(r.mrz, out.mrz)
+
+
+def paxlst_answer_to_pb(a: IapiAnswer) -> check_pb2.CheckPaxlstResponse:
+    """What the airline sees: the CUSRES and a directive per traveller, never a reason."""
+    out = check_pb2.CheckPaxlstResponse(
+        cusres=a.cusres,
+        errors=list(a.errors),
+        duplicate=a.duplicate,
+        transaction_ref=a.transaction_ref,
+    )
+    for p in a.passengers:
+        out.passengers.add(
+            position=p.position, booking_ref=p.booking_ref, passenger_ref=p.passenger_ref,
+            crew=p.crew, directive=_DIRECTIVE_TO_PB[p.directive], check_ids=list(p.check_ids),
+        )  # fmt: skip
+    return out
 
 
 def results_to_pb(results: Sequence[CheckResult], out: check_pb2.CheckManifestResponse) -> None:

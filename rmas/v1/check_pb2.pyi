@@ -535,3 +535,102 @@ class CheckManifestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckManifestResponse: _TypeAlias = CheckManifestResponse  # noqa: Y015
+
+@_typing.final
+class CheckPaxlstRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    message: _builtins.bytes
+    """the PAXLST interchange as received (UNOA/UNOB: ASCII; UNOC: ISO 8859-1)"""
+    def __init__(
+        self,
+        *,
+        message: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckPaxlstRequest: _TypeAlias = CheckPaxlstRequest  # noqa: Y015
+
+@_typing.final
+class PassengerDirective(_message.Message):
+    """What the airline learns of one traveller: a directive, never a reason."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POSITION_FIELD_NUMBER: _builtins.int
+    BOOKING_REF_FIELD_NUMBER: _builtins.int
+    PASSENGER_REF_FIELD_NUMBER: _builtins.int
+    CREW_FIELD_NUMBER: _builtins.int
+    DIRECTIVE_FIELD_NUMBER: _builtins.int
+    CHECK_IDS_FIELD_NUMBER: _builtins.int
+    position: _builtins.int
+    """1-based order of the traveller in the PAXLST"""
+    booking_ref: _builtins.str
+    """RFF+AVF, echoed"""
+    passenger_ref: _builtins.str
+    """RFF+ABO, echoed"""
+    crew: _builtins.bool
+    directive: Global___Directive.ValueType
+    @_builtins.property
+    def check_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """one per document checked, for the airline to quote"""
+
+    def __init__(
+        self,
+        *,
+        position: _builtins.int = ...,
+        booking_ref: _builtins.str = ...,
+        passenger_ref: _builtins.str = ...,
+        crew: _builtins.bool = ...,
+        directive: Global___Directive.ValueType = ...,
+        check_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_ref", b"booking_ref", "check_ids", b"check_ids", "crew", b"crew", "directive", b"directive", "passenger_ref", b"passenger_ref", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PassengerDirective: _TypeAlias = PassengerDirective  # noqa: Y015
+
+@_typing.final
+class CheckPaxlstResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSRES_FIELD_NUMBER: _builtins.int
+    PASSENGERS_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    TRANSACTION_REF_FIELD_NUMBER: _builtins.int
+    cusres: _builtins.bytes
+    duplicate: _builtins.bool
+    """the same interchange was answered before: same answer again"""
+    transaction_ref: _builtins.str
+    """RFF+TN of the CUSRES"""
+    @_builtins.property
+    def passengers(self) -> _containers.RepeatedCompositeFieldContainer[Global___PassengerDirective]: ...
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """message-level problems (also in the CUSRES as ERP+1)"""
+
+    def __init__(
+        self,
+        *,
+        cusres: _builtins.bytes = ...,
+        passengers: _abc.Iterable[Global___PassengerDirective] | None = ...,
+        errors: _abc.Iterable[_builtins.str] | None = ...,
+        duplicate: _builtins.bool = ...,
+        transaction_ref: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cusres", b"cusres", "duplicate", b"duplicate", "errors", b"errors", "passengers", b"passengers", "transaction_ref", b"transaction_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckPaxlstResponse: _TypeAlias = CheckPaxlstResponse  # noqa: Y015

@@ -44,6 +44,11 @@ class DocumentCheckStub:
                 request_serializer=rmas_dot_v1_dot_check__pb2.CheckManifestRequest.SerializeToString,
                 response_deserializer=rmas_dot_v1_dot_check__pb2.CheckManifestResponse.FromString,
                 _registered_method=True)
+        self.CheckPaxlst = channel.unary_unary(
+                '/rmas.v1.DocumentCheck/CheckPaxlst',
+                request_serializer=rmas_dot_v1_dot_check__pb2.CheckPaxlstRequest.SerializeToString,
+                response_deserializer=rmas_dot_v1_dot_check__pb2.CheckPaxlstResponse.FromString,
+                _registered_method=True)
 
 
 class DocumentCheckServicer:
@@ -64,6 +69,14 @@ class DocumentCheckServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckPaxlst(self, request, context):
+        """A raw UN/EDIFACT PAXLST interchange (airline API/iAPI), answered with a CUSRES. A message
+        that cannot be read is answered with a CUSRES carrying an ERP+1 message-level error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DocumentCheckServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +89,11 @@ def add_DocumentCheckServicer_to_server(servicer, server):
                     servicer.CheckManifest,
                     request_deserializer=rmas_dot_v1_dot_check__pb2.CheckManifestRequest.FromString,
                     response_serializer=rmas_dot_v1_dot_check__pb2.CheckManifestResponse.SerializeToString,
+            ),
+            'CheckPaxlst': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckPaxlst,
+                    request_deserializer=rmas_dot_v1_dot_check__pb2.CheckPaxlstRequest.FromString,
+                    response_serializer=rmas_dot_v1_dot_check__pb2.CheckPaxlstResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +150,33 @@ class DocumentCheck:
             '/rmas.v1.DocumentCheck/CheckManifest',
             rmas_dot_v1_dot_check__pb2.CheckManifestRequest.SerializeToString,
             rmas_dot_v1_dot_check__pb2.CheckManifestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckPaxlst(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmas.v1.DocumentCheck/CheckPaxlst',
+            rmas_dot_v1_dot_check__pb2.CheckPaxlstRequest.SerializeToString,
+            rmas_dot_v1_dot_check__pb2.CheckPaxlstResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,10 @@ class DocumentCheckStub:
     """A flight's travellers in one call; one result per traveller, in order. A traveller with bad
     data gets verdict INVALID_DATA; the others are still answered.
     """
+    CheckPaxlst: _grpc.UnaryUnaryMultiCallable[_check_pb2.CheckPaxlstRequest, _check_pb2.CheckPaxlstResponse]
+    """A raw UN/EDIFACT PAXLST interchange (airline API/iAPI), answered with a CUSRES. A message
+    that cannot be read is answered with a CUSRES carrying an ERP+1 message-level error.
+    """
 
 @_typing.type_check_only
 class DocumentCheckAsyncStub(DocumentCheckStub):
@@ -46,6 +50,10 @@ class DocumentCheckAsyncStub(DocumentCheckStub):
     CheckManifest: _aio.UnaryUnaryMultiCallable[_check_pb2.CheckManifestRequest, _check_pb2.CheckManifestResponse]  # type: ignore[assignment]
     """A flight's travellers in one call; one result per traveller, in order. A traveller with bad
     data gets verdict INVALID_DATA; the others are still answered.
+    """
+    CheckPaxlst: _aio.UnaryUnaryMultiCallable[_check_pb2.CheckPaxlstRequest, _check_pb2.CheckPaxlstResponse]  # type: ignore[assignment]
+    """A raw UN/EDIFACT PAXLST interchange (airline API/iAPI), answered with a CUSRES. A message
+    that cannot be read is answered with a CUSRES carrying an ERP+1 message-level error.
     """
 
 class DocumentCheckServicer(metaclass=_abc_1.ABCMeta):
@@ -65,6 +73,16 @@ class DocumentCheckServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_check_pb2.CheckManifestResponse, _abc.Awaitable[_check_pb2.CheckManifestResponse]]:
         """A flight's travellers in one call; one result per traveller, in order. A traveller with bad
         data gets verdict INVALID_DATA; the others are still answered.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckPaxlst(
+        self,
+        request: _check_pb2.CheckPaxlstRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_check_pb2.CheckPaxlstResponse, _abc.Awaitable[_check_pb2.CheckPaxlstResponse]]:
+        """A raw UN/EDIFACT PAXLST interchange (airline API/iAPI), answered with a CUSRES. A message
+        that cannot be read is answered with a CUSRES carrying an ERP+1 message-level error.
         """
 
 def add_DocumentCheckServicer_to_server(servicer: DocumentCheckServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

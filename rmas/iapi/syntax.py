@@ -1,0 +1,434 @@
+"""UN/EDIFACT syntax (ISO 9735) as airline API traffic uses it: reading and writing interchanges.
+
+Written in-house: the one maintained Python EDIFACT library crashes on UNG/UNE functional groups,
+which airline traffic uses, and is slow. This module reads:
+
+- the UNA service string advice with any separators (defaults ``:+.? '``), and the release
+  character in both directions (``O?'BRIEN`` is ``O'BRIEN``; ``??`` is ``?``);
+- UNB/UNZ interchanges, UNG/UNE functional groups and UNH/UNT messages, with every control count
+  and reference checked (UNT segment count, UNE message count, UNZ group or message count);
+- syntax identifiers UNOA-UNOF, UNOW, UNOY; CR/LF and spaces between segments; junk from a carrier
+  envelope before UNA/UNB.
+
+Every error is an :class:`EdifactError` naming the segment number (1-based, counted from UNA or
+UNB), its tag, the element and component, and the character offset in the input.
+
+Segments are split with ``str.split`` and re-joined where a separator was released, so a message
+without release characters never goes through a per-character loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rmas.errors import RmasError
+
+__all__ = [
+    "DEFAULT_SEPARATORS",
+    "EdifactError",
+    "Group",
+    "Interchange",
+    "Message",
+    "Segment",
+    "Separators",
+    "parse_interchange",
+    "write_segments",
+]
+
+SYNTAX_IDS = frozenset({"UNOA", "UNOB", "UNOC", "UNOD", "UNOE", "UNOF", "UNOW", "UNOY"})
+_TAG = re.compile(r"[A-Z][A-Z0-9]{2}")
+
+
+class EdifactError(RmasError):
+    """A syntax or envelope error, with where it is."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        segment: int = 0,
+        tag: str = "",
+        element: int = 0,
+        component: int = 0,
+        offset: int = 0,
+    ) -> None:
+        where = []
+        if segment:
+            where.append(f"segment {segment}" + (f" ({tag})" if tag else ""))
+        if element:
+            where.append(f"element {element}" + (f", component {component}" if component else ""))
+        where.append(f"offset {offset}")
+        super().__init__(f"{', '.join(where)}: {message}")
+        self.reason = message
+        self.segment = segment
+        self.tag = tag
+        self.element = element
+        self.component = component
+        self.offset = offset
+
+
+@dataclass(frozen=True, slots=True)
+class Separators:
+    component: str = ":"
+    element: str = "+"
+    decimal: str = "."
+    release: str = "?"
+    reserved: str = " "
+    segment: str = "'"
+
+    @property
+    def una(self) -> str:
+        return (
+            f"UNA{self.component}{self.element}{self.decimal}{self.release}{self.reserved}"
+            f"{self.segment}"
+        )
+
+
+DEFAULT_SEPARATORS = Separators()
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One segment: ``elements[i][j]`` is component j of element i (both 0-based, tag excluded)."""
+
+    tag: str
+    elements: tuple[tuple[str, ...], ...]
+    number: int = 0
+    offset: int = 0
+
+    def get(self, element: int, component: int = 0) -> str:
+        """Element ``element`` (1-based, as guides count), component ``component`` (0-based)."""
+        if element < 1 or element > len(self.elements):
+            return ""
+        comps = self.elements[element - 1]
+        return comps[component] if component < len(comps) else ""
+
+    def error(self, message: str, element: int = 0, component: int = 0) -> EdifactError:
+        return EdifactError(
+            message,
+            segment=self.number,
+            tag=self.tag,
+            element=element,
+            component=component,
+            offset=self.offset,
+        )
+
+
+@dataclass(slots=True)
+class Message:
+    """UNH .. UNT. ``segments`` holds the body, UNH and UNT included."""
+
+    ref: str
+    type: str
+    version: str
+    release: str
+    agency: str
+    association: str
+    segments: list[Segment]
+
+
+@dataclass(slots=True)
+class Group:
+    """UNG .. UNE."""
+
+    ref: str
+    function: str
+    sender: str
+    recipient: str
+    messages: list[Message] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Interchange:
+    """UNB .. UNZ, with its groups (if any) and all its messages in order."""
+
+    separators: Separators
+    una_present: bool
+    syntax: str
+    syntax_version: str
+    sender: str
+    sender_qualifier: str
+    recipient: str
+    recipient_qualifier: str
+    prepared_date: str
+    prepared_time: str
+    control_ref: str
+    groups: list[Group]
+    messages: list[Message]
+    segment_count: int
+
+
+def _split(text: str, sep: str, rel: str) -> list[str]:
+    """Split on ``sep`` except where it is released (preceded by an odd run of ``rel``)."""
+    parts = text.split(sep)
+    if rel not in text:
+        return parts
+    out: list[str] = []
+    pending: str | None = None
+    for p in parts:
+        cur = p if pending is None else pending + sep + p
+        run = len(cur) - len(cur.rstrip(rel))
+        if run % 2:
+            pending = cur
+        else:
+            out.append(cur)
+            pending = None
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
+def _unescape(value: str, rel: str) -> str:
+    if rel not in value:
+        return value
+    out = []
+    i = 0
+    n = len(value)
+    while i < n:
+        c = value[i]
+        if c == rel and i + 1 < n:
+            out.append(value[i + 1])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _decode(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")  # UNOC (ISO 8859-1) and friends
+
+
+def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
+    """Segments of an interchange, from its first UNA or UNB on; raises EdifactError."""
+    text = _decode(data)
+    start_una = text.find("UNA")
+    start_unb = text.find("UNB")
+    starts = [s for s in (start_una, start_unb) if s >= 0]
+    if not starts:
+        raise EdifactError("no UNA or UNB segment: not an EDIFACT interchange")
+    start = min(starts)
+    seps = DEFAULT_SEPARATORS
+    una = False
+    if start == start_una and len(text) >= start + 9:
+        s = text[start + 3 : start + 9]
+        seps = Separators(s[0], s[1], s[2], s[3], s[4], s[5])
+        if len({seps.component, seps.element, seps.release, seps.segment}) != 4:
+            raise EdifactError("UNA names the same character for two separators", offset=start)
+        una = True
+        start += 9
+    elif start == start_una:
+        raise EdifactError("UNA is truncated", offset=start)
+    body = text[start:]
+    rel = seps.release
+    raw_segments = _split(body, seps.segment, rel)
+    tail = raw_segments.pop()  # after the last terminator: must be blank
+    if tail.strip():
+        offset = start + len(body) - len(tail)
+        if tail.rstrip().endswith(rel) and (len(tail) - len(tail.rstrip(rel))) % 2:
+            raise EdifactError(
+                f"release character {rel!r} at the end of the input releases nothing",
+                segment=len(raw_segments) + 1,
+                offset=offset,
+            )
+        raise EdifactError(
+            "truncated: the last segment has no terminator",
+            segment=len(raw_segments) + 1,
+            tag=tail.strip()[:3],
+            offset=offset,
+        )
+    segments: list[Segment] = []
+    offset = start
+    number = 1 if una else 0
+    for raw in raw_segments:
+        seg_offset = offset
+        offset += len(raw) + 1
+        stripped = raw.lstrip()
+        if not stripped:
+            continue  # blank between terminators (CR/LF)
+        seg_offset += len(raw) - len(stripped)
+        number += 1
+        elements = _split(stripped, seps.element, rel)
+        tag = elements[0]
+        if not _TAG.fullmatch(tag):
+            raise EdifactError(
+                f"{tag[:10]!r} is not a segment tag", segment=number, offset=seg_offset
+            )
+        comp = seps.component
+        parsed = tuple(
+            tuple(_unescape(c, rel) for c in _split(e, comp, rel))
+            if (comp in e or rel in e)
+            else (e,)
+            for e in elements[1:]
+        )
+        segments.append(Segment(tag, parsed, number, seg_offset))
+    return segments, seps, una
+
+
+def parse_interchange(data: bytes | str) -> Interchange:
+    """Read and check an interchange's envelope; raise EdifactError naming what is wrong."""
+    segments, seps, una = tokenize(data)
+    if not segments or segments[0].tag != "UNB":
+        first = segments[0] if segments else None
+        raise EdifactError(
+            "the interchange must start with UNB",
+            segment=first.number if first else 1,
+            tag=first.tag if first else "",
+            offset=first.offset if first else 0,
+        )
+    unb = segments[0]
+    syntax = unb.get(1, 0)
+    if syntax not in SYNTAX_IDS:
+        raise unb.error(f"unknown syntax identifier {syntax!r}", 1, 1)
+    control_ref = unb.get(5)
+    if not control_ref:
+        raise unb.error("interchange control reference is missing", 5)
+    last = segments[-1]
+    if last.tag != "UNZ":
+        raise EdifactError(
+            "the interchange does not end with UNZ (truncated?)",
+            segment=last.number,
+            tag=last.tag,
+            offset=last.offset,
+        )
+    if last.get(2) != control_ref:
+        raise last.error(
+            f"control reference {last.get(2)!r} does not match UNB's {control_ref!r}", 2
+        )
+    groups: list[Group] = []
+    messages: list[Message] = []
+    group: Group | None = None
+    msg: Message | None = None
+    for seg in segments[1:-1]:
+        tag = seg.tag
+        if msg is not None:
+            msg.segments.append(seg)
+            if tag == "UNT":
+                _close_message(msg, seg)
+                msg = None
+            elif tag in ("UNH", "UNZ", "UNG", "UNE", "UNB"):
+                raise seg.error(f"{tag} inside message {msg.ref!r}, which has no UNT")
+            continue
+        if tag == "UNH":
+            msg = Message(
+                ref=seg.get(1),
+                type=seg.get(2, 0),
+                version=seg.get(2, 1),
+                release=seg.get(2, 2),
+                agency=seg.get(2, 3),
+                association=seg.get(2, 4),
+                segments=[seg],
+            )
+            if not msg.ref:
+                raise seg.error("message reference is missing", 1)
+            messages.append(msg)
+            if group is not None:
+                group.messages.append(msg)
+            elif groups:
+                raise seg.error("message outside a functional group, after a group ended")
+        elif tag == "UNG":
+            if group is not None:
+                raise seg.error(f"UNG inside group {group.ref!r}, which has no UNE")
+            if messages and not groups:
+                raise seg.error("functional group after messages outside any group")
+            group = Group(seg.get(5), seg.get(1), seg.get(2), seg.get(3))
+            groups.append(group)
+        elif tag == "UNE":
+            if group is None:
+                raise seg.error("UNE without UNG")
+            _check_count(seg, len(group.messages), "messages in the group")
+            if seg.get(2) != group.ref:
+                raise seg.error(
+                    f"group reference {seg.get(2)!r} does not match UNG's {group.ref!r}", 2
+                )
+            group = None
+        else:
+            raise seg.error(f"{tag} outside any message")
+    if msg is not None:
+        raise last.error(f"message {msg.ref!r} has no UNT (truncated?)")
+    if group is not None:
+        raise last.error(f"group {group.ref!r} has no UNE (truncated?)")
+    _check_count(last, len(groups) if groups else len(messages),
+                 "groups" if groups else "messages")  # fmt: skip
+    return Interchange(
+        separators=seps,
+        una_present=una,
+        syntax=syntax,
+        syntax_version=unb.get(1, 1),
+        sender=unb.get(2, 0),
+        sender_qualifier=unb.get(2, 1),
+        recipient=unb.get(3, 0),
+        recipient_qualifier=unb.get(3, 1),
+        prepared_date=unb.get(4, 0),
+        prepared_time=unb.get(4, 1),
+        control_ref=control_ref,
+        groups=groups,
+        messages=messages,
+        segment_count=len(segments),
+    )
+
+
+def _check_count(seg: Segment, actual: int, what: str) -> None:
+    raw = seg.get(1)
+    if not raw.isdigit():
+        raise seg.error(f"control count {raw!r} is not a number", 1)
+    if int(raw) != actual:
+        raise seg.error(f"control count {raw} does not match {actual} {what}", 1)
+
+
+def _close_message(msg: Message, unt: Segment) -> None:
+    _check_count(unt, len(msg.segments), "segments from UNH to UNT")
+    if unt.get(2) != msg.ref:
+        raise unt.error(f"message reference {unt.get(2)!r} does not match UNH's {msg.ref!r}", 2)
+
+
+# -- writing -------------------------------------------------------------------------------------
+
+
+def _escape(value: str, seps: Separators) -> str:
+    rel = seps.release
+    if not any(c in value for c in (rel, seps.component, seps.element, seps.segment)):
+        return value
+    out = []
+    for c in value:
+        if c in (rel, seps.component, seps.element, seps.segment):
+            out.append(rel)
+        out.append(c)
+    return "".join(out)
+
+
+def write_segments(
+    segments: Iterable[Sequence[str | Sequence[str]]],
+    seps: Separators = DEFAULT_SEPARATORS,
+    *,
+    una: bool = True,
+    newline: bool = False,
+) -> str:
+    """Text of segments given as ``[tag, element, ...]`` (an element may be a list of components).
+
+    Values are escaped with the release character; trailing empty elements and components are
+    dropped, as ISO 9735 requires.
+    """
+    out = [seps.una + ("\n" if newline else "")] if una else []
+    for seg in segments:
+        tag, *elements = seg
+        parts = [str(tag)]
+        for e in elements:
+            if isinstance(e, str):
+                parts.append(_escape(e, seps))
+            else:
+                comps = [_escape(c, seps) for c in e]
+                while comps and not comps[-1]:
+                    comps.pop()
+                parts.append(seps.component.join(comps))
+        while len(parts) > 1 and not parts[-1]:
+            parts.pop()
+        out.append(seps.element.join(parts) + seps.segment + ("\n" if newline else ""))
+    return "".join(out)
