@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=_cmd_check)
 
+    iapi = sub.add_parser("iapi", help="send a PAXLST file to a hub and print the CUSRES")
+    iapi.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
+    iapi.add_argument("file", help="PAXLST interchange file")
+    iapi.add_argument("--timeout", type=float, default=10.0)
+    iapi.add_argument("--json", action="store_true", help="print the per-passenger summary")
+    iapi.set_defaults(func=_cmd_iapi)
+
     for ep in entry_points(group=COMMANDS_GROUP):
         try:
             register = ep.load()
@@ -165,6 +172,54 @@ async def _check(args: argparse.Namespace) -> int:
     else:
         print(format_result(result))
     return 0
+
+
+def _cmd_iapi(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"rmas iapi: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    return int(run_async(_iapi(args, data)))
+
+
+async def _iapi(args: argparse.Namespace, data: bytes) -> int:
+    import grpc
+
+    from rmas.client import rpc_error_text
+    from rmas.v1 import check_pb2, check_pb2_grpc
+
+    async with grpc.aio.insecure_channel(args.hub) as channel:
+        try:
+            resp = await check_pb2_grpc.DocumentCheckStub(channel).CheckPaxlst(
+                check_pb2.CheckPaxlstRequest(message=data), timeout=args.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            print(f"rmas iapi: {rpc_error_text(exc)}", file=sys.stderr)
+            return 1
+    if args.json:
+        summary = {
+            "transaction_ref": resp.transaction_ref,
+            "duplicate": resp.duplicate,
+            "errors": list(resp.errors),
+            "passengers": [
+                {
+                    "position": p.position,
+                    "booking_ref": p.booking_ref,
+                    "passenger_ref": p.passenger_ref,
+                    "crew": p.crew,
+                    "directive": check_pb2.Directive.Name(p.directive).removeprefix("DIRECTIVE_"),
+                    "check_ids": list(p.check_ids),
+                }
+                for p in resp.passengers
+            ],
+        }
+        print(json.dumps(summary, indent=2))
+    else:
+        sys.stdout.write(resp.cusres.decode("latin-1").replace("'", "'\n"))
+    return 1 if resp.errors else 0
 
 
 def format_result(r: dict[str, Any]) -> str:

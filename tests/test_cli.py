@@ -162,3 +162,18 @@ def test_check_by_mrz_shows_the_evidence(hub: str) -> None:
     assert "verdict    ALERT" in out.stdout
     assert "mrz        TD3" in out.stdout
     assert "composite=" in out.stdout
+
+
+def test_iapi_sends_a_paxlst_and_prints_the_cusres(hub: str, fixtures_dir: Path) -> None:
+    pax = fixtures_dir / "paxlst" / "four_passengers.edi"
+    out = rmas("iapi", "--hub", hub, str(pax))
+    assert out.returncode == 0, out.stderr
+    assert "BGM+962'" in out.stdout
+    assert "ERC+1Z'" in out.stdout  # NZL LA000002 is STOLEN at the fake NZL provider
+    summary = rmas("iapi", "--hub", hub, str(fixtures_dir / "paxlst" / "groups_d02b.edi"), "--json")
+    data = json.loads(summary.stdout)
+    assert [p["passenger_ref"] for p in data["passengers"]] == ["P1", "P2", "P3", "P4"]
+    assert data["passengers"][3]["directive"] == "INSUFFICIENT_DATA"
+    broken = rmas("iapi", "--hub", hub, str(fixtures_dir / "paxlst" / "broken_truncated.edi"))
+    assert broken.returncode == 1
+    assert "ERP+1'" in broken.stdout

@@ -24,7 +24,7 @@ from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import CheckResult, Hub, InvalidDocument
 from rmas.iapi.cusres import CusresCodes, PassengerAnswer, write_cusres, write_error_cusres
 from rmas.iapi.paxlst import Manifest, Traveller, read_paxlst
-from rmas.iapi.syntax import EdifactError, Interchange, parse_interchange
+from rmas.iapi.syntax import SYNTAX_IDS, EdifactError, Group, Interchange, tokenize
 from rmas.verdict import Directive
 
 __all__ = ["IapiAnswer", "IapiChannel", "IapiConfig", "PassengerResult"]
@@ -188,11 +188,30 @@ def _encode(text: str, ic: Interchange | None) -> bytes:
 
 
 def _envelope(data: bytes) -> Interchange | None:
-    """The envelope of an unreadable PAXLST, when at least that can be read (to answer it)."""
+    """The envelope of an unreadable PAXLST, as far as it can be read, to address the answer.
+
+    Only UNB (and whether a UNG follows) is needed; segments are read up to the first fault.
+    """
     try:
-        return parse_interchange(data)
-    except EdifactError:
+        segments, seps, una = tokenize(data)
+    except EdifactError as exc:
+        try:
+            segments, seps, una = tokenize(data[: max(exc.offset, 0)])
+        except EdifactError:
+            return None
+    if not segments or segments[0].tag != "UNB":
         return None
+    unb = segments[0]
+    grouped = any(s.tag == "UNG" for s in segments[1:4])
+    syntax = unb.get(1, 0) if unb.get(1, 0) in SYNTAX_IDS else "UNOA"
+    return Interchange(
+        separators=seps, una_present=una, syntax=syntax, syntax_version=unb.get(1, 1),
+        sender=unb.get(2, 0), sender_qualifier=unb.get(2, 1), recipient=unb.get(3, 0),
+        recipient_qualifier=unb.get(3, 1), prepared_date=unb.get(4, 0),
+        prepared_time=unb.get(4, 1), control_ref=unb.get(5),
+        groups=[Group("", "", "", "")] if grouped else [], messages=[],
+        segment_count=len(segments),
+    )  # fmt: skip
 
 
 def _traveller_items(t: Traveller) -> list[DocumentQuery | InvalidDocument]:

@@ -27,6 +27,7 @@ from rmas.errors import RmasError
 
 __all__ = [
     "DEFAULT_SEPARATORS",
+    "SYNTAX_IDS",
     "EdifactError",
     "Group",
     "Interchange",
@@ -34,6 +35,7 @@ __all__ = [
     "Segment",
     "Separators",
     "parse_interchange",
+    "tokenize",
     "write_segments",
 ]
 
