@@ -184,7 +184,8 @@ class IapiChannel:
 
 
 def _encode(text: str, ic: Interchange | None) -> bytes:
-    return text.encode("latin-1" if ic is not None and ic.syntax == "UNOC" else "ascii", "replace")
+    # "ignore", never "replace": a replacement "?" would be read as the release character.
+    return text.encode("latin-1" if ic is not None and ic.syntax == "UNOC" else "ascii", "ignore")
 
 
 def _envelope(data: bytes) -> Interchange | None:

@@ -151,6 +151,9 @@ def write_error_cusres(
     seps = request.separators if request else DEFAULT_SEPARATORS
     segs, grouped, _ = _envelope_open(request, control_ref, stamp, hub_id)
     code, text = error
+    # The detail quotes the airline's own bytes; keep it to printable ASCII, which every syntax
+    # level (UNOA and up) can carry, so that encoding never introduces a stray release character.
+    detail = "".join(c if " " <= c <= "~" else "." for c in detail)
     body: list[list[str | list[str]]] = [
         ["BGM", "962"],
         ["RFF", ["TN", transaction_ref]],
