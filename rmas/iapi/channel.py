@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import os
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rmas.documents import DocumentQuery, validate_document
 from rmas.errors import FieldViolation, ValidationError
@@ -117,7 +117,10 @@ class IapiChannel:
                 now,
             )
         answer = await self._check(manifest, deadline, transaction, now)
-        self._seen[key] = (digest, answer)
+        # Remember only what a resend is answered with: full results would keep thousands of
+        # objects per interchange alive (and make every garbage collection scan them).
+        slim = tuple(replace(p, results=()) for p in answer.passengers)
+        self._seen[key] = (digest, replace(answer, passengers=slim))
         if len(self._seen) > cfg.remember:
             self._seen.popitem(last=False)
         return answer
