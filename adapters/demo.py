@@ -86,6 +86,7 @@ async def _demo(workdir: Path, listen: str, exit_after: bool, tries: list[dict[s
         target = f"{listen.rpartition(':')[0]}:{port}"
         print(f"\nHub serving on {target} with providers: {', '.join(c.id for c in configs)}\n")
         ok = await _sample_checks(target, tries)
+        await _sample_paxlst(target)
         print(_HOW_TO.format(target=target))
         if exit_after:
             return 0 if ok else 1
@@ -144,11 +145,30 @@ async def _sample_checks(target: str, tries: list[dict[str, Any]]) -> bool:
     return ok
 
 
+async def _sample_paxlst(target: str) -> None:
+    """An airline's PAXLST for four passengers, and the CUSRES the hub answers with."""
+    import grpc
+
+    from rmas.v1 import check_pb2, check_pb2_grpc
+
+    data = (FIXTURES / "paxlst" / "four_passengers.edi").read_bytes()
+    async with grpc.aio.insecure_channel(target) as channel:
+        resp = await check_pb2_grpc.DocumentCheckStub(channel).CheckPaxlst(
+            check_pb2.CheckPaxlstRequest(message=data), timeout=5
+        )
+    from rmas.iapi.cusres import read_cusres
+
+    print("\nAn airline's PAXLST (fixtures/paxlst/four_passengers.edi), answered with a CUSRES:")
+    for _avf, abo, erc, text in read_cusres(resp.cusres).passengers:
+        print(f"  passenger {abo}: ERC+{erc}  {text}")
+
+
 _HOW_TO = """
 Try your own (in another terminal):
   .venv/bin/rmas check --hub {target} --state NZL --number LA000001
   .venv/bin/rmas check --hub {target} --state AUS --number PA0000001 --json
   .venv/bin/rmas check --hub {target} --state AUS --number PA0000001 --surname SMITH
+  .venv/bin/rmas iapi --hub {target} fixtures/paxlst/release_obrien.edi
 Documents to try are listed in fixtures/records/README.md."""
 
 

@@ -89,3 +89,28 @@ def test_provider_options_report_their_key() -> None:
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_iapi_codes_and_limits_are_configurable() -> None:
+    cfg = parse_config(
+        "[iapi]\nhub_id = 'AUHUB'\ncontact_authority_code = '8Z'\n"
+        "contact_authority_text = 'CALL ABF'\nmax_bytes = 4096\n"
+    )
+    assert cfg.iapi.hub_id == "AUHUB"
+    assert cfg.iapi.codes.contact_authority == ("8Z", "CALL ABF")
+    assert cfg.iapi.codes.do_not_board == ("1Z", "NO BOARD")
+    assert cfg.iapi.max_bytes == 4096
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[iapi]\nok_to_board_code = 'TOOLONG'", "iapi.ok_to_board_code"),
+        ("[iapi]\nmax_bytes = 1", "iapi.max_bytes"),
+        ("[iapi]\ncolour = 'blue'", "iapi.colour"),
+    ],
+)
+def test_iapi_errors_name_the_key(text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert info.value.key == key
