@@ -41,7 +41,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from rmas.cli import run_async
     from rmas.logs import configure_logging
 
-    configure_logging("warning")
+    configure_logging("error")  # the demo prints what matters; outages are shown as verdicts
     workdir = Path(args.dir)
     workdir.mkdir(parents=True, exist_ok=True)
     tries = json.loads((FIXTURES / "records" / "try.json").read_text())
@@ -75,6 +75,22 @@ async def _demo(workdir: Path, listen: str, exit_after: bool, tries: list[dict[s
                 index=i,
             )
         )
+    # The US node is "down" in the demo, to show what an outage looks like: INCOMPLETE.
+    configs.append(
+        ProviderConfig(
+            id="USA",
+            kind="fake",
+            issuing_states=frozenset({"USA"}),
+            scope=Scope.ISSUER,
+            required=True,
+            contact="US 24/7 desk (demo)",
+            max_batch=0,
+            timeout_s=0.0,
+            options={"failure": "unavailable"},
+            index=len(configs),
+        )
+    )
+    print("  USA: node simulated as down (answers UNAVAILABLE)")
     async with AsyncExitStack() as stack:
         sltd_cfg = await _start_sltd(stack, workdir, len(configs))
         if sltd_cfg is not None:

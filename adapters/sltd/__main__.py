@@ -1,0 +1,7 @@
+"""``python -m adapters.sltd ...`` runs ``rmas sltd ...``."""
+
+import sys
+
+from rmas.cli import main
+
+sys.exit(main(["sltd", *sys.argv[1:]]))

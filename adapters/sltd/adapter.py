@@ -1,0 +1,219 @@
+"""The ``sltd`` provider kind: asks an SLTD-style central store about every document.
+
+For a batch of documents (a whole manifest at once) it sends one bulk search per ``bulk_max``
+documents, collects the candidates, fetches their full records in one bulk fetch, and keeps a
+hit only when the full record matches the query exactly: same number, same country, and the same
+document type where the query names one. A near miss (another country's document with the same
+number, an OCR-near number) is not a hit. Answers are translated from the store's vocabulary
+(alpha-2 countries, its own statuses) into rmas's.
+
+Config::
+
+    [[providers]]
+    id = "SLTD"
+    kind = "sltd"
+    scope = "global"
+    required = true
+    url = "http://127.0.0.1:8080"
+    token_file = "sltd-token.txt"   # or token = "..."
+    pool_size = 16                  # keep-alive connections
+    bulk_max = 500                  # documents per bulk search
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from adapters.sltd.codes import country_to_sltd, status_from_sltd, type_to_sltd
+from rmas.documents import DocumentQuery
+from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
+from rmas.providers import ProviderConfig, ProviderInfo
+from rmas.verdict import NO_RECORD, Record
+
+__all__ = ["SltdProvider"]
+
+_NOT_SEARCHABLE = Record(NO_RECORD.status, detail="issuing state has no code in the central store")
+
+
+class SltdProvider:
+    def __init__(
+        self, info: ProviderInfo, url: str, token: str, *, pool_size: int = 16, bulk_max: int = 500
+    ) -> None:
+        self._info = info
+        self.url = url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self._pool_size = pool_size
+        self._bulk_max = bulk_max
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def from_config(cls, cfg: ProviderConfig) -> SltdProvider:
+        key = f"providers[{cfg.index}]"
+        url = cfg.option("url", str)
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.url", "must be an http:// or https:// URL")
+        token = cfg.option("token", str, "")
+        token_file = cfg.option("token_file", str, "")
+        if token_file:
+            path = Path(cfg.base_dir) / token_file
+            try:
+                token = path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{key}.token_file", f"cannot read: {exc.strerror}") from None
+        if not token:
+            raise ConfigError(f"{key}.token", "required (or token_file)")
+        pool = cfg.option("pool_size", int, 16)
+        bulk = cfg.option("bulk_max", int, 500)
+        if not 1 <= pool <= 256:
+            raise ConfigError(f"{key}.pool_size", "must be between 1 and 256")
+        if not 1 <= bulk <= 1000:
+            raise ConfigError(f"{key}.bulk_max", "must be between 1 and 1000")
+        return cls(cfg.info, url, token, pool_size=pool, bulk_max=bulk)
+
+    @property
+    def info(self) -> ProviderInfo:
+        return self._info
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=30),
+                headers=self._headers,
+                json_serialize=json.dumps,
+            )
+        return self._session
+
+    async def _post(self, path: str, body: dict[str, Any], deadline: float) -> dict[str, Any]:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProviderTimeout("deadline passed")
+        try:
+            async with self._http().post(
+                self.url + path, json=body, timeout=aiohttp.ClientTimeout(total=remaining)
+            ) as resp:
+                if resp.status >= 500:
+                    raise ProviderUnavailable(f"central store answered HTTP {resp.status}")
+                if resp.status != 200:
+                    detail = (await resp.text())[:200]
+                    raise ProviderError(
+                        f"central store refused the request: {resp.status} {detail}"
+                    )
+                data = await resp.json(loads=json.loads, content_type=None)
+        except TimeoutError:
+            raise ProviderTimeout("central store did not answer in time") from None
+        except aiohttp.ClientConnectionError as exc:
+            raise ProviderUnavailable(f"central store unreachable: {type(exc).__name__}") from None
+        except (aiohttp.ContentTypeError, ValueError) as exc:
+            raise ProviderError(f"central store sent something not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ProviderError("central store answer is not a JSON object")
+        return data
+
+    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        out: list[Record] = [NO_RECORD] * len(queries)
+        wanted: list[tuple[int, str, str | None]] = []  # (index, country, type)
+        for i, q in enumerate(queries):
+            country = country_to_sltd(q.issuing_state)
+            if country is None:
+                out[i] = _NOT_SEARCHABLE
+            else:
+                wanted.append((i, country, type_to_sltd(q.type)))
+        if not wanted:
+            return out
+        chunks = [wanted[i : i + self._bulk_max] for i in range(0, len(wanted), self._bulk_max)]
+        answers = await asyncio.gather(
+            *(self._search(queries, chunk, deadline) for chunk in chunks)
+        )
+        candidates: dict[int, list[str]] = {}
+        for chunk, results in zip(chunks, answers, strict=True):
+            for (i, _c, _t), result in zip(chunk, results, strict=True):
+                ids = [c["record_id"] for c in result]
+                if ids:
+                    candidates[i] = ids
+        if not candidates:
+            return out
+        ids = sorted({rid for rids in candidates.values() for rid in rids})
+        records = await self._fetch(ids, deadline)
+        for i, country, doc_type in wanted:
+            q = queries[i]
+            for rid in candidates.get(i, ()):
+                rec = records.get(rid)
+                if rec is not None and _matches(rec, q.number, country, doc_type):
+                    out[i] = _record(rec)
+                    break
+        return out
+
+    async def _search(
+        self,
+        queries: Sequence[DocumentQuery],
+        chunk: list[tuple[int, str, str | None]],
+        deadline: float,
+    ) -> list[list[dict[str, Any]]]:
+        body = {"queries": [_query(queries[i].number, c, t) for i, c, t in chunk]}
+        data = await self._post("/v1/search/bulk", body, deadline)
+        results = data.get("results")
+        if not isinstance(results, list) or len(results) != len(chunk):
+            raise ProviderError("bulk search answer has the wrong number of results")
+        out = []
+        for r in results:
+            cands = r.get("candidates") if isinstance(r, dict) else None
+            if not isinstance(cands, list) or not all(
+                isinstance(c, dict) and isinstance(c.get("record_id"), str) for c in cands
+            ):
+                raise ProviderError("bulk search answer has a malformed candidate list")
+            out.append(cands)
+        return out
+
+    async def _fetch(self, ids: list[str], deadline: float) -> dict[str, dict[str, Any]]:
+        data = await self._post("/v1/records/fetch", {"record_ids": ids}, deadline)
+        recs = data.get("records")
+        if not isinstance(recs, list):
+            raise ProviderError("bulk fetch answer has no record list")
+        return {r["record_id"]: r for r in recs if isinstance(r, dict) and "record_id" in r}
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _query(number: str, country: str, doc_type: str | None) -> dict[str, str]:
+    q = {"number": number, "country": country}
+    if doc_type:
+        q["type"] = doc_type
+    return q
+
+
+def _matches(rec: dict[str, Any], number: str, country: str, doc_type: str | None) -> bool:
+    return (
+        rec.get("number") == number
+        and rec.get("country") == country
+        and (doc_type is None or rec.get("type") == doc_type)
+    )
+
+
+def _record(rec: dict[str, Any]) -> Record:
+    try:
+        status = status_from_sltd(str(rec.get("status")))
+    except KeyError:
+        raise ProviderError(f"central store sent an unknown status {rec.get('status')!r}") from None
+    date = rec.get("event_date") or ""
+    try:
+        reported = dt.date.fromisoformat(date) if date else None
+    except ValueError:
+        reported = None
+    return Record(
+        status=status,
+        reported_on=reported,
+        record_ref=str(rec.get("record_id", "")),
+        reporting_authority=str(rec.get("reporting_country", "")),
+        detail=str(rec.get("circumstances", ""))[:200],
+    )

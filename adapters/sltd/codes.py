@@ -1,0 +1,62 @@
+"""The SLTD-style store's vocabulary, and its translation to and from rmas's.
+
+The store speaks like a central international database, not like rmas: countries are ISO 3166-1
+alpha-2 codes, document types are words, and its statuses have their own names. Translation is
+explicit in both directions; a code the store cannot express is reported, never guessed.
+"""
+
+from __future__ import annotations
+
+from rmas.documents import DocumentType
+from rmas.states import ISO_ALPHA3, canonical_economy
+from rmas.verdict import RecordStatus
+
+__all__ = [
+    "COUNTRIES",
+    "STATUSES",
+    "TYPES",
+    "country_to_sltd",
+    "status_from_sltd",
+    "type_from_sltd",
+    "type_to_sltd",
+]
+
+#: ISO alpha-2 codes the store accepts.
+COUNTRIES = frozenset(a2 for a2, _ in ISO_ALPHA3.values())
+TYPES = ("PASSPORT", "ID_CARD", "VISA", "OTHER")
+STATUSES = ("STOLEN", "LOST", "REVOKED", "INVALIDATED", "STOLEN_BLANK")
+
+_STATUS = {
+    "STOLEN": RecordStatus.STOLEN,
+    "LOST": RecordStatus.LOST,
+    "REVOKED": RecordStatus.REVOKED,
+    "INVALIDATED": RecordStatus.INVALID,
+    "STOLEN_BLANK": RecordStatus.STOLEN_BLANK,
+}
+_TYPE_TO = {
+    DocumentType.PASSPORT: "PASSPORT",
+    DocumentType.IDENTITY_CARD: "ID_CARD",
+    DocumentType.VISA: "VISA",
+    DocumentType.OTHER: "OTHER",
+}
+_TYPE_FROM = {v: k for k, v in _TYPE_TO.items()}
+
+
+def country_to_sltd(state: str) -> str | None:
+    """rmas state code (alpha-3 or ICAO) -> alpha-2; None when it has none (UTO, XXA...)."""
+    entry = ISO_ALPHA3.get(canonical_economy(state))
+    return entry[0] if entry else None
+
+
+def type_to_sltd(t: DocumentType) -> str | None:
+    """None for an unspecified type: the search then matches any type."""
+    return _TYPE_TO.get(t)
+
+
+def type_from_sltd(t: str) -> DocumentType:
+    return _TYPE_FROM.get(t, DocumentType.OTHER)
+
+
+def status_from_sltd(s: str) -> RecordStatus:
+    """Raises KeyError for a status the store should never send."""
+    return _STATUS[s]
