@@ -46,6 +46,7 @@ MAX_BODY = 1024 * 1024
 MAX_QUERIES = 1000
 MAX_PAGE = 500
 _STORE = web.AppKey("store", SltdStore)
+_COUNTRY = web.RequestKey("country", str)
 
 
 @dataclass(slots=True)
@@ -113,7 +114,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
                 await asyncio.sleep((f.latency_ms + random.random() * f.jitter_ms) / 1000)
             if f.error_rate and random.random() < f.error_rate:
                 raise _Error(503, "unavailable", "simulated outage")
-            request["country"] = _authenticate(request, cfg)
+            request[_COUNTRY] = _authenticate(request, cfg)
         return await handler(request)
     except _Error as e:
         return _json_error(e)
@@ -302,7 +303,7 @@ def _record_fields(data: Mapping[str, Any], *, partial: bool) -> dict[str, str]:
 async def submit(request: web.Request) -> web.Response:
     data = await _body(request)
     fields = _record_fields(data, partial=False)
-    caller = request["country"]
+    caller = request[_COUNTRY]
     if caller != "*" and fields["country"] != caller:
         raise _Error(403, "forbidden", f"a {caller} token may only submit {caller} documents")
     try:
@@ -319,7 +320,7 @@ async def _owned(request: web.Request) -> str:
     owner = await request.app[_STORE].get_owner(rid)
     if owner is None or owner[1]:
         raise _Error(404, "not_found", f"no record {rid[:30]!r}")
-    caller = request["country"]
+    caller = request[_COUNTRY]
     if caller not in ("*", owner[0]):
         raise _Error(403, "forbidden", f"record belongs to {owner[0]}; only it may change it")
     return rid
@@ -328,7 +329,7 @@ async def _owned(request: web.Request) -> str:
 async def update(request: web.Request) -> web.Response:
     rid = await _owned(request)
     fields = _record_fields(await _body(request), partial=True)
-    if "country" in fields and request["country"] not in ("*", fields["country"]):
+    if "country" in fields and request[_COUNTRY] not in ("*", fields["country"]):
         raise _Error(403, "forbidden", "a record cannot be moved to another country")
     rec = await request.app[_STORE].update(rid, fields)
     if rec is None:
@@ -343,7 +344,7 @@ async def withdraw(request: web.Request) -> web.Response:
 
 
 async def faults(request: web.Request) -> web.Response:
-    if request["country"] != "*":
+    if request[_COUNTRY] != "*":
         raise _Error(403, "forbidden", "administrator token required")
     cfg = request.app[_CONFIG]
     cfg.faults.update(await _body(request))
@@ -393,7 +394,8 @@ async def start_service(
     """Open the store and serve it on ``host:port`` (0: an ephemeral port)."""
     store = SltdStore(db_url)
     await store.open()
-    runner = web.AppRunner(build_app(store, config), access_log=None)
+    # A short shutdown timeout: a service told to hang must still stop promptly.
+    runner = web.AppRunner(build_app(store, config), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
