@@ -77,7 +77,11 @@ def _search_sql(n: int) -> str:
     cols = ", ".join(f"r.{c}" for c in _COLUMNS)
     return (
         f"WITH k(i, key) AS (VALUES {values}) SELECT k.i, {cols} FROM k "
-        "JOIN sltd_records r ON r.number_key = k.key WHERE r.withdrawn = 0 ORDER BY k.i"
+        # INDEXED BY: with the withdrawn filter and no statistics, SQLite otherwise builds an
+        # automatic index over the whole table for every query (measured: 127 ms for 400 keys
+        # on 100,000 records, against under 2 ms with the index).
+        "JOIN sltd_records r INDEXED BY ix_sltd_number_key ON r.number_key = k.key "
+        "WHERE r.withdrawn = 0 ORDER BY k.i"
     )
 
 

@@ -252,17 +252,21 @@ async def test_a_required_central_store_that_is_down_makes_checks_incomplete(
     assert (r["verdict"], r["sources"][0]["outcome"]) == ("INCOMPLETE", "TIMEOUT")
 
 
-def test_the_bulk_search_uses_the_number_key_index(tmp_path: Path) -> None:
-    db = sqlite3.connect(tmp_path / "x.db")
-    db.execute(
-        "CREATE TABLE sltd_records (record_id TEXT PRIMARY KEY, country TEXT, doc_type TEXT, "
-        "number TEXT, number_key TEXT, status TEXT, event_date TEXT, circumstances TEXT, "
-        "reporting_country TEXT, updated_at TEXT, withdrawn INTEGER)"
-    )
-    db.execute("CREATE INDEX ix_sltd_number_key ON sltd_records (number_key)")
-    plan = db.execute("EXPLAIN QUERY PLAN " + _search_sql(3), [0, "A", 1, "B", 2, "C"]).fetchall()
+async def test_the_bulk_search_uses_the_number_key_index(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}"
+    svc = await start_service(url, ServiceConfig({}))
+    rows = [{"country": "NZ", "doc_type": "PASSPORT", "number": f"N{k:07d}", "status": "LOST",
+             "reporting_country": "NZ"} for k in range(20_000)]  # fmt: skip
+    await svc.store.bulk_load(rows)
+    await svc.close()
+    db = sqlite3.connect(tmp_path / "plan.db")
+    params: list[object] = []
+    for i in range(50):
+        params += [i, f"N{i:07d}"]
+    plan = db.execute("EXPLAIN QUERY PLAN " + _search_sql(50), params).fetchall()
     details = " | ".join(row[-1] for row in plan)
-    assert "USING INDEX ix_sltd_number_key" in details, details
+    assert "SEARCH r USING INDEX ix_sltd_number_key" in details, details
+    assert "AUTOMATIC" not in details, details
 
 
 def test_seed_csv_rejects_bad_rows_by_line(tmp_path: Path, fixtures_dir: Path) -> None:
