@@ -1,0 +1,55 @@
+"""``rmas provider serve``: host a configured provider as a national node."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+from typing import Any
+
+from rmas.errors import ConfigError
+
+__all__ = ["register_provider"]
+
+
+def register_provider(subparsers: Any) -> None:
+    p = subparsers.add_parser("provider", help="run a national node (provider over gRPC)")
+    sub = p.add_subparsers(dest="provider_command", metavar="COMMAND", required=True)
+    serve = sub.add_parser("serve", help="serve one configured provider")
+    serve.add_argument("--config", required=True, help="TOML file with [[providers]] tables")
+    serve.add_argument("--provider", help="which provider id (when the file lists several)")
+    serve.add_argument("--listen", default="127.0.0.1:50061", help="HOST:PORT (loopback)")
+    serve.add_argument("--max-batch", type=int, default=1000, help="most items per LookupBatch")
+    serve.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from rmas.cli import run_async
+    from rmas.config import load_config
+    from rmas.logs import configure_logging
+
+    cfg = load_config(args.config)
+    configure_logging(cfg.hub.log_level)
+    chosen = [p for p in cfg.providers if args.provider in (None, p.id)]
+    if not chosen:
+        raise ConfigError("--provider", f"no provider {args.provider!r} in {args.config}")
+    if len(chosen) > 1:
+        raise ConfigError("--provider", "the file lists several providers: name one")
+    return int(run_async(_serve(chosen[0], args.listen, args.max_batch)))
+
+
+async def _serve(pcfg: Any, listen: str, max_batch: int) -> int:
+    from rmas.providers import build_providers
+    from rmas.remote.node import ProviderNode
+
+    (provider,) = build_providers([pcfg])
+    node = ProviderNode(provider, listen, max_batch=max_batch)
+    port = await node.start()
+    print(f"rmas node {pcfg.id} serving on {listen.rpartition(':')[0]}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await node.stop()
+    return 0

@@ -1,0 +1,290 @@
+"""The hub's client for a national node (``kind = "grpc"``): one channel, isolated and resilient.
+
+- One long-lived ``grpc.aio`` channel per node, with keepalive, so a dead peer is noticed.
+- The node's ``Describe`` is read before the first lookup and refreshed in the background; its
+  batch limit is honoured by splitting.
+- The query's remaining deadline is the call's gRPC timeout.
+- A bulkhead bounds calls in flight: past it, UNAVAILABLE at once, never a queue behind a dead
+  node. A circuit breaker stops calling a node that keeps failing and probes it again later.
+- Retries only for errors worth retrying (UNAVAILABLE), and only while time remains; an optional
+  hedged request goes out after ``hedge_after_ms`` if the first has not answered.
+
+Config::
+
+    [[providers]]
+    id = "NZL"
+    kind = "grpc"
+    target = "127.0.0.1:50061"
+    issuing_states = ["NZL"]
+    max_in_flight = 64
+    breaker_failures = 5
+    breaker_reset_ms = 5000
+    retries = 1
+    hedge_after_ms = 0
+    describe_refresh_s = 60
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+import structlog
+
+from rmas.documents import DocumentQuery
+from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
+from rmas.providers import ProviderConfig, ProviderInfo
+from rmas.remote.resilience import Bulkhead, CircuitBreaker
+from rmas.server.mapping import document_to_pb, record_from_pb
+from rmas.v1 import provider_pb2, provider_pb2_grpc
+from rmas.verdict import Record
+
+__all__ = ["RemoteProvider"]
+
+log = structlog.get_logger("rmas.remote.client")
+
+_KEEPALIVE = [
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_receive_message_length", 64 << 20),
+    # Reconnect quickly after a node restarts: the breaker, not gRPC's backoff, paces probes.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
+]
+
+
+class RemoteProvider:
+    def __init__(
+        self,
+        info: ProviderInfo,
+        target: str,
+        *,
+        max_in_flight: int = 64,
+        breaker_failures: int = 5,
+        breaker_reset_s: float = 5.0,
+        retries: int = 1,
+        hedge_after_s: float = 0.0,
+        describe_refresh_s: float = 60.0,
+    ) -> None:
+        self._info = info
+        self.target = target
+        self.bulkhead = Bulkhead(max_in_flight)
+        self.breaker = CircuitBreaker(info.id, breaker_failures, breaker_reset_s)
+        self.retries = retries
+        self.hedge_after_s = hedge_after_s
+        self.describe_refresh_s = describe_refresh_s
+        self.described: provider_pb2.DescribeResponse | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: Any = None
+        self._refresher: asyncio.Task[None] | None = None
+        self.calls = 0
+        self.latencies_ms: list[float] = []
+
+    @classmethod
+    def from_config(cls, cfg: ProviderConfig) -> RemoteProvider:
+        key = f"providers[{cfg.index}]"
+
+        def positive(name: str, typ: type[Any], default: Any, low: float = 0) -> Any:
+            value = cfg.option(name, typ, default)
+            if value < low:
+                raise ConfigError(f"{key}.{name}", f"must be at least {low}")
+            return value
+
+        target = cfg.option("target", str)
+        if ":" not in target:
+            raise ConfigError(f"{key}.target", "expected HOST:PORT")
+        return cls(
+            cfg.info,
+            target,
+            max_in_flight=positive("max_in_flight", int, 64, 1),
+            breaker_failures=positive("breaker_failures", int, 5, 1),
+            breaker_reset_s=positive("breaker_reset_ms", int, 5000, 10) / 1000,
+            retries=positive("retries", int, 1),
+            hedge_after_s=positive("hedge_after_ms", int, 0) / 1000,
+            describe_refresh_s=positive("describe_refresh_s", float, 60.0, 1),
+        )
+
+    @property
+    def info(self) -> ProviderInfo:
+        return self._info
+
+    @property
+    def max_batch(self) -> int:
+        return int(self.described.max_batch_size) if self.described is not None else 0
+
+    def _connect(self) -> Any:
+        if self._stub is None:
+            self._channel = grpc.aio.insecure_channel(self.target, options=_KEEPALIVE)
+            self._stub = provider_pb2_grpc.DocumentStatusProviderStub(self._channel)
+        return self._stub
+
+    async def describe(self, budget_s: float = 2.0) -> provider_pb2.DescribeResponse | None:
+        """Read the node's Describe; None (and a log line) when it cannot be read now."""
+        try:
+            resp: provider_pb2.DescribeResponse = await self._connect().Describe(
+                provider_pb2.DescribeRequest(), timeout=budget_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("describe_failed", provider=self._info.id, code=exc.code().name)
+            return None
+        self.described = resp
+        return resp
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.describe_refresh_s)
+            await self.describe()
+
+    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        if self._refresher is None:
+            self._connect()
+            self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+            remaining = deadline - time.monotonic()
+            if remaining > 0.05:
+                await self.describe(budget_s=min(1.0, remaining / 2))
+        if not self.breaker.allow():
+            raise ProviderUnavailable(f"circuit open for {self._info.id}")
+        if not self.bulkhead.try_acquire():
+            self.breaker.probing = False
+            raise ProviderUnavailable(f"{self._info.id}: {self.bulkhead.limit} calls in flight")
+        start = time.monotonic()
+        try:
+            limit = self.max_batch
+            if limit and len(queries) > limit:
+                parts = await asyncio.gather(*(
+                    self._call(queries[i : i + limit], deadline)
+                    for i in range(0, len(queries), limit)
+                ))  # fmt: skip
+                records = [r for part in parts for r in part]
+            else:
+                records = await self._call(queries, deadline)
+        except ProviderError:
+            self.breaker.failure()
+            raise
+        except asyncio.CancelledError:
+            # The hub gave up (its deadline): for the breaker, that is a time-out.
+            self.breaker.failure()
+            raise
+        finally:
+            self.bulkhead.release()
+        self.breaker.success()
+        self.calls += 1
+        self.latencies_ms.append((time.monotonic() - start) * 1000)
+        if len(self.latencies_ms) > 1000:
+            del self.latencies_ms[:500]
+        return records
+
+    async def _call(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        request = provider_pb2.LookupBatchRequest()
+        for i, q in enumerate(queries):
+            item = request.items.add(ref=str(i))
+            document_to_pb(q, item.document)
+        attempt = 0
+        while True:
+            try:
+                if self.hedge_after_s > 0:
+                    resp = await self._hedged(request, deadline)
+                else:
+                    resp = await self._once(request, deadline)
+                return _records(resp, len(queries))
+            except ProviderUnavailable:
+                attempt += 1
+                pause = 0.01 * attempt
+                if attempt > self.retries or deadline - time.monotonic() < pause + 0.005:
+                    raise
+                await asyncio.sleep(pause)
+
+    async def _once(
+        self, request: provider_pb2.LookupBatchRequest, deadline: float
+    ) -> provider_pb2.LookupBatchResponse:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ProviderTimeout("deadline passed")
+        try:
+            resp: provider_pb2.LookupBatchResponse = await self._connect().LookupBatch(
+                request, timeout=remaining
+            )
+        except grpc.aio.AioRpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise ProviderTimeout("node did not answer in time") from None
+            if code == grpc.StatusCode.UNAVAILABLE:
+                raise ProviderUnavailable(f"node unavailable: {exc.details()}") from None
+            raise ProviderError(f"node answered {code.name}: {exc.details()}") from None
+        return resp
+
+    async def _hedged(
+        self, request: provider_pb2.LookupBatchRequest, deadline: float
+    ) -> provider_pb2.LookupBatchResponse:
+        first = asyncio.ensure_future(self._once(request, deadline))
+        done, _ = await asyncio.wait({first}, timeout=self.hedge_after_s)
+        if done:
+            return first.result()
+        second = asyncio.ensure_future(self._once(request, deadline))
+        pending = {first, second}
+        error: BaseException | None = None
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task.exception() is None:
+                        return task.result()
+                    error = task.exception()
+        finally:
+            for task in pending:
+                task.cancel()
+        assert error is not None
+        raise error
+
+    def snapshot(self) -> dict[str, Any]:
+        """Breaker, bulkhead and latency figures (for ``rmas status`` and logs)."""
+        lat = sorted(self.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
+
+        return {
+            "provider": self._info.id,
+            "target": self.target,
+            "breaker": self.breaker.state.value,
+            "consecutive_failures": self.breaker.consecutive,
+            "times_opened": self.breaker.opened_count,
+            "in_flight": self.bulkhead.in_flight,
+            "rejected_by_bulkhead": self.bulkhead.rejected,
+            "calls": self.calls,
+            "p50_ms": pct(0.5),
+            "p99_ms": pct(0.99),
+            "max_batch": self.max_batch,
+            "described_states": list(self.described.issuing_states) if self.described else [],
+        }
+
+    async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+        if self._channel is not None:
+            await self._channel.close(None)
+            self._channel = None
+            self._stub = None
+
+
+def _records(resp: provider_pb2.LookupBatchResponse, n: int) -> list[Record]:
+    if len(resp.results) != n:
+        raise ProviderError(f"node answered {len(resp.results)} results for {n} documents")
+    out: list[Record] = []
+    for i, res in enumerate(resp.results):
+        if res.ref != str(i):
+            raise ProviderError(f"node answered result {i} with ref {res.ref[:20]!r}")
+        try:
+            out.append(record_from_pb(res.record))
+        except ValueError as exc:
+            raise ProviderError(f"node answered an unusable record: {exc}") from None
+    return out

@@ -1,0 +1,145 @@
+"""A national node: any provider served as ``rmas.v1.DocumentStatusProvider`` over gRPC.
+
+This is what an economy runs on its side (``rmas provider serve``). ``LookupBatch`` validates
+every item (INVALID_ARGUMENT naming ``items[i].document.<field>``), refuses batches over the
+node's limit, runs the lookup under the caller's deadline and cancels it when that passes
+(DEADLINE_EXCEEDED), and answers one result per item, in order, with the item's ref.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from rmas import __version__
+from rmas.config import parse_listen
+from rmas.documents import DocumentQuery
+from rmas.errors import (
+    ConfigError,
+    FieldViolation,
+    ProviderTimeout,
+    ProviderUnavailable,
+    ValidationError,
+)
+from rmas.providers import Provider, Registry
+from rmas.server.app import is_loopback
+from rmas.server.errors import abort_invalid
+from rmas.server.mapping import query_from_document, record_to_pb
+from rmas.v1 import provider_pb2, provider_pb2_grpc
+
+__all__ = ["ProviderNode", "ProviderService"]
+
+log = structlog.get_logger("rmas.remote.node")
+
+SERVICE = provider_pb2.DESCRIPTOR.services_by_name["DocumentStatusProvider"].full_name
+Ctx = grpc.aio.ServicerContext[object, object]
+_REGISTRY = {
+    Registry.ALERTS: provider_pb2.REGISTRY_KIND_ALERTS,
+    Registry.COMPLETE: provider_pb2.REGISTRY_KIND_COMPLETE,
+}
+
+
+class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
+    def __init__(self, provider: Provider, *, max_batch: int = 1000) -> None:
+        self.provider = provider
+        self.max_batch = provider.info.max_batch or max_batch
+
+    async def Describe(
+        self, request: provider_pb2.DescribeRequest, context: Ctx
+    ) -> provider_pb2.DescribeResponse:
+        info = self.provider.info
+        registry = getattr(self.provider, "registry", None)
+        return provider_pb2.DescribeResponse(
+            provider_id=info.id,
+            issuing_states=sorted(info.issuing_states),
+            contact=info.contact,
+            max_batch_size=self.max_batch,
+            registry=_REGISTRY.get(registry, provider_pb2.REGISTRY_KIND_UNSPECIFIED)
+            if isinstance(registry, Registry)
+            else provider_pb2.REGISTRY_KIND_UNSPECIFIED,
+            software_version=f"rmas {__version__}",
+        )
+
+    async def LookupBatch(
+        self, request: provider_pb2.LookupBatchRequest, context: Ctx
+    ) -> provider_pb2.LookupBatchResponse:
+        n = len(request.items)
+        if n > self.max_batch:
+            await abort_invalid(
+                context,
+                [FieldViolation("items", f"{n} items; this node takes at most {self.max_batch}")],
+            )
+        queries: list[DocumentQuery] = []
+        bad: list[FieldViolation] = []
+        for i, item in enumerate(request.items):
+            if not item.HasField("document"):
+                bad.append(FieldViolation(f"items[{i}].document", "required"))
+                continue
+            try:
+                queries.append(
+                    query_from_document(item.document, ref=item.ref, prefix=f"items[{i}].document")
+                )
+            except ValidationError as exc:
+                bad.extend(exc.violations)
+        if bad:
+            await abort_invalid(context, bad)
+        remaining = context.time_remaining()
+        budget = 30.0 if remaining is None else remaining
+        try:
+            async with asyncio.timeout(budget):
+                records = await self.provider.lookup_many(queries, time.monotonic() + budget)
+        except (TimeoutError, ProviderTimeout):
+            # The caller has given up: the lookup was cancelled, no work goes on for it.
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed")
+            raise
+        except ProviderUnavailable as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc) or "unavailable")
+            raise
+        if len(records) != len(queries):
+            await context.abort(grpc.StatusCode.INTERNAL, "provider answered the wrong count")
+        out = provider_pb2.LookupBatchResponse()
+        for q, r in zip(queries, records, strict=True):
+            res = out.results.add(ref=q.ref)
+            record_to_pb(r, res.record)
+        return out
+
+
+class ProviderNode:
+    """The gRPC server around a provider, with health checking and reflection."""
+
+    def __init__(self, provider: Provider, listen: str, *, max_batch: int = 1000) -> None:
+        host, _port = parse_listen(listen, "--listen")
+        if not is_loopback(host):
+            raise ConfigError("--listen", "without TLS a node binds to loopback only")
+        self.provider = provider
+        self.listen = listen
+        self.service = ProviderService(provider, max_batch=max_batch)
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._server: grpc.aio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> int:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+        provider_pb2_grpc.add_DocumentStatusProviderServicer_to_server(self.service, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(self.listen)
+        await server.start()
+        self._server = server
+        await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        log.info("node_started", provider=self.provider.info.id, port=self.port, tls=False)
+        return self.port
+
+    async def stop(self, grace: float = 2.0) -> None:
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self.provider.aclose()
