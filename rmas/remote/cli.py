@@ -9,7 +9,7 @@ from typing import Any
 
 from rmas.errors import ConfigError
 
-__all__ = ["register_provider"]
+__all__ = ["register_conformance", "register_provider"]
 
 
 def register_provider(subparsers: Any) -> None:
@@ -53,3 +53,40 @@ async def _serve(pcfg: Any, listen: str, max_batch: int) -> int:
     await stop.wait()
     await node.stop()
     return 0
+
+
+def register_conformance(subparsers: Any) -> None:
+    p = subparsers.add_parser("conformance", help="check a national node against the protocol")
+    p.add_argument("--target", required=True, help="node address HOST:PORT")
+    p.add_argument("--state", action="append", default=[], help="issuing state to test (repeat)")
+    p.add_argument("--known", action="append", default=[], metavar="STATE:NUMBER:STATUS",
+                   help="a document the node holds, with its expected status (repeat)")  # fmt: skip
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_conformance)
+
+
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    import json
+
+    from rmas.cli import run_async
+    from rmas.remote.conformance import run_conformance
+
+    known = []
+    for k in args.known:
+        parts = k.split(":")
+        if len(parts) != 3:
+            raise ConfigError("--known", f"expected STATE:NUMBER:STATUS, got {k!r}")
+        known.append((parts[0], parts[1], parts[2].upper()))
+    results = run_async(
+        run_conformance(args.target, states=args.state, known=known, call_timeout_s=args.timeout)
+    )
+    failed = [r for r in results if not r.passed]
+    if args.json:
+        print(json.dumps({"target": args.target, "passed": not failed,
+                          "checks": [r.to_json() for r in results]}, indent=2))  # fmt: skip
+    else:
+        for r in results:
+            print(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<20} {r.detail}")
+        print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0

@@ -1,0 +1,262 @@
+"""The conformance kit: protocol checks an economy runs against its node before going live.
+
+``rmas conformance --target HOST:PORT [--state NZL ...] [--known NZL:LA000002:STOLEN ...]``
+
+Each check sends real requests to the node and reports pass or fail with the reason:
+
+- ``describe``: Describe names the provider, its issuing states (known codes) and a batch limit;
+- ``unknown_documents``: numbers nobody issued answer NO_RECORD (NOT_ISSUED for a node that
+  declares a complete registry), one per state;
+- ``known_statuses``: every ``--known`` document answers its status;
+- ``refs_in_order``: one result per item, in order, each with its item's ref;
+- ``batch_limit``: a batch over the declared limit is refused cleanly (INVALID_ARGUMENT or
+  RESOURCE_EXHAUSTED), neither answered nor half answered;
+- ``deadline``: calls abandoned at a 50 ms deadline end promptly and leave the node free to
+  answer the next call at once (a node still busy with abandoned work fails);
+- ``malformed_requests``: an unknown state code, an empty number and an oversized number each
+  get INVALID_ARGUMENT;
+- ``large_batch``: a batch at the limit (at most 1,000) is answered in full;
+- ``concurrency``: 32 calls at once are all answered, consistently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import grpc
+
+from rmas.states import is_known_state
+from rmas.v1 import common_pb2, provider_pb2, provider_pb2_grpc
+
+__all__ = ["CheckResult", "run_conformance"]
+
+_STATUS = {v: k.removeprefix("RECORD_STATUS_") for k, v in common_pb2.RecordStatus.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Fail(Exception):
+    pass
+
+
+def _item(ref: str, state: str, number: str) -> provider_pb2.LookupItem:
+    return provider_pb2.LookupItem(
+        ref=ref, document=common_pb2.Document(issuing_state=state, number=number)
+    )
+
+
+def _unknown_number() -> str:
+    return "ZQ" + os.urandom(5).hex().upper()[:8]
+
+
+async def run_conformance(
+    target: str,
+    *,
+    states: Sequence[str] = (),
+    known: Sequence[tuple[str, str, str]] = (),
+    call_timeout_s: float = 5.0,
+) -> list[CheckResult]:
+    """Run every check against ``target``; one result per check, in the order listed above."""
+    async with grpc.aio.insecure_channel(
+        target, options=[("grpc.max_receive_message_length", 64 << 20)]
+    ) as channel:
+        stub = provider_pb2_grpc.DocumentStatusProviderStub(channel)
+        ctx = _Context(stub, call_timeout_s, list(states), list(known))
+        checks: list[tuple[str, Callable[[], Awaitable[str]]]] = [
+            ("describe", ctx.describe),
+            ("unknown_documents", ctx.unknown_documents),
+            ("known_statuses", ctx.known_statuses),
+            ("refs_in_order", ctx.refs_in_order),
+            ("batch_limit", ctx.batch_limit),
+            ("deadline", ctx.deadline),
+            ("malformed_requests", ctx.malformed),
+            ("large_batch", ctx.large_batch),
+            ("concurrency", ctx.concurrency),
+        ]
+        out: list[CheckResult] = []
+        for name, check in checks:
+            try:
+                detail = await check()
+                out.append(CheckResult(name, True, detail))
+            except _Fail as exc:
+                out.append(CheckResult(name, False, str(exc)))
+            except grpc.aio.AioRpcError as exc:
+                out.append(CheckResult(name, False, f"{exc.code().name}: {exc.details()}"))
+        return out
+
+
+@dataclass
+class _Context:
+    stub: Any
+    timeout: float
+    states: list[str]
+    known: list[tuple[str, str, str]]
+    described: provider_pb2.DescribeResponse | None = None
+
+    async def _lookup(
+        self, items: Sequence[provider_pb2.LookupItem], budget_s: float | None = None
+    ) -> provider_pb2.LookupBatchResponse:
+        resp: provider_pb2.LookupBatchResponse = await self.stub.LookupBatch(
+            provider_pb2.LookupBatchRequest(items=items), timeout=budget_s or self.timeout
+        )
+        return resp
+
+    @property
+    def limit(self) -> int:
+        return int(self.described.max_batch_size) if self.described else 0
+
+    async def describe(self) -> str:
+        d: provider_pb2.DescribeResponse = await self.stub.Describe(
+            provider_pb2.DescribeRequest(), timeout=self.timeout
+        )
+        self.described = d
+        if not d.provider_id:
+            raise _Fail("Describe names no provider_id")
+        if not d.issuing_states:
+            raise _Fail("Describe names no issuing state")
+        unknown = [s for s in d.issuing_states if not is_known_state(s)]
+        if unknown:
+            raise _Fail(f"Describe names unknown state codes {unknown}")
+        if not self.states:
+            self.states = list(d.issuing_states)
+        missing = set(self.states) - set(d.issuing_states)
+        if missing:
+            raise _Fail(f"--state {sorted(missing)} not among the node's states")
+        return f"{d.provider_id}: states {list(d.issuing_states)}, batch limit {d.max_batch_size}"
+
+    async def unknown_documents(self) -> str:
+        complete = (
+            self.described is not None
+            and self.described.registry == provider_pb2.REGISTRY_KIND_COMPLETE
+        )
+        expected = "NOT_ISSUED" if complete else "NO_RECORD"
+        items = [_item(str(i), s, _unknown_number()) for i, s in enumerate(self.states)]
+        resp = await self._lookup(items)
+        got = [_STATUS.get(r.record.status, "?") for r in resp.results]
+        if got != [expected] * len(items):
+            raise _Fail(f"unknown numbers answered {got}, expected {expected} for each state")
+        return f"{expected} for {len(items)} state(s)"
+
+    async def known_statuses(self) -> str:
+        if not self.known:
+            return "skipped: no --known documents given"
+        items = [_item(str(i), s, n) for i, (s, n, _st) in enumerate(self.known)]
+        resp = await self._lookup(items)
+        wrong = [
+            f"{s}:{n} answered {_STATUS.get(r.record.status, '?')}, expected {st}"
+            for (s, n, st), r in zip(self.known, resp.results, strict=False)
+            if _STATUS.get(r.record.status) != st
+        ]
+        if wrong or len(resp.results) != len(items):
+            raise _Fail("; ".join(wrong) or "wrong number of results")
+        return f"{len(items)} known document(s) answered their status"
+
+    async def refs_in_order(self) -> str:
+        n = max(2, min(10, self.limit or 10))
+        refs = [f"ref-{i}-{os.urandom(2).hex()}" for i in range(n)]
+        state = self.states[0]
+        resp = await self._lookup([_item(r, state, _unknown_number()) for r in refs])
+        got = [r.ref for r in resp.results]
+        if got != refs:
+            raise _Fail(f"results came back with refs {got[:4]}..., expected {refs[:4]}...")
+        return f"{n} refs echoed in order"
+
+    async def batch_limit(self) -> str:
+        if not self.limit:
+            return "the node declares no batch limit"
+        state = self.states[0]
+        items = [_item(str(i), state, _unknown_number()) for i in range(self.limit + 1)]
+        try:
+            resp = await self._lookup(items)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                return f"{self.limit + 1} items refused with {exc.code().name}"
+            raise
+        raise _Fail(
+            f"declares a limit of {self.limit} but a batch of {len(items)} got "
+            f"{len(resp.results)} results instead of INVALID_ARGUMENT or RESOURCE_EXHAUSTED"
+        )
+
+    async def deadline(self) -> str:
+        """Calls abandoned at a 50 ms deadline must not keep the node busy afterwards.
+
+        From outside, a node that stops work when the deadline passes and one that finishes
+        it anyway differ in one way: the second is still busy with abandoned work when the next
+        call arrives. So: three abandoned full batches, then one small call that must be
+        answered within a second.
+        """
+        state = self.states[0]
+        items = [_item(str(i), state, _unknown_number()) for i in range(max(1, self.limit or 100))]
+        for _ in range(3):
+            start = time.monotonic()
+            try:
+                await self._lookup(items, budget_s=0.05)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+                    raise
+            if time.monotonic() - start > 0.5:
+                raise _Fail("a call with a 50 ms deadline did not end within 500 ms")
+        start = time.monotonic()
+        try:
+            await self._lookup([_item("0", state, _unknown_number())], budget_s=1.0)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise _Fail(
+                    "after three calls abandoned at their deadline the node took over 1 s to "
+                    "answer a one-item call: it keeps working on abandoned calls"
+                ) from None
+            raise
+        return (
+            f"short deadlines end promptly; next call answered in "
+            f"{(time.monotonic() - start) * 1000:.0f} ms"
+        )
+
+    async def malformed(self) -> str:
+        state = self.states[0]
+        cases = {
+            "unknown state code": _item("a", "QQQ", "A1"),
+            "empty number": _item("b", state, ""),
+            "oversized number": _item("c", state, "A" * 40),
+        }
+        wrong = []
+        for label, item in cases.items():
+            try:
+                await self._lookup([item])
+                wrong.append(f"{label}: answered")
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                    wrong.append(f"{label}: {exc.code().name}")
+        if wrong:
+            raise _Fail("expected INVALID_ARGUMENT; " + "; ".join(wrong))
+        return "INVALID_ARGUMENT for each"
+
+    async def large_batch(self) -> str:
+        n = min(self.limit or 1000, 1000)
+        state = self.states[0]
+        resp = await self._lookup([_item(str(i), state, _unknown_number()) for i in range(n)])
+        if len(resp.results) != n:
+            raise _Fail(f"{n} items got {len(resp.results)} results")
+        return f"{n} items answered"
+
+    async def concurrency(self) -> str:
+        state = self.states[0]
+        number = _unknown_number()
+        calls = [self._lookup([_item(str(i), state, number)]) for i in range(32)]
+        answers = await asyncio.gather(*calls)
+        statuses = {a.results[0].record.status for a in answers if len(a.results) == 1}
+        if len(statuses) != 1 or any(len(a.results) != 1 for a in answers):
+            raise _Fail("32 concurrent calls for one document did not all answer alike")
+        return "32 concurrent calls answered alike"
