@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print JSON")
     check.set_defaults(func=_cmd_check)
 
+    status = sub.add_parser("status", help="a running hub's providers, breakers and load")
+    status.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
+    status.add_argument("--timeout", type=float, default=5.0)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=_cmd_status)
+
     iapi = sub.add_parser("iapi", help="send a PAXLST file to a hub and print the CUSRES")
     iapi.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
     iapi.add_argument("file", help="PAXLST interchange file")
@@ -176,6 +182,47 @@ async def _check(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(format_result(result))
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    return int(run_async(_status(args)))
+
+
+async def _status(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from rmas.client import rpc_error_text
+    from rmas.v1 import check_pb2, check_pb2_grpc
+
+    async with grpc.aio.insecure_channel(args.hub) as channel:
+        try:
+            st = await check_pb2_grpc.HubAdminStub(channel).Status(
+                check_pb2.StatusRequest(), timeout=args.timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            print(f"rmas status: {rpc_error_text(exc)}", file=sys.stderr)
+            return 1
+    if args.json:
+        data = MessageToDict(st, preserving_proto_field_name=True,
+                             always_print_fields_with_no_presence=True)  # fmt: skip
+        # Protobuf's JSON mapping writes 64-bit counters as strings; operators' tools want numbers.
+        data["checks"] = int(data["checks"])
+        for p in data["providers"]:
+            p["calls"], p["failures"] = int(p["calls"]), int(p["failures"])
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"rmas {st.version}  up {st.uptime_s:.0f} s  {st.checks} documents checked  "
+          f"{st.in_flight} in flight")  # fmt: skip
+    print(f"{'provider':<10} {'scope':<7} {'health':<9} {'breaker':<10} {'calls':>7} "
+          f"{'errors':>7} {'p50 ms':>8} {'p99 ms':>8}  covers")  # fmt: skip
+    for p in st.providers:
+        covers = ",".join(p.issuing_states) or "all"
+        print(f"{p.provider_id:<10} {p.scope:<7} {p.health:<9} {p.breaker or '-':<10} "
+              f"{p.calls:>7} {p.recent_error_rate:>6.0%} {p.recent_p50_ms:>8.1f} "
+              f"{p.recent_p99_ms:>8.1f}  {covers}"
+              + (f"  last error: {p.last_error}" if p.last_error else ""))  # fmt: skip
     return 0
 
 

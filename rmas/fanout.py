@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -22,7 +23,7 @@ from rmas.errors import ProviderTimeout, ProviderUnavailable
 from rmas.providers import Provider, ProviderInfo, Scope
 from rmas.verdict import Outcome, Record, SourceAnswer
 
-__all__ = ["FanOut", "Router"]
+__all__ = ["FanOut", "ProviderStats", "Router"]
 
 log = structlog.get_logger("rmas.fanout")
 
@@ -54,6 +55,41 @@ class Router:
 
 
 @dataclass(slots=True)
+class ProviderStats:
+    """What the hub has seen of one provider: for ``rmas status``."""
+
+    calls: int = 0
+    failures: int = 0
+    last_error: str = ""
+    #: The last 200 calls: (answered, latency in ms).
+    recent: deque[tuple[bool, float]] = field(default_factory=lambda: deque(maxlen=200))
+
+    def record(self, answered: bool, latency_ms: float, error: str = "") -> None:
+        self.calls += 1
+        self.recent.append((answered, latency_ms))
+        if not answered:
+            self.failures += 1
+            self.last_error = error
+
+    def summary(self) -> dict[str, float | str]:
+        lat = sorted(ms for _ok, ms in self.recent)
+        bad = sum(1 for ok, _ms in self.recent if not ok)
+        n = len(self.recent)
+
+        def pct(q: float) -> float:
+            return lat[min(n - 1, int(q * n))] if n else 0.0
+
+        last = [ok for ok, _ms in list(self.recent)[-3:]]
+        health = "ok"
+        if last and not any(last):
+            health = "down"
+        elif bad:
+            health = "degraded"
+        return {"error_rate": bad / n if n else 0.0, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
+                "health": health}  # fmt: skip
+
+
+@dataclass(slots=True)
 class _Job:
     provider: Provider
     info: ProviderInfo
@@ -67,6 +103,9 @@ class FanOut:
     def __init__(self, router: Router, clock: Callable[[], float] = time.monotonic) -> None:
         self.router = router
         self._clock = clock
+        self.stats: dict[str, ProviderStats] = {
+            p.info.id: ProviderStats() for p in router.providers
+        }
 
     async def ask(
         self, queries: Sequence[DocumentQuery], deadline: float
@@ -147,12 +186,21 @@ class FanOut:
             raise
         except Exception as exc:
             return self._fail(job, start, Outcome.ERROR, _describe(exc), exc)
-        return Outcome.ANSWERED, records, (self._clock() - start) * 1000.0, ""
+        latency_ms = (self._clock() - start) * 1000.0
+        self._stats(info.id).record(True, latency_ms)
+        return Outcome.ANSWERED, records, latency_ms, ""
+
+    def _stats(self, provider_id: str) -> ProviderStats:
+        st = self.stats.get(provider_id)
+        if st is None:
+            st = self.stats[provider_id] = ProviderStats()
+        return st
 
     def _fail(
         self, job: _Job, start: float, outcome: Outcome, error: str, exc: BaseException
     ) -> tuple[Outcome, None, float, str]:
         latency_ms = (self._clock() - start) * 1000.0
+        self._stats(job.info.id).record(False, latency_ms, f"{outcome.value}: {error}"[:200])
         # The message goes to the officer in the answer; the log gets only the exception's class,
         # since an adapter's message may quote the document it failed on.
         log.warning(

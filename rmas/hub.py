@@ -114,6 +114,10 @@ class Hub:
         self.policy = policy or HubPolicy()
         self.router = Router(providers)
         self.fanout = FanOut(self.router)
+        self.started = time.monotonic()
+        #: Documents checked since start, and checks being answered now (for ``rmas status``).
+        self.checked = 0
+        self.in_flight = 0
 
     @property
     def providers(self) -> tuple[Provider, ...]:
@@ -155,8 +159,13 @@ class Hub:
             else:
                 pending.append(_Pending(i, item))
                 batch.append(item)
+        self.checked += len(items)
         if pending:
-            answers = await self.fanout.ask(batch, deadline)
+            self.in_flight += len(pending)
+            try:
+                answers = await self.fanout.ask(batch, deadline)
+            finally:
+                self.in_flight -= len(pending)
             policy = self.policy.on_incomplete
             at = 0
             for p in pending:

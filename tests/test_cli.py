@@ -177,3 +177,18 @@ def test_iapi_sends_a_paxlst_and_prints_the_cusres(hub: str, fixtures_dir: Path)
     broken = rmas("iapi", "--hub", hub, str(fixtures_dir / "paxlst" / "broken_truncated.edi"))
     assert broken.returncode == 1
     assert "ERP+1'" in broken.stdout
+
+
+def test_status_shows_each_provider_with_its_health(hub: str) -> None:
+    rmas("check", "--hub", hub, "--number", "LA000001", "--state", "NZL")
+    out = rmas("status", "--hub", hub)
+    assert out.returncode == 0, out.stderr
+    assert "documents checked" in out.stdout
+    lines = {line.split()[0]: line for line in out.stdout.splitlines()[2:]}
+    assert " ok " in lines["NZL"]
+    assert "TIMEOUT" in lines["SLOW"]
+    data = json.loads(rmas("status", "--hub", hub, "--json").stdout)
+    by_id = {p["provider_id"]: p for p in data["providers"]}
+    assert by_id["SLOW"]["failures"] >= 1
+    assert by_id["SLOW"]["health"] in ("down", "degraded")
+    assert data["checks"] >= 1

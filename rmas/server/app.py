@@ -19,6 +19,7 @@ from rmas.errors import ConfigError
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel, IapiConfig
 from rmas.providers import Provider
+from rmas.server.admin_service import HubAdminService
 from rmas.server.check_service import DocumentCheckService
 from rmas.v1 import check_pb2, check_pb2_grpc
 
@@ -27,6 +28,7 @@ __all__ = ["HubServer", "is_loopback"]
 log = structlog.get_logger("rmas.server")
 
 CHECK_SERVICE = check_pb2.DESCRIPTOR.services_by_name["DocumentCheck"].full_name
+ADMIN_SERVICE = check_pb2.DESCRIPTOR.services_by_name["HubAdmin"].full_name
 
 
 def is_loopback(host: str) -> bool:
@@ -80,9 +82,10 @@ class HubServer:
             DocumentCheckService(self.hub, self.iapi, max_manifest=self.config.max_manifest),
             server,
         )
+        check_pb2_grpc.add_HubAdminServicer_to_server(HubAdminService(self.hub), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (CHECK_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (CHECK_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         self.port = server.add_insecure_port(self.config.listen)
         if self.port == 0:

@@ -634,3 +634,121 @@ class CheckPaxlstResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckPaxlstResponse: _TypeAlias = CheckPaxlstResponse  # noqa: Y015
+
+@_typing.final
+class StatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusRequest: _TypeAlias = StatusRequest  # noqa: Y015
+
+@_typing.final
+class ProviderStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    ISSUING_STATES_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    BREAKER_FIELD_NUMBER: _builtins.int
+    CALLS_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    RECENT_ERROR_RATE_FIELD_NUMBER: _builtins.int
+    RECENT_P50_MS_FIELD_NUMBER: _builtins.int
+    RECENT_P99_MS_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    DESCRIBED_STATES_FIELD_NUMBER: _builtins.int
+    provider_id: _builtins.str
+    scope: _builtins.str
+    """issuer or global"""
+    required: _builtins.bool
+    health: _builtins.str
+    """ok, degraded (recent failures), down (last calls failed / breaker open)"""
+    breaker: _builtins.str
+    """closed, open, half_open; empty for in-process providers"""
+    calls: _builtins.int
+    """provider calls since start"""
+    failures: _builtins.int
+    """of which TIMEOUT, UNAVAILABLE or ERROR"""
+    recent_error_rate: _builtins.float
+    """over the last 200 calls"""
+    recent_p50_ms: _builtins.float
+    recent_p99_ms: _builtins.float
+    last_error: _builtins.str
+    target: _builtins.str
+    """remote nodes: host:port"""
+    @_builtins.property
+    def issuing_states(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def described_states(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """remote nodes: what Describe says"""
+
+    def __init__(
+        self,
+        *,
+        provider_id: _builtins.str = ...,
+        scope: _builtins.str = ...,
+        required: _builtins.bool = ...,
+        issuing_states: _abc.Iterable[_builtins.str] | None = ...,
+        health: _builtins.str = ...,
+        breaker: _builtins.str = ...,
+        calls: _builtins.int = ...,
+        failures: _builtins.int = ...,
+        recent_error_rate: _builtins.float = ...,
+        recent_p50_ms: _builtins.float = ...,
+        recent_p99_ms: _builtins.float = ...,
+        last_error: _builtins.str = ...,
+        target: _builtins.str = ...,
+        described_states: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker", b"breaker", "calls", b"calls", "described_states", b"described_states", "failures", b"failures", "health", b"health", "issuing_states", b"issuing_states", "last_error", b"last_error", "provider_id", b"provider_id", "recent_error_rate", b"recent_error_rate", "recent_p50_ms", b"recent_p50_ms", "recent_p99_ms", b"recent_p99_ms", "required", b"required", "scope", b"scope", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderStatus: _TypeAlias = ProviderStatus  # noqa: Y015
+
+@_typing.final
+class StatusResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    UPTIME_S_FIELD_NUMBER: _builtins.int
+    CHECKS_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    uptime_s: _builtins.float
+    checks: _builtins.int
+    """documents checked since start"""
+    in_flight: _builtins.int
+    """checks being answered now"""
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderStatus]: ...
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        uptime_s: _builtins.float = ...,
+        checks: _builtins.int = ...,
+        in_flight: _builtins.int = ...,
+        providers: _abc.Iterable[Global___ProviderStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "in_flight", b"in_flight", "providers", b"providers", "uptime_s", b"uptime_s", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusResponse: _TypeAlias = StatusResponse  # noqa: Y015

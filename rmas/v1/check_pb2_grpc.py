@@ -186,3 +186,78 @@ class DocumentCheck:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class HubAdminStub:
+    """Operators' view of a running hub.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Status = channel.unary_unary(
+                '/rmas.v1.HubAdmin/Status',
+                request_serializer=rmas_dot_v1_dot_check__pb2.StatusRequest.SerializeToString,
+                response_deserializer=rmas_dot_v1_dot_check__pb2.StatusResponse.FromString,
+                _registered_method=True)
+
+
+class HubAdminServicer:
+    """Operators' view of a running hub.
+    """
+
+    def Status(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_HubAdminServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=rmas_dot_v1_dot_check__pb2.StatusRequest.FromString,
+                    response_serializer=rmas_dot_v1_dot_check__pb2.StatusResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'rmas.v1.HubAdmin', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('rmas.v1.HubAdmin', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class HubAdmin:
+    """Operators' view of a running hub.
+    """
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmas.v1.HubAdmin/Status',
+            rmas_dot_v1_dot_check__pb2.StatusRequest.SerializeToString,
+            rmas_dot_v1_dot_check__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

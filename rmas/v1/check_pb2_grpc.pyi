@@ -86,3 +86,31 @@ class DocumentCheckServicer(metaclass=_abc_1.ABCMeta):
         """
 
 def add_DocumentCheckServicer_to_server(servicer: DocumentCheckServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class HubAdminStub:
+    """Operators' view of a running hub."""
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> HubAdminAsyncStub: ...
+    Status: _grpc.UnaryUnaryMultiCallable[_check_pb2.StatusRequest, _check_pb2.StatusResponse]
+
+@_typing.type_check_only
+class HubAdminAsyncStub(HubAdminStub):
+    """Operators' view of a running hub."""
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    Status: _aio.UnaryUnaryMultiCallable[_check_pb2.StatusRequest, _check_pb2.StatusResponse]  # type: ignore[assignment]
+
+class HubAdminServicer(metaclass=_abc_1.ABCMeta):
+    """Operators' view of a running hub."""
+
+    @_abc_1.abstractmethod
+    def Status(
+        self,
+        request: _check_pb2.StatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_check_pb2.StatusResponse, _abc.Awaitable[_check_pb2.StatusResponse]]: ...
+
+def add_HubAdminServicer_to_server(servicer: HubAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

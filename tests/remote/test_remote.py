@@ -23,7 +23,7 @@ from rmas.remote.client import RemoteProvider
 from rmas.remote.node import ProviderNode
 from rmas.remote.resilience import BreakerState
 from rmas.testing import FakeProvider, running_hub
-from rmas.v1 import check_pb2_grpc, common_pb2, provider_pb2, provider_pb2_grpc
+from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2, provider_pb2, provider_pb2_grpc
 from rmas.verdict import Record, RecordStatus
 
 NZL = ProviderInfo(id="NZL", issuing_states=frozenset({"NZL"}))
@@ -290,6 +290,12 @@ async def test_a_killed_node_opens_the_breaker_and_the_hub_recovers_when_it_retu
                 assert r["sources"][1]["outcome"] == "ANSWERED"  # type: ignore[index]
             assert client.breaker.state is BreakerState.OPEN
             assert set(outcomes) <= {"UNAVAILABLE", "TIMEOUT"}
+            async with grpc.aio.insecure_channel(hub.target) as ch:
+                st = await check_pb2_grpc.HubAdminStub(ch).Status(check_pb2.StatusRequest())
+            nzl = next(p for p in st.providers if p.provider_id == "NZL")
+            assert (nzl.breaker, nzl.health, nzl.target) == ("open", "down", f"127.0.0.1:{port}")
+            assert nzl.failures >= 1
+            assert list(nzl.described_states) == ["NZL"]
             proc = await asyncio.to_thread(_node_process, tmp_path, port)
             await asyncio.sleep(0.4)  # past the breaker's reset interval
             recovered = None

@@ -1,0 +1,55 @@
+"""``rmas.v1.HubAdmin``: the operator's view of a running hub (``rmas status``)."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from rmas import __version__
+from rmas.hub import Hub
+from rmas.v1 import check_pb2, check_pb2_grpc
+
+__all__ = ["HubAdminService"]
+
+
+class HubAdminService(check_pb2_grpc.HubAdminServicer):
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    async def Status(
+        self, request: check_pb2.StatusRequest, context: grpc.aio.ServicerContext[object, object]
+    ) -> check_pb2.StatusResponse:
+        hub = self._hub
+        out = check_pb2.StatusResponse(
+            version=__version__,
+            uptime_s=time.monotonic() - hub.started,
+            checks=hub.checked,
+            in_flight=hub.in_flight,
+        )
+        for p in hub.providers:
+            info = p.info
+            st = hub.fanout.stats.get(info.id)
+            summary = st.summary() if st is not None else {}
+            ps = out.providers.add(
+                provider_id=info.id,
+                scope=info.scope.value,
+                required=info.required,
+                issuing_states=sorted(info.issuing_states),
+                health=str(summary.get("health", "ok")),
+                calls=st.calls if st else 0,
+                failures=st.failures if st else 0,
+                recent_error_rate=float(summary.get("error_rate", 0.0)),
+                recent_p50_ms=float(summary.get("p50_ms", 0.0)),
+                recent_p99_ms=float(summary.get("p99_ms", 0.0)),
+                last_error=st.last_error if st else "",
+            )
+            snapshot = getattr(p, "snapshot", None)
+            if callable(snapshot):
+                snap = snapshot()
+                ps.breaker = str(snap.get("breaker", ""))
+                ps.target = str(snap.get("target", ""))
+                ps.described_states.extend(snap.get("described_states", []))
+                if ps.breaker == "open":
+                    ps.health = "down"
+        return out
