@@ -131,6 +131,25 @@ async def test_a_hanging_node_times_out_while_other_providers_answer() -> None:
     assert elapsed < 1.0
 
 
+async def test_a_slow_node_is_waited_for_within_the_deadline_and_no_longer() -> None:
+    slow = await node_for(FakeProvider.issuer("NZL", ["NZL"], latency_s=0.15))
+    sltd = FakeProvider.global_("SLTD")
+    try:
+        async with running_hub([remote(slow.port), sltd], deadline_ms=400) as hub:
+            in_time = await hub_check(hub.target, "LA1")
+        async with running_hub([remote(slow.port), sltd], deadline_ms=100) as hub:
+            start = time.monotonic()
+            too_slow = await hub_check(hub.target, "LA1")
+            elapsed = time.monotonic() - start
+    finally:
+        await slow.stop(0)
+    assert in_time["verdict"] == "CLEAR"
+    assert in_time["sources"][0]["latency_ms"] >= 150  # type: ignore[index]
+    assert too_slow["verdict"] == "INCOMPLETE"
+    assert [s["outcome"] for s in too_slow["sources"]] == ["TIMEOUT", "ANSWERED"]  # type: ignore[attr-defined]
+    assert elapsed < 0.5
+
+
 async def test_the_node_stops_work_when_the_callers_deadline_passes() -> None:
     cancelled = asyncio.Event()
 
