@@ -26,10 +26,27 @@ def _us(lines: list[str], number: int = 20_000) -> float:
     return best / number * 1e6
 
 
-def run() -> dict[str, Any]:
+def _reference_us() -> float:
+    """A fixed pure-Python workload, to tell a slow moment of this machine from a slow reader.
+
+    On a quiet machine it takes about 9 µs; the reading's figure scales with it (seen: the same
+    code measured 18.5 µs and 35 µs twenty minutes apart, with this reference moving alike).
+    """
+    text = "L898902C36UTO7408122F1204159ZE184226B<<<<<10" * 2
+
+    def work() -> int:
+        return sum(ord(c) * (i % 7) for i, c in enumerate(text))
+
+    return min(timeit.repeat(work, number=20_000, repeat=7)) / 20_000 * 1e6
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    reference = _reference_us()
     td3 = _us(TD3)
     result: dict[str, Any] = {
         "td3_us": td3,
+        "reference_workload_us": reference,
+        "td3_over_reference": td3 / reference,
         "td1_us": _us(TD1),
         "td3_misread_with_suggestions_us": _us(MISREAD, 2_000),
         "targets": [

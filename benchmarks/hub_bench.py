@@ -211,3 +211,11 @@ def run(records: int = 1_000_000, rounds: int = 3, seconds: float = 8.0) -> dict
     med = {k: statistics.median(row[k] for row in per_round) for k in per_round[0]}
     return {"records": records, "rounds": rounds, "seconds": seconds, **sizes,
             "median": med, "per_round": per_round}  # fmt: skip
+
+
+if __name__ == "__main__":
+    import json
+
+    quick = "--quick" in sys.argv
+    result = run(records=100_000, rounds=1, seconds=3.0) if quick else run()
+    print(json.dumps(result, indent=1, default=str))
