@@ -26,6 +26,7 @@ __all__ = [
     "normalise_number",
     "parse_date",
     "validate_document",
+    "yymmdd",
 ]
 
 #: ICAO 9303 TD1 numbers may run past 9 characters (Belgian cards use 12); nothing real exceeds 20.
@@ -113,6 +114,26 @@ def _transliterate(s: str) -> str:
     s = s.translate(_ICAO_TRANSLIT)
     decomposed = unicodedata.normalize("NFKD", s)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def yymmdd(raw: str, kind: str, today: dt.date) -> dt.date:
+    """A two-digit-year date (MRZ, PAXLST), ``kind`` "birth" or "expiry"; raises ValueError.
+
+    A birth date takes the most recent century that does not put it in the future; an expiry
+    date takes 20YY unless that lies more than 20 years ahead (longer than any travel document is
+    valid), and then 19YY.
+    """
+    if len(raw) != 6 or not raw.isdigit():
+        raise ValueError(f"{raw!r} is not YYMMDD")
+    yy = int(raw[:2])
+    if kind == "birth":
+        year = 2000 + yy if 2000 + yy <= today.year else 1900 + yy
+    else:
+        year = 2000 + yy if 2000 + yy <= today.year + 20 else 1900 + yy
+    d = dt.date(year, int(raw[2:4]), int(raw[4:]))
+    if kind == "birth" and d > today:
+        d = d.replace(year=year - 100)
+    return d
 
 
 def parse_date(raw: str) -> dt.date | None:

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from operator import mul
 from typing import NamedTuple
 
+from rmas.documents import yymmdd
 from rmas.errors import FieldViolation
 from rmas.states import is_known_state
 
@@ -426,19 +427,12 @@ def _date(raw: str, name: str, today: dt.date, problems: dict[str, str]) -> str:
         if raw.strip("<"):
             problems[name] = f"{raw!r} is not YYMMDD"
         return ""
-    yy, mm, dd = int(raw[:2]), int(raw[2:4]), int(raw[4:])
-    if name == "birth_date":
-        year = 2000 + yy if 2000 + yy <= today.year else 1900 + yy
-    else:
-        year = 2000 + yy if 2000 + yy <= today.year + 20 else 1900 + yy
     try:
-        d = dt.date(year, mm, dd)
+        d = yymmdd(raw, "birth" if name == "birth_date" else "expiry", today)
     except ValueError:
         problems[name] = f"{raw!r} is not a real date"
         return ""
-    if name == "birth_date" and d > today:
-        year -= 100
-    return f"{year}-{raw[2:4]}-{raw[4:]}"
+    return f"{d.year}-{raw[2:4]}-{raw[4:]}"
 
 
 def _suggestions(reading: MrzReading) -> list[Suggestion]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from rmas.documents import yymmdd
 from rmas.errors import FieldViolation
 from rmas.iapi.syntax import EdifactError, Interchange, Message, Segment, parse_interchange
 from rmas.states import to_alpha3
@@ -85,17 +86,7 @@ def _date(raw: str, kind: str, today: dt.date) -> str:
     """YYMMDD or CCYYMMDD to ISO; raises ValueError."""
     if len(raw) == 8 and raw.isdigit():
         return dt.date(int(raw[:4]), int(raw[4:6]), int(raw[6:])).isoformat()
-    if len(raw) != 6 or not raw.isdigit():
-        raise ValueError(f"{raw!r} is not YYMMDD")
-    yy = int(raw[:2])
-    if kind == "birth":
-        year = 2000 + yy if 2000 + yy <= today.year else 1900 + yy
-    else:
-        year = 2000 + yy if 2000 + yy <= today.year + 20 else 1900 + yy
-    d = dt.date(year, int(raw[2:4]), int(raw[4:]))
-    if kind == "birth" and d > today:
-        d = d.replace(year=d.year - 100)
-    return d.isoformat()
+    return yymmdd(raw, kind, today).isoformat()
 
 
 def _datetime(raw: str) -> str:

@@ -229,6 +229,12 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
         seps = Separators(s[0], s[1], s[2], s[3], s[4], s[5])
         if len({seps.component, seps.element, seps.release, seps.segment}) != 4:
             raise EdifactError("UNA names the same character for two separators", offset=start)
+        if not all(" " <= c <= "~" for c in s) or " " in (seps.component, seps.element,
+                                                            seps.segment):  # fmt: skip
+            raise EdifactError(
+                "UNA separators must be printable ASCII characters other than space",
+                segment=1, tag="UNA", offset=start,
+            )  # fmt: skip
         una = True
         start += 9
     elif start == start_una:

@@ -7,7 +7,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rmas.hub import Hub
@@ -59,6 +59,8 @@ def test_the_reader_returns_or_raises_edifact_error_only(data: bytes) -> None:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated())
+# Found by this test: a non-ASCII separator in UNA once made the error CUSRES unreadable.
+@example(b"UNA\x80+.? 'UNB+UNOA:4+AIRNZ+RMASHUB+261123:0900+R1'UNZ+0+R1'")
 async def test_the_channel_always_answers_with_a_readable_cusres(data: bytes) -> None:
     hub = Hub([FakeProvider.issuer("NZL", ["NZL"], {("NZL", "LA000002"): RecordStatus.STOLEN})])
     channel = IapiChannel(hub)
