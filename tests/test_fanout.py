@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 
 from rmas.documents import DocumentQuery
 from rmas.fanout import FanOut, Router
 from rmas.testing import FakeProvider
-from rmas.verdict import Outcome, RecordStatus
+from rmas.verdict import Outcome, Record, RecordStatus
 
 
 def q(state: str, number: str) -> DocumentQuery:
@@ -94,10 +95,24 @@ async def test_a_provider_timeout_is_capped_by_its_own_budget() -> None:
 
 
 async def test_cancelling_the_caller_cancels_provider_calls() -> None:
-    a = FakeProvider.global_("A", failure="hang")
-    b = FakeProvider.global_("B", failure="hang")
+    cancelled: list[str] = []
+
+    class Hanging(FakeProvider):
+        async def lookup_many(
+            self, queries: Sequence[DocumentQuery], deadline: float
+        ) -> list[Record]:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.append(self.info.id)
+                raise
+            return []
+
+    a = Hanging.global_("A")
+    b = Hanging.global_("B")
     task = asyncio.create_task(FanOut(Router([a, b])).ask([q("NZL", "1")], time.monotonic() + 5))
     await asyncio.sleep(0.05)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
+    assert sorted(cancelled) == ["A", "B"]
