@@ -198,28 +198,40 @@ async def ensure_schema(engine: AsyncEngine) -> None:
             )
 
 
-_INSERT = (
-    f"INSERT INTO documents ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
-    "ON CONFLICT (issuing_state, number) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
+_UPSERT = " ON CONFLICT (issuing_state, number) DO UPDATE SET " + ", ".join(
+    f"{c} = excluded.{c}" for c in _COLUMNS[2:]
+)
+_INSERT_SQLITE = (
+    f"INSERT INTO documents ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    + _UPSERT
+)
+_INSERT_PG = (
+    f"INSERT INTO documents ({', '.join(_COLUMNS)}) VALUES "
+    f"({', '.join(f'${i + 1}' for i in range(len(_COLUMNS)))})" + _UPSERT
 )
 
 
 async def _load(engine: AsyncEngine, rows: Sequence[Row], *, replace: bool) -> tuple[int, int]:
     """Upsert rows in one transaction; returns (inserted, updated)."""
+    dialect = engine.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise StoreError(f"import into {dialect} is not supported")
     async with engine.begin() as conn:
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
-        if engine.dialect.name != "sqlite":
-            raise StoreError(f"import into {engine.dialect.name} is not supported yet")
         before = (await conn.execute(select(func.count()).select_from(documents))).scalar_one()
         if replace:
+            # In the same transaction as the load: readers see the old records until commit.
             await conn.execute(documents.delete())
             before = 0
-        # executemany on the driver connection: one thread hop for the whole batch, not one per
-        # row as SQLAlchemy's per-statement path would cost.
+        # executemany on the driver connection: one round trip per chunk, not one per row as
+        # SQLAlchemy's per-statement path would cost.
         for i in range(0, len(rows), 50_000):
-            await driver.executemany(_INSERT, [_sqlite_row(r) for r in rows[i : i + 50_000]])
+            chunk = rows[i : i + 50_000]
+            if dialect == "sqlite":
+                await driver.executemany(_INSERT_SQLITE, [_sqlite_row(r) for r in chunk])
+            else:
+                await driver.executemany(_INSERT_PG, list(chunk))
         after = (await conn.execute(select(func.count()).select_from(documents))).scalar_one()
     inserted = after - before
     return inserted, len(rows) - inserted
@@ -284,7 +296,7 @@ async def build_synthetic(url: str, count: int, states: Sequence[str], seed: int
                         synthetic_number(state, k),
                         "P",
                         status,
-                        "2024-01-01",
+                        dt.date(2024, 1, 1),
                         f"R{k}",
                         "",
                         "",

@@ -20,6 +20,10 @@ Why it looks the way it does (figures: ../shared/design/performance.md and docs/
   ``"thread"``: aiosqlite reader threads; while a reader runs one query the keys that arrive queue
   up for the next. Choose it when the store file is on slow or network storage, where one cold
   read could stall every check on the loop.
+
+- PostgreSQL (``postgresql+asyncpg://``): the same coalescing over ``readers`` asyncpg connections
+  taken from the engine, and the batch form ``JOIN unnest($1::varchar[], $2::varchar[])``: the
+  arrays must be typed like the columns, or PostgreSQL scans the table (a test asserts the plan).
 """
 
 from __future__ import annotations
@@ -66,6 +70,13 @@ def batch_sql(n: int) -> str:
     )
 
 
+#: PostgreSQL's batch form: arrays typed like the columns, or the planner does not use the index
+#: (performance.md: an untyped or text[] unnest falls back to a sequential scan).
+PG_BATCH_SQL = (
+    f"SELECT {_SELECT} FROM unnest($1::varchar[], $2::varchar[]) AS k(c, n) "
+    "JOIN documents d ON d.issuing_state = k.c AND d.number = k.n"
+)
+
 _STATUS = {s.value: s for s in RecordStatus}
 
 # Readers never write; a larger page cache and memory-mapped reads keep the index's hot pages out
@@ -84,12 +95,14 @@ def _holder_match(q: DocumentQuery, row: Sequence[Any]) -> HolderMatch:
     if not (h.surname or h.given_names or h.birth_date or h.sex):
         return HolderMatch.NOT_CHECKED
     compared = False
+    birth = row[9]
     for mine, theirs in (
         (h.surname, row[7]),
         (h.given_names, row[8]),
-        (h.birth_date.isoformat() if h.birth_date else "", row[9] or ""),
+        (h.birth_date.isoformat() if h.birth_date else "",
+         birth.isoformat() if isinstance(birth, dt.date) else (birth or "")),
         (h.sex, row[10]),
-    ):
+    ):  # fmt: skip
         if mine and theirs:
             compared = True
             if mine != theirs:
@@ -106,11 +119,21 @@ class _Waiter:
     future: asyncio.Future[dict[tuple[str, str], Row]]
 
 
+async def _sqlite_rows(reader: Any, chunk: list[tuple[str, str]]) -> Any:
+    rows = await reader.execute_fetchall(batch_sql(len(chunk)), [v for key in chunk for v in key])
+    return rows
+
+
+async def _pg_rows(reader: Any, chunk: list[tuple[str, str]]) -> Any:
+    return await reader.fetch(PG_BATCH_SQL, [k[0] for k in chunk], [k[1] for k in chunk])
+
+
 @dataclass(slots=True)
 class _Coalescer:
     """Merges concurrent key lookups into as few queries as the reader connections allow."""
 
     readers: list[Any]
+    run: Any = _sqlite_rows
     queries: int = 0
     pending: list[_Waiter] = field(default_factory=list)
     idle: list[Any] = field(default_factory=list)
@@ -163,10 +186,8 @@ class _Coalescer:
         found: dict[tuple[str, str], tuple[Any, ...]] = {}
         for i in range(0, len(keys), MAX_KEYS_PER_QUERY):
             chunk = keys[i : i + MAX_KEYS_PER_QUERY]
-            params = [v for key in chunk for v in key]
             self.queries += 1
-            rows = await reader.execute_fetchall(batch_sql(len(chunk)), params)
-            for row in rows:
+            for row in await self.run(reader, chunk):
                 found[(row[0], row[1])] = row
         return found
 
@@ -245,11 +266,14 @@ class SqlStoreProvider:
     @classmethod
     def from_config(cls, cfg: ProviderConfig) -> SqlStoreProvider:
         url = resolve_url(cfg.option("url", str), cfg.base_dir)
-        backend = make_url(url).get_backend_name()
-        if backend != "sqlite":
+        u = make_url(url)
+        if (u.get_backend_name(), u.get_driver_name()) not in (
+            ("sqlite", "aiosqlite"),
+            ("postgresql", "asyncpg"),
+        ):
             raise ConfigError(
                 f"providers[{cfg.index}].url",
-                f"{backend} stores are not supported yet; use sqlite+aiosqlite:///PATH",
+                "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://HOST/DB",
             )
         raw_registry = cfg.option("registry", str, Registry.ALERTS.value)
         try:
@@ -282,8 +306,9 @@ class SqlStoreProvider:
                 return
             engine = make_engine(self.url)
             readers: list[Any] = []
+            postgres = engine.dialect.name == "postgresql"
             try:
-                if self.io == "inline":
+                if self.io == "inline" and not postgres:
                     self._coalescer = _InlineCoalescer(await self._inline_connection(engine))
                     self._engine = engine
                     return
@@ -292,10 +317,13 @@ class SqlStoreProvider:
                     self._conns.append(conn)
                     raw = await conn.get_raw_connection()
                     driver: Any = raw.driver_connection
-                    for pragma in _READER_PRAGMAS:
-                        await driver.execute(pragma)
-                    # Fail now, with a clear message, if the file holds no store.
-                    await driver.execute_fetchall(batch_sql(1), ["", ""])
+                    if postgres:
+                        # Fail now, with a clear message, if the database holds no store.
+                        await _pg_rows(driver, [("", "")])
+                    else:
+                        for pragma in _READER_PRAGMAS:
+                            await driver.execute(pragma)
+                        await driver.execute_fetchall(batch_sql(1), ["", ""])
                     readers.append(driver)
             except Exception as exc:
                 for conn in self._conns:
@@ -307,7 +335,7 @@ class SqlStoreProvider:
                     f"store {self._info.id} cannot be opened: {type(exc).__name__}"
                 ) from exc
             self._engine = engine
-            self._coalescer = _Coalescer(readers)
+            self._coalescer = _Coalescer(readers, _pg_rows if postgres else _sqlite_rows)
 
     async def _inline_connection(self, engine: AsyncEngine) -> sqlite3.Connection:
         """A read-only sqlite3 connection to the file the engine points at, for the loop thread.
@@ -344,10 +372,12 @@ class SqlStoreProvider:
     @staticmethod
     def _record(q: DocumentQuery, row: tuple[Any, ...]) -> Record:
         reported = row[3]
+        if reported and not isinstance(reported, dt.date):
+            reported = dt.date.fromisoformat(reported)
         return Record(
             status=_STATUS[row[2]],
             holder_match=_holder_match(q, row),
-            reported_on=dt.date.fromisoformat(reported) if reported else None,
+            reported_on=reported or None,
             record_ref=row[4] or "",
             reporting_authority=row[5] or "",
             detail=row[6] or "",

@@ -1,13 +1,15 @@
 from __future__ import annotations
 
 import argparse
-import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from adapters.sqlstore import cli
 from adapters.sqlstore.importer import import_csv, store_stats
+from adapters.sqlstore.schema import documents
 from rmas.errors import StoreError
 
 HEADER = "issuing_state,document_number,document_type,status,reported_on,record_ref"
@@ -18,14 +20,25 @@ def url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
 
 
-def rows(tmp_path: Path) -> list[tuple[str, ...]]:
-    with sqlite3.connect(tmp_path / "store.db") as db:
-        return db.execute(
-            "SELECT issuing_state, number, status, reported_on, surname FROM documents ORDER BY 2"
-        ).fetchall()
+async def rows(url: str) -> list[tuple[str, ...]]:
+    """The store's rows, read through SQLAlchemy so that both engines answer alike."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            result = await conn.execute(
+                select(documents.c.issuing_state, documents.c.number, documents.c.status,
+                       documents.c.reported_on, documents.c.surname).order_by(documents.c.number)
+            )  # fmt: skip
+            return [
+                (a, b, c, d.isoformat() if d is not None else None, e) for a, b, c, d, e in result
+            ]
+    finally:
+        await engine.dispose()
 
 
-async def test_good_rows_load_and_bad_rows_are_reported_with_their_line(tmp_path: Path) -> None:
+async def test_good_rows_load_and_bad_rows_are_reported_with_their_line(
+    tmp_path: Path, db_url: str
+) -> None:
     csv = tmp_path / "in.csv"
     csv.write_text(
         "\n".join([
@@ -40,7 +53,7 @@ async def test_good_rows_load_and_bad_rows_are_reported_with_their_line(tmp_path
         ])
         + "\n"
     )  # fmt: skip
-    report = await import_csv(url(tmp_path), csv)
+    report = await import_csv(db_url, csv)
     assert report.loaded == 2
     assert [line for line, _ in report.rejected] == [3, 4, 5, 6, 8]
     reasons = dict(report.rejected)
@@ -49,39 +62,41 @@ async def test_good_rows_load_and_bad_rows_are_reported_with_their_line(tmp_path
     assert "reported_on" in reasons[5]
     assert "document_number" in reasons[6]
     assert "fields" in reasons[8]
-    assert rows(tmp_path) == [
+    assert await rows(db_url) == [
         ("NZL", "LA000001", "STOLEN", "2024-05-01", ""),
         ("NZL", "LA000006", "REVOKED", None, ""),
     ]
 
 
-async def test_holder_columns_are_normalised_and_germany_is_stored_as_deu(tmp_path: Path) -> None:
+async def test_holder_columns_are_normalised_and_germany_is_stored_as_deu(
+    tmp_path: Path, db_url: str
+) -> None:
     csv = tmp_path / "in.csv"
     csv.write_text(
         HEADER + HOLDER + "\n"
         "D,C01X00T47,P,VALID,,R1,Müller-O'Neil,anna maria,1974-08-12,F,2030-01-01\n"
     )
-    report = await import_csv(url(tmp_path), csv)
+    report = await import_csv(db_url, csv)
     assert report.rejected == ()
-    assert rows(tmp_path) == [("DEU", "C01X00T47", "VALID", None, "MUELLER ONEIL")]
+    assert await rows(db_url) == [("DEU", "C01X00T47", "VALID", None, "MUELLER ONEIL")]
 
 
-async def test_a_later_row_wins_and_reimport_updates(tmp_path: Path) -> None:
+async def test_a_later_row_wins_and_reimport_updates(tmp_path: Path, db_url: str) -> None:
     csv = tmp_path / "in.csv"
     csv.write_text(f"{HEADER}\nNZL,LA1,P,LOST,,R1\nNZL,LA1,P,STOLEN,,R1\nNZL,LA2,P,LOST,,R2\n")
-    first = await import_csv(url(tmp_path), csv)
+    first = await import_csv(db_url, csv)
     assert (first.loaded, first.inserted, first.updated, first.duplicates) == (2, 2, 0, 1)
     csv.write_text(f"{HEADER}\nNZL,LA2,P,REVOKED,,R2\nNZL,LA3,P,LOST,,R3\n")
-    second = await import_csv(url(tmp_path), csv)
+    second = await import_csv(db_url, csv)
     assert (second.loaded, second.inserted, second.updated) == (2, 1, 1)
-    assert [(r[1], r[2]) for r in rows(tmp_path)] == [
+    assert [(r[1], r[2]) for r in await rows(db_url)] == [
         ("LA1", "STOLEN"),
         ("LA2", "REVOKED"),
         ("LA3", "LOST"),
     ]
-    replaced = await import_csv(url(tmp_path), csv, replace=True)
+    replaced = await import_csv(db_url, csv, replace=True)
     assert replaced.inserted == 2
-    assert [r[1] for r in rows(tmp_path)] == ["LA2", "LA3"]
+    assert [r[1] for r in await rows(db_url)] == ["LA2", "LA3"]
 
 
 async def test_a_header_without_required_columns_is_refused(tmp_path: Path) -> None:
@@ -91,9 +106,11 @@ async def test_a_header_without_required_columns_is_refused(tmp_path: Path) -> N
         await import_csv(url(tmp_path), csv)
 
 
-async def test_stats_count_by_state_and_status(tmp_path: Path, fixtures_dir: Path) -> None:
-    await import_csv(url(tmp_path), fixtures_dir / "records" / "nzl.csv")
-    stats = await store_stats(url(tmp_path))
+async def test_stats_count_by_state_and_status(
+    tmp_path: Path, fixtures_dir: Path, db_url: str
+) -> None:
+    await import_csv(db_url, fixtures_dir / "records" / "nzl.csv")
+    stats = await store_stats(db_url)
     assert stats["total"] == 300
     assert set(stats["by_state"]["NZL"]) == {
         "VALID", "LOST", "STOLEN", "STOLEN_BLANK", "REVOKED", "INVALID",

@@ -37,9 +37,9 @@ def q(number: str, **holder: object) -> DocumentQuery:
 
 
 @pytest.fixture
-async def store_url(tmp_path: Path) -> str:
+async def store_url(tmp_path: Path, db_url: str) -> str:
     (tmp_path / "nzl.csv").write_text(CSV)
-    url = f"sqlite+aiosqlite:///{tmp_path / 'nzl.db'}"
+    url = db_url
     report = await import_csv(url, tmp_path / "nzl.csv")
     assert report.rejected == ()
     return url
@@ -109,8 +109,8 @@ async def test_holder_data_is_compared_field_by_field(store_url: str, io: str) -
     ]  # fmt: skip
 
 
-async def test_duplicates_and_batches_larger_than_one_query(tmp_path: Path, io: str) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'big.db'}"
+async def test_duplicates_and_batches_larger_than_one_query(db_url: str, io: str) -> None:
+    url = db_url
     await build_synthetic(url, 2000, ["NZL"], seed=1)
     p = SqlStoreProvider(INFO, url, io=io)
     n = MAX_KEYS_PER_QUERY * 2 + 17
@@ -127,8 +127,8 @@ async def test_duplicates_and_batches_larger_than_one_query(tmp_path: Path, io: 
     assert records[-1].status is RecordStatus.NO_RECORD
 
 
-async def test_concurrent_lookups_are_coalesced_into_fewer_queries(tmp_path: Path, io: str) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'big.db'}"
+async def test_concurrent_lookups_are_coalesced_into_fewer_queries(db_url: str, io: str) -> None:
+    url = db_url
     await build_synthetic(url, 1000, ["NZL"], seed=1)
     p = SqlStoreProvider(INFO, url, readers=2, io=io)
     await p.start()
@@ -141,8 +141,8 @@ async def test_concurrent_lookups_are_coalesced_into_fewer_queries(tmp_path: Pat
     assert all(r[0].status is not RecordStatus.NO_RECORD for r in results)
 
 
-async def test_a_cancelled_caller_does_not_break_the_others(tmp_path: Path, io: str) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'big.db'}"
+async def test_a_cancelled_caller_does_not_break_the_others(db_url: str, io: str) -> None:
+    url = db_url
     await build_synthetic(url, 1000, ["NZL"], seed=1)
     p = SqlStoreProvider(INFO, url, readers=1, io=io)
     await p.start()
@@ -187,6 +187,33 @@ async def test_a_missing_store_is_unavailable_not_a_crash(tmp_path: Path, io: st
     await p.aclose()
 
 
+async def test_the_postgres_batch_query_uses_the_unique_index(postgres_url: str) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from adapters.sqlstore.provider import PG_BATCH_SQL
+
+    engine = create_async_engine(postgres_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP TABLE IF EXISTS documents, store_meta"))
+    await build_synthetic(postgres_url, 20_000, ["NZL"], seed=1)
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("ANALYZE documents")
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            rows = await driver.fetch(
+                "EXPLAIN " + PG_BATCH_SQL, ["NZL"] * 50,
+                [synthetic_number("NZL", k) for k in range(50)],
+            )  # fmt: skip
+    finally:
+        await engine.dispose()
+    plan = "\n".join(r[0] for r in rows)
+    assert "uq_documents_key" in plan, plan
+    assert "Seq Scan on documents" not in plan, plan
+
+
 def test_config_options_are_checked_with_their_key(tmp_path: Path) -> None:
     base = "[[providers]]\nid='NZL'\nkind='sql'\nissuing_states=['NZL']\n"
     cfg = parse_config(base + "url='sqlite+aiosqlite:///nzl.db'\nregistry='complete'\n",
@@ -199,6 +226,7 @@ def test_config_options_are_checked_with_their_key(tmp_path: Path) -> None:
         ("url='sqlite+aiosqlite:///x.db'\nregistry='most'\n", "providers[0].registry"),
         ("url='sqlite+aiosqlite:///x.db'\nreaders=0\n", "providers[0].readers"),
         ("url='mysql+aiomysql://h/db'\n", "providers[0].url"),
+        ("url='postgresql+psycopg://h/db'\n", "providers[0].url"),
         ("url='sqlite+aiosqlite:///x.db'\nio='fibre'\n", "providers[0].io"),
     ):
         with pytest.raises(ConfigError) as info:
