@@ -28,12 +28,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.sqlstore.migrate import migrate_engine
 from adapters.sqlstore.schema import (
     SCHEMA_VERSION,
     STATUSES,
     documents,
     make_engine,
-    metadata,
     store_meta,
 )
 from rmas.documents import normalise_name, normalise_number
@@ -184,9 +184,9 @@ def parse_rows(
 
 
 async def ensure_schema(engine: AsyncEngine) -> None:
-    """Create the tables if missing and record the schema version."""
+    """Create or migrate the tables to the current revision, and record the schema version."""
+    await migrate_engine(engine)
     async with engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
         found = (
             await conn.execute(
                 select(store_meta.c.value).where(store_meta.c.key == "schema_version")
@@ -198,8 +198,11 @@ async def ensure_schema(engine: AsyncEngine) -> None:
             )
 
 
-_UPSERT = " ON CONFLICT (issuing_state, number) DO UPDATE SET " + ", ".join(
-    f"{c} = excluded.{c}" for c in _COLUMNS[2:]
+# An import is authoritative: it also brings back a record a feed had withdrawn.
+_UPSERT = (
+    " ON CONFLICT (issuing_state, number) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
+    + ", withdrawn = false"
 )
 _INSERT_SQLITE = (
     f"INSERT INTO documents ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"

@@ -41,9 +41,10 @@ import structlog
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.sqlstore.migrate import HEAD, current_revision
 from adapters.sqlstore.schema import make_engine, resolve_url
 from rmas.documents import DocumentQuery
-from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable
+from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable, StoreError
 from rmas.providers import ProviderConfig, ProviderInfo, Registry
 from rmas.verdict import HolderMatch, Record, RecordStatus
 
@@ -54,9 +55,11 @@ log = structlog.get_logger("adapters.sqlstore")
 #: Keys per query: two bound variables each, far below SQLite's variable limit (32766).
 MAX_KEYS_PER_QUERY = 500
 
+# The withdrawn flag is selected, not filtered in SQL: an extra condition on the joined table
+# can make SQLite's planner build an automatic index instead of using the unique one.
 _SELECT = (
     "d.issuing_state, d.number, d.status, d.reported_on, d.record_ref, d.reporting_authority, "
-    "d.detail, d.surname, d.given_names, d.birth_date, d.sex"
+    "d.detail, d.surname, d.given_names, d.birth_date, d.sex, d.withdrawn"
 )
 
 
@@ -305,6 +308,7 @@ class SqlStoreProvider:
             if self._coalescer is not None:
                 return
             engine = make_engine(self.url)
+            await self._check_schema(engine)
             readers: list[Any] = []
             postgres = engine.dialect.name == "postgresql"
             try:
@@ -337,6 +341,22 @@ class SqlStoreProvider:
             self._engine = engine
             self._coalescer = _Coalescer(readers, _pg_rows if postgres else _sqlite_rows)
 
+    async def _check_schema(self, engine: AsyncEngine) -> None:
+        """Refuse to serve a store whose schema is older than this code expects."""
+        try:
+            revision = await current_revision(engine)
+        except Exception as exc:
+            await engine.dispose()
+            raise ProviderUnavailable(
+                f"store {self._info.id} cannot be opened: {type(exc).__name__}"
+            ) from exc
+        if revision is not None and revision != HEAD:
+            await engine.dispose()
+            raise StoreError(
+                f"store {self._info.id} has schema revision {revision}, this rmas needs {HEAD}: "
+                f"run `rmas store migrate --url {make_url(self.url).render_as_string()}`"
+            )
+
     async def _inline_connection(self, engine: AsyncEngine) -> sqlite3.Connection:
         """A read-only sqlite3 connection to the file the engine points at, for the loop thread.
 
@@ -366,7 +386,7 @@ class SqlStoreProvider:
         out: list[Record] = []
         for q in queries:
             row = found.get(q.key)
-            out.append(missing if row is None else self._record(q, row))
+            out.append(missing if row is None or row[11] else self._record(q, row))
         return out
 
     @staticmethod

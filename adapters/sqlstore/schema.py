@@ -1,6 +1,8 @@
 """The SQL store's tables, and the URL handling every part of the store shares.
 
-``documents`` is keyed by (issuing_state, number): the issuing *economy* (ICAO ``D`` is stored as
+The tables are created and changed by Alembic migrations (adapters/sqlstore/migrations); these
+definitions describe the current revision for queries. ``documents`` is keyed by
+(issuing_state, number): the issuing *economy* (ICAO ``D`` is stored as
 ``DEU``) and the number normalised as an MRZ writes it. Holder columns are filled only where the
 economy's registry holds them; they let the issuer say whether a query's holder matches.
 """
@@ -9,7 +11,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Column, Date, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -19,13 +32,15 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "documents",
+    "feeds",
     "make_engine",
     "metadata",
     "resolve_url",
     "store_meta",
 ]
 
-SCHEMA_VERSION = 1
+#: Kept in store_meta; the schema revision proper is Alembic's (adapters.sqlstore.migrate).
+SCHEMA_VERSION = 2
 
 #: Statuses a record may carry. NO_RECORD and NOT_ISSUED are answers, never stored.
 STATUSES = frozenset({"VALID", "LOST", "STOLEN", "STOLEN_BLANK", "REVOKED", "INVALID"})
@@ -48,8 +63,22 @@ documents = Table(
     Column("birth_date", Date),
     Column("sex", String(1), nullable=False, default=""),
     Column("expiry_date", Date),
+    # Delta feeds: an older version never overwrites a newer one; a withdrawal is a tombstone
+    # (so that a stale upsert arriving later cannot bring the record back).
+    Column("version", BigInteger, nullable=False, server_default="0"),
+    Column("withdrawn", Boolean, nullable=False, server_default=false()),
     # The lookup key. Every batch lookup joins on exactly these two columns.
     UniqueConstraint("issuing_state", "number", name="uq_documents_key"),
+)
+
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("applied_at", String(32), nullable=False),
+    Column("changes", Integer, nullable=False),
+    Column("stale", Integer, nullable=False),
 )
 
 store_meta = Table(
