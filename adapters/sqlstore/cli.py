@@ -23,6 +23,15 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--replace", action="store_true", help="replace the store's records")
     imp.set_defaults(func=_cmd_import)
 
+    mig = sub.add_parser("migrate", help="bring the store's schema to this rmas's revision")
+    mig.add_argument("--url", required=True)
+    mig.set_defaults(func=_cmd_migrate)
+
+    apply = sub.add_parser("apply", help="apply a delta feed (JSON Lines) atomically")
+    apply.add_argument("--url", required=True)
+    apply.add_argument("file", type=Path)
+    apply.set_defaults(func=_cmd_apply)
+
     stats = sub.add_parser("stats", help="record counts by state and status")
     stats.add_argument("--url", required=True)
     stats.add_argument("--json", action="store_true")
@@ -52,6 +61,40 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from adapters.sqlstore.migrate import migrate_engine
+    from adapters.sqlstore.schema import make_engine
+    from rmas.cli import run_async
+
+    async def go() -> tuple[str | None, str | None]:
+        engine = make_engine(args.url)
+        try:
+            return await migrate_engine(engine)
+        finally:
+            await engine.dispose()
+
+    before, after = run_async(go())
+    print(f"schema revision {before or 'none'} -> {after}")
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from adapters.sqlstore.feeds import apply_feed
+    from rmas.cli import run_async
+
+    try:
+        report = run_async(apply_feed(args.url, args.file))
+    except RmasError as exc:
+        print(f"rmas store apply: {exc}", file=sys.stderr)
+        return 1
+    if report.already_applied:
+        print(f"{args.file.name} was applied before: nothing changed")
+    else:
+        print(f"applied {report.applied} changes, skipped {report.stale} stale ones "
+              f"in {report.seconds:.2f}s")  # fmt: skip
+    return 0
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
     from adapters.sqlstore.importer import store_stats
     from rmas.cli import run_async
@@ -61,6 +104,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2))
         return 0
     print(f"{stats['total']} records")
+    if stats.get("last_feed"):
+        f = stats["last_feed"]
+        print(f"last feed: {f['name']} applied {f['applied_at']} ({f['changes']} changes)")
     for state, by_status in stats["by_state"].items():
         parts = ", ".join(f"{k} {v}" for k, v in by_status.items())
         print(f"  {state}: {parts}")

@@ -316,12 +316,25 @@ async def build_synthetic(url: str, count: int, states: Sequence[str], seed: int
 
 
 async def store_stats(url: str) -> dict[str, Any]:
-    """Record counts by state and status."""
+    """Record counts by state and status (withdrawn records left out), and the last feed."""
+    from adapters.sqlstore.schema import feeds
+
     engine = make_engine(url)
+    last_feed: dict[str, Any] | None = None
     try:
         async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(feeds.c.name, feeds.c.applied_at, feeds.c.changes)
+                    .order_by(feeds.c.applied_at.desc())
+                    .limit(1)
+                )
+            ).first()
+            if row is not None:
+                last_feed = {"name": row[0], "applied_at": row[1], "changes": row[2]}
             result = await conn.execute(
                 select(documents.c.issuing_state, documents.c.status, func.count())
+                .where(documents.c.withdrawn.is_(False))
                 .group_by(documents.c.issuing_state, documents.c.status)
                 .order_by(documents.c.issuing_state, documents.c.status)
             )
@@ -330,4 +343,8 @@ async def store_stats(url: str) -> dict[str, Any]:
                 by.setdefault(state, {})[status] = n
     finally:
         await engine.dispose()
-    return {"total": sum(sum(v.values()) for v in by.values()), "by_state": by}
+    return {
+        "total": sum(sum(v.values()) for v in by.values()),
+        "by_state": by,
+        "last_feed": last_feed,
+    }

@@ -20,6 +20,8 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         pytest.skip("RMAS_TEST_POSTGRES_URL is not set (.ci/run sets it to a throw-away database)")
     engine = create_async_engine(url)
     async with engine.begin() as conn:
-        await conn.execute(text("DROP TABLE IF EXISTS documents, store_meta, feeds, alembic_version"))
+        await conn.execute(
+            text("DROP TABLE IF EXISTS documents, store_meta, feeds, alembic_version CASCADE")
+        )
     await engine.dispose()
     return url

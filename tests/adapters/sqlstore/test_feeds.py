@@ -1,0 +1,165 @@
+"""Delta feeds, migrations and full reloads, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from adapters.sqlstore.feeds import apply_feed
+from adapters.sqlstore.importer import import_csv, store_stats
+from adapters.sqlstore.migrate import HEAD, migrate_engine
+from adapters.sqlstore.provider import SqlStoreProvider
+from adapters.sqlstore.schema import make_engine
+from rmas.documents import DocumentQuery
+from rmas.errors import StoreError
+from rmas.providers import ProviderInfo
+from rmas.verdict import RecordStatus
+
+INFO = ProviderInfo(id="NZL", issuing_states=frozenset({"NZL"}))
+HEADER = "issuing_state,document_number,document_type,status,reported_on,record_ref\n"
+
+
+def feed(tmp_path: Path, name: str, changes: list[Any]) -> Path:
+    path = tmp_path / name
+    path.write_text("\n".join(c if isinstance(c, str) else json.dumps(c) for c in changes) + "\n")
+    return path
+
+
+def up(number: str, status: str, version: int) -> dict[str, Any]:
+    return {"op": "upsert", "issuing_state": "NZL", "number": number, "status": status,
+            "version": version}  # fmt: skip
+
+
+def wd(number: str, version: int) -> dict[str, Any]:
+    return {"op": "withdraw", "issuing_state": "NZL", "number": number, "version": version}
+
+
+async def statuses(url: str, *numbers: str) -> list[RecordStatus]:
+    p = SqlStoreProvider(INFO, url)
+    try:
+        recs = await p.lookup_many([DocumentQuery("NZL", n) for n in numbers], time.monotonic() + 5)
+    finally:
+        await p.aclose()
+    return [r.status for r in recs]
+
+
+async def test_a_feed_applies_upserts_and_withdrawals(tmp_path: Path, db_url: str) -> None:
+    f = feed(tmp_path, "f1.jsonl", [up("LA1", "STOLEN", 1), up("LA2", "LOST", 1), wd("LA2", 2)])
+    report = await apply_feed(db_url, f)
+    assert (report.applied, report.stale, report.already_applied) == (2, 1, False)
+    assert await statuses(db_url, "LA1", "LA2") == [RecordStatus.STOLEN, RecordStatus.NO_RECORD]
+    stats = await store_stats(db_url)
+    assert stats["total"] == 1
+    assert stats["last_feed"]["name"] == "f1.jsonl"
+
+
+async def test_applying_a_feed_twice_changes_nothing(tmp_path: Path, db_url: str) -> None:
+    f = feed(tmp_path, "f1.jsonl", [up("LA1", "STOLEN", 1)])
+    await apply_feed(db_url, f)
+    await apply_feed(db_url, feed(tmp_path, "f2.jsonl", [up("LA1", "REVOKED", 2)]))
+    again = await apply_feed(db_url, f)
+    assert again.already_applied
+    assert await statuses(db_url, "LA1") == [RecordStatus.REVOKED]
+
+
+async def test_stale_changes_never_overwrite_newer_ones(tmp_path: Path, db_url: str) -> None:
+    await apply_feed(db_url, feed(tmp_path, "new.jsonl", [up("LA1", "STOLEN", 5), wd("LA2", 5)]))
+    old = await apply_feed(
+        db_url, feed(tmp_path, "old.jsonl", [up("LA1", "LOST", 3), up("LA2", "LOST", 4)])
+    )
+    assert (old.applied, old.stale) == (0, 2)
+    # The withdrawal's tombstone keeps the older upsert of LA2 out.
+    assert await statuses(db_url, "LA1", "LA2") == [RecordStatus.STOLEN, RecordStatus.NO_RECORD]
+
+
+async def test_a_feed_with_a_bad_line_is_rejected_whole(tmp_path: Path, db_url: str) -> None:
+    await apply_feed(db_url, feed(tmp_path, "base.jsonl", [up("LA1", "STOLEN", 1)]))
+    bad = feed(tmp_path, "bad.jsonl", [up("LA1", "LOST", 2), up("LA3", "MISPLACED", 1)])
+    with pytest.raises(StoreError, match="line 2: status"):
+        await apply_feed(db_url, bad)
+    assert await statuses(db_url, "LA1", "LA3") == [RecordStatus.STOLEN, RecordStatus.NO_RECORD]
+
+
+async def test_a_feed_that_fails_midway_leaves_nothing(tmp_path: Path, db_url: str) -> None:
+    await apply_feed(db_url, feed(tmp_path, "base.jsonl", [up("LA1", "STOLEN", 1)]))
+    # A real database failure in the middle of the write: a trigger refusing one row.
+    engine = create_async_engine(db_url)
+    async with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            await conn.execute(text(
+                "CREATE TRIGGER boom BEFORE INSERT ON documents WHEN NEW.number = 'BOOM' "
+                "BEGIN SELECT RAISE(ABORT, 'boom'); END"))  # fmt: skip
+        else:
+            await conn.execute(text(
+                "CREATE OR REPLACE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
+                "IF NEW.number = 'BOOM' THEN RAISE EXCEPTION 'boom'; END IF; RETURN NEW; END "
+                "$$ LANGUAGE plpgsql"))  # fmt: skip
+            await conn.execute(text(
+                "CREATE TRIGGER boom BEFORE INSERT ON documents FOR EACH ROW "
+                "EXECUTE FUNCTION boom()"))  # fmt: skip
+    await engine.dispose()
+    f = feed(tmp_path, "mid.jsonl", [up("LA1", "REVOKED", 2), up("BOOM", "LOST", 1),
+                                     up("LA9", "LOST", 1)])  # fmt: skip
+    with pytest.raises(Exception, match="boom"):
+        await apply_feed(db_url, f)
+    assert await statuses(db_url, "LA1", "LA9") == [RecordStatus.STOLEN, RecordStatus.NO_RECORD]
+    assert (await store_stats(db_url))["last_feed"]["name"] == "base.jsonl"
+
+
+async def test_an_old_schema_is_refused_until_migrated(tmp_path: Path, db_url: str) -> None:
+    engine = make_engine(db_url)
+    await migrate_engine(engine, "0001")
+    await engine.dispose()
+    p = SqlStoreProvider(INFO, db_url)
+    with pytest.raises(StoreError, match="rmas store migrate --url"):
+        await p.start()
+    await p.aclose()
+    engine = make_engine(db_url)
+    before, after = await migrate_engine(engine)
+    await engine.dispose()
+    assert (before, after) == ("0001", HEAD)
+    assert await statuses(db_url, "LA1") == [RecordStatus.NO_RECORD]
+
+
+async def test_lookups_during_a_full_reload_never_miss_a_record(
+    tmp_path: Path, db_url: str
+) -> None:
+    keep = [f"LA{i:06d}" for i in range(200)]
+    first = tmp_path / "first.csv"
+    first.write_text(HEADER + "".join(f"NZL,{n},P,STOLEN,,R\n" for n in keep))
+    await import_csv(db_url, first)
+    second = tmp_path / "second.csv"
+    second.write_text(HEADER + "".join(f"NZL,{n},P,LOST,,R\n" for n in keep)
+                      + "".join(f"NZL,LB{i:06d},P,LOST,,R\n" for i in range(20_000)))  # fmt: skip
+    p = SqlStoreProvider(INFO, db_url)
+    missing = 0
+    lookups = 0
+    done = asyncio.Event()
+
+    async def probe() -> None:
+        nonlocal missing, lookups
+        while not done.is_set():
+            recs = await p.lookup_many(
+                [DocumentQuery("NZL", n) for n in keep], time.monotonic() + 5
+            )
+            lookups += 1
+            missing += sum(r.status is RecordStatus.NO_RECORD for r in recs)
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(probe())
+    try:
+        await import_csv(db_url, second, replace=True)
+    finally:
+        done.set()
+        await task
+        await p.aclose()
+    assert lookups > 1
+    assert missing == 0
+    assert set(await statuses(db_url, *keep[:5])) == {RecordStatus.LOST}
