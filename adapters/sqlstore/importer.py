@@ -103,48 +103,93 @@ class ImportReport:
     seconds: float = 0.0
 
 
+_DATES: dict[str, dt.date] = {}
+_STATES: dict[str, str | None] = {}
+
+
 def _date(raw: str, name: str) -> dt.date | None:
+    if not raw:
+        return None
+    d = _DATES.get(raw)
+    if d is not None:
+        return d
     s = raw.strip()
     if not s:
         return None
     try:
-        return dt.date.fromisoformat(s)
+        d = dt.date.fromisoformat(s)
     except ValueError:
         raise ValueError(f"{name}: not an ISO date (YYYY-MM-DD): {s[:12]!r}") from None
+    if len(_DATES) < 100_000:  # a few thousand distinct dates in practice; bounded regardless
+        _DATES[raw] = d
+    return d
 
 
-def _row(rec: dict[str, str]) -> Row:
-    """Validate one CSV record; raise ValueError with the reason."""
-    raw_state = (rec.get("issuing_state") or "").strip()
-    state = to_alpha3(raw_state) if raw_state else None
+def _state(raw: str) -> str | None:
+    # A store holds a handful of states: resolve each spelling once.
+    if raw not in _STATES:
+        code = to_alpha3(raw) if raw.strip() else None
+        _STATES[raw] = canonical_economy(code) if code is not None else None
+    return _STATES[raw]
+
+
+def _name(raw: str) -> str:
+    return normalise_name(raw) if raw else ""
+
+
+class _Columns:
+    """Positions of the known columns in a CSV header (-1 when absent)."""
+
+    def __init__(self, header: list[str]) -> None:
+        names = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS)
+        self.index = {n: (header.index(n) if n in header else -1) for n in names}
+        self.width = len(header)
+
+
+def _row(rec: list[str], cols: _Columns) -> Row:
+    """Validate one CSV record; raise ValueError with the reason. Hot: 10 million rows a load."""
+    ix = cols.index
+
+    def get(name: str) -> str:
+        i = ix[name]
+        return rec[i] if i >= 0 else ""
+
+    raw_state = get("issuing_state")
+    state = _state(raw_state)
     if state is None:
-        raise ValueError(f"issuing_state: unknown state code {raw_state[:8]!r}")
-    number = normalise_number(rec.get("document_number") or "")
+        raise ValueError(f"issuing_state: unknown state code {raw_state.strip()[:8]!r}")
+    raw_number = get("document_number")
+    number = raw_number if raw_number.isalnum() and raw_number.isupper() else (
+        normalise_number(raw_number))  # fmt: skip
     if not _NUMBER_OK.fullmatch(number):
         raise ValueError("document_number: must be 1-20 letters A-Z or digits after normalising")
-    dtype = (rec.get("document_type") or "").strip().upper()[:1]
+    dtype = get("document_type").strip().upper()[:1]
     if dtype not in _TYPES:
         raise ValueError(f"document_type: {dtype!r} is not P, I, V or empty")
-    status = (rec.get("status") or "").strip().upper()
+    status = get("status")
     if status not in STATUSES:
-        raise ValueError(f"status: {status!r} is not one of {', '.join(sorted(STATUSES))}")
-    sex = (rec.get("sex") or "").strip().upper()
-    if sex not in ("", "M", "F", "X"):
-        raise ValueError(f"sex: {sex!r} is not M, F or X")
+        status = status.strip().upper()
+        if status not in STATUSES:
+            raise ValueError(f"status: {status!r} is not one of {', '.join(sorted(STATUSES))}")
+    sex = get("sex")
+    if sex:
+        sex = sex.strip().upper()
+        if sex not in ("", "M", "F", "X"):
+            raise ValueError(f"sex: {sex!r} is not M, F or X")
     return (
-        canonical_economy(state),
+        state,
         number,
         _TYPES[dtype],
         status,
-        _date(rec.get("reported_on") or "", "reported_on"),
-        (rec.get("record_ref") or "").strip()[:64],
-        (rec.get("reporting_authority") or "").strip()[:128],
-        (rec.get("detail") or "").strip()[:512],
-        normalise_name(rec.get("surname") or ""),
-        normalise_name(rec.get("given_names") or ""),
-        _date(rec.get("birth_date") or "", "birth_date"),
+        _date(get("reported_on"), "reported_on"),
+        get("record_ref").strip()[:64],
+        get("reporting_authority").strip()[:128],
+        get("detail").strip()[:512],
+        _name(get("surname")),
+        _name(get("given_names")),
+        _date(get("birth_date"), "birth_date"),
         sex,
-        _date(rec.get("expiry_date") or "", "expiry_date"),
+        _date(get("expiry_date"), "expiry_date"),
     )
 
 
@@ -155,24 +200,28 @@ def parse_rows(
 
     Raises StoreError when the header lacks a required column.
     """
-    reader = csv.DictReader(lines)
-    header = [h.strip() for h in reader.fieldnames or []]
-    reader.fieldnames = header
+    reader = csv.reader(lines)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise StoreError("line 1: the file is empty") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise StoreError(f"line 1: header lacks column(s) {', '.join(missing)}")
+    cols = _Columns(header)
     rows: dict[tuple[str, str], Row] = {}
     rejected: list[tuple[int, str]] = []
     duplicates = 0
+    width = cols.width
     for rec in reader:
         line = reader.line_num
-        if None in rec:
-            rejected.append(
-                (line, f"{len(header) + len(rec[None])} fields; header has {len(header)}")
-            )
+        if len(rec) != width:
+            if not rec:
+                continue
+            rejected.append((line, f"{len(rec)} fields; header has {width}"))
             continue
         try:
-            row = _row(rec)
+            row = _row(rec, cols)
         except ValueError as exc:
             rejected.append((line, str(exc)))
             continue
@@ -229,20 +278,46 @@ async def _load(engine: AsyncEngine, rows: Sequence[Row], *, replace: bool) -> t
             before = 0
         # executemany on the driver connection: one round trip per chunk, not one per row as
         # SQLAlchemy's per-statement path would cost.
-        for i in range(0, len(rows), 50_000):
-            chunk = rows[i : i + 50_000]
-            if dialect == "sqlite":
+        if dialect == "sqlite":
+            # A bigger page cache for this connection: the unique index of a large store does not
+            # fit the default 2 MB, and every insert walks it (measured: 80k -> see benchmarks).
+            await driver.execute("PRAGMA cache_size = -262144")
+            for i in range(0, len(rows), 50_000):
+                chunk = rows[i : i + 50_000]
                 await driver.executemany(_INSERT_SQLITE, [_sqlite_row(r) for r in chunk])
-            else:
-                await driver.executemany(_INSERT_PG, list(chunk))
+        else:
+            await _copy_pg(driver, rows)
         after = (await conn.execute(select(func.count()).select_from(documents))).scalar_one()
     inserted = after - before
     return inserted, len(rows) - inserted
 
 
+async def _copy_pg(driver: Any, rows: Sequence[Row]) -> None:
+    """COPY into a temporary table, then one upsert from it: about twice executemany's rate."""
+    await driver.execute(
+        "CREATE TEMP TABLE load_documents (LIKE documents INCLUDING DEFAULTS) ON COMMIT DROP"
+    )
+    await driver.copy_records_to_table("load_documents", records=rows, columns=list(_COLUMNS))
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
+    await driver.execute(
+        f"INSERT INTO documents ({', '.join(_COLUMNS)}) "
+        f"SELECT DISTINCT ON (issuing_state, number) {', '.join(_COLUMNS)} FROM load_documents "
+        f"ON CONFLICT (issuing_state, number) DO UPDATE SET {updates}, withdrawn = false"
+    )
+
+
 def _sqlite_row(r: Row) -> Row:
     # The driver connection bypasses SQLAlchemy's Date type: store dates as ISO text, as it does.
-    return tuple(v.isoformat() if isinstance(v, dt.date) else v for v in r)
+    # Only columns 4, 10 and 12 hold dates; touching just those keeps this cheap per row.
+    reported, birth, expiry = r[4], r[10], r[12]
+    return (
+        *r[:4],
+        reported.isoformat() if reported is not None else None,
+        *r[5:10],
+        birth.isoformat() if birth is not None else None,
+        r[11],
+        expiry.isoformat() if expiry is not None else None,
+    )
 
 
 async def import_csv(url: str, path: Path, *, replace: bool = False) -> ImportReport:
@@ -275,6 +350,9 @@ async def _pragmas(engine: AsyncEngine) -> None:
         async with engine.connect() as conn:
             # WAL lets lookups go on while an import writes; it persists in the file.
             await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL still keeps the store consistent across a crash (a committed
+            # load may be lost at power failure, never half-applied).
+            await conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
 
 
 def synthetic_number(state: str, k: int) -> str:
