@@ -192,3 +192,30 @@ def test_status_shows_each_provider_with_its_health(hub: str) -> None:
     assert by_id["SLOW"]["failures"] >= 1
     assert by_id["SLOW"]["health"] in ("down", "degraded")
     assert data["checks"] >= 1
+
+
+def test_serve_refuses_a_store_on_an_old_schema_naming_the_fix(tmp_path: Path) -> None:
+    import asyncio
+
+    from adapters.sqlstore.migrate import migrate_engine
+    from adapters.sqlstore.schema import make_engine
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+
+    async def old_store() -> None:
+        engine = make_engine(url)
+        await migrate_engine(engine, "0001")
+        await engine.dispose()
+
+    asyncio.run(old_store())
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(
+        f"[hub]\nlisten = '127.0.0.1:{free_port()}'\n[[providers]]\nid = 'NZL'\nkind = 'sql'\n"
+        f"url = '{url}'\nissuing_states = ['NZL']\n"
+    )
+    out = rmas("serve", "--config", str(cfg))
+    assert out.returncode == 1
+    assert f"rmas store migrate --url {url}" in out.stderr
+    fixed = rmas("store", "migrate", "--url", url)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "0001 -> 0002" in fixed.stdout

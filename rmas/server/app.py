@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rmas.config import HubConfig, parse_listen
-from rmas.errors import ConfigError
+from rmas.errors import ConfigError, ProviderError
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel, IapiConfig
 from rmas.providers import Provider
@@ -68,8 +68,22 @@ class HubServer:
         self._server: grpc.aio.Server | None = None
         self.port = 0
 
+    async def open_providers(self) -> None:
+        """Let providers that can open early do so: a store on an outdated schema stops the hub
+        here, with its message, rather than failing every check; one that is merely unreachable
+        is logged and tried again at the first check."""
+        for p in self.hub.providers:
+            start = getattr(p, "start", None)
+            if not callable(start):
+                continue
+            try:
+                await start()
+            except ProviderError as exc:
+                log.warning("provider_not_ready", provider=p.info.id, error=type(exc).__name__)
+
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (useful with port 0)."""
+        await self.open_providers()
         limit = self.config.max_message_bytes
         server = grpc.aio.server(
             options=[
