@@ -38,5 +38,9 @@ demo: install
 bench: install
 	$(PY) -m benchmarks.run
 
+# National scale: 10,000,000 records into SQLite and PostgreSQL (about 10 minutes; see the module).
+bench-store: install
+	$(PY) -m benchmarks.store_bench
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
