@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 
 from rmas import __version__
+from rmas.client import add_tls_arguments
 from rmas.config import load_config, parse_listen
 from rmas.errors import ConfigError, RmasError
 from rmas.logs import configure_logging
@@ -57,12 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--expiry-date", default="", help="YYYY-MM-DD")
     check.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the hub")
     check.add_argument("--json", action="store_true", help="print JSON")
+    add_tls_arguments(check)
     check.set_defaults(func=_cmd_check)
 
     status = sub.add_parser("status", help="a running hub's providers, breakers and load")
     status.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
     status.add_argument("--timeout", type=float, default=5.0)
     status.add_argument("--json", action="store_true")
+    add_tls_arguments(status)
     status.set_defaults(func=_cmd_status)
 
     iapi = sub.add_parser("iapi", help="send a PAXLST file to a hub and print the CUSRES")
@@ -70,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     iapi.add_argument("file", help="PAXLST interchange file")
     iapi.add_argument("--timeout", type=float, default=10.0)
     iapi.add_argument("--json", action="store_true", help="print the per-passenger summary")
+    add_tls_arguments(iapi)
     iapi.set_defaults(func=_cmd_iapi)
 
     for ep in entry_points(group=COMMANDS_GROUP):
@@ -125,7 +129,7 @@ async def _serve(cfg: Any) -> int:
     from rmas.server.app import HubServer
 
     providers = build_providers(cfg.providers)
-    server = HubServer(cfg.hub, providers, cfg.iapi)
+    server = HubServer.from_config(cfg, providers)
     await server.start()
     # Everything allocated so far lives as long as the process: move it out of the collector's
     # way, so that full collections scan only what requests allocate (measured: the p99 of a
@@ -155,7 +159,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 async def _check(args: argparse.Namespace) -> int:
     import grpc
 
-    from rmas.client import check_document_request, result_to_dict, rpc_error_text
+    from rmas.client import check_document_request, hub_channel, result_to_dict, rpc_error_text
     from rmas.v1 import check_pb2_grpc
 
     request = check_document_request(
@@ -170,7 +174,7 @@ async def _check(args: argparse.Namespace) -> int:
         nationality=args.nationality,
         expiry_date=args.expiry_date,
     )
-    async with grpc.aio.insecure_channel(args.hub) as channel:
+    async with hub_channel(args.hub, args) as channel:
         stub = check_pb2_grpc.DocumentCheckStub(channel)
         try:
             response = await stub.CheckDocument(request, timeout=args.timeout)
@@ -193,10 +197,10 @@ async def _status(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from rmas.client import rpc_error_text
+    from rmas.client import hub_channel, rpc_error_text
     from rmas.v1 import check_pb2, check_pb2_grpc
 
-    async with grpc.aio.insecure_channel(args.hub) as channel:
+    async with hub_channel(args.hub, args) as channel:
         try:
             st = await check_pb2_grpc.HubAdminStub(channel).Status(
                 check_pb2.StatusRequest(), timeout=args.timeout
@@ -240,10 +244,10 @@ def _cmd_iapi(args: argparse.Namespace) -> int:
 async def _iapi(args: argparse.Namespace, data: bytes) -> int:
     import grpc
 
-    from rmas.client import rpc_error_text
+    from rmas.client import hub_channel, rpc_error_text
     from rmas.v1 import check_pb2, check_pb2_grpc
 
-    async with grpc.aio.insecure_channel(args.hub) as channel:
+    async with hub_channel(args.hub, args) as channel:
         try:
             resp = await check_pb2_grpc.DocumentCheckStub(channel).CheckPaxlst(
                 check_pb2.CheckPaxlstRequest(message=data), timeout=args.timeout

@@ -5,7 +5,9 @@ Used by the ``rmas`` CLI, the demo and the tests; handy for any Python caller.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,8 +16,10 @@ from google.rpc import error_details_pb2, status_pb2
 from rmas.v1 import check_pb2, common_pb2
 
 __all__ = [
+    "add_tls_arguments",
     "check_document_request",
     "field_violations",
+    "hub_channel",
     "result_to_dict",
     "rpc_error_text",
 ]
@@ -157,3 +161,48 @@ def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:
     for fld, desc in field_violations(exc):
         text += f"\n  {fld}: {desc}"
     return text
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cert/--key/--ca`` (or ``--certs DIR --as NAME``) for a hub that requires mTLS."""
+    g = parser.add_argument_group("mutual TLS (a hub with [tls])")
+    g.add_argument("--cert", help="client certificate (PEM)")
+    g.add_argument("--key", help="client private key (PEM)")
+    g.add_argument("--ca", help="CA that signed the hub's certificate (PEM)")
+    g.add_argument(
+        "--certs",
+        metavar="DIR",
+        help="a folder from `rmas certs init`: uses DIR/ca.pem, DIR/NAME.pem, DIR/NAME.key",
+    )
+    g.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NAME",
+        default="officer",
+        help="with --certs: whose certificate (airline, officer, operator...)",
+    )
+    g.add_argument(
+        "--server-name",
+        default="",
+        help="name to verify in the hub's certificate when it differs from the host",
+    )
+
+
+def hub_channel(target: str, args: argparse.Namespace | None = None) -> grpc.aio.Channel:
+    """A channel to a hub: mTLS when the arguments name certificates, else plain (loopback)."""
+    cert = key = ca = None
+    if args is not None and getattr(args, "certs", None):
+        d = Path(args.certs)
+        cert, key, ca = d / f"{args.as_name}.pem", d / f"{args.as_name}.key", d / "ca.pem"
+    if args is not None and getattr(args, "cert", None):
+        cert, key, ca = Path(args.cert), Path(args.key or ""), Path(args.ca or "")
+    if cert is None or key is None or ca is None:
+        return grpc.aio.insecure_channel(target)
+    from rmas.security.tls import TlsConfig
+
+    tls = TlsConfig.load(cert, key, ca, prefix="--cert")
+    options: list[tuple[str, str]] = []
+    server_name = str(getattr(args, "server_name", "") or "")
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    return grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)

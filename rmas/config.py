@@ -16,10 +16,36 @@ Example::
 
 Keys a provider kind understands beyond the common ones (``url``, ``registry``...) are kept in
 :attr:`ProviderConfig.options` for its factory, which reports its own errors the same way.
+
+Security (docs/operations.md)::
+
+    [tls]                       # absent: development mode, loopback only
+    cert = "certs/hub.pem"
+    key = "certs/hub.key"
+    ca = "certs/ca.pem"         # peers' certificates must chain to this
+
+    [[callers]]                 # identity (URI SAN of the client certificate) -> role
+    identity = "rmas://airline/*"
+    role = "airline"            # airline, officer, operator, node
+    documents_per_s = 200       # optional, else [limits]
+    burst = 1000
+
+    [limits]
+    documents_per_s = 0         # per caller; 0: unlimited
+    burst = 0
+
+    [audit]                     # absent: no audit trail (development)
+    url = "sqlite+aiosqlite:///var/audit.db"
+    key_file = "secrets/audit.key"   # HMAC key for document keys, 16+ bytes (raw or hex)
+    required = true             # no answer leaves the hub unless its entries are written
+
+Relative paths are resolved from the config file's folder. The hub's TLS settings also serve its
+links to national nodes and to the SLTD-style service.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,10 +56,21 @@ from rmas.errors import ConfigError
 from rmas.iapi.channel import IapiConfig
 from rmas.iapi.cusres import CusresCodes
 from rmas.providers import ProviderConfig, Scope
+from rmas.security.access import CallerRule, Role
+from rmas.security.tls import TlsConfig
 from rmas.states import canonical_economy, to_alpha3
 from rmas.verdict import IncompletePolicy
 
-__all__ = ["HubConfig", "RmasConfig", "load_config", "parse_config", "parse_listen"]
+__all__ = [
+    "AuditConfig",
+    "HubConfig",
+    "LimitsConfig",
+    "RmasConfig",
+    "is_loopback",
+    "load_config",
+    "parse_config",
+    "parse_listen",
+]
 
 _HUB_KEYS = {
     "listen",
@@ -77,6 +114,30 @@ _HUB_DEFAULTS = HubConfig()
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """The ``[limits]`` table: defaults for callers whose ``[[callers]]`` table sets none."""
+
+    #: Documents a second one caller may check (0: unlimited).
+    documents_per_s: float = 0.0
+    #: Documents one caller may check at once (0: one second's worth).
+    burst: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AuditConfig:
+    """The ``[audit]`` table."""
+
+    #: ``sqlite+aiosqlite:///file.db`` or ``postgresql+asyncpg://...``.
+    url: str
+    #: File holding the HMAC key for document keys (16 bytes or more, raw or hex).
+    key_file: Path
+    #: When true, a check whose entries cannot be written is not answered (UNAVAILABLE).
+    required: bool = True
+    #: SQLite's synchronous pragma for the audit file: FULL (default) or NORMAL.
+    synchronous: str = "FULL"
+
+
+@dataclass(frozen=True, slots=True)
 class RmasConfig:
     """A whole config file."""
 
@@ -85,6 +146,11 @@ class RmasConfig:
     iapi: IapiConfig = field(default_factory=IapiConfig)
     #: The file it came from (None when parsed from a string).
     path: Path | None = None
+    #: This hub's certificate, key and trusted CA; None: development mode (loopback, no TLS).
+    tls: TlsConfig | None = None
+    callers: tuple[CallerRule, ...] = ()
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    audit: AuditConfig | None = None
 
 
 def load_config(path: str | Path) -> RmasConfig:
@@ -104,19 +170,29 @@ def parse_config(
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path or "<config>"), f"not valid TOML: {exc}") from None
-    unknown = set(data) - {"hub", "providers", "iapi"}
+    unknown = set(data) - {"hub", "providers", "iapi", "tls", "callers", "limits", "audit"}
     if unknown:
         raise ConfigError(
-            sorted(unknown)[0], "unknown section (expected [hub], [iapi], [[providers]])"
+            sorted(unknown)[0],
+            "unknown section (expected [hub], [iapi], [tls], [limits], [audit], [[callers]], "
+            "[[providers]])",
         )
     hub = _hub(_table(data.get("hub", {}), "hub"))
     iapi = _iapi(_table(data.get("iapi", {}), "iapi"))
-    raw_providers = data.get("providers", [])
-    if not isinstance(raw_providers, list):
-        raise ConfigError("providers", "must be an array of tables: [[providers]]")
     base = str(base_dir or Path.cwd())
+    tls = _tls(_table(data["tls"], "tls"), base) if "tls" in data else None
+    callers = tuple(
+        _caller(_table(raw, f"callers[{i}]"), i)
+        for i, raw in enumerate(_array(data.get("callers", []), "callers"))
+    )
+    if tls is not None and not callers:
+        raise ConfigError("callers", "with [tls], name at least one caller: [[callers]]")
+    limits = _limits(_table(data.get("limits", {}), "limits"))
+    audit = _audit(_table(data["audit"], "audit"), base) if "audit" in data else None
+    raw_providers = _array(data.get("providers", []), "providers")
     providers = tuple(
-        _provider(_table(raw, f"providers[{i}]"), i, base) for i, raw in enumerate(raw_providers)
+        _provider(_table(raw, f"providers[{i}]"), i, base, tls)
+        for i, raw in enumerate(raw_providers)
     )
     seen: dict[str, int] = {}
     for pc in providers:
@@ -126,7 +202,26 @@ def parse_config(
                 f"duplicate id {pc.id!r} (see providers[{seen[pc.id]}])",
             )
         seen[pc.id] = pc.index
-    return RmasConfig(hub=hub, providers=providers, iapi=iapi, path=path)
+    return RmasConfig(
+        hub=hub,
+        providers=providers,
+        iapi=iapi,
+        path=path,
+        tls=tls,
+        callers=callers,
+        limits=limits,
+        audit=audit,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address, IPv6 without brackets) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_listen(value: str, key: str = "hub.listen") -> tuple[str, int]:
@@ -141,6 +236,86 @@ def _table(value: Any, key: str) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(key, "must be a table")
     return value
+
+
+def _array(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(key, f"must be an array of tables: [[{key}]]")
+    return value
+
+
+def _only(t: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
+    unknown = set(t) - allowed
+    if unknown:
+        raise ConfigError(f"{prefix}.{sorted(unknown)[0]}", "unknown key")
+
+
+def _tls(t: Mapping[str, Any], base_dir: str) -> TlsConfig:
+    _only(t, "tls", {"cert", "key", "ca"})
+    files = {}
+    for name in ("cert", "key", "ca"):
+        value = _get(t, name, "tls", str, "")
+        if not value:
+            raise ConfigError(f"tls.{name}", "required (a PEM file)")
+        files[name] = value
+    return TlsConfig.load(files["cert"], files["key"], files["ca"], base_dir=base_dir)
+
+
+def _caller(t: Mapping[str, Any], i: int) -> CallerRule:
+    prefix = f"callers[{i}]"
+    _only(t, prefix, {"identity", "role", "documents_per_s", "burst"})
+    identity = _get(t, "identity", prefix, str, "")
+    if not identity or "*" in identity[:-1]:
+        raise ConfigError(
+            f"{prefix}.identity",
+            "required: an identity, or a prefix ending in * (rmas://airline/*)",
+        )
+    role_raw = _get(t, "role", prefix, str, "")
+    try:
+        role = Role(role_raw)
+    except ValueError:
+        raise ConfigError(
+            f"{prefix}.role", f"must be one of {', '.join(r.value for r in Role)}"
+        ) from None
+    rate = _get(t, "documents_per_s", prefix, float, 0.0)
+    burst = _get(t, "burst", prefix, int, 0)
+    if rate < 0 or burst < 0:
+        raise ConfigError(f"{prefix}.documents_per_s", "rate and burst must be 0 or more")
+    return CallerRule(identity, role, rate, burst)
+
+
+def _limits(t: Mapping[str, Any]) -> LimitsConfig:
+    _only(t, "limits", {"documents_per_s", "burst"})
+    rate = _get(t, "documents_per_s", "limits", float, 0.0)
+    burst = _get(t, "burst", "limits", int, 0)
+    if rate < 0:
+        raise ConfigError("limits.documents_per_s", "must be 0 (unlimited) or more")
+    if burst < 0:
+        raise ConfigError("limits.burst", "must be 0 or more")
+    return LimitsConfig(rate, burst)
+
+
+def _audit(t: Mapping[str, Any], base_dir: str) -> AuditConfig:
+    _only(t, "audit", {"url", "key_file", "required", "synchronous"})
+    url = _get(t, "url", "audit", str, "")
+    if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ConfigError("audit.url", "must be sqlite+aiosqlite:///FILE or postgresql+asyncpg://…")
+    if url.startswith("sqlite+aiosqlite:///") and not url.startswith("sqlite+aiosqlite:////"):
+        rel = url.removeprefix("sqlite+aiosqlite:///")
+        if rel and not rel.startswith(":memory:"):
+            url = f"sqlite+aiosqlite:///{Path(base_dir) / rel}"
+    key_file = _get(t, "key_file", "audit", str, "")
+    if not key_file:
+        raise ConfigError("audit.key_file", "required: a file holding the HMAC key")
+    sync = _get(t, "synchronous", "audit", str, "FULL").upper()
+    if sync not in ("FULL", "NORMAL"):
+        raise ConfigError("audit.synchronous", 'must be "FULL" or "NORMAL"')
+    return AuditConfig(
+        url=url,
+        key_file=Path(base_dir) / key_file,
+        required=_get(t, "required", "audit", bool, True),
+        synchronous=sync,
+    )
 
 
 def _get(table: Mapping[str, Any], key: str, prefix: str, typ: type[Any], default: Any) -> Any:
@@ -221,7 +396,9 @@ def _iapi(t: Mapping[str, Any]) -> IapiConfig:
     )
 
 
-def _provider(t: Mapping[str, Any], i: int, base_dir: str) -> ProviderConfig:
+def _provider(
+    t: Mapping[str, Any], i: int, base_dir: str, tls: TlsConfig | None = None
+) -> ProviderConfig:
     prefix = f"providers[{i}]"
     pid = _get(t, "id", prefix, str, "")
     if not pid.strip():
@@ -266,4 +443,5 @@ def _provider(t: Mapping[str, Any], i: int, base_dir: str) -> ProviderConfig:
         options={k: v for k, v in t.items() if k not in _PROVIDER_COMMON},
         base_dir=base_dir,
         index=i,
+        tls=tls,
     )

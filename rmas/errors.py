@@ -6,7 +6,8 @@
     ├── ProviderError            a provider could not answer
     │   ├── ProviderTimeout      ... in time
     │   └── ProviderUnavailable  ... at all (down, refused, breaker open, bulkhead full)
-    └── StoreError               an SQL store could not be read or written
+    ├── StoreError               an SQL store could not be read or written
+    └── AuditError               the audit trail could not be written or read
 
 Provider failures never reach a caller as a failed RPC: the fan-out turns them into outcomes
 (TIMEOUT, UNAVAILABLE, ERROR) inside the answer.
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "AuditError",
     "ConfigError",
     "FieldViolation",
     "ProviderError",
@@ -71,3 +73,7 @@ class ProviderUnavailable(ProviderError):
 
 class StoreError(RmasError):
     """An SQL store could not be read, written or migrated."""
+
+
+class AuditError(RmasError):
+    """The audit trail could not be written (so no answer may leave the hub) or read."""

@@ -22,11 +22,14 @@ import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError
 from rmas.verdict import Record
+
+if TYPE_CHECKING:  # the core names the type; only the edges that open connections use it
+    from rmas.security.tls import TlsConfig
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -95,6 +98,9 @@ class ProviderConfig:
     base_dir: str = "."
     #: Index of this provider in the config file, for error messages.
     index: int = 0
+    #: The hub's TLS settings, for kinds that reach their store over the network (None: plain,
+    #: allowed to loopback addresses only).
+    tls: TlsConfig | None = None
 
     @property
     def info(self) -> ProviderInfo:

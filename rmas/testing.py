@@ -12,11 +12,17 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.providers import ProviderConfig, ProviderInfo, Scope
 from rmas.verdict import NO_RECORD, Record, RecordStatus
+
+if TYPE_CHECKING:
+    from rmas.audit.trail import AuditTrail
+    from rmas.security.access import CallerRule
+    from rmas.security.tls import TlsConfig
 
 __all__ = ["FakeProvider", "HubHandle", "running_hub"]
 
@@ -140,10 +146,20 @@ async def running_hub(
     deadline_ms: int = 1500,
     on_incomplete: str = "contact",
     max_manifest: int = 1000,
+    tls: TlsConfig | None = None,
+    callers: Sequence[CallerRule] = (),
+    documents_per_s: float = 0.0,
+    burst: int = 0,
+    audit: AuditTrail | None = None,
 ) -> AsyncIterator[HubHandle]:
-    """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block."""
+    """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
+
+    With ``tls`` the hub requires client certificates and admits ``callers``
+    (:class:`~rmas.security.access.CallerRule`); ``audit`` is opened and flushed with the hub.
+    """
     from rmas.config import HubConfig
     from rmas.providers import Provider
+    from rmas.security.access import AccessPolicy
     from rmas.server.app import HubServer
     from rmas.verdict import IncompletePolicy
 
@@ -158,7 +174,10 @@ async def running_hub(
         on_incomplete=IncompletePolicy(on_incomplete),
         max_manifest=max_manifest,
     )
-    server = HubServer(cfg, provs)
+    policy = None
+    if tls is not None:
+        policy = AccessPolicy(callers, documents_per_s=documents_per_s, burst=burst)
+    server = HubServer(cfg, provs, tls=tls, policy=policy, audit=audit)
     port = await server.start()
     try:
         yield HubHandle(target=f"127.0.0.1:{port}", port=port)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
+
+from rmas.security.certs import Issued, init_dir, issue, make_ca
+from rmas.security.tls import TlsConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -29,3 +35,71 @@ def postgres_url() -> str:
     if not url:
         pytest.skip("RMAS_TEST_POSTGRES_URL is not set (.ci/run sets it to a throw-away database)")
     return url
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A throw-away CA and the parties of the tests: ``tls(name)`` is that party's TlsConfig,
+    ``creds(name)`` its gRPC channel credentials (trusting the CA)."""
+
+    dir: Path
+
+    def tls(self, name: str) -> TlsConfig:
+        d = self.dir
+        return TlsConfig.load(d / f"{name}.pem", d / f"{name}.key", d / "ca.pem")
+
+    def creds(self, name: str, ca: str = "ca") -> grpc.ChannelCredentials:
+        d = self.dir
+        return grpc.ssl_channel_credentials(
+            (d / f"{ca}.pem").read_bytes(),
+            (d / f"{name}.key").read_bytes(),
+            (d / f"{name}.pem").read_bytes(),
+        )
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """Hub, node, airline, officer, operator from one CA (``rmas certs init``), and the misfits:
+    ``stranger`` (same CA, named by no [[callers]] table), ``expired``, ``foreign`` (another CA),
+    ``anonymous`` (same CA, no rmas:// identity)."""
+    d = tmp_path_factory.mktemp("pki")
+    init_dir(d)
+    ca = Issued((d / "ca.pem").read_bytes(), (d / "ca.key").read_bytes())
+    issue(ca, name="ZZ", uri="rmas://airline/ZZ").write(d / "stranger.pem", d / "stranger.key")
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
+    issue(ca, name="QF", uri="rmas://airline/QF", not_before=past,
+          not_after=past + dt.timedelta(days=1)).write(d / "expired.pem", d / "expired.key")  # fmt: skip
+    other = make_ca("another CA")
+    issue(other, name="QF", uri="rmas://airline/QF").write(d / "foreign.pem", d / "foreign.key")
+    _anonymous(ca).write(d / "anonymous.pem", d / "anonymous.key")
+    return Pki(d)
+
+
+def _anonymous(ca: Issued) -> Issued:
+    """A client certificate from the CA whose only name is a DNS name (no rmas:// identity)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "anonymous")]))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("anonymous.test")]), False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return Issued(cert.public_bytes(serialization.Encoding.PEM), key_pem)

@@ -18,6 +18,10 @@ Config::
     token_file = "sltd-token.txt"   # or token = "..."
     pool_size = 16                  # keep-alive connections
     bulk_max = 500                  # documents per bulk search
+
+An ``https://`` URL uses the hub's ``[tls]``: the service's certificate is verified against the
+hub's CA and the hub's certificate is presented as the client certificate (``rmas sltd serve
+--tls-cert/--tls-key/--tls-ca`` requires one). Plain ``http://`` is for loopback addresses only.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import ssl
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from adapters.sltd.codes import country_to_sltd, status_from_sltd, type_to_sltd
+from rmas.config import is_loopback
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.providers import ProviderConfig, ProviderInfo
@@ -45,9 +52,17 @@ _NOT_SEARCHABLE = Record(NO_RECORD.status, detail="issuing state has no code in 
 
 class SltdProvider:
     def __init__(
-        self, info: ProviderInfo, url: str, token: str, *, pool_size: int = 16, bulk_max: int = 500
+        self,
+        info: ProviderInfo,
+        url: str,
+        token: str,
+        *,
+        pool_size: int = 16,
+        bulk_max: int = 500,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._info = info
+        self._ssl = ssl_context
         self.url = url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._pool_size = pool_size
@@ -60,6 +75,18 @@ class SltdProvider:
         url = cfg.option("url", str)
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{key}.url", "must be an http:// or https:// URL")
+        host = (urlsplit(url).hostname or "").strip("[]")
+        if url.startswith("http://") and not is_loopback(host):
+            raise ConfigError(
+                f"{key}.url", "plain http:// only to a loopback address; use https://"
+            )
+        ssl_context = None
+        if url.startswith("https://"):
+            if cfg.tls is None:
+                raise ConfigError(
+                    f"{key}.url", "https:// needs the hub's [tls] (client certificate)"
+                )
+            ssl_context = cfg.tls.client_ssl_context()
         token = cfg.option("token", str, "")
         token_file = cfg.option("token_file", str, "")
         if token_file:
@@ -76,7 +103,7 @@ class SltdProvider:
             raise ConfigError(f"{key}.pool_size", "must be between 1 and 256")
         if not 1 <= bulk <= 1000:
             raise ConfigError(f"{key}.bulk_max", "must be between 1 and 1000")
-        return cls(cfg.info, url, token, pool_size=pool, bulk_max=bulk)
+        return cls(cfg.info, url, token, pool_size=pool, bulk_max=bulk, ssl_context=ssl_context)
 
     @property
     def info(self) -> ProviderInfo:
@@ -85,7 +112,11 @@ class SltdProvider:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(
+                    limit=self._pool_size,
+                    keepalive_timeout=30,
+                    ssl=self._ssl if self._ssl is not None else True,
+                ),
                 headers=self._headers,
                 json_serialize=json.dumps,
             )

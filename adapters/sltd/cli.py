@@ -33,6 +33,10 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--jitter-ms", type=float, default=0.0)
     serve.add_argument("--error-rate", type=float, default=0.0)
     serve.add_argument("--hang-rate", type=float, default=0.0)
+    serve.add_argument("--tls-cert", help="server certificate (PEM): serve HTTPS, require client "
+                       "certificates from --tls-ca")  # fmt: skip
+    serve.add_argument("--tls-key", help="server private key (PEM)")
+    serve.add_argument("--tls-ca", help="CA that client certificates must chain to (PEM)")
     serve.set_defaults(func=_cmd_serve)
 
     imp = sub.add_parser("import", help="load records from CSV")
@@ -106,11 +110,22 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from rmas.cli import run_async
-    from rmas.config import parse_listen
+    from rmas.config import is_loopback, parse_listen
     from rmas.logs import configure_logging
 
     configure_logging("info")
     host, port = parse_listen(args.listen, "--listen")
+    ssl_context = None
+    if args.tls_cert or args.tls_key or args.tls_ca:
+        from rmas.security.tls import TlsConfig
+
+        ssl_context = TlsConfig.load(
+            args.tls_cert or "", args.tls_key or "", args.tls_ca or "", prefix="--tls"
+        ).server_ssl_context()
+    elif not is_loopback(host):
+        print("rmas sltd serve: without --tls-cert the service binds to loopback only",
+              file=sys.stderr)  # fmt: skip
+        return 2
     try:
         tokens, admin = load_tokens(Path(args.tokens))
     except (OSError, ValueError) as exc:
@@ -120,7 +135,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = ServiceConfig(tokens, args.admin_token or admin, faults)
 
     async def serve() -> int:
-        svc = await start_service(args.url, config, host, port)
+        svc = await start_service(args.url, config, host, port, ssl_context=ssl_context)
         print(f"sltd serving on {svc.url} (Ctrl-C to stop)", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -389,15 +390,22 @@ class RunningService:
 
 
 async def start_service(
-    db_url: str, config: ServiceConfig, host: str = "127.0.0.1", port: int = 0
+    db_url: str,
+    config: ServiceConfig,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> RunningService:
-    """Open the store and serve it on ``host:port`` (0: an ephemeral port)."""
+    """Open the store and serve it on ``host:port`` (0: an ephemeral port); HTTPS with client
+    certificates required when ``ssl_context`` is given (TlsConfig.server_ssl_context())."""
     store = SltdStore(db_url)
     await store.open()
     # A short shutdown timeout: a service told to hang must still stop promptly.
     runner = web.AppRunner(build_app(store, config), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = int(runner.addresses[0][1])
-    return RunningService(f"http://{host}:{bound}", store, config, runner)
+    scheme = "https" if ssl_context is not None else "http"
+    return RunningService(f"{scheme}://{host}:{bound}", store, config, runner)

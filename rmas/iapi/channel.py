@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import os
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from rmas.documents import DocumentQuery, validate_document
@@ -86,9 +87,23 @@ class IapiChannel:
     def __init__(self, hub: Hub, config: IapiConfig | None = None) -> None:
         self.hub = hub
         self.config = config or IapiConfig()
-        self._seen: OrderedDict[tuple[str, str], tuple[bytes, IapiAnswer]] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str, str], tuple[bytes, IapiAnswer]] = OrderedDict()
 
-    async def answer(self, data: bytes, deadline: float) -> IapiAnswer:
+    async def answer(
+        self,
+        data: bytes,
+        deadline: float,
+        *,
+        caller: str = "",
+        admit: Callable[[int], None] | None = None,
+        record: Callable[[IapiAnswer], Awaitable[None]] | None = None,
+    ) -> IapiAnswer:
+        """Answer one interchange. ``caller`` (the authenticated identity) scopes duplicate
+        detection, so no caller is answered from another's interchange; ``admit`` is told how
+        many documents are about to be checked and may raise to refuse (rate limits); ``record``
+        (the audit trail) is awaited with a fresh answer before it is remembered, so a resend
+        after a failed write is checked and recorded again, never answered unrecorded. A resent
+        duplicate is answered from memory and charged nothing."""
         cfg = self.config
         now = dt.datetime.now(dt.UTC)
         transaction = _ref()
@@ -101,7 +116,7 @@ class IapiChannel:
             return self._error(_envelope(data), str(exc), transaction, now)
         ic = manifest.interchange
         digest = hashlib.sha256(data).digest()
-        key = (ic.sender, ic.control_ref)
+        key = (caller, ic.sender, ic.control_ref)
         seen = self._seen.get(key)
         if seen is not None:
             if seen[0] == digest:
@@ -116,7 +131,9 @@ class IapiChannel:
                 transaction,
                 now,
             )
-        answer = await self._check(manifest, deadline, transaction, now)
+        answer = await self._check(manifest, deadline, transaction, now, admit)
+        if record is not None:
+            await record(answer)
         # Remember only what a resend is answered with: full results would keep thousands of
         # objects per interchange alive (and make every garbage collection scan them).
         slim = tuple(replace(p, results=()) for p in answer.passengers)
@@ -126,7 +143,12 @@ class IapiChannel:
         return answer
 
     async def _check(
-        self, manifest: Manifest, deadline: float, transaction: str, now: dt.datetime
+        self,
+        manifest: Manifest,
+        deadline: float,
+        transaction: str,
+        now: dt.datetime,
+        admit: Callable[[int], None] | None = None,
     ) -> IapiAnswer:
         items: list[DocumentQuery | InvalidDocument] = []
         owners: list[int] = []
@@ -134,6 +156,8 @@ class IapiChannel:
             for item in _traveller_items(t):
                 items.append(item)
                 owners.append(t.position)
+        if admit is not None:
+            admit(len(items))
         results = await self.hub.check(items, deadline)
         by_traveller: dict[int, list[CheckResult]] = {}
         for pos, r in zip(owners, results, strict=True):

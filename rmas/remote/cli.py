@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Sequence
 from typing import Any
 
 from rmas.errors import ConfigError
@@ -16,10 +17,19 @@ def register_provider(subparsers: Any) -> None:
     p = subparsers.add_parser("provider", help="run a national node (provider over gRPC)")
     sub = p.add_subparsers(dest="provider_command", metavar="COMMAND", required=True)
     serve = sub.add_parser("serve", help="serve one configured provider")
-    serve.add_argument("--config", required=True, help="TOML file with [[providers]] tables")
+    serve.add_argument("--config", required=True,
+                       help="TOML file with [[providers]] tables (and [tls] for mTLS)")  # fmt: skip
     serve.add_argument("--provider", help="which provider id (when the file lists several)")
     serve.add_argument("--listen", default="127.0.0.1:50061", help="HOST:PORT (loopback)")
     serve.add_argument("--max-batch", type=int, default=1000, help="most items per LookupBatch")
+    serve.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="IDENTITY",
+        help="with [tls]: a caller identity (or prefix*) to admit, e.g. "
+        "rmas://hub/hub-1 (repeat; default: any identity the CA certified)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
 
@@ -35,15 +45,19 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise ConfigError("--provider", f"no provider {args.provider!r} in {args.config}")
     if len(chosen) > 1:
         raise ConfigError("--provider", "the file lists several providers: name one")
-    return int(run_async(_serve(chosen[0], args.listen, args.max_batch)))
+    if args.allow and cfg.tls is None:
+        raise ConfigError("--allow", "caller identities need [tls] in the config file")
+    return int(run_async(_serve(chosen[0], args.listen, args.max_batch, cfg.tls, args.allow)))
 
 
-async def _serve(pcfg: Any, listen: str, max_batch: int) -> int:
+async def _serve(
+    pcfg: Any, listen: str, max_batch: int, tls: Any = None, allow: Sequence[str] = ()
+) -> int:
     from rmas.providers import build_providers
     from rmas.remote.node import ProviderNode
 
     (provider,) = build_providers([pcfg])
-    node = ProviderNode(provider, listen, max_batch=max_batch)
+    node = ProviderNode(provider, listen, max_batch=max_batch, tls=tls, allow=tuple(allow))
     port = await node.start()
     print(f"rmas node {pcfg.id} serving on {listen.rpartition(':')[0]}:{port}", flush=True)
     stop = asyncio.Event()

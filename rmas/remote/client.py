@@ -22,6 +22,10 @@ Config::
     retries = 1
     hedge_after_ms = 0
     describe_refresh_s = 60
+    server_name = ""        # name to verify in the node's certificate, when not the host
+
+With the hub's ``[tls]`` the channel is mutual TLS (the hub's certificate as client certificate,
+the node's verified against the hub's CA); without it the target must be a loopback address.
 """
 
 from __future__ import annotations
@@ -35,10 +39,12 @@ from typing import Any
 import grpc
 import structlog
 
+from rmas.config import is_loopback
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.providers import ProviderConfig, ProviderInfo
 from rmas.remote.resilience import Bulkhead, CircuitBreaker
+from rmas.security.tls import TlsConfig
 from rmas.server.mapping import document_to_pb, record_from_pb
 from rmas.v1 import provider_pb2, provider_pb2_grpc
 from rmas.verdict import Record
@@ -71,9 +77,13 @@ class RemoteProvider:
         retries: int = 1,
         hedge_after_s: float = 0.0,
         describe_refresh_s: float = 60.0,
+        tls: TlsConfig | None = None,
+        server_name: str = "",
     ) -> None:
         self._info = info
         self.target = target
+        self.tls = tls
+        self.server_name = server_name
         self.bulkhead = Bulkhead(max_in_flight)
         self.breaker = CircuitBreaker(info.id, breaker_failures, breaker_reset_s)
         self.retries = retries
@@ -99,6 +109,9 @@ class RemoteProvider:
         target = cfg.option("target", str)
         if ":" not in target:
             raise ConfigError(f"{key}.target", "expected HOST:PORT")
+        host = target.rpartition(":")[0].strip("[]")
+        if cfg.tls is None and not is_loopback(host):
+            raise ConfigError(f"{key}.target", "without [tls] a node must be on a loopback address")
         return cls(
             cfg.info,
             target,
@@ -108,6 +121,8 @@ class RemoteProvider:
             retries=positive("retries", int, 1),
             hedge_after_s=positive("hedge_after_ms", int, 0) / 1000,
             describe_refresh_s=positive("describe_refresh_s", float, 60.0, 1),
+            tls=cfg.tls,
+            server_name=cfg.option("server_name", str, ""),
         )
 
     @property
@@ -120,7 +135,15 @@ class RemoteProvider:
 
     def _connect(self) -> Any:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=_KEEPALIVE)
+            if self.tls is not None:
+                options: list[tuple[str, int | str]] = list(_KEEPALIVE)
+                if self.server_name:
+                    options.append(("grpc.ssl_target_name_override", self.server_name))
+                self._channel = grpc.aio.secure_channel(
+                    self.target, self.tls.channel_credentials(), options=options
+                )
+            else:
+                self._channel = grpc.aio.insecure_channel(self.target, options=_KEEPALIVE)
             self._stub = provider_pb2_grpc.DocumentStatusProviderStub(self._channel)
         return self._stub
 

@@ -17,7 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rmas import __version__
-from rmas.config import parse_listen
+from rmas.config import is_loopback, parse_listen
 from rmas.documents import DocumentQuery
 from rmas.errors import (
     ConfigError,
@@ -27,7 +27,9 @@ from rmas.errors import (
     ValidationError,
 )
 from rmas.providers import Provider, Registry
-from rmas.server.app import is_loopback
+from rmas.security.access import node_policy
+from rmas.security.tls import TlsConfig
+from rmas.server.auth import AccessInterceptor
 from rmas.server.errors import abort_invalid
 from rmas.server.mapping import query_from_document, record_to_pb
 from rmas.v1 import provider_pb2, provider_pb2_grpc
@@ -110,12 +112,29 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
 
 
 class ProviderNode:
-    """The gRPC server around a provider, with health checking and reflection."""
+    """The gRPC server around a provider, with health checking and reflection.
 
-    def __init__(self, provider: Provider, listen: str, *, max_batch: int = 1000) -> None:
+    With ``tls`` the listener requires a client certificate from its CA, and admits the
+    identities in ``allow`` (exact or ``*`` prefixes; default: any ``rmas://`` identity); without
+    it, it binds to loopback only (development mode).
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        listen: str,
+        *,
+        max_batch: int = 1000,
+        tls: TlsConfig | None = None,
+        allow: tuple[str, ...] = (),
+        max_message_bytes: int = 64 << 20,
+    ) -> None:
         host, _port = parse_listen(listen, "--listen")
-        if not is_loopback(host):
+        if tls is None and not is_loopback(host):
             raise ConfigError("--listen", "without TLS a node binds to loopback only")
+        self.tls = tls
+        self.allow = allow
+        self.max_message_bytes = max_message_bytes
         self.provider = provider
         self.listen = listen
         self.service = ProviderService(provider, max_batch=max_batch)
@@ -124,18 +143,36 @@ class ProviderNode:
         self.port = 0
 
     async def start(self) -> int:
-        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+        policy = node_policy(self.allow) if self.tls is not None else None
+        server = grpc.aio.server(
+            interceptors=[AccessInterceptor(policy)],
+            options=[
+                ("grpc.max_receive_message_length", self.max_message_bytes),
+                ("grpc.max_send_message_length", self.max_message_bytes),
+            ],
+        )
         provider_pb2_grpc.add_DocumentStatusProviderServicer_to_server(self.service, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(self.listen)
+        if self.tls is not None:
+            self.port = server.add_secure_port(self.listen, self.tls.server_credentials())
+        else:
+            self.port = server.add_insecure_port(self.listen)
+        if self.port == 0:
+            raise ConfigError("--listen", f"cannot bind {self.listen}")
         await server.start()
         self._server = server
         await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        log.info("node_started", provider=self.provider.info.id, port=self.port, tls=False)
+        log.info(
+            "node_started",
+            provider=self.provider.info.id,
+            port=self.port,
+            tls=self.tls is not None,
+            allow=list(self.allow) or "any certified identity",
+        )
         return self.port
 
     async def stop(self, grace: float = 2.0) -> None:

@@ -1,14 +1,27 @@
-"""The ``rmas.v1.DocumentCheck`` servicer: translate, ask the hub, translate back."""
+"""The ``rmas.v1.DocumentCheck`` servicer: translate, ask the hub, audit, translate back.
+
+Every RPC takes the same steps: the caller admitted by :mod:`rmas.server.auth` is charged the
+number of documents (per-identity rate limits: RESOURCE_EXHAUSTED), the hub checks them, the
+audit trail writes one entry per document and returns once they are durable (no answer leaves
+unrecorded: UNAVAILABLE when a required trail cannot be written), and the results are written in
+the caller's view (:func:`rmas.server.mapping.result_to_pb`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import grpc
 
+from rmas.audit.entry import Channel
+from rmas.audit.trail import AuditTrail
 from rmas.documents import DocumentQuery
-from rmas.errors import FieldViolation, ValidationError
-from rmas.hub import Hub, InvalidDocument, Item, ScannedDocument, new_check_id
-from rmas.iapi.channel import IapiChannel
-from rmas.server.errors import abort_invalid
+from rmas.errors import AuditError, FieldViolation, ValidationError
+from rmas.hub import CheckResult, Hub, InvalidDocument, Item, ScannedDocument, new_check_id
+from rmas.iapi.channel import IapiAnswer, IapiChannel
+from rmas.security.access import AccessPolicy, RateLimited
+from rmas.server.auth import Admitted, current_caller
+from rmas.server.errors import abort_exhausted, abort_invalid
 from rmas.server.mapping import (
     document_from_pb,
     paxlst_answer_to_pb,
@@ -26,14 +39,56 @@ Ctx = grpc.aio.ServicerContext[object, object]
 
 
 class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
-    def __init__(self, hub: Hub, iapi: IapiChannel, *, max_manifest: int) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        iapi: IapiChannel,
+        *,
+        max_manifest: int,
+        policy: AccessPolicy | None = None,
+        audit: AuditTrail | None = None,
+    ) -> None:
         self._hub = hub
         self._iapi = iapi
         self._max_manifest = max_manifest
+        self._policy = policy
+        self._audit = audit
+
+    def _charge(self, who: Admitted, documents: int) -> None:
+        """Raise RateLimited when the caller's bucket cannot pay for ``documents``."""
+        if self._policy is not None and who.rule is not None:
+            self._policy.admit(who.caller.identity, who.rule, documents)
+
+    async def _admit(self, who: Admitted, documents: int, context: Ctx) -> None:
+        try:
+            self._charge(who, documents)
+        except RateLimited as exc:
+            await abort_exhausted(context, str(exc), exc.retry_after_s)
+
+    async def _record(
+        self,
+        who: Admitted,
+        channel: Channel,
+        results: Sequence[CheckResult],
+        context: Ctx,
+        reference: str = "",
+    ) -> None:
+        if self._audit is None:
+            return
+        try:
+            await self._audit.record(results, who.caller, channel, reference)
+        except AuditError:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                "the audit trail cannot be written; no answer is given unrecorded "
+                f"(check ids {', '.join(r.check_id for r in results[:3])}"
+                f"{'…' if len(results) > 3 else ''})",
+            )
 
     async def CheckDocument(
         self, request: check_pb2.CheckDocumentRequest, context: Ctx
     ) -> check_pb2.CheckDocumentResponse:
+        who = current_caller()
         item: DocumentQuery | ScannedDocument
         if request.mrz_lines and request.HasField("document"):
             await abort_invalid(
@@ -48,21 +103,25 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 raise ValidationError([FieldViolation("document", "required (or mrz_lines)")])
         except ValidationError as exc:
             await abort_invalid(context, exc.violations)
+        await self._admit(who, 1, context)
         deadline = self._hub.deadline(context.time_remaining())
-        (result,) = await self._hub.check([item], deadline)
+        results = await self._hub.check([item], deadline)
+        await self._record(who, Channel.DOCUMENT, results, context)
         response = check_pb2.CheckDocumentResponse()
-        result_to_pb(result, response.result)
+        result_to_pb(results[0], response.result, who.view)
         return response
 
     async def CheckManifest(
         self, request: check_pb2.CheckManifestRequest, context: Ctx
     ) -> check_pb2.CheckManifestResponse:
+        who = current_caller()
         n = len(request.travellers)
         if n > self._max_manifest:
             await abort_invalid(
                 context,
                 [FieldViolation("travellers", f"{n} travellers; at most {self._max_manifest}")],
             )
+        await self._admit(who, n, context)
         items: list[Item] = []
         for i, t in enumerate(request.travellers):
             prefix = f"travellers[{i}]"
@@ -78,15 +137,32 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 items.append(document_from_pb(t.document, ref=t.ref, prefix=f"{prefix}.document"))
         deadline = self._hub.deadline(context.time_remaining())
         results = await self._hub.check(items, deadline)
-        response = check_pb2.CheckManifestResponse(manifest_id=new_check_id())
-        results_to_pb(results, response)
+        manifest_id = new_check_id()
+        await self._record(who, Channel.MANIFEST, results, context, manifest_id)
+        response = check_pb2.CheckManifestResponse(manifest_id=manifest_id)
+        results_to_pb(results, response, who.view)
         return response
 
     async def CheckPaxlst(
         self, request: check_pb2.CheckPaxlstRequest, context: Ctx
     ) -> check_pb2.CheckPaxlstResponse:
+        who = current_caller()
         if not request.message:
             await abort_invalid(context, [FieldViolation("message", "required")])
         deadline = self._hub.deadline(context.time_remaining())
-        answer = await self._iapi.answer(request.message, deadline)
-        return paxlst_answer_to_pb(answer)
+
+        async def record(answer: IapiAnswer) -> None:
+            results = [r for p in answer.passengers for r in p.results]
+            await self._record(who, Channel.PAXLST, results, context, answer.transaction_ref)
+
+        try:
+            answer = await self._iapi.answer(
+                request.message,
+                deadline,
+                caller=who.caller.identity,
+                admit=lambda n: self._charge(who, n),
+                record=record,
+            )
+        except RateLimited as exc:
+            await abort_exhausted(context, str(exc), exc.retry_after_s)
+        return paxlst_answer_to_pb(answer, who.view)

@@ -1,4 +1,5 @@
-"""Rich gRPC errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations."""
+"""Rich gRPC errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations, and
+RESOURCE_EXHAUSTED with google.rpc.RetryInfo (when to try again)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from grpc_status import rpc_status
 
 from rmas.errors import FieldViolation
 
-__all__ = ["abort_invalid", "bad_request_status"]
+__all__ = ["abort_exhausted", "abort_invalid", "bad_request_status"]
 
 
 def bad_request_status(violations: Sequence[FieldViolation], message: str) -> grpc.Status:
@@ -35,4 +36,20 @@ async def abort_invalid(
     text = message or "; ".join(f"{v.field}: {v.description}" for v in violations)
     # grpc-stubs lags grpc.aio here: abort_with_status exists on the aio context since 1.38.
     await context.abort_with_status(bad_request_status(violations, text))  # type: ignore[attr-defined]
+    raise AssertionError("abort_with_status returned")  # pragma: no cover
+
+
+async def abort_exhausted(
+    context: grpc.aio.ServicerContext[object, object], message: str, retry_after_s: float = 0.0
+) -> NoReturn:
+    """End the call with RESOURCE_EXHAUSTED; ``retry_after_s`` > 0 adds a RetryInfo detail."""
+    details = []
+    if retry_after_s > 0:
+        info = error_details_pb2.RetryInfo()
+        info.retry_delay.FromNanoseconds(int(retry_after_s * 1e9))
+        packed = any_pb2.Any()
+        packed.Pack(info)
+        details.append(packed)
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=details)
+    await context.abort_with_status(rpc_status.to_status(status))  # type: ignore[attr-defined]
     raise AssertionError("abort_with_status returned")  # pragma: no cover

@@ -3,6 +3,10 @@
 Inbound, it turns request messages into validated :class:`~rmas.documents.DocumentQuery` objects
 (or the violations that stopped them); outbound, it writes :class:`~rmas.hub.CheckResult` and
 :class:`~rmas.verdict.Record` objects into response messages.
+
+Outbound is also where need-to-know is applied, once for every RPC: :func:`result_to_pb` writes
+a result in the caller's :class:`~rmas.security.access.View` (an airline's is directive, check id
+and its own reference; an officer's is everything), and nothing else writes results.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import CheckResult, InvalidDocument, ScannedDocument
 from rmas.iapi.channel import IapiAnswer
 from rmas.mrz import DigitState, MrzReading, read_mrz
+from rmas.security.access import View
 from rmas.v1 import check_pb2, common_pb2
 from rmas.verdict import (
     Directive,
@@ -234,13 +239,15 @@ def _set_document(q: DocumentQuery, out: common_pb2.Document) -> None:
         oh.nationality = h.nationality
 
 
-def result_to_pb(r: CheckResult, out: check_pb2.CheckResult) -> None:
-    """Write a CheckResult with everything an officer may see."""
+def result_to_pb(r: CheckResult, out: check_pb2.CheckResult, view: View = View.FULL) -> None:
+    """Write a CheckResult as ``view`` may see it: the one place results are filtered."""
     out.check_id = r.check_id
     if r.ref:
         out.ref = r.ref
-    out.verdict = _VERDICT_TO_PB[r.verdict]
     out.directive = _DIRECTIVE_TO_PB[r.directive]
+    if view is not View.FULL:
+        return
+    out.verdict = _VERDICT_TO_PB[r.verdict]
     if r.unchecked:
         out.unchecked = True
     for s in r.sources:
@@ -268,8 +275,11 @@ def result_to_pb(r: CheckResult, out: check_pb2.CheckResult) -> None:
         _set_mrz(r.mrz, out.mrz)
 
 
-def paxlst_answer_to_pb(a: IapiAnswer) -> check_pb2.CheckPaxlstResponse:
-    """What the airline sees: the CUSRES and a directive per traveller, never a reason."""
+def paxlst_answer_to_pb(
+    a: IapiAnswer, view: View = View.DIRECTIVE
+) -> check_pb2.CheckPaxlstResponse:
+    """The CUSRES and a directive per traveller (never a reason); with the full view, also
+    every document's result."""
     out = check_pb2.CheckPaxlstResponse(
         cusres=a.cusres,
         errors=list(a.errors),
@@ -281,10 +291,17 @@ def paxlst_answer_to_pb(a: IapiAnswer) -> check_pb2.CheckPaxlstResponse:
             position=p.position, booking_ref=p.booking_ref, passenger_ref=p.passenger_ref,
             crew=p.crew, directive=_DIRECTIVE_TO_PB[p.directive], check_ids=list(p.check_ids),
         )  # fmt: skip
+    if view is View.FULL:
+        add = out.results.add
+        for p in a.passengers:
+            for r in p.results:
+                result_to_pb(r, add(), view)
     return out
 
 
-def results_to_pb(results: Sequence[CheckResult], out: check_pb2.CheckManifestResponse) -> None:
+def results_to_pb(
+    results: Sequence[CheckResult], out: check_pb2.CheckManifestResponse, view: View = View.FULL
+) -> None:
     add = out.results.add
     for r in results:
-        result_to_pb(r, add())
+        result_to_pb(r, add(), view)

@@ -1,0 +1,232 @@
+"""``rmas audit``: verify the chain, find the checks of a document, print the head, make a key.
+
+Exit codes: 0 success (``verify``: the chain is intact; ``find``: checks were found), 1 the
+answer is no (``verify``: the chain is broken; ``find``: no check of that document), 2 the
+question could not be answered (unreachable database, missing key file, bad arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Any
+
+from rmas.errors import FieldViolation, RmasError, ValidationError
+
+__all__ = ["register"]
+
+_URL_HELP = "audit database: sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB"
+
+_VERIFY_HELP = """\
+Recompute every entry's hash and check every link and that no sequence number is missing.
+Edited and deleted entries are detected; a deleted *tail* (the latest entries) is not, because
+what remains is a valid chain: keep an anchor (`rmas audit head` prints SEQ:HASH) outside the
+database and pass it as --expect-head. Exit 0 intact, 1 broken, 2 cannot read the database."""
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser(
+        "audit",
+        help="verify and search the hub's audit trail",
+        description="Verify and search the hub's tamper-evident audit trail.",
+    )
+    sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
+
+    ver = sub.add_parser(
+        "verify",
+        help="check that no entry was edited or deleted",
+        description=_VERIFY_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ver.add_argument("--url", required=True, help=_URL_HELP)
+    ver.add_argument("--expect-head", metavar="SEQ:HASH",
+                     help="an anchor kept from `rmas audit head`: the entry SEQ must still exist "
+                          "with this hash (detects a deleted or rewritten tail)")  # fmt: skip
+    ver.add_argument("--json", action="store_true", help="print the report as JSON")
+    ver.set_defaults(func=_cmd_verify)
+
+    fnd = sub.add_parser(
+        "find",
+        help="list the checks of one document (or one check id)",
+        description="List the checks of a document, found by recomputing its keyed hash from "
+        "the number and issuing state (normalised as the hub does), or the check with an id. "
+        "The number is never printed. Exit 0 found, 1 none, 2 error.",
+    )
+    fnd.add_argument("--url", required=True, help=_URL_HELP)
+    fnd.add_argument("--number", help="document number (spaces, dashes, '<' ignored)")
+    fnd.add_argument("--state", help="issuing state: alpha-3, ICAO (D) or alpha-2 code")
+    fnd.add_argument("--key-file", help="the hub's audit key file ([audit] key_file)")
+    fnd.add_argument("--check-id", help="find the check with this id instead")
+    fnd.add_argument("--json", action="store_true", help="print JSON")
+    fnd.set_defaults(func=_cmd_find)
+
+    hd = sub.add_parser(
+        "head",
+        help="print SEQ:HASH of the last entry (an anchor to keep for verify --expect-head)",
+    )
+    hd.add_argument("--url", required=True, help=_URL_HELP)
+    hd.add_argument("--json", action="store_true", help="print JSON")
+    hd.set_defaults(func=_cmd_head)
+
+    kg = sub.add_parser("keygen", help="write a new random audit key file (32 bytes, hex)")
+    kg.add_argument("file", type=Path, help="where to write it (must not exist)")
+    kg.set_defaults(func=_cmd_keygen)
+
+
+def _fail(command: str, message: object) -> int:
+    print(f"rmas audit {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from rmas.audit.chain import parse_anchor
+    from rmas.audit.sink import verify
+    from rmas.cli import run_async
+
+    anchor = None
+    if args.expect_head:
+        try:
+            anchor = parse_anchor(args.expect_head)
+        except ValueError as exc:
+            return _fail("verify", f"--expect-head: {exc}")
+    try:
+        report = run_async(verify(args.url, expect_head=anchor))
+    except RmasError as exc:
+        return _fail("verify", exc)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0 if report.ok else 1
+    seq, digest = report.head
+    if report.ok:
+        print(f"audit trail intact: {report.count} entries, head {seq}:{digest}")
+        if anchor is None:
+            print("(a deleted tail is detected only against an anchor: --expect-head SEQ:HASH)")
+        else:
+            print(f"anchor {anchor[0]}:{anchor[1]} holds")
+        return 0
+    print(f"audit trail BROKEN: {report.problem_count} problem(s) in {report.count} entries")
+    for problem in report.problems:
+        print(f"  {problem}")
+    if report.problem_count > len(report.problems):
+        print(f"  ... and {report.problem_count - len(report.problems)} more")
+    print(f"head {seq}:{digest}")
+    return 1
+
+
+def _document_key(args: argparse.Namespace) -> tuple[str, str]:
+    """(issuing economy, keyed hash) of the document the arguments name, as the hub keys it."""
+    from rmas.audit.entry import DocumentKeyer
+    from rmas.documents import validate_document
+
+    try:
+        query = validate_document(issuing_state=args.state, number=args.number, prefix="")
+    except ValidationError as exc:
+        options = {".issuing_state": "--state", ".number": "--number"}
+        raise ValidationError(
+            [FieldViolation(options.get(v.field, v.field), v.description) for v in exc.violations]
+        ) from None
+    keyer = DocumentKeyer.from_file(args.key_file)
+    economy, number = query.key
+    return economy, keyer.key_of(economy, number)
+
+
+def _cmd_find(args: argparse.Namespace) -> int:
+    from rmas.audit.sink import find, find_check
+    from rmas.cli import run_async
+
+    if args.check_id:
+        if args.number or args.state:
+            return _fail("find", "give --check-id, or --number and --state, not both")
+        state, key = "", ""
+    elif not (args.number and args.state and args.key_file):
+        return _fail("find", "give --number, --state and --key-file (or --check-id)")
+    try:
+        if not args.check_id:
+            state, key = _document_key(args)
+            rows = run_async(find(args.url, key))
+        else:
+            rows = run_async(find_check(args.url, args.check_id))
+    except RmasError as exc:
+        return _fail("find", exc)
+    checks = [_check_json(r) for r in rows]
+    if args.json:
+        out: dict[str, Any] = {"checks": checks}
+        if not args.check_id:
+            out = {"issuing_state": state, "document_key": key, **out}
+        print(json.dumps(out, indent=2))
+        return 0 if checks else 1
+    what = f"check {args.check_id}" if args.check_id else f"this {state} document"
+    if not checks:
+        print(f"no check of {what} in the audit trail")
+        return 1
+    print(f"{len(checks)} check(s) of {what}:")
+    for c in checks:
+        providers = ", ".join(
+            f"{p['provider']}={p['outcome']}"
+            + (f"/{p['status']}" if p["status"] else "")
+            + (" (OCR candidate)" if p["candidate"] else "")
+            for p in c["providers"]
+        )
+        print(
+            f"{c['time']}  {c['channel']:<8} {c['caller']} ({c['role']})  check {c['check_id']}"
+            f"  {c['verdict']} {c['directive']}"
+            + (f"  ref {c['reference']}" if c["reference"] else "")
+            + f"  providers: {providers or 'none'}"
+        )
+    return 0
+
+
+def _check_json(row: dict[str, Any]) -> dict[str, Any]:
+    try:
+        sources = json.loads(row["sources"])
+    except ValueError:
+        sources = []
+    return {
+        "seq": row["seq"],
+        "time": row["time"],
+        "caller": row["caller"],
+        "role": row["role"],
+        "channel": row["channel"],
+        "check_id": row["check_id"],
+        "issuing_state": row["issuing_state"],
+        "reference": row["reference"],
+        "verdict": row["verdict"],
+        "directive": row["directive"],
+        "providers": [
+            {"provider": s[0], "outcome": s[1], "status": s[2], "candidate": bool(s[3])}
+            for s in sources
+            if isinstance(s, list) and len(s) == 4
+        ],
+    }
+
+
+def _cmd_head(args: argparse.Namespace) -> int:
+    from rmas.audit.sink import head
+    from rmas.cli import run_async
+
+    try:
+        seq, digest = run_async(head(args.url))
+    except RmasError as exc:
+        return _fail("head", exc)
+    if args.json:
+        print(json.dumps({"seq": seq, "hash": digest}))
+    else:
+        print(f"{seq}:{digest}")
+    return 0
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    path: Path = args.file
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        return _fail("keygen", f"cannot create {path}: {exc.strerror}")
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(secrets.token_hex(32) + "\n")
+    print(f"wrote a new audit key to {path} (keep it secret, and keep it: "
+          "without it no document can be found in the trail)")  # fmt: skip
+    return 0

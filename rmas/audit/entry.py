@@ -1,0 +1,235 @@
+"""What one audit entry says about one checked document, and the keyed hash that names it.
+
+Pure: no SQL, no gRPC. :func:`entries_for` turns the hub's check results into
+:class:`AuditEntry` rows; the sink (:mod:`rmas.audit.sink`) chains and stores them.
+
+A document is never named in clear: ``document_key`` is HMAC-SHA256, under a key held outside
+the code (:class:`DocumentKeyer`), of ``"{economy}:{number}"`` where both parts are the hub's
+normalised forms (:attr:`rmas.documents.DocumentQuery.key`: ICAO ``D`` and alpha-2 ``DE`` both
+become ``DEU``; the number as an MRZ writes it). ``rmas audit find`` recomputes it from a number
+and state typed by an operator, normalised the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hmac
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rmas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from rmas.hub import CheckResult
+
+__all__ = [
+    "MIN_KEY_BYTES",
+    "AuditEntry",
+    "Caller",
+    "Channel",
+    "DocumentKeyer",
+    "entries_for",
+    "utc_timestamp",
+]
+
+#: Shortest HMAC key accepted (128 bits).
+MIN_KEY_BYTES = 16
+
+
+class Channel(enum.StrEnum):
+    """How the check arrived at the hub."""
+
+    DOCUMENT = "document"
+    MANIFEST = "manifest"
+    PAXLST = "paxlst"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who asked: the identity the hub admitted, and the role configuration gave it."""
+
+    #: e.g. ``"rmas://airline/QF"``; development mode without TLS: ``"insecure:127.0.0.1"``.
+    identity: str
+    #: ``"airline"``, ``"officer"``, ``"operator"`` or ``"node"``.
+    role: str
+
+
+class DocumentKeyer:
+    """Keyed hash of a document's identity: correlates checks without revealing the number."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                "audit.key", f"the HMAC key must be {MIN_KEY_BYTES} bytes or more, not {len(key)}"
+            )
+        self._key = bytes(key)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> DocumentKeyer:
+        """Read a key file: hex text (whitespace around it ignored) or raw bytes.
+
+        Content that is entirely hex digits (an even count) is decoded; anything else is taken
+        byte for byte. ``rmas audit keygen`` writes 32 random bytes as hex.
+        """
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise ConfigError("audit.key_file", f"cannot read {p}: {exc.strerror}") from None
+        key = _decode_key(data)
+        if len(key) < MIN_KEY_BYTES:
+            raise ConfigError(
+                "audit.key_file",
+                f"{p} holds a {len(key)}-byte key; {MIN_KEY_BYTES} bytes or more are needed "
+                "(raw, or as hex text)",
+            )
+        return cls(key)
+
+    def key_of(self, issuing_state: str, number: str) -> str:
+        """Hex HMAC-SHA256 of ``"{issuing_state}:{number}"`` (both already normalised)."""
+        return hmac.digest(self._key, f"{issuing_state}:{number}".encode(), "sha256").hex()
+
+    def __repr__(self) -> str:  # never show the key
+        return "DocumentKeyer(<secret>)"
+
+
+def _decode_key(data: bytes) -> bytes:
+    text = data.strip()
+    if text and len(text) % 2 == 0:
+        try:
+            return bytes.fromhex(text.decode("ascii"))
+        except ValueError:  # UnicodeDecodeError is a ValueError too
+            pass
+    return data
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One checked document, as the audit trail records it. Every field is text."""
+
+    #: UTC ISO 8601 with microseconds, e.g. ``2026-11-22T10:04:05.123456+00:00``.
+    time: str
+    caller: str
+    role: str
+    #: A :class:`Channel` value.
+    channel: str
+    check_id: str
+    #: The state code as the document gave it (``D``, ``NZL``); "" when it had no valid state.
+    issuing_state: str
+    #: :meth:`DocumentKeyer.key_of` hex; "" when there was no usable number.
+    document_key: str
+    #: Compact JSON array, one item per provider answer:
+    #: ``[provider_id, outcome, record status or "", "candidate" or ""]`` ("candidate": the
+    #: answer is about an OCR-confusion candidate of the number read, not the number itself).
+    sources: str
+    #: A :class:`~rmas.verdict.Verdict` name.
+    verdict: str
+    #: A :class:`~rmas.verdict.Directive` name.
+    directive: str
+    #: Manifest id, PAXLST transaction reference, or "".
+    reference: str = ""
+
+
+def utc_timestamp(now: dt.datetime | None = None) -> str:
+    """``now`` (default: the current time) as UTC ISO 8601 with microseconds; naive means UTC."""
+    if now is None:
+        now = dt.datetime.now(dt.UTC)
+    elif now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    else:
+        now = now.astimezone(dt.UTC)
+    return now.isoformat(timespec="microseconds")
+
+
+# Sources JSON by the answers' (provider, outcome, status, candidate) tuples: a few providers
+# and outcomes give few distinct values, so after warm-up an entry's sources cost a dict lookup.
+_SOURCES_CACHE: dict[tuple[tuple[str, str, str, str], ...], str] = {}
+_SOURCES_CACHE_MAX = 4096
+
+
+def _sources_json(key: tuple[tuple[str, str, str, str], ...]) -> str:
+    text = _SOURCES_CACHE.get(key)
+    if text is None:
+        text = json.dumps(key, separators=(",", ":"), ensure_ascii=False)
+        if len(_SOURCES_CACHE) >= _SOURCES_CACHE_MAX:
+            _SOURCES_CACHE.clear()
+        _SOURCES_CACHE[key] = text
+    return text
+
+
+def _text(value: str) -> str:
+    """Free text from callers (identities, references) as it can be stored and hashed.
+
+    NUL separates fields in the chain's canonical bytes and PostgreSQL text cannot hold it;
+    lone surrogates cannot be encoded.
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def entries_for(
+    results: Sequence[CheckResult],
+    caller: Caller,
+    channel: Channel,
+    keyer: DocumentKeyer,
+    *,
+    reference: str = "",
+    now: dt.datetime | None = None,
+) -> list[AuditEntry]:
+    """One entry per result, in order, all stamped with the same time (``now``, default: now).
+
+    A result without a document (data that failed validation) has no issuing state and no
+    document key: what the caller sent was not a usable identity.
+    """
+    time = utc_timestamp(now)
+    identity = _text(caller.identity)
+    role = _text(caller.role)
+    chan = channel.value
+    ref = _text(reference) if reference else ""
+    key_of = keyer.key_of
+    out: list[AuditEntry] = []
+    append = out.append
+    for r in results:
+        doc = r.document
+        if doc is None:
+            state = key = ""
+        else:
+            state = doc.issuing_state
+            economy, number = doc.key
+            key = key_of(economy, number) if number else ""
+        sources = _sources_json(
+            tuple(
+                (
+                    a.provider_id,
+                    a.outcome.value,
+                    a.record.status.value if a.record is not None else "",
+                    "candidate" if a.queried_number else "",
+                )
+                for a in r.sources
+            )
+        )
+        append(
+            AuditEntry(
+                time,
+                identity,
+                role,
+                chan,
+                r.check_id,
+                state,
+                key,
+                sources,
+                r.verdict.value,
+                r.directive.value,
+                ref,
+            )
+        )
+    return out

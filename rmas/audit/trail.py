@@ -1,0 +1,79 @@
+"""The hub's audit trail: check results in, durable chained entries out, before any answer.
+
+:class:`AuditTrail` joins the pieces the servicers need: the keyed hash of document keys
+(:class:`~rmas.audit.entry.DocumentKeyer`), one entry per document
+(:func:`~rmas.audit.entry.entries_for`) and the group-committing sink
+(:class:`~rmas.audit.sink.AuditSink`). When the trail is *required* (the default), a check whose
+entries cannot be written is not answered: :meth:`AuditTrail.record` raises AuditError and the
+caller gets UNAVAILABLE. Otherwise the failure is logged and the answer goes out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import structlog
+
+from rmas.audit.entry import Caller, Channel, DocumentKeyer, entries_for
+from rmas.audit.sink import AuditSink
+from rmas.errors import AuditError
+from rmas.hub import CheckResult
+
+__all__ = ["AuditTrail"]
+
+log = structlog.get_logger("rmas.audit")
+
+
+class AuditTrail:
+    def __init__(self, sink: AuditSink, keyer: DocumentKeyer, *, required: bool = True) -> None:
+        self.sink = sink
+        self.keyer = keyer
+        self.required = required
+        #: Seconds the last record() waited for its commit (for metrics).
+        self.last_wait_s = 0.0
+
+    @classmethod
+    def from_config(
+        cls, url: str, key_file: str, *, required: bool, synchronous: str
+    ) -> AuditTrail:
+        return cls(
+            AuditSink(url, synchronous=synchronous),
+            DocumentKeyer.from_file(key_file),
+            required=required,
+        )
+
+    @property
+    def healthy(self) -> bool:
+        return self.sink.healthy
+
+    async def start(self) -> None:
+        await self.sink.start()
+
+    async def aclose(self) -> None:
+        await self.sink.aclose()
+
+    async def record(
+        self,
+        results: Sequence[CheckResult],
+        caller: Caller,
+        channel: Channel,
+        reference: str = "",
+    ) -> None:
+        """Write one entry per result; returns once they are durable.
+
+        Raises AuditError when they could not be written and the trail is required.
+        """
+        if not results:
+            return
+        entries = entries_for(results, caller, channel, self.keyer, reference=reference)
+        start = time.monotonic()
+        try:
+            await self.sink.record(entries)
+        except AuditError as exc:
+            log.error("audit_write_failed", entries=len(entries), error=str(exc),
+                      required=self.required)  # fmt: skip
+            if self.required:
+                raise
+        finally:
+            self.last_wait_s = time.monotonic() - start

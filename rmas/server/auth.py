@@ -1,0 +1,187 @@
+"""Authentication and authorisation for every RPC a hub serves, in one interceptor.
+
+The caller's identity is the ``rmas://`` URI SAN of the client certificate that gRPC's TLS
+handshake already verified against the hub's CA; :class:`~rmas.security.access.AccessPolicy`
+maps it to a role, and :data:`~rmas.security.access.PERMISSIONS` says which methods the role may
+call. Refusals: UNAUTHENTICATED (no certificate identity), PERMISSION_DENIED (an identity no
+``[[callers]]`` table names, or a method the role may not call). Servicers read the admitted
+caller with :func:`current_caller`.
+
+grpc.aio server interceptors see only the method name and metadata, not the TLS peer, so the
+interceptor wraps the method's handler: the check runs inside the call, where the servicer
+context (and its ``auth_context()``) exists. Wrapped handlers are cached per method.
+
+Without TLS (development mode, loopback only) there are no identities: every caller is
+``insecure:<peer>`` with the officer role and every method open.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from rmas.audit.entry import Caller
+from rmas.security.access import PERMISSIONS, AccessPolicy, CallerRule, Role, View, view_of
+
+__all__ = ["AccessInterceptor", "Admitted", "current_caller", "peer_identity"]
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+if TYPE_CHECKING:  # grpc-stubs makes it generic; at run time it is a plain class
+    Handler = grpc.RpcMethodHandler[Any, Any]
+
+#: gRPC's property for the verified peer's URI SANs, and only those
+#: (``x509_subject_alternative_name`` mixes every kind of name, in certificate order).
+_PEER_URI = "peer_uri"
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """The caller of the current RPC, as the interceptor admitted it."""
+
+    caller: Caller
+    view: View
+    #: The ``[[callers]]`` rule that admitted it (None in development mode).
+    rule: CallerRule | None = None
+
+
+_current: contextvars.ContextVar[Admitted] = contextvars.ContextVar("rmas_caller")
+
+
+def current_caller() -> Admitted:
+    """The admitted caller of the RPC being served (set by :class:`AccessInterceptor`)."""
+    return _current.get()
+
+
+def peer_identity(context: Ctx) -> str | None:
+    """The ``rmas://`` identity in the verified client certificate; None when it has none, or
+    several (an ambiguous certificate names nobody)."""
+    found = [
+        v.decode("utf-8", "replace")
+        for v in context.auth_context().get(_PEER_URI, ())
+        if v.startswith(b"rmas://")
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Admits or refuses every call; ``policy`` None is development mode (no TLS)."""
+
+    def __init__(self, policy: AccessPolicy | None) -> None:
+        self.policy = policy
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+    def admit(self, method: str, context: Ctx) -> Admitted | str:
+        """The admitted caller, or the refusal's text (prefixed ``unauthenticated:`` when the
+        peer has no identity)."""
+        policy = self.policy
+        if policy is None:
+            # The peer's address without its ephemeral port: one client, one identity.
+            host = context.peer().rpartition(":")[0]
+            return Admitted(Caller(f"insecure:{host}", Role.OFFICER.value), View.FULL)
+        identity = peer_identity(context)
+        if identity is None:
+            return "unauthenticated: the client certificate carries no single rmas:// identity"
+        rule = policy.resolve(identity)
+        if rule is None:
+            return f"{identity} is not a known caller of this hub"
+        if rule.role not in PERMISSIONS.get(method, ()):
+            return f"{identity} ({rule.role}) may not call {method}"
+        return Admitted(Caller(identity, rule.role.value), view_of(rule.role), rule)
+
+    async def _refuse(self, context: Ctx, why: str) -> None:
+        if why.startswith("unauthenticated: "):
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, why.removeprefix("unauthenticated: ")
+            )
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        admit, refuse = self.admit, self._refuse
+        h: Any = handler
+        if h.unary_unary is not None:
+            inner_uu = h.unary_unary
+
+            async def unary_unary(request: Any, context: Ctx) -> Any:
+                who = admit(method, context)
+                if isinstance(who, str):
+                    await refuse(context, who)
+                _current.set(who)  # type: ignore[arg-type]
+                return await inner_uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, h.request_deserializer, h.response_serializer
+            )
+        if h.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _streaming(method, h.unary_stream, admit, refuse),
+                h.request_deserializer,
+                h.response_serializer,
+            )
+        if h.stream_unary is not None:
+            inner_su = h.stream_unary
+
+            async def stream_unary(requests: Any, context: Ctx) -> Any:
+                who = admit(method, context)
+                if isinstance(who, str):
+                    await refuse(context, who)
+                _current.set(who)  # type: ignore[arg-type]
+                return await inner_su(requests, context)
+
+            return grpc.stream_unary_rpc_method_handler(
+                stream_unary, h.request_deserializer, h.response_serializer
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            _streaming(method, h.stream_stream, admit, refuse),
+            h.request_deserializer,
+            h.response_serializer,
+        )
+
+
+def _streaming(
+    method: str,
+    inner: Any,
+    admit: Callable[[str, Ctx], Admitted | str],
+    refuse: Callable[[Ctx, str], Awaitable[None]],
+) -> Any:
+    """Wrap a streaming behaviour, whether it is an async generator or writes to the context."""
+    if inspect.isasyncgenfunction(inner):
+
+        async def generator(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            who = admit(method, context)
+            if isinstance(who, str):
+                await refuse(context, who)
+            _current.set(who)  # type: ignore[arg-type]
+            async for item in inner(request, context):
+                yield item
+
+        return generator
+
+    async def writer(request: Any, context: Ctx) -> Any:
+        who = admit(method, context)
+        if isinstance(who, str):
+            await refuse(context, who)
+        _current.set(who)  # type: ignore[arg-type]
+        return await inner(request, context)
+
+    return writer
