@@ -4,7 +4,11 @@ It builds three economies' SQL stores (New Zealand and the Philippines keep aler
 keeps its complete registry of issued passports, so a number it never issued is caught), starts the
 SLTD-style central store with its seed data, starts a hub in front of them, runs a handful of
 checks that show CLEAR, ALERT and INCOMPLETE, and then keeps the hub up for you to try your own
-(unless ``--exit``).
+(unless ``--exit``). Every check is written to an audit trail in the demo folder.
+
+With ``--tls`` it first creates a development CA and certificates (``rmas certs init``) in
+``<dir>/certs``, serves the hub with mutual TLS, runs the sample checks as an officer post and
+sends the PAXLST as an airline: each sees its own view.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--dir", default="var/demo", help="where the demo stores go (default var/demo)")
     p.add_argument("--listen", default="127.0.0.1:50051", help="hub address (loopback)")
     p.add_argument("--exit", action="store_true", help="stop after the sample checks")
+    p.add_argument("--tls", action="store_true",
+                   help="mutual TLS with development certificates made in DIR/certs")  # fmt: skip
     p.set_defaults(func=_cmd_demo)
 
 
@@ -45,10 +51,58 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     workdir = Path(args.dir)
     workdir.mkdir(parents=True, exist_ok=True)
     tries = json.loads((FIXTURES / "records" / "try.json").read_text())
-    return int(run_async(_demo(workdir, args.listen, args.exit, tries)))
+    return int(run_async(_demo(workdir, args.listen, args.exit, tries, args.tls)))
 
 
-async def _demo(workdir: Path, listen: str, exit_after: bool, tries: list[dict[str, Any]]) -> int:
+def _security(workdir: Path, tls: bool) -> tuple[Any, Any, Any]:
+    """(hub TLS, access policy, audit trail) for the demo: certificates made on first use."""
+    import os
+
+    from rmas.audit.trail import AuditTrail
+    from rmas.security.access import AccessPolicy, CallerRule, Role
+    from rmas.security.certs import init_dir
+    from rmas.security.tls import TlsConfig
+
+    key = workdir / "audit.key"
+    if not key.exists():
+        key.write_text(os.urandom(32).hex() + "\n")
+        key.chmod(0o600)
+    audit = AuditTrail.from_config(
+        f"sqlite+aiosqlite:///{workdir / 'audit.db'}", str(key), required=True,
+        synchronous="FULL",
+    )  # fmt: skip
+    if not tls:
+        return None, None, audit
+    certs = workdir / "certs"
+    if not (certs / "ca.pem").exists():
+        init_dir(certs)
+        print(f"  development CA and certificates -> {certs} (development only)")
+    hub_tls = TlsConfig.load(certs / "hub.pem", certs / "hub.key", certs / "ca.pem")
+    policy = AccessPolicy([
+        CallerRule("rmas://airline/*", Role.AIRLINE),
+        CallerRule("rmas://officer/*", Role.OFFICER),
+        CallerRule("rmas://operator/*", Role.OPERATOR),
+    ])  # fmt: skip
+    return hub_tls, policy, audit
+
+
+def _channel(target: str, workdir: Path, tls: bool, who: str) -> Any:
+    import grpc
+
+    if not tls:
+        return grpc.aio.insecure_channel(target)
+    d = workdir / "certs"
+    creds = grpc.ssl_channel_credentials(
+        (d / "ca.pem").read_bytes(),
+        (d / f"{who}.key").read_bytes(),
+        (d / f"{who}.pem").read_bytes(),
+    )
+    return grpc.aio.secure_channel(target, creds)
+
+
+async def _demo(
+    workdir: Path, listen: str, exit_after: bool, tries: list[dict[str, Any]], tls: bool = False
+) -> int:
     from adapters.sqlstore.importer import import_csv
     from rmas.config import HubConfig
     from rmas.providers import ProviderConfig, Scope, build_providers
@@ -96,14 +150,32 @@ async def _demo(workdir: Path, listen: str, exit_after: bool, tries: list[dict[s
         if sltd_cfg is not None:
             configs.append(sltd_cfg)
         hub_cfg = HubConfig(listen=listen, deadline_ms=1500, log_level="warning")
-        server = HubServer(hub_cfg, build_providers(configs))
+        hub_tls, policy, audit = _security(workdir, tls)
+        server = HubServer(
+            hub_cfg, build_providers(configs), tls=hub_tls, policy=policy, audit=audit
+        )
         port = await server.start()
         stack.push_async_callback(server.stop, 1.0)
         target = f"{listen.rpartition(':')[0]}:{port}"
-        print(f"\nHub serving on {target} with providers: {', '.join(c.id for c in configs)}\n")
-        ok = await _sample_checks(target, tries)
-        await _sample_paxlst(target)
-        print(_HOW_TO.format(target=target))
+        mode = "mutual TLS" if tls else "plain loopback (development mode)"
+        names = ", ".join(c.id for c in configs)
+        print(f"\nHub serving on {target} ({mode}) with providers: {names}")
+        print(f"Audit trail: {workdir / 'audit.db'}\n")
+        async with _channel(target, workdir, tls, "officer") as officer:
+            ok = await _sample_checks(officer, tries)
+        async with _channel(target, workdir, tls, "airline") as airline:
+            await _sample_paxlst(airline)
+        flags = f" --certs {workdir / 'certs'} --as officer" if tls else ""
+        airline = f" --certs {workdir / 'certs'} --as airline" if tls else ""
+        print(
+            _HOW_TO.format(
+                target=target,
+                flags=flags,
+                airline=airline,
+                audit=workdir / "audit.db",
+                key=workdir / "audit.key",
+            )
+        )
         if exit_after:
             return 0 if ok else 1
         stop = asyncio.Event()
@@ -124,54 +196,46 @@ async def _start_sltd(stack: AsyncExitStack, workdir: Path, index: int) -> Any:
     return await sltd_cli.start_demo_service(stack, workdir, FIXTURES / "sltd", index)
 
 
-async def _sample_checks(target: str, tries: list[dict[str, Any]]) -> bool:
-    import grpc
-
+async def _sample_checks(channel: Any, tries: list[dict[str, Any]]) -> bool:
     from rmas.client import check_document_request, result_to_dict
     from rmas.v1 import check_pb2_grpc
 
     ok = True
     print(f"{'document':<34} {'verdict':<12} {'directive':<18} sources")
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = check_pb2_grpc.DocumentCheckStub(channel)
-        for t in tries:
-            holder = t.get("holder") or {}
-            req = check_document_request(
-                number=t["number"],
-                state=t["issuing_state"],
-                type_code=t.get("type", ""),
-                surname=holder.get("surname", ""),
-                given_names=holder.get("given_names", ""),
-                birth_date=holder.get("birth_date", ""),
-                sex=holder.get("sex", ""),
-            )
-            r = result_to_dict((await stub.CheckDocument(req, timeout=5)).result)
-            sources = ", ".join(
-                f"{s['provider']}:{s['status'] or s['outcome']}"
-                + ("/HOLDER_MISMATCH" if s.get("holder_match") == "MISMATCH" else "")
-                for s in r["sources"]
-            )
-            mark = (
-                "" if r["verdict"] == t.get("expect_verdict", r["verdict"]) else "  (unexpected!)"
-            )
-            ok = ok and not mark
-            label = f"{t['issuing_state']} {t['number']}"
-            print(f"{label:<34} {r['verdict']:<12} {r['directive']:<18} {sources or '-'}{mark}")
-            print(f"  {t['label']}")
+    stub = check_pb2_grpc.DocumentCheckStub(channel)
+    for t in tries:
+        holder = t.get("holder") or {}
+        req = check_document_request(
+            number=t["number"],
+            state=t["issuing_state"],
+            type_code=t.get("type", ""),
+            surname=holder.get("surname", ""),
+            given_names=holder.get("given_names", ""),
+            birth_date=holder.get("birth_date", ""),
+            sex=holder.get("sex", ""),
+        )
+        r = result_to_dict((await stub.CheckDocument(req, timeout=5)).result)
+        sources = ", ".join(
+            f"{s['provider']}:{s['status'] or s['outcome']}"
+            + ("/HOLDER_MISMATCH" if s.get("holder_match") == "MISMATCH" else "")
+            for s in r["sources"]
+        )
+        mark = "" if r["verdict"] == t.get("expect_verdict", r["verdict"]) else "  (unexpected!)"
+        ok = ok and not mark
+        label = f"{t['issuing_state']} {t['number']}"
+        print(f"{label:<34} {r['verdict']:<12} {r['directive']:<18} {sources or '-'}{mark}")
+        print(f"  {t['label']}")
     return ok
 
 
-async def _sample_paxlst(target: str) -> None:
+async def _sample_paxlst(channel: Any) -> None:
     """An airline's PAXLST for four passengers, and the CUSRES the hub answers with."""
-    import grpc
-
     from rmas.v1 import check_pb2, check_pb2_grpc
 
     data = (FIXTURES / "paxlst" / "four_passengers.edi").read_bytes()
-    async with grpc.aio.insecure_channel(target) as channel:
-        resp = await check_pb2_grpc.DocumentCheckStub(channel).CheckPaxlst(
-            check_pb2.CheckPaxlstRequest(message=data), timeout=5
-        )
+    resp = await check_pb2_grpc.DocumentCheckStub(channel).CheckPaxlst(
+        check_pb2.CheckPaxlstRequest(message=data), timeout=5
+    )
     from rmas.iapi.cusres import read_cusres
 
     print("\nAn airline's PAXLST (fixtures/paxlst/four_passengers.edi), answered with a CUSRES:")
@@ -181,11 +245,14 @@ async def _sample_paxlst(target: str) -> None:
 
 _HOW_TO = """
 Try your own (in another terminal):
-  .venv/bin/rmas check --hub {target} --state NZL --number LA000001
-  .venv/bin/rmas check --hub {target} --state AUS --number PA0000001 --json
-  .venv/bin/rmas check --hub {target} --state AUS --number PA0000001 --surname SMITH
-  .venv/bin/rmas iapi --hub {target} fixtures/paxlst/release_obrien.edi
-Documents to try are listed in fixtures/records/README.md."""
+  .venv/bin/rmas check --hub {target}{flags} --state NZL --number LA000001
+  .venv/bin/rmas check --hub {target}{flags} --state AUS --number PA0000001 --json
+  .venv/bin/rmas check --hub {target}{flags} --state AUS --number PA0000001 --surname SMITH
+  .venv/bin/rmas iapi --hub {target}{airline} fixtures/paxlst/release_obrien.edi
+Documents to try are listed in fixtures/records/README.md. Every check is in the audit trail:
+  .venv/bin/rmas audit verify --url sqlite+aiosqlite:///{audit}
+  .venv/bin/rmas audit find --url sqlite+aiosqlite:///{audit} --key-file {key} \\
+      --state NZL --number LA000002"""
 
 
 if __name__ == "__main__":  # pragma: no cover

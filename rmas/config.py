@@ -6,6 +6,7 @@ Example::
     listen = "127.0.0.1:50051"
     deadline_ms = 1500
     on_incomplete = "contact"   # or "board"
+    metrics_listen = "127.0.0.1:9464"   # Prometheus GET /metrics; absent or "": off
 
     [[providers]]
     id = "NZL"
@@ -79,6 +80,7 @@ _HUB_KEYS = {
     "max_manifest",
     "max_message_bytes",
     "log_level",
+    "metrics_listen",
 }
 _PROVIDER_COMMON = {
     "id",
@@ -108,6 +110,9 @@ class HubConfig:
     max_message_bytes: int = 16 * 1024 * 1024
     #: structlog level: debug, info, warning, error.
     log_level: str = "info"
+    #: host:port of the Prometheus endpoint (``GET /metrics``, plain HTTP, unauthenticated);
+    #: "" for none. Without TLS only loopback addresses are allowed.
+    metrics_listen: str = ""
 
 
 _HUB_DEFAULTS = HubConfig()
@@ -181,12 +186,23 @@ def parse_config(
     iapi = _iapi(_table(data.get("iapi", {}), "iapi"))
     base = str(base_dir or Path.cwd())
     tls = _tls(_table(data["tls"], "tls"), base) if "tls" in data else None
+    if tls is None and hub.metrics_listen:
+        host, _port = parse_listen(hub.metrics_listen, "hub.metrics_listen")
+        if not is_loopback(host):
+            raise ConfigError(
+                "hub.metrics_listen",
+                f"{host} is not a loopback address; without [tls] metrics bind to loopback only",
+            )
     callers = tuple(
         _caller(_table(raw, f"callers[{i}]"), i)
         for i, raw in enumerate(_array(data.get("callers", []), "callers"))
     )
     if tls is not None and not callers:
         raise ConfigError("callers", "with [tls], name at least one caller: [[callers]]")
+    if tls is None and not is_loopback(parse_listen(hub.listen)[0]):
+        raise ConfigError(
+            "hub.listen", "without [tls] the hub binds to loopback addresses only (development)"
+        )
     limits = _limits(_table(data.get("limits", {}), "limits"))
     audit = _audit(_table(data["audit"], "audit"), base) if "audit" in data else None
     raw_providers = _array(data.get("providers", []), "providers")
@@ -352,7 +368,14 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
     level = _get(t, "log_level", "hub", str, _HUB_DEFAULTS.log_level)
     if level not in ("debug", "info", "warning", "error"):
         raise ConfigError("hub.log_level", "must be debug, info, warning or error")
-    return HubConfig(listen, deadline_ms, policy, max_manifest, max_bytes, level)
+    metrics_listen = _get(t, "metrics_listen", "hub", str, _HUB_DEFAULTS.metrics_listen)
+    if metrics_listen:
+        m_host, m_port = parse_listen(metrics_listen, "hub.metrics_listen")
+        if m_port != 0 and (m_host, m_port) == parse_listen(listen):
+            raise ConfigError("hub.metrics_listen", "must differ from hub.listen")
+    return HubConfig(
+        listen, deadline_ms, policy, max_manifest, max_bytes, level, metrics_listen=metrics_listen
+    )
 
 
 _CODE_KEYS = {

@@ -25,3 +25,28 @@ def test_the_demo_shows_clear_alert_and_incomplete(tmp_path: Path, fixtures_dir:
     assert verdicts == [t["expect_verdict"] for t in tries]
     assert {"CLEAR", "ALERT", "INCOMPLETE"} <= set(verdicts)
     assert "rmas check --hub" in out.stdout
+
+
+def test_the_demo_runs_with_mutual_tls_and_leaves_a_verifiable_audit_trail(
+    tmp_path: Path, fixtures_dir: Path
+) -> None:
+    def rmas(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rmas.cli", *args],
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+    out = rmas("demo", "--exit", "--tls", "--dir", str(tmp_path), "--listen", "127.0.0.1:0")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "mutual TLS" in out.stdout
+    assert (tmp_path / "certs" / "ca.pem").exists() and (tmp_path / "certs" / "airline.key").exists()
+    tries = json.loads((fixtures_dir / "records" / "try.json").read_text())
+    # Every sample check and every PAXLST document is in the trail, and the chain holds.
+    url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+    verify = rmas("audit", "verify", "--url", url)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert f"{len(tries) + 4} entries" in verify.stdout
+    found = rmas("audit", "find", "--url", url, "--key-file", str(tmp_path / "audit.key"),
+                 "--state", "NZL", "--number", "LA000002")  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "rmas://officer/AKL-T1 (officer)" in found.stdout
+    assert "rmas://airline/QF (airline)" in found.stdout
+    assert "LA000002" not in found.stdout.replace("--number LA000002", "")
