@@ -41,6 +41,7 @@ __all__ = [
     "VerifyReport",
     "entry_body",
     "entry_fields",
+    "hash_entry",
     "link_hash",
     "parse_anchor",
 ]

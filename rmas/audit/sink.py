@@ -21,6 +21,17 @@
   four: begin, tail, insert, commit); PostgreSQL through one asyncpg connection, four round
   trips per commit, the rows as typed arrays through ``unnest``. SQLAlchemy describes the table
   (:data:`audit_entries`, for admin queries) and renders its DDL for each dialect.
+- **Indexes.** ``document_key`` (for :func:`find`) and ``check_id`` are random values, and a
+  B-tree insert at a random place dirties a page of its own: SQLite writes every dirty page
+  whole to its write-ahead log, so two plain indexes cost about 1 page (4 KiB) per index per
+  entry, measured at 38 µs of CPU an entry on a 500,000-entry trail against 2.5 µs without them.
+  Both indexes therefore lead with the entry's bucket, ``seq >> 12`` (4,096 consecutive entries):
+  new entries land in the newest bucket's few pages, and the cost fell to 5 µs an entry. A
+  lookup probes each bucket in one statement (``WITH RECURSIVE`` on SQLite, ``generate_series``
+  on PostgreSQL): measured 8 ms (SQLite) and 19 ms (PostgreSQL) on 2,000,000 entries,
+  connection included. PostgreSQL gets the same indexes: its write-ahead log writes a full page
+  image at the first change of each page after a checkpoint, so scattered inserts cost it too
+  (not measured separately).
 - **Failures.** A failed commit is rolled back, its callers get :class:`~rmas.errors.AuditError`
   and ``healthy`` is false until a commit succeeds; the connection is dropped and reopened for
   the next commit (an SQLite file is reopened only if it still exists: a lost database is an
@@ -48,7 +59,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
 import structlog
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text, literal_column
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Dialect, make_url
@@ -67,8 +78,11 @@ from rmas.audit.entry import AuditEntry
 from rmas.errors import AuditError, ConfigError
 
 __all__ = [
+    "BUCKET_BITS",
+    "COLUMNS",
     "PG_LOCK_KEY",
     "SYNCHRONOUS_MODES",
+    "TABLE",
     "AuditSink",
     "audit_entries",
     "audit_metadata",
@@ -98,9 +112,18 @@ audit_entries = Table(
     Column("prev_hash", Text, nullable=False),
     Column("hash", Text, nullable=False),
     *(Column(name, Text, nullable=False) for name in FIELDS),
-    Index("ix_audit_entries_document_key", "document_key"),
-    Index("ix_audit_entries_check_id", "check_id"),
 )
+
+#: Entries per index bucket (2**BUCKET_BITS); see the module docstring, "Indexes".
+BUCKET_BITS: Final = 12
+_BUCKET = f"seq >> {BUCKET_BITS}"
+
+for _column in ("document_key", "check_id"):
+    Index(
+        f"ix_audit_entries_{_column}",
+        audit_entries.c.seq.op(">>")(literal_column(str(BUCKET_BITS))),
+        audit_entries.c[_column],
+    )
 
 COLUMNS: Final = ("seq", "prev_hash", "hash", *FIELDS)
 _COLS = ", ".join(COLUMNS)
@@ -119,6 +142,17 @@ _PG_INSERT = (
     f"INSERT INTO {TABLE} ({_COLS}) SELECT * FROM unnest($1::bigint[], "
     + ", ".join(f"${i}::text[]" for i in range(2, len(COLUMNS) + 1))
     + ")"
+)
+_MAX_SEQ_SQL = f"SELECT max(seq) FROM {TABLE}"
+# Lookups probe the index once per bucket, in one statement (a bucket costs about 5 µs).
+_SQLITE_LOOKUP = (
+    "WITH RECURSIVE b(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM b WHERE x < ?) "
+    f"SELECT {_COLS} FROM b CROSS JOIN {TABLE} a ON (a.{_BUCKET}) = b.x AND a.{{column}} = ? "
+    "ORDER BY a.seq"
+)
+_PG_LOOKUP = (
+    f"SELECT {_COLS} FROM generate_series(0, $1::bigint) AS b(x) "
+    f"JOIN {TABLE} a ON (a.{_BUCKET}) = b.x AND a.{{column}} = $2 ORDER BY a.seq"
 )
 _SQLITE_CHUNK = f"SELECT {_COLS} FROM {TABLE} WHERE seq > ? ORDER BY seq LIMIT ?"
 _PG_CHUNK = f"SELECT {_COLS} FROM {TABLE} WHERE seq > $1 ORDER BY seq LIMIT $2"
@@ -153,10 +187,11 @@ class _Target:
 
 
 def _target(url: str, key: str = "audit.url") -> _Target:
+    forms = "sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB"
     try:
         u = make_url(url)
-    except Exception as exc:
-        raise ConfigError(key, f"not a database URL: {exc}") from None
+    except Exception:
+        raise ConfigError(key, f"not a database URL: use {forms}") from None
     backend, driver = u.get_backend_name(), u.get_driver_name()
     if (backend, driver) == ("sqlite", "aiosqlite"):
         if not u.database or u.database == ":memory:" or u.database.startswith("file:"):
@@ -168,7 +203,7 @@ def _target(url: str, key: str = "audit.url") -> _Target:
         return _Target("postgresql", dsn, u.render_as_string(hide_password=True))
     raise ConfigError(
         key,
-        f"use sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB, not {u.drivername}",
+        f"use {forms}, not {u.drivername}",
     )
 
 
@@ -368,11 +403,15 @@ class _PgWriter:
                 columns = zip(*(fields for fields, _body in rows), strict=True)
                 await conn.execute(_PG_INSERT, seqs, prevs, hashes, *columns)
                 await conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as exc:
             # Whatever state the transaction is in, a fresh connection is simplest and safe:
             # the server rolls back what this one left open.
             self._conn = None
             conn.terminate()
+            if isinstance(exc, TimeoutError):
+                raise AuditError(
+                    f"no commit within {self.timeout_s:g} s (database locked, slow or gone)"
+                ) from exc
             raise
 
     async def close(self) -> None:
@@ -461,6 +500,7 @@ class AuditSink:
             log.error("audit_unavailable", database=self._target.shown, error=str(exc))
             raise
         self._state = "open"
+        self.healthy = True
         log.info("audit_started", database=self._target.shown)
 
     async def record(self, entries: Sequence[AuditEntry]) -> None:
@@ -481,7 +521,22 @@ class AuditSink:
         self.backlog += len(rows)
         if self._drainer is None:
             self._drainer = loop.create_task(self._drain(), name="rmas-audit-writer")
+            self._drainer.add_done_callback(self._drained)
         await future
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        """A writer task cancelled (even before it ran) fails what is still queued."""
+        if self._drainer is task:
+            self._drainer = None
+        if task.cancelled() or task.exception() is not None:
+            self._fail_queued()
+
+    def _fail_queued(self, *more: _Waiting) -> None:
+        for w in (*more, *self._queue):
+            self.backlog -= len(w.rows)
+            if not w.future.done():
+                w.future.set_exception(AuditError("audit sink stopped"))
+        self._queue.clear()
 
     async def _drain(self) -> None:
         """Commit everything queued, batch after batch, until the queue is empty."""
@@ -525,23 +580,26 @@ class AuditSink:
                         w.future.set_result(None)
                 batch = []
         except BaseException:  # cancelled: nobody may believe these entries were written
-            for w in (*batch, *queue):
-                if not w.future.done():
-                    w.future.set_exception(AuditError("audit sink stopped"))
-            queue.clear()
+            self._fail_queued(*batch)
             raise
         finally:
+            # Now, not in the done callback: a record() arriving before that callback runs must
+            # start a new writer.
             self._drainer = None
 
     async def aclose(self) -> None:
         """Commit what is queued, then close. Entries recorded while closing are still written."""
-        if self._state in ("new", "closed"):
+        if self._state == "closed":
+            return
+        if self._state == "new":
             self._state = "closed"
             await self._writer.close()
             return
         self._state = "closing"
-        while self._drainer is not None:
-            await asyncio.shield(self._drainer)
+        while (drainer := self._drainer) is not None:
+            await asyncio.wait([drainer])  # neither cancels it nor raises what ended it
+            if self._drainer is drainer:
+                self._drainer = None
         self._state = "closed"
         await self._writer.close()
         log.info("audit_closed", database=self._target.shown, entries=self.entries_written)
@@ -627,15 +685,16 @@ async def verify(
 
 
 async def _select(url: str, column: str, value: str) -> list[dict[str, Any]]:
+    """Entries whose ``column`` (an indexed one) equals ``value``, by seq."""
     target = _target(url, "--url")
     if target.kind == "sqlite":
+        sql = _SQLITE_LOOKUP.format(column=column)
 
         def run() -> list[tuple[Any, ...]]:
             db = _sqlite_reader(target.location)
             try:
-                return db.execute(
-                    f"SELECT {_COLS} FROM {TABLE} WHERE {column} = ? ORDER BY seq", (value,)
-                ).fetchall()
+                last = db.execute(_MAX_SEQ_SQL).fetchone()[0] or 0
+                return db.execute(sql, (last >> BUCKET_BITS, value)).fetchall()
             except sqlite3.Error as exc:
                 raise AuditError(f"audit database {target.location} cannot be read: {exc}") from exc
             finally:
@@ -645,12 +704,9 @@ async def _select(url: str, column: str, value: str) -> list[dict[str, Any]]:
     else:
         conn = await _pg_reader(target)
         try:
-            rows = [
-                tuple(r)
-                for r in await conn.fetch(
-                    f"SELECT {_COLS} FROM {TABLE} WHERE {column} = $1 ORDER BY seq", value
-                )
-            ]
+            last = await conn.fetchval(_MAX_SEQ_SQL) or 0
+            found = await conn.fetch(_PG_LOOKUP.format(column=column), last >> BUCKET_BITS, value)
+            rows = [tuple(r) for r in found]
         except Exception as exc:
             raise AuditError(
                 f"audit database {target.shown} cannot be read: {_reason(exc)}"
