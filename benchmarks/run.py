@@ -2,8 +2,9 @@
 
     python -m benchmarks.run [SECTION ...] [--quick]
 
-Sections: hub, mrz, iapi, remote, sltd (default: all). Results go to bench-out/results.json and a
-summary with each target's ratio is printed; docs/benchmarks.md records them with this command.
+Sections: hub, mrz, iapi, remote, sltd, metrics (default: all). Results go to
+bench-out/results.json and a summary with each target's ratio is printed; docs/benchmarks.md
+records them with this command.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "iapi": _module("bench_iapi"),
     "remote": _module("remote_bench"),
     "sltd": _module("sltd_bench"),
+    "metrics": _module("metrics_bench"),
 }
 
 # (section, key in the result's "median" or top level, comparison, bound, description)

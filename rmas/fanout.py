@@ -11,6 +11,7 @@ caller's request or hold its answer past the deadline.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,7 +24,7 @@ from rmas.errors import ProviderTimeout, ProviderUnavailable
 from rmas.providers import Provider, ProviderInfo, Scope
 from rmas.verdict import Outcome, Record, SourceAnswer
 
-__all__ = ["FanOut", "ProviderStats", "Router"]
+__all__ = ["LATENCY_BUCKETS_MS", "FanOut", "ProviderStats", "Router"]
 
 log = structlog.get_logger("rmas.fanout")
 
@@ -54,19 +55,39 @@ class Router:
         return economy in self._by_economy
 
 
+#: Upper bounds (ms) of the provider call latency histogram (:mod:`rmas.server.metrics`).
+LATENCY_BUCKETS_MS: tuple[float, ...] = (
+    0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+)  # fmt: skip
+
+
 @dataclass(slots=True)
 class ProviderStats:
-    """What the hub has seen of one provider: for ``rmas status``."""
+    """What the hub has seen of one provider: for ``rmas status`` and the metrics endpoint."""
 
     calls: int = 0
     failures: int = 0
     last_error: str = ""
     #: The last 200 calls: (answered, latency in ms).
     recent: deque[tuple[bool, float]] = field(default_factory=lambda: deque(maxlen=200))
+    #: Calls since start by outcome, and their latency: a count per LATENCY_BUCKETS_MS bin (the
+    #: last bin: slower than every bound) and the sum. Plain counters, one increment each per
+    #: call; the metrics endpoint turns them into a histogram when it is scraped.
+    outcomes: dict[Outcome, int] = field(default_factory=dict)
+    latency_bins: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS_MS) + 1))
+    latency_sum_ms: float = 0.0
 
-    def record(self, answered: bool, latency_ms: float, error: str = "") -> None:
+    def record(
+        self, answered: bool, latency_ms: float, error: str = "", outcome: Outcome | None = None
+    ) -> None:
         self.calls += 1
         self.recent.append((answered, latency_ms))
+        if outcome is None:
+            outcome = Outcome.ANSWERED if answered else Outcome.ERROR
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        # bisect_left: a latency equal to a bound belongs to that bound's bin (Prometheus "le").
+        self.latency_bins[bisect.bisect_left(LATENCY_BUCKETS_MS, latency_ms)] += 1
+        self.latency_sum_ms += latency_ms
         if not answered:
             self.failures += 1
             self.last_error = error
@@ -200,7 +221,9 @@ class FanOut:
         self, job: _Job, start: float, outcome: Outcome, error: str, exc: BaseException
     ) -> tuple[Outcome, None, float, str]:
         latency_ms = (self._clock() - start) * 1000.0
-        self._stats(job.info.id).record(False, latency_ms, f"{outcome.value}: {error}"[:200])
+        self._stats(job.info.id).record(
+            False, latency_ms, f"{outcome.value}: {error}"[:200], outcome
+        )
         # The message goes to the officer in the answer; the log gets only the exception's class,
         # since an adapter's message may quote the document it failed on.
         log.warning(

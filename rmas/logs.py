@@ -59,14 +59,14 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
     Libraries' standard-library logging (grpc, asyncio, aiohttp) goes through the same redaction
     and JSON rendering, so no line reaches the stream by another road.
     """
-    render = [
+    render: list[structlog.typing.Processor] = [
         redact,
         structlog.processors.ExceptionRenderer(
             structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
         ),
         structlog.processors.JSONRenderer(),
     ]
-    stamp = [
+    stamp: list[structlog.typing.Processor] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]

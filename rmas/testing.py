@@ -137,6 +137,8 @@ class HubHandle:
 
     target: str
     port: int
+    #: Port of its ``GET /metrics`` endpoint on 127.0.0.1 (0: metrics off).
+    metrics_port: int = 0
 
 
 @asynccontextmanager
@@ -151,11 +153,14 @@ async def running_hub(
     documents_per_s: float = 0.0,
     burst: int = 0,
     audit: AuditTrail | None = None,
+    metrics_listen: str = "",
 ) -> AsyncIterator[HubHandle]:
     """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
 
     With ``tls`` the hub requires client certificates and admits ``callers``
     (:class:`~rmas.security.access.CallerRule`); ``audit`` is opened and flushed with the hub.
+    ``metrics_listen`` (e.g. ``"127.0.0.1:0"``) serves Prometheus metrics; the bound port is
+    ``HubHandle.metrics_port``.
     """
     from rmas.config import HubConfig
     from rmas.providers import Provider
@@ -173,6 +178,7 @@ async def running_hub(
         deadline_ms=deadline_ms,
         on_incomplete=IncompletePolicy(on_incomplete),
         max_manifest=max_manifest,
+        metrics_listen=metrics_listen,
     )
     policy = None
     if tls is not None:
@@ -180,6 +186,7 @@ async def running_hub(
     server = HubServer(cfg, provs, tls=tls, policy=policy, audit=audit)
     port = await server.start()
     try:
-        yield HubHandle(target=f"127.0.0.1:{port}", port=port)
+        metrics_port = server.metrics.port if server.metrics is not None else 0
+        yield HubHandle(target=f"127.0.0.1:{port}", port=port, metrics_port=metrics_port)
     finally:
         await server.stop(grace=0.5)

@@ -67,8 +67,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     ca = Issued((d / "ca.pem").read_bytes(), (d / "ca.key").read_bytes())
     issue(ca, name="ZZ", uri="rmas://airline/ZZ").write(d / "stranger.pem", d / "stranger.key")
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
-    issue(ca, name="QF", uri="rmas://airline/QF", not_before=past,
-          not_after=past + dt.timedelta(days=1)).write(d / "expired.pem", d / "expired.key")  # fmt: skip
+    expired = issue(
+        ca, name="QF", uri="rmas://airline/QF", not_before=past, not_after=past + dt.timedelta(1)
+    )
+    expired.write(d / "expired.pem", d / "expired.key")
     other = make_ca("another CA")
     issue(other, name="QF", uri="rmas://airline/QF").write(d / "foreign.pem", d / "foreign.key")
     _anonymous(ca).write(d / "anonymous.pem", d / "anonymous.key")

@@ -5,7 +5,8 @@ checking and server reflection services, all behind one access interceptor
 (:mod:`rmas.server.auth`). With ``[tls]`` the listener requires a client certificate from the
 configured CA; without it the hub binds to loopback addresses only (development mode) and says so
 at start-up. The audit trail, when configured, is opened before the first call is accepted and
-flushed after the last one is answered.
+flushed after the last one is answered. With ``hub.metrics_listen`` the hub also serves
+Prometheus metrics on a separate HTTP port (:mod:`rmas.server.metrics`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from rmas.security.tls import TlsConfig
 from rmas.server.admin_service import HubAdminService
 from rmas.server.auth import AccessInterceptor
 from rmas.server.check_service import DocumentCheckService
+from rmas.server.metrics import HubMetrics
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 __all__ = ["HubServer"]
@@ -59,6 +61,13 @@ class HubServer:
             )
         if tls is not None and policy is None:
             raise ConfigError("callers", "with [tls], name the callers: [[callers]]")
+        if config.metrics_listen:
+            m_host, _m_port = parse_listen(config.metrics_listen, "hub.metrics_listen")
+            if tls is None and not is_loopback(m_host):
+                raise ConfigError(
+                    "hub.metrics_listen",
+                    f"{m_host} is not a loopback address; without TLS, metrics are loopback only",
+                )
         self.config = config
         self.tls = tls
         self.policy = policy if tls is not None else None
@@ -72,6 +81,12 @@ class HubServer:
         # grpc_health's stubs omit the aio sub-module; it is public API (grpc_health.v1.health.aio).
         self.iapi = IapiChannel(self.hub, iapi)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        #: Prometheus metrics (``hub.metrics_listen``); None when off.
+        self.metrics = (
+            HubMetrics(self.hub, config.metrics_listen, audit=audit)
+            if config.metrics_listen
+            else None
+        )
         self._server: grpc.aio.Server | None = None
         self.port = 0
 
@@ -111,7 +126,11 @@ class HubServer:
             await self.audit.start()
         limit = self.config.max_message_bytes
         server = grpc.aio.server(
-            interceptors=[AccessInterceptor(self.policy)],
+            # Metrics first: the outermost handler, so calls the access check refuses count too.
+            interceptors=[
+                *([self.metrics.interceptor] if self.metrics is not None else []),
+                AccessInterceptor(self.policy),
+            ],
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", limit),
@@ -125,6 +144,7 @@ class HubServer:
                 max_manifest=self.config.max_manifest,
                 policy=self.policy,
                 audit=self.audit,
+                metrics=self.metrics,
             ),
             server,
         )
@@ -141,6 +161,12 @@ class HubServer:
             raise ConfigError("hub.listen", f"cannot bind {self.config.listen}")
         await server.start()
         self._server = server
+        if self.metrics is not None:
+            try:
+                await self.metrics.start()
+            except ConfigError:
+                await self.stop(grace=0)
+                raise
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         await self.health.set(CHECK_SERVICE, health_pb2.HealthCheckResponse.SERVING)
         providers = [p.info.id for p in self.hub.providers]
@@ -181,6 +207,8 @@ class HubServer:
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        if self.metrics is not None:
+            await self.metrics.stop()
         if self.audit is not None:
             await self.audit.aclose()
         for p in self.hub.providers:

@@ -3,13 +3,15 @@
 Every RPC takes the same steps: the caller admitted by :mod:`rmas.server.auth` is charged the
 number of documents (per-identity rate limits: RESOURCE_EXHAUSTED), the hub checks them, the
 audit trail writes one entry per document and returns once they are durable (no answer leaves
-unrecorded: UNAVAILABLE when a required trail cannot be written), and the results are written in
-the caller's view (:func:`rmas.server.mapping.result_to_pb`).
+unrecorded: UNAVAILABLE when a required trail cannot be written), the metrics count them (when
+on: :mod:`rmas.server.metrics`), and the results are written in the caller's view
+(:func:`rmas.server.mapping.result_to_pb`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -33,6 +35,9 @@ from rmas.server.mapping import (
 )
 from rmas.v1 import check_pb2, check_pb2_grpc
 
+if TYPE_CHECKING:
+    from rmas.server.metrics import HubMetrics
+
 __all__ = ["DocumentCheckService"]
 
 Ctx = grpc.aio.ServicerContext[object, object]
@@ -47,12 +52,14 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         max_manifest: int,
         policy: AccessPolicy | None = None,
         audit: AuditTrail | None = None,
+        metrics: HubMetrics | None = None,
     ) -> None:
         self._hub = hub
         self._iapi = iapi
         self._max_manifest = max_manifest
         self._policy = policy
         self._audit = audit
+        self._metrics = metrics
 
     def _charge(self, who: Admitted, documents: int) -> None:
         """Raise RateLimited when the caller's bucket cannot pay for ``documents``."""
@@ -107,6 +114,8 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         deadline = self._hub.deadline(context.time_remaining())
         results = await self._hub.check([item], deadline)
         await self._record(who, Channel.DOCUMENT, results, context)
+        if self._metrics is not None:
+            self._metrics.observe(Channel.DOCUMENT, results)
         response = check_pb2.CheckDocumentResponse()
         result_to_pb(results[0], response.result, who.view)
         return response
@@ -139,6 +148,8 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         results = await self._hub.check(items, deadline)
         manifest_id = new_check_id()
         await self._record(who, Channel.MANIFEST, results, context, manifest_id)
+        if self._metrics is not None:
+            self._metrics.observe(Channel.MANIFEST, results)
         response = check_pb2.CheckManifestResponse(manifest_id=manifest_id)
         results_to_pb(results, response, who.view)
         return response
@@ -154,6 +165,8 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         async def record(answer: IapiAnswer) -> None:
             results = [r for p in answer.passengers for r in p.results]
             await self._record(who, Channel.PAXLST, results, context, answer.transaction_ref)
+            if self._metrics is not None:
+                self._metrics.observe(Channel.PAXLST, results)
 
         try:
             answer = await self._iapi.answer(

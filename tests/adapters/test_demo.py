@@ -37,7 +37,8 @@ def test_the_demo_runs_with_mutual_tls_and_leaves_a_verifiable_audit_trail(
     out = rmas("demo", "--exit", "--tls", "--dir", str(tmp_path), "--listen", "127.0.0.1:0")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "mutual TLS" in out.stdout
-    assert (tmp_path / "certs" / "ca.pem").exists() and (tmp_path / "certs" / "airline.key").exists()
+    certs = tmp_path / "certs"
+    assert (certs / "ca.pem").exists() and (certs / "airline.key").exists()
     tries = json.loads((fixtures_dir / "records" / "try.json").read_text())
     # Every sample check and every PAXLST document is in the trail, and the chain holds.
     url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"

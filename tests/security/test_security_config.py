@@ -86,8 +86,8 @@ def test_a_secure_config_parses_with_paths_from_the_config_folder(folder: Path) 
     [
         (('cert = "certs/hub.pem"', 'cert = "certs/missing.pem"'), "tls.cert", "cannot read"),
         (('key = "certs/hub.key"', 'key = "certs/airline.key"'), "tls.key", "is not the key of"),
-        (('"certs/hub.pem"\nkey = "certs/hub.key"', '"certs/expired.pem"\nkey = "certs/expired.key"'),
-         "tls.cert", "expired on"),
+        (('"certs/hub.pem"\nkey = "certs/hub.key"',
+          '"certs/expired.pem"\nkey = "certs/expired.key"'), "tls.cert", "expired on"),
         (('ca = "certs/ca.pem"', 'ca = "certs/hub.key"'), "tls.ca", "no PEM certificate"),
         (('role = "airline"', 'role = "pilot"'), "callers[0].role", "must be one of"),
         (('identity = "rmas://airline/*"', 'identity = "rmas://*/QF"'), "callers[0].identity",

@@ -1,0 +1,505 @@
+"""The hub's Prometheus metrics: counted cheaply while checks run, rendered when scraped.
+
+``[hub] metrics_listen = "127.0.0.1:9464"`` serves ``GET /metrics`` (Prometheus text format
+0.0.4) from an aiohttp server on the hub's own event loop, started and stopped with the hub.
+Scraping is unauthenticated and the endpoint is plain HTTP: it belongs on a private interface
+(without ``[tls]`` it may only bind a loopback address, like ``hub.listen``). The figures carry
+no document data, but they do say how many alerts a hub raises and which stores are down.
+
+The hot path only bumps plain integers: :meth:`HubMetrics.observe` makes one pass over an RPC's
+results and one dict update per (verdict, directive) group; :class:`ProviderStats` (in
+:mod:`rmas.fanout`) keeps each provider's calls by outcome and latency bins; the
+:class:`MetricsInterceptor` counts each RPC's status code and handling time. A collector of our
+own reads all of it at scrape time (no ``Counter.labels().inc()`` per document), on a registry of
+this hub's own, so several hubs in one process (tests) do not share series.
+
+Every label value comes from a bounded set: enums (channel, verdict, directive, outcome, breaker
+state, gRPC status code), the provider ids of the operator's config, and the method names of the
+services the hub registered. Never a document number, a reference or any other text a caller
+sent.
+
+Series (``rmas_`` prefix, base units)::
+
+    rmas_checks_total{channel,verdict,directive}        documents answered
+    rmas_check_requests_total{channel}                   RPCs (PAXLST: interchanges) answered
+    rmas_manifest_documents{channel}                     histogram: documents per manifest
+    rmas_provider_calls_total{provider,outcome}          calls to a provider, by outcome
+    rmas_provider_call_duration_seconds{provider}        histogram
+    rmas_provider_in_flight{provider}                    national nodes (kind = "grpc")
+    rmas_provider_breaker_state{provider,state}          1 for the current state, 0 for others
+    rmas_hub_in_flight_documents                         documents waiting for providers
+    rmas_hub_uptime_seconds
+    rmas_build_info{version}
+    rmas_audit_write_duration_seconds                    histogram: a check's wait for its commit
+    rmas_audit_backlog_entries, rmas_audit_commits_total, rmas_audit_failures_total,
+    rmas_audit_healthy
+    rmas_grpc_server_handled_total{grpc_service,grpc_method,grpc_code}
+    rmas_grpc_server_handling_seconds{grpc_service,grpc_method}   histogram
+
+plus the ``process_*``, ``python_gc_*`` and ``python_info`` series of prometheus-client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import structlog
+from aiohttp import web
+from prometheus_client import (
+    CollectorRegistry,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from rmas.audit.entry import Channel
+from rmas.audit.trail import AuditTrail
+from rmas.config import parse_listen
+from rmas.errors import ConfigError
+from rmas.fanout import LATENCY_BUCKETS_MS
+from rmas.hub import CheckResult, Hub
+from rmas.remote.resilience import BreakerState
+from rmas.verdict import Directive, Outcome, Verdict
+
+__all__ = ["CONTENT_TYPE", "HubMetrics", "MetricsInterceptor"]
+
+log = structlog.get_logger("rmas.server.metrics")
+
+#: The classic text format, which every Prometheus version reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+if TYPE_CHECKING:  # grpc-stubs makes it generic; at run time it is a plain class
+    Handler = grpc.RpcMethodHandler[Any, Any]
+
+#: Histogram bounds. Seconds for durations, documents for manifest sizes.
+RPC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                 10.0)  # fmt: skip
+AUDIT_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+MANIFEST_BUCKETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+                    10000.0)  # fmt: skip
+
+_BREAKER_STATES = tuple(BreakerState)
+
+
+class _Bins:
+    """A fixed-bucket histogram as plain numbers: a count per bin (the last: above every bound)
+    and the sum. ``observe`` is a bisect and two additions; the cumulative form Prometheus wants
+    is built only when scraped."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+
+def _buckets(
+    bounds: Sequence[float], counts: Sequence[int], divisor: float = 1.0
+) -> list[tuple[str, float]]:
+    """Cumulative ``(le, count)`` pairs ending with ``+Inf``; ``divisor`` converts the bounds'
+    unit (milliseconds in :mod:`rmas.fanout`) to the exposed one (a division, not a product by
+    0.001: 25 / 1000 is the double nearest 0.025, so ``le`` reads "0.025")."""
+    out: list[tuple[str, float]] = []
+    total = 0
+    for bound, n in zip(bounds, counts, strict=False):
+        total += n
+        out.append((repr(float(bound) / divisor), float(total)))
+    out.append(("+Inf", float(total + counts[-1])))
+    return out
+
+
+class _MethodStats:
+    """One RPC method's status codes and handling times (for the interceptor)."""
+
+    __slots__ = ("codes", "method", "service", "times")
+
+    def __init__(self, full_method: str) -> None:
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        self.service = service
+        self.method = method
+        self.codes: dict[grpc.StatusCode, int] = {}
+        self.times = _Bins(RPC_BUCKETS_S)
+
+    def done(self, context: Ctx, started: float, error: BaseException | None) -> None:
+        self.times.observe(time.perf_counter() - started)
+        # code() is what the servicer set or aborted with; None when it did neither, which is OK
+        # for a return and, for an exception gRPC turns into a status itself, UNKNOWN (or
+        # CANCELLED when the call was cancelled: the client left or its deadline passed).
+        code: grpc.StatusCode | None = context.code()
+        if code is None:
+            if error is None:
+                code = grpc.StatusCode.OK
+            elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
+                code = grpc.StatusCode.CANCELLED
+            else:
+                code = grpc.StatusCode.UNKNOWN
+        self.codes[code] = self.codes.get(code, 0) + 1
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Counts every RPC by method and final status code, and times it.
+
+    It must come first in the server's interceptor list, before
+    :class:`~rmas.server.auth.AccessInterceptor`: the first interceptor's handler is the outermost
+    one, so a call the access check refuses (UNAUTHENTICATED, PERMISSION_DENIED) is counted too.
+
+    grpc.aio interceptors see only the method name, not the call's outcome, so (as in
+    :mod:`rmas.server.auth`) the handler's behaviour is wrapped; wrapped handlers are cached per
+    method. Method names come only from handlers the server has: a call to a method it does not
+    serve is counted under ``grpc_method="unknown"``, never under the name the caller sent.
+    """
+
+    def __init__(self) -> None:
+        self.methods: dict[str, _MethodStats] = {}
+        self.unknown = 0
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            self.unknown += 1  # gRPC answers UNIMPLEMENTED
+            return handler
+        method: str = handler_call_details.method
+        cached = self._wrapped.get(method)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        stats = self.methods.get(method)
+        if stats is None:
+            stats = self.methods[method] = _MethodStats(method)
+        wrapped = _wrap(stats, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
+def _wrap(stats: _MethodStats, handler: Handler) -> Handler:
+    h: Any = handler
+    done = stats.done
+    if h.unary_unary is not None or h.stream_unary is not None:
+        inner = h.unary_unary if h.unary_unary is not None else h.stream_unary
+
+        async def unary(request: Any, context: Ctx) -> Any:
+            started = time.perf_counter()
+            try:
+                response = await inner(request, context)
+            except BaseException as exc:  # aborts too: count, then let gRPC answer as before
+                done(context, started, exc)
+                raise
+            done(context, started, None)
+            return response
+
+        make = (
+            grpc.unary_unary_rpc_method_handler
+            if h.unary_unary is not None
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return make(unary, h.request_deserializer, h.response_serializer)
+    streaming = h.unary_stream if h.unary_stream is not None else h.stream_stream
+    make_streaming = (
+        grpc.unary_stream_rpc_method_handler
+        if h.unary_stream is not None
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return make_streaming(
+        _wrap_streaming(streaming, done), h.request_deserializer, h.response_serializer
+    )
+
+
+def _wrap_streaming(
+    inner: Any, done: Callable[[Ctx, float, BaseException | None], None]
+) -> Callable[..., Any]:
+    """A streaming behaviour is either an async generator or a coroutine that writes to the
+    context; the wrapper must be the same kind (gRPC tells them apart by inspection)."""
+    if inspect.isasyncgenfunction(inner):
+
+        async def generator(request: Any, context: Ctx) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except BaseException as exc:
+                done(context, started, exc)
+                raise
+            done(context, started, None)
+
+        return generator
+
+    async def writer(request: Any, context: Ctx) -> Any:
+        started = time.perf_counter()
+        try:
+            result = await inner(request, context)
+        except BaseException as exc:
+            done(context, started, exc)
+            raise
+        done(context, started, None)
+        return result
+
+    return writer
+
+
+class HubMetrics:
+    """One hub's metrics: the counters its servicers feed, the collector, the HTTP endpoint."""
+
+    def __init__(self, hub: Hub, listen: str, *, audit: AuditTrail | None = None) -> None:
+        self.hub = hub
+        self.listen = listen
+        self.audit = audit
+        self.interceptor = MetricsInterceptor()
+        #: Documents answered by (channel, verdict, directive), and RPCs answered by channel.
+        self.checks: dict[tuple[str, str, str], int] = {}
+        self.requests: dict[Channel, int] = dict.fromkeys(Channel, 0)
+        self.manifests: dict[Channel, _Bins] = {
+            Channel.MANIFEST: _Bins(MANIFEST_BUCKETS),
+            Channel.PAXLST: _Bins(MANIFEST_BUCKETS),
+        }
+        self.audit_wait = _Bins(AUDIT_BUCKETS_S)
+        try:
+            self.version = metadata.version("rmas")
+        except metadata.PackageNotFoundError:
+            self.version = "unknown"
+        # A registry of this hub's own: the global one would mix several hubs' series (tests run
+        # many hubs in one process) and refuse a second registration of the same names.
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.registry.register(self)
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    # -- the hot path --------------------------------------------------------------------------
+
+    def observe(self, channel: Channel, results: Sequence[CheckResult]) -> None:
+        """Count one answered RPC's documents. Call it right after the audit trail's ``record``
+        returned, with no ``await`` in between: the trail's ``last_wait_s`` is then this RPC's
+        commit wait (no other task has run since)."""
+        self.requests[channel] += 1
+        n = len(results)
+        if n == 1:
+            r = results[0]
+            key = (channel, r.verdict, r.directive)
+            self.checks[key] = self.checks.get(key, 0) + 1
+        elif n:
+            # One pass into a local dict keyed by (verdict, directive), then one update per group:
+            # measured 29 µs for 400 results (collections.Counter over an attrgetter: 37 µs).
+            groups: dict[tuple[Verdict, Directive], int] = {}
+            for r in results:
+                pair = (r.verdict, r.directive)
+                groups[pair] = groups.get(pair, 0) + 1
+            checks = self.checks
+            for (verdict, directive), k in groups.items():
+                key = (channel, verdict, directive)
+                checks[key] = checks.get(key, 0) + k
+        bins = self.manifests.get(channel)
+        if bins is not None:
+            bins.observe(n)
+        if self.audit is not None and n:
+            self.audit_wait.observe(self.audit.last_wait_s)
+
+    # -- scrape time ---------------------------------------------------------------------------
+
+    def collect(self) -> Iterable[Metric]:
+        """Every rmas series, read from the plain counters (prometheus-client's Collector)."""
+        yield from self._collect_checks()
+        yield from self._collect_providers()
+        yield from self._collect_hub()
+        if self.audit is not None:
+            yield from self._collect_audit(self.audit)
+        yield from self._collect_grpc()
+
+    def _collect_checks(self) -> Iterable[Metric]:
+        checks = CounterMetricFamily(
+            "rmas_checks",
+            "Documents answered, by channel, verdict and directive.",
+            labels=["channel", "verdict", "directive"],
+        )
+        for (channel, verdict, directive), n in sorted(self.checks.items()):
+            checks.add_metric([channel, verdict, directive], n)
+        yield checks
+        requests = CounterMetricFamily(
+            "rmas_check_requests",
+            "Check requests answered (PAXLST: interchanges checked), by channel.",
+            labels=["channel"],
+        )
+        for channel, n in self.requests.items():
+            requests.add_metric([channel], n)
+        yield requests
+        sizes = HistogramMetricFamily(
+            "rmas_manifest_documents",
+            "Documents per CheckManifest request or PAXLST interchange.",
+            labels=["channel"],
+        )
+        for channel, bins in self.manifests.items():
+            sizes.add_metric([channel], _buckets(bins.bounds, bins.counts), bins.sum)
+        yield sizes
+
+    def _collect_providers(self) -> Iterable[Metric]:
+        calls = CounterMetricFamily(
+            "rmas_provider_calls",
+            "Calls to a provider (one per batch of documents), by outcome.",
+            labels=["provider", "outcome"],
+        )
+        latency = HistogramMetricFamily(
+            "rmas_provider_call_duration_seconds",
+            "Time a provider call took, whatever its outcome.",
+            labels=["provider"],
+        )
+        in_flight = GaugeMetricFamily(
+            "rmas_provider_in_flight",
+            "Calls in flight to a national node (providers that report it).",
+            labels=["provider"],
+        )
+        breaker = GaugeMetricFamily(
+            "rmas_provider_breaker_state",
+            "Circuit breaker of a national node: 1 for its current state, 0 for the others.",
+            labels=["provider", "state"],
+        )
+        stats = self.hub.fanout.stats
+        for provider in self.hub.providers:
+            pid = provider.info.id
+            st = stats.get(pid)
+            if st is not None:
+                for outcome in Outcome:
+                    calls.add_metric([pid, outcome], st.outcomes.get(outcome, 0))
+                latency.add_metric(
+                    [pid],
+                    _buckets(LATENCY_BUCKETS_MS, st.latency_bins, 1000.0),
+                    st.latency_sum_ms / 1000.0,
+                )
+            snapshot = getattr(provider, "snapshot", None)
+            if not callable(snapshot):
+                continue
+            snap = snapshot()
+            if isinstance(snap, dict):
+                if isinstance(snap.get("in_flight"), int):
+                    in_flight.add_metric([pid], snap["in_flight"])
+                state = snap.get("breaker")
+                if state in _BREAKER_STATES:
+                    for s in _BREAKER_STATES:
+                        breaker.add_metric([pid, s], 1.0 if s == state else 0.0)
+        # Gauges only national nodes report: no empty families when the hub has none.
+        yield from (m for m in (calls, latency, in_flight, breaker) if m.samples or m is calls)
+
+    def _collect_hub(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "rmas_hub_in_flight_documents",
+            "Documents (with their OCR candidates: once) waiting for provider answers.",
+            value=self.hub.in_flight,
+        )
+        yield GaugeMetricFamily(
+            "rmas_hub_uptime_seconds",
+            "Seconds since the hub started.",
+            value=time.monotonic() - self.hub.started,
+        )
+        info = GaugeMetricFamily("rmas_build_info", "The rmas version.", labels=["version"])
+        info.add_metric([self.version], 1.0)
+        yield info
+
+    def _collect_audit(self, audit: AuditTrail) -> Iterable[Metric]:
+        sink = audit.sink
+        wait = self.audit_wait
+        hist = HistogramMetricFamily(
+            "rmas_audit_write_duration_seconds",
+            "Time a check waited for its audit entries to be committed.",
+        )
+        hist.add_metric([], _buckets(wait.bounds, wait.counts), wait.sum)
+        yield hist
+        yield GaugeMetricFamily(
+            "rmas_audit_backlog_entries",
+            "Audit entries queued or being committed.",
+            value=sink.backlog,
+        )
+        yield CounterMetricFamily(
+            "rmas_audit_commits", "Audit group commits that succeeded.", value=sink.commits
+        )
+        yield CounterMetricFamily(
+            "rmas_audit_failures", "Audit group commits that failed.", value=sink.failures
+        )
+        yield GaugeMetricFamily(
+            "rmas_audit_healthy",
+            "1 while the audit trail's last commit succeeded, else 0.",
+            value=1.0 if audit.healthy else 0.0,
+        )
+
+    def _collect_grpc(self) -> Iterable[Metric]:
+        handled = CounterMetricFamily(
+            "rmas_grpc_server_handled",
+            "RPCs completed, by method and gRPC status code.",
+            labels=["grpc_service", "grpc_method", "grpc_code"],
+        )
+        seconds = HistogramMetricFamily(
+            "rmas_grpc_server_handling_seconds",
+            "Time from a call reaching its handler to the handler's end, by method.",
+            labels=["grpc_service", "grpc_method"],
+        )
+        icpt = self.interceptor
+        for st in list(icpt.methods.values()):
+            for code, n in list(st.codes.items()):
+                handled.add_metric([st.service, st.method, code.name], n)
+            times = st.times
+            seconds.add_metric(
+                [st.service, st.method], _buckets(times.bounds, times.counts), times.sum
+            )
+        if icpt.unknown:
+            handled.add_metric(["unknown", "unknown", "UNIMPLEMENTED"], icpt.unknown)
+        yield handled
+        yield seconds
+
+    # -- the endpoint --------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The scrape body: every series of this hub's registry, in the text format."""
+        return generate_latest(self.registry)
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def start(self) -> int:
+        """Serve ``GET /metrics`` on ``listen``; returns the bound port (useful with port 0)."""
+        host, port = parse_listen(self.listen, "hub.metrics_listen")
+        app = web.Application()
+        app.router.add_get("/metrics", self._serve)
+        # No access log (a line per scrape), no signal handling (the hub's), and a short
+        # shutdown: a scrape takes milliseconds.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ConfigError(
+                "hub.metrics_listen", f"cannot bind {self.listen}: {exc.strerror or exc}"
+            ) from None
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])
+        log.info("metrics_started", listen=self.listen, port=self.port,
+                 note="unauthenticated: keep on a private interface")  # fmt: skip
+        return self.port
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
