@@ -125,6 +125,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(cfg: Any) -> int:
+    """Serve until SIGTERM/SIGINT, then drain; SIGHUP reloads the config file.
+
+    The first SIGTERM drains (stop accepting, finish the checks under way within
+    ``hub.drain_grace_ms``, flush the audit trail, close providers) and exits 0; a second SIGTERM,
+    or the grace period's end, cuts the remaining checks off and exits 1.
+    """
     from rmas.providers import build_providers
     from rmas.server.app import HubServer
 
@@ -135,15 +141,49 @@ async def _serve(cfg: Any) -> int:
     # way, so that full collections scan only what requests allocate (measured: the p99 of a
     # 480-passenger PAXLST fell from 99 to 73 ms; docs/benchmarks.md).
     gc.freeze()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    background: set[asyncio.Task[None]] = set()
+
+    def on_stop() -> None:
+        if stop.is_set():
+            log.warning("forced_stop", reason="second signal during drain")
+            task = loop.create_task(server.force_stop())
+            background.add(task)
+            task.add_done_callback(background.discard)
+        stop.set()
+
+    def on_hup() -> None:
+        task = loop.create_task(_reload(server, cfg.path))
+        background.add(task)
+        task.add_done_callback(background.discard)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop)
+    if cfg.path is not None:
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
     host, _ = parse_listen(cfg.hub.listen)
     print(f"rmas hub serving on {host}:{server.port} (Ctrl-C to stop)", flush=True)
     await stop.wait()
-    await server.stop(grace=5.0)
-    return 0
+    grace = server.config.drain_grace_ms / 1000.0
+    log.info("draining", grace_s=grace, in_flight=server.hub.in_flight)
+    drained = await server.stop(grace=grace)
+    return 0 if drained else 1
+
+
+async def _reload(server: Any, path: Any) -> None:
+    """SIGHUP: read the config file again and apply it; a file that is invalid, or that changes
+    what only a restart changes, is refused and the running configuration stays."""
+    try:
+        cfg = load_config(path)
+        changes = await server.reload(cfg)
+    except RmasError as exc:
+        log.error("config_reload_rejected", error=str(exc))
+        return
+    except Exception as exc:  # a provider factory failing in a way of its own
+        log.error("config_reload_rejected", error=f"{type(exc).__name__}: {exc}")
+        return
+    print(f"rmas hub reloaded {path}: {changes}", flush=True)
 
 
 # -- check ---------------------------------------------------------------------------------------

@@ -81,6 +81,8 @@ _HUB_KEYS = {
     "max_message_bytes",
     "log_level",
     "metrics_listen",
+    "max_in_flight",
+    "drain_grace_ms",
 }
 _PROVIDER_COMMON = {
     "id",
@@ -113,6 +115,11 @@ class HubConfig:
     #: host:port of the Prometheus endpoint (``GET /metrics``, plain HTTP, unauthenticated);
     #: "" for none. Without TLS only loopback addresses are allowed.
     metrics_listen: str = ""
+    #: Documents being checked at once, all callers together; past it a request is refused at
+    #: once with RESOURCE_EXHAUSTED rather than queued until its deadline passes.
+    max_in_flight: int = 20_000
+    #: On SIGTERM: how long in-flight checks may take to finish before they are cut off.
+    drain_grace_ms: int = 10_000
 
 
 _HUB_DEFAULTS = HubConfig()
@@ -373,8 +380,26 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
         m_host, m_port = parse_listen(metrics_listen, "hub.metrics_listen")
         if m_port != 0 and (m_host, m_port) == parse_listen(listen):
             raise ConfigError("hub.metrics_listen", "must differ from hub.listen")
+    max_in_flight = _get(t, "max_in_flight", "hub", int, _HUB_DEFAULTS.max_in_flight)
+    if not 1 <= max_in_flight <= 10_000_000:
+        raise ConfigError("hub.max_in_flight", "must be between 1 and 10000000 (documents)")
+    if max_in_flight < max_manifest:
+        raise ConfigError(
+            "hub.max_in_flight", f"must be at least hub.max_manifest ({max_manifest})"
+        )
+    grace = _get(t, "drain_grace_ms", "hub", int, _HUB_DEFAULTS.drain_grace_ms)
+    if not 0 <= grace <= 600_000:
+        raise ConfigError("hub.drain_grace_ms", "must be between 0 and 600000")
     return HubConfig(
-        listen, deadline_ms, policy, max_manifest, max_bytes, level, metrics_listen=metrics_listen
+        listen,
+        deadline_ms,
+        policy,
+        max_manifest,
+        max_bytes,
+        level,
+        metrics_listen=metrics_listen,
+        max_in_flight=max_in_flight,
+        drain_grace_ms=grace,
     )
 
 

@@ -7,6 +7,7 @@
     │   ├── ProviderTimeout      ... in time
     │   └── ProviderUnavailable  ... at all (down, refused, breaker open, bulkhead full)
     ├── StoreError               an SQL store could not be read or written
+    ├── Overloaded               the hub has as many documents in flight as it may take
     └── AuditError               the audit trail could not be written or read
 
 Provider failures never reach a caller as a failed RPC: the fan-out turns them into outcomes
@@ -21,6 +22,7 @@ __all__ = [
     "AuditError",
     "ConfigError",
     "FieldViolation",
+    "Overloaded",
     "ProviderError",
     "ProviderTimeout",
     "ProviderUnavailable",
@@ -77,3 +79,9 @@ class StoreError(RmasError):
 
 class AuditError(RmasError):
     """The audit trail could not be written (so no answer may leave the hub) or read."""
+
+
+class Overloaded(RmasError):
+    """The hub is checking as many documents as it may; the caller should retry shortly."""
+
+    retry_after_s = 0.1

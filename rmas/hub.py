@@ -123,6 +123,21 @@ class Hub:
     def providers(self) -> tuple[Provider, ...]:
         return self.router.providers
 
+    def reconfigure(self, providers: Sequence[Provider], policy: HubPolicy) -> None:
+        """Route new checks to ``providers`` under ``policy`` (a configuration reload).
+
+        Checks already under way keep the fan-out they started with, so none is dropped; the
+        statistics of providers that stay carry over, so ``rmas status`` and the metrics go on.
+        """
+        old = self.fanout
+        self.policy = policy
+        self.router = Router(providers)
+        fanout = FanOut(self.router)
+        for pid in fanout.stats:
+            if pid in old.stats:
+                fanout.stats[pid] = old.stats[pid]
+        self.fanout = fanout
+
     def deadline(self, caller_remaining_s: float | None) -> float:
         """The absolute deadline for a check: the caller's, capped by policy, minus a margin.
 

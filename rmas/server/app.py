@@ -11,6 +11,8 @@ Prometheus metrics on a separate HTTP port (:mod:`rmas.server.metrics`).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import grpc
@@ -23,7 +25,7 @@ from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen
 from rmas.errors import ConfigError, ProviderError
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel, IapiConfig
-from rmas.providers import Provider
+from rmas.providers import Provider, build_providers
 from rmas.security.access import AccessPolicy
 from rmas.security.tls import TlsConfig
 from rmas.server.admin_service import HubAdminService
@@ -89,6 +91,21 @@ class HubServer:
         )
         self._server: grpc.aio.Server | None = None
         self.port = 0
+        #: The config this hub was built from (``from_config``): what a reload compares with.
+        self.source: RmasConfig | None = None
+        self.access = AccessInterceptor(self.policy)
+        self.service = DocumentCheckService(
+            self.hub,
+            self.iapi,
+            max_manifest=config.max_manifest,
+            policy=self.policy,
+            audit=self.audit,
+            metrics=self.metrics,
+            max_in_flight=config.max_in_flight,
+        )
+        self._watcher: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self._forced = False
 
     @classmethod
     def from_config(cls, cfg: RmasConfig, providers: Sequence[Provider]) -> HubServer:
@@ -104,7 +121,9 @@ class HubServer:
             audit = AuditTrail.from_config(
                 a.url, str(a.key_file), required=a.required, synchronous=a.synchronous
             )
-        return cls(cfg.hub, providers, cfg.iapi, tls=cfg.tls, policy=policy, audit=audit)
+        server = cls(cfg.hub, providers, cfg.iapi, tls=cfg.tls, policy=policy, audit=audit)
+        server.source = cfg
+        return server
 
     async def open_providers(self) -> None:
         """Let providers that can open early do so: a store on an outdated schema stops the hub
@@ -129,7 +148,7 @@ class HubServer:
             # Metrics first: the outermost handler, so calls the access check refuses count too.
             interceptors=[
                 *([self.metrics.interceptor] if self.metrics is not None else []),
-                AccessInterceptor(self.policy),
+                self.access,
             ],
             options=[
                 ("grpc.max_receive_message_length", limit),
@@ -137,17 +156,7 @@ class HubServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        check_pb2_grpc.add_DocumentCheckServicer_to_server(
-            DocumentCheckService(
-                self.hub,
-                self.iapi,
-                max_manifest=self.config.max_manifest,
-                policy=self.policy,
-                audit=self.audit,
-                metrics=self.metrics,
-            ),
-            server,
-        )
+        check_pb2_grpc.add_DocumentCheckServicer_to_server(self.service, server)
         check_pb2_grpc.add_HubAdminServicer_to_server(HubAdminService(self.hub), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -167,8 +176,9 @@ class HubServer:
             except ConfigError:
                 await self.stop(grace=0)
                 raise
-        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
-        await self.health.set(CHECK_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        await self._set_health(True)
+        if self.audit is not None and self.audit.required:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch_audit())
         providers = [p.info.id for p in self.hub.providers]
         audit = "off" if self.audit is None else ("required" if self.audit.required else "on")
         if self.tls is None:
@@ -197,23 +207,154 @@ class HubServer:
                 log.warning("certificate_expires_soon", expires=self.tls.not_after.isoformat())
         return self.port
 
+    async def _set_health(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for service in ("", CHECK_SERVICE):
+            await self.health.set(service, status)
+
+    async def _watch_audit(self, every_s: float = 0.5) -> None:
+        """NOT_SERVING while a required audit trail cannot be written (no check could be
+        answered), SERVING again once it can; load balancers then route around this hub."""
+        assert self.audit is not None
+        serving = True
+        while True:
+            await asyncio.sleep(every_s)
+            healthy = self.audit.healthy
+            if healthy != serving:
+                serving = healthy
+                await self._set_health(serving)
+                log.warning("health_changed", serving=serving, reason="audit trail")
+
+    async def reload(self, cfg: RmasConfig) -> dict[str, list[str]]:
+        """Apply a new configuration without dropping a check; raise ConfigError (and change
+        nothing) when it cannot be applied.
+
+        Reloadable: providers (added, removed, changed: an unchanged provider keeps its
+        connections, breaker and statistics), callers and limits, deadlines and policy, the
+        manifest and in-flight limits, the airline channel's settings. Only a restart changes
+        the listening addresses, TLS material, message size limit, the audit trail and metrics.
+        """
+        old = self.source
+        if old is None:
+            raise ConfigError("config", "this hub was not started from a config file")
+        fixed = {
+            "hub.listen": (old.hub.listen, cfg.hub.listen),
+            "hub.max_message_bytes": (old.hub.max_message_bytes, cfg.hub.max_message_bytes),
+            "hub.metrics_listen": (old.hub.metrics_listen, cfg.hub.metrics_listen),
+            "hub.log_level": (old.hub.log_level, cfg.hub.log_level),
+            "tls": (old.tls, cfg.tls),
+            "audit": (old.audit, cfg.audit),
+        }
+        for key, (before, after) in fixed.items():
+            if before != after:
+                raise ConfigError(key, "changes only with a restart; nothing was reloaded")
+        current = dict(zip((pc.id for pc in old.providers), self.hub.providers, strict=True))
+        previous = {pc.id: pc for pc in old.providers}
+        providers: list[Provider] = []
+        fresh: list[Provider] = []
+        try:
+            for pc in cfg.providers:
+                if previous.get(pc.id) == pc:
+                    providers.append(current[pc.id])
+                    continue
+                (provider,) = build_providers([pc])
+                fresh.append(provider)
+                providers.append(provider)
+                start = getattr(provider, "start", None)
+                if callable(start):
+                    await start()
+        except Exception:
+            for p in fresh:
+                await _close(p)
+            raise
+        removed = [p for pid, p in current.items() if p not in providers]
+        policy = None
+        if cfg.tls is not None:
+            policy = AccessPolicy(
+                cfg.callers, documents_per_s=cfg.limits.documents_per_s, burst=cfg.limits.burst
+            )
+        self.hub.reconfigure(
+            providers,
+            HubPolicy(
+                on_incomplete=cfg.hub.on_incomplete, max_deadline_s=cfg.hub.deadline_ms / 1000.0
+            ),
+        )
+        self.policy = policy
+        self.access.policy = policy
+        self.service.reconfigure(
+            max_manifest=cfg.hub.max_manifest, max_in_flight=cfg.hub.max_in_flight, policy=policy
+        )
+        self.iapi.config = cfg.iapi
+        self.config = cfg.hub
+        self.source = cfg
+        if removed:
+            # Checks that started before the reload may still be asking them: close them once
+            # the longest deadline either configuration allows has passed.
+            linger = max(old.hub.deadline_ms, cfg.hub.deadline_ms) / 1000.0 + 1.0
+            task = asyncio.get_running_loop().create_task(_close_later(removed, linger))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        changes = {
+            "added": [p.info.id for p in fresh if p.info.id not in current],
+            "replaced": [p.info.id for p in fresh if p.info.id in current],
+            "removed": [p.info.id for p in removed if p.info.id not in {q.info.id for q in fresh}],
+        }
+        log.info("config_reloaded", **changes, callers=len(cfg.callers))
+        return changes
+
     async def wait(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
 
-    async def stop(self, grace: float = 5.0) -> None:
-        """Stop accepting, let in-flight checks finish within ``grace``, close providers."""
+    async def stop(self, grace: float = 5.0) -> bool:
+        """Drain: stop accepting (health NOT_SERVING), let the checks under way finish within
+        ``grace`` seconds, then write what the audit trail holds, close metrics and providers.
+
+        Returns True when every check under way was answered, False when the grace period (or a
+        shorter one from a second call, e.g. a second SIGTERM) cut some off.
+        """
         await self.health.enter_graceful_shutdown()
+        drained = True
         if self._server is not None:
+            cancelled = self.service.cancelled
             await self._server.stop(grace)
             self._server = None
+            with contextlib.suppress(TimeoutError):  # the cancelled handlers unwind
+                await asyncio.wait_for(self.service.idle.wait(), 5.0)
+            drained = self.service.cancelled == cancelled and not self._forced
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
         if self.metrics is not None:
             await self.metrics.stop()
         if self.audit is not None:
             await self.audit.aclose()
+        for task in list(self._closing):
+            task.cancel()
         for p in self.hub.providers:
-            try:
-                await p.aclose()
-            except Exception as exc:
-                log.warning("provider_close_failed", provider=p.info.id, error=type(exc).__name__)
-        log.info("hub_stopped")
+            await _close(p)
+        log.info("hub_stopped", drained=drained)
+        return drained
+
+    async def force_stop(self) -> None:
+        """Cut off the checks still under way now (a second SIGTERM during a drain)."""
+        self._forced = True
+        if self._server is not None:
+            await self._server.stop(0)
+
+
+async def _close(p: Provider) -> None:
+    try:
+        await p.aclose()
+    except Exception as exc:
+        log.warning("provider_close_failed", provider=p.info.id, error=type(exc).__name__)
+
+
+async def _close_later(providers: Sequence[Provider], delay_s: float) -> None:
+    await asyncio.sleep(delay_s)
+    for p in providers:
+        await _close(p)

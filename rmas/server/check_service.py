@@ -10,7 +10,9 @@ on: :mod:`rmas.server.metrics`), and the results are written in the caller's vie
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import grpc
@@ -18,7 +20,7 @@ import grpc
 from rmas.audit.entry import Channel
 from rmas.audit.trail import AuditTrail
 from rmas.documents import DocumentQuery
-from rmas.errors import AuditError, FieldViolation, ValidationError
+from rmas.errors import AuditError, FieldViolation, Overloaded, ValidationError
 from rmas.hub import CheckResult, Hub, InvalidDocument, Item, ScannedDocument, new_check_id
 from rmas.iapi.channel import IapiAnswer, IapiChannel
 from rmas.security.access import AccessPolicy, RateLimited
@@ -53,6 +55,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         policy: AccessPolicy | None = None,
         audit: AuditTrail | None = None,
         metrics: HubMetrics | None = None,
+        max_in_flight: int = 20_000,
     ) -> None:
         self._hub = hub
         self._iapi = iapi
@@ -60,16 +63,52 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         self._policy = policy
         self._audit = audit
         self._metrics = metrics
+        self._max_in_flight = max_in_flight
+        #: RPCs being answered; ``idle`` is set when there are none (for draining).
+        self.active = 0
+        #: RPCs cancelled before they were answered (by a drain's end, or by their caller).
+        self.cancelled = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def reconfigure(
+        self, *, max_manifest: int, max_in_flight: int, policy: AccessPolicy | None
+    ) -> None:
+        """New limits from a configuration reload; calls under way keep what they admitted."""
+        self._max_manifest = max_manifest
+        self._max_in_flight = max_in_flight
+        self._policy = policy
+
+    @contextlib.contextmanager
+    def _serving(self) -> Iterator[None]:
+        self.active += 1
+        self.idle.clear()
+        try:
+            yield
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.active -= 1
+            if not self.active:
+                self.idle.set()
 
     def _charge(self, who: Admitted, documents: int) -> None:
-        """Raise RateLimited when the caller's bucket cannot pay for ``documents``."""
+        """Raise Overloaded when the hub has too many documents in flight, RateLimited when the
+        caller's bucket cannot pay for ``documents``."""
+        in_flight = self._hub.in_flight
+        if in_flight and in_flight + documents > self._max_in_flight:
+            raise Overloaded(
+                f"hub overloaded: {in_flight} documents in flight (at most "
+                f"{self._max_in_flight}); retry shortly or at another hub"
+            )
         if self._policy is not None and who.rule is not None:
             self._policy.admit(who.caller.identity, who.rule, documents)
 
     async def _admit(self, who: Admitted, documents: int, context: Ctx) -> None:
         try:
             self._charge(who, documents)
-        except RateLimited as exc:
+        except (RateLimited, Overloaded) as exc:
             await abort_exhausted(context, str(exc), exc.retry_after_s)
 
     async def _record(
@@ -92,7 +131,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 f"{'…' if len(results) > 3 else ''})",
             )
 
-    async def CheckDocument(
+    async def _CheckDocument(
         self, request: check_pb2.CheckDocumentRequest, context: Ctx
     ) -> check_pb2.CheckDocumentResponse:
         who = current_caller()
@@ -120,7 +159,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         result_to_pb(results[0], response.result, who.view)
         return response
 
-    async def CheckManifest(
+    async def _CheckManifest(
         self, request: check_pb2.CheckManifestRequest, context: Ctx
     ) -> check_pb2.CheckManifestResponse:
         who = current_caller()
@@ -154,7 +193,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         results_to_pb(results, response, who.view)
         return response
 
-    async def CheckPaxlst(
+    async def _CheckPaxlst(
         self, request: check_pb2.CheckPaxlstRequest, context: Ctx
     ) -> check_pb2.CheckPaxlstResponse:
         who = current_caller()
@@ -176,6 +215,26 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 admit=lambda n: self._charge(who, n),
                 record=record,
             )
-        except RateLimited as exc:
+        except (RateLimited, Overloaded) as exc:
             await abort_exhausted(context, str(exc), exc.retry_after_s)
         return paxlst_answer_to_pb(answer, who.view)
+
+    # The RPCs: each counted while it is answered, so a drain knows when the last one is out.
+
+    async def CheckDocument(
+        self, request: check_pb2.CheckDocumentRequest, context: Ctx
+    ) -> check_pb2.CheckDocumentResponse:
+        with self._serving():
+            return await self._CheckDocument(request, context)
+
+    async def CheckManifest(
+        self, request: check_pb2.CheckManifestRequest, context: Ctx
+    ) -> check_pb2.CheckManifestResponse:
+        with self._serving():
+            return await self._CheckManifest(request, context)
+
+    async def CheckPaxlst(
+        self, request: check_pb2.CheckPaxlstRequest, context: Ctx
+    ) -> check_pb2.CheckPaxlstResponse:
+        with self._serving():
+            return await self._CheckPaxlst(request, context)
