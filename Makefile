@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PROTO_SRC := $(wildcard proto/rmas/v1/*.proto)
 
-.PHONY: install proto proto-check lint format test demo bench bench-store clean
+.PHONY: install proto proto-check lint format test demo bench bench-store soak clean
 
 $(BIN)/rmas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: install
 # National scale: 10,000,000 records into SQLite and PostgreSQL (about 10 minutes; see the module).
 bench-store: install
 	$(PY) -m benchmarks.store_bench
+
+# A hub under steady load for 10 minutes: memory and latency must stay flat (see the module).
+soak: install
+	$(PY) -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
