@@ -255,17 +255,18 @@ async def _status(args: argparse.Namespace) -> int:
         data["checks"] = int(data["checks"])
         for p in data["providers"]:
             p["calls"], p["failures"] = int(p["calls"]), int(p["failures"])
+            p["record_count"] = int(p["record_count"])
         print(json.dumps(data, indent=2))
         return 0
     print(f"rmas {st.version}  up {st.uptime_s:.0f} s  {st.checks} documents checked  "
           f"{st.in_flight} in flight")  # fmt: skip
     print(f"{'provider':<10} {'scope':<7} {'health':<9} {'breaker':<10} {'calls':>7} "
-          f"{'errors':>7} {'p50 ms':>8} {'p99 ms':>8}  covers")  # fmt: skip
+          f"{'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'records':>10}  covers")  # fmt: skip
     for p in st.providers:
         covers = ",".join(p.issuing_states) or "all"
         print(f"{p.provider_id:<10} {p.scope:<7} {p.health:<9} {p.breaker or '-':<10} "
               f"{p.calls:>7} {p.recent_error_rate:>6.0%} {p.recent_p50_ms:>8.1f} "
-              f"{p.recent_p99_ms:>8.1f}  {covers}"
+              f"{p.recent_p99_ms:>8.1f} {p.record_count or '-':>10}  {covers}"
               + (f"  last error: {p.last_error}" if p.last_error else ""))  # fmt: skip
     return 0
 

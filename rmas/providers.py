@@ -18,6 +18,7 @@ selects it. A factory takes the provider's :class:`ProviderConfig` and returns a
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ __all__ = [
     "Scope",
     "build_providers",
     "load_factory",
+    "record_count",
 ]
 
 ENTRY_POINT_GROUP = "rmas.providers"
@@ -146,6 +148,20 @@ class Provider(Protocol):
 
 
 ProviderFactory = Callable[[ProviderConfig], Provider]
+
+
+async def record_count(provider: Provider, timeout_s: float = 2.0) -> int | None:
+    """How many records a provider holds, when it can say (the optional ``record_count()``
+    method; remote nodes report their Describe figure). None when it cannot say in time."""
+    method = getattr(provider, "record_count", None)
+    if not callable(method):
+        return None
+    try:
+        async with asyncio.timeout(timeout_s):
+            n = await method()
+    except Exception:  # a count is a courtesy: never let it fail a Describe or a status
+        return None
+    return int(n) if n is not None else None
 
 
 def load_factory(kind: str) -> ProviderFactory:

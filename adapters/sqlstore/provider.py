@@ -38,11 +38,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlstore.migrate import HEAD, current_revision
-from adapters.sqlstore.schema import make_engine, resolve_url
+from adapters.sqlstore.schema import documents, make_engine, resolve_url
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable, StoreError
 from rmas.providers import ProviderConfig, ProviderInfo, Registry
@@ -260,6 +261,7 @@ class SqlStoreProvider:
         )
         self._n_readers = readers
         self._engine: AsyncEngine | None = None
+        self._count: tuple[int, float] | None = None
         self._conns: list[AsyncConnection] = []
         self._coalescer: _Coalescer | _InlineCoalescer | None = None
         self._lock = asyncio.Lock()
@@ -296,6 +298,28 @@ class SqlStoreProvider:
     @property
     def info(self) -> ProviderInfo:
         return self._info
+
+    async def record_count(self) -> int | None:
+        """Records the store holds (withdrawn ones left out), for Describe and ``rmas status``.
+
+        Counting ten million rows takes a second, so the figure is kept for a minute.
+        """
+        now = time.monotonic()
+        if self._count is not None and now - self._count[1] < 60.0:
+            return self._count[0]
+        if self._engine is None:
+            await self.start()
+        assert self._engine is not None
+        async with self._engine.connect() as conn:
+            n = (
+                await conn.execute(
+                    select(func.count())
+                    .select_from(documents)
+                    .where(documents.c.withdrawn.is_(False))
+                )
+            ).scalar_one()
+        self._count = (int(n), now)
+        return int(n)
 
     @property
     def queries(self) -> int:

@@ -265,6 +265,12 @@ class RemoteProvider:
         assert error is not None
         raise error
 
+    async def record_count(self) -> int | None:
+        """The node's own figure, from its last Describe (0 there means it does not say)."""
+        if self.described is None or not self.described.record_count:
+            return None
+        return int(self.described.record_count)
+
     def snapshot(self) -> dict[str, Any]:
         """Breaker, bulkhead and latency figures (for ``rmas status`` and logs)."""
         lat = sorted(self.latencies_ms)

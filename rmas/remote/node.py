@@ -26,7 +26,7 @@ from rmas.errors import (
     ProviderUnavailable,
     ValidationError,
 )
-from rmas.providers import Provider, Registry
+from rmas.providers import Provider, Registry, record_count
 from rmas.security.access import node_policy
 from rmas.security.tls import TlsConfig
 from rmas.server.auth import AccessInterceptor
@@ -56,7 +56,9 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
     ) -> provider_pb2.DescribeResponse:
         info = self.provider.info
         registry = getattr(self.provider, "registry", None)
+        count = await record_count(self.provider)
         return provider_pb2.DescribeResponse(
+            record_count=count or 0,
             provider_id=info.id,
             issuing_states=sorted(info.issuing_states),
             contact=info.contact,

@@ -8,6 +8,7 @@ import grpc
 
 from rmas import __version__
 from rmas.hub import Hub
+from rmas.providers import record_count
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 __all__ = ["HubAdminService"]
@@ -44,6 +45,9 @@ class HubAdminService(check_pb2_grpc.HubAdminServicer):
                 recent_p99_ms=float(summary.get("p99_ms", 0.0)),
                 last_error=st.last_error if st else "",
             )
+            count = await record_count(p, timeout_s=0.5)
+            if count is not None:
+                ps.record_count = count
             snapshot = getattr(p, "snapshot", None)
             if callable(snapshot):
                 snap = snapshot()
