@@ -15,10 +15,7 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -29,7 +26,7 @@ from rmas.client import document_pb
 from rmas.logs import configure_logging
 from rmas.v1 import check_pb2, check_pb2_grpc
 from tests.conftest import Pki
-from tests.test_cli import free_port
+from tests.hubproc import free_port, serve
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -89,20 +86,9 @@ def test_a_hub_run_writes_no_document_number_or_name_to_its_logs(tmp_path: Path,
     (tmp_path / "audit.key").write_text(os.urandom(32).hex())
     port = free_port()
     (tmp_path / "hub.toml").write_text(HUB.format(port=port))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rmas.cli", "serve", "--config", str(tmp_path / "hub.toml")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "GRPC_VERBOSITY": "debug"},
-    )
+    proc = serve(tmp_path / "hub.toml", port, stdout=subprocess.PIPE,
+                 env={"GRPC_VERBOSITY": "debug"})  # fmt: skip
     try:
-        for _ in range(200):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
         _exercise(f"127.0.0.1:{port}", pki)
     finally:
         proc.send_signal(signal.SIGTERM)

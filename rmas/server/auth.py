@@ -7,9 +7,8 @@ call. Refusals: UNAUTHENTICATED (no certificate identity), PERMISSION_DENIED (an
 ``[[callers]]`` table names, or a method the role may not call). Servicers read the admitted
 caller with :func:`current_caller`.
 
-grpc.aio server interceptors see only the method name and metadata, not the TLS peer, so the
-interceptor wraps the method's handler: the check runs inside the call, where the servicer
-context (and its ``auth_context()``) exists. Wrapped handlers are cached per method.
+The check runs inside the call, where the servicer context (and its ``auth_context()``) exists:
+see :mod:`rmas.server.interceptors`.
 
 Without TLS (development mode, loopback only) there are no identities: every caller is
 ``insecure:<peer>`` with the officer role and every method open.
@@ -21,18 +20,16 @@ import contextvars
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from rmas.audit.entry import Caller
 from rmas.security.access import PERMISSIONS, AccessPolicy, CallerRule, Role, View, view_of
+from rmas.server.interceptors import Ctx, Handler, HandlerInterceptor
 
 __all__ = ["AccessInterceptor", "Admitted", "current_caller", "peer_identity"]
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
-if TYPE_CHECKING:  # grpc-stubs makes it generic; at run time it is a plain class
-    Handler = grpc.RpcMethodHandler[Any, Any]
 
 #: gRPC's property for the verified peer's URI SANs, and only those
 #: (``x509_subject_alternative_name`` mixes every kind of name, in certificate order).
@@ -68,28 +65,12 @@ def peer_identity(context: Ctx) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
-class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class AccessInterceptor(HandlerInterceptor):
     """Admits or refuses every call; ``policy`` None is development mode (no TLS)."""
 
     def __init__(self, policy: AccessPolicy | None) -> None:
+        super().__init__()
         self.policy = policy
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method: str = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
 
     def admit(self, method: str, context: Ctx) -> Admitted | str:
         """The admitted caller, or the refusal's text (prefixed ``unauthenticated:`` when the
@@ -116,7 +97,7 @@ class AccessInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             )
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
 
-    def _wrap(self, method: str, handler: Handler) -> Handler:
+    def wrap(self, method: str, handler: Handler) -> Handler:
         admit, refuse = self.admit, self._refuse
         h: Any = handler
         if h.unary_unary is not None:

@@ -45,9 +45,9 @@ import asyncio
 import bisect
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 import structlog
@@ -73,6 +73,7 @@ from rmas.errors import ConfigError
 from rmas.fanout import LATENCY_BUCKETS_MS
 from rmas.hub import CheckResult, Hub
 from rmas.remote.resilience import BreakerState
+from rmas.server.interceptors import Ctx, Handler, HandlerInterceptor
 from rmas.verdict import Directive, Outcome, Verdict
 
 __all__ = ["CONTENT_TYPE", "HubMetrics", "MetricsInterceptor"]
@@ -82,9 +83,6 @@ log = structlog.get_logger("rmas.server.metrics")
 #: The classic text format, which every Prometheus version reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
-if TYPE_CHECKING:  # grpc-stubs makes it generic; at run time it is a plain class
-    Handler = grpc.RpcMethodHandler[Any, Any]
 
 #: Histogram bounds. Seconds for durations, documents for manifest sizes.
 RPC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -156,43 +154,31 @@ class _MethodStats:
         self.codes[code] = self.codes.get(code, 0) + 1
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class MetricsInterceptor(HandlerInterceptor):
     """Counts every RPC by method and final status code, and times it.
 
     It must come first in the server's interceptor list, before
     :class:`~rmas.server.auth.AccessInterceptor`: the first interceptor's handler is the outermost
     one, so a call the access check refuses (UNAUTHENTICATED, PERMISSION_DENIED) is counted too.
 
-    grpc.aio interceptors see only the method name, not the call's outcome, so (as in
-    :mod:`rmas.server.auth`) the handler's behaviour is wrapped; wrapped handlers are cached per
-    method. Method names come only from handlers the server has: a call to a method it does not
+    The handler's behaviour is wrapped to see the call's outcome (:mod:`rmas.server.interceptors`).
+    Method names come only from handlers the server has: a call to a method it does not
     serve is counted under ``grpc_method="unknown"``, never under the name the caller sent.
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self.methods: dict[str, _MethodStats] = {}
         self.unknown = 0
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            self.unknown += 1  # gRPC answers UNIMPLEMENTED
-            return handler
-        method: str = handler_call_details.method
-        cached = self._wrapped.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
+    def unhandled(self) -> None:
+        self.unknown += 1  # gRPC answers UNIMPLEMENTED
+
+    def wrap(self, method: str, handler: Handler) -> Handler:
         stats = self.methods.get(method)
         if stats is None:
             stats = self.methods[method] = _MethodStats(method)
-        wrapped = _wrap(stats, handler)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+        return _wrap(stats, handler)
 
 
 def _wrap(stats: _MethodStats, handler: Handler) -> Handler:

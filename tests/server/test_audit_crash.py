@@ -10,11 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -23,7 +20,7 @@ import pytest
 from rmas.audit.sink import verify
 from rmas.client import document_pb
 from rmas.v1 import check_pb2, check_pb2_grpc
-from tests.test_cli import free_port
+from tests.hubproc import free_port, serve
 
 HUB = """
 [hub]
@@ -43,25 +40,11 @@ latency_ms = 1
 """
 
 
-def start_hub(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_hub(folder: Path) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
     (folder / "hub.toml").write_text(HUB.format(port=port))
     (folder / "audit.key").write_text(os.urandom(32).hex())
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rmas.cli", "serve", "--config", str(folder / "hub.toml")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("hub did not start")
+    return serve(folder / "hub.toml", port), f"127.0.0.1:{port}"
 
 
 @pytest.mark.slow

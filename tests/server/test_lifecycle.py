@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from rmas.server.app import HubServer
 from rmas.testing import FakeProvider
 from rmas.v1 import check_pb2, check_pb2_grpc
 from rmas.verdict import RecordStatus
-from tests.test_cli import free_port
+from tests.hubproc import free_port, serve
 
 BASE = """
 [hub]
@@ -66,19 +64,7 @@ class Hub:
         self.target = f"127.0.0.1:{self.port}"
         (folder / "audit.key").write_text(os.urandom(32).hex())
         self.write(config)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rmas.cli", "serve", "--config", str(folder / "hub.toml")],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(200):
-            assert self.proc.poll() is None, self.proc.communicate()[1]
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.1)
-        raise AssertionError("hub did not start")
+        self.proc = serve(folder / "hub.toml", self.port, stdout=subprocess.PIPE)
 
     def write(self, config: str) -> None:
         text = config.replace("{port}", str(getattr(self, "port", 0)))

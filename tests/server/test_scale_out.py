@@ -14,10 +14,7 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -27,7 +24,7 @@ from adapters.sqlstore.importer import import_csv
 from rmas.audit.sink import verify
 from rmas.client import document_pb
 from rmas.v1 import check_pb2, check_pb2_grpc
-from tests.test_cli import free_port
+from tests.hubproc import free_port, serve
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -86,19 +83,7 @@ def start(folder: Path, url: str) -> tuple[subprocess.Popen[str], int]:
     port = free_port()
     (folder / "hub.toml").write_text(HUB.format(port=port, url=url))
     (folder / "audit.key").write_text(KEY)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "rmas.cli", "serve", "--config", str(folder / "hub.toml")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    for _ in range(200):
-        assert proc.poll() is None, proc.communicate()[1]
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, port
-        time.sleep(0.1)
-    raise AssertionError("hub did not start")
+    return serve(folder / "hub.toml", port), port
 
 
 KEY = os.urandom(32).hex()  # one key for both hubs: `rmas audit find` works across them
