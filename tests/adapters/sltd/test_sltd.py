@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
 from rmas.client import check_document_request, result_to_dict
 from rmas.documents import DocumentQuery, DocumentType
-from rmas.errors import ProviderTimeout, ProviderUnavailable
+from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable
 from rmas.providers import ProviderInfo, Scope
 from rmas.testing import running_hub
 from rmas.v1 import check_pb2_grpc
@@ -315,3 +316,41 @@ def test_sltd_serve_runs_as_its_own_process(tmp_path: Path, fixtures_dir: Path) 
         proc.terminate()
         proc.wait(10)
     assert proc.returncode == 0
+
+
+# --- HTTPS with client certificates (the hub's [tls]) ------------------------------------------
+
+
+async def test_the_adapter_reaches_the_service_over_https_with_the_hubs_client_certificate(
+    tmp_path: Path, pki: Any
+) -> None:
+    from rmas.providers import ProviderConfig
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'sltd.db'}"
+    ctx = pki.tls("node").server_ssl_context()  # the service's own certificate (server EKU)
+    svc = await start_service(url, ServiceConfig(dict(TOKENS), ADMIN), ssl_context=ctx)
+    await svc.store.bulk_load(SEED)
+    assert svc.url.startswith("https://127.0.0.1:")
+    cfg = ProviderConfig(
+        id="SLTD", kind="sltd", issuing_states=frozenset(), scope=Scope.GLOBAL, required=True,
+        contact="", max_batch=0, timeout_s=0.0, options={"url": svc.url, "token": "nz-token"},
+        tls=pki.tls("hub"),
+    )  # fmt: skip
+    p = SltdProvider.from_config(cfg)
+    stolen = DocumentQuery(issuing_state="NZL", number="LS900001", type=DocumentType.PASSPORT)
+    try:
+        (record,) = await p.lookup_many([stolen], time.monotonic() + 5)
+        assert record.status is RecordStatus.STOLEN
+        # A client without a certificate is refused during the handshake.
+        import ssl
+
+        bare = ssl.create_default_context(cadata=(pki.dir / "ca.pem").read_text())
+        async with aiohttp.ClientSession() as s:
+            with pytest.raises(aiohttp.ClientError):
+                await s.post(f"{svc.url}/v1/search", json={}, ssl=bare)
+    finally:
+        await p.aclose()
+        await svc.close()
+    # And https:// without the hub's [tls] is a configuration error, not a silent plain link.
+    with pytest.raises(ConfigError, match="https:// needs the hub's \\[tls\\]"):
+        SltdProvider.from_config(replace(cfg, tls=None))
