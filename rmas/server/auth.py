@@ -28,7 +28,7 @@ from rmas.audit.entry import Caller
 from rmas.security.access import PERMISSIONS, AccessPolicy, CallerRule, Role, View, view_of
 from rmas.server.interceptors import Ctx, Handler, HandlerInterceptor
 
-__all__ = ["AccessInterceptor", "Admitted", "current_caller", "peer_identity"]
+__all__ = ["AccessInterceptor", "Admitted", "Refusal", "current_caller", "peer_identity"]
 
 
 #: gRPC's property for the verified peer's URI SANs, and only those
@@ -44,6 +44,14 @@ class Admitted:
     view: View
     #: The ``[[callers]]`` rule that admitted it (None in development mode).
     rule: CallerRule | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a call is not admitted: the status it ends with, and the text the caller reads."""
+
+    code: grpc.StatusCode
+    message: str
 
 
 _current: contextvars.ContextVar[Admitted] = contextvars.ContextVar("rmas_caller")
@@ -72,9 +80,8 @@ class AccessInterceptor(HandlerInterceptor):
         super().__init__()
         self.policy = policy
 
-    def admit(self, method: str, context: Ctx) -> Admitted | str:
-        """The admitted caller, or the refusal's text (prefixed ``unauthenticated:`` when the
-        peer has no identity)."""
+    def admit(self, method: str, context: Ctx) -> Admitted | Refusal:
+        """The admitted caller, or why it is refused."""
         policy = self.policy
         if policy is None:
             # The peer's address without its ephemeral port: one client, one identity.
@@ -82,20 +89,24 @@ class AccessInterceptor(HandlerInterceptor):
             return Admitted(Caller(f"insecure:{host}", Role.OFFICER.value), View.FULL)
         identity = peer_identity(context)
         if identity is None:
-            return "unauthenticated: the client certificate carries no single rmas:// identity"
+            return Refusal(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "the client certificate carries no single rmas:// identity",
+            )
         rule = policy.resolve(identity)
         if rule is None:
-            return f"{identity} is not a known caller of this hub"
+            return Refusal(
+                grpc.StatusCode.PERMISSION_DENIED, f"{identity} is not a known caller of this hub"
+            )
         if rule.role not in PERMISSIONS.get(method, ()):
-            return f"{identity} ({rule.role}) may not call {method}"
+            return Refusal(
+                grpc.StatusCode.PERMISSION_DENIED, f"{identity} ({rule.role}) may not call {method}"
+            )
         return Admitted(Caller(identity, rule.role.value), view_of(rule.role), rule)
 
-    async def _refuse(self, context: Ctx, why: str) -> None:
-        if why.startswith("unauthenticated: "):
-            await context.abort(
-                grpc.StatusCode.UNAUTHENTICATED, why.removeprefix("unauthenticated: ")
-            )
-        await context.abort(grpc.StatusCode.PERMISSION_DENIED, why)
+    @staticmethod
+    async def _refuse(context: Ctx, refusal: Refusal) -> None:
+        await context.abort(refusal.code, refusal.message)
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         admit, refuse = self.admit, self._refuse
@@ -105,7 +116,7 @@ class AccessInterceptor(HandlerInterceptor):
 
             async def unary_unary(request: Any, context: Ctx) -> Any:
                 who = admit(method, context)
-                if isinstance(who, str):
+                if isinstance(who, Refusal):
                     await refuse(context, who)
                 _current.set(who)  # type: ignore[arg-type]
                 return await inner_uu(request, context)
@@ -124,7 +135,7 @@ class AccessInterceptor(HandlerInterceptor):
 
             async def stream_unary(requests: Any, context: Ctx) -> Any:
                 who = admit(method, context)
-                if isinstance(who, str):
+                if isinstance(who, Refusal):
                     await refuse(context, who)
                 _current.set(who)  # type: ignore[arg-type]
                 return await inner_su(requests, context)
@@ -142,15 +153,15 @@ class AccessInterceptor(HandlerInterceptor):
 def _streaming(
     method: str,
     inner: Any,
-    admit: Callable[[str, Ctx], Admitted | str],
-    refuse: Callable[[Ctx, str], Awaitable[None]],
+    admit: Callable[[str, Ctx], Admitted | Refusal],
+    refuse: Callable[[Ctx, Refusal], Awaitable[None]],
 ) -> Any:
     """Wrap a streaming behaviour, whether it is an async generator or writes to the context."""
     if inspect.isasyncgenfunction(inner):
 
         async def generator(request: Any, context: Ctx) -> AsyncIterator[Any]:
             who = admit(method, context)
-            if isinstance(who, str):
+            if isinstance(who, Refusal):
                 await refuse(context, who)
             _current.set(who)  # type: ignore[arg-type]
             async for item in inner(request, context):
@@ -160,7 +171,7 @@ def _streaming(
 
     async def writer(request: Any, context: Ctx) -> Any:
         who = admit(method, context)
-        if isinstance(who, str):
+        if isinstance(who, Refusal):
             await refuse(context, who)
         _current.set(who)  # type: ignore[arg-type]
         return await inner(request, context)
