@@ -2,7 +2,10 @@
 
 ``python -m benchmarks.store_bench [--quick] [--records N]``. For each engine:
 
-- import: ``rmas store import`` of a CSV of N records (two states, numbers in key order), rows/s;
+- import: ``rmas store import --replace`` of a CSV of N records (two states, numbers in key order)
+  over the store the last run left, rows/s; for SQLite also the raw sqlite3 ceiling in the same
+  run (the CSV's fields straight into ``executemany``, no validation, no WAL, unique index built
+  after: performance.md's bulk load), as a reference for how fast the machine is at the time;
 - batch lookups: 400 keys (half present) through the provider, one batch at a time, p50/p99;
 - point lookups: 64 concurrent single-document lookups through the provider for 5 s, against the
   raw driver doing the same point query from 64 tasks in the same run (ratio);
@@ -15,9 +18,12 @@ postgresql+asyncpg://postgres@127.0.0.1:5432/rmas_bench (created when missing).
 from __future__ import annotations
 
 import asyncio
+import csv as csvlib
+import itertools
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import sys
 import time
@@ -164,6 +170,32 @@ async def _raw_rate(url: str, singles: list[Any]) -> float:
         await pool.close()
 
 
+def _raw_sqlite_rate(csv: Path) -> float:
+    """Rows/s of the raw sqlite3 bulk load of the same CSV, measured in the same run."""
+    db = OUT / "raw-reference.db"
+    db.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    con = sqlite3.connect(db, isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode = OFF")
+        con.execute("PRAGMA synchronous = OFF")
+        con.execute("CREATE TABLE d (state, number, type, status, reported_on, record_ref)")
+        n = 0
+        with csv.open(newline="") as f:
+            reader = csvlib.reader(f)
+            next(reader)
+            con.execute("BEGIN")
+            while chunk := list(itertools.islice(reader, 50_000)):
+                con.executemany("INSERT INTO d VALUES (?, ?, ?, ?, ?, ?)", chunk)
+                n += len(chunk)
+            con.execute("CREATE UNIQUE INDEX d_key ON d (state, number)")
+            con.execute("COMMIT")
+    finally:
+        con.close()
+        db.unlink(missing_ok=True)
+    return n / (time.perf_counter() - t0)
+
+
 def _node_rss(url: str) -> dict[str, float]:
     """Resident memory of a node serving the store, after answering for a few seconds."""
     from benchmarks.hub_bench import free_port, server_process
@@ -199,7 +231,10 @@ def run(quick: bool = False, records: int | None = None) -> dict[str, Any]:
     csv = _csv(n)
     sqlite_url = f"sqlite+aiosqlite:///{OUT / f'store-{n}.db'}"
     out: dict[str, Any] = {"records": n}
+    raw_rate = _raw_sqlite_rate(csv)
     out["sqlite"] = asyncio.run(_engine_figures(sqlite_url, csv, n))
+    out["sqlite"]["raw_sqlite_rows_per_s"] = raw_rate
+    out["sqlite"]["import_vs_raw_sqlite"] = out["sqlite"]["import_rows_per_s"] / raw_rate
     out["sqlite"]["node"] = _node_rss(sqlite_url)
     pg = asyncio.run(_pg_url())
     out["postgres"] = asyncio.run(_engine_figures(pg, csv, n))
@@ -224,6 +259,10 @@ def run(quick: bool = False, records: int | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    from rmas.logs import configure_logging
+
+    # The importer's phase timings as JSON lines on stderr; stdout stays the figures alone.
+    configure_logging("info")
     arg = sys.argv[sys.argv.index("--records") + 1] if "--records" in sys.argv else None
     print(json.dumps(run(quick="--quick" in sys.argv, records=int(arg) if arg else None),
                      indent=1))  # fmt: skip

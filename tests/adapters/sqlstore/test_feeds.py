@@ -139,6 +139,7 @@ async def test_lookups_during_a_full_reload_never_miss_a_record(
     second.write_text(HEADER + "".join(f"NZL,{n},P,LOST,,R\n" for n in keep)
                       + "".join(f"NZL,LB{i:06d},P,LOST,,R\n" for i in range(20_000)))  # fmt: skip
     p = SqlStoreProvider(INFO, db_url)
+    await p.start()  # opened first: the reload can now finish before a lazy start would
     missing = 0
     lookups = 0
     done = asyncio.Event()
