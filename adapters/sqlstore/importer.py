@@ -12,13 +12,13 @@ a large file is parsed in a worker process while this one writes), and everythin
 one transaction on the driver connection of SQLAlchemy's engine. Two ways to write, chosen inside
 that transaction once it holds the store's write lock:
 
-- **Swap** (``replace=True``, or an import into an empty store): the rows go into a table with no
-  index, the unique key is built once at the end from the sorted rows, and the fresh table then
-  takes the place of ``documents`` in the same transaction. Readers see the old store until the
-  commit and the complete new one after it. Building the key once does not depend on the file's
-  order (a shuffled 10-million-row file: 43 s sorted first, against 92 s of B-tree inserts into
-  the constrained table). On PostgreSQL the swap leaves no dead rows behind (a delete-and-reload
-  left ten million, and the lookups right after it paid for them).
+- **Swap** (``replace=True``, or an import into an empty store): the rows go into a fresh table,
+  which then takes the place of ``documents`` in the same transaction, so readers see the old
+  store until the commit and the complete new one after it. SQLite: straight into the fresh
+  table while the chunks arrive in key order, otherwise through a staging table without an
+  index, inserted in key order at the end (``_sqlite_swap``). PostgreSQL: COPY into a table
+  without an index, its unique key built once at the end; the swap leaves no dead rows behind
+  (a delete-and-reload left ten million, and the lookups right after it paid for them).
 - **Upsert** (an import into a store that already holds records): ``INSERT ... ON CONFLICT``, a
   later row for the same document winning. A ``replace`` falls back to this path, after deleting
   the old records in the same transaction, when the table carries something a swap would not
@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import csv
 import datetime as dt
+import itertools
 import marshal
 import operator
 import os
@@ -478,7 +479,6 @@ class _Phases:
 # --- SQLite ---------------------------------------------------------------------------------
 
 _SQLITE_STAGING = "rmas_import"
-SQLITE_STAGE = True
 
 
 def _sqlite_values(columns: Sequence[str]) -> str:
@@ -589,9 +589,18 @@ async def _sqlite_swap(
     database: str | None,
     phases: _Phases,
 ) -> tuple[int, int]:
-    """Stage the rows without an index, build ``documents_new`` from them in key order, put it in
-    place of ``documents``. All in the caller's transaction. Returns (rows in the store, rows
-    loaded)."""
+    """Fill ``documents_new`` and put it in place of ``documents``, in the caller's transaction.
+    Returns (rows in the store, rows loaded).
+
+    The fresh table is created from the live table's own SQL: same columns, same UNIQUE
+    constraint, so the store keeps exactly the schema its Alembic revision made. Rows go straight
+    into it as long as each chunk arrives in key order (its unique index then grows at one end,
+    while the next chunk is parsed); from the first chunk that does not, they go to a staging
+    table without an index and join the fresh table in one sorted insert at the end. Measured on
+    10 million records, same runs: in key order, straight in 219,000-304,000 rows/s against
+    165,000-228,000 staged; shuffled, 142,000-146,000 staged against 119,000 straight in
+    (B-tree inserts all over an index larger than the page cache).
+    """
     ((ddl,),) = await driver.execute_fetchall(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'documents'"
     )
@@ -605,39 +614,51 @@ async def _sqlite_swap(
     )
     await driver.execute("DROP TABLE IF EXISTS documents_new")
     await driver.execute(fresh_ddl)
+    straight_in = (
+        f"INSERT INTO documents_new ({', '.join(_COLUMNS)}) VALUES ({_sqlite_values(columns)}) "
+        f"ON CONFLICT (issuing_state, number) DO UPDATE SET {_UPDATE_ALL}"
+    )
+    staging = f"temp.{_SQLITE_STAGING}"
+    staged = False
+
+    async def write(chunk: list[Row]) -> None:
+        nonlocal staged
+        # Keys are unique within a chunk, so comparing whole rows compares keys.
+        if not staged and not all(map(operator.lt, chunk, itertools.islice(chunk, 1, None))):
+            staged = True
+            await driver.execute(f"DROP TABLE IF EXISTS {staging}")
+            await driver.execute(f"CREATE TEMP TABLE {_SQLITE_STAGING} ({', '.join(columns)})")
+        if staged:
+            await driver.executemany(
+                f"INSERT INTO {staging} VALUES ({', '.join('?' * len(columns))})", chunk
+            )
+        else:
+            await driver.executemany(straight_in, chunk)
+
     stop = threading.Event()
     warm: asyncio.Future[None] | None = None
     if database:
         warm = asyncio.ensure_future(asyncio.to_thread(_read_ahead, database, stop))
-    if SQLITE_STAGE:
-        staging = f"temp.{_SQLITE_STAGING}"
-        await driver.execute(f"DROP TABLE IF EXISTS {staging}")
-        await driver.execute(f"CREATE TEMP TABLE {_SQLITE_STAGING} ({', '.join(columns)})")
-        insert = f"INSERT INTO {staging} VALUES ({', '.join('?' * len(columns))})"
-    else:
-        insert = (
-            f"INSERT INTO documents_new ({', '.join(_COLUMNS)}) VALUES ({_sqlite_values(columns)})"
-            f" ON CONFLICT (issuing_state, number) DO UPDATE SET {_UPDATE_ALL}"
-        )
     try:
-        total = await _pipeline(chunks, lambda chunk: driver.executemany(insert, chunk))
+        total = await _pipeline(chunks, write)
     finally:
         if warm is not None:
             if not warm.done():
                 phases.marks["read_ahead_unfinished"] = True
             stop.set()
             await warm
-    phases.mark("stage")
-    if SQLITE_STAGE:
+    phases.mark("load")
+    if staged:
+        # In key order, and by rowid within a key: the later of two rows for a document wins.
         await driver.execute(
             f"INSERT INTO documents_new ({', '.join(_COLUMNS)}) "
             f"SELECT {_sqlite_select(columns)} FROM {staging} WHERE true "
             f"ORDER BY issuing_state, number, rowid ON CONFLICT (issuing_state, number) "
             f"DO UPDATE SET {_UPDATE_ALL}"
         )
-    phases.mark("build")
-    # The staging table is not dropped (that walks all its pages: 1-2 s for 10 million rows):
-    # it goes with the temporary database when the caller closes the connection.
+        phases.mark("staged_insert")
+        # The staging table is not dropped (that walks all its pages: 1-2 s for 10 million
+        # rows): it goes with the temporary database when the caller closes the connection.
     await driver.execute("DROP TABLE documents")
     phases.mark("drop_old")
     await driver.execute("ALTER TABLE documents_new RENAME TO documents")

@@ -318,6 +318,32 @@ async def test_a_document_repeated_in_later_chunks_keeps_its_last_row(
     assert (await store_shape(db_url))["key"]
 
 
+async def test_a_later_row_wins_whether_its_chunk_went_straight_in_or_was_staged(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two rows a chunk: the first two chunks are in key order (written straight into the fresh
+    # table on SQLite), the third is not (it and the rest are staged and sorted at the end).
+    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    csv = tmp_path / "in.csv"
+    csv.write_text(
+        "\n".join([
+            HEADER,
+            "NZL,LA1,P,LOST,,R1", "NZL,LA2,P,LOST,,R2",
+            "NZL,LA1,P,STOLEN,,R1", "NZL,LA3,P,LOST,,R3",
+            "NZL,LA5,P,LOST,,R5", "NZL,LA4,P,LOST,,R4",
+            "NZL,LA1,P,REVOKED,,R1", "NZL,LA6,P,LOST,,R6",
+        ])
+        + "\n"
+    )  # fmt: skip
+    for replace, counts in ((False, (8, 6, 2, 0)), (True, (8, 6, 2, 0)), (False, (8, 0, 8, 0))):
+        report = await import_csv(db_url, csv, replace=replace)
+        assert (report.loaded, report.inserted, report.updated, report.duplicates) == counts
+        assert [(r[1], r[2]) for r in await rows(db_url)] == [
+            ("LA1", "REVOKED"), ("LA2", "LOST"), ("LA3", "LOST"), ("LA4", "LOST"),
+            ("LA5", "LOST"), ("LA6", "LOST"),
+        ]  # fmt: skip
+
+
 async def test_a_worker_process_parses_a_large_file_and_reports_lines_alike(
     tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
