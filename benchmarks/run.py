@@ -47,6 +47,7 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "remote": _module("remote_bench"),
     "sltd": _module("sltd_bench"),
     "metrics": _module("metrics_bench"),
+    "security": _module("security_bench"),
 }
 
 # (section, key in the result's "median" or top level, comparison, bound, description)

@@ -172,7 +172,9 @@ class ChainVerifier:
         """One stored row: its seq, prev_hash, hash and its :data:`FIELDS` values."""
         self.count += 1
         expected_seq = self._last_seq + 1
-        if seq != expected_seq:
+        if seq < expected_seq:
+            self._problem(f"entry {seq} out of order: it comes after entry {self._last_seq}")
+        elif seq != expected_seq:
             self._problem(f"{_span(expected_seq, seq - 1)} missing: seq gap")
         elif prev_hash != self._last_hash:
             if seq == 1:
@@ -196,6 +198,15 @@ class ChainVerifier:
                 )
         self._last_seq = seq
         self._last_hash = stored_hash
+
+    def unreadable(self, first: int, last: int, last_hash: str, why: str) -> None:
+        """Entries ``first`` to ``last`` cannot be read as entries (a stored block was altered):
+        one problem; checking resumes after them, from ``last_hash``."""
+        if first > self._last_seq + 1:
+            self._problem(f"{_span(self._last_seq + 1, first - 1)} missing: seq gap")
+        self._problem(f"{_span(first, last)} unreadable: {why}")
+        self._last_seq = max(self._last_seq, last)
+        self._last_hash = last_hash
 
     def finish(self) -> VerifyReport:
         """The report, once every row has been fed."""

@@ -28,6 +28,15 @@ what remains is a valid chain: keep an anchor (`rmas audit head` prints SEQ:HASH
 database and pass it as --expect-head. Exit 0 intact, 1 broken, 2 cannot read the database."""
 
 
+_MIGRATE_HELP = """\
+Convert an SQLite audit trail of the earlier layout (a table row per entry) to the current one
+(a row per group commit; see docs/architecture.md), in one transaction, keeping every entry and
+hash: the chain is verified before (nothing is converted unless it is intact) and after (same
+count, same head). Stop the hubs that write to it first; a hub refuses to append to the old
+layout. PostgreSQL trails keep their layout. Exit 0 converted, 1 the chain is broken (nothing
+converted), 2 the trail cannot be converted."""
+
+
 def register(subparsers: Any) -> None:
     audit = subparsers.add_parser(
         "audit",
@@ -71,6 +80,15 @@ def register(subparsers: Any) -> None:
     hd.add_argument("--url", required=True, help=_URL_HELP)
     hd.add_argument("--json", action="store_true", help="print JSON")
     hd.set_defaults(func=_cmd_head)
+
+    mg = sub.add_parser(
+        "migrate",
+        help="convert an SQLite trail written by an earlier rmas to the current layout",
+        description=_MIGRATE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mg.add_argument("--url", required=True, help="sqlite+aiosqlite:///FILE")
+    mg.set_defaults(func=_cmd_migrate)
 
     kg = sub.add_parser("keygen", help="write a new random audit key file (32 bytes, hex)")
     kg.add_argument("file", type=Path, help="where to write it (must not exist)")
@@ -216,6 +234,25 @@ def _cmd_head(args: argparse.Namespace) -> int:
         print(json.dumps({"seq": seq, "hash": digest}))
     else:
         print(f"{seq}:{digest}")
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from rmas.audit.sink import migrate
+    from rmas.cli import run_async
+
+    try:
+        done = run_async(migrate(args.url))
+    except RmasError as exc:
+        return _fail("migrate", exc)
+    if done.after is None:
+        print(f"audit trail BROKEN: {done.before.problem_count} problem(s); nothing converted")
+        for problem in done.before.problems:
+            print(f"  {problem}")
+        print("keep this file as it is for examination, and start a new trail")
+        return 1
+    seq, digest = done.after.head
+    print(f"converted {done.entries} entries; the chain verifies, head {seq}:{digest} unchanged")
     return 0
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rmas.audit.writer import NO_TAG, key_tag
 from rmas.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,12 +33,21 @@ __all__ = [
     "Caller",
     "Channel",
     "DocumentKeyer",
+    "encode_entries",
+    "encode_keys",
     "entries_for",
     "utc_timestamp",
 ]
 
 #: Shortest HMAC key accepted (128 bits).
 MIN_KEY_BYTES = 16
+#: Fields per entry (len(rmas.audit.chain.FIELDS); chain imports this module).
+_NFIELDS = 11
+#: Deletes hex digits (what is left of a tag that is all hex: nothing).
+_HEX_DIGITS = str.maketrans("", "", "0123456789abcdef")
+#: Starts each entry in the wire form: encoded with "surrogateescape" it is the byte 0xFF,
+#: which no UTF-8 text holds (rmas.audit.writer).
+_SEP = "\udcff"
 
 
 class Channel(enum.StrEnum):
@@ -197,6 +207,70 @@ def _text(value: str) -> str:
     return value
 
 
+def _fields(  # noqa: PLR0917 (private, called twice with entries_for's arguments)
+    results: Sequence[CheckResult],
+    caller: Caller,
+    channel: Channel,
+    keyer: DocumentKeyer,
+    reference: str,
+    now: dt.datetime | None,
+) -> list[str]:
+    """The entries' fields, :data:`rmas.audit.chain.FIELDS` order, one flat list (11 per entry).
+
+    A result without a document (data that failed validation) has no issuing state and no
+    document key: what the caller sent was not a usable identity.
+    """
+    time = utc_timestamp(now)
+    identity = _text(caller.identity)
+    role = _text(caller.role)
+    chan = channel.value
+    ref = _text(reference) if reference else ""
+    key_of = keyer.key_of
+    known = _SOURCES_CACHE.get
+    out: list[str] = []
+    extend = out.extend
+    for r in results:
+        doc = r.document
+        if doc is None:
+            state = key = ""
+        else:
+            state = doc.issuing_state
+            economy, number = doc.key
+            key = key_of(economy, number) if number else ""
+        # One answer is the usual case: its key without a comprehension (a function call).
+        answers = r.sources
+        if len(answers) == 1:
+            a = answers[0]
+            rec = a.record
+            skey: tuple[tuple[str, str, str, str], ...] = (
+                (
+                    a.provider_id,
+                    a.outcome,
+                    rec.status if rec is not None else "",
+                    "candidate" if a.queried_number else "",
+                ),
+            )
+        else:
+            skey = tuple(
+                [
+                    (
+                        a.provider_id,
+                        a.outcome,
+                        a.record.status if a.record is not None else "",
+                        "candidate" if a.queried_number else "",
+                    )
+                    for a in answers
+                ]
+            )
+        sources = known(skey) or _sources_json(skey)
+        # ``_value_``: the plain text, without the cost of the ``value`` property.
+        extend(
+            (_SEP, time, identity, role, chan, r.check_id, state, key, sources,
+             r.verdict._value_, r.directive._value_, ref)
+        )  # fmt: skip
+    return out
+
+
 def entries_for(
     results: Sequence[CheckResult],
     caller: Caller,
@@ -211,48 +285,52 @@ def entries_for(
     A result without a document (data that failed validation) has no issuing state and no
     document key: what the caller sent was not a usable identity.
     """
-    time = utc_timestamp(now)
-    identity = _text(caller.identity)
-    role = _text(caller.role)
-    chan = channel.value
-    ref = _text(reference) if reference else ""
-    key_of = keyer.key_of
-    out: list[AuditEntry] = []
-    append = out.append
-    for r in results:
-        doc = r.document
-        if doc is None:
-            state = key = ""
-        else:
-            state = doc.issuing_state
-            economy, number = doc.key
-            key = key_of(economy, number) if number else ""
-        sources = _sources_json(
-            tuple(
-                [
-                    (
-                        a.provider_id,
-                        a.outcome,
-                        a.record.status if a.record is not None else "",
-                        "candidate" if a.queried_number else "",
-                    )
-                    for a in r.sources
-                ]
-            )
-        )
-        append(
-            AuditEntry(
-                time,
-                identity,
-                role,
-                chan,
-                r.check_id,
-                state,
-                key,
-                sources,
-                r.verdict.value,
-                r.directive.value,
-                ref,
-            )
-        )
-    return out
+    flat = _fields(results, caller, channel, keyer, reference, now)
+    return [AuditEntry(*flat[i + 1 : i + 1 + _NFIELDS]) for i in range(0, len(flat), _NFIELDS + 1)]
+
+
+def encode_entries(
+    results: Sequence[CheckResult],
+    caller: Caller,
+    channel: Channel,
+    keyer: DocumentKeyer,
+    *,
+    reference: str = "",
+    now: dt.datetime | None = None,
+) -> tuple[bytes, bytes]:
+    """(keys, group): the entries :func:`entries_for` makes, directly in the sink's wire form
+    (:mod:`rmas.audit.writer`), for :meth:`rmas.audit.sink.AuditSink.record_encoded`: the hub's
+    hot path builds no AuditEntry, and encodes once per call, not per entry.
+
+    No field holds a NUL or a lone surrogate: caller texts go through :func:`_text`, the others
+    are codes, hex and JSON. So only the entry marks become the byte 0xFF ("surrogateescape").
+    """
+    flat = _fields(results, caller, channel, keyer, reference, now)
+    return (
+        encode_keys(flat[5 :: _NFIELDS + 1], flat[7 :: _NFIELDS + 1]),
+        "\x00".join(flat).encode("utf-8", "surrogateescape"),
+    )
+
+
+def encode_keys(check_ids: Sequence[str], document_keys: Sequence[str]) -> bytes:
+    """The ``keys`` of a group (:mod:`rmas.audit.writer`): each entry's check id tag and
+    document key tag (:func:`rmas.audit.writer.key_tag`, 16 ASCII characters each).
+
+    The hub's check ids and document keys are lower-case hex, whose tag is their first 16
+    characters: that is checked once for the whole group, not per value.
+    """
+    cids = [c[:16] for c in check_ids]
+    dks = [k[:16] for k in document_keys if k]
+    joined_c, joined_k = "".join(cids), "".join(dks)
+    if (
+        len(joined_c) != 16 * len(cids)
+        or len(joined_k) != 16 * len(dks)
+        or joined_c.translate(_HEX_DIGITS)
+        or joined_k.translate(_HEX_DIGITS)
+    ):
+        tags = [key_tag(v) for pair in zip(check_ids, document_keys, strict=True) for v in pair]
+    else:
+        tags = [NO_TAG] * (2 * len(cids))
+        tags[0::2] = cids
+        tags[1::2] = [k[:16] or NO_TAG for k in document_keys]
+    return "".join(tags).encode("ascii")

@@ -4,91 +4,98 @@
 
 - **Group commit.** ``record()`` queues its entries and waits. One writer task per sink takes
   everything queued (whole ``record()`` calls, up to ``max_batch`` entries), commits it in one
-  transaction, then wakes those callers. No timer: whatever queued while a commit ran forms the
-  next one, so under load a commit carries many checks and when idle a check waits for one.
+  transaction, then wakes those callers. Whatever queued while a commit ran forms the next one,
+  so under load a commit carries many checks and when idle a check waits for one.
+- **Linger, only for tiny groups.** When fewer than :data:`LINGER_BELOW` entries wait and the
+  previous commit started less than ``linger_s`` (:data:`LINGER_S`, 4 ms) ago, the next one
+  waits for that moment: single checks at 64 in flight otherwise commit 1.3 entries at a time,
+  and each commit costs about 150 µs of CPU between hub and writer (measured: 0.61x of a hub
+  without audit, 1.0x with the linger; docs/benchmarks.md). An idle hub never waits: the
+  previous commit is long past. Manifests are never held: they are more than 64 entries.
 - **One chain per database**, however many hub processes share it. Each commit holds an
   exclusive lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``pg_advisory_xact_lock`` on
   :data:`PG_LOCK_KEY`), reads the tail (highest ``seq`` and its hash), numbers and chains its
-  entries from there (:mod:`rmas.audit.chain`), inserts them in one statement and commits. The
-  primary key on ``seq`` turns any writer that skipped the lock into a failed commit, never a
-  fork.
+  entries from there (:mod:`rmas.audit.chain`), inserts them and commits.
 - **Durability.** SQLite runs in WAL mode with ``synchronous=FULL`` by default: the commit has
   reached the disk when ``record()`` returns. PostgreSQL uses the server's synchronous commit.
   After every SQLite commit the file is checked to be still the one opened (SQLite in WAL mode
   carries on writing to a deleted file, which would lose entries silently).
-- **Driver connections, not SQLAlchemy, on the hot path** (docs: performance.md): SQLite through
-  the stdlib ``sqlite3`` on one dedicated thread, one thread hop per commit (aiosqlite would cost
-  four: begin, tail, insert, commit); PostgreSQL through one asyncpg connection, four round
-  trips per commit, the rows as typed arrays through ``unnest``. SQLAlchemy describes the table
-  (:data:`audit_entries`, for admin queries) and renders its DDL for each dialect.
+- **SQLite: a writer process** (:mod:`rmas.audit.writer`), which stores each commit as one
+  block row (its layout, and why, are described there). The hub serialises a group once, as
+  bytes (:func:`rmas.audit.entry.encode_entries`, no AuditEntry objects on the hot path), sends
+  it over a pipe, and gets the new head back once it is committed; the process hashes, inserts
+  and commits. The event loop thus never contends with SQLite for the GIL, and on a host with
+  more than one core the writer's CPU is not the hub's. A writer that dies fails the commit it
+  held (AuditError: those checks get no answer) and a new one is started for the next commit;
+  it reopens the file only if it still exists (a lost database is an error, never a fresh
+  chain). The writer ends when the sink closes its input: after ``aclose()``, or when the hub
+  process dies, however it dies.
+- **PostgreSQL: one asyncpg connection in the hub**, four round trips per commit, the rows as
+  typed arrays through ``unnest``; a row per entry, with the bucketed indexes below. asyncpg
+  does its I/O on the event loop without a thread, and the database server does the storing,
+  so a process of its own would save the hub little (docs/benchmarks.md).
 - **Indexes.** ``document_key`` (for :func:`find`) and ``check_id`` are random values, and a
-  B-tree insert at a random place dirties a page of its own: SQLite writes every dirty page
-  whole to its write-ahead log, so two plain indexes cost about 1 page (4 KiB) per index per
-  entry, measured at 38 µs of CPU an entry on a 500,000-entry trail against 2.5 µs without them.
-  Both indexes therefore lead with the entry's bucket, ``seq >> 12`` (4,096 consecutive entries):
-  new entries land in the newest bucket's few pages, and the cost fell to 5 µs an entry. A
-  lookup probes each bucket in one statement (``WITH RECURSIVE`` on SQLite, ``generate_series``
-  on PostgreSQL): measured 8 ms (SQLite) and 19 ms (PostgreSQL) on 2,000,000 entries,
-  connection included. PostgreSQL gets the same indexes: its write-ahead log writes a full page
-  image at the first change of each page after a checkpoint, so scattered inserts cost it too
-  (not measured separately).
+  B-tree insert at a random place dirties a page of its own: both indexes lead with the entry's
+  bucket, ``seq >> 12`` (4,096 consecutive entries), so that new entries land in the newest
+  bucket's few pages. A lookup probes each bucket in one statement (``WITH RECURSIVE`` on
+  SQLite, ``generate_series`` on PostgreSQL): measured 8 ms (SQLite) and 19 ms (PostgreSQL) on
+  2,000,000 entries. SQLite builds a bucket's index once the bucket is complete, in one sorted
+  insert (:mod:`rmas.audit.writer`).
 - **Failures.** A failed commit is rolled back, its callers get :class:`~rmas.errors.AuditError`
   and ``healthy`` is false until a commit succeeds; the connection is dropped and reopened for
-  the next commit (an SQLite file is reopened only if it still exists: a lost database is an
-  error, never a fresh chain).
+  the next commit.
 
-Reading: :func:`verify` streams the chain in ``seq`` order in chunks (memory stays flat for
-millions of entries), :func:`find` looks entries up by document key, :func:`head` gives the
-anchor an operator keeps to detect a deleted tail (see :mod:`rmas.audit.chain`).
+Reading: :func:`verify` streams the chain in ``seq`` order (memory stays flat for millions of
+entries), :func:`find` looks entries up by document key, :func:`head` gives the anchor an
+operator keeps to detect a deleted tail (see :mod:`rmas.audit.chain`). SQLite files of the
+version 1 layout (a table row per entry) are read as they are; :func:`migrate` converts one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import hashlib
+import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol
+from typing import Any, Final, Literal, Protocol, cast
 
 import structlog
 from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, Table, Text, literal_column
 from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from rmas.audit.chain import (
-    FIELDS,
-    GENESIS,
-    ChainVerifier,
-    VerifyReport,
-    entry_body,
-    entry_fields,
-    link_hash,
-)
-from rmas.audit.entry import AuditEntry
+from rmas.audit import writer as _w
+from rmas.audit.chain import FIELDS, GENESIS, ChainVerifier, VerifyReport, entry_fields, link_hash
+from rmas.audit.entry import AuditEntry, encode_keys
 from rmas.errors import AuditError, ConfigError
 
 __all__ = [
     "BUCKET_BITS",
     "COLUMNS",
+    "LINGER_BELOW",
+    "LINGER_S",
     "PG_LOCK_KEY",
     "SYNCHRONOUS_MODES",
     "TABLE",
     "AuditSink",
     "audit_entries",
     "audit_metadata",
+    "encode_group",
     "find",
     "find_check",
     "head",
+    "migrate",
     "verify",
 ]
 
@@ -98,8 +105,9 @@ TABLE = "audit_entries"
 
 audit_metadata = MetaData()
 
-#: The stored entries: ``seq``, the chain columns, then every :data:`~rmas.audit.chain.FIELDS`
-#: column, all text. SQLite's ``seq`` is its rowid (INTEGER PRIMARY KEY).
+#: The entries as a table: ``seq``, the chain columns, then every
+#: :data:`~rmas.audit.chain.FIELDS` column, all text. PostgreSQL stores them so (and SQLite files
+#: of layout version 1); SQLite's layout 2 shows them so, as a view (:mod:`rmas.audit.writer`).
 audit_entries = Table(
     TABLE,
     audit_metadata,
@@ -126,6 +134,7 @@ for _column in ("document_key", "check_id"):
     )
 
 COLUMNS: Final = ("seq", "prev_hash", "hash", *FIELDS)
+_NFIELDS: Final = len(FIELDS)
 _COLS = ", ".join(COLUMNS)
 
 #: PostgreSQL advisory lock serialising chain appends (and schema creation) in one database.
@@ -136,8 +145,11 @@ PG_LOCK_KEY: Final = int.from_bytes(
 #: SQLite ``synchronous`` settings accepted (OFF is not: it would give up durability).
 SYNCHRONOUS_MODES: Final = frozenset({"NORMAL", "FULL", "EXTRA"})
 
+#: A commit of fewer entries than this waits until LINGER_S after the previous one started.
+LINGER_BELOW: Final = 64
+LINGER_S: Final = 0.004
+
 _TAIL_SQL = f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1"
-_SQLITE_INSERT = f"INSERT INTO {TABLE} ({_COLS}) VALUES ({', '.join('?' * len(COLUMNS))})"
 _PG_INSERT = (
     f"INSERT INTO {TABLE} ({_COLS}) SELECT * FROM unnest($1::bigint[], "
     + ", ".join(f"${i}::text[]" for i in range(2, len(COLUMNS) + 1))
@@ -170,7 +182,6 @@ def _ddl(dialect: Dialect) -> tuple[str, ...]:
     return (table.strip(), *indexes)
 
 
-_SQLITE_DDL = _ddl(sqlite_dialect.dialect())
 _PG_DDL = _ddl(pg_dialect.asyncpg.dialect())  # type: ignore[no-untyped-call]
 
 
@@ -218,133 +229,281 @@ def _reason(exc: BaseException) -> str:
 
 # -- writers ------------------------------------------------------------------------------------
 
-#: An entry ready to store: its fields (FIELDS order) and their canonical bytes.
-_Row = tuple[tuple[str, ...], bytes]
+#: The writer process's program, run by path (it imports nothing from rmas).
+WRITER_SCRIPT: Final = str(Path(_w.__file__ or "writer.py").resolve())
+#: Capacity asked for the pipe to the writer (Linux's default limit for unprivileged users).
+_PIPE_BYTES: Final = 1 << 20
 
 
 class _Writer(Protocol):
     async def open(self) -> None: ...
-    async def commit(self, rows: list[_Row]) -> None: ...
+    async def commit(self, count: int, keys: bytes, group: bytes) -> None: ...
+    async def probe(self) -> None: ...
     async def close(self) -> None: ...
 
 
+class _WriterProcess(asyncio.SubprocessProtocol):
+    """The hub's end of one writer process: requests go out on a pipe to its stdin, replies come
+    back on its stdout in the same order, each resolving the oldest waiting future.
+
+    Requests are written with ``os.writev`` straight from their parts (the group is the
+    largest: 100-250 KB for a manifest) into a pipe enlarged to 1 MiB where Linux allows, so a
+    group usually leaves in one system call and is copied once, by the kernel; a transport's
+    write would first join the parts, and a 64 KiB pipe takes a manifest in three rounds.
+    What the pipe does not take now is written when it becomes writable.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, write_fd: int) -> None:
+        self._loop = loop
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._fd = write_fd  # -1 once closed
+        self._unsent: collections.deque[memoryview] = collections.deque()
+        self._close_when_sent = False
+        self._buf = bytearray()
+        self._waiting: collections.deque[asyncio.Future[bytes]] = collections.deque()
+        self._stderr = b""
+        self._killed = False
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    @property
+    def alive(self) -> bool:
+        """Running, and not being stopped (a killed process may not have exited yet)."""
+        return not self.exited.done() and not self._killed
+
+    @property
+    def pid(self) -> int | None:
+        return self._transport.get_pid() if self._transport is not None else None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # cast, not isinstance: uvloop's transports do not derive from asyncio's classes.
+        self._transport = cast(asyncio.SubprocessTransport, transport)
+
+    def _send(self, parts: list[bytes]) -> None:
+        if self._fd < 0:
+            raise AuditError("audit writer process stopped")
+        if not self._unsent:
+            try:
+                sent = os.writev(self._fd, parts)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # the writer is gone; process_exited tells the callers why
+                self._close_input()
+                raise AuditError("audit writer process stopped") from None
+            for part in parts:
+                if sent >= len(part):
+                    sent -= len(part)
+                    continue
+                self._unsent.append(memoryview(part)[sent:])
+                sent = 0
+            if self._unsent:
+                self._loop.add_writer(self._fd, self._flush)
+        else:
+            self._unsent.extend(memoryview(p) for p in parts)
+
+    def _flush(self) -> None:
+        """The pipe can take more: write what waits."""
+        unsent = self._unsent
+        try:
+            sent = os.writev(self._fd, list(unsent)[:64])
+        except BlockingIOError:
+            return
+        except OSError:
+            unsent.clear()
+            sent = 0
+        while unsent and sent >= len(unsent[0]):
+            sent -= len(unsent.popleft())
+        if unsent and sent:
+            unsent[0] = unsent[0][sent:]
+        if not unsent:
+            self._loop.remove_writer(self._fd)
+            if self._close_when_sent:
+                self._close_input()
+
+    def _close_input(self) -> None:
+        """End the writer's input (it finishes what it has, then exits)."""
+        if self._fd < 0:
+            return
+        if self._unsent:
+            self._loop.remove_writer(self._fd)
+            self._unsent.clear()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = -1
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        assert isinstance(data, bytes)
+        if fd == 2:  # a crash's traceback: kept short, for the message when the process ends
+            self._stderr = (self._stderr + data)[-2000:]
+            return
+        buf = self._buf
+        buf += data
+        while len(buf) >= _w.HEADER.size:
+            size, kind = _w.HEADER.unpack_from(buf)
+            end = _w.HEADER.size + size
+            if len(buf) < end:
+                break
+            payload = bytes(buf[_w.HEADER.size : end])
+            del buf[:end]
+            if not self._waiting:  # a reply to nothing: the writer is confused, stop it
+                self.kill()
+                return
+            future = self._waiting.popleft()
+            if future.done():  # its caller was cancelled
+                continue
+            if kind == ord("K"):
+                future.set_result(payload)
+            else:
+                future.set_exception(AuditError(payload.decode("utf-8", "replace")))
+
+    def process_exited(self) -> None:
+        assert self._transport is not None
+        code = self._transport.get_returncode()
+        detail = self._stderr.decode("utf-8", "replace").strip().splitlines()
+        why = f"audit writer process stopped (exit code {code})" + (
+            f": {detail[-1]}" if detail else ""
+        )
+        self._close_input()
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_exception(AuditError(why))
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    async def request(self, kind: bytes, *payload: bytes, timeout_s: float) -> bytes:
+        """Send one frame; its reply's payload, or AuditError (the writer's, or its death).
+
+        A writer that has not replied within ``timeout_s`` (a disk that hangs) is killed: its
+        callers get an AuditError rather than waiting for ever.
+        """
+        if not self.alive or self._fd < 0:
+            raise AuditError("audit writer process stopped")
+        self._send([_w.HEADER.pack(sum(map(len, payload)), kind[0]), *payload])
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._waiting.append(future)
+        timer = self._loop.call_later(timeout_s, self._stuck, future, timeout_s)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+
+    def _stuck(self, future: asyncio.Future[bytes], timeout_s: float) -> None:
+        if not future.done():
+            future.set_exception(AuditError(f"no reply from the audit writer in {timeout_s:g} s"))
+            self.kill()  # its other callers learn it from process_exited
+
+    async def close(self, timeout_s: float) -> None:
+        """Close its input (it finishes what it has, then exits); kill it if it does not."""
+        if self._unsent:
+            self._close_when_sent = True
+        else:
+            self._close_input()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.exited), timeout_s)
+        except TimeoutError:
+            self.kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.exited), 5.0)
+        if self._transport is not None:
+            self._transport.close()
+
+    def kill(self) -> None:
+        if self._transport is not None and self.alive:
+            self._killed = True
+            with contextlib.suppress(ProcessLookupError):
+                self._transport.kill()
+        self._close_input()
+
+
 class _SqliteWriter:
-    """One sqlite3 connection on one dedicated thread; a commit is one hop to it and back."""
+    """SQLite through a writer process (:mod:`rmas.audit.writer`): a commit is one frame out and
+    one back. A dead writer fails the commit it held and is started again for the next one,
+    which opens the file only if it still exists."""
 
     def __init__(self, path: str, synchronous: str, timeout_s: float) -> None:
         self.path = path
         self.synchronous = synchronous
         self.timeout_s = timeout_s
-        self._db: sqlite3.Connection | None = None
-        self._file_id: tuple[int, int] | None = None
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="rmas-audit-sqlite"
-        )
+        #: The pragmas the writer reported at its last start (journal_mode, synchronous).
+        self.pragmas: dict[str, Any] = {}
+        #: Longest wait for a reply: the lock's wait, then time for a slow disk.
+        self.reply_timeout_s = timeout_s + max(5.0, timeout_s)
+        self._proc: _WriterProcess | None = None
 
-    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id, while there is one."""
+        return self._proc.pid if self._proc is not None and self._proc.alive else None
+
+    async def _start(self, create: bool) -> None:
+        loop = asyncio.get_running_loop()
+        read_fd, write_fd = os.pipe()
+        try:
+            with contextlib.suppress(AttributeError, OSError):  # Linux only; a hint
+                import fcntl
+
+                fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+            os.set_blocking(write_fd, False)
+            _transport, proc = await loop.subprocess_exec(
+                lambda: _WriterProcess(loop, write_fd),
+                sys.executable, "-I", WRITER_SCRIPT,
+                stdin=read_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            )  # fmt: skip
+        except OSError as exc:
+            os.close(write_fd)
+            raise AuditError(f"audit writer process cannot start: {_reason(exc)}") from exc
+        finally:
+            os.close(read_fd)  # the child has its copy
+        options = {
+            "path": self.path,
+            "synchronous": self.synchronous,
+            "timeout_s": self.timeout_s,
+            "create": create,
+        }
+        try:
+            reply = await proc.request(
+                b"O", json.dumps(options).encode(), timeout_s=self.reply_timeout_s
+            )
+        except BaseException:
+            await proc.close(1.0)
+            raise
+        self.pragmas = json.loads(reply)
+        self._proc = proc
 
     async def open(self) -> None:
-        await self._call(self._open, True)
+        await self._start(True)
 
-    async def commit(self, rows: list[_Row]) -> None:
-        await self._call(self._commit, rows)
+    async def _ready(self) -> _WriterProcess:
+        """The running writer, started again if it died."""
+        proc = self._proc
+        if proc is None or not proc.alive:
+            if proc is not None:
+                self._proc = None
+                await proc.close(1.0)
+            await self._start(False)
+            proc = self._proc
+            assert proc is not None
+        return proc
+
+    async def commit(self, count: int, keys: bytes, group: bytes) -> None:
+        proc = await self._ready()
+        await proc.request(
+            b"C", _w.COMMIT_HEAD.pack(count, len(keys)), keys, group, timeout_s=self.reply_timeout_s
+        )
+
+    async def probe(self) -> None:
+        proc = await self._ready()
+        await proc.request(b"P", timeout_s=self.reply_timeout_s)
 
     async def close(self) -> None:
-        try:
-            await self._call(self._close)
-        finally:
-            self._executor.shutdown(wait=False)
-
-    # The methods below run on the writer thread only.
-
-    def _open(self, create: bool) -> None:
-        path = self.path
-        if not create and not os.path.exists(path):
-            raise AuditError(f"audit database {path} no longer exists")
-        try:
-            if create:
-                db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            else:  # never create a new, empty chain in place of a lost one
-                uri = f"file:{urllib.parse.quote(path)}?mode=rw"
-                db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            hint = "" if os.path.isdir(os.path.dirname(path)) else " (its directory does not exist)"
-            raise AuditError(f"audit database {path} cannot be opened: {exc}{hint}") from exc
-        try:
-            db.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
-            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise AuditError(f"audit database {path} cannot use WAL mode (got {mode})")
-            db.execute(f"PRAGMA synchronous = {self.synchronous}")
-            if create:
-                db.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in _SQLITE_DDL:
-                        db.execute(statement)
-                    db.execute("COMMIT")
-                except BaseException:
-                    db.rollback()
-                    raise
-            db.execute(_TAIL_SQL).fetchone()  # fails now if the table is missing or foreign
-            st = os.stat(path)
-        except AuditError:
-            db.close()
-            raise
-        except (sqlite3.Error, OSError) as exc:
-            db.close()
-            raise AuditError(f"audit database {path} unusable: {_reason(exc)}") from exc
-        self._db = db
-        self._file_id = (st.st_dev, st.st_ino)
-
-    def _commit(self, rows: list[_Row]) -> None:
-        if self._db is None:
-            self._open(False)
-        db = self._db
-        assert db is not None
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                tail = db.execute(_TAIL_SQL).fetchone()
-                seq, prev = (tail[0], tail[1]) if tail else (0, GENESIS)
-                out = []
-                for fields, body in rows:
-                    seq += 1
-                    digest = link_hash(prev, seq, body)
-                    out.append((seq, prev, digest, *fields))
-                    prev = digest
-                db.executemany(_SQLITE_INSERT, out)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.rollback()
-                raise
-            self._check_file()
-        except BaseException:
-            self._drop()
-            raise
-
-    def _check_file(self) -> None:
-        """SQLite in WAL mode writes on into a deleted or replaced file: refuse to count that."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            raise AuditError(f"audit database {self.path} was removed while in use") from None
-        if (st.st_dev, st.st_ino) != self._file_id:
-            raise AuditError(f"audit database {self.path} was replaced while in use")
-
-    def _drop(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
-
-    def _close(self) -> None:
-        self._drop()
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            await proc.close(self.timeout_s + 10.0)
 
 
 class _PgWriter:
-    """One asyncpg connection; a commit is four round trips under the advisory lock."""
+    """One asyncpg connection in the hub's process; a commit is four round trips under the
+    advisory lock."""
 
     def __init__(self, target: _Target, timeout_s: float) -> None:
         self.target = target
@@ -382,7 +541,11 @@ class _PgWriter:
             ) from exc
         self._conn = conn
 
-    async def commit(self, rows: list[_Row]) -> None:
+    async def commit(self, count: int, keys: bytes, group: bytes) -> None:
+        bodies = _w.bodies_of(count, group)
+        # Every 12th item from the (j+1)-th is field j of each entry (item 0 is the 0xFF mark).
+        items = group.decode("utf-8", "surrogateescape").split("\x00")
+        columns = [items[j + 1 :: _NFIELDS + 1] for j in range(_NFIELDS)]
         conn = self._conn
         if conn is None or conn.is_closed():
             self._conn = conn = await self._connect()
@@ -393,14 +556,13 @@ class _PgWriter:
                 await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
                 tail = await conn.fetchrow(_TAIL_SQL)
                 seq, prev = (tail[0], tail[1]) if tail else (0, GENESIS)
-                seqs = list(range(seq + 1, seq + 1 + len(rows)))
+                seqs = list(range(seq + 1, seq + 1 + count))
                 prevs: list[str] = []
                 hashes: list[str] = []
-                for (_fields, body), n in zip(rows, seqs, strict=True):
+                for n, body in zip(seqs, bodies, strict=True):
                     prevs.append(prev)
                     prev = link_hash(prev, n, body)
                     hashes.append(prev)
-                columns = zip(*(fields for fields, _body in rows), strict=True)
                 await conn.execute(_PG_INSERT, seqs, prevs, hashes, *columns)
                 await conn.execute("COMMIT")
         except BaseException as exc:
@@ -414,6 +576,30 @@ class _PgWriter:
                 ) from exc
             raise
 
+    async def probe(self) -> None:
+        """What a commit needs, without adding an entry: the connection, the advisory lock,
+        the table's insert lock, a transaction id (refused by a read-only standby) and a
+        commit (a WAL record)."""
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            self._conn = conn = await self._connect()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await conn.execute(
+                    f"BEGIN; SELECT pg_advisory_xact_lock({PG_LOCK_KEY}); "
+                    f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE; SELECT txid_current(); COMMIT"
+                )
+        except BaseException as exc:
+            self._conn = None
+            conn.terminate()
+            if isinstance(exc, TimeoutError):
+                raise AuditError(
+                    f"no probe within {self.timeout_s:g} s (database locked, slow or gone)"
+                ) from exc
+            raise AuditError(
+                f"audit database {self.target.shown} unusable: {_reason(exc)}"
+            ) from exc
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
@@ -426,9 +612,37 @@ class _PgWriter:
 # -- the sink -----------------------------------------------------------------------------------
 
 
+def encode_group(entries: Sequence[AuditEntry]) -> tuple[bytes, bytes]:
+    """(keys, group): entries in the writers' wire form (:mod:`rmas.audit.writer`), as
+    :func:`rmas.audit.entry.encode_entries` makes them from check results; AuditError if a field
+    is not text, holds a NUL or cannot be encoded."""
+    try:
+        group = b"\x00".join(
+            [b"\xff\x00" + "\x00".join(entry_fields(e)).encode("utf-8") for e in entries]
+        )
+        keys = encode_keys([e.check_id for e in entries], [e.document_key for e in entries])
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise AuditError(f"audit entry cannot be stored: {exc}") from None
+    if not _well_formed(len(entries), group):
+        raise AuditError("audit entry cannot be stored: a field holds a NUL character")
+    return keys, group
+
+
+def _well_formed(count: int, group: bytes) -> bool:
+    """``count`` entries of 11 fields each: the separators are where they must be."""
+    return (
+        group.count(b"\x00") == count * (_NFIELDS + 1) - 1
+        and group.count(b"\xff") == count
+        and group.startswith(b"\xff\x00")
+    )
+
+
 @dataclass(slots=True)
 class _Waiting:
-    rows: list[_Row]
+    #: Entries, and their wire form.
+    count: int
+    keys: bytes
+    group: bytes
     future: asyncio.Future[None]
 
 
@@ -442,12 +656,13 @@ class AuditSink:
         max_batch: int = 5000,
         synchronous: str = "FULL",
         timeout_s: float = 5.0,
+        linger_s: float = LINGER_S,
     ) -> None:
         """``url``: ``sqlite+aiosqlite:///FILE`` (relative to the working directory) or
         ``postgresql+asyncpg://...``. ``synchronous``: SQLite's pragma, NORMAL, FULL or EXTRA
         (PostgreSQL follows the server's ``synchronous_commit``). ``timeout_s``: longest wait for
         a lock or a connection (SQLite's busy timeout; PostgreSQL's whole commit) before the
-        commit fails."""
+        commit fails. ``linger_s``: see the module docstring (0: never linger)."""
         self._target = _target(url)
         if max_batch < 1:
             raise ConfigError("audit.max_batch", "must be 1 or more")
@@ -458,6 +673,7 @@ class AuditSink:
             raise ConfigError("audit.timeout", "must be more than 0 seconds")
         self.url = url
         self.max_batch = max_batch
+        self.linger_s = max(0.0, linger_s)
         self._writer: _Writer = (
             _SqliteWriter(self._target.location, sync, timeout_s)
             if self._target.kind == "sqlite"
@@ -466,6 +682,10 @@ class AuditSink:
         self._queue: collections.deque[_Waiting] = collections.deque()
         self._drainer: asyncio.Task[None] | None = None
         self._state: Literal["new", "open", "closing", "closed"] = "new"
+        self._last_start = -1e9  # loop time the last commit started
+        #: Serialises the writer's use: commits (the writer task) and probes.
+        self._io = asyncio.Lock()
+        self._last_ok = time.monotonic()  # the last successful commit or probe
         #: Entries queued or being committed, not yet committed.
         self.backlog = 0
         #: Commits that succeeded, entries they wrote, and commits that failed.
@@ -505,20 +725,31 @@ class AuditSink:
 
     async def record(self, entries: Sequence[AuditEntry]) -> None:
         """Return once ``entries`` are committed durably; AuditError when they were not."""
-        if not entries:
-            return
+        if entries:
+            self._check_open()
+            keys, group = encode_group(entries)
+            await self._enqueue(len(entries), keys, group)
+
+    async def record_encoded(self, count: int, keys: bytes, group: bytes) -> None:
+        """:meth:`record` for ``count`` entries already in wire form, as
+        :func:`rmas.audit.entry.encode_entries` makes them (no AuditEntry objects). They are
+        well formed by construction; the writers check it again (a malformed group fails its
+        commit), not the event loop."""
+        if count:
+            self._check_open()
+            await self._enqueue(count, keys, group)
+
+    def _check_open(self) -> None:
         if self._state not in ("open", "closing"):
             raise AuditError(
                 "audit sink is closed" if self._state == "closed" else "audit sink not started"
             )
-        try:
-            rows = [(f, entry_body(f)) for f in map(entry_fields, entries)]
-        except (ValueError, TypeError) as exc:
-            raise AuditError(f"audit entry cannot be stored: {exc}") from None
+
+    async def _enqueue(self, count: int, keys: bytes, group: bytes) -> None:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.append(_Waiting(rows, future))
-        self.backlog += len(rows)
+        self._queue.append(_Waiting(count, keys, group, future))
+        self.backlog += count
         if self._drainer is None:
             self._drainer = loop.create_task(self._drain(), name="rmas-audit-writer")
             self._drainer.add_done_callback(self._drained)
@@ -533,7 +764,7 @@ class AuditSink:
 
     def _fail_queued(self, *more: _Waiting) -> None:
         for w in (*more, *self._queue):
-            self.backlog -= len(w.rows)
+            self.backlog -= w.count
             if not w.future.done():
                 w.future.set_exception(AuditError("audit sink stopped"))
         self._queue.clear()
@@ -542,18 +773,30 @@ class AuditSink:
         """Commit everything queued, batch after batch, until the queue is empty."""
         queue = self._queue
         batch: list[_Waiting] = []
+        loop = asyncio.get_running_loop()
         try:
             while queue:
-                batch = [queue.popleft()]
-                size = len(batch[0].rows)
-                while queue and size + len(queue[0].rows) <= self.max_batch:
+                if self.backlog < LINGER_BELOW and self._state == "open":
+                    wait = self._last_start + self.linger_s - loop.time()
+                    if wait > 0:  # a tiny group while commits follow each other: let it grow
+                        await asyncio.sleep(wait)
+                self._last_start = loop.time()
+                first = queue.popleft()
+                batch = [first]
+                size = first.count
+                while queue and size + queue[0].count <= self.max_batch:
                     w = queue.popleft()
                     batch.append(w)
-                    size += len(w.rows)
-                rows = batch[0].rows if len(batch) == 1 else [r for w in batch for r in w.rows]
+                    size += w.count
+                if len(batch) == 1:
+                    keys, group = first.keys, first.group
+                else:  # the calls' groups joined by NUL form one group, their keys too
+                    group = b"\x00".join([w.group for w in batch])
+                    keys = b"".join([w.keys for w in batch])
                 started = time.perf_counter()
                 try:
-                    await self._writer.commit(rows)
+                    async with self._io:
+                        await self._writer.commit(size, keys, group)
                 except Exception as exc:
                     self.backlog -= size
                     self.failures += 1
@@ -569,6 +812,7 @@ class AuditSink:
                     batch = []
                     continue
                 self.last_commit_ms = (time.perf_counter() - started) * 1000.0
+                self._last_ok = time.monotonic()
                 self.backlog -= size
                 self.commits += 1
                 self.entries_written += size
@@ -586,6 +830,37 @@ class AuditSink:
             # Now, not in the done callback: a record() arriving before that callback runs must
             # start a new writer.
             self._drainer = None
+
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the last commit or probe that succeeded."""
+        return time.monotonic() - self._last_ok
+
+    async def probe(self) -> bool:
+        """Whether the trail can be written now, found without adding an entry (see the
+        writers' ``probe``); sets :attr:`healthy` accordingly. For health checks: a hub whose
+        trail failed learns it works again without waiting for a check, and an idle hub learns
+        that it stopped working before a check fails. While commits are running, they answer
+        instead (the current :attr:`healthy`)."""
+        if self._state != "open":
+            return False
+        if self._drainer is not None:
+            return self.healthy
+        async with self._io:
+            try:
+                await self._writer.probe()
+            except Exception as exc:
+                reason = exc if isinstance(exc, AuditError) else _reason(exc)
+                if self.healthy:
+                    log.error("audit_probe_failed", database=self._target.shown,
+                              error=str(reason))  # fmt: skip
+                self.healthy = False
+                return False
+        self._last_ok = time.monotonic()
+        if not self.healthy:
+            self.healthy = True
+            log.info("audit_recovered", database=self._target.shown, by="probe")
+        return True
 
     async def aclose(self) -> None:
         """Commit what is queued, then close. Entries recorded while closing are still written."""
@@ -608,18 +883,20 @@ class AuditSink:
 # -- reading ----------------------------------------------------------------------------------
 
 
-def _sqlite_reader(path: str) -> sqlite3.Connection:
-    """A read-only connection to an existing audit database (never creates a file)."""
+def _sqlite_reader(path: str) -> tuple[sqlite3.Connection, int]:
+    """A read-only connection to an existing audit database (never creates a file), and its
+    layout (:func:`rmas.audit.writer.layout`: 1, a row per entry; 2, blocks)."""
     if not os.path.exists(path):
         raise AuditError(f"audit database {path} does not exist")
     try:
         db = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True)
-        db.execute(f"SELECT seq FROM {TABLE} LIMIT 0")
+        version = _w.layout(db)
     except sqlite3.Error as exc:
-        if "no such table" in str(exc):
-            raise AuditError(f"{path} holds no audit trail (no table {TABLE})") from None
         raise AuditError(f"audit database {path} cannot be read: {exc}") from exc
-    return db
+    if version == 0:
+        db.close()
+        raise AuditError(f"{path} holds no audit trail (no table {TABLE})")
+    return db, version
 
 
 async def _pg_reader(target: _Target) -> Any:
@@ -635,9 +912,26 @@ async def _pg_reader(target: _Target) -> Any:
     return conn
 
 
+def _feed_blocks(db: sqlite3.Connection, verifier: ChainVerifier) -> None:
+    """Feed every entry of every block, in order."""
+    for first, last, prev_hash, hashes, body in db.execute(_w.BLOCKS_SQL):
+        raw = hashes if isinstance(hashes, bytes) else str(hashes).encode("utf-8", "replace")
+        text = body if isinstance(body, bytes) else str(body).encode("utf-8", "replace")
+        try:
+            for seq, prev, digest, fields in _w.block_entries(
+                first, last, str(prev_hash), raw, text
+            ):
+                verifier.feed(seq, prev, digest, fields)
+        except ValueError as exc:  # json.JSONDecodeError is one
+            verifier.unreadable(first, last, raw[-32:].hex(), f"block {first} altered ({exc})")
+
+
 def _verify_sqlite(path: str, verifier: ChainVerifier, chunk: int) -> None:
-    db = _sqlite_reader(path)
+    db, version = _sqlite_reader(path)
     try:
+        if version == _w.SCHEMA_VERSION:
+            _feed_blocks(db, verifier)
+            return
         after = 0
         while True:
             rows = db.execute(_SQLITE_CHUNK, (after, chunk)).fetchall()
@@ -684,18 +978,42 @@ async def verify(
     return verifier.finish()
 
 
+def _lookup_blocks(db: sqlite3.Connection, column: str, value: str) -> list[tuple[Any, ...]]:
+    """Entries whose ``column`` (check_id or document_key) is ``value``, found by their tag in
+    the blocks' keys (:mod:`rmas.audit.writer`), then compared in full."""
+    which = 0 if column == "check_id" else 1
+    seqs = _w.seqs_tagged(db, _w.key_tag(value), which) if value else []
+    at = COLUMNS.index(column)
+    rows = []
+    for seq in sorted(seqs):
+        block = db.execute(_w.BLOCK_SQL, (seq,)).fetchone()
+        if block is None:
+            continue
+        first, last, prev_hash, hashes, body = block
+        for n, prev, digest, fields in _w.block_entries(first, last, prev_hash, hashes, body):
+            if n == seq:
+                row = (seq, prev, digest, *fields)
+                # The index said so; the entry must agree (a tag is only part of a key).
+                if len(row) == len(COLUMNS) and row[at] == value:
+                    rows.append(row)
+                break
+    return rows
+
+
 async def _select(url: str, column: str, value: str) -> list[dict[str, Any]]:
-    """Entries whose ``column`` (an indexed one) equals ``value``, by seq."""
+    """Entries whose ``column`` (check_id or document_key) equals ``value``, by seq."""
     target = _target(url, "--url")
     if target.kind == "sqlite":
         sql = _SQLITE_LOOKUP.format(column=column)
 
         def run() -> list[tuple[Any, ...]]:
-            db = _sqlite_reader(target.location)
+            db, version = _sqlite_reader(target.location)
             try:
+                if version == _w.SCHEMA_VERSION:
+                    return _lookup_blocks(db, column, value)
                 last = db.execute(_MAX_SEQ_SQL).fetchone()[0] or 0
                 return db.execute(sql, (last >> BUCKET_BITS, value)).fetchall()
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, ValueError) as exc:
                 raise AuditError(f"audit database {target.location} cannot be read: {exc}") from exc
             finally:
                 db.close()
@@ -736,9 +1054,9 @@ async def head(url: str) -> tuple[int, str]:
     if target.kind == "sqlite":
 
         def run() -> Any:
-            db = _sqlite_reader(target.location)
+            db, version = _sqlite_reader(target.location)
             try:
-                return db.execute(_TAIL_SQL).fetchone()
+                return db.execute(_w.TAIL_SQL if version == 2 else _TAIL_SQL).fetchone()
             finally:
                 db.close()
 
@@ -750,3 +1068,38 @@ async def head(url: str) -> tuple[int, str]:
         finally:
             await conn.close()
     return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    """What :func:`migrate` did: the chain as verified before, and after."""
+
+    entries: int
+    before: VerifyReport
+    after: VerifyReport | None
+
+
+async def migrate(url: str) -> MigrationReport:
+    """Convert an SQLite audit trail of layout 1 (a row per entry) to blocks.
+
+    The chain is verified first, and nothing is converted unless it is intact (converting would
+    keep every stored value, but a problem is best examined in the file as it was); then it is
+    verified again, and must have the same head. AuditError if the trail cannot be converted
+    (not SQLite, not layout 1, broken, or the file is busy); no hub may write to it meanwhile.
+    """
+    target = _target(url, "--url")
+    if target.kind != "sqlite":
+        raise AuditError("only SQLite audit trails have an earlier layout to migrate")
+    before = await verify(url)
+    if not before.ok:
+        return MigrationReport(0, before, None)
+    try:
+        entries = await asyncio.to_thread(_w.migrate, target.location)
+    except _w.WriterError as exc:
+        raise AuditError(str(exc)) from None
+    after = await verify(url)
+    if after.head != before.head or after.count != before.count:
+        raise AuditError(
+            f"migration changed the chain: head {before.head} became {after.head}"
+        )  # a bug: the transaction is committed, but verify says what is wrong
+    return MigrationReport(entries, before, after)

@@ -2,7 +2,8 @@
 
 :class:`AuditTrail` joins the pieces the servicers need: the keyed hash of document keys
 (:class:`~rmas.audit.entry.DocumentKeyer`), one entry per document
-(:func:`~rmas.audit.entry.entries_for`) and the group-committing sink
+(:func:`~rmas.audit.entry.encode_entries`, the wire form of
+:func:`~rmas.audit.entry.entries_for`) and the group-committing sink
 (:class:`~rmas.audit.sink.AuditSink`). When the trail is *required* (the default), a check whose
 entries cannot be written is not answered: :meth:`AuditTrail.record` raises AuditError and the
 caller gets UNAVAILABLE. Otherwise the failure is logged and the answer goes out.
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from rmas.audit.entry import Caller, Channel, DocumentKeyer, entries_for
+from rmas.audit.entry import Caller, Channel, DocumentKeyer, encode_entries
 from rmas.audit.sink import AuditSink
 from rmas.errors import AuditError
 from rmas.hub import CheckResult
@@ -47,6 +48,15 @@ class AuditTrail:
     def healthy(self) -> bool:
         return self.sink.healthy
 
+    @property
+    def idle_s(self) -> float:
+        """Seconds since the trail was last known writable (a commit or a probe)."""
+        return self.sink.idle_s
+
+    async def probe(self) -> bool:
+        """Whether the trail can be written now, without adding an entry (updates healthy)."""
+        return await self.sink.probe()
+
     async def start(self) -> None:
         await self.sink.start()
 
@@ -66,12 +76,12 @@ class AuditTrail:
         """
         if not results:
             return
-        entries = entries_for(results, caller, channel, self.keyer, reference=reference)
+        keys, group = encode_entries(results, caller, channel, self.keyer, reference=reference)
         start = time.monotonic()
         try:
-            await self.sink.record(entries)
+            await self.sink.record_encoded(len(results), keys, group)
         except AuditError as exc:
-            log.error("audit_write_failed", entries=len(entries), error=str(exc),
+            log.error("audit_write_failed", entries=len(results), error=str(exc),
                       required=self.required)  # fmt: skip
             if self.required:
                 raise

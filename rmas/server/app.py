@@ -45,6 +45,9 @@ ADMIN_SERVICE = check_pb2.DESCRIPTOR.services_by_name["HubAdmin"].full_name
 class HubServer:
     """A hub: its providers, the gRPC server, health and reflection."""
 
+    #: Seconds without a successful audit write after which the health watch probes the trail.
+    audit_idle_probe_s: float = 5.0
+
     def __init__(
         self,
         config: HubConfig,
@@ -218,12 +221,24 @@ class HubServer:
 
     async def _watch_audit(self, every_s: float = 0.5) -> None:
         """NOT_SERVING while a required audit trail cannot be written (no check could be
-        answered), SERVING again once it can; load balancers then route around this hub."""
+        answered), SERVING again once it can; load balancers then route around this hub.
+
+        Checks tell the trail's state as they are recorded; without them, a probe (a write that
+        adds no entry) tells it: every ``every_s`` while the trail is failing, so that health
+        returns without traffic, and after :attr:`audit_idle_probe_s` without a successful
+        write, so that an idle hub does not report SERVING on a trail that stopped working.
+        """
         assert self.audit is not None
+        audit = self.audit
         serving = True
         while True:
             await asyncio.sleep(every_s)
-            healthy = self.audit.healthy
+            if not audit.healthy or audit.idle_s >= self.audit_idle_probe_s:
+                try:
+                    await audit.probe()
+                except Exception as exc:  # a bug in a probe must not stop the watch
+                    log.error("audit_probe_crashed", error=repr(exc))
+            healthy = audit.healthy
             if healthy != serving:
                 serving = healthy
                 await self._set_health(serving)

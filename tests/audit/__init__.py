@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import re
 import secrets
@@ -198,3 +199,102 @@ async def raw_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in await conn.fetch(sql)]
     finally:
         await conn.close()
+
+
+# -- what an attacker with write access does, on either layout -------------------------------------
+#
+# PostgreSQL stores a row per entry; SQLite a row per group commit (rmas.audit.writer), whose
+# entries are JSON in ``body`` and whose hashes are 32 bytes each in ``hashes``.
+
+
+def _sqlite_path(url: str) -> str:
+    return url.split(":///", 1)[1]
+
+
+def _block_of(db: Any, seq: int) -> tuple[int, int]:
+    first, last = db.execute(
+        "SELECT first_seq, last_seq FROM audit_blocks WHERE first_seq <= ? "
+        "ORDER BY first_seq DESC LIMIT 1",
+        (seq,),
+    ).fetchone()
+    assert first <= seq <= last, f"no stored block holds entry {seq}"
+    return first, last
+
+
+def rewrite_block(url: str, seq: int, change: Any) -> None:
+    """Store, as JSON, the entries of the SQLite block holding ``seq`` that ``change`` (a
+    function of the list of entries, each a list of fields) returns."""
+    import sqlite3
+
+    from rmas.audit import writer
+
+    db = sqlite3.connect(_sqlite_path(url), isolation_level=None)
+    try:
+        first, _last = _block_of(db, seq)
+        (body,) = db.execute(
+            "SELECT body FROM audit_blocks WHERE first_seq = ?", (first,)
+        ).fetchone()
+        entries = change(writer.block_fields(body))
+        db.execute(
+            "UPDATE audit_blocks SET body = ? WHERE first_seq = ?",
+            (json.dumps(entries).encode(), first),
+        )
+    finally:
+        db.close()
+
+
+async def edit_entry(url: str, seq: int, **fields: str) -> None:
+    """Change stored fields of entry ``seq`` (its hash left as it was)."""
+    if not url.startswith("sqlite"):
+        for name, value in fields.items():
+            await raw_execute(url, f"UPDATE audit_entries SET {name} = ? WHERE seq = ?", value, seq)
+        return
+    import sqlite3
+
+    from rmas.audit.chain import FIELDS
+
+    db = sqlite3.connect(_sqlite_path(url))
+    first, _last = _block_of(db, seq)
+    db.close()
+
+    def edit(entries: list[list[str]]) -> list[list[str]]:
+        for name, value in fields.items():
+            entries[seq - first][FIELDS.index(name)] = value
+        return entries
+
+    rewrite_block(url, seq, edit)
+
+
+async def set_hash(url: str, seq: int, digest: str) -> None:
+    """Overwrite the stored hash of entry ``seq``."""
+    if not url.startswith("sqlite"):
+        await raw_execute(url, "UPDATE audit_entries SET hash = ? WHERE seq = ?", digest, seq)
+        return
+    import sqlite3
+
+    db = sqlite3.connect(_sqlite_path(url), isolation_level=None)
+    try:
+        first, _last = _block_of(db, seq)
+        (hashes,) = db.execute(
+            "SELECT hashes FROM audit_blocks WHERE first_seq = ?", (first,)
+        ).fetchone()
+        i = 32 * (seq - first)
+        hashes = hashes[:i] + bytes.fromhex(digest) + hashes[i + 32 :]
+        db.execute("UPDATE audit_blocks SET hashes = ? WHERE first_seq = ?", (hashes, first))
+    finally:
+        db.close()
+
+
+async def delete_entries(url: str, first: int, last: int) -> None:
+    """Delete entries ``first`` to ``last``: on SQLite, they must be whole stored blocks."""
+    if not url.startswith("sqlite"):
+        await raw_execute(url, "DELETE FROM audit_entries WHERE seq BETWEEN ? AND ?", first, last)
+        return
+    import sqlite3
+
+    db = sqlite3.connect(_sqlite_path(url), isolation_level=None)
+    try:
+        assert _block_of(db, first)[0] == first and _block_of(db, last)[1] == last
+        db.execute("DELETE FROM audit_blocks WHERE first_seq BETWEEN ? AND ?", (first, last))
+    finally:
+        db.close()

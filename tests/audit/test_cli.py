@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from rmas.audit import AuditSink, Caller, Channel, DocumentKeyer, entries_for, head
-from rmas.audit.sink import TABLE
 from tests.audit import (  # noqa: F401  (fixtures)
     KEY,
     db_url,
+    delete_entries,
+    edit_entry,
     entries,
     pg_databases,
-    raw_execute,
     result,
 )
 
@@ -68,8 +68,8 @@ async def test_verify_an_intact_then_a_broken_trail(db_url: str) -> None:
     data = json.loads(rmas("verify", "--url", db_url, "--json").stdout)
     assert (True, 6, {"seq": 6, "hash": digest}) == (data["ok"], data["count"], data["head"])
 
-    await raw_execute(db_url, f"UPDATE {TABLE} SET directive = 'OK_TO_BOARD' WHERE seq = 4")
-    await raw_execute(db_url, f"UPDATE {TABLE} SET verdict = 'ALERT' WHERE seq = 4")
+    await edit_entry(db_url, 4, directive="OK_TO_BOARD")
+    await edit_entry(db_url, 4, verdict="ALERT")
     broken = rmas("verify", "--url", db_url)
     assert broken.returncode == 1
     assert "BROKEN" in broken.stdout and "entry 4 edited: hash mismatch" in broken.stdout
@@ -85,7 +85,7 @@ async def test_a_deleted_tail_fails_verify_against_the_anchor_from_head(db_url: 
     seq, digest = await head(db_url)
     assert f"{seq}:{digest}" == anchor
     assert rmas("verify", "--url", db_url, "--expect-head", anchor).returncode == 0
-    await raw_execute(db_url, f"DELETE FROM {TABLE} WHERE seq = 6")
+    await delete_entries(db_url, 6, 6)
     assert rmas("verify", "--url", db_url).returncode == 0  # undetectable without the anchor
     out = rmas("verify", "--url", db_url, "--expect-head", anchor)
     assert out.returncode == 1
@@ -172,3 +172,19 @@ async def test_keygen_writes_a_private_key_that_find_accepts(tmp_path: Path) -> 
     assert found.returncode == 0 and "1 check(s)" in found.stdout
     again = rmas("keygen", path)
     assert again.returncode == 2 and "cannot create" in again.stderr
+
+
+def test_migrate_converts_an_earlier_trail_once(tmp_path: Path) -> None:
+    from tests.audit.test_writer import _v1
+
+    path = tmp_path / "audit.db"
+    _v1(path, 30)
+    url = f"sqlite+aiosqlite:///{path}"
+    before = rmas("head", "--url", url).stdout.strip()
+    out = rmas("migrate", "--url", url)
+    assert out.returncode == 0, out.stderr
+    assert f"converted 30 entries; the chain verifies, head {before} unchanged" in out.stdout
+    again = rmas("migrate", "--url", url)
+    assert again.returncode == 2 and "already has the current layout" in again.stderr
+    pg = rmas("migrate", "--url", "postgresql+asyncpg://u@127.0.0.1:1/db")
+    assert pg.returncode == 2 and "only SQLite" in pg.stderr

@@ -29,12 +29,14 @@ from tests.audit import (  # noqa: F401  (fixtures)
     KEYER,
     PgDatabases,
     db_url,
+    delete_entries,
+    edit_entry,
     entries,
     pg_databases,
     pg_execute,
     pg_url,
-    raw_execute,
     raw_rows,
+    set_hash,
     sql_url,
 )
 
@@ -121,14 +123,10 @@ async def test_the_number_is_never_stored(db_url: str, tmp_path: Path) -> None:
 
 async def test_sqlite_runs_in_wal_mode_with_full_synchronous_commits(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-    async with started(url) as sink:
-        db = sink._writer._db  # type: ignore[attr-defined]
-        assert (
-            db.execute("PRAGMA journal_mode").fetchone()[0],
-            db.execute("PRAGMA synchronous").fetchone()[0],
-        ) == ("wal", 2)
+    async with started(url) as sink:  # as the writer process reports its connection's pragmas
+        assert sink._writer.pragmas == {"journal_mode": "wal", "synchronous": 2}  # type: ignore[attr-defined]
     async with started(url, synchronous="normal") as sink:
-        assert sink._writer._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # type: ignore[attr-defined]
+        assert sink._writer.pragmas["synchronous"] == 1  # type: ignore[attr-defined]
 
 
 async def test_relative_sqlite_paths_are_resolved_against_the_working_directory(
@@ -321,46 +319,45 @@ async def _filled(url: str, n: int = 20) -> None:
 
 async def test_an_edited_entry_is_detected(db_url: str) -> None:
     await _filled(db_url)
-    await raw_execute(db_url, f"UPDATE {TABLE} SET verdict = 'ALERT', directive = ? WHERE seq = 7",
-                      "DO_NOT_BOARD")  # fmt: skip
-    await raw_execute(db_url, f"UPDATE {TABLE} SET caller = 'rmas://airline/XX' WHERE seq = 12")
+    await edit_entry(db_url, 7, verdict="ALERT", directive="DO_NOT_BOARD")
+    await edit_entry(db_url, 12, caller="rmas://airline/XX")
     report = await verify(db_url)
     assert not report.ok
     assert report.problems == ("entry 7 edited: hash mismatch", "entry 12 edited: hash mismatch")
 
 
 async def test_an_edit_that_rewrote_its_hash_breaks_the_next_link(db_url: str) -> None:
-    await _filled(db_url)
-    rows = await raw_rows(db_url, f"SELECT * FROM {TABLE} WHERE seq = 7")
+    await _filled(db_url)  # commits of 5: entry 10 ends one, entry 11 starts the next
+    rows = await raw_rows(db_url, f"SELECT * FROM {TABLE} WHERE seq = 10")
     from rmas.audit.chain import entry_body, link_hash
 
     fields = list(rows[0][3:])
     fields[8] = "ALERT"
-    forged = link_hash(rows[0][1], 7, entry_body(fields))
-    await raw_execute(db_url, f"UPDATE {TABLE} SET verdict = 'ALERT', hash = ? WHERE seq = 7",
-                      forged)  # fmt: skip
+    forged = link_hash(rows[0][1], 10, entry_body(fields))
+    await edit_entry(db_url, 10, verdict="ALERT")
+    await set_hash(db_url, 10, forged)
     assert ((await verify(db_url)).problems) == (
-        "entry 8 does not follow entry 7: prev_hash mismatch",
+        "entry 11 does not follow entry 10: prev_hash mismatch",
     )
 
 
 async def test_deleted_entries_are_detected(db_url: str) -> None:
     await _filled(db_url)
-    await raw_execute(db_url, f"DELETE FROM {TABLE} WHERE seq BETWEEN 9 AND 11")
-    assert (await verify(db_url)).problems == ("entries 9-11 missing: seq gap",)
-    await raw_execute(db_url, f"DELETE FROM {TABLE} WHERE seq = 1")
-    assert (await verify(db_url)).first_problem == "entry 1 missing: seq gap"
+    await delete_entries(db_url, 6, 10)
+    assert (await verify(db_url)).problems == ("entries 6-10 missing: seq gap",)
+    await delete_entries(db_url, 1, 5)
+    assert (await verify(db_url)).first_problem == "entries 1-10 missing: seq gap"
 
 
 async def test_a_deleted_tail_is_detected_against_an_anchor(db_url: str) -> None:
     await _filled(db_url)
     anchor = await head(db_url)
     assert anchor[0] == 20
-    await raw_execute(db_url, f"DELETE FROM {TABLE} WHERE seq > 17")
+    await delete_entries(db_url, 16, 20)
     assert (await verify(db_url)).ok  # a chain alone cannot tell
     report = await verify(db_url, expect_head=anchor)
     assert not report.ok and report.first_problem is not None
-    assert "entries 18-20 missing" in report.first_problem
+    assert "entries 16-20 missing" in report.first_problem
     assert "tail deleted" in report.first_problem
 
 
@@ -376,8 +373,8 @@ async def test_verify_reads_in_chunks(db_url: str) -> None:
     await _filled(db_url, 25)
     full = await verify(db_url)
     assert full == await verify(db_url, chunk=7)
-    await raw_execute(db_url, f"DELETE FROM {TABLE} WHERE seq = 15")
-    assert (await verify(db_url, chunk=7)).problems == ("entry 15 missing: seq gap",)
+    await delete_entries(db_url, 11, 15)
+    assert (await verify(db_url, chunk=7)).problems == ("entries 11-15 missing: seq gap",)
 
 
 # -- finding ------------------------------------------------------------------------------------
@@ -408,18 +405,6 @@ async def test_find_probes_every_index_bucket(db_url: str) -> None:
             await sink.record(entries(1, number="B0000001"))
     found = await find(db_url, KEYER.key_of("NZL", "B0000001"))
     assert [1, per_bucket + 1, 2 * per_bucket + 1] == [f["seq"] for f in found]
-
-
-async def test_sqlite_lookups_use_the_index(tmp_path: Path) -> None:
-    from rmas.audit.sink import _SQLITE_LOOKUP
-
-    url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-    await _filled(url, 5)
-    db = sqlite3.connect(tmp_path / "audit.db")
-    for column in ("document_key", "check_id"):
-        plan = db.execute(f"EXPLAIN QUERY PLAN {_SQLITE_LOOKUP.format(column=column)}", (3, "x"))
-        assert f"USING INDEX ix_audit_entries_{column}" in str(plan.fetchall())
-    db.close()
 
 
 # -- failures -------------------------------------------------------------------------------------
@@ -554,3 +539,39 @@ async def test_reading_a_database_without_a_trail_is_a_precise_error(
         await verify(db_url)
     with pytest.raises(AuditError, match="holds no audit trail"):
         await find(db_url, "0" * 64)
+
+
+async def test_a_probe_proves_the_trail_writable_without_adding_an_entry(db_url: str) -> None:
+    async with started(db_url, timeout_s=0.3) as sink:
+        await sink.record(entries(2))
+        assert await sink.probe() and sink.healthy and sink.idle_s < 1.0
+        async with _locked(db_url):
+            assert not await sink.probe()
+            assert not sink.healthy and sink.failures == 0  # a probe is not a failed commit
+            assert not await sink.probe()
+        assert await sink.probe() and sink.healthy
+        await sink.record(entries(1))
+    report = await verify(db_url)
+    assert report.ok and report.count == 3  # the probes added nothing to the chain
+    assert await seqs(db_url) == [1, 2, 3]
+
+
+async def test_a_probe_needs_an_open_sink(tmp_path: Path) -> None:
+    sink = AuditSink(f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}")
+    assert not await sink.probe()
+    await sink.start()
+    assert await sink.probe()
+    await sink.aclose()
+    assert not await sink.probe()
+
+
+async def test_a_probe_never_recreates_a_removed_sqlite_trail(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    async with started(f"sqlite+aiosqlite:///{path}") as sink:
+        await sink.record(entries(1))
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}{suffix}")
+        assert not await sink.probe()
+        assert not await sink.probe()  # the writer restarted: the file is still missing
+        assert not os.path.exists(path)

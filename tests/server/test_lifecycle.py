@@ -276,7 +276,61 @@ async def test_health_is_not_serving_while_a_required_audit_trail_cannot_be_writ
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
-        await check(target)
+        # No check is sent: the watch's probe finds the trail writable again.
         await until(health_pb2.HealthCheckResponse.SERVING)
+        await check(target)
+        assert await audited(db) == 1  # the probes added no entry; the check did
     finally:
         await server.stop(grace=0.5)
+
+
+async def test_an_idle_hub_whose_audit_trail_stops_working_reports_not_serving(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "audit.db"
+    trail = AuditTrail(
+        AuditSink(f"sqlite+aiosqlite:///{db}", timeout_s=0.2), DocumentKeyer(os.urandom(32))
+    )
+    server = HubServer(HubConfig(listen="127.0.0.1:0"), [FakeProvider.issuer("NZL", ["NZL"])],
+                       audit=trail)  # fmt: skip
+    server.audit_idle_probe_s = 0.5
+    port = await server.start()
+    target = f"127.0.0.1:{port}"
+    try:
+        await check(target)
+        assert await health_of(target) == health_pb2.HealthCheckResponse.SERVING
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:  # no check is sent: only the idle probe can tell
+            await health_until(target, health_pb2.HealthCheckResponse.NOT_SERVING)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        await health_until(target, health_pb2.HealthCheckResponse.SERVING)
+        assert await audited(db) == 1
+    finally:
+        await server.stop(grace=0.5)
+
+
+async def health_of(target: str) -> Any:
+    async with grpc.aio.insecure_channel(target) as ch:
+        r = await health_pb2_grpc.HealthStub(ch).Check(
+            health_pb2.HealthCheckRequest(service="rmas.v1.DocumentCheck"), timeout=2
+        )
+    return r.status
+
+
+async def health_until(target: str, status: Any) -> None:
+    for _ in range(60):
+        if await health_of(target) == status:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"health never became {status}")
+
+
+async def audited(db: Path) -> int:
+    from rmas.audit.sink import verify
+
+    report = await verify(f"sqlite+aiosqlite:///{db}")
+    assert report.ok, report.problems
+    return report.count
