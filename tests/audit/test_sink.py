@@ -574,4 +574,4 @@ async def test_a_probe_never_recreates_a_removed_sqlite_trail(tmp_path: Path) ->
                 os.unlink(f"{path}{suffix}")
         assert not await sink.probe()
         assert not await sink.probe()  # the writer restarted: the file is still missing
-        assert not os.path.exists(path)
+    assert not path.exists()  # no probe created a new, empty trail
