@@ -3,9 +3,10 @@
 A real ``rmas serve`` process (pinned to CPU 0) with two 1-million-record SQLite stores, a
 required SQLite audit trail and metrics on, takes a steady open-loop load from this process
 (CPU 1): single checks at ``--rate`` per second plus one 50-document manifest a second, for
-``--minutes`` (default 10). Every ``--window`` seconds it records the hub's resident memory
-(VmRSS) and the window's p50/p99 latency. Targets, against the run's own first windows (after a
-one-minute warm-up, when caches and the audit file have grown to their working size):
+``--minutes`` (default 10). Every ``--window`` seconds it records the resident memory (VmRSS)
+of the hub and its audit writer process and the window's p50/p99 latency. Targets, against the
+run's own first windows (after a one-minute warm-up, when caches and the audit file have grown
+to their working size):
 
 - memory: the last window's RSS at most 1.10x the first measured window's;
 - latency: the last window's p99 at most 1.5x the first measured window's, and no errors.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -39,11 +41,28 @@ from benchmarks.hub_bench import (
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 
-def rss_mb(pid: int) -> float:
+def _rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            return int(line.split()[1])
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of the hub and of its child processes (the audit writer)."""
+    total = _rss_kb(pid)
+    for child in _children(pid):
+        with contextlib.suppress(OSError):
+            total += _rss_kb(child)
+    return total / 1024
 
 
 def pct(samples: list[float], q: float) -> float:

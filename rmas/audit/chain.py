@@ -173,8 +173,10 @@ class ChainVerifier:
         self.count += 1
         expected_seq = self._last_seq + 1
         if seq < expected_seq:
+            # A copy or a stray: reported, and the chain is followed on from where it was.
             self._problem(f"entry {seq} out of order: it comes after entry {self._last_seq}")
-        elif seq != expected_seq:
+            return
+        if seq != expected_seq:
             self._problem(f"{_span(expected_seq, seq - 1)} missing: seq gap")
         elif prev_hash != self._last_hash:
             if seq == 1:
@@ -198,6 +200,10 @@ class ChainVerifier:
                 )
         self._last_seq = seq
         self._last_hash = stored_hash
+
+    def report(self, text: str) -> None:
+        """A problem found outside the chain's rows (a storage's own structure)."""
+        self._problem(text)
 
     def unreadable(self, first: int, last: int, last_hash: str, why: str) -> None:
         """Entries ``first`` to ``last`` cannot be read as entries (a stored block was altered):

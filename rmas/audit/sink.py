@@ -34,16 +34,16 @@
   typed arrays through ``unnest``; a row per entry, with the bucketed indexes below. asyncpg
   does its I/O on the event loop without a thread, and the database server does the storing,
   so a process of its own would save the hub little (docs/benchmarks.md).
-- **Indexes.** ``document_key`` (for :func:`find`) and ``check_id`` are random values, and a
-  B-tree insert at a random place dirties a page of its own: both indexes lead with the entry's
-  bucket, ``seq >> 12`` (4,096 consecutive entries), so that new entries land in the newest
-  bucket's few pages. A lookup probes each bucket in one statement (``WITH RECURSIVE`` on
-  SQLite, ``generate_series`` on PostgreSQL): measured 8 ms (SQLite) and 19 ms (PostgreSQL) on
-  2,000,000 entries. SQLite builds a bucket's index once the bucket is complete, in one sorted
-  insert (:mod:`rmas.audit.writer`).
+- **Indexes (PostgreSQL, and SQLite files of layout 1).** ``document_key`` (for :func:`find`)
+  and ``check_id`` are random values, and a B-tree insert at a random place dirties a page of
+  its own: both indexes lead with the entry's bucket, ``seq >> 12`` (4,096 consecutive
+  entries), so that new entries land in the newest bucket's few pages. A lookup probes each
+  bucket in one statement (``WITH RECURSIVE`` on SQLite, ``generate_series`` on PostgreSQL):
+  measured 8 ms (SQLite) and 19 ms (PostgreSQL) on 2,000,000 entries. SQLite's block layout
+  has no index: a lookup scans the blocks' tags (:mod:`rmas.audit.writer`).
 - **Failures.** A failed commit is rolled back, its callers get :class:`~rmas.errors.AuditError`
-  and ``healthy`` is false until a commit succeeds; the connection is dropped and reopened for
-  the next commit.
+  and ``healthy`` is false until a commit or a :meth:`AuditSink.probe` succeeds; the connection
+  is dropped and reopened (SQLite: the writer process restarted) for the next commit.
 
 Reading: :func:`verify` streams the chain in ``seq`` order (memory stays flat for millions of
 entries), :func:`find` looks entries up by document key, :func:`head` gives the anchor an
@@ -231,6 +231,8 @@ def _reason(exc: BaseException) -> str:
 
 #: The writer process's program, run by path (it imports nothing from rmas).
 WRITER_SCRIPT: Final = str(Path(_w.__file__ or "writer.py").resolve())
+#: After a writer failed to start, commits and probes fail at once for this long.
+RESTART_BACKOFF_S: Final = 1.0
 #: Capacity asked for the pipe to the writer (Linux's default limit for unprivileged users).
 _PIPE_BYTES: Final = 1 << 20
 
@@ -267,8 +269,9 @@ class _WriterProcess(asyncio.SubprocessProtocol):
 
     @property
     def alive(self) -> bool:
-        """Running, and not being stopped (a killed process may not have exited yet)."""
-        return not self.exited.done() and not self._killed
+        """Running, taking requests, and not being stopped (a killed process, or one whose
+        input is closed, may not have exited yet)."""
+        return not self.exited.done() and not self._killed and self._fd >= 0
 
     @property
     def pid(self) -> int | None:
@@ -307,9 +310,9 @@ class _WriterProcess(asyncio.SubprocessProtocol):
             sent = os.writev(self._fd, list(unsent)[:64])
         except BlockingIOError:
             return
-        except OSError:
-            unsent.clear()
-            sent = 0
+        except OSError:  # a frame cut short must never be followed by another: stop it
+            self.kill()  # its callers learn it from process_exited
+            return
         while unsent and sent >= len(unsent[0]):
             sent -= len(unsent.popleft())
         if unsent and sent:
@@ -383,13 +386,23 @@ class _WriterProcess(asyncio.SubprocessProtocol):
         self._waiting.append(future)
         timer = self._loop.call_later(timeout_s, self._stuck, future, timeout_s)
         try:
-            return await future
-        finally:
+            reply = await future
+        except asyncio.CancelledError:
+            # The frame is sent: the writer must still answer it in time (it may hold the
+            # database's write lock), so the timer stays and _stuck checks for its reply.
+            raise
+        except BaseException:
             timer.cancel()
+            raise
+        timer.cancel()
+        return reply
 
     def _stuck(self, future: asyncio.Future[bytes], timeout_s: float) -> None:
-        if not future.done():
-            future.set_exception(AuditError(f"no reply from the audit writer in {timeout_s:g} s"))
+        if future in self._waiting:  # no reply yet (a reply removes its future)
+            if not future.done():
+                future.set_exception(
+                    AuditError(f"no reply from the audit writer in {timeout_s:g} s")
+                )
             self.kill()  # its other callers learn it from process_exited
 
     async def close(self, timeout_s: float) -> None:
@@ -404,11 +417,12 @@ class _WriterProcess(asyncio.SubprocessProtocol):
             self.kill()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(self.exited), 5.0)
-        if self._transport is not None:
-            self._transport.close()
+        finally:  # cancelled too: the transport's pipes must not outlive it
+            if self._transport is not None:
+                self._transport.close()
 
     def kill(self) -> None:
-        if self._transport is not None and self.alive:
+        if self._transport is not None and not self.exited.done() and not self._killed:
             self._killed = True
             with contextlib.suppress(ProcessLookupError):
                 self._transport.kill()
@@ -429,6 +443,8 @@ class _SqliteWriter:
         #: Longest wait for a reply: the lock's wait, then time for a slow disk.
         self.reply_timeout_s = timeout_s + max(5.0, timeout_s)
         self._proc: _WriterProcess | None = None
+        #: After a failed restart: until when (loop time) to fail at once, and why.
+        self._start_failed: tuple[float, str] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -438,6 +454,12 @@ class _SqliteWriter:
     async def _start(self, create: bool) -> None:
         loop = asyncio.get_running_loop()
         read_fd, write_fd = os.pipe()
+        made: list[_WriterProcess] = []  # the protocol, once made, owns write_fd
+
+        def protocol() -> _WriterProcess:
+            made.append(_WriterProcess(loop, write_fd))
+            return made[0]
+
         try:
             with contextlib.suppress(AttributeError, OSError):  # Linux only; a hint
                 import fcntl
@@ -445,13 +467,17 @@ class _SqliteWriter:
                 fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
             os.set_blocking(write_fd, False)
             _transport, proc = await loop.subprocess_exec(
-                lambda: _WriterProcess(loop, write_fd),
-                sys.executable, "-I", WRITER_SCRIPT,
+                protocol, sys.executable, "-I", WRITER_SCRIPT,
                 stdin=read_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             )  # fmt: skip
-        except OSError as exc:
-            os.close(write_fd)
-            raise AuditError(f"audit writer process cannot start: {_reason(exc)}") from exc
+        except BaseException as exc:  # cancelled too: no descriptor may leak, none close twice
+            if made:
+                made[0].kill()
+            else:
+                os.close(write_fd)
+            if isinstance(exc, OSError):
+                raise AuditError(f"audit writer process cannot start: {_reason(exc)}") from exc
+            raise
         finally:
             os.close(read_fd)  # the child has its copy
         options = {
@@ -474,26 +500,42 @@ class _SqliteWriter:
         await self._start(True)
 
     async def _ready(self) -> _WriterProcess:
-        """The running writer, started again if it died."""
+        """The running writer, started again if it died; after a failed start, the same
+        failure again for :data:`RESTART_BACKOFF_S` without trying (commits and health probes
+        would otherwise start an interpreter each, on a database that is not there)."""
         proc = self._proc
-        if proc is None or not proc.alive:
-            if proc is not None:
-                self._proc = None
-                await proc.close(1.0)
+        if proc is not None and proc.alive:
+            return proc
+        loop = asyncio.get_running_loop()
+        if self._start_failed is not None and loop.time() < self._start_failed[0]:
+            raise AuditError(self._start_failed[1])
+        if proc is not None:
+            self._proc = None
+            await proc.close(1.0)
+        try:
             await self._start(False)
-            proc = self._proc
-            assert proc is not None
+        except AuditError as exc:
+            self._start_failed = (loop.time() + RESTART_BACKOFF_S, str(exc))
+            raise
+        self._start_failed = None
+        proc = self._proc
+        assert proc is not None
         return proc
 
     async def commit(self, count: int, keys: bytes, group: bytes) -> None:
         proc = await self._ready()
-        await proc.request(
+        reply = await proc.request(
             b"C", _w.COMMIT_HEAD.pack(count, len(keys)), keys, group, timeout_s=self.reply_timeout_s
         )
+        if len(reply) != _w.HEAD_SEQ.size + 64:  # never seen: the replies would be out of step
+            proc.kill()
+            raise AuditError("the audit writer's reply does not answer a commit")
 
     async def probe(self) -> None:
         proc = await self._ready()
-        await proc.request(b"P", timeout_s=self.reply_timeout_s)
+        if await proc.request(b"P", timeout_s=self.reply_timeout_s) != b"":
+            proc.kill()
+            raise AuditError("the audit writer's reply does not answer a probe")
 
     async def close(self) -> None:
         proc, self._proc = self._proc, None
@@ -733,10 +775,13 @@ class AuditSink:
     async def record_encoded(self, count: int, keys: bytes, group: bytes) -> None:
         """:meth:`record` for ``count`` entries already in wire form, as
         :func:`rmas.audit.entry.encode_entries` makes them (no AuditEntry objects). They are
-        well formed by construction; the writers check it again (a malformed group fails its
-        commit), not the event loop."""
+        well formed by construction; the counts of separators and keys are checked here (a few
+        scans of the bytes, C speed), so that a malformed call fails alone and not the calls it
+        would share a commit with; the writers check each entry in full."""
         if count:
             self._check_open()
+            if len(keys) != _w.KEYS_PER_ENTRY * count or not _well_formed(count, group):
+                raise AuditError(f"audit entries not written: malformed group of {count}")
             await self._enqueue(count, keys, group)
 
     def _check_open(self) -> None:
@@ -756,11 +801,13 @@ class AuditSink:
         await future
 
     def _drained(self, task: asyncio.Task[None]) -> None:
-        """A writer task cancelled (even before it ran) fails what is still queued."""
+        """A writer task cancelled before it ran fails what is queued. (Once running, it
+        fails what it holds itself and clears ``_drainer``; the queue may then belong to a
+        newer writer task, which this must not touch.)"""
         if self._drainer is task:
             self._drainer = None
-        if task.cancelled() or task.exception() is not None:
-            self._fail_queued()
+            if task.cancelled() or task.exception() is not None:
+                self._fail_queued()
 
     def _fail_queued(self, *more: _Waiting) -> None:
         for w in (*more, *self._queue):
@@ -913,17 +960,24 @@ async def _pg_reader(target: _Target) -> Any:
 
 
 def _feed_blocks(db: sqlite3.Connection, verifier: ChainVerifier) -> None:
-    """Feed every entry of every block, in order."""
-    for first, last, prev_hash, hashes, body in db.execute(_w.BLOCKS_SQL):
+    """Feed every entry of every block, in order; and check each block's lookup keys."""
+    for first, last, prev_hash, hashes, body, keys in db.execute(_w.BLOCKS_SQL):
         raw = hashes if isinstance(hashes, bytes) else str(hashes).encode("utf-8", "replace")
         text = body if isinstance(body, bytes) else str(body).encode("utf-8", "replace")
         try:
-            for seq, prev, digest, fields in _w.block_entries(
-                first, last, str(prev_hash), raw, text
-            ):
-                verifier.feed(seq, prev, digest, fields)
+            block = list(_w.block_entries(first, last, str(prev_hash), raw, text))
         except ValueError as exc:  # json.JSONDecodeError is one
-            verifier.unreadable(first, last, raw[-32:].hex(), f"block {first} altered ({exc})")
+            why = f"block {first!r} altered ({exc})"
+            if isinstance(first, int) and isinstance(last, int) and last >= first:
+                verifier.unreadable(first, last, raw[-32:].hex(), why)
+            else:
+                verifier.report(why)
+            continue
+        for seq, prev, digest, fields in block:
+            verifier.feed(seq, prev, digest, fields)
+        if not _w.keys_agree([b[3] for b in block], keys):
+            span = f"entry {first}" if first == last else f"entries {first}-{last}"
+            verifier.report(f"{span}: lookup keys altered (rmas audit find would not find them)")
 
 
 def _verify_sqlite(path: str, verifier: ChainVerifier, chunk: int) -> None:
@@ -990,7 +1044,11 @@ def _lookup_blocks(db: sqlite3.Connection, column: str, value: str) -> list[tupl
         if block is None:
             continue
         first, last, prev_hash, hashes, body = block
-        for n, prev, digest, fields in _w.block_entries(first, last, prev_hash, hashes, body):
+        try:
+            found = list(_w.block_entries(first, last, prev_hash, hashes, body))
+        except ValueError:  # an altered block (verify names it): the others are still found
+            continue
+        for n, prev, digest, fields in found:
             if n == seq:
                 row = (seq, prev, digest, *fields)
                 # The index said so; the entry must agree (a tag is only part of a key).

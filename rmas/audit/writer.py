@@ -28,9 +28,10 @@ writer refuses to append to one.
 **The writer.** :class:`SqliteChainWriter` holds one ``sqlite3`` connection. A commit takes a
 group of entries in wire form (below) and, in one transaction under SQLite's write lock
 (``BEGIN IMMEDIATE``), reads the chain's tail, hashes the entries from there, inserts the block
-and commits; then it checks that the file is still the one it opened. Checkpoints of the
-write-ahead log are made between commits (:meth:`SqliteChainWriter.maintain`), not inside one,
-so that no check's answer waits for one. :class:`rmas.audit.sink.AuditSink` runs the writer in a
+and commits; then it checks that the file and its write-ahead log are still the ones it
+opened. It appends only to a chain whose last block is well formed. Checkpoints of the
+write-ahead log are made between commits (:meth:`SqliteChainWriter.maintain`), never inside a
+commit's transaction. :class:`rmas.audit.sink.AuditSink` runs the writer in a
 process of its own (:func:`main`, started as ``python -I .../writer.py``): the hub's event loop
 never shares its interpreter lock with SQLite (every sqlite3 call releases and retakes the GIL),
 and on a host with more than one core the writer's CPU is off the hub's core. Hence the rules
@@ -141,6 +142,11 @@ TAIL_SQL = (
     "SELECT last_seq, lower(hex(substr(hashes, -32))) FROM audit_blocks "
     "ORDER BY first_seq DESC LIMIT 1"
 )
+#: The last block, with what :func:`_tail` checks of it.
+TAIL_SQL_CHECKED = (
+    "SELECT first_seq, last_seq, length(hashes), lower(hex(substr(hashes, -32))) "
+    "FROM audit_blocks ORDER BY first_seq DESC LIMIT 1"
+)
 INSERT_SQL = "INSERT INTO audit_blocks VALUES (?, ?, ?, ?, ?, ?)"
 #: The probe's one row (not part of the chain; verify and find never read it).
 PROBE_DDL = "CREATE TABLE IF NOT EXISTS audit_probe (id INTEGER PRIMARY KEY, at TEXT NOT NULL)"
@@ -179,14 +185,22 @@ def layout(db: sqlite3.Connection) -> int:
 
 
 def bodies_of(count: int, group: bytes) -> list[bytes]:
-    """The entries' canonical bodies; WriterError unless ``group`` holds ``count`` entries."""
-    if not group.startswith(b"\xff\x00") or group.count(b"\xff") != count:
+    """The entries' canonical bodies; WriterError unless ``group`` holds ``count`` entries of
+    :data:`NFIELDS` fields each, in UTF-8: what is committed must read back as entries."""
+    if count < 1 or not group.startswith(b"\xff\x00") or group.count(b"\xff") != count:
         raise WriterError(f"malformed group: not {count} entries")
     if group.count(b"\x00") != count * (NFIELDS + 1) - 1:
         raise WriterError(f"malformed group: not {NFIELDS} fields in each entry")
     bodies = group[2:].split(b"\x00\xff\x00")
     if len(bodies) != count:  # a 0xFF out of place
         raise WriterError(f"malformed group: not {count} entries")
+    # The totals can balance while one entry has a field too many and the next one too few.
+    if any(b.count(b"\x00") != NFIELDS - 1 for b in bodies):
+        raise WriterError(f"malformed group: not {NFIELDS} fields in each entry")
+    try:
+        group[2:].replace(b"\xff", b"").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WriterError(f"malformed group: not UTF-8 at byte {exc.start + 2}") from None
     return bodies
 
 
@@ -235,6 +249,29 @@ def block_fields(body: bytes) -> list[Any]:
     return [e.split("\x1f") for e in body[2:].decode("utf-8").split("\x1f\x1e\x1f")]
 
 
+def _tail(db: sqlite3.Connection) -> tuple[int, str] | None:
+    """(seq, hash) of the chain's last entry; WriterError if the last block is not one the
+    writer could have stored (a damaged trail is examined, with ``rmas audit verify``, before
+    anything is appended to it)."""
+    row = db.execute(TAIL_SQL_CHECKED).fetchone()
+    if row is None:
+        return None
+    first, last, size, digest = row
+    if not (
+        isinstance(first, int)
+        and isinstance(last, int)
+        and last >= first
+        and size == 32 * (last - first + 1)
+        and isinstance(digest, str)
+        and len(digest) == 64
+    ):
+        raise WriterError(
+            f"audit trail damaged: its last block (first_seq {first!r}) is malformed; "
+            "nothing is appended to it (run rmas audit verify)"
+        )
+    return last, digest
+
+
 class SqliteChainWriter:
     """One sqlite3 connection appending to the chain (see the module docstring)."""
 
@@ -244,6 +281,7 @@ class SqliteChainWriter:
         self.timeout_s = timeout_s
         self._db: sqlite3.Connection | None = None
         self._file_id: tuple[int, int] | None = None
+        self._wal_id: tuple[int, int] | None = None
         # For maintain(): bytes committed since the last checkpoint (the log's growth, about).
         self._unsynced = 0
 
@@ -289,7 +327,7 @@ class SqliteChainWriter:
             except BaseException:
                 db.rollback()
                 raise
-            tail = db.execute(TAIL_SQL).fetchone()  # fails now if the table is missing
+            tail = _tail(db)  # fails now if the table is missing or its last block damaged
             # A log left by an earlier writer is checkpointed at the first quiet moment.
             self._unsynced = CHECKPOINT_BYTES + 1 if tail else 0
             st = os.stat(path)
@@ -324,7 +362,7 @@ class SqliteChainWriter:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                tail = db.execute(TAIL_SQL).fetchone()
+                tail = _tail(db)
                 seq, prev = (tail[0], tail[1].encode("ascii")) if tail else (0, GENESIS.encode())
                 first, first_prev = seq + 1, prev
                 digests: list[bytes] = []
@@ -384,9 +422,10 @@ class SqliteChainWriter:
     def maintain(self) -> None:
         """Checkpoint the write-ahead log (``PASSIVE``: it waits for no reader).
 
-        Done between commits, when none is waiting (see :func:`serve`), rather than by SQLite
-        inside the commit that fills the log: a check's answer waits for its commit, not for
-        this.
+        Done between commits, when no request is waiting (see :func:`serve`), rather than by
+        SQLite inside the commit that fills the log, so that it is never part of a commit's
+        transaction; a commit arriving meanwhile waits for it (once per
+        :data:`CHECKPOINT_BYTES` of entries, some 20,000 of them).
         """
         db = self._db
         if db is None:
@@ -398,15 +437,32 @@ class SqliteChainWriter:
         self._unsynced = 0
 
     def _check_file(self) -> None:
-        """SQLite in WAL mode writes on into a deleted or replaced file: refuse to count that."""
+        """SQLite in WAL mode writes on into a deleted or replaced file, and into a deleted or
+        replaced write-ahead log (where commits wait for the next checkpoint): refuse to count
+        that. The log is the same file for as long as a connection is open (SQLite removes it
+        only when the last one closes), so after a commit it must exist and be the one this
+        connection's first commit found."""
         try:
             st = os.stat(self.path)
         except OSError:
             raise WriterError(f"audit database {self.path} was removed while in use") from None
         if (st.st_dev, st.st_ino) != self._file_id:
             raise WriterError(f"audit database {self.path} was replaced while in use")
+        try:
+            wal = os.stat(self.path + "-wal")
+        except OSError:
+            raise WriterError(
+                f"audit database {self.path}: its write-ahead log was removed while in use"
+            ) from None
+        if self._wal_id is None:
+            self._wal_id = (wal.st_dev, wal.st_ino)
+        elif (wal.st_dev, wal.st_ino) != self._wal_id:
+            raise WriterError(
+                f"audit database {self.path}: its write-ahead log was replaced while in use"
+            )
 
     def _drop(self) -> None:
+        self._wal_id = None
         db, self._db = self._db, None
         if db is not None:
             with contextlib.suppress(sqlite3.Error):
@@ -487,7 +543,7 @@ def _v1_rows(db: sqlite3.Connection, lo: int, hi: int) -> list[tuple[Any, ...]]:
 
 #: Every block, in order.
 BLOCKS_SQL = (
-    "SELECT first_seq, last_seq, prev_hash, hashes, body FROM audit_blocks ORDER BY first_seq"
+    "SELECT first_seq, last_seq, prev_hash, hashes, body, keys FROM audit_blocks ORDER BY first_seq"
 )
 #: Every block's first_seq and keys (searched in Python: bytes.find beat SQLite's instr by
 #: two, 100 against 200 ms for 2,000,000 entries).
@@ -518,8 +574,15 @@ def block_entries(
     first: int, last: int, prev_hash: str, hashes: bytes, body: bytes
 ) -> Iterator[tuple[int, str, str, Any]]:
     """(seq, prev_hash, hash, fields) of a stored block; ValueError if it is malformed (its
-    entries, hashes and seq range disagree, or its body is not JSON)."""
-    entries = block_fields(body)
+    entries, hashes and seq range disagree, or its body is not JSON), before any entry."""
+    if not (isinstance(first, int) and isinstance(last, int) and last >= first):
+        raise ValueError(f"its seq range {first!r}-{last!r} is not one")
+    if not isinstance(hashes, bytes):
+        raise ValueError("its hashes are not bytes")
+    try:
+        entries = block_fields(body)
+    except RecursionError:
+        raise ValueError("its body is not a list of entries") from None
     n = last - first + 1
     if len(entries) != n or len(hashes) != 32 * n:
         raise ValueError("its entries, hashes and seq range disagree")
@@ -528,6 +591,17 @@ def block_entries(
         digest = hashes[32 * i : 32 * i + 32].hex()
         yield first + i, prev, digest, fields
         prev = digest
+
+
+def keys_agree(entries: list[Any], keys: Any) -> bool:
+    """Whether a block's stored ``keys`` are the tags of its entries' check ids and document
+    keys (``keys`` are not covered by the chain's hashes: :func:`rmas.audit.sink.verify`
+    compares them, so that altered keys cannot hide an entry from a lookup unnoticed)."""
+    try:
+        expected = "".join(key_tag(f[4]) + key_tag(f[6]) for f in entries).encode("ascii")
+    except (TypeError, AttributeError, IndexError, KeyError, UnicodeError):
+        return False
+    return isinstance(keys, bytes) and keys == expected
 
 
 # -- the process ----------------------------------------------------------------------------------

@@ -125,6 +125,30 @@ def test_malformed_groups_are_refused() -> None:
         w.bodies_of(2, b"\xff\x00a")
     with pytest.raises(w.WriterError, match="malformed"):
         w.bodies_of(1, b"a\x00b")
+    good = b"\xff\x00" + b"\x00".join([b"f"] * w.NFIELDS)
+    assert w.bodies_of(2, good + b"\x00" + good) == [good[2:], good[2:]]
+    # The totals balance, but one entry has a field too many and the next one too few.
+    long, short = good + b"\x00x", good.rsplit(b"\x00", 1)[0]
+    with pytest.raises(w.WriterError, match="11 fields in each entry"):
+        w.bodies_of(2, long + b"\x00" + short)
+    with pytest.raises(w.WriterError, match="not UTF-8 at byte 2"):
+        w.bodies_of(1, b"\xff\x00\xc3(" + good[3:])
+    with pytest.raises(w.WriterError, match="not 0 entries"):
+        w.bodies_of(0, b"")
+
+
+async def test_a_malformed_call_fails_alone(url: str) -> None:
+    keys, group = encode_group(entries(2))
+    async with started(url) as sink:
+        calls = [
+            sink.record_encoded(2, keys, group),
+            sink.record_encoded(2, keys[:-1], group),  # a key short
+            sink.record_encoded(1, keys[:32], group),  # two entries said to be one
+            sink.record_encoded(2, keys, group),
+        ]
+        done = await asyncio.gather(*calls, return_exceptions=True)
+    assert [type(d).__name__ for d in done] == ["NoneType", "AuditError", "AuditError", "NoneType"]
+    assert (await verify(url)).count == 4
 
 
 async def test_a_commit_is_one_block_and_the_view_shows_its_entries(url: str) -> None:
@@ -230,11 +254,59 @@ async def test_an_inserted_block_is_out_of_order(url: str) -> None:
     prev_hash, hashes, keys, body = first.fetchone()
     db.execute(
         "INSERT INTO audit_blocks VALUES (8, 8, ?, ?, ?, ?)",
-        (prev_hash, hashes[:32], keys, json.dumps(w.block_fields(body)[:1]).encode()),
+        (prev_hash, hashes[:32], keys[:32], json.dumps(w.block_fields(body)[:1]).encode()),
     )
     db.close()
-    problems = (await verify(url)).problems
-    assert "entry 8 out of order: it comes after entry 10" in problems
+    # Reported once; the chain is followed on from entry 10 (no false gap, links still checked).
+    assert (await verify(url)).problems == ("entry 8 out of order: it comes after entry 10",)
+
+
+async def test_altered_lookup_keys_are_reported(url: str) -> None:
+    await _filled(url)
+    (target,) = await raw_rows(url, "SELECT document_key FROM audit_entries WHERE seq = 7")
+    assert [e["seq"] for e in await find(url, target[0])] == [7]
+    db = sqlite3.connect(url.split(":///")[1], isolation_level=None)
+    db.execute("UPDATE audit_blocks SET keys = ? WHERE first_seq = 6", (b"-" * 160,))
+    db.close()
+    assert await find(url, target[0]) == []  # hidden from lookups...
+    assert (await verify(url)).problems == (  # ...but not from verify
+        "entries 6-10: lookup keys altered (rmas audit find would not find them)",
+    )
+
+
+async def test_a_block_that_is_no_block_is_reported_and_never_appended_to(url: str) -> None:
+    await _filled(url)
+    async with started(url) as sink:
+        await sink.record(entries(1))
+        db = sqlite3.connect(url.split(":///")[1], isolation_level=None)
+        db.execute("INSERT INTO audit_blocks VALUES (22, 21, 'x', x'', x'', '[]')")  # empty
+        db.close()
+        with pytest.raises(AuditError, match="audit trail damaged: its last block"):
+            await sink.record(entries(1))
+    report = await verify(url)
+    assert report.problems == ("block 22 altered (its seq range 22-21 is not one)",)
+    with pytest.raises(AuditError, match="audit trail damaged: its last block"):
+        async with started(url):  # opening reads the tail too
+            pass
+
+
+async def test_a_block_with_a_seq_that_is_no_number_is_reported(url: str) -> None:
+    await _filled(url)
+    db = sqlite3.connect(url.split(":///")[1], isolation_level=None)
+    db.execute("UPDATE audit_blocks SET last_seq = 'x' WHERE first_seq = 16")
+    db.close()
+    report = await verify(url)  # a report, not a crash
+    assert report.problems == ("block 16 altered (its seq range 16-'x' is not one)",)
+
+
+async def test_a_removed_write_ahead_log_fails_the_next_commit(url: str) -> None:
+    path = url.split(":///")[1]
+    async with started(url) as sink:
+        await sink.record(entries(2))
+        os.unlink(f"{path}-wal")  # acknowledged entries not yet checkpointed go with it
+        with pytest.raises(AuditError, match="write-ahead log was removed while in use"):
+            await sink.record(entries(1))
+        assert not sink.healthy
 
 
 # -- the writer process ---------------------------------------------------------------------------
@@ -421,3 +493,55 @@ async def test_an_earlier_trail_is_looked_up_through_its_indexes(tmp_path: Path)
     db.close()
     url = f"sqlite+aiosqlite:///{path}"
     assert [f["seq"] for f in await find(url, made[9].document_key)] == [10]
+
+
+async def test_a_cancelled_commit_still_has_its_writer_killed_if_it_never_answers(
+    url: str,
+) -> None:
+    async with started(url, timeout_s=0.5) as sink:
+        await sink.record(entries(1))
+        pid = writer_pid(sink)
+        os.kill(pid, signal.SIGSTOP)  # it holds the frame, and may hold the write lock
+        try:
+            task = asyncio.ensure_future(sink.record(entries(1)))
+            await asyncio.sleep(0.2)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.sleep(6.0)  # the reply timeout, 5.5 s
+            assert gone(pid, within_s=3.0)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        await sink.record(entries(1))
+    assert (await verify(url)).ok
+
+
+async def test_a_writer_that_cannot_start_is_not_restarted_at_every_call(url: str) -> None:
+    path = url.split(":///")[1]
+    async with started(url) as sink:
+        await sink.record(entries(1))
+        writer = sink._writer  # type: ignore[attr-defined]
+        starts = 0
+        real_start = writer._start
+
+        async def counted(create: bool) -> None:
+            nonlocal starts
+            starts += 1
+            await real_start(create)
+
+        writer._start = counted
+        os.kill(writer_pid(sink), signal.SIGKILL)
+        await asyncio.wait_for(writer._proc.exited, 10)  # the sink saw it go
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}{suffix}")
+        for _ in range(5):
+            with pytest.raises(AuditError, match="no longer exists"):
+                await sink.record(entries(1))
+            assert not await sink.probe()
+        assert starts == 1  # one attempt, then the same answer for RESTART_BACKOFF_S
+        await asyncio.sleep(1.1)
+        with pytest.raises(AuditError, match="no longer exists"):
+            await sink.record(entries(1))
+        assert starts == 2
