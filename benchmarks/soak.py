@@ -9,7 +9,9 @@ run's own first windows (after a one-minute warm-up, when caches and the audit f
 to their working size):
 
 - memory: the last window's RSS at most 1.10x the first measured window's;
-- latency: the last window's p99 at most 1.5x the first measured window's, and no errors.
+- latency: the median p99 of the last three windows at most 1.5x that of the first three
+  measured ones (a single window's p99 here jumps 10-80x now and then, with no trend: the
+  median of three shows a trend, not a spike), and no errors.
 
     python -m benchmarks.soak [--minutes 10] [--rate 300] [--window 30]
 """
@@ -22,6 +24,7 @@ import contextlib
 import json
 import os
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -179,19 +182,30 @@ def main(argv: list[str] | None = None) -> int:
     warm = max(1, int(60 / args.window))  # the first minute is warm-up
     measured = windows[warm:] or windows
     first, last = measured[0], measured[-1]
+    # Latency: the median of three windows at each end. One window's p99 on this shared machine
+    # jumps 10-80x for a window now and then (a stalled disk or neighbour), anywhere in the run
+    # and with no trend; a growing latency moves the median of three, a spike does not.
+    k = min(3, max(1, len(measured) // 2))
+    head_p99 = statistics.median(w["p99_ms"] for w in measured[:k])
+    tail_p99 = statistics.median(w["p99_ms"] for w in measured[-k:])
+    head_p50 = statistics.median(w["p50_ms"] for w in measured[:k])
+    tail_p50 = statistics.median(w["p50_ms"] for w in measured[-k:])
     result = {
         "minutes": args.minutes,
         "rate": args.rate,
         "windows": windows,
         "rss_ratio_last_first": last["rss_mb"] / first["rss_mb"],
-        "p99_ratio_last_first": last["p99_ms"] / first["p99_ms"],
+        "p99_ratio_last_first": tail_p99 / head_p99,
+        "p50_ratio_last_first": tail_p50 / head_p50,
+        "p99_max_ms": max(w["p99_ms"] for w in measured),
         "errors": sum(w["errors"] for w in windows),
         "audit_entries_file_mb": round(audit.stat().st_size / 2**20, 1),
     }
     result["targets"] = [
         {"text": "soak: RSS last/first window", "value": result["rss_ratio_last_first"],
          "op": "<=", "bound": 1.10, "met": result["rss_ratio_last_first"] <= 1.10},
-        {"text": "soak: p99 last/first window", "value": result["p99_ratio_last_first"],
+        {"text": "soak: p99, last/first 3 windows (medians)",
+         "value": result["p99_ratio_last_first"],
          "op": "<=", "bound": 1.5, "met": result["p99_ratio_last_first"] <= 1.5},
         {"text": "soak: errors", "value": result["errors"], "op": "<=", "bound": 0,
          "met": result["errors"] == 0},

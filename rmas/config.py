@@ -147,6 +147,9 @@ class AuditConfig:
     required: bool = True
     #: SQLite's synchronous pragma for the audit file: FULL (default) or NORMAL.
     synchronous: str = "FULL"
+    #: How long a tiny group commit (under 64 entries) may wait to grow while commits follow
+    #: each other (0: never); see rmas.audit.sink.
+    linger_ms: float = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +322,7 @@ def _limits(t: Mapping[str, Any]) -> LimitsConfig:
 
 
 def _audit(t: Mapping[str, Any], base_dir: str) -> AuditConfig:
-    _only(t, "audit", {"url", "key_file", "required", "synchronous"})
+    _only(t, "audit", {"url", "key_file", "required", "synchronous", "linger_ms"})
     url = _get(t, "url", "audit", str, "")
     if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ConfigError("audit.url", "must be sqlite+aiosqlite:///FILE or postgresql+asyncpg://…")
@@ -333,11 +336,15 @@ def _audit(t: Mapping[str, Any], base_dir: str) -> AuditConfig:
     sync = _get(t, "synchronous", "audit", str, "FULL").upper()
     if sync not in ("FULL", "NORMAL"):
         raise ConfigError("audit.synchronous", 'must be "FULL" or "NORMAL"')
+    linger_ms = _get(t, "linger_ms", "audit", float, 4.0)
+    if not 0.0 <= linger_ms <= 50.0:
+        raise ConfigError("audit.linger_ms", "must be from 0 to 50 milliseconds")
     return AuditConfig(
         url=url,
         key_file=Path(base_dir) / key_file,
         required=_get(t, "required", "audit", bool, True),
         synchronous=sync,
+        linger_ms=linger_ms,
     )
 
 

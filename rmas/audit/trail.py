@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import structlog
 
 from rmas.audit.entry import Caller, Channel, DocumentKeyer, encode_entries
-from rmas.audit.sink import AuditSink
+from rmas.audit.sink import LINGER_S, AuditSink
 from rmas.errors import AuditError
 from rmas.hub import CheckResult
 
@@ -36,10 +36,16 @@ class AuditTrail:
 
     @classmethod
     def from_config(
-        cls, url: str, key_file: str, *, required: bool, synchronous: str
+        cls,
+        url: str,
+        key_file: str,
+        *,
+        required: bool,
+        synchronous: str,
+        linger_s: float = LINGER_S,
     ) -> AuditTrail:
         return cls(
-            AuditSink(url, synchronous=synchronous),
+            AuditSink(url, synchronous=synchronous, linger_s=linger_s),
             DocumentKeyer.from_file(key_file),
             required=required,
         )

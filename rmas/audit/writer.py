@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import select
@@ -195,7 +196,7 @@ def bodies_of(count: int, group: bytes) -> list[bytes]:
     if len(bodies) != count:  # a 0xFF out of place
         raise WriterError(f"malformed group: not {count} entries")
     # The totals can balance while one entry has a field too many and the next one too few.
-    if any(b.count(b"\x00") != NFIELDS - 1 for b in bodies):
+    if set(map(bytes.count, bodies, itertools.repeat(b"\x00", count))) != {NFIELDS - 1}:
         raise WriterError(f"malformed group: not {NFIELDS} fields in each entry")
     try:
         group[2:].replace(b"\xff", b"").decode("utf-8")

@@ -122,7 +122,11 @@ class HubServer:
         if cfg.audit is not None:
             a = cfg.audit
             audit = AuditTrail.from_config(
-                a.url, str(a.key_file), required=a.required, synchronous=a.synchronous
+                a.url,
+                str(a.key_file),
+                required=a.required,
+                synchronous=a.synchronous,
+                linger_s=a.linger_ms / 1000.0,
             )
         server = cls(cfg.hub, providers, cfg.iapi, tls=cfg.tls, policy=policy, audit=audit)
         server.source = cfg

@@ -75,6 +75,11 @@ def test_a_secure_config_parses_with_paths_from_the_config_folder(folder: Path) 
     )
     assert cfg.limits.documents_per_s == 20.0
     assert cfg.audit is not None and cfg.audit.required and cfg.audit.synchronous == "FULL"
+    assert cfg.audit.linger_ms == 4.0
+    no_linger = load_config_text(
+        folder, SECURE.replace('key_file = "audit.key"', 'key_file = "audit.key"\nlinger_ms = 0')
+    )
+    assert no_linger.audit is not None and no_linger.audit.linger_ms == 0.0
     assert cfg.audit.url == f"sqlite+aiosqlite:///{folder / 'var' / 'audit.db'}"
     assert cfg.audit.key_file == folder / "audit.key"
     # The hub's TLS also serves its links to providers; with it a node may be anywhere.
@@ -95,6 +100,8 @@ def test_a_secure_config_parses_with_paths_from_the_config_folder(folder: Path) 
         (("documents_per_s = 20", "documents_per_s = -1"), "limits.documents_per_s", "0"),
         (('url = "sqlite+aiosqlite:///var/audit.db"', 'url = "mysql://x"'), "audit.url", "must be"),
         (('key_file = "audit.key"', 'key_file = ""'), "audit.key_file", "required"),
+        (('key_file = "audit.key"', 'key_file = "audit.key"\nlinger_ms = 80'), "audit.linger_ms",
+         "from 0 to 50"),
     ],
 )  # fmt: skip
 def test_security_errors_name_the_key_at_fault(
