@@ -21,6 +21,7 @@ import os
 import random
 import statistics
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -119,21 +120,57 @@ def _requests(
     return single, manifests
 
 
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) used so far by process ``pid`` and by its children (the
+    audit writer), from /proc."""
+    from benchmarks.soak import _children
+
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(p: int) -> float:
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(f[11]) + int(f[12])) / tick
+
+    return used(pid), sum(used(c) for c in _children(pid))
+
+
+async def _slice(
+    call: Any, in_flight: int, seconds: float, pid: int, per_call: int
+) -> tuple[Any, dict[str, float]]:
+    """One closed-loop slice, and the CPU the hub and its writer spent per document in it."""
+    wall0, (hub0, kids0) = time.perf_counter(), _cpu_s(pid)
+    got = await closed_loop(call, in_flight=in_flight, seconds=seconds)
+    wall, (hub1, kids1) = time.perf_counter() - wall0, _cpu_s(pid)
+    docs_s = got.rate * per_call
+    cpu = {  # utilisation over the slice / documents a second
+        "hub_us": (hub1 - hub0) / wall / docs_s * 1e6 if docs_s else float("nan"),
+        "writer_us": (kids1 - kids0) / wall / docs_s * 1e6 if docs_s else float("nan"),
+        "hub_util": (hub1 - hub0) / wall,
+    }
+    return got, cpu
+
+
 async def _alternate(
-    targets: dict[str, tuple[str, Path | None]],
+    targets: dict[str, tuple[str, Path | None, int]],
     docs: list[common_pb2.Document],
     pairs: int,
     seconds: float,
+    manifests_in_flight: int = MANIFESTS_IN_FLIGHT,
 ) -> dict[str, dict[str, list[Any]]]:
     """Both hubs up at once, loaded one at a time: ``pairs`` neighbouring slices of each, for
     CheckDocument at 64 in flight and for CheckManifest(400), the order swapped every pair.
     A slow spell of the machine then hits both of a pair, not one hub's whole run."""
     single, manifests = _requests(docs)
     counter = iter(range(1 << 62))
-    out: dict[str, dict[str, list[Any]]] = {k: {"c64": [], "manifest": []} for k in targets}
+    out: dict[str, dict[str, list[Any]]] = {
+        k: {"c64": [], "manifest": [], "c64_cpu": [], "manifest_cpu": []} for k in targets
+    }
     async with contextlib.AsyncExitStack() as stack:
         stubs = {}
-        for kind, (address, certs) in targets.items():
+        for kind, (address, certs, _pid) in targets.items():
             ch = await stack.enter_async_context(_channel(address, certs))
             stubs[kind] = check_pb2_grpc.DocumentCheckStub(ch)
             out[kind]["reply_bytes"] = [
@@ -157,28 +194,30 @@ async def _alternate(
         kinds = list(targets)
         for kind in kinds:  # not measured: page cache, allocator, the audit file's first pages
             await closed_loop(check(stubs[kind]), in_flight=64, seconds=seconds)
-            await closed_loop(manifest(stubs[kind]), in_flight=MANIFESTS_IN_FLIGHT, seconds=seconds)
+            await closed_loop(manifest(stubs[kind]), in_flight=manifests_in_flight, seconds=seconds)
         for i in range(pairs):
             order = kinds if i % 2 == 0 else kinds[::-1]
             for kind in order:
-                out[kind]["c64"].append(
-                    await closed_loop(check(stubs[kind]), in_flight=64, seconds=seconds)
-                )
+                got, cpu = await _slice(check(stubs[kind]), 64, seconds, targets[kind][2], 1)
+                out[kind]["c64"].append(got)
+                out[kind]["c64_cpu"].append(cpu)
             for kind in order:
-                out[kind]["manifest"].append(
-                    await closed_loop(
-                        manifest(stubs[kind]), in_flight=MANIFESTS_IN_FLIGHT, seconds=seconds
-                    )
+                got, cpu = await _slice(
+                    manifest(stubs[kind]), manifests_in_flight, seconds, targets[kind][2], SIZE
                 )
+                out[kind]["manifest"].append(got)
+                out[kind]["manifest_cpu"].append(cpu)
     return out
 
 
 def run(
+    *,
     records: int = 1_000_000,
     pairs: int = 8,
     seconds: float = 2.0,
     linger_ms: float | None = None,
     parts: str = "both",
+    manifests_in_flight: int = MANIFESTS_IN_FLIGHT,
 ) -> dict[str, Any]:
     import uvloop
 
@@ -193,18 +232,20 @@ def run(
     secure_cfg, certs = secure_config(stores, secure_port, 0, linger_ms, parts)
     serve = [sys.executable, "-m", "rmas.cli", "serve", "--config"]
     with (
-        server_process([*serve, str(kept)], plain_port),
-        server_process([*serve, str(secure_cfg)], secure_port),
+        server_process([*serve, str(kept)], plain_port) as plain_proc,
+        server_process([*serve, str(secure_cfg)], secure_port) as secure_proc,
     ):
+        # taskset execs the hub in place: the process ids are the hubs'.
         got = uvloop.run(
             _alternate(
                 {
-                    "plain": (f"127.0.0.1:{plain_port}", None),
-                    "secure": (f"127.0.0.1:{secure_port}", certs),
+                    "plain": (f"127.0.0.1:{plain_port}", None, plain_proc.pid),
+                    "secure": (f"127.0.0.1:{secure_port}", certs, secure_proc.pid),
                 },
                 docs,
                 pairs,
                 seconds,
+                manifests_in_flight,
             )
         )
     plain, secure = got["plain"], got["secure"]
@@ -222,6 +263,14 @@ def run(
             "secure_64_p99_ms": s64.p99_ms,
             "plain_64_p99_ms": p64.p99_ms,
             "errors": float(p64.errors + s64.errors + pm.errors + sm.errors),
+            # CPU microseconds per document: hub process, and the secure hub's audit writer.
+            "plain_64_hub_us": plain["c64_cpu"][i]["hub_us"],
+            "secure_64_hub_us": secure["c64_cpu"][i]["hub_us"],
+            "secure_64_writer_us": secure["c64_cpu"][i]["writer_us"],
+            "plain_manifest_hub_us": plain["manifest_cpu"][i]["hub_us"],
+            "secure_manifest_hub_us": secure["manifest_cpu"][i]["hub_us"],
+            "secure_manifest_writer_us": secure["manifest_cpu"][i]["writer_us"],
+            "secure_manifest_hub_util": secure["manifest_cpu"][i]["hub_util"],
         }
         per_pair.append(row)
         shown = ", ".join(f"{k}={v:.2f}" for k, v in row.items())
@@ -237,7 +286,7 @@ def run(
          "op": ">=", "bound": 0.7, "met": med["ratio_manifest"] >= 0.7},
     ]  # fmt: skip
     return {"records": records, "pairs": pairs, "seconds": seconds, "linger_ms": linger_ms,
-            "parts": parts,
+            "parts": parts, "manifests_in_flight": manifests_in_flight,
             "median": med,
             "per_pair": per_pair, "targets": targets}  # fmt: skip
 
@@ -260,7 +309,13 @@ if __name__ == "__main__":
         default="both",
         help="what the secure hub has (tls or audit alone: the cost split)",
     )
+    parser.add_argument("--manifests-in-flight", type=int, default=MANIFESTS_IN_FLIGHT)
     args = parser.parse_args()
     size = {"records": 100_000, "pairs": 3, "seconds": 1.5} if args.quick else {}
-    result = run(**size, linger_ms=args.linger_ms, parts=args.parts)  # type: ignore[arg-type]
+    result = run(
+        **size,
+        linger_ms=args.linger_ms,
+        parts=args.parts,
+        manifests_in_flight=args.manifests_in_flight,
+    )  # type: ignore[arg-type]
     print(json.dumps(result, indent=1, default=str))

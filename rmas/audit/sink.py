@@ -9,9 +9,10 @@
 - **Linger, only for tiny groups.** When fewer than :data:`LINGER_BELOW` entries wait and the
   previous commit started less than ``linger_s`` (:data:`LINGER_S`, 4 ms) ago, the next one
   waits for that moment: single checks at 64 in flight otherwise commit 1.3 entries at a time,
-  and each commit costs about 150 µs of CPU between hub and writer (measured: 0.61x of a hub
-  without audit, 1.0x with the linger; docs/benchmarks.md). An idle hub never waits: the
-  previous commit is long past. Manifests are never held: they are more than 64 entries.
+  and each commit has a fixed cost, mostly the kernel's ``fsync`` (measured with mTLS: 0.55x of
+  a plain hub without the linger, 0.8-0.9x with it; docs/benchmarks.md). An idle hub never
+  waits: the previous commit is long past. Manifests are never held: they are 64 entries or
+  more. ``[audit] linger_ms`` sets it (0: never).
 - **One chain per database**, however many hub processes share it. Each commit holds an
   exclusive lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``pg_advisory_xact_lock`` on
   :data:`PG_LOCK_KEY`), reads the tail (highest ``seq`` and its hash), numbers and chains its

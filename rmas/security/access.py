@@ -162,6 +162,22 @@ class AccessPolicy:
         self.burst = burst
         self._buckets: dict[str, TokenBucket] = {}
         self._clock = clock
+        # Token levels taken over from the policy this one replaced (carry_over), by identity.
+        self._carried: dict[str, float] = {}
+        self._carried_at = 0.0
+
+    def carry_over(self, old: AccessPolicy) -> None:
+        """Continue ``old``'s rate limits (a configuration reload): each identity starts with
+        what its bucket held, not with a full one, capped by its new burst. Otherwise every
+        reload would hand every caller a fresh burst."""
+        now = self._clock()
+        self._carried_at = now
+        self._carried = {}
+        for identity, bucket in old._buckets.items():
+            if bucket.tokens < 0:
+                continue
+            level = min(bucket.burst, bucket.tokens + (now - bucket.stamp) * bucket.rate)
+            self._carried[identity] = max(0.0, level)
 
     def resolve(self, identity: str) -> CallerRule | None:
         """The rule for an identity: exact match first, then the longest matching prefix."""
@@ -182,6 +198,9 @@ class AccessPolicy:
         if bucket is None:
             burst = rule.burst or self.burst or max(1, math.ceil(rate))
             bucket = self._buckets[identity] = TokenBucket(rate, float(burst))
+            level = self._carried.pop(identity, None)
+            if level is not None:  # refilled at the new rate since the reload
+                bucket.tokens, bucket.stamp = min(level, float(burst)), self._carried_at
         wait = bucket.take(documents, self._clock())
         if wait == 0.0:
             return

@@ -302,6 +302,8 @@ class HubServer:
                 on_incomplete=cfg.hub.on_incomplete, max_deadline_s=cfg.hub.deadline_ms / 1000.0
             ),
         )
+        if policy is not None and self.policy is not None:
+            policy.carry_over(self.policy)  # no fresh burst for anyone from a reload
         self.policy = policy
         self.access.policy = policy
         self.service.reconfigure(

@@ -161,3 +161,29 @@ def test_rate_limits_are_per_identity_with_the_limits_default() -> None:
     policy.admit("rmas://airline/NZ", rule, 2)  # its own bucket
     now[0] = 0.5
     policy.admit("rmas://airline/QF", rule, 1)
+
+
+def test_a_reloaded_policy_continues_the_buckets_instead_of_refilling_them() -> None:
+    now = [0.0]
+    airlines = [CallerRule("rmas://airline/*", Role.AIRLINE)]
+    old = AccessPolicy(airlines, documents_per_s=2, burst=10, clock=lambda: now[0])
+    rule = old.resolve("rmas://airline/QF")
+    assert rule is not None
+    old.admit("rmas://airline/QF", rule, 10)  # empty
+    now[0] = 1.0  # 2 tokens back
+    new = AccessPolicy(airlines, documents_per_s=4, burst=6, clock=lambda: now[0])
+    new.carry_over(old)
+    rule = new.resolve("rmas://airline/QF")
+    assert rule is not None
+    new.admit("rmas://airline/QF", rule, 2)
+    with pytest.raises(RateLimited) as err:  # not a fresh burst of 6
+        new.admit("rmas://airline/QF", rule, 1)
+    assert err.value.retry_after_s == pytest.approx(0.25)  # the new rate
+    new.admit("rmas://airline/NZ", rule, 6)  # no bucket before: a full one
+    # A level above the new burst is capped by it.
+    fuller = AccessPolicy(airlines, documents_per_s=1, burst=3, clock=lambda: now[0])
+    now[0] = 100.0
+    fuller.carry_over(new)
+    fuller.admit("rmas://airline/QF", rule, 3)  # the 6 it had are 3 under the new burst
+    with pytest.raises(RateLimited):
+        fuller.admit("rmas://airline/QF", rule, 1)
