@@ -773,6 +773,15 @@ class AuditSink:
             keys, group = encode_group(entries)
             await self._enqueue(len(entries), keys, group)
 
+    def submit_encoded(self, count: int, keys: bytes, group: bytes) -> asyncio.Future[None]:
+        """Queue ``count`` entries in wire form now; the future is done once they are durable
+        (AuditError when they were not). :meth:`record_encoded` is this, awaited; the
+        servicers queue first and build their answer while the commit runs."""
+        self._check_open()
+        if len(keys) != _w.KEYS_PER_ENTRY * count or not _well_formed(count, group):
+            raise AuditError(f"audit entries not written: malformed group of {count}")
+        return self._enqueue(count, keys, group)
+
     async def record_encoded(self, count: int, keys: bytes, group: bytes) -> None:
         """:meth:`record` for ``count`` entries already in wire form, as
         :func:`rmas.audit.entry.encode_entries` makes them (no AuditEntry objects). They are
@@ -780,10 +789,7 @@ class AuditSink:
         scans of the bytes, C speed), so that a malformed call fails alone and not the calls it
         would share a commit with; the writers check each entry in full."""
         if count:
-            self._check_open()
-            if len(keys) != _w.KEYS_PER_ENTRY * count or not _well_formed(count, group):
-                raise AuditError(f"audit entries not written: malformed group of {count}")
-            await self._enqueue(count, keys, group)
+            await self.submit_encoded(count, keys, group)
 
     def _check_open(self) -> None:
         if self._state not in ("open", "closing"):
@@ -791,7 +797,7 @@ class AuditSink:
                 "audit sink is closed" if self._state == "closed" else "audit sink not started"
             )
 
-    async def _enqueue(self, count: int, keys: bytes, group: bytes) -> None:
+    def _enqueue(self, count: int, keys: bytes, group: bytes) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.append(_Waiting(count, keys, group, future))
@@ -799,7 +805,7 @@ class AuditSink:
         if self._drainer is None:
             self._drainer = loop.create_task(self._drain(), name="rmas-audit-writer")
             self._drainer.add_done_callback(self._drained)
-        await future
+        return future
 
     def _drained(self, task: asyncio.Task[None]) -> None:
         """A writer task cancelled before it ran fails what is queued. (Once running, it

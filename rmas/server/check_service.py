@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import grpc
@@ -119,10 +119,24 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         context: Ctx,
         reference: str = "",
     ) -> None:
+        await self._recorded(self._submit(who, channel, results, reference), results, context)
+
+    def _submit(
+        self, who: Admitted, channel: Channel, results: Sequence[CheckResult], reference: str = ""
+    ) -> Awaitable[None] | None:
+        """Queue the audit entries now (see AuditTrail.submit); await with _recorded."""
         if self._audit is None:
+            return None
+        return self._audit.submit(results, who.caller, channel, reference)
+
+    async def _recorded(
+        self, pending: Awaitable[None] | None, results: Sequence[CheckResult], context: Ctx
+    ) -> None:
+        """Wait until the entries are durable; UNAVAILABLE (no answer) when they cannot be."""
+        if pending is None:
             return
         try:
-            await self._audit.record(results, who.caller, channel, reference)
+            await pending
         except AuditError:
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
@@ -152,11 +166,14 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         await self._admit(who, 1, context)
         deadline = self._hub.deadline(context.time_remaining())
         results = await self._hub.check([item], deadline)
-        await self._record(who, Channel.DOCUMENT, results, context)
+        pending = self._submit(who, Channel.DOCUMENT, results)
+        try:  # the answer is built while the audit commit runs; it leaves after it
+            response = check_pb2.CheckDocumentResponse()
+            result_to_pb(results[0], response.result, who.view)
+        finally:
+            await self._recorded(pending, results, context)
         if self._metrics is not None:
             self._metrics.observe(Channel.DOCUMENT, results)
-        response = check_pb2.CheckDocumentResponse()
-        result_to_pb(results[0], response.result, who.view)
         return response
 
     async def _CheckManifest(
@@ -186,11 +203,14 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         deadline = self._hub.deadline(context.time_remaining())
         results = await self._hub.check(items, deadline)
         manifest_id = new_check_id()
-        await self._record(who, Channel.MANIFEST, results, context, manifest_id)
+        pending = self._submit(who, Channel.MANIFEST, results, manifest_id)
+        try:  # the answer is built while the audit commit runs; it leaves after it
+            response = check_pb2.CheckManifestResponse(manifest_id=manifest_id)
+            results_to_pb(results, response, who.view)
+        finally:
+            await self._recorded(pending, results, context)
         if self._metrics is not None:
             self._metrics.observe(Channel.MANIFEST, results)
-        response = check_pb2.CheckManifestResponse(manifest_id=manifest_id)
-        results_to_pb(results, response, who.view)
         return response
 
     async def _CheckPaxlst(
