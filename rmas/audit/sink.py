@@ -65,7 +65,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, cast
@@ -589,59 +589,51 @@ class _PgWriter:
         # Every 12th item from the (j+1)-th is field j of each entry (item 0 is the 0xFF mark).
         items = group.decode("utf-8", "surrogateescape").split("\x00")
         columns = [items[j + 1 :: _NFIELDS + 1] for j in range(_NFIELDS)]
-        conn = self._conn
-        if conn is None or conn.is_closed():
-            self._conn = conn = await self._connect()
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                # BEGIN and the lock in one round trip (simple query protocol); the tail must be
-                # read by a later statement, whose snapshot sees the previous holder's commit.
-                await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
-                tail = await conn.fetchrow(_TAIL_SQL)
-                seq, prev = (tail[0], tail[1]) if tail else (0, GENESIS)
-                seqs = list(range(seq + 1, seq + 1 + count))
-                prevs: list[str] = []
-                hashes: list[str] = []
-                for n, body in zip(seqs, bodies, strict=True):
-                    prevs.append(prev)
-                    prev = link_hash(prev, n, body)
-                    hashes.append(prev)
-                await conn.execute(_PG_INSERT, seqs, prevs, hashes, *columns)
-                await conn.execute("COMMIT")
-        except BaseException as exc:
-            # Whatever state the transaction is in, a fresh connection is simplest and safe:
-            # the server rolls back what this one left open.
-            self._conn = None
-            conn.terminate()
-            if isinstance(exc, TimeoutError):
-                raise AuditError(
-                    f"no commit within {self.timeout_s:g} s (database locked, slow or gone)"
-                ) from exc
-            raise
+        async with self._session("commit") as conn:
+            # BEGIN and the lock in one round trip (simple query protocol); the tail must be
+            # read by a later statement, whose snapshot sees the previous holder's commit.
+            await conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({PG_LOCK_KEY})")
+            tail = await conn.fetchrow(_TAIL_SQL)
+            seq, prev = (tail[0], tail[1]) if tail else (0, GENESIS)
+            seqs = list(range(seq + 1, seq + 1 + count))
+            prevs: list[str] = []
+            hashes: list[str] = []
+            for n, body in zip(seqs, bodies, strict=True):
+                prevs.append(prev)
+                prev = link_hash(prev, n, body)
+                hashes.append(prev)
+            await conn.execute(_PG_INSERT, seqs, prevs, hashes, *columns)
+            await conn.execute("COMMIT")
 
     async def probe(self) -> None:
         """What a commit needs, without adding an entry: the connection, the advisory lock,
         the table's insert lock, a transaction id (refused by a read-only standby) and a
         commit (a WAL record)."""
+        async with self._session("probe") as conn:
+            await conn.execute(
+                f"BEGIN; SELECT pg_advisory_xact_lock({PG_LOCK_KEY}); "
+                f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE; SELECT txid_current(); COMMIT"
+            )
+
+    @contextlib.asynccontextmanager
+    async def _session(self, what: str) -> AsyncIterator[Any]:
+        """The connection (reconnected if lost) for one transaction, within ``timeout_s``.
+        On any failure the connection is dropped, whatever state the transaction is in: a
+        fresh one is simplest and safe (the server rolls back what this one left open)."""
         conn = self._conn
         if conn is None or conn.is_closed():
             self._conn = conn = await self._connect()
         try:
             async with asyncio.timeout(self.timeout_s):
-                await conn.execute(
-                    f"BEGIN; SELECT pg_advisory_xact_lock({PG_LOCK_KEY}); "
-                    f"LOCK TABLE {TABLE} IN ROW EXCLUSIVE MODE; SELECT txid_current(); COMMIT"
-                )
+                yield conn
         except BaseException as exc:
             self._conn = None
             conn.terminate()
             if isinstance(exc, TimeoutError):
                 raise AuditError(
-                    f"no probe within {self.timeout_s:g} s (database locked, slow or gone)"
+                    f"no {what} within {self.timeout_s:g} s (database locked, slow or gone)"
                 ) from exc
-            raise AuditError(
-                f"audit database {self.target.shown} unusable: {_reason(exc)}"
-            ) from exc
+            raise
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

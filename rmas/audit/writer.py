@@ -356,6 +356,25 @@ class SqliteChainWriter:
         if len(keys) != KEYS_PER_ENTRY * count:
             raise WriterError(f"malformed group: {len(keys)} bytes of keys for {count} entries")
         body = store_body(group)
+        with self._write() as db:
+            tail = _tail(db)
+            seq, prev = (tail[0], tail[1].encode("ascii")) if tail else (0, GENESIS.encode())
+            first, first_prev = seq + 1, prev
+            digests: list[bytes] = []
+            append = digests.append
+            for seq, entry in enumerate(bodies, first):  # seq ends as the last one's
+                digest = _sha256(b"%s\x00%d\x00%s" % (prev, seq, entry)).digest()
+                append(digest)
+                prev = digest.hex().encode()
+            db.execute(INSERT_SQL, (first, seq, first_prev.decode(), b"".join(digests), keys, body))
+        self._unsynced += len(group)
+        return seq, prev.decode()
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction under SQLite's write lock, committed when the block ends; then the
+        file is checked (:meth:`_check_file`). Any failure rolls back and drops the connection
+        (the next call reopens the file, if it still exists)."""
         if self._db is None:
             self.open(False)
         db = self._db
@@ -363,18 +382,7 @@ class SqliteChainWriter:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                tail = _tail(db)
-                seq, prev = (tail[0], tail[1].encode("ascii")) if tail else (0, GENESIS.encode())
-                first, first_prev = seq + 1, prev
-                digests: list[bytes] = []
-                append = digests.append
-                for seq, entry in enumerate(bodies, first):  # seq ends as the last one's
-                    digest = _sha256(b"%s\x00%d\x00%s" % (prev, seq, entry)).digest()
-                    append(digest)
-                    prev = digest.hex().encode()
-                db.execute(
-                    INSERT_SQL, (first, seq, first_prev.decode(), b"".join(digests), keys, body)
-                )
+                yield db
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -384,31 +392,14 @@ class SqliteChainWriter:
         except BaseException:
             self._drop()
             raise
-        self._unsynced += len(group)
-        return seq, prev.decode()
 
     def probe(self) -> None:
         """Prove that a commit could be made now, without adding an entry: take the write lock,
         write and commit one row of ``audit_probe`` (with ``synchronous = FULL``, it reaches the
         disk), check the file is still the one opened. Raises what a commit would raise."""
-        if self._db is None:
-            self.open(False)
-        db = self._db
-        assert db is not None
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute(PROBE_DDL)
-                db.execute(PROBE_SQL, (f"{time.time():.3f}",))
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.rollback()
-                raise
-            self._check_file()
-        except BaseException:
-            self._drop()
-            raise
+        with self._write() as db:
+            db.execute(PROBE_DDL)
+            db.execute(PROBE_SQL, (f"{time.time():.3f}",))
         # A page or two of log each: counted, so that an idle hub's probes are checkpointed too.
         self._unsynced += 2 * 4096
 

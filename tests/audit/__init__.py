@@ -9,18 +9,19 @@ fall back to the named database itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from rmas.audit import Caller, Channel, DocumentKeyer, entries_for
+from rmas.audit import AuditSink, Caller, Channel, DocumentKeyer, entries_for
 from rmas.audit.entry import AuditEntry
 from rmas.documents import validate_document
 from rmas.hub import CheckResult, new_check_id
@@ -298,3 +299,16 @@ async def delete_entries(url: str, first: int, last: int) -> None:
         db.execute("DELETE FROM audit_blocks WHERE first_seq BETWEEN ? AND ?", (first, last))
     finally:
         db.close()
+
+
+# -- a started sink -------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def started(url: str, **options: object) -> AsyncIterator[AuditSink]:
+    sink = AuditSink(url, **options)  # type: ignore[arg-type]
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.aclose()

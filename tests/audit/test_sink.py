@@ -38,19 +38,10 @@ from tests.audit import (  # noqa: F401  (fixtures)
     raw_rows,
     set_hash,
     sql_url,
+    started,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@contextlib.asynccontextmanager
-async def started(url: str, **options: object) -> AsyncIterator[AuditSink]:
-    sink = AuditSink(url, **options)  # type: ignore[arg-type]
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.aclose()
 
 
 async def seqs(url: str) -> list[int]:

@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +34,7 @@ from tests.audit import (
     result,
     rewrite_block,
     set_hash,
+    started,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,16 +55,6 @@ def invalid(n: int) -> list[AuditEntry]:
 @pytest.fixture
 def url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-
-
-@contextlib.asynccontextmanager
-async def started(url: str, **options: object) -> AsyncIterator[AuditSink]:
-    sink = AuditSink(url, **options)  # type: ignore[arg-type]
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.aclose()
 
 
 def writer_pid(sink: AuditSink) -> int:

@@ -243,41 +243,22 @@ async def test_health_is_not_serving_while_a_required_audit_trail_cannot_be_writ
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "audit.db"
-    trail = AuditTrail(
-        AuditSink(f"sqlite+aiosqlite:///{db}", timeout_s=0.2), DocumentKeyer(os.urandom(32))
-    )
-    server = HubServer(HubConfig(listen="127.0.0.1:0"), [FakeProvider.issuer("NZL", ["NZL"])],
-                       audit=trail)  # fmt: skip
+    server = audited_hub(db)
     port = await server.start()
     target = f"127.0.0.1:{port}"
-
-    async def health() -> Any:
-        async with grpc.aio.insecure_channel(target) as ch:
-            r = await health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(service="rmas.v1.DocumentCheck"), timeout=2
-            )
-        return r.status
-
-    async def until(status: Any) -> None:
-        for _ in range(40):
-            if await health() == status:
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"health never became {status}")
-
     try:
-        assert await health() == health_pb2.HealthCheckResponse.SERVING
+        assert await health_of(target) == health_pb2.HealthCheckResponse.SERVING
         blocker = sqlite3.connect(db, isolation_level=None)
         blocker.execute("BEGIN EXCLUSIVE")
         try:
             with pytest.raises(grpc.aio.AioRpcError):
                 await check(target)
-            await until(health_pb2.HealthCheckResponse.NOT_SERVING)
+            await health_until(target, health_pb2.HealthCheckResponse.NOT_SERVING)
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
         # No check is sent: the watch's probe finds the trail writable again.
-        await until(health_pb2.HealthCheckResponse.SERVING)
+        await health_until(target, health_pb2.HealthCheckResponse.SERVING)
         await check(target)
         assert await audited(db) == 1  # the probes added no entry; the check did
     finally:
@@ -288,11 +269,7 @@ async def test_an_idle_hub_whose_audit_trail_stops_working_reports_not_serving(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "audit.db"
-    trail = AuditTrail(
-        AuditSink(f"sqlite+aiosqlite:///{db}", timeout_s=0.2), DocumentKeyer(os.urandom(32))
-    )
-    server = HubServer(HubConfig(listen="127.0.0.1:0"), [FakeProvider.issuer("NZL", ["NZL"])],
-                       audit=trail)  # fmt: skip
+    server = audited_hub(db)
     server.audit_idle_probe_s = 0.5
     port = await server.start()
     target = f"127.0.0.1:{port}"
@@ -310,6 +287,15 @@ async def test_an_idle_hub_whose_audit_trail_stops_working_reports_not_serving(
         assert await audited(db) == 1
     finally:
         await server.stop(grace=0.5)
+
+
+def audited_hub(db: Path) -> HubServer:
+    """A hub with a required SQLite audit trail whose writes give up after 0.2 s."""
+    trail = AuditTrail(
+        AuditSink(f"sqlite+aiosqlite:///{db}", timeout_s=0.2), DocumentKeyer(os.urandom(32))
+    )
+    return HubServer(HubConfig(listen="127.0.0.1:0"), [FakeProvider.issuer("NZL", ["NZL"])],
+                     audit=trail)  # fmt: skip
 
 
 async def health_of(target: str) -> Any:
