@@ -765,12 +765,22 @@ class AuditSink:
             keys, group = encode_group(entries)
             await self._enqueue(len(entries), keys, group)
 
-    def submit_encoded(self, count: int, keys: bytes, group: bytes) -> asyncio.Future[None]:
+    def submit_encoded(
+        self, count: int, keys: bytes, group: bytes, *, encoded_here: bool = False
+    ) -> asyncio.Future[None]:
         """Queue ``count`` entries in wire form now; the future is done once they are durable
         (AuditError when they were not). :meth:`record_encoded` is this, awaited; the
-        servicers queue first and build their answer while the commit runs."""
+        servicers queue first and build their answer while the commit runs.
+
+        ``encoded_here``: the group comes straight from
+        :func:`rmas.audit.entry.encode_entries` (:class:`rmas.audit.trail.AuditTrail`), so the
+        scans of its separators are skipped (0.3 µs a document); the writers check every
+        entry either way.
+        """
         self._check_open()
-        if len(keys) != _w.KEYS_PER_ENTRY * count or not _well_formed(count, group):
+        if len(keys) != _w.KEYS_PER_ENTRY * count or (
+            not encoded_here and not _well_formed(count, group)
+        ):
             raise AuditError(f"audit entries not written: malformed group of {count}")
         return self._enqueue(count, keys, group)
 

@@ -103,7 +103,7 @@ class AuditTrail:
         keys, group = encode_entries(results, caller, channel, self.keyer, reference=reference)
         try:
             future: asyncio.Future[None] | AuditError = self.sink.submit_encoded(
-                len(results), keys, group
+                len(results), keys, group, encoded_here=True
             )
         except AuditError as exc:
             future = exc
