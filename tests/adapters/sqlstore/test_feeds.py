@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from rmas.documents import DocumentQuery
 from rmas.errors import StoreError
 from rmas.providers import ProviderInfo
 from rmas.verdict import RecordStatus
+from tests.adapters.sqlstore import lookups_during
 
 INFO = ProviderInfo(id="NZL", issuing_states=frozenset({"NZL"}))
 HEADER = "issuing_state,document_number,document_type,status,reported_on,record_ref\n"
@@ -140,26 +140,11 @@ async def test_lookups_during_a_full_reload_never_miss_a_record(
                       + "".join(f"NZL,LB{i:06d},P,LOST,,R\n" for i in range(20_000)))  # fmt: skip
     p = SqlStoreProvider(INFO, db_url)
     await p.start()  # opened first: the reload can now finish before a lazy start would
-    missing = 0
-    lookups = 0
-    done = asyncio.Event()
-
-    async def probe() -> None:
-        nonlocal missing, lookups
-        while not done.is_set():
-            recs = await p.lookup_many(
-                [DocumentQuery("NZL", n) for n in keep], time.monotonic() + 5
-            )
-            lookups += 1
-            missing += sum(r.status is RecordStatus.NO_RECORD for r in recs)
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(probe())
     try:
-        await import_csv(db_url, second, replace=True)
+        _, lookups, missing = await lookups_during(
+            p, keep, import_csv(db_url, second, replace=True)
+        )
     finally:
-        done.set()
-        await task
         await p.aclose()
     assert lookups > 1
     assert missing == 0

@@ -18,6 +18,7 @@ from rmas.documents import DocumentQuery
 from rmas.errors import StoreError
 from rmas.providers import ProviderInfo
 from rmas.verdict import RecordStatus
+from tests.adapters.sqlstore import lookups_during
 
 HEADER = "issuing_state,document_number,document_type,status,reported_on,record_ref"
 HOLDER = ",surname,given_names,birth_date,sex,expiry_date"
@@ -253,25 +254,12 @@ async def test_a_replace_swaps_in_a_new_table_and_lookups_answer_throughout(
     before = await table_identity(db_url)
     provider = SqlStoreProvider(INFO, db_url)
     await provider.start()  # lookups are answering before the reload starts
-    missing, lookups, done = 0, 0, asyncio.Event()
-
-    async def probe() -> None:
-        nonlocal missing, lookups
-        while not done.is_set():
-            recs = await provider.lookup_many(
-                [DocumentQuery("NZL", n) for n in keep], time.monotonic() + 5
-            )
-            lookups += 1
-            missing += sum(r.status is RecordStatus.NO_RECORD for r in recs)
-            await asyncio.sleep(0)
-
-    task = asyncio.create_task(probe())
     try:
-        report = await import_csv(db_url, big_csv(tmp_path / "second.csv", "LOST"), replace=True)
-    finally:
-        done.set()
-        await task
-    try:
+        report, lookups, missing = await lookups_during(
+            provider,
+            keep,
+            import_csv(db_url, big_csv(tmp_path / "second.csv", "LOST"), replace=True),
+        )
         after = await provider.lookup_many([DocumentQuery("NZL", keep[0])], time.monotonic() + 5)
     finally:
         await provider.aclose()
