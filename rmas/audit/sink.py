@@ -77,7 +77,7 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from rmas.audit import writer as _w
-from rmas.audit.chain import FIELDS, GENESIS, ChainVerifier, VerifyReport, entry_fields, link_hash
+from rmas.audit.chain import FIELDS, GENESIS, ChainVerifier, VerifyReport, entry_fields
 from rmas.audit.entry import AuditEntry, encode_keys
 from rmas.errors import AuditError, ConfigError
 
@@ -585,7 +585,7 @@ class _PgWriter:
         self._conn = conn
 
     async def commit(self, count: int, keys: bytes, group: bytes) -> None:
-        bodies = _w.bodies_of(count, group)
+        _w.bodies_of(count, group)  # MalformedGroup before any round trip
         # Every 12th item from the (j+1)-th is field j of each entry (item 0 is the 0xFF mark).
         items = group.decode("utf-8", "surrogateescape").split("\x00")
         columns = [items[j + 1 :: _NFIELDS + 1] for j in range(_NFIELDS)]
@@ -596,13 +596,9 @@ class _PgWriter:
             tail = await conn.fetchrow(_TAIL_SQL)
             seq, prev = (tail[0], tail[1]) if tail else (0, GENESIS)
             seqs = list(range(seq + 1, seq + 1 + count))
-            prevs: list[str] = []
-            hashes: list[str] = []
-            for n, body in zip(seqs, bodies, strict=True):
-                prevs.append(prev)
-                prev = link_hash(prev, n, body)
-                hashes.append(prev)
-            await conn.execute(_PG_INSERT, seqs, prevs, hashes, *columns)
+            digests = _w.link(prev.encode("ascii"), seq, count, group)[0]
+            hashes = [digests[i : i + 32].hex() for i in range(0, 32 * count, 32)]
+            await conn.execute(_PG_INSERT, seqs, [prev, *hashes[:-1]], hashes, *columns)
             await conn.execute("COMMIT")
 
     async def probe(self) -> None:
@@ -756,7 +752,13 @@ class AuditSink:
             raise
         self._state = "open"
         self.healthy = True
-        log.info("audit_started", database=self._target.shown)
+        log.info(
+            "audit_started",
+            database=self._target.shown,
+            # Whether the per-entry hashing runs in C (rmas.audit._speedups) or in Python.
+            compiled=_w.speedups is not None,
+            writer_compiled=getattr(self._writer, "pragmas", {}).get("speedups"),
+        )
 
     async def record(self, entries: Sequence[AuditEntry]) -> None:
         """Return once ``entries`` are committed durably; AuditError when they were not."""

@@ -119,7 +119,9 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         context: Ctx,
         reference: str = "",
     ) -> None:
-        await self._recorded(self._submit(who, channel, results, reference), results, context)
+        await self._recorded(
+            self._submit(who, channel, results, reference), context, results[:3], len(results)
+        )
 
     def _submit(
         self, who: Admitted, channel: Channel, results: Sequence[CheckResult], reference: str = ""
@@ -130,9 +132,14 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         return self._audit.submit(results, who.caller, channel, reference)
 
     async def _recorded(
-        self, pending: Awaitable[None] | None, results: Sequence[CheckResult], context: Ctx
+        self,
+        pending: Awaitable[None] | None,
+        context: Ctx,
+        first: Sequence[CheckResult],
+        count: int,
     ) -> None:
-        """Wait until the entries are durable; UNAVAILABLE (no answer) when they cannot be."""
+        """Wait until the entries are durable; UNAVAILABLE (no answer) when they cannot be,
+        quoting the ``first`` (up to three) of the ``count`` check ids."""
         if pending is None:
             return
         try:
@@ -141,8 +148,8 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
             await context.abort(
                 grpc.StatusCode.UNAVAILABLE,
                 "the audit trail cannot be written; no answer is given unrecorded "
-                f"(check ids {', '.join(r.check_id for r in results[:3])}"
-                f"{'…' if len(results) > 3 else ''})",
+                f"(check ids {', '.join(r.check_id for r in first[:3])}"
+                f"{'…' if count > 3 else ''})",
             )
 
     async def _CheckDocument(
@@ -171,7 +178,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
             response = check_pb2.CheckDocumentResponse()
             result_to_pb(results[0], response.result, who.view)
         finally:
-            await self._recorded(pending, results, context)
+            await self._recorded(pending, context, results, 1)
         if self._metrics is not None:
             self._metrics.observe(Channel.DOCUMENT, results)
         return response
@@ -202,15 +209,23 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 items.append(document_from_pb(t.document, ref=t.ref, prefix=f"{prefix}.document"))
         deadline = self._hub.deadline(context.time_remaining())
         results = await self._hub.check(items, deadline)
+        del items
         manifest_id = new_check_id()
+        n = len(results)
         pending = self._submit(who, Channel.MANIFEST, results, manifest_id)
+        first = results[:3]
         try:  # the answer is built while the audit commit runs; it leaves after it
             response = check_pb2.CheckManifestResponse(manifest_id=manifest_id)
             results_to_pb(results, response, who.view)
+            tally = None if self._metrics is None else self._metrics.tally(results)
+            # Let the results go now, not once the commit is in: a manifest's 400 results and
+            # their answers, held by every manifest waiting for a commit, are megabytes of
+            # objects the collector scans and the caches lose.
+            del results
         finally:
-            await self._recorded(pending, results, context)
-        if self._metrics is not None:
-            self._metrics.observe(Channel.MANIFEST, results)
+            await self._recorded(pending, context, first, n)
+        if self._metrics is not None and tally is not None:
+            self._metrics.observe_tally(Channel.MANIFEST, tally, n)
         return response
 
     async def _CheckPaxlst(

@@ -282,23 +282,42 @@ class HubMetrics:
         """Count one answered RPC's documents. Call it right after the audit trail's ``record``
         returned, with no ``await`` in between: the trail's ``last_wait_s`` is then this RPC's
         commit wait (no other task has run since)."""
-        self.requests[channel] += 1
         n = len(results)
         if n == 1:
             r = results[0]
+            self.requests[channel] += 1
             key = (channel, r.verdict, r.directive)
             self.checks[key] = self.checks.get(key, 0) + 1
-        elif n:
-            # One pass into a local dict keyed by (verdict, directive), then one update per group:
-            # measured 29 µs for 400 results (collections.Counter over an attrgetter: 37 µs).
-            groups: dict[tuple[Verdict, Directive], int] = {}
-            for r in results:
-                pair = (r.verdict, r.directive)
-                groups[pair] = groups.get(pair, 0) + 1
-            checks = self.checks
-            for (verdict, directive), k in groups.items():
-                key = (channel, verdict, directive)
-                checks[key] = checks.get(key, 0) + k
+            self._sizes_and_wait(channel, 1)
+        else:
+            self.observe_tally(channel, self.tally(results), n)
+
+    @staticmethod
+    def tally(results: Sequence[CheckResult]) -> dict[tuple[Verdict, Directive], int]:
+        """Documents by (verdict, directive), for :meth:`observe_tally`.
+
+        One pass into a dict, then one update per group: measured 29 µs for 400 results
+        (collections.Counter over an attrgetter: 37 µs).
+        """
+        groups: dict[tuple[Verdict, Directive], int] = {}
+        for r in results:
+            pair = (r.verdict, r.directive)
+            groups[pair] = groups.get(pair, 0) + 1
+        return groups
+
+    def observe_tally(
+        self, channel: Channel, groups: dict[tuple[Verdict, Directive], int], n: int
+    ) -> None:
+        """:meth:`observe` of ``n`` results counted beforehand with :meth:`tally` (a servicer
+        that lets its results go before the audit commit ends)."""
+        self.requests[channel] += 1
+        checks = self.checks
+        for (verdict, directive), k in groups.items():
+            key = (channel, verdict, directive)
+            checks[key] = checks.get(key, 0) + k
+        self._sizes_and_wait(channel, n)
+
+    def _sizes_and_wait(self, channel: Channel, n: int) -> None:
         bins = self.manifests.get(channel)
         if bins is not None:
             bins.observe(n)
