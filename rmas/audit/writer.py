@@ -89,9 +89,13 @@ __all__ = [
 SCHEMA_VERSION = 2
 #: Entries per block when a version 1 trail is migrated.
 MIGRATE_BLOCK = 4096
-#: Bytes of groups committed after which the write-ahead log is checkpointed (about what
-#: SQLite's own default, 1,000 pages, holds).
+#: Bytes of write-ahead log after which it is checkpointed.
 CHECKPOINT_BYTES = 4_000_000
+#: Page size of a trail created by this writer (SQLite's default is 4,096; an existing file
+#: keeps its own). A block of 400 entries (about 110 KB) is 7 pages instead of 28, written with
+#: 25 calls instead of 86 (and 4 instead of 7 for a block of 16): measured about 0.2 µs of CPU
+#: an entry less. 65,536 saves a few more calls but writes 64 KB for every small commit.
+PAGE_SIZE = 16_384
 #: A key's tag when it has none (an entry without a usable document number).
 NO_TAG = "-" * 16
 #: Bytes of ``keys`` per entry: two tags.
@@ -347,8 +351,9 @@ class SqliteChainWriter:
         self._db: sqlite3.Connection | None = None
         self._file_id: tuple[int, int] | None = None
         self._wal_id: tuple[int, int] | None = None
-        # For maintain(): bytes committed since the last checkpoint (the log's growth, about).
+        # For maintain(): the log's growth since the last checkpoint (about: whole pages).
         self._unsynced = 0
+        self._page_size = PAGE_SIZE
 
     def open(self, create: bool) -> dict[str, Any]:
         """Connect (creating the file and schema when ``create``); the pragmas now in force.
@@ -370,6 +375,8 @@ class SqliteChainWriter:
             raise WriterError(f"audit database {path} cannot be opened: {exc}{hint}") from exc
         try:
             db.execute(f"PRAGMA busy_timeout = {int(self.timeout_s * 1000)}")
+            # Before WAL mode, which fixes it (a no-op for a file that has pages already).
+            db.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise WriterError(f"audit database {path} cannot use WAL mode (got {mode})")
@@ -396,9 +403,11 @@ class SqliteChainWriter:
             # A log left by an earlier writer is checkpointed at the first quiet moment.
             self._unsynced = CHECKPOINT_BYTES + 1 if tail else 0
             st = os.stat(path)
+            page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
             pragmas = {
                 "journal_mode": str(db.execute("PRAGMA journal_mode").fetchone()[0]),
                 "synchronous": int(db.execute("PRAGMA synchronous").fetchone()[0]),
+                "page_size": page_size,
             }
         except WriterError:
             db.close()
@@ -408,6 +417,7 @@ class SqliteChainWriter:
             raise WriterError(f"audit database {path} unusable: {reason(exc)}") from exc
         self._db = db
         self._file_id = (st.st_dev, st.st_ino)
+        self._page_size = page_size
         return pragmas
 
     def commit(self, count: int, keys: bytes, group: bytes) -> tuple[int, str]:
@@ -422,7 +432,8 @@ class SqliteChainWriter:
             seq, prev = (tail[0], tail[1].encode("ascii")) if tail else (0, GENESIS.encode())
             hashes, head, body = link(prev, seq, count, group)
             db.execute(INSERT_SQL, (seq + 1, seq + count, prev.decode(), hashes, keys, body))
-        self._unsynced += len(group)
+        # The block's pages (hashes, keys, body) and the table page that points to it.
+        self._unsynced += self._page_size * (2 + (len(body) + 64 * count) // self._page_size)
         return seq + count, head.decode()
 
     @contextlib.contextmanager
@@ -459,7 +470,7 @@ class SqliteChainWriter:
             db.execute(PROBE_DDL)
             db.execute(PROBE_SQL, (f"{time.time():.3f}",))
         # A page or two of log each: counted, so that an idle hub's probes are checkpointed too.
-        self._unsynced += 2 * 4096
+        self._unsynced += 2 * self._page_size
 
     @property
     def maintenance_due(self) -> bool:
@@ -477,7 +488,7 @@ class SqliteChainWriter:
         Done between commits, when no request is waiting (see :func:`serve`), rather than by
         SQLite inside the commit that fills the log, so that it is never part of a commit's
         transaction; a commit arriving meanwhile waits for it (once per
-        :data:`CHECKPOINT_BYTES` of entries, some 20,000 of them).
+        :data:`CHECKPOINT_BYTES` of log, some 12,000 entries in blocks of 400).
         """
         db = self._db
         if db is None:

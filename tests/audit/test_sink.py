@@ -117,8 +117,29 @@ async def test_sqlite_runs_in_wal_mode_with_full_synchronous_commits(tmp_path: P
     async with started(url) as sink:  # as the writer process reports its connection's pragmas
         pragmas = sink._writer.pragmas  # type: ignore[attr-defined]
         assert (pragmas["journal_mode"], pragmas["synchronous"]) == ("wal", 2)
+        assert pragmas["page_size"] == 16_384  # a new trail's (writer.PAGE_SIZE)
     async with started(url, synchronous="normal") as sink:
         assert sink._writer.pragmas["synchronous"] == 1  # type: ignore[attr-defined]
+
+
+async def test_a_trail_made_with_other_pages_keeps_them(tmp_path: Path) -> None:
+    """Page size is a new trail's choice; one made before (SQLite's default) is appended to as
+    it is."""
+    from rmas.audit import writer as w
+
+    path = tmp_path / "audit.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA page_size = 4096")
+    db.execute("PRAGMA journal_mode = WAL")
+    for statement in w.DDL:
+        db.execute(statement)
+    db.close()
+    url = f"sqlite+aiosqlite:///{path}"
+    async with started(url) as sink:
+        assert sink._writer.pragmas["page_size"] == 4096  # type: ignore[attr-defined]
+        await sink.record(entries(500))
+    report = await verify(url)
+    assert report.ok and report.count == 500
 
 
 async def test_relative_sqlite_paths_are_resolved_against_the_working_directory(
