@@ -213,7 +213,7 @@ async def _alternate(
 def run(
     *,
     records: int = 1_000_000,
-    pairs: int = 8,
+    pairs: int = 12,
     seconds: float = 2.0,
     linger_ms: float | None = None,
     parts: str = "both",

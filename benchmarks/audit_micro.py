@@ -1,0 +1,125 @@
+"""The audit trail's per-document work, in process: compiled (rmas.audit._speedups) against the
+Python twin, in the same run.
+
+    python -m benchmarks.audit_micro [--quick]
+
+- ``encode``: the hub's side, :func:`rmas.audit.entry.encode_entries` for a manifest of 400
+  results (the document key's HMAC in C, or through hashlib's objects);
+- ``link``: the writer's checks, chain hashes and stored form of that group
+  (:func:`rmas.audit.writer.link`);
+- ``commit``: :meth:`rmas.audit.writer.SqliteChainWriter.commit` of that group to a fresh
+  SQLite file (``synchronous = FULL``, checkpoints included), CPU time (user + system) per
+  entry, with the pages a new trail gets (16 KB) and with SQLite's default (4 KB).
+
+Each figure is the best of several repeats (microseconds per document or entry). No target: the
+end-to-end figure is benchmarks.security_bench's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import resource
+import sqlite3
+import sys
+import tempfile
+import timeit
+from collections.abc import Iterator
+from typing import Any
+
+from rmas.audit import writer as w
+from rmas.audit.entry import Caller, Channel, DocumentKeyer, encode_entries
+from rmas.documents import validate_document
+from rmas.hub import CheckResult, new_check_id
+from rmas.verdict import NO_RECORD, Directive, Outcome, SourceAnswer, Verdict
+
+SIZE = 400
+
+
+def _results() -> list[CheckResult]:
+    rnd = random.Random(1)
+    out = []
+    for i in range(SIZE):
+        state = rnd.choice(["NZL", "AUS"])
+        doc = validate_document(issuing_state=state, number=f"LA{rnd.randrange(10**6, 10**7)}")
+        answer = SourceAnswer(state, Outcome.ANSWERED, required=True, issuer=True,
+                              latency_ms=1.0, record=NO_RECORD)  # fmt: skip
+        out.append(CheckResult(new_check_id(), str(i), Verdict.CLEAR, Directive.OK_TO_BOARD,
+                               sources=(answer,), document=doc))  # fmt: skip
+    return out
+
+
+@contextlib.contextmanager
+def _python_only() -> Iterator[None]:
+    kept = w.speedups
+    w.speedups = None
+    try:
+        yield
+    finally:
+        w.speedups = kept
+
+
+def _best_us(call: Any, number: int, repeat: int) -> float:
+    return min(timeit.repeat(call, number=number, repeat=repeat)) / number / SIZE * 1e6
+
+
+def _commit_us(group: bytes, keys: bytes, page_size: int, commits: int) -> float:
+    """CPU (user + system) per entry of ``commits`` commits, checkpoints included."""
+    with tempfile.TemporaryDirectory(dir=os.environ.get("RMAS_BENCH_TMP")) as tmp:
+        path = os.path.join(tmp, "audit.db")
+        db = sqlite3.connect(path)
+        db.execute(f"PRAGMA page_size = {page_size}")
+        db.execute("VACUUM")
+        db.close()
+        writer = w.SqliteChainWriter(path, "FULL", 5.0)
+        writer.open(True)
+        for _ in range(5):  # warm
+            writer.commit(SIZE, keys, group)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        for _ in range(commits):
+            writer.commit(SIZE, keys, group)
+            if writer.maintenance_due:
+                writer.maintain()
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        writer.close()
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return cpu / commits / SIZE * 1e6
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    if w.speedups is None:
+        raise SystemExit("rmas.audit._speedups is not built (or RMAS_AUDIT_SPEEDUPS=0)")
+    results = _results()
+    caller = Caller("rmas://officer/nz-akl", "officer")
+    keyer = DocumentKeyer(os.urandom(32))
+    py_keyer = DocumentKeyer(os.urandom(32))
+    py_keyer._key_of = py_keyer._py_key_of
+    ref = new_check_id()
+    number, repeat, commits = (20, 3, 40) if quick else (200, 7, 300)
+
+    def encode(k: DocumentKeyer) -> Any:
+        return lambda: encode_entries(results, caller, Channel.MANIFEST, k, reference=ref)
+
+    keys, group = encode(keyer)()
+    prev = w.GENESIS.encode()
+    out: dict[str, float] = {
+        "encode_compiled_us": _best_us(encode(keyer), number, repeat),
+        "encode_python_us": _best_us(encode(py_keyer), number, repeat),
+        "link_compiled_us": _best_us(lambda: w.link(prev, 0, SIZE, group), number, repeat),
+    }
+    with _python_only():
+        out["link_python_us"] = _best_us(lambda: w.link(prev, 0, SIZE, group), number, repeat)
+        out["commit_python_16k_us"] = _commit_us(group, keys, w.PAGE_SIZE, commits)
+    out["commit_compiled_16k_us"] = _commit_us(group, keys, w.PAGE_SIZE, commits)
+    out["commit_compiled_4k_us"] = _commit_us(group, keys, 4096, commits)
+    out["encode_ratio"] = out["encode_python_us"] / out["encode_compiled_us"]
+    out["link_ratio"] = out["link_python_us"] / out["link_compiled_us"]
+    for k, v in out.items():
+        print(f"  {k}: {v:.3f}", file=sys.stderr)
+    return {"median": out, "targets": []}
+
+
+if __name__ == "__main__":
+    print(json.dumps(run("--quick" in sys.argv), indent=1))
