@@ -48,3 +48,4 @@ soak: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -f rmas/audit/_speedups*.so
