@@ -4,6 +4,7 @@ agrees with the general one."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import importlib.machinery
@@ -48,15 +49,21 @@ def test_the_compiled_part_is_built() -> None:
     )
 
 
-@pytest.fixture
-def pure() -> Iterator[None]:
-    """rmas.audit.writer.link without the compiled part, for the duration of a test."""
+@contextlib.contextmanager
+def python_only() -> Iterator[None]:
+    """rmas.audit.writer.link without the compiled part, for the duration of the block."""
     kept = w.speedups
     w.speedups = None
     try:
         yield
     finally:
         w.speedups = kept
+
+
+@pytest.fixture
+def pure() -> Iterator[None]:
+    with python_only():
+        yield
 
 
 def _link(prev: bytes, tail: int, count: int, group: bytes) -> tuple[bytes, bytes, bytes] | str:
@@ -68,12 +75,8 @@ def _link(prev: bytes, tail: int, count: int, group: bytes) -> tuple[bytes, byte
 
 def _both(prev: bytes, tail: int, count: int, group: bytes) -> tuple[object, object]:
     fast = _link(prev, tail, count, group)
-    kept = w.speedups
-    w.speedups = None
-    try:
+    with python_only():
         slow = _link(prev, tail, count, group)
-    finally:
-        w.speedups = kept
     return fast, slow
 
 
