@@ -190,6 +190,8 @@ def test_the_compiled_hmac_is_hmac_sha256(size: int) -> None:
     assert compiled is not None
     key = os.urandom(size)
     keyer = DocumentKeyer(key)
+    # The hub's keyer (and so encode_entries, which calls _key_of) runs the compiled HMAC.
+    assert type(keyer._key_of.__self__) is compiled.Keyer  # type: ignore[attr-defined]
     for state, number in [("NZL", "LA1234567"), ("D", "C01X00T47"), ("É", "日本"), ("", "")]:
         message = f"{state}:{number}".encode()
         expected = hmac.digest(key, message, "sha256").hex()
