@@ -345,6 +345,7 @@ class CheckResult(_message.Message):
     WARNINGS_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
     MRZ_FIELD_NUMBER: _builtins.int
+    ISSUER_CONSULTED_FIELD_NUMBER: _builtins.int
     check_id: _builtins.str
     ref: _builtins.str
     """the caller's reference for this document, echoed"""
@@ -352,6 +353,11 @@ class CheckResult(_message.Message):
     directive: Global___Directive.ValueType
     unchecked: _builtins.bool
     """OK_TO_BOARD although the check is incomplete (fail-open policy)"""
+    issuer_consulted: _builtins.bool
+    """Whether the issuing economy's own provider was asked. False when the issuer has no provider
+    here and the verdict rests on the global (SLTD-style) stores alone: a CLEAR then is not the
+    issuer's word.
+    """
     @_builtins.property
     def sources(self) -> _containers.RepeatedCompositeFieldContainer[Global___SourceAnswer]: ...
     @_builtins.property
@@ -379,10 +385,11 @@ class CheckResult(_message.Message):
         warnings: _abc.Iterable[_builtins.str] | None = ...,
         document: _common_pb2.Document | None = ...,
         mrz: Global___MrzEvidence | None = ...,
+        issuer_consulted: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "mrz", b"mrz"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "directive", b"directive", "document", b"document", "mrz", b"mrz", "problems", b"problems", "ref", b"ref", "sources", b"sources", "unchecked", b"unchecked", "verdict", b"verdict", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "directive", b"directive", "document", b"document", "issuer_consulted", b"issuer_consulted", "mrz", b"mrz", "problems", b"problems", "ref", b"ref", "sources", b"sources", "unchecked", b"unchecked", "verdict", b"verdict", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -573,6 +580,7 @@ class PassengerDirective(_message.Message):
     CREW_FIELD_NUMBER: _builtins.int
     DIRECTIVE_FIELD_NUMBER: _builtins.int
     CHECK_IDS_FIELD_NUMBER: _builtins.int
+    UNCHECKED_FIELD_NUMBER: _builtins.int
     position: _builtins.int
     """1-based order of the traveller in the PAXLST"""
     booking_ref: _builtins.str
@@ -581,6 +589,10 @@ class PassengerDirective(_message.Message):
     """RFF+ABO, echoed"""
     crew: _builtins.bool
     directive: Global___Directive.ValueType
+    unchecked: _builtins.bool
+    """OK_TO_BOARD although a document could not be checked (on_incomplete = "board"): the airline
+    may board, but the check did not happen.
+    """
     @_builtins.property
     def check_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """one per document checked, for the airline to quote"""
@@ -594,10 +606,11 @@ class PassengerDirective(_message.Message):
         crew: _builtins.bool = ...,
         directive: Global___Directive.ValueType = ...,
         check_ids: _abc.Iterable[_builtins.str] | None = ...,
+        unchecked: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_ref", b"booking_ref", "check_ids", b"check_ids", "crew", b"crew", "directive", b"directive", "passenger_ref", b"passenger_ref", "position", b"position"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_ref", b"booking_ref", "check_ids", b"check_ids", "crew", b"crew", "directive", b"directive", "passenger_ref", b"passenger_ref", "position", b"position", "unchecked", b"unchecked"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

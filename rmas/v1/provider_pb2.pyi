@@ -142,11 +142,20 @@ Global___LookupBatchRequest: _TypeAlias = LookupBatchRequest  # noqa: Y015
 
 @_typing.final
 class LookupResult(_message.Message):
+    """Every result echoes the key it answers: the item's issuing state (as the node's store keys it,
+    an ISO 3166-1 alpha-3 or ICAO code) and its normalised number. The hub refuses a result whose
+    key is not the one it asked about (the provider's outcome becomes ERROR, never a CLEAR).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REF_FIELD_NUMBER: _builtins.int
     RECORD_FIELD_NUMBER: _builtins.int
+    ISSUING_STATE_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
     ref: _builtins.str
+    issuing_state: _builtins.str
+    number: _builtins.str
     @_builtins.property
     def record(self) -> _common_pb2.Record: ...
     def __init__(
@@ -154,10 +163,12 @@ class LookupResult(_message.Message):
         *,
         ref: _builtins.str = ...,
         record: _common_pb2.Record | None = ...,
+        issuing_state: _builtins.str = ...,
+        number: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["record", b"record"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["record", b"record", "ref", b"ref"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issuing_state", b"issuing_state", "number", b"number", "record", b"record", "ref", b"ref"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
