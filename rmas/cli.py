@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--sex", default="", help="M, F or X")
     check.add_argument("--nationality", default="")
     check.add_argument("--expiry-date", default="", help="YYYY-MM-DD")
+    check.add_argument("--abtc", default="", metavar="CARD",
+                       help="an APEC Business Travel Card presented with the passport")  # fmt: skip
+    check.add_argument("--abtc-economy", default="", metavar="ECONOMY",
+                       help="the card's home economy (default: the passport's state)")  # fmt: skip
+    check.add_argument("--for", dest="checking_economy", default="", metavar="ECONOMY",
+                       help="with --abtc: the economy the card is checked for "
+                       "(default: the hub's own, [hub] economy)")  # fmt: skip
     check.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the hub")
     check.add_argument("--json", action="store_true", help="print JSON")
     add_tls_arguments(check)
@@ -228,6 +235,9 @@ async def _check(args: argparse.Namespace) -> int:
         sex=args.sex,
         nationality=args.nationality,
         expiry_date=args.expiry_date,
+        abtc=args.abtc,
+        abtc_economy=args.abtc_economy,
+        checking_economy=args.checking_economy,
     )
     async with hub_channel(args.hub, args) as channel:
         stub = check_pb2_grpc.DocumentCheckStub(channel)
@@ -381,6 +391,18 @@ def format_result(r: dict[str, Any]) -> str:
         lines.append(line)
         if s.get("contact") and s.get("status") not in (None, "", "NO_RECORD", "VALID"):
             lines.append(f"  {'':<10} contact: {s['contact']}")
+    card = r.get("abtc")
+    if card:
+        verdict = "USABLE" if card["usable"] else f"NOT USABLE ({card['reason']})"
+        lines.append(f"abtc       {verdict} for {card['checking_economy']}")
+        lines.append(
+            f"  {card['provider'] or '-':<10} {card['outcome'] or '-':<11} "
+            f"{card['status'] or '-':<12} expires {card['expiry'] or '-'}  "
+            f"pre-cleared: {' '.join(card['pre_cleared']) or '-'}  "
+            f"passport: {card['passport_match']}"
+        )
+        if card["detail"]:
+            lines.append(f"  {card['detail']}")
     return "\n".join(lines)
 
 

@@ -30,10 +30,12 @@ from rmas.errors import ConfigError
 from rmas.verdict import Record
 
 if TYPE_CHECKING:  # the core names the type; only the edges that open connections use it
+    from rmas.abtc import CardQuery, CardRecord
     from rmas.security.tls import TlsConfig
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "CardProvider",
     "Provider",
     "ProviderConfig",
     "ProviderFactory",
@@ -41,6 +43,7 @@ __all__ = [
     "Registry",
     "Scope",
     "build_providers",
+    "card_capable",
     "load_factory",
     "record_count",
 ]
@@ -77,6 +80,8 @@ class ProviderInfo:
     max_batch: int = 0
     #: Own time budget per call, in seconds, inside the query's deadline. 0 = the whole deadline.
     timeout_s: float = 0.0
+    #: Answers ABTC card lookups (config ``abtc = true``; the provider implements CardProvider).
+    abtc: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +108,8 @@ class ProviderConfig:
     #: The hub's TLS settings, for kinds that reach their store over the network (None: plain,
     #: allowed to loopback addresses only).
     tls: TlsConfig | None = None
+    #: ``abtc = true``: this provider also answers ABTC card lookups (see CardProvider).
+    abtc: bool = False
 
     @property
     def info(self) -> ProviderInfo:
@@ -114,6 +121,7 @@ class ProviderConfig:
             contact=self.contact,
             max_batch=self.max_batch,
             timeout_s=self.timeout_s,
+            abtc=self.abtc,
         )
 
     def option(self, name: str, typ: type[Any], default: Any = ...) -> Any:
@@ -145,6 +153,31 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release connections and threads."""
         ...
+
+
+@runtime_checkable
+class CardProvider(Protocol):
+    """The optional ABTC capability: answers APEC Business Travel Card lookups (rmas.abtc).
+
+    ``lookup_cards`` returns one :class:`~rmas.abtc.CardRecord` per query, in order, under the
+    same deadline and failure rules as ``lookup_many``. A card store is a complete registry of
+    the cards its economy issued: an unknown number answers NOT_ISSUED. The hub routes a card to
+    the providers of its home economy, and to global providers, that have this capability and
+    are configured ``abtc = true`` (:func:`card_capable`).
+    """
+
+    @property
+    def info(self) -> ProviderInfo: ...
+
+    async def lookup_cards(
+        self, queries: Sequence[CardQuery], deadline: float
+    ) -> list[CardRecord]: ...
+
+
+def card_capable(provider: object) -> bool:
+    """Whether the hub asks ``provider`` about ABTC cards: it implements CardProvider and is
+    configured to (``abtc = true``: a passport store need not be a card registry)."""
+    return isinstance(provider, CardProvider) and provider.info.abtc
 
 
 ProviderFactory = Callable[[ProviderConfig], Provider]
@@ -186,5 +219,10 @@ def build_providers(configs: Sequence[ProviderConfig]) -> list[Provider]:
             factory = load_factory(cfg.kind)
         except LookupError as exc:
             raise ConfigError(f"providers[{cfg.index}].kind", str(exc)) from None
-        out.append(factory(cfg))
+        provider = factory(cfg)
+        if cfg.abtc and not isinstance(provider, CardProvider):
+            raise ConfigError(
+                f"providers[{cfg.index}].abtc", f"kind {cfg.kind!r} does not answer ABTC lookups"
+            )
+        out.append(provider)
     return out

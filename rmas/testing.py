@@ -155,13 +155,15 @@ async def running_hub(
     audit: AuditTrail | None = None,
     metrics_listen: str = "",
     max_message_bytes: int = 16 * 1024 * 1024,
+    economy: str = "",
 ) -> AsyncIterator[HubHandle]:
     """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
 
     With ``tls`` the hub requires client certificates and admits ``callers``
     (:class:`~rmas.security.access.CallerRule`); ``audit`` is opened and flushed with the hub.
     ``metrics_listen`` (e.g. ``"127.0.0.1:0"``) serves Prometheus metrics; the bound port is
-    ``HubHandle.metrics_port``.
+    ``HubHandle.metrics_port``. ``economy`` is the hub's own (the default checking economy of
+    ABTC checks).
     """
     from rmas.config import HubConfig
     from rmas.providers import Provider
@@ -181,6 +183,7 @@ async def running_hub(
         max_manifest=max_manifest,
         metrics_listen=metrics_listen,
         max_message_bytes=max_message_bytes,
+        economy=economy,
     )
     policy = None
     if tls is not None:

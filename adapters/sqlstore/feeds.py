@@ -12,6 +12,16 @@ One change per line::
 - An older version never overwrites a newer one (a stale change is counted and skipped), and a
   withdrawal leaves a tombstone so that a stale upsert cannot bring the record back.
 - Applying the same file twice changes nothing: applied files are journaled by SHA-256.
+
+APEC Business Travel Cards travel in the same files, on lines with ``"kind": "abtc"`` (the same
+ops, versions, tombstones and guarantees; fields as the card CSV's, ``pre_cleared`` a list or a
+space-separated string; docs/abtc.md)::
+
+    {"kind": "abtc", "op": "upsert", "home_economy": "NZL", "card_number": "NZ1234567",
+     "passport_number": "LA123456", "status": "VALID", "expiry_date": "2029-01-31",
+     "pre_cleared": ["AUS", "JPN"], "version": 3}
+    {"kind": "abtc", "op": "withdraw", "home_economy": "NZL", "card_number": "NZ1234567",
+     "version": 4}
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from adapters.sqlstore.cards import apply_card_changes, card_change
 from adapters.sqlstore.importer import ensure_schema
 from adapters.sqlstore.schema import STATUSES, feeds, make_engine
 from rmas.documents import normalise_name, normalise_number
@@ -100,17 +111,33 @@ def _change(obj: Any) -> Change:
     return Change(op, canonical_economy(state), number, version, values)
 
 
+CardChange = tuple[str, str, str, int, Any]
+
+
 def parse_feed(text: str) -> list[Change]:
-    """Every change of a feed; raises StoreError naming the first bad line."""
+    """Every document change of a feed; raises StoreError naming the first bad line."""
+    return _parse(text)[0]
+
+
+def _parse(text: str) -> tuple[list[Change], list[CardChange]]:
+    """Document changes and card changes (``"kind": "abtc"``); StoreError at the first bad line."""
     out: list[Change] = []
+    card_changes: list[CardChange] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            out.append(_change(json.loads(line)))
+            obj = json.loads(line)
+            kind = obj.get("kind", "document") if isinstance(obj, dict) else "document"
+            if kind == "abtc":
+                card_changes.append(card_change(obj))
+            elif kind == "document":
+                out.append(_change(obj))
+            else:
+                raise ValueError('kind must be "document" (the default) or "abtc"')
         except (ValueError, TypeError) as exc:
             raise StoreError(f"line {n}: {exc}; nothing was applied") from None
-    return out
+    return out, card_changes
 
 
 _COLS = ("issuing_state", "number", "status", *_FIELDS, "version", "withdrawn")
@@ -133,7 +160,7 @@ async def apply_feed(url: str, path: Path) -> FeedReport:
         data = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
-    changes = parse_feed(data.decode("utf-8"))
+    changes, card_changes = _parse(data.decode("utf-8"))
     digest = hashlib.sha256(data).hexdigest()
     engine = make_engine(url)
     try:
@@ -160,16 +187,19 @@ async def apply_feed(url: str, path: Path) -> FeedReport:
             rows = [_row(c, dialect) for c in fresh]
             if rows:
                 await driver.executemany(_upsert_sql(dialect), rows)
+            cards_applied, cards_stale = await apply_card_changes(conn, card_changes)
             await conn.execute(
                 feeds.insert().values(
                     sha256=digest, name=path.name[:256],
                     applied_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    changes=len(fresh), stale=stale,
+                    changes=len(fresh) + cards_applied, stale=stale + cards_stale,
                 )
             )  # fmt: skip
     finally:
         await engine.dispose()
-    return FeedReport(len(fresh), stale, False, time.perf_counter() - t0)
+    return FeedReport(
+        len(fresh) + cards_applied, stale + cards_stale, False, time.perf_counter() - t0
+    )
 
 
 def _row(c: Change, dialect: str) -> tuple[Any, ...]:

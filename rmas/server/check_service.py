@@ -35,6 +35,7 @@ from rmas.security.access import AccessPolicy, RateLimited, View
 from rmas.server.auth import Admitted, current_caller
 from rmas.server.errors import abort_exhausted, abort_invalid
 from rmas.server.mapping import (
+    card_query_from_pb,
     document_from_pb,
     paxlst_answer_to_pb,
     query_from_document,
@@ -180,9 +181,25 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 raise ValidationError([FieldViolation("document", "required (or mrz_lines)")])
         except ValidationError as exc:
             await abort_invalid(context, exc.violations)
+        card = None
+        if request.HasField("abtc"):
+            passport = item.query if isinstance(item, ScannedDocument) else item
+            try:
+                card = card_query_from_pb(
+                    request.abtc, request.checking_economy, passport, self._hub.policy.economy
+                )
+            except ValidationError as exc:
+                await abort_invalid(context, exc.violations)
+        elif request.checking_economy:
+            await abort_invalid(
+                context, [FieldViolation("checking_economy", "only with an abtc card")]
+            )
         await self._admit(who, 1, context)
         deadline = self._hub.deadline(context.time_remaining())
-        results = await self._hub.check([item], deadline)
+        if card is None:
+            results = await self._hub.check([item], deadline)
+        else:
+            results = [await self._hub.check_with_card(item, card, deadline)]
         pending = self._submit(who, Channel.DOCUMENT, results)
         try:  # the answer is built while the audit commit runs; it leaves after it
             response = check_pb2.CheckDocumentResponse()
