@@ -75,6 +75,8 @@ def register_conformance(subparsers: Any) -> None:
     p.add_argument("--state", action="append", default=[], help="issuing state to test (repeat)")
     p.add_argument("--known", action="append", default=[], metavar="STATE:NUMBER:STATUS",
                    help="a document the node holds, with its expected status (repeat)")  # fmt: skip
+    p.add_argument("--known-card", action="append", default=[], metavar="ECONOMY:CARD:STATUS",
+                   help="an ABTC card the node holds, with its status (repeat)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_conformance)
@@ -92,8 +94,20 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
         if len(parts) != 3:
             raise ConfigError("--known", f"expected STATE:NUMBER:STATUS, got {k!r}")
         known.append((parts[0], parts[1], parts[2].upper()))
+    known_cards = []
+    for k in args.known_card:
+        parts = k.split(":")
+        if len(parts) != 3:
+            raise ConfigError("--known-card", f"expected ECONOMY:CARD:STATUS, got {k!r}")
+        known_cards.append((parts[0], parts[1], parts[2].upper()))
     results = run_async(
-        run_conformance(args.target, states=args.state, known=known, call_timeout_s=args.timeout)
+        run_conformance(
+            args.target,
+            states=args.state,
+            known=known,
+            known_cards=known_cards,
+            call_timeout_s=args.timeout,
+        )
     )
     failed = [r for r in results if not r.passed]
     if args.json:

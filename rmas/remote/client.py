@@ -106,6 +106,7 @@ class RemoteProvider:
         #: configured for).
         self.describe_problem = "not described yet"
         self._describe_retry_at = 0.0
+        self._describing: asyncio.Future[provider_pb2.DescribeResponse | None] | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self._refresher: asyncio.Task[None] | None = None
@@ -208,14 +209,8 @@ class RemoteProvider:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
         if not self.breaker.allow():
             raise ProviderUnavailable(f"circuit open for {self._info.id}")
-        if self.described is None and time.monotonic() >= self._describe_retry_at:
-            # Not described yet (first call, or the node was down): try again, at most once a
-            # second, inside this call's budget. A node that cannot describe itself is failing.
-            self._describe_retry_at = time.monotonic() + 1.0
-            remaining = deadline - time.monotonic()
-            if remaining > 0.05 and await self.describe(budget_s=min(1.0, remaining / 2)) is None:
-                self.breaker.failure()
-                raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
+        if self.described is None:
+            await self._first_describe(deadline)
         if self.describe_problem:
             self.breaker.release()
             raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
@@ -257,6 +252,33 @@ class RemoteProvider:
         if len(self.latencies_ms) > 1000:
             del self.latencies_ms[:500]
         return records
+
+    async def _first_describe(self, deadline: float) -> None:
+        """Not described yet (first call, or the node was down): try again, at most once a
+        second, inside this call's budget; calls that arrive meanwhile (a document and its card
+        go out together) wait for the same Describe. A node that cannot describe itself is
+        failing."""
+        task = self._describing
+        starter = False
+        if task is None and time.monotonic() >= self._describe_retry_at:
+            self._describe_retry_at = time.monotonic() + 1.0
+            remaining = deadline - time.monotonic()
+            if remaining > 0.05:
+                task = self._describing = asyncio.ensure_future(
+                    self.describe(budget_s=min(1.0, remaining / 2))
+                )
+                starter = True
+        if task is None:
+            return
+        try:
+            described = await asyncio.shield(task)
+        finally:
+            if starter:
+                self._describing = None
+        if described is None:
+            if starter:
+                self.breaker.failure()
+            raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
 
     async def _call_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
         request = provider_pb2.LookupCardsRequest()

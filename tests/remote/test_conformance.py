@@ -39,7 +39,7 @@ async def test_our_node_passes_every_check() -> None:
     finally:
         await node.stop(0)
     assert [r.name for r in results if not r.passed] == [], results
-    assert len(results) == 9
+    assert len(results) == 10
     assert out.returncode == 0, out.stdout + out.stderr
     assert json.loads(out.stdout)["passed"] is True
 
