@@ -161,6 +161,6 @@ def test_validate_card_names_every_bad_field() -> None:
 
 
 def test_parse_economies() -> None:
-    assert parse_economies("nzl AU  JPN".split()) == {"NZL", "AUS", "JPN"}
+    assert parse_economies(["nzl", "AU", "JPN"]) == {"NZL", "AUS", "JPN"}
     with pytest.raises(ValueError, match="QQ"):
         parse_economies(["NZL", "QQ"])

@@ -161,21 +161,21 @@ async def test_a_usable_card_never_clears_a_stolen_passport(hub: str) -> None:
 async def test_bad_card_fields_are_invalid_argument_naming_them(
     stores: list[SqlStoreProvider],
 ) -> None:
-    async with running_hub(stores) as h:  # no [hub] economy: the request must name one
-        async with grpc.aio.insecure_channel(h.target) as ch:
-            stub = check_pb2_grpc.DocumentCheckStub(ch)
-            with pytest.raises(grpc.aio.AioRpcError) as err:
-                await stub.CheckDocument(check_document_request(
-                    number="PA0000101", state="AUS", abtc="AU-00!", abtc_economy="QQQ"),
-                    timeout=5)  # fmt: skip
-            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert [f for f, _ in field_violations(err.value)] == [
-                "abtc.home_economy", "abtc.number", "checking_economy",
-            ]  # fmt: skip
-            ok = await stub.CheckDocument(check_document_request(
-                number="PA0000101", state="AUS", abtc="AU0000001", checking_economy="JPN"),
+    # No [hub] economy: the request must name one.
+    async with running_hub(stores) as h, grpc.aio.insecure_channel(h.target) as ch:
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await stub.CheckDocument(check_document_request(
+                number="PA0000101", state="AUS", abtc="AU-00!", abtc_economy="QQQ"),
                 timeout=5)  # fmt: skip
-            assert ok.result.abtc.usable
+        ok = await stub.CheckDocument(check_document_request(
+            number="PA0000101", state="AUS", abtc="AU0000001", checking_economy="JPN"),
+            timeout=5)  # fmt: skip
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [f for f, _ in field_violations(err.value)] == [
+        "abtc.home_economy", "abtc.number", "checking_economy",
+    ]  # fmt: skip
+    assert ok.result.abtc.usable
 
 
 # -- the home economy's node ------------------------------------------------------------------
