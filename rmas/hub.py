@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import structlog
+
 from rmas.abtc import CardQuery, CardResult, judge_card
 from rmas.documents import DocumentQuery
 from rmas.errors import FieldViolation, ValidationError
@@ -41,6 +43,7 @@ __all__ = [
 MAX_REF_LENGTH = 70
 
 _ids = random.Random(os.urandom(32))
+log = structlog.get_logger("rmas.hub")
 
 
 def new_check_id() -> str:
@@ -175,7 +178,12 @@ class Hub:
         results, cards = await asyncio.gather(
             self.check([item], deadline), self.fanout.ask_cards([card], deadline)
         )
-        return replace(results[0], abtc=judge_card(card, cards[0], dt.date.today()))
+        verdict = judge_card(card, cards[0], dt.date.today())
+        # The card number is redacted by the log configuration (rmas.logs), like document numbers.
+        log.debug("abtc_checked", card_number=card.number, home_economy=card.home_economy,
+                  checking_economy=card.checking_economy, usable=verdict.usable,
+                  reason=verdict.reason.value)  # fmt: skip
+        return replace(results[0], abtc=verdict)
 
     async def check(self, items: Sequence[Item], deadline: float) -> list[CheckResult]:
         """A result per item, in order. Items that failed validation are INVALID_DATA."""
