@@ -106,7 +106,7 @@ class RemoteProvider:
         #: configured for).
         self.describe_problem = "not described yet"
         self._describe_retry_at = 0.0
-        self._describing: asyncio.Future[provider_pb2.DescribeResponse | None] | None = None
+        self._describing: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self._refresher: asyncio.Task[None] | None = None
@@ -193,6 +193,31 @@ class RemoteProvider:
             await asyncio.sleep(self.describe_refresh_s)
             await self.describe()
 
+    async def _await_describe(self, deadline: float) -> None:
+        """Wait, within the call's budget, for the node's first Describe.
+
+        One Describe at a time, shared by every call that needs it and shielded from their
+        cancellation: a caller that gives up (its own short deadline) leaves it running for the
+        next, instead of leaving the node undescribed. After a failed one, the next is tried no
+        sooner than a second (or the breaker's reset interval) later.
+        """
+        task = self._describing
+        if task is None or task.done():
+            if time.monotonic() < self._describe_retry_at:
+                return
+            task = self._describing = asyncio.get_running_loop().create_task(self._describe_first())
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), remaining)
+
+    async def _describe_first(self) -> None:
+        if await self.describe(budget_s=1.0) is None:
+            # A node that cannot describe itself is failing: the breaker hears of it once.
+            self._describe_retry_at = time.monotonic() + min(1.0, self.breaker.reset_s)
+            self.breaker.failure()
+
     async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
         return await self._guarded(self._call, queries, deadline)
 
@@ -210,7 +235,7 @@ class RemoteProvider:
         if not self.breaker.allow():
             raise ProviderUnavailable(f"circuit open for {self._info.id}")
         if self.described is None:
-            await self._first_describe(deadline)
+            await self._await_describe(deadline)
         if self.describe_problem:
             self.breaker.release()
             raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
@@ -252,33 +277,6 @@ class RemoteProvider:
         if len(self.latencies_ms) > 1000:
             del self.latencies_ms[:500]
         return records
-
-    async def _first_describe(self, deadline: float) -> None:
-        """Not described yet (first call, or the node was down): try again, at most once a
-        second, inside this call's budget; calls that arrive meanwhile (a document and its card
-        go out together) wait for the same Describe. A node that cannot describe itself is
-        failing."""
-        task = self._describing
-        starter = False
-        if task is None and time.monotonic() >= self._describe_retry_at:
-            self._describe_retry_at = time.monotonic() + 1.0
-            remaining = deadline - time.monotonic()
-            if remaining > 0.05:
-                task = self._describing = asyncio.ensure_future(
-                    self.describe(budget_s=min(1.0, remaining / 2))
-                )
-                starter = True
-        if task is None:
-            return
-        try:
-            described = await asyncio.shield(task)
-        finally:
-            if starter:
-                self._describing = None
-        if described is None:
-            if starter:
-                self.breaker.failure()
-            raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
 
     async def _call_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
         request = provider_pb2.LookupCardsRequest()
@@ -394,6 +392,10 @@ class RemoteProvider:
         }
 
     async def aclose(self) -> None:
+        if self._describing is not None and not self._describing.done():
+            self._describing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._describing
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
