@@ -25,6 +25,7 @@ from rmas.audit.writer import NO_TAG, key_tag, speedups
 from rmas.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rmas.abtc import CardResult
     from rmas.hub import CheckResult
 
 __all__ = [
@@ -168,7 +169,8 @@ class AuditEntry:
     document_key: str
     #: Compact JSON array, one item per provider answer:
     #: ``[provider_id, outcome, record status or "", "candidate" or ""]`` ("candidate": the
-    #: answer is about an OCR-confusion candidate of the number read, not the number itself).
+    #: answer is about an OCR-confusion candidate of the number read, not the number itself);
+    #: with an ABTC, one more item for the card (see ``_card_item``).
     sources: str
     #: A :class:`~rmas.verdict.Verdict` name.
     verdict: str
@@ -205,6 +207,23 @@ def _sources_json(key: tuple[tuple[str, str, str, str], ...]) -> str:
             _SOURCES_CACHE.clear()
         _SOURCES_CACHE[key] = text
     return text
+
+
+def _card_item(card: CardResult, key_of: Callable[[str, str], str]) -> tuple[str, str, str, str]:
+    """The ABTC presented with a document, as one more item of the entry's sources:
+    ``["abtc:<provider>", outcome, status, "card:<keyed hash> <USABLE|reason> for <economy>"]``.
+
+    The card is named like a document, by a keyed hash, under the key's own domain
+    (``"ABTC:<home economy>:<number>"``) so that a card never shares a hash with a document.
+    """
+    digest = key_of(f"ABTC:{card.query.home_economy}", card.query.number)
+    verdict = "USABLE" if card.usable else card.reason.value
+    return (
+        f"abtc:{card.provider_id}",
+        card.outcome.value if card.outcome is not None else "",
+        card.status.value if card.status is not None else "",
+        f"card:{digest} {verdict} for {card.query.checking_economy}",
+    )
 
 
 def _text(value: str) -> str:
@@ -277,6 +296,9 @@ def _fields(  # noqa: PLR0917 (private, called twice with entries_for's argument
                     for a in answers
                 ]
             )
+        card = r.abtc
+        if card is not None:
+            skey = (*skey, _card_item(card, key_of))
         sources = known(skey) or _sources_json(skey)
         # ``_value_``: the plain text, without the cost of the ``value`` property.
         extend(
