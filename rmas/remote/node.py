@@ -127,9 +127,9 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
         self, request: provider_pb2.LookupCardsRequest, context: Ctx
     ) -> provider_pb2.LookupCardsResponse:
         provider = self.provider
-        if not card_capable(provider) or not isinstance(provider, CardProvider):
+        if not card_capable(provider):
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not answer ABTC")
-            raise AssertionError  # abort raises
+        assert isinstance(provider, CardProvider)  # card_capable says so
         n = len(request.items)
         if n > self.max_batch:
             await abort_invalid(

@@ -14,7 +14,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from rmas.abtc import CardQuery, CardReason, CardRecord, CardResult, CardStatus, validate_card
+from rmas.abtc import (
+    CardQuery,
+    CardReason,
+    CardRecord,
+    CardResult,
+    CardStatus,
+    parse_economies,
+    validate_card,
+    validate_economy,
+)
 from rmas.documents import EMPTY_HOLDER, DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import CheckResult, InvalidDocument, ScannedDocument
@@ -236,8 +245,6 @@ def card_record_to_pb(r: CardRecord, out: common_pb2.CardRecord) -> None:
 
 def card_record_from_pb(r: common_pb2.CardRecord) -> CardRecord:
     """Read a provider's CardRecord; raise ValueError when it is not a usable answer."""
-    from rmas.abtc import parse_economies, validate_economy
-
     status = _CARD_FROM_PB.get(r.status)
     if status is None:
         raise ValueError(f"card status {r.status} is not a known status")
