@@ -116,4 +116,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     for state, by_status in stats["by_state"].items():
         parts = ", ".join(f"{k} {v}" for k, v in by_status.items())
         print(f"  {state}: {parts}")
+    for economy, by_status in stats["abtc_cards"].items():
+        parts = ", ".join(f"{k} {v}" for k, v in by_status.items())
+        print(f"  {economy} ABTC cards: {parts}")
     return 0

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.sqlstore.cards import import_cards
 from adapters.sqlstore.feeds import apply_feed
-from adapters.sqlstore.importer import import_csv
+from adapters.sqlstore.importer import import_csv, store_stats
 from adapters.sqlstore.provider import SqlStoreProvider
 from rmas.abtc import CardQuery, CardStatus
 from rmas.documents import DocumentQuery
@@ -108,6 +108,8 @@ async def test_replace_is_atomic_and_leaves_documents_alone(db_url: str, tmp_pat
     await import_cards(db_url, first)
     report = await import_cards(db_url, second, replace=True)
     assert report.inserted == 1
+    stats = await store_stats(db_url)
+    assert (stats["total"], stats["abtc_cards"]) == (1, {"AUS": {"VALID": 1}})
     statuses = [s for s, *_ in await lookup(db_url, "AU0000001", "AU0000003")]
     assert statuses == [CardStatus.NOT_ISSUED, CardStatus.VALID]
     # A file that cannot be read stops the import: the cards stay as they were.
