@@ -15,7 +15,8 @@ Example::
     url = "sqlite+aiosqlite:///var/nzl.db"
     issuing_states = ["NZL"]
     contact = "NZ 24/7 desk +64 4 000 0000"
-    abtc = true                 # also answers ABTC card lookups (docs/abtc.md)
+    abtc = true                 # ABTC card lookups: absent = if the kind can, false = never
+                                # (docs/abtc.md)
 
 Keys a provider kind understands beyond the common ones (``url``, ``registry``...) are kept in
 :attr:`ProviderConfig.options` for its factory, which reports its own errors the same way.
@@ -514,5 +515,5 @@ def _provider(
         base_dir=base_dir,
         index=i,
         tls=tls,
-        abtc=_get(t, "abtc", prefix, bool, False),
+        abtc=_get(t, "abtc", prefix, bool, None),
     )

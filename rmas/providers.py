@@ -80,8 +80,9 @@ class ProviderInfo:
     max_batch: int = 0
     #: Own time budget per call, in seconds, inside the query's deadline. 0 = the whole deadline.
     timeout_s: float = 0.0
-    #: Answers ABTC card lookups (config ``abtc = true``; the provider implements CardProvider).
-    abtc: bool = False
+    #: Asked about ABTC cards when the provider implements CardProvider (config ``abtc = false``
+    #: keeps a card-capable provider out of card checks).
+    abtc: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +109,9 @@ class ProviderConfig:
     #: The hub's TLS settings, for kinds that reach their store over the network (None: plain,
     #: allowed to loopback addresses only).
     tls: TlsConfig | None = None
-    #: ``abtc = true``: this provider also answers ABTC card lookups (see CardProvider).
-    abtc: bool = False
+    #: ``abtc``: None (absent) = asked about ABTC cards if the kind can answer them (CardProvider);
+    #: False = never; True = required to (a kind that cannot is a configuration error).
+    abtc: bool | None = None
 
     @property
     def info(self) -> ProviderInfo:
@@ -121,7 +123,7 @@ class ProviderConfig:
             contact=self.contact,
             max_batch=self.max_batch,
             timeout_s=self.timeout_s,
-            abtc=self.abtc,
+            abtc=self.abtc is not False,
         )
 
     def option(self, name: str, typ: type[Any], default: Any = ...) -> Any:
@@ -161,9 +163,10 @@ class CardProvider(Protocol):
 
     ``lookup_cards`` returns one :class:`~rmas.abtc.CardRecord` per query, in order, under the
     same deadline and failure rules as ``lookup_many``. A card store is a complete registry of
-    the cards its economy issued: an unknown number answers NOT_ISSUED. The hub routes a card to
-    the providers of its home economy, and to global providers, that have this capability and
-    are configured ``abtc = true`` (:func:`card_capable`).
+    the cards its economy issued: an unknown number answers NOT_ISSUED, so a provider that holds
+    no cards at all must raise ProviderUnavailable rather than call every card a counterfeit. The
+    hub routes a card to the providers of its home economy, and to global providers, that have
+    this capability and are not configured ``abtc = false`` (:func:`card_capable`).
     """
 
     @property
@@ -175,8 +178,8 @@ class CardProvider(Protocol):
 
 
 def card_capable(provider: object) -> bool:
-    """Whether the hub asks ``provider`` about ABTC cards: it implements CardProvider and is
-    configured to (``abtc = true``: a passport store need not be a card registry)."""
+    """Whether the hub asks ``provider`` about ABTC cards: it implements CardProvider and its
+    configuration does not say ``abtc = false``."""
     return isinstance(provider, CardProvider) and provider.info.abtc
 
 
@@ -220,7 +223,7 @@ def build_providers(configs: Sequence[ProviderConfig]) -> list[Provider]:
         except LookupError as exc:
             raise ConfigError(f"providers[{cfg.index}].kind", str(exc)) from None
         provider = factory(cfg)
-        if cfg.abtc and not isinstance(provider, CardProvider):
+        if cfg.abtc is True and not isinstance(provider, CardProvider):
             raise ConfigError(
                 f"providers[{cfg.index}].abtc", f"kind {cfg.kind!r} does not answer ABTC lookups"
             )

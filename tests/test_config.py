@@ -124,6 +124,10 @@ def test_the_hubs_economy_and_abtc_providers() -> None:
     assert cfg.hub.economy == "NZL"
     assert cfg.providers[0].abtc and cfg.providers[0].info.abtc
     assert parse_config("").hub.economy == ""
+    # Absent: asked about cards if the kind can answer them; false: never.
+    base = '[[providers]]\nid = "X"\nkind = "sql"\nurl = "x"\nissuing_states = ["NZL"]\n'
+    assert parse_config(base).providers[0].info.abtc
+    assert not parse_config(base + "abtc = false\n").providers[0].info.abtc
     with pytest.raises(ConfigError) as err:
         parse_config('[hub]\neconomy = "QQQ"\n')
     assert err.value.key == "hub.economy"

@@ -256,6 +256,7 @@ class SqlStoreProvider:
         self._n_readers = readers
         self._engine: AsyncEngine | None = None
         self._count: tuple[int, float] | None = None
+        self._has_cards: tuple[bool, float] | None = None
         self._conns: list[AsyncConnection] = []
         self._coalescer: _Coalescer | _InlineCoalescer | None = None
         self._lock = asyncio.Lock()
@@ -417,11 +418,33 @@ class SqlStoreProvider:
         keys = cards.card_rows(queries)
         found: dict[tuple[str, str], CardRecord | None] = {}
         try:
-            for row in await self._card_rows(keys):
+            rows = await self._card_rows(keys)
+            if not rows and not await self._holds_cards():
+                # A store without a single card is no card registry: calling every card a
+                # counterfeit would be a lie; the card's check is INCOMPLETE instead.
+                raise ProviderUnavailable(f"store {self._info.id} holds no ABTC cards")
+            for row in rows:
                 found[(row[0], row[1])] = cards.card_from_row(row)
         except (sqlite3.Error, OSError) as exc:
             raise ProviderUnavailable(f"store query failed: {type(exc).__name__}") from None
         return [found.get(q.key) or UNKNOWN_CARD for q in queries]
+
+    async def _holds_cards(self) -> bool:
+        """Whether the store holds any card (kept for a minute: a first card import is seen
+        within one)."""
+        now = time.monotonic()
+        if self._has_cards is not None and now - self._has_cards[1] < 60.0:
+            return self._has_cards[0]
+        sql = "SELECT 1 FROM abtc_cards WHERE withdrawn = false LIMIT 1"
+        coalescer = self._coalescer
+        if isinstance(coalescer, _InlineCoalescer):
+            held = coalescer.conn.execute(sql).fetchone() is not None
+        else:
+            assert self._engine is not None
+            async with self._engine.connect() as conn:
+                held = (await conn.exec_driver_sql(sql)).first() is not None
+        self._has_cards = (held, now)
+        return held
 
     async def _card_rows(self, keys: list[tuple[str, str]]) -> list[Any]:
         rows: list[Any] = []

@@ -232,7 +232,7 @@ async def test_a_node_that_does_not_describe_abtc_is_not_asked_about_cards(
     tmp_path: Path,
 ) -> None:
     plain = await economy(tmp_path, "AUS", AUS_DOCS, AUS_CARDS, registry=Registry.COMPLETE)
-    plain._info = ProviderInfo(id="AUS", issuing_states=frozenset({"AUS"}))  # no abtc
+    plain._info = ProviderInfo(id="AUS", issuing_states=frozenset({"AUS"}), abtc=False)
     n = await node(plain)
     try:
         async with running_hub([remote("AUS", n.port)], economy="NZL") as h:
@@ -269,3 +269,17 @@ async def test_an_airline_never_sees_card_data(pki: Pki, stores: list[SqlStorePr
         assert secret not in wire
     # The airline's directive is the passport's, as the officer's is.
     assert airline.result.directive == officer.result.directive
+
+
+async def test_a_store_without_cards_is_no_card_registry(tmp_path: Path) -> None:
+    """A passport store nobody loaded cards into must not call every card a counterfeit."""
+    (tmp_path / "aus.csv").write_text(AUS_DOCS)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'aus.db'}"
+    await import_csv(url, tmp_path / "aus.csv")
+    info = ProviderInfo(id="AUS", issuing_states=frozenset({"AUS"}))  # abtc not configured
+    store = SqlStoreProvider(info, url, registry=Registry.COMPLETE)
+    async with running_hub([store], economy="NZL") as h:
+        r = await check(h.target, "AUS", "PA0000101", "AU0000001")
+    assert r["verdict"] == "CLEAR"
+    assert lane(r) == (False, "INCOMPLETE", None, False)
+    assert "holds no ABTC cards" in r["abtc"]["detail"]
