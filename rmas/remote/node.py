@@ -8,8 +8,8 @@ node's limit, runs the lookup under the caller's deadline and cancels it when th
 serve (INVALID_ARGUMENT): a misrouted query gets an error, never a NO_RECORD.
 
 ``LookupCards`` (APEC Business Travel Cards, rmas.abtc) is served the same way when the provider
-answers card lookups (``abtc = true`` and a CardProvider; Describe then says ``abtc``), and is
-UNIMPLEMENTED otherwise.
+answers card lookups (a CardProvider not configured ``abtc = false``; Describe then says
+``abtc``), and is UNIMPLEMENTED otherwise.
 """
 
 from __future__ import annotations
