@@ -38,8 +38,9 @@ __all__ = ["BLOCK", "MigrationReport", "migrate"]
 
 #: Entries per block written by a migration.
 BLOCK = 4096
-#: Rows (layout 1, PostgreSQL) or blocks (layout 2) read at a time.
+#: Rows (layout 1, PostgreSQL) read at a time; layout 2's blocks, of up to 5,000 entries each.
 _READ = 4096
+_READ_BLOCKS = 64
 _OLD_FIELDS = 11
 _V1_SQL = "SELECT * FROM audit_entries WHERE seq > ? ORDER BY seq LIMIT ?"
 _V2_SQL = (
@@ -139,7 +140,7 @@ def _sqlite_old(db: sqlite3.Connection) -> tuple[str, Iterable[Any], list[str]]:
 
 def _paged(db: sqlite3.Connection, sql: str, blocks: bool) -> Iterator[Any]:
     after = 0
-    while rows := db.execute(sql, (after, _READ)).fetchall():
+    while rows := db.execute(sql, (after, _READ_BLOCKS if blocks else _READ)).fetchall():
         for row in rows:
             if blocks:
                 yield from _v2_entries(row[0], row[1], row[2], bytes(row[3]), bytes(row[4]))

@@ -29,8 +29,8 @@ from rmas.errors import AuditError
 
 __all__ = ["VERIFY_CHUNK", "find", "find_check", "head", "verify"]
 
-#: Blocks per read.
-VERIFY_CHUNK = 500
+#: Blocks per read (a block holds up to ``max_batch`` entries, 5,000 by default: about 1.5 MB).
+VERIFY_CHUNK = 64
 
 _COLUMNS = "first_seq, last_seq, format, prev_hash, hash, digests, body"
 _CHUNK_SQL = (

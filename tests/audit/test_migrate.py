@@ -69,9 +69,12 @@ def _key(state: str, number: str) -> str:
 
 
 async def test_every_earlier_layout_is_refused_then_converted_and_found(
-    old_trail: tuple[str, dict[str, Any]],
+    old_trail: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, expected = old_trail
+    # Read a few rows or blocks at a time, so that the old trail is read in several pages.
+    monkeypatch.setattr("rmas.audit.migrate._READ", 7)
+    monkeypatch.setattr("rmas.audit.migrate._READ_BLOCKS", 3)
     with pytest.raises(AuditError, match="earlier layout: convert it with `rmas audit migrate`"):
         await verify(url)
     sink = AuditSink(url)
