@@ -85,7 +85,7 @@ def register(subparsers: Any) -> None:
 
     mg = sub.add_parser(
         "migrate",
-        help="convert an SQLite trail written by an earlier rmas to the current layout",
+        help="convert a trail written by an earlier rmas (SQLite or PostgreSQL) to blocks",
         description=_MIGRATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
