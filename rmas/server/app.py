@@ -21,7 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rmas.audit.trail import AuditTrail
-from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen
+from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen, require_providers
 from rmas.errors import ConfigError, ProviderError
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel, IapiConfig
@@ -113,6 +113,7 @@ class HubServer:
     @classmethod
     def from_config(cls, cfg: RmasConfig, providers: Sequence[Provider]) -> HubServer:
         """A hub with everything a config file names: TLS, callers, limits, audit."""
+        require_providers(cfg)
         policy = None
         if cfg.tls is not None:
             policy = AccessPolicy(
@@ -260,6 +261,7 @@ class HubServer:
         old = self.source
         if old is None:
             raise ConfigError("config", "this hub was not started from a config file")
+        require_providers(cfg)
         fixed = {
             "hub.listen": (old.hub.listen, cfg.hub.listen),
             "hub.max_message_bytes": (old.hub.max_message_bytes, cfg.hub.max_message_bytes),
