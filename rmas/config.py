@@ -63,6 +63,7 @@ from rmas.iapi.channel import IapiConfig
 from rmas.iapi.cusres import CusresCodes
 from rmas.providers import COMMON_KEYS, ProviderConfig, Scope
 from rmas.security.access import CallerRule, Role
+from rmas.security.certs import identity_problem
 from rmas.security.tls import TlsConfig
 from rmas.states import canonical_economy, to_alpha3
 from rmas.verdict import IncompletePolicy
@@ -297,6 +298,9 @@ def _caller(t: Mapping[str, Any], i: int) -> CallerRule:
             f"{prefix}.identity",
             "required: an identity, or a prefix ending in * (rmas://airline/*)",
         )
+    problem = identity_problem(identity)
+    if problem is not None:
+        raise ConfigError(f"{prefix}.identity", f"{identity!r} {problem}")
     role_raw = _get(t, "role", prefix, str, "")
     try:
         role = Role(role_raw)
