@@ -4,8 +4,9 @@ The caller's identity is the ``rmas://`` URI SAN of the client certificate that 
 handshake already verified against the hub's CA, read from the certificate itself (gRPC's
 ``peer_uri`` property stops at a NUL byte) and refused when it holds control, blank or
 unprintable characters (:func:`~rmas.security.certs.identity_problem`).
-:class:`~rmas.security.access.AccessPolicy` maps it to a role, and :data:`~rmas.security.access.PERMISSIONS` says which methods the role may
-call. Refusals: UNAUTHENTICATED (no certificate identity), PERMISSION_DENIED (an identity no
+:class:`~rmas.security.access.AccessPolicy` maps it to a role, and
+:data:`~rmas.security.access.PERMISSIONS` says which methods the role may call. Refusals:
+UNAUTHENTICATED (no single acceptable certificate identity), PERMISSION_DENIED (an identity no
 ``[[callers]]`` table names, or a method the role may not call). Servicers read the admitted
 caller with :func:`current_caller`.
 
@@ -78,7 +79,7 @@ def peer_identity(context: Ctx) -> str | None:
 
 def _identify(context: Ctx) -> tuple[str | None, str]:
     """(identity, "") or (None, why not)."""
-    pems = context.auth_context().get(_PEER_CERT, ())
+    pems = list(context.auth_context().get(_PEER_CERT, ()))
     if len(pems) != 1:
         return None, _NO_IDENTITY
     return _identity_in(pems[0])
