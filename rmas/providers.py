@@ -25,6 +25,7 @@ what it reads is what it knows.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -266,11 +267,19 @@ def build_one(factory: ProviderFactory, cfg: ProviderConfig) -> Provider:
     """Run ``factory`` on ``cfg``, then refuse every option it did not read."""
     assert isinstance(cfg.options, Options)
     options = cfg.options.tracking()
-    provider = factory(replace(cfg, options=options))
+    prefix = f"providers[{cfg.index}]"
+    try:
+        provider = factory(replace(cfg, options=options))
+    except ConfigError as exc:
+        # A required option "missing" because it was mistyped: name the typo, not the absence.
+        for name in options.unasked():
+            if difflib.get_close_matches(name, sorted(options.asked), n=1, cutoff=0.6):
+                raise unknown_key(prefix, name, options.asked | COMMON_KEYS) from exc
+        raise
     unasked = options.unasked()
     if unasked:
         _discard(provider)
-        raise unknown_key(f"providers[{cfg.index}]", unasked[0], options.asked | COMMON_KEYS)
+        raise unknown_key(prefix, unasked[0], options.asked | COMMON_KEYS)
     return provider
 
 

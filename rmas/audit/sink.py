@@ -80,6 +80,7 @@ from rmas.audit import writer as _w
 from rmas.audit.chain import FIELDS, GENESIS, ChainVerifier, VerifyReport, entry_fields
 from rmas.audit.entry import AuditEntry, encode_keys
 from rmas.errors import AuditError, ConfigError
+from rmas.fileperm import create_private
 
 __all__ = [
     "BUCKET_BITS",
@@ -498,6 +499,8 @@ class _SqliteWriter:
         self._proc = proc
 
     async def open(self) -> None:
+        with contextlib.suppress(OSError):  # 0600 from the start; the writer reports what fails
+            create_private(self.path)
         await self._start(True)
 
     async def _ready(self) -> _WriterProcess:

@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rmas.errors import ConfigError
+from rmas.fileperm import private_dir
 
 __all__ = [
     "IDENTITY_SCHEME",
@@ -341,7 +342,7 @@ def init_dir(
         raise ConfigError(
             str(directory), f"already holds {listed}: refusing to overwrite them without --force"
         )
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)  # it holds private keys: 0700 for the folders made here
 
     ca = make_ca()
     ca.write(paths["ca.pem"], paths["ca.key"])

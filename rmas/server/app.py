@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 import structlog
@@ -23,6 +24,7 @@ from grpc_reflection.v1alpha import reflection
 from rmas.audit.trail import AuditTrail
 from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen, require_providers
 from rmas.errors import ConfigError, ProviderError
+from rmas.fileperm import readable_by_others
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel, IapiConfig
 from rmas.providers import Provider, build_providers
@@ -146,8 +148,27 @@ class HubServer:
             except ProviderError as exc:
                 log.warning("provider_not_ready", provider=p.info.id, error=type(exc).__name__)
 
+    def _warn_about_key_files(self) -> None:
+        """Private keys others may read are no longer private: say so at start-up."""
+        keys: dict[str, Path] = {}
+        if self.tls is not None:
+            keys["tls.key"] = self.tls.key_path
+        if self.source is not None and self.source.audit is not None:
+            keys["audit.key_file"] = self.source.audit.key_file
+        for key, path in keys.items():
+            mode = readable_by_others(path)
+            if mode is not None:
+                log.warning(
+                    "key_file_readable_by_others",
+                    key=key,
+                    path=str(path),
+                    mode=f"{mode:04o}",
+                    fix=f"chmod 600 {path}",
+                )
+
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (useful with port 0)."""
+        self._warn_about_key_files()
         await self.open_providers()
         if self.audit is not None:
             await self.audit.start()
