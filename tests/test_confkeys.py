@@ -102,8 +102,8 @@ async def test_a_mistyped_option_of_every_kind_is_refused_naming_the_right_one(
 @pytest.mark.parametrize("kind", sorted(KINDS))
 async def test_a_mistyped_contact_of_every_kind_is_refused(kind: str, tmp_path: Any) -> None:
     """The 24/7 desk is a common key: its typo lands among the kind's options, and is refused."""
+    options = KINDS[kind].replace("{dir}", str(tmp_path))
     with pytest.raises(ConfigError) as err:
-        options = KINDS[kind].replace("{dir}", str(tmp_path))
         await build(provider_toml(kind, options, contact="contcat"))
     assert err.value.key == "providers[0].contcat"
     assert 'did you mean "contact"?' in err.value.message
