@@ -67,9 +67,7 @@ TYPOS = {
 
 def provider_toml(kind: str, options: str, contact: str = "contact") -> str:
     scope = "scope = 'global'\n" if kind == "sltd" else "issuing_states = ['NZL']\n"
-    return (
-        f"[[providers]]\nid = 'P'\nkind = '{kind}'\n{scope}{contact} = 'NZ 24/7 desk'\n{options}"
-    )
+    return f"[[providers]]\nid = 'P'\nkind = '{kind}'\n{scope}{contact} = 'NZ 24/7 desk'\n{options}"
 
 
 async def build(text: str) -> list[Provider]:
@@ -129,7 +127,8 @@ def test_a_third_party_kind_that_declares_nothing_is_still_checked() -> None:
     with pytest.raises(ConfigError) as err:
         build_one(factory, _plugin_config(colour="red", shaed="dark"))
     assert (err.value.key, err.value.message) == (
-        "providers[0].shaed", 'unknown key (did you mean "shade"?)'
+        "providers[0].shaed",
+        'unknown key (did you mean "shade"?)',
     )
 
 
