@@ -8,6 +8,7 @@ the hub refuses to start, and ``rmas config check`` says so without starting any
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -111,8 +112,13 @@ def test_a_hub_file_without_providers_refuses_to_start(tmp_path: Path) -> None:
 def test_config_check_accepts_a_good_hub_file_in_one_line_and_creates_nothing(
     tmp_path: Path,
 ) -> None:
-    cfg = write(tmp_path, HUB)
-    out = rmas("config", "check", str(cfg))
+    with socket.socket() as taken:  # the hub's port is busy: a check that bound it would fail
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        cfg = tmp_path / "hub.toml"
+        cfg.write_text(HUB.replace("{port}", str(port)))
+        out = rmas("config", "check", str(cfg))
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("\n") == 1
     assert out.stdout.startswith(f"OK {cfg}: 2 providers (NZL: sql, SLTD: fake)")
