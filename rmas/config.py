@@ -77,6 +77,8 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_listen",
+    "parse_tables",
+    "read_toml",
     "require_providers",
 ]
 
@@ -179,10 +181,21 @@ def load_config(path: str | Path) -> RmasConfig:
 def parse_config(
     text: str, *, base_dir: Path | None = None, path: Path | None = None
 ) -> RmasConfig:
+    return parse_tables(read_toml(text, path), base_dir=base_dir, path=path)
+
+
+def read_toml(text: str, path: Path | None = None) -> dict[str, Any]:
+    """The file's tables; ConfigError when it is not TOML."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path or "<config>"), f"not valid TOML: {exc}") from None
+
+
+def parse_tables(
+    data: Mapping[str, Any], *, base_dir: Path | None = None, path: Path | None = None
+) -> RmasConfig:
+    """:func:`parse_config` on tables already read."""
     refuse_unknown(data, "", _SECTIONS, what="section")
     hub = _hub(_table(data.get("hub", {}), "hub"))
     iapi = _iapi(_table(data.get("iapi", {}), "iapi"))

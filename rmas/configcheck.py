@@ -7,17 +7,24 @@ it closes what it built. It binds no port and opens no database: factories conne
 store file is created.
 
 Exit 0 with one summary line when the file is good; exit 2 with one line per error otherwise.
+To find more than the first error, a value at fault is set aside and the file read again (its
+default applies), until the file reads or the same key fails twice; then every provider is built.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rmas.confkeys import UnknownKey
 from rmas.errors import ConfigError, RmasError
+
+if TYPE_CHECKING:
+    from rmas.config import RmasConfig
 
 __all__ = ["check_file", "register"]
 
@@ -36,7 +43,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     summary, errors = asyncio.run(check_file(args.file))
     if errors:
         for e in errors:
-            print(f"{args.file}: {_one_line(e)}", file=sys.stderr)
+            print(f"{args.file}: {_one_line(e.removeprefix(f'{args.file}: '))}", file=sys.stderr)
         return 2
     print(f"OK {args.file}: {summary}")
     return 0
@@ -46,17 +53,69 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _parse_all(path: Path) -> tuple[RmasConfig | None, list[str]]:
+    """The config with every value at fault set aside (None when that is not possible), and the
+    errors found on the way."""
+    from rmas.config import parse_tables, read_toml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        return None, [f"cannot read: {exc.strerror}"]
+    try:
+        data = read_toml(text, path)
+    except ConfigError as exc:
+        return None, [str(exc)]
+    errors: list[str] = []
+    seen: set[str] = set()
+    while True:
+        try:
+            return parse_tables(data, base_dir=path.resolve().parent, path=path), errors
+        except ConfigError as exc:
+            if exc.key in seen:  # what setting it aside left (a required key now missing)
+                return None, errors
+            errors.append(str(exc))
+            closest = exc.closest if isinstance(exc, UnknownKey) else None
+            if not _set_aside(data, exc.key, closest):
+                return None, errors
+            seen.add(exc.key)
+
+
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _set_aside(data: Any, key: str, rename: str | None = None) -> bool:
+    """Remove the value at dotted ``key`` (``providers[0].registry``); False when none is there.
+    ``rename``: a mistyped key's value goes under that name instead, when the table has none
+    (so that the key meant is checked, rather than reported missing)."""
+    steps: list[str | int] = [int(index) if index else name for name, index in _STEP.findall(key)]
+    node = data
+    for step in steps[:-1]:
+        try:
+            node = node[step]
+        except (KeyError, IndexError, TypeError):
+            return False
+    last = steps[-1] if steps else None
+    if isinstance(node, dict) and isinstance(last, str) and last in node:
+        value = node.pop(last)
+        if rename is not None and rename not in node:
+            node[rename] = value
+        return True
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+        del node[last]
+        return True
+    return False
+
+
 async def check_file(path: Path) -> tuple[str, list[str]]:
     """(summary, errors) for a config file; errors empty when it is good."""
     from rmas.audit.trail import AuditTrail
-    from rmas.config import load_config, require_providers
+    from rmas.config import require_providers
     from rmas.providers import build_providers
 
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        return "", [str(exc)]
-    errors: list[str] = []
+    cfg, errors = _parse_all(path)
+    if cfg is None:
+        return "", errors
     try:
         require_providers(cfg)
     except ConfigError as exc:

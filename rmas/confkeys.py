@@ -17,24 +17,38 @@ from typing import Any
 
 from rmas.errors import ConfigError
 
-__all__ = ["refuse_unknown", "suggestion", "unknown_key"]
+__all__ = ["UnknownKey", "refuse_unknown", "suggestion", "unknown_key"]
+
+
+class UnknownKey(ConfigError):
+    """An unknown key; ``closest`` is the known key it most resembles (None: none close)."""
+
+    def __init__(self, key: str, message: str, closest: str | None) -> None:
+        super().__init__(key, message)
+        self.closest = closest
+
+
+def _closest(name: str, known: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(name, sorted(set(known)), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def suggestion(name: str, known: Iterable[str], what: str = "key") -> str:
     """`` (did you mean "x"?)`` for the known name closest to ``name``; else the known names."""
     names = sorted(set(known))
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    close = _closest(name, names)
     if close:
-        return f' (did you mean "{close[0]}"?)'
+        return f' (did you mean "{close}"?)'
     if names:
         return f" (known {what}s: {', '.join(names)})"
     return ""
 
 
-def unknown_key(prefix: str, name: str, known: Iterable[str], what: str = "key") -> ConfigError:
+def unknown_key(prefix: str, name: str, known: Iterable[str], what: str = "key") -> UnknownKey:
     """The error for ``name`` in the table at ``prefix`` ("" for the top level of a file)."""
     key = f"{prefix}.{name}" if prefix else name
-    return ConfigError(key, f"unknown {what}{suggestion(name, known, what)}")
+    known = set(known)
+    return UnknownKey(key, f"unknown {what}{suggestion(name, known, what)}", _closest(name, known))
 
 
 def refuse_unknown(

@@ -218,3 +218,30 @@ def test_config_check_of_an_audited_hub_reads_the_key_and_opens_no_database(
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1
     assert "audit.key_file" in bad.stderr
+
+
+def test_config_check_reports_errors_in_several_tables_at_once(tmp_path: Path) -> None:
+    text = HUB.replace("[hub]", "[hub]\ndeadline_ms = 5\nmax_manifst = 10")
+    text = text.replace("registry =", "registy =")
+    text += "\n[limits]\ndocuments_per_s = -1\n"
+    out = rmas("config", "check", str(write(tmp_path, text)))
+    assert out.returncode == 2
+    lines = [line.removeprefix(f"{tmp_path / 'hub.toml'}: ") for line in out.stderr.splitlines()]
+    assert lines == [
+        'hub.max_manifst: unknown key (did you mean "max_manifest"?)',
+        "hub.deadline_ms: must be between 10 and 60000",
+        "limits.documents_per_s: must be 0 (unlimited) or more",
+        'providers[0].registy: unknown key (did you mean "registry"?)',
+    ]
+
+
+def test_config_check_of_a_missing_or_broken_file_says_so_in_one_line(tmp_path: Path) -> None:
+    out = rmas("config", "check", str(tmp_path / "absent.toml"))
+    assert out.returncode == 2
+    assert out.stderr == f"{tmp_path / 'absent.toml'}: cannot read: No such file or directory\n"
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[hub\n")
+    out = rmas("config", "check", str(broken))
+    assert out.returncode == 2
+    (line,) = out.stderr.splitlines()
+    assert line.startswith(f"{broken}: not valid TOML")
