@@ -18,6 +18,10 @@ Example::
 Keys a provider kind understands beyond the common ones (``url``, ``registry``...) are kept in
 :attr:`ProviderConfig.options` for its factory, which reports its own errors the same way.
 
+A key no table knows is an error naming it and the closest known key (:mod:`rmas.confkeys`);
+for a provider's options that is checked when its factory has run (:func:`build_providers`).
+A hub needs at least one provider (:func:`require_providers`).
+
 Security (docs/operations.md)::
 
     [tls]                       # absent: development mode, loopback only
@@ -54,11 +58,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmas.confkeys import refuse_unknown
 from rmas.errors import ConfigError
 from rmas.iapi.channel import IapiConfig
 from rmas.iapi.cusres import CusresCodes
-from rmas.providers import ProviderConfig, Scope
+from rmas.providers import COMMON_KEYS, ProviderConfig, Scope
 from rmas.security.access import CallerRule, Role
+from rmas.security.certs import identity_problem
 from rmas.security.tls import TlsConfig
 from rmas.states import canonical_economy, to_alpha3
 from rmas.verdict import IncompletePolicy
@@ -72,6 +78,9 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_listen",
+    "parse_tables",
+    "read_toml",
+    "require_providers",
 ]
 
 _HUB_KEYS = {
@@ -85,16 +94,7 @@ _HUB_KEYS = {
     "max_in_flight",
     "drain_grace_ms",
 }
-_PROVIDER_COMMON = {
-    "id",
-    "kind",
-    "issuing_states",
-    "scope",
-    "required",
-    "contact",
-    "max_batch",
-    "timeout_ms",
-}
+_SECTIONS = ("hub", "providers", "iapi", "tls", "callers", "limits", "audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,17 +184,22 @@ def load_config(path: str | Path) -> RmasConfig:
 def parse_config(
     text: str, *, base_dir: Path | None = None, path: Path | None = None
 ) -> RmasConfig:
+    return parse_tables(read_toml(text, path), base_dir=base_dir, path=path)
+
+
+def read_toml(text: str, path: Path | None = None) -> dict[str, Any]:
+    """The file's tables; ConfigError when it is not TOML."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path or "<config>"), f"not valid TOML: {exc}") from None
-    unknown = set(data) - {"hub", "providers", "iapi", "tls", "callers", "limits", "audit"}
-    if unknown:
-        raise ConfigError(
-            sorted(unknown)[0],
-            "unknown section (expected [hub], [iapi], [tls], [limits], [audit], [[callers]], "
-            "[[providers]])",
-        )
+
+
+def parse_tables(
+    data: Mapping[str, Any], *, base_dir: Path | None = None, path: Path | None = None
+) -> RmasConfig:
+    """:func:`parse_config` on tables already read."""
+    refuse_unknown(data, "", _SECTIONS, what="section")
     hub = _hub(_table(data.get("hub", {}), "hub"))
     iapi = _iapi(_table(data.get("iapi", {}), "iapi"))
     base = str(base_dir or Path.cwd())
@@ -274,9 +279,19 @@ def _array(value: Any, key: str) -> list[Any]:
 
 
 def _only(t: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
-    unknown = set(t) - allowed
-    if unknown:
-        raise ConfigError(f"{prefix}.{sorted(unknown)[0]}", "unknown key")
+    refuse_unknown(t, prefix, allowed)
+
+
+def require_providers(cfg: RmasConfig) -> None:
+    """A hub answers nothing useful without providers: refuse such a config (at start, on
+    reload, in ``rmas config check``) rather than answer every check INCOMPLETE."""
+    if not cfg.providers:
+        where = f" in {cfg.path}" if cfg.path is not None else ""
+        raise ConfigError(
+            "providers",
+            f"no [[providers]] table{where}: every check would be INCOMPLETE "
+            "(a truncated file?); name at least one provider",
+        )
 
 
 def _tls(t: Mapping[str, Any], base_dir: str) -> TlsConfig:
@@ -299,6 +314,9 @@ def _caller(t: Mapping[str, Any], i: int) -> CallerRule:
             f"{prefix}.identity",
             "required: an identity, or a prefix ending in * (rmas://airline/*)",
         )
+    problem = identity_problem(identity)
+    if problem is not None:
+        raise ConfigError(f"{prefix}.identity", f"{identity!r} {problem}")
     role_raw = _get(t, "role", prefix, str, "")
     try:
         role = Role(role_raw)
@@ -373,9 +391,7 @@ def _get(table: Mapping[str, Any], key: str, prefix: str, typ: type[Any], defaul
 
 
 def _hub(t: Mapping[str, Any]) -> HubConfig:
-    unknown = set(t) - _HUB_KEYS
-    if unknown:
-        raise ConfigError(f"hub.{sorted(unknown)[0]}", "unknown key")
+    _only(t, "hub", _HUB_KEYS)
     listen = _get(t, "listen", "hub", str, _HUB_DEFAULTS.listen)
     parse_listen(listen)
     deadline_ms = _get(t, "deadline_ms", "hub", int, _HUB_DEFAULTS.deadline_ms)
@@ -437,9 +453,7 @@ def _iapi(t: Mapping[str, Any]) -> IapiConfig:
     allowed = {"hub_id", "max_bytes", "remember"} | {
         f"{k}_{part}" for k in _CODE_KEYS for part in ("code", "text")
     }
-    unknown = set(t) - allowed
-    if unknown:
-        raise ConfigError(f"iapi.{sorted(unknown)[0]}", "unknown key")
+    _only(t, "iapi", allowed)
     defaults = IapiConfig()
     codes = CusresCodes()
     overrides: dict[str, tuple[str, str]] = {}
@@ -508,7 +522,7 @@ def _provider(
         contact=_get(t, "contact", prefix, str, ""),
         max_batch=max_batch,
         timeout_s=timeout_ms / 1000.0,
-        options={k: v for k, v in t.items() if k not in _PROVIDER_COMMON},
+        options={k: v for k, v in t.items() if k not in COMMON_KEYS},
         base_dir=base_dir,
         index=i,
         tls=tls,
