@@ -23,7 +23,7 @@ from rmas.documents import DocumentQuery
 from rmas.errors import AuditError, FieldViolation, Overloaded, ValidationError
 from rmas.hub import CheckResult, Hub, InvalidDocument, Item, ScannedDocument, new_check_id
 from rmas.iapi.channel import IapiAnswer, IapiChannel
-from rmas.security.access import AccessPolicy, RateLimited
+from rmas.security.access import AccessPolicy, RateLimited, View
 from rmas.server.auth import Admitted, current_caller
 from rmas.server.errors import abort_exhausted, abort_invalid
 from rmas.server.mapping import (
@@ -56,6 +56,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         audit: AuditTrail | None = None,
         metrics: HubMetrics | None = None,
         max_in_flight: int = 20_000,
+        max_message_bytes: int = 0,
     ) -> None:
         self._hub = hub
         self._iapi = iapi
@@ -64,6 +65,8 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         self._audit = audit
         self._metrics = metrics
         self._max_in_flight = max_in_flight
+        #: gRPC message limit: a PAXLST whose answer could exceed it is refused (0: no check).
+        self._max_message_bytes = max_message_bytes
         #: RPCs being answered; ``idle`` is set when there are none (for draining).
         self.active = 0
         #: RPCs cancelled before they were answered (by a drain's end, or by their caller).
@@ -238,8 +241,13 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         deadline = self._hub.deadline(context.time_remaining())
 
         async def record(answer: IapiAnswer) -> None:
+            # Every checked answer is audited, resends included; the reference ties the entries
+            # to the airline's RFF+TN and to this answer.
             results = [r for p in answer.passengers for r in p.results]
-            await self._record(who, Channel.PAXLST, results, context, answer.transaction_ref)
+            reference = f"{answer.answer_id} TN {answer.transaction_ref}" + (
+                " RESEND" if answer.resend else ""
+            )
+            await self._record(who, Channel.PAXLST, results, context, reference)
             if self._metrics is not None:
                 self._metrics.observe(Channel.PAXLST, results)
 
@@ -248,8 +256,11 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 request.message,
                 deadline,
                 caller=who.caller.identity,
+                senders=who.rule.senders if who.rule is not None else (),
                 admit=lambda n: self._charge(who, n),
                 record=record,
+                max_answer_bytes=self._max_message_bytes,
+                full_results=who.view is View.FULL,
             )
         except (RateLimited, Overloaded) as exc:
             await abort_exhausted(context, str(exc), exc.retry_after_s)

@@ -290,6 +290,7 @@ def paxlst_answer_to_pb(
         out.passengers.add(
             position=p.position, booking_ref=p.booking_ref, passenger_ref=p.passenger_ref,
             crew=p.crew, directive=_DIRECTIVE_TO_PB[p.directive], check_ids=list(p.check_ids),
+            unchecked=p.unchecked,
         )  # fmt: skip
     if view is View.FULL:
         add = out.results.add

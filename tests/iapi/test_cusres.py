@@ -63,7 +63,7 @@ def test_a_message_level_error_is_erp_1_even_without_an_envelope() -> None:
     )
     back = read_cusres(text)
     assert back.passengers == ()
-    assert back.errors == (("SY", "MESSAGE REJECTED: SYNTAX ERROR: segment 3 (UNH): bad"),)
+    assert back.errors == (("1", "MESSAGE REJECTED: SEGMENT 3 (UNH): BAD"),)
 
 
 def test_configured_codes_are_used() -> None:
