@@ -92,12 +92,10 @@ def sent(paxlst: bytes) -> tuple[str, list[SentMessage]]:
             elif seg.tag == "NAD" and _value(seg, 0) in PASSENGER_NADS:
                 in_pax = True
                 m.passengers.append("")
-            elif (
-                seg.tag == "RFF"
-                and in_pax
-                and (_value(seg, 0, 0) == "ABO" or (_value(seg, 0, 0) == "AVF" and not m.passengers[-1]))
-            ):
-                m.passengers[-1] = _value(seg, 0, 1)
+            elif seg.tag == "RFF" and in_pax:
+                q = _value(seg, 0, 0)
+                if q == "ABO" or (q == "AVF" and not m.passengers[-1]):
+                    m.passengers[-1] = _value(seg, 0, 1)
         msgs.append(m)
     return str(ic.control_reference), msgs
 
