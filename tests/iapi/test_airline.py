@@ -149,8 +149,10 @@ async def test_a_visa_without_issuer_is_checked_as_the_configured_state_when_set
 async def test_a_doc_code_is_passed_through_to_the_document_rules(
     stores: list[SqlStoreProvider],
 ) -> None:
-    data = (PAX / "iapi_empty_loc91_stolen.edi").read_bytes().replace(
-        b"DOC+P:110:111+LA000002", b"DOC+C:110:111+LA000002"
+    data = (
+        (PAX / "iapi_empty_loc91_stolen.edi")
+        .read_bytes()
+        .replace(b"DOC+P:110:111+LA000002", b"DOC+C:110:111+LA000002")
     )
     async with running_hub(stores) as hub:
         resp, applied = await send(hub.target, data)
