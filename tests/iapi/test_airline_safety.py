@@ -109,7 +109,7 @@ async def test_an_unchanged_resend_gets_the_same_bytes_within_the_window_only() 
     assert reused[0].errors == []
 
 
-# -- bounded input, refused before anything is checked (issue 15, item 7) ---------------------------
+# -- bounded input, refused before anything is checked (issue 15, item 7) ------------------------
 
 
 async def test_a_count_of_thousands_of_digits_is_a_syntax_error_cusres() -> None:
