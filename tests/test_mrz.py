@@ -106,11 +106,17 @@ def test_an_expiry_of_fillers_is_absent_not_refuted() -> None:
     assert r.valid and r.fields["expiry_date"].value == ""
 
 
+# The pre-2021 French identity card: 2 x 36, "IDFRA" + surname + office, then its 12-digit number
+# (where a TD2 has the holder's nationality), given names, birth date and sex.
+FRENCH_ID = [
+    "IDFRA" + "MARTIN".ljust(25, "<") + "75P012",
+    "880375601234" + "9" + "PIERRE".ljust(14, "<") + "9001011" + "M" + "6",
+]
+
+
 def test_a_french_national_identity_card_zone_is_refused_as_not_icao_9303() -> None:
-    # The pre-2021 French card: 2 x 36, its 12-digit number where a TD2 has the nationality.
-    line1 = "IDFRAMARTIN<<<<<<<<<<<<<<<<<<<<75P012"
-    line2 = "8803756012349PIERRE<<<<<<<9001011M6"
-    r = read_mrz([line1[:36], line2.ljust(36, "<")], today=TODAY)
+    assert [len(x) for x in FRENCH_ID] == [36, 36]
+    r = read_mrz(FRENCH_ID, today=TODAY)
     assert r.layout is None
     assert "not an ICAO 9303 zone" in r.problems[0].description
     assert "French" in r.problems[0].description

@@ -119,7 +119,7 @@ async def test_a_manifest_mixes_fields_and_zones(uto: SqlStoreProvider) -> None:
 
 async def test_td1_long_number_conventions_and_national_zones_through_grpc() -> None:
     from rmas.testing import FakeProvider
-    from tests.test_mrz import LONG, td1_long
+    from tests.test_mrz import FRENCH_ID, LONG, td1_long
 
     bel = FakeProvider.issuer("BEL", ["BEL"])
     nzl = FakeProvider.issuer("NZL", ["NZL"])
@@ -146,12 +146,7 @@ async def test_td1_long_number_conventions_and_national_zones_through_grpc() -> 
         assert got["expiry_date"][0] == absent
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await stub.CheckDocument(
-                check_document_request(
-                    mrz=[
-                        "IDFRAMARTIN<<<<<<<<<<<<<<<<<<<<75P012",
-                        "8803756012349PIERRE<<<<<<<9001011M6",
-                    ]
-                ),
+                check_document_request(mrz=FRENCH_ID),
                 timeout=5,
             )
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
