@@ -17,6 +17,7 @@ from rmas.audit.entry import DocumentKeyer
 from rmas.audit.sink import AuditSink
 from rmas.audit.trail import AuditTrail
 from rmas.iapi.channel import IapiConfig
+from rmas.iapi.codes import CusresCodes
 from rmas.iapi.cusres import read_cusres
 from rmas.iapi.syntax import write_segments
 from rmas.security.access import CallerRule, Role
@@ -206,3 +207,18 @@ async def test_a_paxlst_under_another_airlines_sender_is_refused(pki: Pki, sende
         assert applied.actions == {"1001": "REJECTED", "1003": "REJECTED"}
         assert "SENDER 'AIRNZ'" in read_cusres(resp.cusres).errors[0][1]
         assert store.calls == []
+
+
+# -- texts fit the character set (issue 16, item 7) -------------------------------------------------
+
+
+async def test_texts_in_a_unoa_cusres_use_only_unoa_characters() -> None:
+    codes = CusresCodes(ok_to_board=("0Z", "Ok to board – Bitte einsteigen ✓"))
+    unoa = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,-()/='+:?!\"%&*;<>")
+    async with running_hub([nzl()], iapi=IapiConfig(codes=codes)) as hub:
+        ok = await _raw(hub.target, manifest(1))
+        bad = await _raw(hub.target, manifest(1).replace(b"BGM+745", b"bgm+745"))
+    for resp in (ok, bad):
+        assert set(resp.cusres) <= unoa, set(resp.cusres) - unoa
+    assert read_cusres(ok.cusres).passengers[0][3] == "OK TO BOARD BITTE EINSTEIGEN"
+    assert read_cusres(bad.cusres).errors[0][1].startswith("MESSAGE REJECTED: SEGMENT")
