@@ -209,7 +209,7 @@ async def test_a_paxlst_under_another_airlines_sender_is_refused(pki: Pki, sende
         assert store.calls == []
 
 
-# -- texts fit the character set (issue 16, item 7) -------------------------------------------------
+# -- texts fit the character set (issue 16, item 7) ----------------------------------------------
 
 
 async def test_texts_in_a_unoa_cusres_use_only_unoa_characters() -> None:
