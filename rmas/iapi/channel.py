@@ -238,12 +238,14 @@ class IapiChannel:
             f"the hub's message limit of {limit} bytes; send the flight in parts"
         )
 
-    def _flight_key(self, part: Part, caller: str, sender: str) -> tuple[str, str, str]:
+    def _flight_key(self, part: Part, caller: str, sender: str) -> tuple[str, str, str] | None:
+        """What ties the parts of one flight: the UNH common access reference, else the first
+        leg's flight and departure, else nothing (the part stands alone)."""
         ref = part.message.common_access_ref
-        if not ref:
-            leg = part.legs[0] if part.legs else None
-            ref = f"{leg.number}/{leg.times[0][1] if leg.times else ''}" if leg else ""
-        return caller, sender, ref
+        if not ref and part.legs and part.legs[0].number:
+            leg = part.legs[0]
+            ref = f"{leg.number}/{leg.times[0][1] if leg.times else ''}"
+        return (caller, sender, ref) if ref else None
 
     def _parts_refusal(self, manifest: Manifest, caller: str) -> str:
         """The flight total of a split manifest against the parts seen in earlier interchanges."""
@@ -251,7 +253,7 @@ class IapiChannel:
             if not part.multipart or part.declared is None:
                 continue
             fkey = self._flight_key(part, caller, manifest.interchange.sender)
-            known = dict(self._parts.get(fkey, {}))
+            known = dict(self._parts.get(fkey, {})) if fkey is not None else {}
             for other in manifest.parts:
                 if other.multipart:
                     known[other.sequence] = (len(other.travellers), other.declared or 0, other.last)
@@ -276,6 +278,8 @@ class IapiChannel:
             if not part.multipart:
                 continue
             key = self._flight_key(part, caller, manifest.interchange.sender)
+            if key is None:
+                continue
             entry = self._parts.setdefault(key, {})
             entry[part.sequence] = (len(part.travellers), part.declared or 0, part.last)
             self._parts.move_to_end(key)

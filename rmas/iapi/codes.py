@@ -42,6 +42,7 @@ CODE_KEYS = (
 )
 
 # ISO 9735 level A: upper case letters, digits, space and these.
+_LATIN = frozenset({"UNOC", "UNOD", "UNOE", "UNOF", "UNOW", "UNOY"})
 _UNOA = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,-()/='+:?!\"%&*;<>")
 
 
@@ -70,14 +71,15 @@ class CusresCodes:
 
 
 def fit_text(text: str, syntax: str, limit: int = 350) -> str:
-    """``text`` in what the syntax level can carry: UNOA upper case and its few signs, UNOB
-    printable ASCII, other levels printable Latin-1; anything else becomes a space. Bounded to
+    """``text`` in what the syntax level can carry: UNOB printable ASCII, UNOC and above printable
+    Latin-1, UNOA (and any other) upper case and its few signs; anything else becomes a space.
+    Bounded to
     ``limit`` characters (FTX 4440 is an..512)."""
-    if syntax == "UNOA":
-        out = "".join(c if c in _UNOA else " " for c in text.upper())
-    elif syntax == "UNOB":
+    if syntax in ("UNOB", "IATB"):
         out = "".join(c if " " <= c <= "~" else " " for c in text)
-    else:
+    elif syntax in _LATIN:
         out = "".join(c if c.isprintable() and ord(c) < 256 else " " for c in text)
+    else:  # UNOA, IATA, SIRE and anything unknown: the smallest set
+        out = "".join(c if c in _UNOA else " " for c in text.upper())
     out = " ".join(out.split())
     return out if len(out) <= limit else out[: limit - 3] + "..."

@@ -1,6 +1,7 @@
 """CUSRES: the authority's answer to an interactive API PAXLST, one directive per passenger.
 
-The answer correlates with its request the way departure-control systems match it: the UNB echoes
+The answer is written with the request's separators (and a UNA only when the request had one)
+and correlates with its request the way departure-control systems match it: the UNB echoes
 the request's interchange control reference and application reference (``IAPI``), a UNG (when the
 request had one) its group reference, and there is one CUSRES message per PAXLST message echoing
 its UNH message reference, common access reference and sequence (``01:F``), and its ``RFF+TN``.
@@ -138,7 +139,9 @@ def _envelope(
         segs.append(["UNE", str(len(messages)), group_ref])
     segs.append(["UNZ", "1" if grouped else str(len(messages)), control_ref])
     seps = request.separators if request else DEFAULT_SEPARATORS
-    return _write(segs, seps)
+    # UNA when the request had one (or could not be read): a request without it uses the
+    # default separators, and its answer is written the same way.
+    return _write(segs, seps, una=request.una_present if request else True)
 
 
 def _part_header(part: Part, fallback_tn: str) -> ErrorHeader:

@@ -7,7 +7,8 @@ which airline traffic uses, and is slow. This module reads:
   character in both directions (``O?'BRIEN`` is ``O'BRIEN``; ``??`` is ``?``);
 - UNB/UNZ interchanges, UNG/UNE functional groups and UNH/UNT messages, with every control count
   and reference checked (UNT segment count, UNE message count, UNZ group or message count);
-- syntax identifiers UNOA-UNOF, UNOW, UNOY; CR/LF and spaces between segments; junk from a carrier
+- syntax identifiers UNOA-UNOF, UNOW, UNOY (and IATA, IATB, SIRE of airline systems); CR/LF
+  and spaces between segments; junk from a carrier
   envelope before UNA/UNB and after UNZ (a teletype trailer such as ``NNNN``).
 
 Every error is an :class:`EdifactError` naming the segment number (1-based, counted from UNA or
@@ -45,7 +46,10 @@ __all__ = [
     "write_segments",
 ]
 
-SYNTAX_IDS = frozenset({"UNOA", "UNOB", "UNOC", "UNOD", "UNOE", "UNOF", "UNOW", "UNOY"})
+#: ISO 9735 levels, IATA's own (IATA like UNOA, IATB like UNOB), and SIRE, which a
+#: departure-control system in service writes in its interactive API traffic (read as UNOA).
+SYNTAX_IDS = frozenset({"UNOA", "UNOB", "UNOC", "UNOD", "UNOE", "UNOF", "UNOW", "UNOY", "IATA",
+                        "IATB", "SIRE"})  # fmt: skip
 _TAG = re.compile(r"[A-Z][A-Z0-9]{2}")
 _SERVICE = re.compile(r"\s*UN[A-Z]")
 #: Longest error text: an error names where it is and quotes input values shortened.

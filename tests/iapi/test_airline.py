@@ -159,3 +159,39 @@ async def test_a_doc_code_is_passed_through_to_the_document_rules(
     assert applied.actions["1005"] == "NO BOARD"
     types = {r.document.number: r.document.type for r in resp.results if r.document.number}
     assert types["LA000002"] == common_pb2.DOCUMENT_TYPE_IDENTITY_CARD
+
+
+async def test_a_dcs_writing_its_own_syntax_identifier_and_extra_segments_is_answered(
+    stores: list[SqlStoreProvider],
+) -> None:
+    """As a DCS in service writes it: syntax identifier SIRE, the carrier's document-issuer code
+    ZZZ in DOC, GEI and ports of embarkation per traveller, a ticket reference, a visa without
+    LOC+91; the answer echoes the syntax identifier."""
+    from rmas.iapi.syntax import write_segments
+
+    body: list[list[object]] = [
+        ["BGM", "745"], ["RFF", ["TN", "0000731"]], ["NAD", "MS", "", "", "DCS DESK"],
+        ["TDT", "20", "NZ7", "", "", ["NZ"]], ["LOC", "125", "AKL"],
+        ["DTM", ["189", "2611241620", "201"]], ["LOC", "87", "SYD"],
+        ["DTM", ["232", "2611241835", "201"]],
+        ["NAD", "FL", "", "", ["ONE", "TWO WI"]], ["ATT", "2", "", "M"], ["DTM", ["329", "560620"]],
+        ["GEI", "4", "173"], ["LOC", "178", "AKL"], ["LOC", "179", "SYD"], ["NAT", "2", "NZL"],
+        ["RFF", ["AVF", "MWZRDQ"]], ["RFF", ["ABO", "31337"]], ["RFF", ["YZY", "7842836432717C2"]],
+        ["DOC", ["P", "110", "ZZZ"], "LA933001"], ["DTM", ["36", "301215"]], ["LOC", "91", "NZL"],
+        ["DOC", ["V", "110", "ZZZ"], "5576"],
+        ["CNT", ["42", "1"]],
+    ]  # fmt: skip
+    segs = [
+        ["UNB", ["SIRE", "4"], "NZ", "RMASHUB", ["261124", "1000"], "00007310001", "", "IAPI", "O"],
+        ["UNG", "PAXLST", "NZ", "RMASHUB", ["261124", "1000"], "1", "UN", ["D", "05B"]],
+        ["UNH", "A1B2C3", ["PAXLST", "D", "05B", "UN", "IATA"], "0000731", ["01", "F"]],
+        *body,
+        ["UNT", str(len(body) + 2), "A1B2C3"],
+        ["UNE", "1", "1"],
+        ["UNZ", "1", "00007310001"],
+    ]
+    data = write_segments(segs, una=False).encode()
+    async with running_hub(stores) as hub:
+        resp, applied = await send(hub.target, data)
+    assert applied.actions == {"31337": "BOARD"}
+    assert resp.cusres.startswith(b"UNB+SIRE:4+RMASHUB+NZ+")  # no UNA, as the request
