@@ -634,7 +634,9 @@ class CheckPaxlstResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     cusres: _builtins.bytes
     duplicate: _builtins.bool
-    """the same interchange was answered before: same answer again"""
+    """A resend within [iapi] resend_window_s, checked again, every answer unchanged: the very same
+    CUSRES as before. A resend is never answered unchecked.
+    """
     transaction_ref: _builtins.str
     """RFF+TN of the CUSRES"""
     @_builtins.property
