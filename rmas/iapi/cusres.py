@@ -86,20 +86,26 @@ class ReadCusres:
     messages: tuple[ReadMessage, ...] = field(default=())
 
 
+def _p(value: str) -> str:
+    """An echoed reference in printable ASCII (what every syntax level carries): control and
+    other characters cannot come back to break the answer or empty a reference."""
+    return "".join(c for c in value if " " <= c <= "~")
+
+
 def _unb(
     request: Interchange | None, control_ref: str, stamp: tuple[str, str], hub_id: str
 ) -> tuple[list[Seg], str, str]:
-    sender = request.recipient if request and request.recipient else hub_id
-    recipient = request.sender if request and request.sender else "UNKNOWN"
+    sender = (_p(request.recipient) if request else "") or hub_id
+    recipient = (_p(request.sender) if request else "") or "UNKNOWN"
     syntax = request.syntax if request else "UNOA"
-    version = (request.syntax_version if request else "") or "4"
-    app = request.application_ref if request else ""
+    version = (_p(request.syntax_version) if request else "") or "4"
+    app = _p(request.application_ref) if request else ""
     segs: list[Seg] = [
         [
             "UNB",
             [syntax, version],
-            [sender, request.recipient_qualifier if request else ""],
-            [recipient, request.sender_qualifier if request else ""],
+            [sender, _p(request.recipient_qualifier) if request else ""],
+            [recipient, _p(request.sender_qualifier) if request else ""],
             list(stamp),
             control_ref,
             "",
@@ -110,11 +116,12 @@ def _unb(
 
 
 def _message(ref: str, head: ErrorHeader, body: list[Seg]) -> list[Seg]:
+    ref = _p(ref) or "1"
     unh: Seg = ["UNH", ref, ["CUSRES", "D", "05B", "UN", "IATA"]]
     if head.common_access_ref or head.sequence[0]:
-        unh.append(head.common_access_ref)
+        unh.append(_p(head.common_access_ref))
     if head.sequence[0]:
-        unh.append(list(head.sequence))
+        unh.append([_p(x) for x in head.sequence])
     return [unh, *body, ["UNT", str(len(body) + 2), ref]]
 
 
@@ -126,9 +133,10 @@ def _envelope(
     stamp: tuple[str, str],
     hub_id: str,
 ) -> str:
+    control_ref = _p(control_ref) or "0"
     segs, sender, recipient = _unb(request, control_ref, stamp, hub_id)
     grouped = bool(request and request.groups)
-    group_ref = (request.groups[0].ref if request and request.groups else "") or "1"
+    group_ref = _p(request.groups[0].ref if request and request.groups else "") or "1"
     if grouped:
         segs.append(
             ["UNG", "CUSRES", sender, recipient, list(stamp), group_ref, "UN", ["D", "05B"]]
@@ -171,20 +179,20 @@ def write_cusres(
     messages = []
     for part in manifest.parts:
         head = _part_header(part, transaction_ref)
-        body: list[Seg] = [["BGM", "962"], ["RFF", ["TN", head.transaction_ref]]]
+        body: list[Seg] = [["BGM", "962"], ["RFF", ["TN", _p(head.transaction_ref)]]]
         for leg in part.legs:
             if leg.number:
-                body.append(["RFF", ["AF", leg.number]])
-            body += [["DTM", [q, value, fmt]] for q, value, fmt in leg.times]
-            body += [["LOC", q, place] for q, place in leg.places if place]
+                body.append(["RFF", ["AF", _p(leg.number)]])
+            body += [["DTM", [q, _p(value), _p(fmt)]] for q, value, fmt in leg.times]
+            body += [["LOC", q, _p(place)] for q, place in leg.places if place]
         for t in part.travellers:
             p = answers[t.position]
             code, text = c.for_directive(p.directive, unchecked=p.unchecked)
             body.append(["ERP", "2"])
             if p.booking_ref:
-                body.append(["RFF", ["AVF", p.booking_ref]])
+                body.append(["RFF", ["AVF", _p(p.booking_ref)]])
             if p.passenger_ref:
-                body.append(["RFF", ["ABO", p.passenger_ref]])
+                body.append(["RFF", ["ABO", _p(p.passenger_ref)]])
             body.append(["ERC", code])
             body.append(["FTX", "AAP", "", "", fit_text(text, ic.syntax)])
         messages.append(_message(part.message.ref, head, body))
@@ -213,7 +221,7 @@ def write_error_cusres(
     syntax = request.syntax if request else "UNOA"
     body: list[Seg] = [
         ["BGM", "962"],
-        ["RFF", ["TN", head.transaction_ref]],
+        ["RFF", ["TN", _p(head.transaction_ref)]],
         ["ERP", "1"],
         ["ERC", code],
         ["FTX", "AAP", "", "", fit_text(f"{text}: {detail}", syntax)],

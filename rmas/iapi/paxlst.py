@@ -145,7 +145,7 @@ class Part:
     @property
     def sequence(self) -> int:
         s = self.message.sequence
-        return int(s) if s.isdigit() and len(s) <= 4 else 1
+        return int(s) if s.isascii() and s.isdigit() and len(s) <= 4 else 1
 
     @property
     def last(self) -> bool:

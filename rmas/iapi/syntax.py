@@ -66,7 +66,7 @@ def quote(value: str, limit: int = 20) -> str:
 def count_value(raw: str) -> int | None:
     """A count element's value, None unless it is 1-6 digits (so a count of thousands of digits
     is an error, never a giant int)."""
-    if not raw.isdigit() or len(raw) > MAX_COUNT_DIGITS:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_COUNT_DIGITS:
         return None
     return int(raw)
 
@@ -264,12 +264,18 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
         seps = Separators(s[0], s[1], s[2], s[3], s[4], s[5])
         if len({seps.component, seps.element, seps.release, seps.segment}) != 4:
             raise EdifactError("UNA names the same character for two separators", offset=start)
+        marks = (seps.component, seps.element, seps.release, seps.segment)
         if not all(" " <= c <= "~" for c in s) or " " in (seps.component, seps.element,
                                                             seps.segment):  # fmt: skip
             raise EdifactError(
                 "UNA separators must be printable ASCII characters other than space",
                 segment=1, tag="UNA", offset=start,
             )  # fmt: skip
+        if any(c.isalnum() for c in marks):
+            # A letter or digit as a separator would split segment tags and values alike.
+            raise EdifactError(
+                "UNA separators must not be letters or digits", segment=1, tag="UNA", offset=start
+            )
         una = True
         start += 9
     elif start == start_una:
