@@ -195,3 +195,17 @@ async def test_a_dcs_writing_its_own_syntax_identifier_and_extra_segments_is_ans
         resp, applied = await send(hub.target, data)
     assert applied.actions == {"31337": "BOARD"}
     assert resp.cusres.startswith(b"UNB+SIRE:4+RMASHUB+NZ+")  # no UNA, as the request
+
+
+async def test_a_traveller_level_fault_never_hides_a_stolen_passport(
+    stores: list[SqlStoreProvider],
+) -> None:
+    data = (PAX / "iapi_correlated.edi").read_bytes()
+    bad_dobs = data.replace(b"DTM+329:800101", b"DTM+329:801399").replace(
+        b"DTM+329:881012", b"DTM+329:881399"
+    )
+    async with running_hub(stores) as hub:
+        resp, applied = await send(hub.target, bad_dobs)
+    # The stolen passport is still checked (NO BOARD); the clean one cannot board on bad data.
+    assert applied.actions == {"1001": "INSUFFICIENT", "1003": "NO BOARD"}
+    assert [len(p.check_ids) for p in resp.passengers] == [2, 2]
