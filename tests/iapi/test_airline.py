@@ -209,3 +209,16 @@ async def test_a_traveller_level_fault_never_hides_a_stolen_passport(
     # The stolen passport is still checked (NO BOARD); the clean one cannot board on bad data.
     assert applied.actions == {"1001": "INSUFFICIENT", "1003": "NO BOARD"}
     assert [len(p.check_ids) for p in resp.passengers] == [2, 2]
+
+
+async def test_the_parts_of_a_flight_in_one_interchange_get_one_cusres_message_each(
+    stores: list[SqlStoreProvider],
+) -> None:
+    texts = [(PAX / name).read_bytes() for name in PARTS]
+    bodies = [t[t.index(b"UNH+") : t.index(b"UNE+")] for t in texts]
+    first = texts[0]
+    data = first[: first.index(b"UNH+")] + b"".join(bodies) + b"UNE+3+1'UNZ+1+NZ00000201'"
+    async with running_hub(stores) as hub:
+        resp, applied = await send(hub.target, data)
+    assert applied.actions == {k: v for expected in PARTS.values() for k, v in expected.items()}
+    assert resp.cusres.count(b"UNH+") == 3 and b"UNE+3+1'" in resp.cusres
