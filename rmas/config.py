@@ -34,6 +34,7 @@ Security (docs/operations.md)::
     role = "airline"            # airline, officer, operator, node
     documents_per_s = 200       # optional, else [limits]
     burst = 1000
+    senders = ["QF", "QANTAS"]  # optional: the UNB/UNG sender ids its PAXLSTs may carry
 
     [limits]
     documents_per_s = 0         # per caller; 0: unlimited
@@ -61,7 +62,8 @@ from typing import Any
 from rmas.confkeys import refuse_unknown
 from rmas.errors import ConfigError
 from rmas.iapi.channel import IapiConfig
-from rmas.iapi.cusres import CusresCodes
+from rmas.iapi.codes import CODE_KEYS as _CODE_KEYS
+from rmas.iapi.codes import CusresCodes
 from rmas.providers import COMMON_KEYS, ProviderConfig, Scope
 from rmas.security.access import CallerRule, Role
 from rmas.security.certs import identity_problem
@@ -307,7 +309,7 @@ def _tls(t: Mapping[str, Any], base_dir: str) -> TlsConfig:
 
 def _caller(t: Mapping[str, Any], i: int) -> CallerRule:
     prefix = f"callers[{i}]"
-    _only(t, prefix, {"identity", "role", "documents_per_s", "burst"})
+    _only(t, prefix, {"identity", "role", "documents_per_s", "burst", "senders"})
     identity = _get(t, "identity", prefix, str, "")
     if not identity or "*" in identity[:-1]:
         raise ConfigError(
@@ -328,7 +330,10 @@ def _caller(t: Mapping[str, Any], i: int) -> CallerRule:
     burst = _get(t, "burst", prefix, int, 0)
     if rate < 0 or burst < 0:
         raise ConfigError(f"{prefix}.documents_per_s", "rate and burst must be 0 or more")
-    return CallerRule(identity, role, rate, burst)
+    senders = _get(t, "senders", prefix, list, [])
+    if not all(isinstance(x, str) and x.strip() for x in senders):
+        raise ConfigError(f"{prefix}.senders", "must be a list of UNB/UNG sender ids")
+    return CallerRule(identity, role, rate, burst, tuple(x.strip() for x in senders))
 
 
 def _limits(t: Mapping[str, Any]) -> LimitsConfig:
@@ -439,18 +444,10 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
     )
 
 
-_CODE_KEYS = {
-    "ok_to_board": "ok_to_board",
-    "do_not_board": "do_not_board",
-    "contact_authority": "contact_authority",
-    "insufficient_data": "insufficient_data",
-    "syntax_error": "syntax_error",
-}
-
-
 def _iapi(t: Mapping[str, Any]) -> IapiConfig:
-    """``[iapi]``: hub_id, max_bytes, remember, and ``<directive>_code`` / ``<directive>_text``."""
-    allowed = {"hub_id", "max_bytes", "remember"} | {
+    """``[iapi]``: hub_id, max_bytes, remember, resend_window_s, visa_issuer, and
+    ``<key>_code`` / ``<key>_text`` for each entry of the code table (rmas.iapi.codes)."""
+    allowed = {"hub_id", "max_bytes", "remember", "resend_window_s", "visa_issuer"} | {
         f"{k}_{part}" for k in _CODE_KEYS for part in ("code", "text")
     }
     _only(t, "iapi", allowed)
@@ -470,11 +467,20 @@ def _iapi(t: Mapping[str, Any]) -> IapiConfig:
     remember = _get(t, "remember", "iapi", int, defaults.remember)
     if remember < 0:
         raise ConfigError("iapi.remember", "must be 0 or more")
+    window = _get(t, "resend_window_s", "iapi", float, defaults.resend_window_s)
+    if not 0 <= window <= 3600:
+        raise ConfigError("iapi.resend_window_s", "must be between 0 and 3600 seconds")
+    visa = _get(t, "visa_issuer", "iapi", str, defaults.visa_issuer)
+    visa_state = to_alpha3(visa) if visa else ""
+    if visa_state is None:
+        raise ConfigError("iapi.visa_issuer", f"unknown state code {visa!r} ('' to not check)")
     return IapiConfig(
         hub_id=_get(t, "hub_id", "iapi", str, defaults.hub_id),
         codes=CusresCodes(**overrides),
         max_bytes=max_bytes,
         remember=remember,
+        resend_window_s=window,
+        visa_issuer=visa_state,
     )
 
 
