@@ -4,6 +4,7 @@ the calling airline's certificate."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sqlite3
@@ -14,6 +15,7 @@ import grpc
 import pytest
 
 from rmas.audit.entry import DocumentKeyer
+from rmas.audit.format import decode
 from rmas.audit.sink import AuditSink
 from rmas.audit.trail import AuditTrail
 from rmas.iapi.channel import IapiConfig
@@ -37,9 +39,10 @@ def nzl(**kwargs: Any) -> FakeProvider:
 
 
 def rows(db: Path) -> list[dict[str, Any]]:
+    """Every audit entry stored, in order, as a dict of its fields."""
     with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM audit_entries ORDER BY seq")]
+        bodies = conn.execute("SELECT body FROM audit_block ORDER BY first_seq").fetchall()
+    return [dataclasses.asdict(e) for (body,) in bodies for e in decode(bytes(body))]
 
 
 def manifest(n: int, *, abo: str = "", cnt: str = "") -> bytes:
