@@ -48,4 +48,3 @@ soak: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
-	rm -f rmas/audit/_speedups*.so

@@ -50,11 +50,12 @@ def register(subparsers: Any) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from rmas.cli import run_async
+    from rmas.fileperm import private_dir
     from rmas.logs import configure_logging
 
     configure_logging("error")  # the demo prints what matters; outages are shown as verdicts
     workdir = Path(args.dir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(workdir)  # stores and an audit trail: 0700 for the folders made here
     tries = json.loads((FIXTURES / "records" / "try.json").read_text())
     return int(run_async(_demo(workdir, args.listen, args.exit, tries, args.tls)))
 

@@ -81,9 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_arguments(status)
     status.set_defaults(func=_cmd_status)
 
-    iapi = sub.add_parser("iapi", help="send a PAXLST file to a hub and print the CUSRES")
+    iapi = sub.add_parser(
+        "iapi", help="send a PAXLST file to a hub and print its CUSRES byte for byte"
+    )
     iapi.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
-    iapi.add_argument("file", help="PAXLST interchange file")
+    iapi.add_argument("file", help="PAXLST interchange file ('-': standard input)")
+    iapi.add_argument("--pretty", action="store_true", help="one segment a line")
     iapi.add_argument("--timeout", type=float, default=10.0)
     iapi.add_argument("--json", action="store_true", help="print the per-passenger summary")
     add_tls_arguments(iapi)
@@ -301,7 +304,7 @@ def _cmd_iapi(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     try:
-        data = Path(args.file).read_bytes()
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         print(f"rmas iapi: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -335,13 +338,19 @@ async def _iapi(args: argparse.Namespace, data: bytes) -> int:
                     "crew": p.crew,
                     "directive": check_pb2.Directive.Name(p.directive).removeprefix("DIRECTIVE_"),
                     "check_ids": list(p.check_ids),
+                    "unchecked": p.unchecked,
                 }
                 for p in resp.passengers
             ],
         }
         print(json.dumps(summary, indent=2))
+    elif args.pretty:
+        from rmas.iapi.syntax import segment_texts
+
+        sys.stdout.buffer.write(b"".join(t + b"\n" for t in segment_texts(resp.cusres)))
     else:
-        sys.stdout.write(resp.cusres.decode("latin-1").replace("'", "'\n"))
+        sys.stdout.buffer.write(resp.cusres)  # byte for byte, as the hub wrote it
+    sys.stdout.flush()
     return 1 if resp.errors else 0
 
 

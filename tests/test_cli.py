@@ -219,3 +219,37 @@ def test_serve_refuses_a_store_on_an_old_schema_naming_the_fix(tmp_path: Path) -
     fixed = rmas("store", "migrate", "--url", url)
     assert fixed.returncode == 0, fixed.stderr
     assert "0001 -> 0003" in fixed.stdout
+
+
+def test_iapi_prints_the_cusres_byte_for_byte_and_reads_stdin(hub: str, fixtures_dir: Path) -> None:
+    import asyncio
+
+    import grpc
+
+    from rmas.iapi.syntax import parse_interchange
+    from rmas.v1 import check_pb2, check_pb2_grpc
+
+    # A passenger reference with a released apostrophe, echoed in the CUSRES.
+    data = (fixtures_dir / "paxlst" / "release_obrien.edi").read_bytes()
+    data = data.replace(b"RFF+ABO:P9'", b"RFF+ABO:P?'9'")
+    cmd = [sys.executable, "-m", "rmas.cli", "iapi", "--hub", hub, "-"]
+    out = subprocess.run(cmd, input=data, capture_output=True, timeout=30, check=False)
+    assert out.returncode == 0, out.stderr
+
+    async def resend() -> bytes:
+        async with grpc.aio.insecure_channel(hub) as ch:
+            resp = await check_pb2_grpc.DocumentCheckStub(ch).CheckPaxlst(
+                check_pb2.CheckPaxlstRequest(message=data), timeout=10
+            )
+        assert resp.duplicate
+        return bytes(resp.cusres)
+
+    # The resend gets the very same CUSRES: the CLI printed exactly the hub's bytes.
+    assert out.stdout == asyncio.run(resend())
+    assert b"RFF+ABO:P?'9'" in out.stdout and parse_interchange(out.stdout)
+    pretty = subprocess.run([*cmd, "--pretty"], input=data, capture_output=True, timeout=30,
+                            check=False)  # fmt: skip
+    lines = pretty.stdout.splitlines()
+    assert lines[0].startswith(b"UNA") and all(x.endswith(b"'") for x in lines[1:])
+    assert b"".join(lines) == out.stdout
+    assert b"RFF+ABO:P?'9'" in lines

@@ -6,8 +6,8 @@ One change per line::
      "version": 17, "reported_on": "2026-11-20", "record_ref": "DIA-77", "detail": "..."}
     {"op": "withdraw", "issuing_state": "NZL", "number": "LA000009", "version": 18}
 
-- The whole file is checked before anything is written: a bad line rejects the file, naming the
-  line, and the store is unchanged.
+- The whole file is checked before anything is written: a bad line (an unknown field too)
+  rejects the file, naming the line, and the store is unchanged.
 - The file is applied in one transaction: a failure midway leaves nothing.
 - An older version never overwrites a newer one (a stale change is counted and skipped), and a
   withdrawal leaves a tombstone so that a stale upsert cannot bring the record back.
@@ -40,6 +40,7 @@ from sqlalchemy import select
 from adapters.sqlstore.cards import apply_card_changes, card_change
 from adapters.sqlstore.importer import ensure_schema
 from adapters.sqlstore.schema import STATUSES, feeds, make_engine
+from rmas.confkeys import suggestion
 from rmas.documents import normalise_name, normalise_number
 from rmas.errors import StoreError
 from rmas.states import canonical_economy, to_alpha3
@@ -75,9 +76,18 @@ def _date(value: Any, name: str) -> dt.date | None:
     return dt.date.fromisoformat(value)
 
 
+#: Every field a change may carry; any other is refused (a mistyped ``birth_date`` would
+#: otherwise drop the holder's data without a word).
+_KNOWN = frozenset({"op", "issuing_state", "number", "document_number", "version", "status",
+                    *_FIELDS})  # fmt: skip
+
+
 def _change(obj: Any) -> Change:
     if not isinstance(obj, dict):
         raise ValueError("each line must be a JSON object")
+    unknown = sorted(k for k in obj if k not in _KNOWN)
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}{suggestion(unknown[0], _KNOWN, 'field')}")
     op = obj.get("op")
     if op not in ("upsert", "withdraw"):
         raise ValueError('op must be "upsert" or "withdraw"')

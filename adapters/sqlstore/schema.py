@@ -9,6 +9,7 @@ economy's registry holds them; they let the issuer say whether a query's holder 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from sqlalchemy import (
@@ -27,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rmas.errors import ConfigError
+from rmas.fileperm import create_private
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -125,8 +127,16 @@ def resolve_url(url: str, base_dir: str | Path = ".") -> str:
 
 
 def make_engine(url: str) -> AsyncEngine:
-    """An async engine for a store URL (``sqlite+aiosqlite://`` by default)."""
+    """An async engine for a store URL (``sqlite+aiosqlite://`` by default).
+
+    A SQLite store file that does not exist yet is created here, readable by its owner only
+    (rmas.fileperm); SQLite would create it with the umask's mode."""
     u = make_url(url)
-    if u.get_backend_name() == "sqlite" and u.get_driver_name() != "aiosqlite":
-        raise ConfigError("url", "SQLite stores use the async driver: sqlite+aiosqlite:///PATH")
+    if u.get_backend_name() == "sqlite":
+        if u.get_driver_name() != "aiosqlite":
+            raise ConfigError("url", "SQLite stores use the async driver: sqlite+aiosqlite:///PATH")
+        db = u.database or ""
+        if db and db != ":memory:" and not db.startswith("file:") and "mode" not in u.query:
+            with contextlib.suppress(OSError):  # a missing folder: SQLite's error says it
+                create_private(db)
     return create_async_engine(url)

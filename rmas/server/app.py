@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 import structlog
@@ -21,8 +22,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rmas.audit.trail import AuditTrail
-from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen
+from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen, require_providers
 from rmas.errors import ConfigError, ProviderError
+from rmas.fileperm import readable_by_others
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel, IapiConfig
 from rmas.providers import Provider, build_providers
@@ -116,6 +118,7 @@ class HubServer:
     @classmethod
     def from_config(cls, cfg: RmasConfig, providers: Sequence[Provider]) -> HubServer:
         """A hub with everything a config file names: TLS, callers, limits, audit."""
+        require_providers(cfg)
         policy = None
         if cfg.tls is not None:
             policy = AccessPolicy(
@@ -130,6 +133,7 @@ class HubServer:
                 required=a.required,
                 synchronous=a.synchronous,
                 linger_s=a.linger_ms / 1000.0,
+                hub_id=a.hub_id or None,
             )
         server = cls(cfg.hub, providers, cfg.iapi, tls=cfg.tls, policy=policy, audit=audit)
         server.source = cfg
@@ -148,8 +152,27 @@ class HubServer:
             except ProviderError as exc:
                 log.warning("provider_not_ready", provider=p.info.id, error=type(exc).__name__)
 
+    def _warn_about_key_files(self) -> None:
+        """Private keys others may read are no longer private: say so at start-up."""
+        keys: dict[str, Path] = {}
+        if self.tls is not None:
+            keys["tls.key"] = self.tls.key_path
+        if self.source is not None and self.source.audit is not None:
+            keys["audit.key_file"] = self.source.audit.key_file
+        for key, path in keys.items():
+            mode = readable_by_others(path)
+            if mode is not None:
+                log.warning(
+                    "key_file_readable_by_others",
+                    key=key,
+                    path=str(path),
+                    mode=f"{mode:04o}",
+                    fix=f"chmod 600 {path}",
+                )
+
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (useful with port 0)."""
+        self._warn_about_key_files()
         await self.open_providers()
         if self.audit is not None:
             await self.audit.start()
@@ -263,6 +286,7 @@ class HubServer:
         old = self.source
         if old is None:
             raise ConfigError("config", "this hub was not started from a config file")
+        require_providers(cfg)
         fixed = {
             "hub.listen": (old.hub.listen, cfg.hub.listen),
             "hub.max_message_bytes": (old.hub.max_message_bytes, cfg.hub.max_message_bytes),

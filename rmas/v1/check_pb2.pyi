@@ -275,11 +275,16 @@ class MrzCheckDigit(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     FOUND_FIELD_NUMBER: _builtins.int
     EXPECTED_FIELD_NUMBER: _builtins.int
+    COVERS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """document_number, birth_date, expiry_date, optional_data, composite"""
     state: Global___EvidenceState.ValueType
     found: _builtins.str
     expected: _builtins.str
+    covers: _builtins.str
+    """What the digit was computed over when not the field alone: "document_number+filler_at_15"
+    for a long TD1 number whose issuer counts the '<' at position 15 (Belgium, Portugal).
+    """
     def __init__(
         self,
         *,
@@ -287,10 +292,11 @@ class MrzCheckDigit(_message.Message):
         state: Global___EvidenceState.ValueType = ...,
         found: _builtins.str = ...,
         expected: _builtins.str = ...,
+        covers: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected", b"expected", "found", b"found", "name", b"name", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["covers", b"covers", "expected", b"expected", "found", b"found", "name", b"name", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -782,7 +788,9 @@ class CheckPaxlstResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     cusres: _builtins.bytes
     duplicate: _builtins.bool
-    """the same interchange was answered before: same answer again"""
+    """A resend within [iapi] resend_window_s, checked again, every answer unchanged: the very same
+    CUSRES as before. A resend is never answered unchecked.
+    """
     transaction_ref: _builtins.str
     """RFF+TN of the CUSRES"""
     @_builtins.property

@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from rmas.audit.entry import DocumentKeyer
+from rmas.audit.format import decode
 from rmas.audit.sink import AuditSink
 from rmas.audit.trail import AuditTrail
 from rmas.client import document_pb
@@ -79,7 +80,8 @@ class Hub:
 
     def audit_ids(self) -> set[str]:
         with sqlite3.connect(self.folder / "audit.db") as conn:
-            return {r[0] for r in conn.execute("SELECT check_id FROM audit_entries")}
+            blocks = conn.execute("SELECT body FROM audit_block").fetchall()
+        return {e.check_id for (body,) in blocks for e in decode(body)}
 
 
 def config(*, deadline_ms: int = 1500, grace_ms: int = 10_000, latency_ms: int = 0,
@@ -320,7 +322,7 @@ async def health_until(target: str, status: Any) -> None:
 
 
 async def audited(db: Path) -> int:
-    from rmas.audit.sink import verify
+    from rmas.audit.reader import verify
 
     report = await verify(f"sqlite+aiosqlite:///{db}")
     assert report.ok, report.problems

@@ -149,3 +149,27 @@ async def test_lookups_during_a_full_reload_never_miss_a_record(
     assert lookups > 1
     assert missing == 0
     assert set(await statuses(db_url, *keep[:5])) == {RecordStatus.LOST}
+
+
+def test_rmas_store_apply_refuses_a_feed_with_a_mistyped_field(tmp_path: Path) -> None:
+    """``birth_dte`` would drop the holder's birth date without a word: the file is refused,
+    naming the line, the field and the one meant, and nothing is applied."""
+    import subprocess
+    import sys
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'nzl.db'}"
+
+    def apply(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rmas.cli", "store", "apply", "--url", url,
+                               str(path)], capture_output=True, text=True, timeout=120,
+                              check=False)  # fmt: skip
+
+    good = {**up("LA1", "STOLEN", 1), "birth_date": "1980-01-01"}
+    bad = {**up("LA2", "STOLEN", 1), "birth_dte": "1980-01-01"}
+    out = apply(feed(tmp_path, "bad.jsonl", [good, bad]))
+    assert out.returncode != 0
+    assert "line 2: unknown field 'birth_dte' (did you mean \"birth_date\"?)" in out.stderr
+    ok = apply(feed(tmp_path, "good.jsonl", [good]))
+    assert ok.returncode == 0, ok.stderr
+    out = apply(feed(tmp_path, "bad.jsonl", [good, bad]))
+    assert "nothing was applied" in out.stderr
