@@ -152,7 +152,7 @@ def everyday_error(exc: BaseException) -> str | None:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_async(coro: Any) -> Any:

@@ -1114,7 +1114,7 @@ async def store_stats(url: str) -> dict[str, Any]:
     """Record counts by state and status (withdrawn records left out), and the last feed."""
     from adapters.sqlstore.schema import feeds
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)
     last_feed: dict[str, Any] | None = None
     try:
         async with engine.connect() as conn:

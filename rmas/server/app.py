@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -184,8 +185,11 @@ class HubServer:
         reflection.enable_server_reflection(
             (CHECK_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
+        host, wanted = parse_listen(self.config.listen)
         try:
-            if self.tls is not None:
+            if wanted and not _can_bind(host, wanted):
+                port = 0  # refused here: grpc would log its own error line first
+            elif self.tls is not None:
                 port = server.add_secure_port(self.config.listen, self.tls.server_credentials())
             else:
                 port = server.add_insecure_port(self.config.listen)
@@ -396,6 +400,19 @@ class HubServer:
         self._forced = True
         if self._server is not None:
             await self._server.stop(0)
+
+
+def _can_bind(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (not in use, an address of this host)."""
+    try:
+        with socket.create_server((host, port), family=_family(host)):
+            return True
+    except OSError:
+        return False
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 async def _close(p: Provider) -> None:
