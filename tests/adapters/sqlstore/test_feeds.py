@@ -223,3 +223,16 @@ def test_a_feed_never_ends_in_a_traceback(tmp_path: Path) -> None:
     ok = _rmas("store", "apply", "--url", url, str(feed(tmp_path, "ok.jsonl", [good])))
     assert ok.returncode == 0, ok.stderr
     assert json.loads(_rmas("store", "stats", "--url", url, "--json").stdout)["total"] == 1
+
+
+def test_the_documented_feed_example_applies(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "adapters.md").read_text()
+    example = doc.split("```jsonl\n", 1)[1].split("```", 1)[0]
+    f = tmp_path / "example.jsonl"
+    f.write_text(example)
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    out = _rmas("store", "apply", "--url", url, str(f))
+    assert out.returncode == 0, out.stderr
+    assert "applied 3 changes" in out.stdout
+    stats = json.loads(_rmas("store", "stats", "--url", url, "--json").stdout)
+    assert stats["by_state"] == {"NZL": {"LOST": 1, "STOLEN": 1}}
