@@ -34,7 +34,7 @@ class HubAdminService(check_pb2_grpc.HubAdminServicer):
         )
         last = self._reload_outcome() if self._reload_outcome is not None else None
         if last is not None:
-            out.last_reload_at = last.at.isoformat(timespec="seconds")
+            out.last_reload_at = last.at.isoformat(timespec="milliseconds")
             out.last_reload_ok = last.ok
             out.last_reload_detail = last.detail
         for p in hub.providers:
