@@ -20,6 +20,7 @@ from rmas.testing import FakeProvider
 from rmas.v1 import common_pb2, provider_pb2, provider_pb2_grpc
 from rmas.verdict import Record, RecordStatus
 from tests.conftest import Pki
+from tests.remote import node_echoes_keys
 
 
 async def test_our_node_passes_every_check() -> None:
@@ -39,7 +40,7 @@ async def test_our_node_passes_every_check() -> None:
              "--known", "NZL:LA000002:STOLEN", "--json"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
-        echoes = await _echoes(port)
+        echoes = await node_echoes_keys(port)
     finally:
         await node.stop(0)
     # Our node echoes each result's key once the lead's change for issue 15 is in
@@ -51,16 +52,6 @@ async def test_our_node_passes_every_check() -> None:
     assert report["passed"] is echoes
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert statuses["known_statuses"] == "PASS"
-
-
-async def _echoes(port: int) -> bool:
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        resp = await provider_pb2_grpc.DocumentStatusProviderStub(ch).LookupBatch(
-            provider_pb2.LookupBatchRequest(items=[provider_pb2.LookupItem(
-                ref="x", document=common_pb2.Document(issuing_state="NZL", number="ab-1"))]),
-            timeout=5,
-        )  # fmt: skip
-    return resp.results[0].number == "AB1"
 
 
 class Broken(provider_pb2_grpc.DocumentStatusProviderServicer):
