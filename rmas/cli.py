@@ -27,7 +27,7 @@ from rmas import __version__
 from rmas.check_cli import add_check_parser
 from rmas.client import add_tls_arguments
 from rmas.config import RmasConfig, load_config, parse_listen
-from rmas.errors import ConfigError, RmasError
+from rmas.errors import AuditError, ConfigError, RmasError
 from rmas.logs import configure_logging
 
 __all__ = ["main"]
@@ -216,7 +216,10 @@ async def _serve(cfg: RmasConfig, overrides: dict[str, str] | None = None) -> in
 
     providers = build_providers(cfg.providers)
     server = HubServer.from_config(cfg, providers)
-    await server.start()
+    try:
+        await server.start()
+    except AuditError as exc:  # a database that cannot be reached or opened: fix [audit] url
+        raise ConfigError("audit.url", str(exc)) from None
     # Everything allocated so far lives as long as the process: move it out of the collector's
     # way, so that full collections scan only what requests allocate (measured: the p99 of a
     # 480-passenger PAXLST fell from 99 to 73 ms; docs/benchmarks.md).

@@ -165,3 +165,12 @@ def test_the_hub_named_in_a_serve_that_works(tmp_path: Path) -> None:
     proc.wait(20)
     assert proc.returncode == 0
     assert os.path.exists(tmp_path / "hub.toml")
+
+
+def test_an_unreachable_audit_database(tmp_path: Path) -> None:
+    (tmp_path / "audit.key").write_text("ab" * 32 + "\n")
+    unreachable = f"postgresql+asyncpg://rmas@127.0.0.1:{free_port()}/audit"
+    for url in (unreachable, "sqlite+aiosqlite:///no/such/folder/audit.db"):
+        cfg = hub_toml(tmp_path, free_port())
+        cfg.write_text(cfg.read_text() + f"[audit]\nurl = '{url}'\nkey_file = 'audit.key'\n")
+        one_clear_line(rmas("serve", "--config", str(cfg)), "audit.url")
