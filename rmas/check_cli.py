@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from rmas.client import (
     EXIT_BY_DIRECTIVE,
@@ -65,6 +65,18 @@ def add_check_parser(sub: Any) -> None:
     check.add_argument("--json", action="store_true", help="print JSON (errors too)")
     add_tls_arguments(check)
     check.set_defaults(func=cmd_check)
+    plain_error = check.error
+
+    def error(message: str) -> NoReturn:
+        """argparse's own refusals (``--timeout soon``) as JSON too when --json was asked for."""
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": {"kind": "usage", "message": message}, "exit_code": 2},
+                             indent=2))  # fmt: skip
+            sys.exit(EXIT_USAGE)
+        plain_error(message)
+        raise AssertionError("argparse's error returned")  # pragma: no cover
+
+    setattr(check, "error", error)  # noqa: B010 - an instance's own error handler
 
 
 def _type_problem(code: str) -> str | None:

@@ -214,6 +214,10 @@ def test_json_errors_are_json_with_the_exit_code(hub: str) -> None:
     usage = rmas("check", "--hub", hub, "--json")
     assert usage.returncode == 2
     assert json.loads(usage.stdout)["exit_code"] == 2
+    bad_option = rmas("check", "--hub", hub, "--state", "NZL", "--number", "A1", "--json",
+                      "--timeout", "soon")  # fmt: skip
+    assert bad_option.returncode == 2
+    assert "--timeout" in json.loads(bad_option.stdout)["error"]["message"]
     down = rmas("check", "--hub", f"127.0.0.1:{free_port()}", "--state", "NZL",
                 "--number", "A1", "--json", "--timeout", "3")  # fmt: skip
     no_traceback(down)
