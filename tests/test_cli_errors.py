@@ -3,7 +3,6 @@ never a traceback (and nothing created by mistake)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -11,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.hubproc import free_port, serve
+from tests.hubproc import free_port
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -147,24 +146,6 @@ def test_a_second_demo_while_one_runs(tmp_path: Path) -> None:
     # Once it has stopped, the next one runs.
     again = rmas("demo", "--dir", str(tmp_path), "--listen", "127.0.0.1:0", "--exit", timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
-
-
-def test_an_unexpected_error_is_one_line_too(tmp_path: Path) -> None:
-    """A config file that is a folder: an OSError of its own kind, still one line."""
-    out = rmas("serve", "--config", str(tmp_path))
-    assert out.returncode == 2
-    assert "Traceback" not in out.stderr
-    assert str(tmp_path) in out.stderr
-
-
-def test_the_hub_named_in_a_serve_that_works(tmp_path: Path) -> None:
-    """Control: the same config on a free port serves (the refusals above are the mistakes)."""
-    port = free_port()
-    proc = serve(hub_toml(tmp_path, port), port)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(20)
-    assert proc.returncode == 0
-    assert os.path.exists(tmp_path / "hub.toml")
 
 
 def test_an_unreachable_audit_database(tmp_path: Path) -> None:
