@@ -180,20 +180,26 @@ class RmasConfig:
     audit: AuditConfig | None = None
 
 
-def load_config(path: str | Path) -> RmasConfig:
-    """Read and check a config file; raise ConfigError naming the key at fault."""
+def load_config(path: str | Path, *, node: bool = False) -> RmasConfig:
+    """Read and check a config file; raise ConfigError naming the key at fault.
+
+    ``node``: the file of a national node (``rmas provider serve``), whose callers are the hubs
+    its CA certified (``--allow`` narrows them): ``[[callers]]`` is a hub's table and not needed.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(p), f"cannot read: {exc.strerror}") from None
-    return parse_config(text, base_dir=p.resolve().parent, path=p)
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), "not a text file (UTF-8 TOML expected)") from None
+    return parse_config(text, base_dir=p.resolve().parent, path=p, node=node)
 
 
 def parse_config(
-    text: str, *, base_dir: Path | None = None, path: Path | None = None
+    text: str, *, base_dir: Path | None = None, path: Path | None = None, node: bool = False
 ) -> RmasConfig:
-    return parse_tables(read_toml(text, path), base_dir=base_dir, path=path)
+    return parse_tables(read_toml(text, path), base_dir=base_dir, path=path, node=node)
 
 
 def read_toml(text: str, path: Path | None = None) -> dict[str, Any]:
@@ -205,9 +211,13 @@ def read_toml(text: str, path: Path | None = None) -> dict[str, Any]:
 
 
 def parse_tables(
-    data: Mapping[str, Any], *, base_dir: Path | None = None, path: Path | None = None
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path | None = None,
+    path: Path | None = None,
+    node: bool = False,
 ) -> RmasConfig:
-    """:func:`parse_config` on tables already read."""
+    """:func:`parse_config` on tables already read (``node``: see :func:`load_config`)."""
     refuse_unknown(data, "", _SECTIONS, what="section")
     hub = _hub(_table(data.get("hub", {}), "hub"))
     iapi = _iapi(_table(data.get("iapi", {}), "iapi"))
@@ -224,8 +234,13 @@ def parse_tables(
         _caller(_table(raw, f"callers[{i}]"), i)
         for i, raw in enumerate(_array(data.get("callers", []), "callers"))
     )
-    if tls is not None and not callers:
-        raise ConfigError("callers", "with [tls], name at least one caller: [[callers]]")
+    if tls is not None and not callers and not node:
+        raise ConfigError(
+            "callers",
+            "with [tls], a hub names its callers and their roles in [[callers]] tables "
+            "(identity, role); a national node's file needs none (rmas provider serve; "
+            "rmas config check --node)",
+        )
     if tls is None and not is_loopback(parse_listen(hub.listen)[0]):
         raise ConfigError(
             "hub.listen", "without [tls] the hub binds to loopback addresses only (development)"

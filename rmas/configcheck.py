@@ -36,11 +36,16 @@ def register(subparsers: Any) -> None:
         "check", help="validate a hub or node config file without starting anything (exit 0/2)"
     )
     check.add_argument("file", type=Path, help="TOML file (of rmas serve or rmas provider serve)")
+    check.add_argument(
+        "--node",
+        action="store_true",
+        help="the file of a national node (rmas provider serve): [[callers]] not required",
+    )
     check.set_defaults(func=_cmd_check)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    summary, errors = asyncio.run(check_file(args.file))
+    summary, errors = asyncio.run(check_file(args.file, node=args.node))
     if errors:
         for e in errors:
             print(f"{args.file}: {_one_line(e.removeprefix(f'{args.file}: '))}", file=sys.stderr)
@@ -53,7 +58,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _parse_all(path: Path) -> tuple[RmasConfig | None, list[str]]:
+def _parse_all(path: Path, node: bool = False) -> tuple[RmasConfig | None, list[str]]:
     """The config with every value at fault set aside (None when that is not possible), and the
     errors found on the way."""
     from rmas.config import parse_tables, read_toml
@@ -70,7 +75,7 @@ def _parse_all(path: Path) -> tuple[RmasConfig | None, list[str]]:
     seen: set[str] = set()
     while True:
         try:
-            return parse_tables(data, base_dir=path.resolve().parent, path=path), errors
+            return parse_tables(data, base_dir=path.resolve().parent, path=path, node=node), errors
         except ConfigError as exc:
             if exc.key in seen:  # what setting it aside left (a required key now missing)
                 return None, errors
@@ -107,13 +112,14 @@ def _set_aside(data: Any, key: str, rename: str | None = None) -> bool:
     return False
 
 
-async def check_file(path: Path) -> tuple[str, list[str]]:
-    """(summary, errors) for a config file; errors empty when it is good."""
+async def check_file(path: Path, *, node: bool = False) -> tuple[str, list[str]]:
+    """(summary, errors) for a config file (``node``: a national node's); errors empty when it is
+    good."""
     from rmas.audit.trail import AuditTrail
     from rmas.config import require_providers
     from rmas.providers import build_providers
 
-    cfg, errors = _parse_all(path)
+    cfg, errors = _parse_all(path, node)
     if cfg is None:
         return "", errors
     try:

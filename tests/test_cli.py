@@ -82,7 +82,7 @@ def hub(tmp_path: Path) -> Iterator[str]:
 
 def test_check_prints_json_with_verdict_directive_check_id_and_sources(hub: str) -> None:
     out = rmas("check", "--hub", hub, "--number", "LA000002", "--state", "NZL", "--json")
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # ALERT
     r = json.loads(out.stdout)
     assert (r["verdict"], r["directive"]) == ("ALERT", "DO_NOT_BOARD")
     assert len(r["check_id"]) == 32
@@ -99,15 +99,17 @@ def test_check_prints_a_readable_verdict(hub: str) -> None:
     assert out.returncode == 0, out.stderr
     assert "verdict    CLEAR" in out.stdout
     assert "directive  OK_TO_BOARD" in out.stdout
-    assert "TIMEOUT" in out.stdout
+    assert "no answer in time" in out.stdout  # SLOW timed out
 
 
 def test_check_reports_field_violations_and_fails(hub: str) -> None:
     out = rmas("check", "--hub", hub, "--number", "LA#1", "--state", "QQQ")
-    assert out.returncode == 1
+    assert out.returncode == 4  # as INVALID_DATA
     assert "INVALID_ARGUMENT" in out.stderr
-    assert "document.issuing_state" in out.stderr
-    assert "document.number" in out.stderr
+    # Each bad field once (the error's message repeats them; it is not printed twice).
+    assert out.stderr.count("document.issuing_state") == 1
+    assert out.stderr.count("document.number") == 1
+    assert "Traceback" not in out.stderr
 
 
 def test_serve_reports_config_errors_with_the_key_before_starting(tmp_path: Path) -> None:
@@ -143,7 +145,7 @@ def test_check_without_a_document_is_a_usage_error() -> None:
 def test_check_against_no_hub_fails_cleanly() -> None:
     out = rmas("check", "--hub", f"127.0.0.1:{free_port()}", "--number", "A1", "--state", "NZL",
                "--timeout", "1")  # fmt: skip
-    assert out.returncode == 1
+    assert out.returncode in (69, 75)  # hub unavailable, or its deadline passed
     assert "UNAVAILABLE" in out.stderr or "DEADLINE_EXCEEDED" in out.stderr
 
 
@@ -158,7 +160,7 @@ def test_check_by_mrz_shows_the_evidence(hub: str) -> None:
         "--mrz", "P<NZLSMITH<<JOHN<<<<<<<<<<<<<<<<<<<<<<<<<<<<",
         "--mrz", "LA000002<3NZL8001014M3001019<<<<<<<<<<<<<<<6",
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr
     assert "verdict    ALERT" in out.stdout
     assert "mrz        TD3" in out.stdout
     assert "composite=" in out.stdout
@@ -184,7 +186,8 @@ def test_status_shows_each_provider_with_its_health(hub: str) -> None:
     out = rmas("status", "--hub", hub)
     assert out.returncode == 0, out.stderr
     assert "documents checked" in out.stdout
-    lines = {line.split()[0]: line for line in out.stdout.splitlines()[2:]}
+    assert "last reload: none since start" in out.stdout
+    lines = {line.split()[0]: line for line in out.stdout.splitlines()[3:]}
     assert " ok " in lines["NZL"]
     assert "TIMEOUT" in lines["SLOW"]
     data = json.loads(rmas("status", "--hub", hub, "--json").stdout)

@@ -131,7 +131,7 @@ def test_for_and_abtc_economy(hub: tuple[str, subprocess.Popen[str]]) -> None:
     )  # fmt: skip
     bad = check(hub[0], "--state", "NZL", "--number", "LA900001", "--abtc", "NZ!1",
                 "--for", "QQQ")  # fmt: skip
-    assert bad.returncode == 1
+    assert bad.returncode == 4  # the hub refused the fields (INVALID_ARGUMENT)
     assert "abtc.number" in bad.stderr and "checking_economy" in bad.stderr
 
 

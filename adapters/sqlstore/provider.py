@@ -44,7 +44,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlstore import cards
 from adapters.sqlstore.migrate import HEAD, current_revision
-from adapters.sqlstore.schema import documents, make_engine, resolve_url
+from adapters.sqlstore.schema import (
+    documents,
+    make_engine,
+    missing_store,
+    resolve_url,
+    sqlite_file,
+)
 from rmas.abtc import UNKNOWN_CARD, CardQuery, CardRecord
 from rmas.documents import EMPTY_HOLDER, DocumentQuery, Holder, match_holder
 from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable, StoreError
@@ -288,6 +294,9 @@ class SqlStoreProvider:
         io = cfg.option("io", str, "inline")
         if io not in ("inline", "thread"):
             raise ConfigError(f"providers[{cfg.index}].io", 'must be "inline" or "thread"')
+        path = sqlite_file(url)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"providers[{cfg.index}].url", missing_store(path, url))
         return cls(cfg.info, url, registry=registry, readers=readers, io=io)
 
     @property
@@ -326,7 +335,7 @@ class SqlStoreProvider:
         async with self._lock:
             if self._coalescer is not None:
                 return
-            engine = make_engine(self.url)
+            engine = make_engine(self.url, create=False)  # a missing store is not created
             await self._check_schema(engine)
             readers: list[Any] = []
             postgres = engine.dialect.name == "postgresql"
