@@ -35,6 +35,7 @@ from adapters.sqlstore.importer import (
 from adapters.sqlstore.schema import make_engine
 from rmas.abtc import STORED_STATUSES, CardQuery, CardRecord, CardStatus, parse_economies
 from rmas.abtc import validate_economy as _economy
+from rmas.confkeys import suggestion
 from rmas.documents import normalise_number, number_problem
 from rmas.errors import StoreError
 
@@ -231,23 +232,41 @@ def _upsert_sql(sqlite: bool, *, versioned: bool = False) -> str:
 # -- delta feeds (a line with "kind": "abtc" in a feed file; adapters.sqlstore.feeds) ---------
 
 
-def card_change(obj: dict[str, Any]) -> tuple[str, str, str, int, Row | None]:
+#: Every field a card change may carry (besides ``kind``); any other is refused.
+_FEED_FIELDS = frozenset({"op", "version", "home_economy", "card_number", "number",
+                          *REQUIRED[2:], *OPTIONAL})  # fmt: skip
+
+
+def card_change(obj: dict[str, Any], max_version: int) -> tuple[str, str, str, int, Row | None]:
     """A feed line about a card: (op, home economy, number, version, row or None when withdrawn);
-    raises ValueError naming the field at fault."""
+    raises ValueError naming the field at fault. Fields are the card CSV's (``pre_cleared`` also
+    as a list), strings only, read by the same rules."""
+    unknown = sorted(k for k in obj if k not in _FEED_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"unknown field {unknown[0]!r}{suggestion(unknown[0], _FEED_FIELDS, 'field')}"
+        )
     op = obj.get("op")
     if op not in ("upsert", "withdraw"):
         raise ValueError('op must be "upsert" or "withdraw"')
     version = obj.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError("version must be a positive integer")
-    home = _home(str(obj.get("home_economy", "")))
-    number = _card_number(str(obj.get("card_number", obj.get("number", ""))))
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= max_version:
+        raise ValueError(f"version must be an integer from 1 to {max_version}")
+    values: dict[str, Any] = {}
+    for key, value in obj.items():
+        if key in ("op", "version") or value is None:
+            continue
+        if key == "pre_cleared" and isinstance(value, list):
+            if not all(isinstance(v, str) for v in value):
+                raise ValueError("pre_cleared must list economy codes (strings)")
+        elif not isinstance(value, str):
+            raise ValueError(f"{key} must be a string, got {type(value).__name__}")
+        values[key] = value
+    home = _home(str(values.get("home_economy", "")))
+    number = _card_number(str(values.get("card_number", values.get("number", ""))))
     if op == "withdraw":
         return op, home, number, version, None
-    pre = obj.get("pre_cleared", "")
-    if not isinstance(pre, (str, list)):
-        raise ValueError("pre_cleared must be a list of economy codes or a space-separated string")
-    return op, home, number, version, _card({**obj, "pre_cleared": pre})
+    return op, home, number, version, _card(values)
 
 
 async def card_versions(conn: Any, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:

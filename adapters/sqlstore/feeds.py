@@ -155,9 +155,9 @@ def _parse(data: bytes | str) -> tuple[list[Change], list[CardChange]]:
             continue
         try:
             obj = json.loads(line)
-            kind = obj.get("kind", "document") if isinstance(obj, dict) else "document"
+            kind = obj.pop("kind", "document") if isinstance(obj, dict) else "document"
             if kind == "abtc":
-                card_changes.append(card_change(obj))
+                card_changes.append(card_change(obj, MAX_VERSION))
             elif kind == "document":
                 out.append(_change(obj))
             else:

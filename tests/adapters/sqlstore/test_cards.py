@@ -177,6 +177,15 @@ async def test_a_bad_card_line_rejects_the_whole_feed(tmp_path: Path) -> None:
     feed.write_text(json.dumps({"kind": "visa", "op": "upsert"}) + "\n")
     with pytest.raises(StoreError, match="line 1: kind must be"):
         await apply_feed(url, feed)
+    feed.write_text(json.dumps({"kind": "abtc", "op": "upsert", "home_economy": "AUS",
+                                "card_number": "AU0000001", "status": "LOST",
+                                "pre_clearde": ["NZL"], "version": 6}) + "\n")  # fmt: skip
+    with pytest.raises(StoreError, match="line 1: unknown field 'pre_clearde'"):
+        await apply_feed(url, feed)
+    # "kind": "document" is the default, and may be said.
+    feed.write_text(json.dumps({"kind": "document", "op": "upsert", "issuing_state": "AUS",
+                                "number": "PA0000101", "status": "LOST", "version": 1}) + "\n")  # fmt: skip
+    assert (await apply_feed(url, feed)).applied == 1
 
 
 async def test_lookups_are_batched(tmp_path: Path) -> None:
