@@ -183,8 +183,9 @@ async def test_a_bad_card_line_rejects_the_whole_feed(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="line 1: unknown field 'pre_clearde'"):
         await apply_feed(url, feed)
     # "kind": "document" is the default, and may be said.
-    feed.write_text(json.dumps({"kind": "document", "op": "upsert", "issuing_state": "AUS",
-                                "number": "PA0000101", "status": "LOST", "version": 1}) + "\n")  # fmt: skip
+    doc = {"kind": "document", "op": "upsert", "issuing_state": "AUS", "number": "PA0000101",
+           "status": "LOST", "version": 1}  # fmt: skip
+    feed.write_text(json.dumps(doc) + "\n")
     assert (await apply_feed(url, feed)).applied == 1
 
 
