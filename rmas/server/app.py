@@ -6,7 +6,8 @@ checking and server reflection services, all behind one access interceptor
 configured CA; without it the hub binds to loopback addresses only (development mode) and says so
 at start-up. The audit trail, when configured, is opened before the first call is accepted and
 flushed after the last one is answered. With ``hub.metrics_listen`` the hub also serves
-Prometheus metrics on a separate HTTP port (:mod:`rmas.server.metrics`).
+Prometheus metrics on a separate HTTP port (:mod:`rmas.server.metrics`), and with
+``hub.console_listen`` the officer and operator web console (:mod:`rmas.console`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from rmas.audit.trail import AuditTrail
 from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen
+from rmas.console.app import WebConsole
 from rmas.errors import ConfigError, ProviderError
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel, IapiConfig
@@ -58,21 +60,13 @@ class HubServer:
         policy: AccessPolicy | None = None,
         audit: AuditTrail | None = None,
     ) -> None:
-        host, _port = parse_listen(config.listen)
-        if tls is None and not is_loopback(host):
-            raise ConfigError(
-                "hub.listen",
-                f"{host} is not a loopback address; without TLS the hub binds to loopback only",
-            )
+        _loopback_unless_tls(config.listen, "hub.listen", tls)
         if tls is not None and policy is None:
             raise ConfigError("callers", "with [tls], name the callers: [[callers]]")
         if config.metrics_listen:
-            m_host, _m_port = parse_listen(config.metrics_listen, "hub.metrics_listen")
-            if tls is None and not is_loopback(m_host):
-                raise ConfigError(
-                    "hub.metrics_listen",
-                    f"{m_host} is not a loopback address; without TLS, metrics are loopback only",
-                )
+            _loopback_unless_tls(config.metrics_listen, "hub.metrics_listen", tls)
+        if config.console_listen:
+            _loopback_unless_tls(config.console_listen, "hub.console_listen", tls)
         self.config = config
         self.tls = tls
         self.policy = policy if tls is not None else None
@@ -106,6 +100,9 @@ class HubServer:
             metrics=self.metrics,
             max_in_flight=config.max_in_flight,
         )
+        self.admin = HubAdminService(self.hub)
+        #: The officer and operator web console (``hub.console_listen``); None when off.
+        self.console = WebConsole(self) if config.console_listen else None
         self._watcher: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._forced = False
@@ -164,7 +161,7 @@ class HubServer:
             ],
         )
         check_pb2_grpc.add_DocumentCheckServicer_to_server(self.service, server)
-        check_pb2_grpc.add_HubAdminServicer_to_server(HubAdminService(self.hub), server)
+        check_pb2_grpc.add_HubAdminServicer_to_server(self.admin, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (CHECK_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -177,9 +174,11 @@ class HubServer:
             raise ConfigError("hub.listen", f"cannot bind {self.config.listen}")
         await server.start()
         self._server = server
-        if self.metrics is not None:
+        for web in (self.metrics, self.console):
+            if web is None:
+                continue
             try:
-                await self.metrics.start()
+                await web.start()
             except ConfigError:
                 await self.stop(grace=0)
                 raise
@@ -264,6 +263,7 @@ class HubServer:
             "hub.listen": (old.hub.listen, cfg.hub.listen),
             "hub.max_message_bytes": (old.hub.max_message_bytes, cfg.hub.max_message_bytes),
             "hub.metrics_listen": (old.hub.metrics_listen, cfg.hub.metrics_listen),
+            "hub.console_listen": (old.hub.console_listen, cfg.hub.console_listen),
             "hub.log_level": (old.hub.log_level, cfg.hub.log_level),
             "tls": (old.tls, cfg.tls),
             "audit": (old.audit, cfg.audit),
@@ -350,6 +350,8 @@ class HubServer:
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
+        if self.console is not None:
+            await self.console.stop()
         if self.metrics is not None:
             await self.metrics.stop()
         if self.audit is not None:
@@ -366,6 +368,16 @@ class HubServer:
         self._forced = True
         if self._server is not None:
             await self._server.stop(0)
+
+
+def _loopback_unless_tls(listen: str, key: str, tls: TlsConfig | None) -> None:
+    """Every listener of a hub (gRPC, metrics, console) binds a loopback address only, unless
+    the hub has [tls]: raise ConfigError naming ``key`` otherwise."""
+    host, _port = parse_listen(listen, key)
+    if tls is None and not is_loopback(host):
+        raise ConfigError(
+            key, f"{host} is not a loopback address; without TLS the hub binds to loopback only"
+        )
 
 
 async def _close(p: Provider) -> None:
