@@ -41,7 +41,7 @@ __all__ = ["VISITOR", "Pages", "answer_context"]
 log = structlog.get_logger("rmas.console")
 
 #: Where the middleware leaves the visitor in a request.
-VISITOR = "rmas.console.visitor"
+VISITOR = web.RequestKey("visitor", Visitor)
 
 #: A check id as the hub makes them (rmas.hub.new_check_id): 32 lower-case hex digits.
 _CHECK_ID = re.compile(r"[0-9a-f]{32}")
@@ -174,7 +174,7 @@ class Pages:
 
     @staticmethod
     def _require(request: web.Request, action: str) -> Visitor:
-        visitor: Visitor = request[VISITOR]
+        visitor = request[VISITOR]
         if not visitor.may(action):
             raise web.HTTPForbidden(text=f"{visitor.identity} may not use this page")
         return visitor

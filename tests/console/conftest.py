@@ -54,6 +54,24 @@ def zone(number: str, state: str = "NZL", *, surname: str = "TESTER", given: str
     )  # fmt: skip
 
 
+def scan(page: Page, lines: list[str]) -> None:
+    """Type the zone as a keyboard-wedge scanner does: each line, then Enter. No mouse."""
+    assert page.evaluate("document.activeElement.id") == "mrz"  # focused on arrival
+    with page.expect_navigation():
+        for line in lines:
+            page.keyboard.type(line)
+            page.keyboard.press("Enter")
+
+
+def fill_fields(page: Page, state: str, number: str, **holder: str) -> None:
+    page.fill("#issuing_state", state)
+    page.fill("#number", number)
+    for name, value in holder.items():
+        page.fill(f"#{name}", value)
+    with page.expect_navigation():
+        page.press("#number", "Enter")
+
+
 def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -64,7 +82,9 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], log: Path, seconds: flo
                 return
         time.sleep(0.1)
     proc.kill()
-    raise AssertionError(f"nothing listened on {port} within {seconds} s: {log.read_text()[-3000:]}")
+    raise AssertionError(
+        f"nothing listened on {port} within {seconds} s: {log.read_text()[-3000:]}"
+    )
 
 
 def _start(args: list[str], log: Path, port: int) -> subprocess.Popen[bytes]:
@@ -124,7 +144,7 @@ def start_hub(base: Path, *, tls: bool = False) -> Hub:
             '[[callers]]\nidentity = "rmas://officer/*"\nrole = "officer"\n\n'
             '[[callers]]\nidentity = "rmas://operator/*"\nrole = "operator"\n\n'
             '[[callers]]\nidentity = "rmas://airline/*"\nrole = "airline"\n\n'
-            '[[callers]]\nidentity = "rmas://hub/*"\nrole = "node"\n\n'
+            '[[callers]]\nidentity = "rmas://node/*"\nrole = "node"\n\n'
         )
     node_port, hub_port, console_port = free_port(), free_port(), free_port()
     node_cfg = base / "node.toml"

@@ -1,0 +1,116 @@
+"""The console's server over real HTTP, in-process with a real hub: configuration, the shared
+check path (audit first, then the answer) and the listener rules."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from rmas.audit.entry import DocumentKeyer
+from rmas.audit.sink import AuditSink
+from rmas.audit.trail import AuditTrail
+from rmas.config import HubConfig, parse_config
+from rmas.errors import ConfigError
+from rmas.server.app import HubServer
+from rmas.testing import FakeProvider, running_hub
+from rmas.verdict import RecordStatus
+
+STOLEN = {("NZL", "LA000002"): RecordStatus.STOLEN}
+FORM = {"mode": "fields", "issuing_state": "NZL", "number": "LA000002"}
+
+
+def test_console_listen_is_off_by_default_and_read_from_hub() -> None:
+    assert parse_config("").hub.console_listen == ""
+    cfg = parse_config('[hub]\nconsole_listen = "127.0.0.1:8443"\n')
+    assert cfg.hub.console_listen == "127.0.0.1:8443"
+    with pytest.raises(ConfigError) as info:
+        parse_config('[hub]\nconsole_listen = "8443"\n')
+    assert info.value.key == "hub.console_listen"
+
+
+def test_without_tls_the_console_binds_loopback_only() -> None:
+    with pytest.raises(ConfigError) as info:
+        HubServer(HubConfig(console_listen="0.0.0.0:8443"), [FakeProvider.issuer("N", ["NZL"])])
+    assert info.value.key == "hub.console_listen"
+    assert "loopback" in info.value.message
+    assert HubServer(HubConfig(), [FakeProvider.issuer("N", ["NZL"])]).console is None
+
+
+async def test_a_console_port_in_use_stops_the_hub_with_the_key() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        taken = f"127.0.0.1:{s.getsockname()[1]}"
+        with pytest.raises(ConfigError) as info:
+            async with running_hub([FakeProvider.issuer("N", ["NZL"])], console_listen=taken):
+                pass
+    assert info.value.key == "hub.console_listen"
+
+
+async def test_a_console_check_is_audited_and_counted_like_a_grpc_one(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    trail = AuditTrail(AuditSink(f"sqlite+aiosqlite:///{db}"), DocumentKeyer(os.urandom(32)))
+    nzl = FakeProvider.issuer("NZL", ["NZL"], STOLEN)
+    async with (
+        running_hub([nzl], audit=trail, console_listen="127.0.0.1:0") as hub,
+        aiohttp.ClientSession(f"http://127.0.0.1:{hub.console_port}") as http,
+    ):
+        async with http.post("/check", data=FORM) as r:
+            assert r.status == 200
+            assert r.headers["Cache-Control"] == "no-store"
+            page = await r.text()
+        assert 'id="verdict-value">ALERT<' in page
+        async with http.get("/status") as r:
+            assert 'id="checks">1<' in await r.text()
+    assert len(nzl.calls) == 1
+    with sqlite3.connect(db) as conn:
+        (count,) = conn.execute("SELECT count(*) FROM audit_entries").fetchone()
+    assert count == 1
+
+
+async def test_no_answer_leaves_while_a_required_trail_cannot_be_written(tmp_path: Path) -> None:
+    db = tmp_path / "audit.db"
+    sink = AuditSink(f"sqlite+aiosqlite:///{db}", timeout_s=0.2)
+    trail = AuditTrail(sink, DocumentKeyer(os.urandom(32)))
+    async with (
+        running_hub(
+            [FakeProvider.issuer("NZL", ["NZL"], STOLEN)], audit=trail, console_listen="127.0.0.1:0"
+        ) as hub,
+        aiohttp.ClientSession(f"http://127.0.0.1:{hub.console_port}") as http,
+    ):
+        async with http.post("/check", data=FORM) as r:
+            assert r.status == 200
+        blocker = sqlite3.connect(db, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")  # another writer holds the file: commits time out
+        try:
+            async with http.post("/check", data=FORM) as r:
+                assert r.status == 503
+                page = await r.text()
+            assert "audit trail cannot be written" in page
+            assert "verdict-value" not in page and "STOLEN" not in page
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        async with http.post("/check", data=FORM) as r:
+            assert r.status == 200
+            assert 'id="verdict-value">ALERT<' in await r.text()
+
+
+async def test_the_status_stream_sends_the_live_part_of_the_page() -> None:
+    async with (
+        running_hub([FakeProvider.issuer("NZL", ["NZL"])], console_listen="127.0.0.1:0") as hub,
+        aiohttp.ClientSession(f"http://127.0.0.1:{hub.console_port}") as http,
+        http.get("/status/events") as stream,
+    ):
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.headers["Cache-Control"] == "no-store"
+        first = await stream.content.readuntil(b"\n\n")
+        assert first.startswith(b"data: ")
+        html = json.loads(first[len(b"data: ") :])["html"]
+        assert 'data-provider="NZL"' in html and 'id="checks">0<' in html
