@@ -7,9 +7,10 @@ plain HTTP on a loopback address (the hub checks the address: ``hub.console_list
 
 Every response leaves with ``Cache-Control: no-store`` (the static files excepted), a content
 security policy that allows only this origin's script and stylesheet, no framing and no
-referrer to other sites. A POST from another site is refused (a page elsewhere cannot make an officer's browser
-run a check). Nothing a visitor typed is logged or put in a URL: forms are POSTed and answered
-in place; the log has the page's route, the status and the visitor's identity.
+referrer to other sites. A POST from another site is refused (a page elsewhere cannot make an
+officer's browser run a check). Nothing a visitor typed is logged or put in a URL: forms are
+POSTed and answered in place; the log has the page's route, the status and the visitor's
+identity.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class WebConsole:
             trim_blocks=True,
             lstrip_blocks=True,
             undefined=jinja2.StrictUndefined,
+            auto_reload=False,  # templates are part of the installed package
         )
         self.pages.env = aiohttp_jinja2.get_env(app)
         self.pages.add_routes(app.router)

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jinja2
+import markupsafe
 import structlog
 from aiohttp import web
 
@@ -76,26 +77,29 @@ def answer_context(result: CheckResult) -> dict[str, Any]:
         "issuer_consulted": getattr(result, "issuer_consulted", True),
         "reading": reading,
         "zone": _zone(reading, refuted) if reading is not None else [],
+        "fields": list(reading.fields.values()) if reading is not None else [],
         "refuted": refuted,
     }
 
 
 def _zone(reading: MrzReading, refuted: set[str]) -> list[list[tuple[str, str]]]:
     """The zone's lines as runs of (text, css class): fields a refuted digit covers marked."""
-    marks: dict[tuple[int, int], str] = {}
+    spans: dict[int, list[tuple[int, int, str]]] = {}
     for name, f in reading.fields.items():
         css = "refuted" if name in refuted else ("problem" if f.problem else "field")
-        for col in range(f.start, f.end):
-            marks[(f.line, col)] = css
+        spans.setdefault(f.line, []).append((f.start, f.end, css))
     lines = []
     for i, text in enumerate(reading.lines, start=1):
         runs: list[tuple[str, str]] = []
-        for col, ch in enumerate(text):
-            css = marks.get((i, col), "")
-            if runs and runs[-1][1] == css:
-                runs[-1] = (runs[-1][0] + ch, css)
-            else:
-                runs.append((ch, css))
+        at = 0
+        for start, end, css in sorted(spans.get(i, ())):
+            if start > at:
+                runs.append((text[at:start], ""))
+            if end > max(start, at):
+                runs.append((text[max(start, at) : end], css))
+            at = max(at, end)
+        if at < len(text):
+            runs.append((text[at:], ""))
         lines.append(runs)
     return lines
 
@@ -133,6 +137,7 @@ class Pages:
         #: The last full verification of the audit chain run from the console (None: none yet).
         self.verification: trail.Verification | None = None
         self._verifying = asyncio.Lock()
+        self._next_forms: markupsafe.Markup | None = None
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get("/", self.home)
@@ -217,17 +222,27 @@ class Pages:
         service = self.server.service
 
         def page(result: CheckResult) -> str:
-            return self.render_text("answer.html", request, **answer_context(result),
-                                    **self._form_context({}, "mrz"))  # fmt: skip
+            return self.answer_page(result, request)
 
         try:
             with service.serving():
-                html = await service.check_document(visitor.as_officer(), item, None, page)
+                html = await service.check_document(
+                    visitor.as_officer(), item, None, page, slow_answer=True
+                )
         except (RateLimited, Overloaded) as exc:
             return self.render("refused.html", request, status=429, message=str(exc))
         except Unrecorded as exc:
             return self.render("refused.html", request, status=503, message=str(exc))
         return web.Response(text=html, content_type="text/html")
+
+    def answer_page(self, result: CheckResult, request: web.Request | None) -> str:
+        """The answer page of a check, with empty forms for the next document."""
+        if self._next_forms is None:  # the same every time: rendered once
+            forms = self.render_text("forms.html", None, **self._form_context({}, "mrz"))
+            self._next_forms = markupsafe.Markup(forms)
+        return self.render_text(
+            "answer.html", request, **answer_context(result), next_forms=self._next_forms
+        )
 
     @staticmethod
     def _item(form: Mapping[str, str], mode: str) -> DocumentQuery | ScannedDocument:

@@ -169,6 +169,8 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         item: Item,
         remaining_s: float | None,
         answer: Callable[[CheckResult], T],
+        *,
+        slow_answer: bool = False,
     ) -> T:
         """CheckDocument's steps once the document is read, for every edge that checks one
         (this servicer, and the web console in :mod:`rmas.console`): charge the caller one
@@ -178,10 +180,16 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         Raises RateLimited or Overloaded (nothing was checked), Unrecorded when a required audit
         trail could not write the entry (the answer must not leave). Callers other than the
         RPCs below run it inside :meth:`serving`, so that a drain waits for it.
+
+        ``slow_answer``: yield to the event loop once before building the answer, so that the
+        audit trail's writer task starts the commit first and the two run at the same time (an
+        HTML page takes longer to build than the commit takes to start; a protobuf does not).
         """
         self._charge(who, 1)
         results = await self._hub.check([item], self._hub.deadline(remaining_s))
         pending = self._submit(who, Channel.DOCUMENT, results)
+        if slow_answer and pending is not None:
+            await asyncio.sleep(0)
         try:  # the answer is built while the audit commit runs; it leaves after it
             out = answer(results[0])
         finally:
