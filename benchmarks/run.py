@@ -2,9 +2,9 @@
 
     python -m benchmarks.run [SECTION ...] [--quick]
 
-Sections: hub, mrz, iapi, remote, sltd, metrics, security, audit, console (default: all). Results go to
-bench-out/results.json and a summary with each target's ratio is printed; docs/benchmarks.md
-records them with this command.
+Sections: hub, mrz, iapi, remote, sltd, metrics, security, audit, console (default: all).
+Results go to bench-out/results.json and a summary with each target's ratio is printed;
+docs/benchmarks.md records them with this command.
 """
 
 from __future__ import annotations

@@ -67,9 +67,12 @@ def answer_context(result: CheckResult) -> dict[str, Any]:
     reading: MrzReading | None = result.mrz
     refuted: set[str] = set()
     if reading is not None:
+        # The fields a refuted digit covers, less those their own digit verifies (a refuted
+        # composite does not make a verified birth date suspect).
+        verified = {d.name for d in reading.check_digits if d.state is DigitState.VERIFIED}
         for digit in reading.check_digits:
             if digit.state is DigitState.REFUTED:
-                refuted.update(digit.covers or (digit.name,))
+                refuted.update(f for f in digit.covers or (digit.name,) if f not in verified)
     return {
         "r": result,
         "colour": _COLOURS.get(result.verdict, "invalid"),
