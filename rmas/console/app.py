@@ -27,7 +27,7 @@ from aiohttp import web
 
 from rmas.config import parse_listen
 from rmas.console.identity import Refused, Visitor, visitor_of
-from rmas.console.views import VISITOR, Pages
+from rmas.console.views import VISITOR, Pages, cells
 from rmas.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -76,7 +76,9 @@ class WebConsole:
             undefined=jinja2.StrictUndefined,
             auto_reload=False,  # templates are part of the installed package
         )
-        self.pages.env = aiohttp_jinja2.get_env(app)
+        env = aiohttp_jinja2.get_env(app)
+        env.filters["cells"] = cells
+        self.pages.env = env
         self.pages.add_routes(app.router)
         app.router.add_static("/static", HERE / "static", name="static")
         return app

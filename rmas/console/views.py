@@ -17,7 +17,8 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from html import escape
 from typing import Any
 
 import jinja2
@@ -30,14 +31,14 @@ from rmas.console.identity import Visitor
 from rmas.documents import DocumentQuery, DocumentType, validate_document
 from rmas.errors import AuditError, FieldViolation, Overloaded, ValidationError
 from rmas.hub import CheckResult, ScannedDocument
-from rmas.mrz import DigitState, MrzReading
+from rmas.mrz import DigitState, Field, MrzReading
 from rmas.security.access import RateLimited
 from rmas.server.check_service import Unrecorded
 from rmas.server.mapping import scanned_from_lines
 from rmas.v1 import check_pb2
 from rmas.verdict import Verdict
 
-__all__ = ["VISITOR", "Pages", "answer_context"]
+__all__ = ["VISITOR", "Pages", "answer_context", "cells"]
 
 log = structlog.get_logger("rmas.console")
 
@@ -66,6 +67,7 @@ def answer_context(result: CheckResult) -> dict[str, Any]:
     """What the answer template shows of a result (everything: only officers see it)."""
     reading: MrzReading | None = result.mrz
     refuted: set[str] = set()
+    fields = list(reading.fields.values()) if reading is not None else []
     if reading is not None:
         # The fields a refuted digit covers, less those their own digit verifies (a refuted
         # composite does not make a verified birth date suspect).
@@ -79,32 +81,45 @@ def answer_context(result: CheckResult) -> dict[str, Any]:
         # Being added to rmas.hub.CheckResult (issue 15); until then the issuer is assumed asked.
         "issuer_consulted": getattr(result, "issuer_consulted", True),
         "reading": reading,
-        "zone": _zone(reading, refuted) if reading is not None else [],
-        "fields": list(reading.fields.values()) if reading is not None else [],
-        "refuted": refuted,
-    }
+        "zone": _zone(reading, fields, refuted) if reading is not None else "",
+        "digit_rows": [
+            (d.state.value.lower(), d.name,
+             (d.name, ", ".join(d.covers), d.found, d.expected, d.state.value))
+            for d in (reading.check_digits if reading is not None else ())
+        ],
+        "field_rows": [
+            ("refuted" if f.name in refuted else "",
+             (f.name, f.line, f"{f.start + 1}–{f.end}", f.raw, f.value, f.problem or ""))
+            for f in fields
+        ],
+    }  # fmt: skip
 
 
-def _zone(reading: MrzReading, refuted: set[str]) -> list[list[tuple[str, str]]]:
-    """The zone's lines as runs of (text, css class): fields a refuted digit covers marked."""
+def _zone(reading: MrzReading, fields: Sequence[Field], refuted: set[str]) -> markupsafe.Markup:
+    """The zone's lines, escaped, the fields a refuted digit covers in ``<span class=refuted>``
+    (built here rather than in the template: a page is rendered for every check)."""
     spans: dict[int, list[tuple[int, int, str]]] = {}
-    for name, f in reading.fields.items():
-        css = "refuted" if name in refuted else ("problem" if f.problem else "field")
-        spans.setdefault(f.line, []).append((f.start, f.end, css))
-    lines = []
+    for f in fields:
+        css = "refuted" if f.name in refuted else ("problem" if f.problem else "")
+        if css:
+            spans.setdefault(f.line, []).append((f.start, f.end, css))
+    out = []
     for i, text in enumerate(reading.lines, start=1):
-        runs: list[tuple[str, str]] = []
         at = 0
-        for start, end, css in sorted(spans.get(i, ())):
-            if start > at:
-                runs.append((text[at:start], ""))
-            if end > max(start, at):
-                runs.append((text[max(start, at) : end], css))
-            at = max(at, end)
-        if at < len(text):
-            runs.append((text[at:], ""))
-        lines.append(runs)
-    return lines
+        for first, end, css in sorted(spans.get(i, ())):
+            start = max(first, at)
+            if end <= start:
+                continue
+            out.append(escape(text[at:start]))
+            out.append(f'<span class="{css}">{escape(text[start:end])}</span>')
+            at = end
+        out.append(escape(text[at:]) + "\n")
+    return markupsafe.Markup("".join(out))
+
+
+def cells(row: Sequence[object]) -> markupsafe.Markup:
+    """A table row's cells, each escaped (one template expression for a whole row)."""
+    return markupsafe.Markup("".join(f"<td>{escape(str(c))}</td>" for c in row))
 
 
 def _status_context(status: check_pb2.StatusResponse) -> dict[str, Any]:
