@@ -114,3 +114,12 @@ async def test_the_status_stream_sends_the_live_part_of_the_page() -> None:
         assert first.startswith(b"data: ")
         html = json.loads(first[len(b"data: ") :])["html"]
         assert 'data-provider="NZL"' in html and 'id="checks">0<' in html
+
+
+async def test_the_console_address_changes_only_with_a_restart() -> None:
+    base = '[[providers]]\nid = "N"\nkind = "fake"\nissuing_states = ["NZL"]\n'
+    old = parse_config('[hub]\nconsole_listen = "127.0.0.1:8443"\n' + base)
+    server = HubServer.from_config(old, [FakeProvider.issuer("N", ["NZL"])])
+    with pytest.raises(ConfigError) as info:
+        await server.reload(parse_config('[hub]\nconsole_listen = "127.0.0.1:9443"\n' + base))
+    assert info.value.key == "hub.console_listen"
