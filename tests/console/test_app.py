@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import sqlite3
+import ssl
 from pathlib import Path
 
 import aiohttp
@@ -17,9 +18,11 @@ from rmas.audit.sink import AuditSink
 from rmas.audit.trail import AuditTrail
 from rmas.config import HubConfig, parse_config
 from rmas.errors import ConfigError
+from rmas.security.access import CallerRule, Role
 from rmas.server.app import HubServer
 from rmas.testing import FakeProvider, running_hub
 from rmas.verdict import RecordStatus
+from tests.conftest import Pki
 
 STOLEN = {("NZL", "LA000002"): RecordStatus.STOLEN}
 FORM = {"mode": "fields", "issuing_state": "NZL", "number": "LA000002"}
@@ -123,3 +126,47 @@ async def test_the_console_address_changes_only_with_a_restart() -> None:
     with pytest.raises(ConfigError) as info:
         await server.reload(parse_config('[hub]\nconsole_listen = "127.0.0.1:9443"\n' + base))
     assert info.value.key == "hub.console_listen"
+
+
+def _client_ssl(pki: Pki, party: str) -> ssl.SSLContext:
+    """A TLS client that verifies the hub against the test CA and presents ``party``'s
+    certificate (what the browser does in tests/console/test_tls.py, with server checks on)."""
+    ctx = ssl.create_default_context(cafile=str(pki.dir / "ca.pem"))
+    ctx.load_cert_chain(pki.dir / f"{party}.pem", pki.dir / f"{party}.key")
+    return ctx
+
+
+async def test_over_mutual_tls_the_officer_is_rate_limited_like_on_grpc(pki: Pki) -> None:
+    callers = [CallerRule("rmas://officer/*", Role.OFFICER, documents_per_s=0.01, burst=1)]
+    nzl = FakeProvider.issuer("NZL", ["NZL"], STOLEN)
+    async with (
+        running_hub([nzl], tls=pki.tls("hub"), callers=callers, console_listen="127.0.0.1:0")
+        as hub,
+        aiohttp.ClientSession(f"https://127.0.0.1:{hub.console_port}") as http,
+    ):  # fmt: skip
+        ssl_ctx = _client_ssl(pki, "officer")
+        async with http.post("/check", data=FORM, ssl=ssl_ctx) as r:
+            assert r.status == 200
+            assert 'id="verdict-value">ALERT<' in await r.text()
+            assert "rmas://officer/AKL-T1 (officer)" in await r.text()
+        async with http.post("/check", data=FORM, ssl=ssl_ctx) as r:
+            assert r.status == 429
+            assert "rate limit" in await r.text()
+    assert len(nzl.calls) == 1  # the refused check asked nobody
+
+
+async def test_over_mutual_tls_a_certificate_without_identity_or_from_another_ca_is_refused(
+    pki: Pki,
+) -> None:
+    callers = [CallerRule("rmas://officer/*", Role.OFFICER)]
+    async with (
+        running_hub([FakeProvider.issuer("NZL", ["NZL"])], tls=pki.tls("hub"), callers=callers,
+                    console_listen="127.0.0.1:0") as hub,
+        aiohttp.ClientSession(f"https://127.0.0.1:{hub.console_port}") as http,
+    ):  # fmt: skip
+        async with http.get("/check", ssl=_client_ssl(pki, "anonymous")) as r:
+            assert r.status == 403
+            assert "no single rmas:// identity" in await r.text()
+        with pytest.raises(aiohttp.ClientError):
+            async with http.get("/check", ssl=_client_ssl(pki, "foreign")):
+                pass
