@@ -15,7 +15,6 @@ identity.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,8 +126,11 @@ class WebConsole:
         """Serve on ``console_listen``; returns the bound port (useful with port 0)."""
         host, port = parse_listen(self.listen, "hub.console_listen")
         tls = self.server.tls
+        # No signal handling (the hub's); at stop, the checks under way get the hub's drain
+        # grace, and the live status streams end at once.
+        grace = self.server.config.drain_grace_ms / 1000.0
         runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+            self.app, access_log=None, handle_signals=False, shutdown_timeout=grace
         )
         await runner.setup()
         try:
@@ -147,11 +149,11 @@ class WebConsole:
         return self.port
 
     async def stop(self) -> None:
+        """Stop listening; let the checks under way finish (within ``hub.drain_grace_ms``)."""
         self.pages.closing.set()  # ends the live status streams
-        if self._runner is not None:
-            await asyncio.sleep(0)
-            await self._runner.cleanup()
-            self._runner = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
 
 def _same_origin(request: web.Request) -> bool:

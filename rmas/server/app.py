@@ -340,18 +340,22 @@ class HubServer:
         """
         await self.health.enter_graceful_shutdown()
         drained = True
+        # The console stops taking checks with the gRPC server, and its checks under way
+        # drain with theirs (they count in service.idle / cancelled too).
+        console = self.console.stop() if self.console is not None else None
         if self._server is not None:
             cancelled = self.service.cancelled
-            await self._server.stop(grace)
+            await asyncio.gather(self._server.stop(grace), *([console] if console else []))
+            console = None
             self._server = None
             with contextlib.suppress(TimeoutError):  # the cancelled handlers unwind
                 await asyncio.wait_for(self.service.idle.wait(), 5.0)
             drained = self.service.cancelled == cancelled and not self._forced
+        if console is not None:
+            await console
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
-        if self.console is not None:
-            await self.console.stop()
         if self.metrics is not None:
             await self.metrics.stop()
         if self.audit is not None:

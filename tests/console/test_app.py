@@ -3,6 +3,7 @@ check path (audit first, then the answer) and the listener rules."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -170,3 +171,25 @@ async def test_over_mutual_tls_a_certificate_without_identity_or_from_another_ca
         with pytest.raises(aiohttp.ClientError):
             async with http.get("/check", ssl=_client_ssl(pki, "foreign")):
                 pass
+
+
+async def test_a_console_check_under_way_is_answered_when_the_hub_drains() -> None:
+    # Longer than a second: the console's checks get the hub's drain grace, not a web server's
+    # short shutdown (they are cut off only with the hub's gRPC checks).
+    slow = FakeProvider.issuer("NZL", ["NZL"], STOLEN, latency_s=2.5)
+    config = HubConfig(listen="127.0.0.1:0", console_listen="127.0.0.1:0", deadline_ms=5000)
+    server = HubServer(config, [slow])
+    await server.start()
+    assert server.console is not None
+    async with aiohttp.ClientSession(f"http://127.0.0.1:{server.console.port}") as http:
+        posted = asyncio.ensure_future(http.post("/check", data=FORM))
+        for _ in range(1000):  # until the check has reached the provider
+            if slow.calls:
+                break
+            await asyncio.sleep(0.01)
+        drained = await server.stop(grace=5.0)
+        async with await posted as r:
+            assert r.status == 200
+            assert 'id="verdict-value">ALERT<' in await r.text()
+    assert drained
+    assert server.service.active == 0
