@@ -8,6 +8,7 @@ Example::
     on_incomplete = "contact"   # or "board"
     metrics_listen = "127.0.0.1:9464"   # Prometheus GET /metrics; absent or "": off
     economy = "NZL"             # this hub's economy: where ABTC cards are checked for
+    console_listen = "127.0.0.1:8443"   # web console (docs/console.md); absent or "": off
 
     [[providers]]
     id = "NZL"
@@ -99,6 +100,7 @@ _HUB_KEYS = {
     "max_in_flight",
     "drain_grace_ms",
     "economy",
+    "console_listen",
 }
 _SECTIONS = ("hub", "providers", "iapi", "tls", "callers", "limits", "audit")
 
@@ -130,6 +132,9 @@ class HubConfig:
     #: The hub's own economy (alpha-3): the checking economy of ABTC checks whose request names
     #: none ("" for none: such requests must name it).
     economy: str = ""
+    #: host:port of the officer and operator web console (:mod:`rmas.console`); "" for none.
+    #: HTTPS with client certificates under [tls]; without it, loopback only.
+    console_listen: str = ""
 
 
 _HUB_DEFAULTS = HubConfig()
@@ -460,6 +465,9 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
         if code is None:
             raise ConfigError("hub.economy", f"unknown economy code {economy_raw[:8]!r}")
         economy = canonical_economy(code)
+    console_listen = _get(t, "console_listen", "hub", str, _HUB_DEFAULTS.console_listen)
+    if console_listen:
+        parse_listen(console_listen, "hub.console_listen")
     return HubConfig(
         listen,
         deadline_ms,
@@ -471,6 +479,7 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
         max_in_flight=max_in_flight,
         drain_grace_ms=grace,
         economy=economy,
+        console_listen=console_listen,
     )
 
 
