@@ -12,7 +12,9 @@ import grpc
 
 from rmas.abtc import CardAnswer, CardQuery, CardRecord, CardStatus, judge_card
 from rmas.audit import Channel, entries_for
+from rmas.audit.cli import check_json
 from rmas.audit.entry import DocumentKeyer
+from rmas.audit.reader import find_check
 from rmas.audit.sink import AuditSink
 from rmas.audit.trail import AuditTrail
 from rmas.client import check_document_request, result_to_dict
@@ -67,6 +69,12 @@ async def test_a_card_check_through_the_hub_leaves_no_card_number_in_the_trail(
             check_document_request(number="PA0000101", state="AUS", abtc="AU0000101"), timeout=5
         )
     assert result_to_dict(resp.result)["abtc"]["usable"] is True
+    # Found again by its check id: the card's keyed hash and verdict, beside the providers.
+    (found,) = [check_json(row) for row in await find_check(trail.sink.url, resp.result.check_id)]
+    assert found["abtc"] == {"provider": "AUS", "outcome": "ANSWERED", "status": "VALID",
+                             "card_key": keyer.key_of("ABTC:AUS", "AU0000101"),
+                             "verdict": "USABLE", "checking_economy": "NZL"}  # fmt: skip
+    assert [p["provider"] for p in found["providers"]] == ["AUS"]
     stored = stored_bytes(tmp_path)
     assert stored  # the trail was written
     assert b"AU0000101" not in stored and b"PA0000101" not in stored
