@@ -283,3 +283,29 @@ async def test_a_store_without_cards_is_no_card_registry(tmp_path: Path) -> None
     assert r["verdict"] == "CLEAR"
     assert lane(r) == (False, "INCOMPLETE", None, False)
     assert "holds no ABTC cards" in r["abtc"]["detail"]
+
+
+async def test_cards_from_a_tls_node_reach_an_officer_over_mutual_tls(
+    pki: Pki, stores: list[SqlStoreProvider]
+) -> None:
+    """Production shape: the hub reaches Australia's node over mutual TLS (the node admits the
+    hub's identity for LookupCards as for LookupBatch), and an officer calls the hub over TLS."""
+    aus, nzl = stores
+    node = ProviderNode(aus, "127.0.0.1:0", tls=pki.tls("node"))
+    port = await node.start()
+    info = ProviderInfo(id="AUS", issuing_states=frozenset({"AUS"}))
+    remote_aus = RemoteProvider(info, f"127.0.0.1:{port}", tls=pki.tls("hub"), retries=0)
+    request = check_document_request(number="PA0000105", state="AUS", abtc="AU0000005")
+    try:
+        async with (
+            running_hub([remote_aus, nzl], economy="NZL", tls=pki.tls("hub"),
+                        callers=CALLERS) as h,
+            grpc.aio.secure_channel(h.target, pki.creds("officer")) as ch,
+        ):  # fmt: skip
+            resp = await check_pb2_grpc.DocumentCheckStub(ch).CheckDocument(request, timeout=5)
+    finally:
+        await node.stop(0)
+    r = result_to_dict(resp.result)
+    assert r["verdict"] == "CLEAR"
+    assert lane(r)[:3] == (False, "STOLEN", "STOLEN")
+    assert (r["abtc"]["provider"], r["abtc"]["outcome"]) == ("AUS", "ANSWERED")
