@@ -4,7 +4,9 @@ It builds three economies' SQL stores (New Zealand and the Philippines keep aler
 keeps its complete registry of issued passports, so a number it never issued is caught), starts the
 SLTD-style central store with its seed data, starts a hub in front of them, runs a handful of
 checks that show CLEAR, ALERT and INCOMPLETE, and then keeps the hub up for you to try your own
-(unless ``--exit``). Every check is written to an audit trail in the demo folder.
+(unless ``--exit``). Every check is written to an audit trail in the demo folder. The hub's own
+economy is New Zealand: Australia and New Zealand also keep their APEC Business Travel Cards
+(fixtures/records/abtc_*.csv), and the demo checks passports presented with cards at an NZ lane.
 
 With ``--tls`` it first creates a development CA and certificates (``rmas certs init``) in
 ``<dir>/certs``, serves the hub with mutual TLS, runs the sample checks as an officer post and
@@ -28,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+#: Economies whose stores also hold their APEC Business Travel Cards (fixtures/records/abtc_*.csv).
+ABTC_ECONOMIES = ("AUS", "NZL")
 
 ECONOMIES = (
     # id, csv, registry, 24/7 contact (fictional numbers)
@@ -142,6 +147,7 @@ async def _demo(
     *,
     console: str = "",
 ) -> int:
+    from adapters.sqlstore.cards import import_cards
     from adapters.sqlstore.importer import import_csv
     from rmas.config import HubConfig
     from rmas.providers import ProviderConfig, Scope, build_providers
@@ -154,6 +160,11 @@ async def _demo(
         url = f"sqlite+aiosqlite:///{db}"
         report = await import_csv(url, FIXTURES / "records" / csv_name, replace=True)
         print(f"  {state}: {report.loaded} records ({registry} registry) -> {db}")
+        cards = state in ABTC_ECONOMIES
+        if cards:
+            path = FIXTURES / "records" / f"abtc_{state.lower()}.csv"
+            loaded = (await import_cards(url, path, replace=True)).loaded
+            print(f"  {state}: {loaded} APEC Business Travel Cards -> {db}")
         configs.append(
             ProviderConfig(
                 id=state,
@@ -166,6 +177,7 @@ async def _demo(
                 timeout_s=0.0,
                 options={"url": url, "registry": registry},
                 index=i,
+                abtc=cards,
             )
         )
     # The US node is "down" in the demo, to show what an outage looks like: INCOMPLETE.
@@ -189,7 +201,11 @@ async def _demo(
         if sltd_cfg is not None:
             configs.append(sltd_cfg)
         hub_cfg = HubConfig(
-            listen=listen, deadline_ms=1500, log_level="warning", console_listen=console
+            listen=listen,
+            deadline_ms=1500,
+            log_level="warning",
+            console_listen=console,
+            economy="NZL",
         )
         hub_tls, policy, audit = _security(workdir, tls)
         server = HubServer(
@@ -213,6 +229,7 @@ async def _demo(
         print()
         async with _channel(target, workdir, tls, "officer") as officer:
             ok = await _sample_checks(officer, tries)
+            ok = await _sample_cards(officer) and ok
         async with _channel(target, workdir, tls, "airline") as airline:
             await _sample_paxlst(airline)
         flags = f" --certs {workdir / 'certs'} --as officer" if tls else ""
@@ -278,6 +295,32 @@ async def _sample_checks(channel: Any, tries: list[dict[str, Any]]) -> bool:
     return ok
 
 
+async def _sample_cards(channel: Any) -> bool:
+    """Passports presented with APEC Business Travel Cards at a New Zealand lane (the hub's
+    economy): the passport's verdict, and the card's."""
+    from rmas.client import check_document_request, result_to_dict
+    from rmas.v1 import check_pb2_grpc
+
+    tries = json.loads((FIXTURES / "records" / "abtc_try.json").read_text())
+    stub = check_pb2_grpc.DocumentCheckStub(channel)
+    ok = True
+    print("\nPassports with APEC Business Travel Cards, at a New Zealand lane (hub economy NZL):")
+    print(f"{'card':<10} {'passport':<15} {'verdict':<8} {'card verdict':<36} for")
+    for t in tries:
+        req = check_document_request(number=t["number"], state=t["issuing_state"],
+                                     abtc=t["abtc"], checking_economy=t["for"])  # fmt: skip
+        r = result_to_dict((await stub.CheckDocument(req, timeout=5)).result)
+        a = r["abtc"]
+        card = "USABLE" if a["usable"] else f"NOT USABLE: {a['reason']}"
+        mark = "" if (a["reason"] or "") == t["expect_reason"] else "  (unexpected!)"
+        ok = ok and not mark
+        label = f"{t['issuing_state']} {t['number']}"
+        print(f"{t['abtc']:<10} {label:<15} {r['verdict']:<8} {card:<36} "
+              f"{a['checking_economy']}{mark}")  # fmt: skip
+        print(f"  {t['label']}")
+    return ok
+
+
 async def _sample_paxlst(channel: Any) -> None:
     """An airline's PAXLST for four passengers, and the CUSRES the hub answers with."""
     from rmas.v1 import check_pb2, check_pb2_grpc
@@ -298,6 +341,7 @@ Try your own (in another terminal):
   .venv/bin/rmas check --hub {target}{flags} --state NZL --number LA000001
   .venv/bin/rmas check --hub {target}{flags} --state AUS --number PA0000001 --json
   .venv/bin/rmas check --hub {target}{flags} --state AUS --number PA0000001 --surname SMITH
+  .venv/bin/rmas check --hub {target}{flags} --state AUS --number PA0000101 --abtc AU0000101
   .venv/bin/rmas iapi --hub {target}{airline} fixtures/paxlst/release_obrien.edi
 Documents to try are listed in fixtures/records/README.md. Every check is in the audit trail:
   .venv/bin/rmas audit verify --url sqlite+aiosqlite:///{audit}

@@ -61,6 +61,13 @@ def add_check_parser(sub: Any) -> None:
     check.add_argument("--sex", default="", help="M, F or X")
     check.add_argument("--nationality", default="")
     check.add_argument("--expiry-date", default="", help="YYYY-MM-DD")
+    check.add_argument("--abtc", default="", metavar="CARD",
+                       help="an APEC Business Travel Card presented with the passport")  # fmt: skip
+    check.add_argument("--abtc-economy", default="", metavar="ECONOMY",
+                       help="the card's home economy (default: the passport's state)")  # fmt: skip
+    check.add_argument("--for", dest="checking_economy", default="", metavar="ECONOMY",
+                       help="with --abtc: the economy the card is checked for "
+                       "(default: the hub's own, [hub] economy)")  # fmt: skip
     check.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the hub")
     check.add_argument("--json", action="store_true", help="print JSON (errors too)")
     add_tls_arguments(check)
@@ -138,6 +145,9 @@ async def _check(args: argparse.Namespace) -> int:
         sex=args.sex,
         nationality=args.nationality,
         expiry_date=args.expiry_date,
+        abtc=args.abtc,
+        abtc_economy=args.abtc_economy,
+        checking_economy=args.checking_economy,
     )
     async with hub_channel(args.hub, args) as channel:
         stub = check_pb2_grpc.DocumentCheckStub(channel)
@@ -309,4 +319,20 @@ def format_result(r: dict[str, Any]) -> str:
             lines.append(f"  {s['provider']:<10} {contact}")
         if not calls:
             lines.append("  the issuing economy's 24/7 document desk (no source names one)")
+    card = r.get("abtc")
+    if card:
+        lines += _card_lines(card)
     return "\n".join(lines)
+
+
+def _card_lines(card: dict[str, Any]) -> list[str]:
+    """The APEC Business Travel Card's verdict: it decides the lane, never the passport's."""
+    verdict = "USABLE" if card["usable"] else f"NOT USABLE ({card['reason']})"
+    return [
+        f"abtc       {verdict} for {card['checking_economy']}",
+        f"  {card['provider'] or '-':<10} {card['outcome'] or '-':<11} "
+        f"{card['status'] or '-':<12} expires {card['expiry'] or '-'}  "
+        f"pre-cleared: {' '.join(card['pre_cleared']) or '-'}  "
+        f"passport: {card['passport_match']}",
+        *([f"  {card['detail']}"] if card["detail"] else []),
+    ]

@@ -77,12 +77,25 @@ def document_pb(
 
 
 def check_document_request(
-    *, mrz: Sequence[str] = (), **fields: str
+    *,
+    mrz: Sequence[str] = (),
+    abtc: str = "",
+    abtc_economy: str = "",
+    checking_economy: str = "",
+    **fields: str,
 ) -> check_pb2.CheckDocumentRequest:
-    """A CheckDocument request from MRZ lines, or from fields (see :func:`document_pb`)."""
+    """A CheckDocument request from MRZ lines, or from fields (see :func:`document_pb`); with
+    ``abtc``, the APEC Business Travel Card presented with it (its home economy ``abtc_economy``,
+    default the passport's issuing state) checked for ``checking_economy`` (default: the hub's)."""
     if mrz:
-        return check_pb2.CheckDocumentRequest(mrz_lines=list(mrz))
-    return check_pb2.CheckDocumentRequest(document=document_pb(**fields))
+        request = check_pb2.CheckDocumentRequest(mrz_lines=list(mrz))
+    else:
+        request = check_pb2.CheckDocumentRequest(document=document_pb(**fields))
+    if abtc:
+        request.abtc.number = abtc
+        request.abtc.home_economy = abtc_economy
+        request.checking_economy = checking_economy
+    return request
 
 
 _HOLDER_FIELDS = ("surname", "given_names", "birth_date", "sex", "nationality")
@@ -162,7 +175,28 @@ def result_to_dict(r: check_pb2.CheckResult) -> dict[str, Any]:
             ],
             "problems": {f.name: f.problem for f in m.fields if f.problem},
         }  # fmt: skip
+    if r.HasField("abtc"):
+        out["abtc"] = abtc_to_dict(r.abtc)
     return out
+
+
+def abtc_to_dict(a: check_pb2.AbtcResult) -> dict[str, Any]:
+    """An ABTC verdict as plain data: status, usable, reason, pre_cleared_for_us, expiry,
+    provider, outcome (and the details an officer reads)."""
+    return {
+        "status": _enum(common_pb2.CardStatus, a.status, "CARD_STATUS_") if a.status else None,
+        "usable": a.usable,
+        "reason": _enum(check_pb2.AbtcReason, a.reason, "ABTC_REASON_") if a.reason else None,
+        "pre_cleared_for_us": a.pre_cleared_for_us,
+        "expiry": a.expiry or None,
+        "provider": a.provider or None,
+        "outcome": _enum(check_pb2.Outcome, a.outcome, "OUTCOME_") if a.outcome else None,
+        "passport_match": _enum(common_pb2.HolderMatch, a.passport_match, "HOLDER_MATCH_"),
+        "home_economy": a.home_economy,
+        "checking_economy": a.checking_economy,
+        "pre_cleared": list(a.pre_cleared),
+        "detail": a.detail,
+    }
 
 
 def field_violations(exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:

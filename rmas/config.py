@@ -7,6 +7,7 @@ Example::
     deadline_ms = 1500
     on_incomplete = "contact"   # or "board"
     metrics_listen = "127.0.0.1:9464"   # Prometheus GET /metrics; absent or "": off
+    economy = "NZL"             # this hub's economy: where ABTC cards are checked for
     console_listen = "127.0.0.1:8443"   # web console (docs/console.md); absent or "": off
 
     [[providers]]
@@ -15,6 +16,8 @@ Example::
     url = "sqlite+aiosqlite:///var/nzl.db"
     issuing_states = ["NZL"]
     contact = "NZ 24/7 desk +64 4 000 0000"
+    abtc = true                 # ABTC card lookups: absent = if the kind can, false = never
+                                # (docs/abtc.md)
 
 Keys a provider kind understands beyond the common ones (``url``, ``registry``...) are kept in
 :attr:`ProviderConfig.options` for its factory, which reports its own errors the same way.
@@ -96,6 +99,7 @@ _HUB_KEYS = {
     "metrics_listen",
     "max_in_flight",
     "drain_grace_ms",
+    "economy",
     "console_listen",
 }
 _SECTIONS = ("hub", "providers", "iapi", "tls", "callers", "limits", "audit")
@@ -125,6 +129,9 @@ class HubConfig:
     max_in_flight: int = 20_000
     #: On SIGTERM: how long in-flight checks may take to finish before they are cut off.
     drain_grace_ms: int = 10_000
+    #: The hub's own economy (alpha-3): the checking economy of ABTC checks whose request names
+    #: none ("" for none: such requests must name it).
+    economy: str = ""
     #: host:port of the officer and operator web console (:mod:`rmas.console`); "" for none.
     #: HTTPS with client certificates under [tls]; without it, loopback only.
     console_listen: str = ""
@@ -451,6 +458,13 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
     grace = _get(t, "drain_grace_ms", "hub", int, _HUB_DEFAULTS.drain_grace_ms)
     if not 0 <= grace <= 600_000:
         raise ConfigError("hub.drain_grace_ms", "must be between 0 and 600000")
+    economy_raw = _get(t, "economy", "hub", str, "")
+    economy = ""
+    if economy_raw:
+        code = to_alpha3(economy_raw)
+        if code is None:
+            raise ConfigError("hub.economy", f"unknown economy code {economy_raw[:8]!r}")
+        economy = canonical_economy(code)
     console_listen = _get(t, "console_listen", "hub", str, _HUB_DEFAULTS.console_listen)
     if console_listen:
         parse_listen(console_listen, "hub.console_listen")
@@ -464,6 +478,7 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
         metrics_listen=metrics_listen,
         max_in_flight=max_in_flight,
         drain_grace_ms=grace,
+        economy=economy,
         console_listen=console_listen,
     )
 
@@ -556,4 +571,5 @@ def _provider(
         base_dir=base_dir,
         index=i,
         tls=tls,
+        abtc=_get(t, "abtc", prefix, bool, None),
     )

@@ -14,14 +14,16 @@ import asyncio
 import bisect
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 
+from rmas.abtc import CardAnswer, CardQuery, CardRecord
 from rmas.documents import DocumentQuery, DocumentType
 from rmas.errors import ProviderTimeout, ProviderUnavailable
-from rmas.providers import Provider, ProviderInfo, Scope
+from rmas.providers import CardProvider, Provider, ProviderInfo, Scope, card_capable
 from rmas.verdict import Outcome, Record, SourceAnswer
 
 __all__ = ["LATENCY_BUCKETS_MS", "FanOut", "ProviderStats", "Router"]
@@ -32,19 +34,30 @@ _ANY_TYPE = DocumentType.UNSPECIFIED
 
 
 class Router:
-    """Maps a document to the providers that must answer for it."""
+    """Maps a document (or an ABTC card) to the providers that must answer for it."""
 
     def __init__(self, providers: Sequence[Provider]) -> None:
         self.providers: tuple[Provider, ...] = tuple(providers)
         self._by_economy: dict[str, list[Provider]] = {}
         self._global: list[Provider] = []
+        self._cards_by_economy: dict[str, list[Provider]] = {}
+        self._cards_global: list[Provider] = []
         for p in self.providers:
             info = p.info
+            cards = card_capable(p)
             if info.scope is Scope.GLOBAL:
                 self._global.append(p)
+                if cards:
+                    self._cards_global.append(p)
             else:
                 for state in info.issuing_states:
                     self._by_economy.setdefault(state, []).append(p)
+                    if cards:
+                        self._cards_by_economy.setdefault(state, []).append(p)
+
+    def route_card(self, query: CardQuery) -> list[Provider]:
+        """The card's home economy's ABTC providers, then every global ABTC provider."""
+        return [*self._cards_by_economy.get(query.home_economy, ()), *self._cards_global]
 
     def route(self, query: DocumentQuery) -> list[Provider]:
         """The issuing economy's providers (if it participates), then every global provider."""
@@ -157,10 +170,12 @@ class FanOut:
         if len(jobs) == 1:
             # The common single-document, single-provider case: no task to schedule.
             (job,) = jobs.values()
-            self._collect(job, await self._call(job, queries, deadline), answers)
+            self._collect(job, await self._call(job, queries, deadline, _LOOKUP), answers)
             return answers
         job_list = list(jobs.values())
-        results = await asyncio.gather(*(self._call(j, queries, deadline) for j in job_list))
+        results = await asyncio.gather(
+            *(self._call(j, queries, deadline, _LOOKUP) for j in job_list)
+        )
         for job, res in zip(job_list, results, strict=True):
             self._collect(job, res, answers)
         return answers
@@ -188,9 +203,46 @@ class FanOut:
                 )
             )
 
+    async def ask_cards(
+        self, queries: Sequence[CardQuery], deadline: float
+    ) -> list[list[CardAnswer]]:
+        """Every ABTC provider's answer for each card (same order as ``queries``), with the
+        machinery of :meth:`ask`: one batch per provider, one deadline, failures as outcomes. A
+        card no provider covers gets an empty list (rmas.abtc makes it INCOMPLETE)."""
+        jobs: dict[int, _Job] = {}
+        for i, q in enumerate(queries):
+            for p in self.router.route_card(q):
+                job = jobs.get(id(p))
+                if job is None:
+                    info = p.info
+                    issuer = info.scope is Scope.ISSUER
+                    job = jobs[id(p)] = _Job(p, info, issuer, [])
+                job.indices.append(i)
+        answers: list[list[CardAnswer]] = [[] for _ in queries]
+        job_list = list(jobs.values())
+        results = await asyncio.gather(
+            *(self._call(j, queries, deadline, _LOOKUP_CARDS) for j in job_list)
+        )
+        for job, (outcome, records, latency_ms, error) in zip(job_list, results, strict=True):
+            info = job.info
+            for pos, i in enumerate(job.indices):
+                answers[i].append(
+                    CardAnswer(
+                        provider_id=info.id,
+                        outcome=outcome,
+                        required=info.required or job.issuer,
+                        issuer=job.issuer,
+                        latency_ms=latency_ms,
+                        record=records[pos] if records is not None else None,
+                        contact=info.contact,
+                        error=error,
+                    )
+                )
+        return answers
+
     async def _call(
-        self, job: _Job, queries: Sequence[DocumentQuery], deadline: float
-    ) -> tuple[Outcome, list[Record] | None, float, str]:
+        self, job: _Job, queries: Sequence[Any], deadline: float, lookup: _Lookup
+    ) -> tuple[Outcome, list[Any] | None, float, str]:
         info = job.info
         start = self._clock()
         own_deadline = deadline
@@ -202,7 +254,9 @@ class FanOut:
             if remaining <= 0:
                 raise TimeoutError
             async with asyncio.timeout(remaining):
-                records = await _lookup_split(job.provider, batch, own_deadline, info.max_batch)
+                records = await _lookup_split(
+                    job.provider, batch, own_deadline, info.max_batch, lookup
+                )
             if len(records) != len(batch):
                 raise _BadAnswer(f"{len(records)} records for {len(batch)} documents")
         except (TimeoutError, ProviderTimeout) as exc:
@@ -253,21 +307,42 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
 
 
+#: How the fan-out asks a provider about a batch: documents (the Provider contract) or ABTC cards
+#: (the optional CardProvider capability; only card-capable providers are routed cards).
+_Lookup = Callable[[Any, list[Any], float], Coroutine[Any, Any, list[Any]]]
+
+
+def _lookup_documents(
+    provider: Provider, batch: list[DocumentQuery], deadline: float
+) -> Coroutine[Any, Any, list[Record]]:
+    return provider.lookup_many(batch, deadline)
+
+
+def _lookup_cards(
+    provider: CardProvider, batch: list[CardQuery], deadline: float
+) -> Coroutine[Any, Any, list[CardRecord]]:
+    return provider.lookup_cards(batch, deadline)
+
+
+_LOOKUP: _Lookup = _lookup_documents
+_LOOKUP_CARDS: _Lookup = _lookup_cards
+
+
 async def _lookup_split(
-    provider: Provider, batch: list[DocumentQuery], deadline: float, max_batch: int
-) -> list[Record]:
+    provider: Any, batch: list[Any], deadline: float, max_batch: int, lookup: _Lookup
+) -> list[Any]:
     if max_batch <= 0 or len(batch) <= max_batch:
-        return await provider.lookup_many(batch, deadline)
+        return await lookup(provider, batch, deadline)
     # A TaskGroup, not gather: when one chunk fails, its siblings are cancelled, not orphaned.
     try:
         async with asyncio.TaskGroup() as tg:
             tasks = [
-                tg.create_task(provider.lookup_many(batch[i : i + max_batch], deadline))
+                tg.create_task(lookup(provider, batch[i : i + max_batch], deadline))
                 for i in range(0, len(batch), max_batch)
             ]
     except BaseExceptionGroup as group:
         raise group.exceptions[0] from None
-    out: list[Record] = []
+    out: list[Any] = []
     for task in tasks:
         out.extend(task.result())
     return out

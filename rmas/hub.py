@@ -8,6 +8,7 @@ asking anyone; the rest of the batch goes out in one fan-out.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import random
@@ -15,6 +16,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+import structlog
+
+from rmas.abtc import CardQuery, CardResult, judge_card
 from rmas.documents import DocumentQuery
 from rmas.errors import FieldViolation, ValidationError
 from rmas.fanout import FanOut, Router
@@ -39,6 +43,7 @@ __all__ = [
 MAX_REF_LENGTH = 70
 
 _ids = random.Random(os.urandom(32))
+log = structlog.get_logger("rmas.hub")
 
 
 def new_check_id() -> str:
@@ -58,6 +63,8 @@ class HubPolicy:
     on_incomplete: IncompletePolicy = IncompletePolicy.CONTACT
     #: Longest a check may take, whatever deadline the caller sent (seconds).
     max_deadline_s: float = 1.5
+    #: The hub's own economy: where ABTC cards are checked for, unless a request names another.
+    economy: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +111,9 @@ class CheckResult:
     #: Whether the issuing economy's own provider was asked. False when only global stores were
     #: (the issuer has no provider here): a CLEAR then rests on them alone, not on the issuer.
     issuer_consulted: bool = False
+    #: The ABTC presented with the document, judged for the checking economy (officers only).
+    #: It never changes ``verdict`` or ``directive``.
+    abtc: CardResult | None = None
 
 
 @dataclass(slots=True)
@@ -156,6 +166,24 @@ class Hub:
             margin = min(0.02, caller_remaining_s * 0.1)
             budget = min(budget, caller_remaining_s - margin)
         return time.monotonic() + max(budget, 0.0)
+
+    async def check_with_card(
+        self, item: DocumentQuery | ScannedDocument, card: CardQuery, deadline: float
+    ) -> CheckResult:
+        """A document and the ABTC presented with it, asked at once under one deadline.
+
+        The card's verdict (:func:`rmas.abtc.judge_card`) rides beside the document's, which it
+        never changes.
+        """
+        results, cards = await asyncio.gather(
+            self.check([item], deadline), self.fanout.ask_cards([card], deadline)
+        )
+        verdict = judge_card(card, cards[0], dt.date.today())
+        # The card number is redacted by the log configuration (rmas.logs), like document numbers.
+        log.debug("abtc_checked", card_number=card.number, home_economy=card.home_economy,
+                  checking_economy=card.checking_economy, usable=verdict.usable,
+                  reason=verdict.reason.value)  # fmt: skip
+        return replace(results[0], abtc=verdict)
 
     async def check(self, items: Sequence[Item], deadline: float) -> list[CheckResult]:
         """A result per item, in order. Items that failed validation are INVALID_DATA."""

@@ -32,6 +32,10 @@ SENSITIVE_KEYS = frozenset(
         "mrz",
         "mrz_lines",
         "holder",
+        "card_number",
+        "card",
+        "abtc",
+        "passport_number",
     }
 )
 

@@ -38,11 +38,13 @@ from rmas.errors import ConfigError
 from rmas.verdict import Record
 
 if TYPE_CHECKING:  # the core names the type; only the edges that open connections use it
+    from rmas.abtc import CardQuery, CardRecord
     from rmas.security.tls import TlsConfig
 
 __all__ = [
     "COMMON_KEYS",
     "ENTRY_POINT_GROUP",
+    "CardProvider",
     "Options",
     "Provider",
     "ProviderConfig",
@@ -52,6 +54,7 @@ __all__ = [
     "Scope",
     "build_one",
     "build_providers",
+    "card_capable",
     "load_factory",
     "record_count",
 ]
@@ -61,8 +64,9 @@ ENTRY_POINT_GROUP = "rmas.providers"
 #: The keys of a ``[[providers]]`` table that rmas reads itself, whatever the kind; every other
 #: key is an option of the kind, for its factory.
 COMMON_KEYS = frozenset(
-    {"id", "kind", "issuing_states", "scope", "required", "contact", "max_batch", "timeout_ms"}
-)
+    {"id", "kind", "issuing_states", "scope", "required", "contact", "max_batch", "timeout_ms",
+     "abtc"}
+)  # fmt: skip
 
 
 class Scope(enum.StrEnum):
@@ -94,6 +98,9 @@ class ProviderInfo:
     max_batch: int = 0
     #: Own time budget per call, in seconds, inside the query's deadline. 0 = the whole deadline.
     timeout_s: float = 0.0
+    #: Asked about ABTC cards when the provider implements CardProvider (config ``abtc = false``
+    #: keeps a card-capable provider out of card checks).
+    abtc: bool = True
 
 
 class Options(Mapping[str, Any]):
@@ -172,6 +179,9 @@ class ProviderConfig:
     #: The hub's TLS settings, for kinds that reach their store over the network (None: plain,
     #: allowed to loopback addresses only).
     tls: TlsConfig | None = None
+    #: ``abtc``: None (absent) = asked about ABTC cards if the kind can answer them (CardProvider);
+    #: False = never; True = required to (a kind that cannot is a configuration error).
+    abtc: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.options, Options):
@@ -187,6 +197,7 @@ class ProviderConfig:
             contact=self.contact,
             max_batch=self.max_batch,
             timeout_s=self.timeout_s,
+            abtc=self.abtc is not False,
         )
 
     def option(self, name: str, typ: type[Any], default: Any = ...) -> Any:
@@ -218,6 +229,32 @@ class Provider(Protocol):
     async def aclose(self) -> None:
         """Release connections and threads."""
         ...
+
+
+@runtime_checkable
+class CardProvider(Protocol):
+    """The optional ABTC capability: answers APEC Business Travel Card lookups (rmas.abtc).
+
+    ``lookup_cards`` returns one :class:`~rmas.abtc.CardRecord` per query, in order, under the
+    same deadline and failure rules as ``lookup_many``. A card store is a complete registry of
+    the cards its economy issued: an unknown number answers NOT_ISSUED, so a provider that holds
+    no cards at all must raise ProviderUnavailable rather than call every card a counterfeit. The
+    hub routes a card to the providers of its home economy, and to global providers, that have
+    this capability and are not configured ``abtc = false`` (:func:`card_capable`).
+    """
+
+    @property
+    def info(self) -> ProviderInfo: ...
+
+    async def lookup_cards(
+        self, queries: Sequence[CardQuery], deadline: float
+    ) -> list[CardRecord]: ...
+
+
+def card_capable(provider: object) -> bool:
+    """Whether the hub asks ``provider`` about ABTC cards: it implements CardProvider and its
+    configuration does not say ``abtc = false``."""
+    return isinstance(provider, CardProvider) and provider.info.abtc
 
 
 ProviderFactory = Callable[[ProviderConfig], Provider]
@@ -259,7 +296,12 @@ def build_providers(configs: Sequence[ProviderConfig]) -> list[Provider]:
             factory = load_factory(cfg.kind)
         except LookupError as exc:
             raise ConfigError(f"providers[{cfg.index}].kind", str(exc)) from None
-        out.append(build_one(factory, cfg))
+        provider = build_one(factory, cfg)
+        if cfg.abtc is True and not isinstance(provider, CardProvider):
+            raise ConfigError(
+                f"providers[{cfg.index}].abtc", f"kind {cfg.kind!r} does not answer ABTC lookups"
+            )
+        out.append(provider)
     return out
 
 

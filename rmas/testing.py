@@ -159,6 +159,7 @@ async def running_hub(
     metrics_listen: str = "",
     iapi: IapiConfig | None = None,
     max_message_bytes: int = 16 * 1024 * 1024,
+    economy: str = "",
     console_listen: str = "",
 ) -> AsyncIterator[HubHandle]:
     """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
@@ -167,7 +168,8 @@ async def running_hub(
     (:class:`~rmas.security.access.CallerRule`); ``audit`` is opened and flushed with the hub.
     ``metrics_listen`` (e.g. ``"127.0.0.1:0"``) serves Prometheus metrics; the bound port is
     ``HubHandle.metrics_port``. ``iapi`` configures the airline channel; ``console_listen``
-    serves the web console (the bound port is ``HubHandle.console_port``).
+    serves the web console (the bound port is ``HubHandle.console_port``). ``economy`` is the
+    hub's own (the default checking economy of ABTC checks).
     """
     from rmas.config import HubConfig
     from rmas.providers import Provider
@@ -187,6 +189,7 @@ async def running_hub(
         max_manifest=max_manifest,
         metrics_listen=metrics_listen,
         max_message_bytes=max_message_bytes,
+        economy=economy,
         console_listen=console_listen,
     )
     policy = None

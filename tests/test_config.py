@@ -132,3 +132,35 @@ def test_iapi_errors_name_the_key(text: str, key: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(text)
     assert info.value.key == key
+
+
+def test_the_hubs_economy_and_abtc_providers() -> None:
+    cfg = parse_config(
+        '[hub]\neconomy = "nz"\n[[providers]]\nid = "NZL"\nkind = "sql"\nurl = "x"\n'
+        'issuing_states = ["NZL"]\nabtc = true\n'
+    )
+    assert cfg.hub.economy == "NZL"
+    assert cfg.providers[0].abtc and cfg.providers[0].info.abtc
+    assert parse_config("").hub.economy == ""
+    # Absent: asked about cards if the kind can answer them; false: never.
+    base = '[[providers]]\nid = "X"\nkind = "sql"\nurl = "x"\nissuing_states = ["NZL"]\n'
+    assert parse_config(base).providers[0].info.abtc
+    assert not parse_config(base + "abtc = false\n").providers[0].info.abtc
+    with pytest.raises(ConfigError) as err:
+        parse_config('[hub]\neconomy = "QQQ"\n')
+    assert err.value.key == "hub.economy"
+    with pytest.raises(ConfigError) as err:
+        parse_config('[[providers]]\nid = "X"\nkind = "fake"\nissuing_states = ["NZL"]\nabtc = 1\n')
+    assert err.value.key == "providers[0].abtc"
+
+
+def test_abtc_on_a_kind_without_card_lookups_is_refused() -> None:
+    from rmas.providers import build_providers
+
+    cfg = parse_config(
+        '[[providers]]\nid = "X"\nkind = "fake"\nissuing_states = ["NZL"]\nabtc = true\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        build_providers(cfg.providers)
+    assert err.value.key == "providers[0].abtc"
+    assert "does not answer ABTC" in err.value.message

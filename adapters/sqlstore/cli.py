@@ -21,6 +21,8 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--url", required=True, help="store URL, e.g. sqlite+aiosqlite:///nzl.db")
     imp.add_argument("file", type=Path, help="CSV file (see docs/adapters.md for the columns)")
     imp.add_argument("--replace", action="store_true", help="replace the store's records")
+    imp.add_argument("--abtc", action="store_true",
+                     help="the file holds APEC Business Travel Cards (docs/abtc.md)")  # fmt: skip
     imp.set_defaults(func=_cmd_import)
 
     mig = sub.add_parser("migrate", help="bring the store's schema to this rmas's revision")
@@ -39,20 +41,24 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    from adapters.sqlstore.cards import import_cards
     from adapters.sqlstore.importer import import_csv
     from rmas.cli import run_async
 
+    load = import_cards if args.abtc else import_csv
     try:
-        report = run_async(import_csv(args.url, args.file, replace=args.replace))
+        report = run_async(load(args.url, args.file, replace=args.replace))
     except RmasError as exc:
         print(f"rmas store import: {exc}", file=sys.stderr)
         return 2
+    what = "cards" if args.abtc else "records"
     print(
-        f"loaded {report.loaded} records ({report.inserted} new, {report.updated} updated) "
+        f"loaded {report.loaded} {what} ({report.inserted} new, {report.updated} updated) "
         f"in {report.seconds:.2f}s"
     )
     if report.duplicates:
-        print(f"{report.duplicates} duplicate rows: the later row of each document was kept")
+        print(f"{report.duplicates} duplicate rows: the later row of each "
+              f"{'card' if args.abtc else 'document'} was kept")  # fmt: skip
     for line, reason in report.rejected:
         print(f"line {line}: {reason}", file=sys.stderr)
     if report.rejected:
@@ -121,4 +127,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     for state, by_status in stats["by_state"].items():
         parts = ", ".join(f"{k} {v}" for k, v in by_status.items())
         print(f"  {state}: {parts}")
+    for economy, by_status in stats["abtc_cards"].items():
+        parts = ", ".join(f"{k} {v}" for k, v in by_status.items())
+        print(f"  {economy} ABTC cards: {parts}")
     return 0

@@ -14,6 +14,16 @@ One change per line::
 - An older version never overwrites a newer one (a stale change is counted and skipped), and a
   withdrawal leaves a tombstone so that a stale upsert cannot bring the record back.
 - Applying the same file twice changes nothing: applied files are journaled by SHA-256.
+
+APEC Business Travel Cards travel in the same files, on lines with ``"kind": "abtc"`` (the same
+ops, versions, tombstones and guarantees; fields as the card CSV's, ``pre_cleared`` a list or a
+space-separated string; docs/abtc.md)::
+
+    {"kind": "abtc", "op": "upsert", "home_economy": "NZL", "card_number": "NZ1234567",
+     "passport_number": "LA123456", "status": "VALID", "expiry_date": "2029-01-31",
+     "pre_cleared": ["AUS", "JPN"], "version": 3}
+    {"kind": "abtc", "op": "withdraw", "home_economy": "NZL", "card_number": "NZ1234567",
+     "version": 4}
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from adapters.sqlstore.cards import apply_card_changes, card_change
 from adapters.sqlstore.importer import ensure_schema, record_key, record_values
 from adapters.sqlstore.schema import feeds, make_engine
 from rmas.confkeys import suggestion
@@ -114,9 +125,18 @@ def _change(obj: Any) -> Change:
     return Change(op, state, number, version, values)
 
 
+CardChange = tuple[str, str, str, int, Any]
+
+
 def parse_feed(data: bytes | str) -> list[Change]:
-    """Every change of a feed; raises StoreError naming the first bad line (or byte, for a file
-    that is not UTF-8 text)."""
+    """Every document change of a feed; raises StoreError naming the first bad line (or byte,
+    for a file that is not UTF-8 text)."""
+    return _parse(data)[0]
+
+
+def _parse(data: bytes | str) -> tuple[list[Change], list[CardChange]]:
+    """Document changes and ABTC card changes (lines with ``"kind": "abtc"``); StoreError at the
+    first bad line."""
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -129,15 +149,23 @@ def parse_feed(data: bytes | str) -> list[Change]:
     else:
         text = data
     out: list[Change] = []
+    card_changes: list[CardChange] = []
     for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
-            out.append(_change(json.loads(line)))
+            obj = json.loads(line)
+            kind = obj.pop("kind", "document") if isinstance(obj, dict) else "document"
+            if kind == "abtc":
+                card_changes.append(card_change(obj, MAX_VERSION))
+            elif kind == "document":
+                out.append(_change(obj))
+            else:
+                raise ValueError('kind must be "document" (the default) or "abtc"')
         except (ValueError, TypeError, RecursionError) as exc:
             reason = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
             raise StoreError(f"line {n}: {reason[:300]}; nothing was applied") from None
-    return out
+    return out, card_changes
 
 
 _COLS = ("issuing_state", "number", "status", *_FIELDS, "version", "withdrawn")
@@ -160,7 +188,7 @@ async def apply_feed(url: str, path: Path) -> FeedReport:
         data = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
-    changes = parse_feed(data)
+    changes, card_changes = _parse(data)
     digest = hashlib.sha256(data).hexdigest()
     engine = make_engine(url)
     try:
@@ -187,16 +215,19 @@ async def apply_feed(url: str, path: Path) -> FeedReport:
             rows = [_row(c, dialect) for c in fresh]
             if rows:
                 await driver.executemany(_upsert_sql(dialect), rows)
+            cards_applied, cards_stale = await apply_card_changes(conn, card_changes)
             await conn.execute(
                 feeds.insert().values(
                     sha256=digest, name=path.name[:256],
                     applied_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    changes=len(fresh), stale=stale,
+                    changes=len(fresh) + cards_applied, stale=stale + cards_stale,
                 )
             )  # fmt: skip
     finally:
         await engine.dispose()
-    return FeedReport(len(fresh), stale, False, time.perf_counter() - t0)
+    return FeedReport(
+        len(fresh) + cards_applied, stale + cards_stale, False, time.perf_counter() - t0
+    )
 
 
 def _row(c: Change, dialect: str) -> tuple[Any, ...]:

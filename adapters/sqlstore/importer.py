@@ -62,6 +62,7 @@ from adapters.sqlstore.migrate import migrate_engine
 from adapters.sqlstore.schema import (
     SCHEMA_VERSION,
     STATUSES,
+    abtc_cards,
     documents,
     make_engine,
     store_meta,
@@ -1150,7 +1151,8 @@ async def build_synthetic(url: str, count: int, states: Sequence[str], seed: int
 
 
 async def store_stats(url: str) -> dict[str, Any]:
-    """Record counts by state and status (withdrawn records left out), and the last feed."""
+    """Record counts by state and status (withdrawn records left out), the last feed, and the
+    ABTC cards by home economy and status."""
     from adapters.sqlstore.schema import feeds
 
     engine = make_engine(url, create=False)
@@ -1175,10 +1177,19 @@ async def store_stats(url: str) -> dict[str, Any]:
             by: dict[str, dict[str, int]] = {}
             for state, status, n in result:
                 by.setdefault(state, {})[status] = n
+            cards: dict[str, dict[str, int]] = {}
+            for economy, status, n in await conn.execute(
+                select(abtc_cards.c.home_economy, abtc_cards.c.status, func.count())
+                .where(abtc_cards.c.withdrawn.is_(False))
+                .group_by(abtc_cards.c.home_economy, abtc_cards.c.status)
+                .order_by(abtc_cards.c.home_economy, abtc_cards.c.status)
+            ):
+                cards.setdefault(economy, {})[status] = n
     finally:
         await engine.dispose()
     return {
         "total": sum(sum(v.values()) for v in by.values()),
         "by_state": by,
         "last_feed": last_feed,
+        "abtc_cards": cards,
     }

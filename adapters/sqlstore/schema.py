@@ -33,6 +33,7 @@ from rmas.fileperm import create_private
 __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
+    "abtc_cards",
     "documents",
     "feeds",
     "make_engine",
@@ -73,6 +74,25 @@ documents = Table(
     Column("withdrawn", Boolean, nullable=False, server_default=false()),
     # The lookup key. Every batch lookup joins on exactly these two columns.
     UniqueConstraint("issuing_state", "number", name="uq_documents_key"),
+)
+
+#: APEC Business Travel Cards (rmas.abtc): the complete registry of the cards the economy issued,
+#: keyed by (home_economy, number). ``pre_cleared`` holds alpha-3 codes, space-separated, sorted.
+abtc_cards = Table(
+    "abtc_cards",
+    metadata,
+    Column("home_economy", String(3), nullable=False),
+    Column("number", String(20), nullable=False),
+    Column("passport_number", String(20), nullable=False, default=""),
+    Column("passport_issuing_state", String(3), nullable=False, default=""),
+    Column("status", String(12), nullable=False),
+    Column("expiry_date", Date),
+    Column("pre_cleared", String(256), nullable=False, default=""),
+    Column("record_ref", String(64), nullable=False, default=""),
+    Column("reporting_authority", String(128), nullable=False, default=""),
+    Column("version", BigInteger, nullable=False, server_default="0"),
+    Column("withdrawn", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("home_economy", "number", name="uq_abtc_cards_key"),
 )
 
 feeds = Table(

@@ -199,7 +199,9 @@ def _cmd_find(args: argparse.Namespace) -> int:
             f"  {c['verdict']} {c['directive']}"
             + (f"  ref {c['reference']}" if c["reference"] else "")
             + f"  providers: {providers or 'none'}"
-        )
+            + (f"  abtc: {c['abtc']['verdict']} for {c['abtc']['checking_economy']}"
+               if "abtc" in c else "")
+        )  # fmt: skip
     return 0
 
 
@@ -209,7 +211,8 @@ def check_json(row: dict[str, Any]) -> dict[str, Any]:
         sources = json.loads(row["sources"])
     except ValueError:
         sources = []
-    return {
+    items = [s for s in sources if isinstance(s, list) and len(s) == 4]
+    out: dict[str, Any] = {
         "seq": row["seq"],
         "time": row["time"],
         "hub": row["hub"],
@@ -223,10 +226,20 @@ def check_json(row: dict[str, Any]) -> dict[str, Any]:
         "directive": row["directive"],
         "providers": [
             {"provider": s[0], "outcome": s[1], "status": s[2], "candidate": bool(s[3])}
-            for s in sources
-            if isinstance(s, list) and len(s) == 4
+            for s in items
+            if not str(s[0]).startswith("abtc:")
         ],
     }
+    # The APEC Business Travel Card presented with the document (rmas.audit.entry._card_item):
+    # its keyed hash, never its number.
+    for s in items:
+        if str(s[0]).startswith("abtc:"):
+            key, _, rest = str(s[3]).removeprefix("card:").partition(" ")
+            verdict, _, economy = rest.partition(" for ")
+            out["abtc"] = {"provider": str(s[0]).removeprefix("abtc:"), "outcome": s[1],
+                           "status": s[2], "card_key": key, "verdict": verdict,
+                           "checking_economy": economy}  # fmt: skip
+    return out
 
 
 def _cmd_head(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ import datetime as dt
 import enum
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +24,7 @@ from rmas.audit.format import AuditEntry, clean, encode
 from rmas.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rmas.abtc import CardResult
     from rmas.hub import CheckResult
 
 __all__ = [
@@ -155,6 +156,23 @@ def _sources_json(key: tuple[tuple[str, str, str, str], ...]) -> str:
     return text
 
 
+def _card_item(card: CardResult, key_of: Callable[[str, str], str]) -> tuple[str, str, str, str]:
+    """The ABTC presented with a document, as one more item of the entry's sources:
+    ``["abtc:<provider>", outcome, status, "card:<keyed hash> <USABLE|reason> for <economy>"]``.
+
+    The card is named like a document, by a keyed hash, under the key's own domain
+    (``"ABTC:<home economy>:<number>"``) so that a card never shares a hash with a document.
+    """
+    digest = key_of(f"ABTC:{card.query.home_economy}", card.query.number)
+    verdict = "USABLE" if card.usable else card.reason.value
+    return (
+        f"abtc:{card.provider_id}",
+        card.outcome.value if card.outcome is not None else "",
+        card.status.value if card.status is not None else "",
+        f"card:{digest} {verdict} for {card.query.checking_economy}",
+    )
+
+
 def _rows(  # noqa: PLR0917 (private: the arguments of entries_for)
     results: Sequence[CheckResult],
     caller: Caller,
@@ -184,7 +202,7 @@ def _rows(  # noqa: PLR0917 (private: the arguments of entries_for)
             state = doc.issuing_state
             economy, number = doc.key
             key = key_of(economy, number) if number else ""
-        skey = tuple(
+        skey: tuple[tuple[str, str, str, str], ...] = tuple(
             [
                 (
                     a.provider_id,
@@ -195,6 +213,9 @@ def _rows(  # noqa: PLR0917 (private: the arguments of entries_for)
                 for a in r.sources
             ]
         )
+        card = r.abtc
+        if card is not None:
+            skey = (*skey, _card_item(card, key_of))
         sources = _SOURCES_CACHE.get(skey) or _sources_json(skey)
         # ``_value_``: the plain text, without the cost of the ``value`` property.
         rows.append(

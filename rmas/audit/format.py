@@ -91,7 +91,10 @@ class AuditEntry:
     document_key: str
     #: Compact JSON array, one item per provider answer:
     #: ``[provider_id, outcome, record status or "", "candidate" or ""]`` ("candidate": the
-    #: answer is about an OCR-confusion candidate of the number read, not the number itself).
+    #: answer is about an OCR-confusion candidate of the number read, not the number itself);
+    #: with an APEC Business Travel Card, one more item for it: ``["abtc:<provider>", outcome,
+    #: card status, "card:<keyed hash> <USABLE|reason> for <economy>"]`` (the hash is the
+    #: document keyer's, of ``"ABTC:<home economy>:<number>"``).
     sources: str
     #: A :class:`~rmas.verdict.Verdict` name.
     verdict: str

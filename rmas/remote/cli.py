@@ -81,6 +81,8 @@ def register_conformance(subparsers: Any) -> None:
     p.add_argument("--state", action="append", default=[], help="issuing state to test (repeat)")
     p.add_argument("--known", action="append", default=[], metavar="STATE:NUMBER:STATUS",
                    help="a document the node holds, with its expected status (repeat)")  # fmt: skip
+    p.add_argument("--known-card", action="append", default=[], metavar="ECONOMY:CARD:STATUS",
+                   help="an ABTC card the node holds, with its status (repeat)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--json", action="store_true")
     g = p.add_argument_group("mutual TLS (a node with [tls], as every production node runs)")
@@ -107,6 +109,12 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
         if len(parts) != 3:
             raise ConfigError("--known", f"expected STATE:NUMBER:STATUS, got {k!r}")
         known.append((parts[0], parts[1], parts[2].upper()))
+    known_cards = []
+    for k in args.known_card:
+        parts = k.split(":")
+        if len(parts) != 3:
+            raise ConfigError("--known-card", f"expected ECONOMY:CARD:STATUS, got {k!r}")
+        known_cards.append((parts[0], parts[1], parts[2].upper()))
     tls = None
     given = [x for x in (args.tls_cert, args.tls_key, args.tls_ca) if x]
     if given and len(given) != 3:
@@ -120,6 +128,7 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
             args.target,
             states=args.state,
             known=known,
+            known_cards=known_cards,
             call_timeout_s=args.timeout,
             tls=tls,
             server_name=args.server_name,

@@ -47,13 +47,14 @@ from typing import Any
 import grpc
 import structlog
 
+from rmas.abtc import CardQuery, CardRecord
 from rmas.config import is_loopback
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.providers import ProviderConfig, ProviderInfo
 from rmas.remote.resilience import Bulkhead, CircuitBreaker
 from rmas.security.tls import TlsConfig
-from rmas.server.mapping import document_to_pb, record_from_pb
+from rmas.server.mapping import card_record_from_pb, document_to_pb, record_from_pb
 from rmas.states import canonical_economy
 from rmas.v1 import provider_pb2, provider_pb2_grpc
 from rmas.verdict import Record
@@ -231,6 +232,16 @@ class RemoteProvider:
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
 
     async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        return await self._guarded(self._call, queries, deadline)
+
+    async def lookup_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
+        """ABTC cards: asked only while the node's Describe says it answers them; every result
+        must echo the card it answers (else the whole answer is an ERROR)."""
+        return await self._guarded(self._call_cards, queries, deadline)
+
+    async def _guarded(self, call: Any, queries: Sequence[Any], deadline: float) -> list[Any]:
+        """A lookup behind the node's Describe check, breaker and bulkhead, split to its batch
+        limit (documents and cards alike)."""
         self._begin()
         if not self.breaker.allow():
             raise ProviderUnavailable(f"circuit open for {self._info.id}")
@@ -240,6 +251,9 @@ class RemoteProvider:
             self.breaker.release()
             why = self.describe_problem or "not described yet"
             raise ProviderUnavailable(f"{self._info.id} not asked: {why}")
+        if call == self._call_cards and not self.described.abtc:
+            self.breaker.release()
+            raise ProviderUnavailable(f"{self._info.id} not asked: the node does not answer ABTC")
         if not self.bulkhead.try_acquire():
             self.breaker.release()
             raise ProviderUnavailable(f"{self._info.id}: {self.bulkhead.limit} calls in flight")
@@ -249,12 +263,12 @@ class RemoteProvider:
             limit = self.max_batch
             if limit and len(queries) > limit:
                 parts = await asyncio.gather(*(
-                    self._call(queries[i : i + limit], deadline)
+                    call(queries[i : i + limit], deadline)
                     for i in range(0, len(queries), limit)
                 ))  # fmt: skip
                 records = [r for part in parts for r in part]
             else:
-                records = await self._call(queries, deadline)
+                records = await call(queries, deadline)
         except (ProviderTimeout, asyncio.CancelledError):
             # No answer in time. A node that had a fair budget failed; a call the caller's own
             # short deadline cut off says nothing about the node (but frees a half-open probe).
@@ -275,6 +289,24 @@ class RemoteProvider:
         if len(self.latencies_ms) > 1000:
             del self.latencies_ms[:500]
         return records
+
+    async def _call_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
+        request = provider_pb2.LookupCardsRequest()
+        for i, q in enumerate(queries):
+            request.items.add(ref=str(i), home_economy=q.home_economy, number=q.number)
+        attempt = 0
+        while True:
+            try:
+                resp = await self._once_rpc("LookupCards", request, deadline)
+                if not isinstance(resp, provider_pb2.LookupCardsResponse):
+                    raise ProviderError("node sent an answer that cannot be decoded")
+                return _cards(resp, queries)
+            except ProviderUnavailable:
+                attempt += 1
+                pause = 0.01 * attempt
+                if attempt > self.retries or deadline - time.monotonic() < pause + 0.005:
+                    raise
+                await asyncio.sleep(pause)
 
     async def _call(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
         request = provider_pb2.LookupBatchRequest()
@@ -299,13 +331,18 @@ class RemoteProvider:
     async def _once(
         self, request: provider_pb2.LookupBatchRequest, deadline: float
     ) -> provider_pb2.LookupBatchResponse:
+        resp = await self._once_rpc("LookupBatch", request, deadline)
+        if not isinstance(resp, provider_pb2.LookupBatchResponse):
+            # grpc.aio hands back None when the answer's bytes cannot be decoded.
+            raise ProviderError("node sent an answer that cannot be decoded")
+        return resp
+
+    async def _once_rpc(self, method: str, request: Any, deadline: float) -> Any:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ProviderTimeout("deadline passed")
         try:
-            resp: provider_pb2.LookupBatchResponse = await self._connect().LookupBatch(
-                request, timeout=remaining
-            )
+            return await getattr(self._connect(), method)(request, timeout=remaining)
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -313,10 +350,6 @@ class RemoteProvider:
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise ProviderUnavailable(f"node unavailable: {exc.details()}") from None
             raise ProviderError(f"node answered {code.name}: {exc.details()}") from None
-        if not isinstance(resp, provider_pb2.LookupBatchResponse):
-            # grpc.aio hands back None when the answer's bytes cannot be decoded.
-            raise ProviderError("node sent an answer that cannot be decoded")
-        return resp
 
     async def _hedged(
         self, request: provider_pb2.LookupBatchRequest, deadline: float
@@ -415,4 +448,24 @@ def _records(
             out.append(record_from_pb(res.record))
         except ValueError as exc:
             raise ProviderError(f"node answered an unusable record: {exc}") from None
+    return out
+
+
+def _cards(
+    resp: provider_pb2.LookupCardsResponse, queries: Sequence[CardQuery]
+) -> list[CardRecord]:
+    n = len(queries)
+    if len(resp.results) != n:
+        raise ProviderError(f"node answered {len(resp.results)} results for {n} cards")
+    out: list[CardRecord] = []
+    for i, (res, q) in enumerate(zip(resp.results, queries, strict=True)):
+        if res.ref != str(i):
+            raise ProviderError(f"node answered card result {i} with ref {res.ref[:20]!r}")
+        # The echo must name the card asked about: the node's answer is about its key.
+        if res.number != q.number or canonical_economy(res.home_economy) != q.home_economy:
+            raise ProviderError(f"node answered card result {i} about another card than asked")
+        try:
+            out.append(card_record_from_pb(res.card))
+        except ValueError as exc:
+            raise ProviderError(f"node answered an unusable card record: {exc}") from None
     return out

@@ -24,7 +24,11 @@ check that could not run, for want of ``--known`` documents, a declared batch li
 - ``malformed_requests``: an unknown state code, an empty number and an oversized number each
   get INVALID_ARGUMENT;
 - ``large_batch``: a batch at the limit (at most 1,000) is answered in full;
-- ``concurrency``: 32 calls at once are all answered, consistently.
+- ``concurrency``: 32 calls at once are all answered, consistently;
+- ``abtc_cards`` (APEC Business Travel Cards), when Describe says ``abtc``: unknown card numbers
+  answer NOT_ISSUED, every ``--known-card`` answers its status, results come back in order with
+  their refs echoing the key asked (home economy, number), and a malformed card gets
+  INVALID_ARGUMENT. A node that does not describe ABTC must answer LookupCards UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from rmas.v1 import common_pb2, provider_pb2, provider_pb2_grpc
 __all__ = ["FAIL", "PASS", "SKIPPED", "CheckResult", "run_conformance"]
 
 _STATUS = {v: k.removeprefix("RECORD_STATUS_") for k, v in common_pb2.RecordStatus.items()}
+_CARD_STATUS = {v: k.removeprefix("CARD_STATUS_") for k, v in common_pb2.CardStatus.items()}
 
 PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
 
@@ -88,6 +93,7 @@ async def run_conformance(
     *,
     states: Sequence[str] = (),
     known: Sequence[tuple[str, str, str]] = (),
+    known_cards: Sequence[tuple[str, str, str]] = (),
     call_timeout_s: float = 5.0,
     tls: TlsConfig | None = None,
     server_name: str = "",
@@ -106,7 +112,7 @@ async def run_conformance(
     )
     async with channel:
         stub = provider_pb2_grpc.DocumentStatusProviderStub(channel)
-        ctx = _Context(stub, call_timeout_s, list(states), list(known))
+        ctx = _Context(stub, call_timeout_s, list(states), list(known), list(known_cards))
         checks: list[tuple[str, Callable[[], Awaitable[str]]]] = [
             ("describe", ctx.describe),
             ("unknown_documents", ctx.unknown_documents),
@@ -118,6 +124,7 @@ async def run_conformance(
             ("malformed_requests", ctx.malformed),
             ("large_batch", ctx.large_batch),
             ("concurrency", ctx.concurrency),
+            ("abtc_cards", ctx.abtc_cards),
         ]
         out: list[CheckResult] = []
         for name, check in checks:
@@ -154,6 +161,7 @@ class _Context:
     timeout: float
     states: list[str]
     known: list[tuple[str, str, str]]
+    known_cards: list[tuple[str, str, str]]
     described: provider_pb2.DescribeResponse | None = None
 
     async def _lookup(
@@ -336,6 +344,54 @@ class _Context:
         if len(statuses) != 1 or any(len(a.results) != 1 for a in answers):
             raise _Fail("32 concurrent calls for one document did not all answer alike")
         return "32 concurrent calls answered alike"
+
+    async def abtc_cards(self) -> str:
+        d = self.described
+        request = provider_pb2.LookupCardsRequest()
+        if d is None or not d.abtc:
+            request.items.add(ref="0", home_economy=self.states[0], number=_unknown_number())
+            try:
+                await self.stub.LookupCards(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                    return "the node does not describe ABTC (LookupCards: UNIMPLEMENTED)"
+                raise
+            raise _Fail("the node does not describe ABTC but answered LookupCards")
+        asked = [(s, _unknown_number(), "NOT_ISSUED") for s in self.states]
+        asked += [(s, n, st.upper()) for s, n, st in self.known_cards]
+        for i, (state, number, _st) in enumerate(asked):
+            request.items.add(ref=f"card-{i}", home_economy=state, number=number)
+        resp: provider_pb2.LookupCardsResponse = await self.stub.LookupCards(
+            request, timeout=self.timeout
+        )
+        if len(resp.results) != len(asked):
+            raise _Fail(f"{len(asked)} cards got {len(resp.results)} results")
+        wrong = []
+        for i, ((state, number, expected), res) in enumerate(zip(asked, resp.results, strict=True)):
+            if res.ref != f"card-{i}":
+                wrong.append(f"result {i} came back with ref {res.ref[:20]!r}")
+            elif res.home_economy != state or res.number != number:
+                wrong.append(f"result {i} echoes {res.home_economy}:{res.number[:20]}, "
+                             f"not the card asked ({state}:{number})")  # fmt: skip
+            elif _CARD_STATUS.get(res.card.status) != expected:
+                got = _CARD_STATUS.get(res.card.status, "?")
+                wrong.append(f"{state}:{number} answered {got}, expected {expected}")
+        if wrong:
+            raise _Fail("; ".join(wrong))
+        bad = provider_pb2.LookupCardsRequest()
+        bad.items.add(ref="0", home_economy="QQQ", number="A" * 40)
+        try:
+            await self.stub.LookupCards(bad, timeout=self.timeout)
+            raise _Fail("a malformed card (unknown economy, oversized number) was answered")
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise _Fail(
+                    f"a malformed card got {exc.code().name}, not INVALID_ARGUMENT"
+                ) from None
+        return (
+            f"NOT_ISSUED for unknown cards of {len(self.states)} economy(ies), "
+            f"{len(self.known_cards)} known card(s) answered their status, keys echoed"
+        )
 
 
 def _economy(code: str) -> str | None:

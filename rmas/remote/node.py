@@ -6,12 +6,17 @@ node's limit, runs the lookup under the caller's deadline and cancels it when th
 (DEADLINE_EXCEEDED), and answers one result per item, in order, with the item's ref and the key
 (issuing state, number) it answers. An issuer's node refuses documents of states it does not
 serve (INVALID_ARGUMENT): a misrouted query gets an error, never a NO_RECORD.
+
+``LookupCards`` (APEC Business Travel Cards, rmas.abtc) is served the same way when the provider
+answers card lookups (a CardProvider not configured ``abtc = false``; Describe then says
+``abtc``), and is UNIMPLEMENTED otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import grpc
 import structlog
@@ -19,8 +24,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rmas import __version__
+from rmas.abtc import CardQuery, validate_economy
 from rmas.config import is_loopback, parse_listen
-from rmas.documents import DocumentQuery
+from rmas.documents import DocumentQuery, normalise_number, number_problem
 from rmas.errors import (
     ConfigError,
     FieldViolation,
@@ -28,12 +34,12 @@ from rmas.errors import (
     ProviderUnavailable,
     ValidationError,
 )
-from rmas.providers import Provider, Registry, Scope, record_count
+from rmas.providers import CardProvider, Provider, Registry, Scope, card_capable, record_count
 from rmas.security.access import node_policy
 from rmas.security.tls import TlsConfig
 from rmas.server.auth import AccessInterceptor
 from rmas.server.errors import abort_invalid
-from rmas.server.mapping import query_from_document, record_to_pb
+from rmas.server.mapping import card_record_to_pb, query_from_document, record_to_pb
 from rmas.v1 import provider_pb2, provider_pb2_grpc
 
 __all__ = ["ProviderNode", "ProviderService"]
@@ -72,6 +78,7 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
             if isinstance(registry, Registry)
             else provider_pb2.REGISTRY_KIND_UNSPECIFIED,
             software_version=f"rmas {__version__}",
+            abtc=card_capable(self.provider),
         )
 
     async def LookupBatch(
@@ -106,18 +113,7 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
                 )
         if bad:
             await abort_invalid(context, bad)
-        remaining = context.time_remaining()
-        budget = 30.0 if remaining is None else remaining
-        try:
-            async with asyncio.timeout(budget):
-                records = await self.provider.lookup_many(queries, time.monotonic() + budget)
-        except (TimeoutError, ProviderTimeout):
-            # The caller has given up: the lookup was cancelled, no work goes on for it.
-            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed")
-            raise
-        except ProviderUnavailable as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc) or "unavailable")
-            raise
+        records = await _run(context, self.provider.lookup_many, queries)
         if len(records) != len(queries):
             await context.abort(grpc.StatusCode.INTERNAL, "provider answered the wrong count")
         out = provider_pb2.LookupBatchResponse()
@@ -126,6 +122,66 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
             res = out.results.add(ref=q.ref, issuing_state=q.issuing_state, number=q.number)
             record_to_pb(r, res.record)
         return out
+
+    async def LookupCards(
+        self, request: provider_pb2.LookupCardsRequest, context: Ctx
+    ) -> provider_pb2.LookupCardsResponse:
+        provider = self.provider
+        if not card_capable(provider):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this node does not answer ABTC")
+        assert isinstance(provider, CardProvider)  # card_capable says so
+        n = len(request.items)
+        if n > self.max_batch:
+            await abort_invalid(
+                context,
+                [FieldViolation("items", f"{n} items; this node takes at most {self.max_batch}")],
+            )
+        queries: list[CardQuery] = []
+        bad: list[FieldViolation] = []
+        for i, item in enumerate(request.items):
+            home = validate_economy(item.home_economy) if item.home_economy else None
+            number = normalise_number(item.number)
+            problem = number_problem(number)
+            if home is None:
+                bad.append(FieldViolation(f"items[{i}].home_economy", "unknown economy code"
+                                          if item.home_economy else "required"))  # fmt: skip
+            elif self.served and home not in self.served:
+                only = ", ".join(sorted(self.served))
+                bad.append(FieldViolation(f"items[{i}].home_economy",
+                                          f"this node answers for {only} only"))  # fmt: skip
+            if problem is not None:
+                bad.append(FieldViolation(f"items[{i}].number", problem))
+            if home is not None and problem is None:
+                # The checking economy and passport are the hub's business: a node answers
+                # what it knows of the card.
+                queries.append(CardQuery(home, number, checking_economy=""))
+        if bad:
+            await abort_invalid(context, bad)
+        records = await _run(context, provider.lookup_cards, queries)
+        if len(records) != len(queries):
+            await context.abort(grpc.StatusCode.INTERNAL, "provider answered the wrong count")
+        out = provider_pb2.LookupCardsResponse()
+        for item, q, r in zip(request.items, queries, records, strict=True):
+            res = out.results.add(ref=item.ref, home_economy=q.home_economy, number=q.number)
+            card_record_to_pb(r, res.card)
+        return out
+
+
+async def _run(context: Ctx, lookup: Any, queries: Any) -> Any:
+    """Run a provider lookup under the caller's deadline: DEADLINE_EXCEEDED (and the work
+    cancelled) when it passes, UNAVAILABLE when the provider is."""
+    remaining = context.time_remaining()
+    budget = 30.0 if remaining is None else remaining
+    try:
+        async with asyncio.timeout(budget):
+            return await lookup(queries, time.monotonic() + budget)
+    except (TimeoutError, ProviderTimeout):
+        # The caller has given up: the lookup was cancelled, no work goes on for it.
+        await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed")
+        raise
+    except ProviderUnavailable as exc:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc) or "unavailable")
+        raise
 
 
 class ProviderNode:

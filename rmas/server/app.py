@@ -88,7 +88,9 @@ class HubServer:
         self.hub = Hub(
             providers,
             HubPolicy(
-                on_incomplete=config.on_incomplete, max_deadline_s=config.deadline_ms / 1000.0
+                on_incomplete=config.on_incomplete,
+                max_deadline_s=config.deadline_ms / 1000.0,
+                economy=config.economy,
             ),
         )
         # grpc_health's stubs omit the aio sub-module; it is public API (grpc_health.v1.health.aio).
@@ -351,7 +353,9 @@ class HubServer:
         self.hub.reconfigure(
             providers,
             HubPolicy(
-                on_incomplete=cfg.hub.on_incomplete, max_deadline_s=cfg.hub.deadline_ms / 1000.0
+                on_incomplete=cfg.hub.on_incomplete,
+                max_deadline_s=cfg.hub.deadline_ms / 1000.0,
+                economy=cfg.hub.economy,
             ),
         )
         if policy is not None and self.policy is not None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
+from rmas.abtc import CardQuery
 from rmas.audit.entry import Channel
 from rmas.audit.trail import AuditTrail
 from rmas.documents import DocumentQuery
@@ -35,6 +36,7 @@ from rmas.security.access import AccessPolicy, RateLimited, View
 from rmas.server.auth import Admitted, current_caller
 from rmas.server.errors import abort_exhausted, abort_invalid
 from rmas.server.mapping import (
+    card_query_from_pb,
     document_from_pb,
     paxlst_answer_to_pb,
     query_from_document,
@@ -182,6 +184,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         answer: Callable[[CheckResult], T],
         *,
         slow_answer: bool = False,
+        card: CardQuery | None = None,
     ) -> T:
         """CheckDocument's steps once the document is read, for every edge that checks one
         (this servicer, and the web console in :mod:`rmas.console`): charge the caller one
@@ -195,9 +198,16 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         ``slow_answer``: yield to the event loop once before building the answer, so that the
         audit trail's writer task starts the commit first and the two run at the same time (an
         HTML page takes longer to build than the commit takes to start; a protobuf does not).
+
+        ``card``: the APEC Business Travel Card presented with the document (rmas.abtc), asked
+        at the same time; its verdict rides in the result's ``abtc``.
         """
         self._charge(who, 1)
-        results = await self._hub.check([item], self._hub.deadline(remaining_s))
+        deadline = self._hub.deadline(remaining_s)
+        if card is not None and not isinstance(item, InvalidDocument):
+            results = [await self._hub.check_with_card(item, card, deadline)]
+        else:
+            results = await self._hub.check([item], deadline)
         pending = self._submit(who, Channel.DOCUMENT, results)
         if slow_answer and pending is not None:
             await asyncio.sleep(0)
@@ -231,6 +241,19 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 raise ValidationError([FieldViolation("document", "required (or mrz_lines)")])
         except ValidationError as exc:
             await abort_invalid(context, exc.violations)
+        card = None
+        if request.HasField("abtc"):
+            passport = item.query if isinstance(item, ScannedDocument) else item
+            try:
+                card = card_query_from_pb(
+                    request.abtc, request.checking_economy, passport, self._hub.policy.economy
+                )
+            except ValidationError as exc:
+                await abort_invalid(context, exc.violations)
+        elif request.checking_economy:
+            await abort_invalid(
+                context, [FieldViolation("checking_economy", "only with an abtc card")]
+            )
 
         def respond(result: CheckResult) -> check_pb2.CheckDocumentResponse:
             response = check_pb2.CheckDocumentResponse()
@@ -238,7 +261,9 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
             return response
 
         try:
-            return await self.check_document(who, item, context.time_remaining(), respond)
+            return await self.check_document(
+                who, item, context.time_remaining(), respond, card=card
+            )
         except (RateLimited, Overloaded) as exc:
             await abort_exhausted(context, str(exc), exc.retry_after_s)
         except Unrecorded as exc:

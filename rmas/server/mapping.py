@@ -14,6 +14,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
+from rmas.abtc import (
+    CardQuery,
+    CardReason,
+    CardRecord,
+    CardResult,
+    CardStatus,
+    parse_economies,
+    validate_card,
+    validate_economy,
+)
 from rmas.documents import EMPTY_HOLDER, DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import CheckResult, InvalidDocument, ScannedDocument
@@ -31,6 +41,9 @@ from rmas.verdict import (
 )
 
 __all__ = [
+    "card_query_from_pb",
+    "card_record_from_pb",
+    "card_record_to_pb",
     "document_from_pb",
     "document_to_pb",
     "paxlst_answer_to_pb",
@@ -53,6 +66,12 @@ _MATCH_FROM_PB = {v: k for k, v in _MATCH_TO_PB.items()}
 _VERDICT_TO_PB = {v: check_pb2.Verdict.Value(f"VERDICT_{v.name}") for v in Verdict}
 _DIRECTIVE_TO_PB = {d: check_pb2.Directive.Value(f"DIRECTIVE_{d.name}") for d in Directive}
 _OUTCOME_TO_PB = {o: check_pb2.Outcome.Value(f"OUTCOME_{o.name}") for o in Outcome}
+_CARD_TO_PB = {c: common_pb2.CardStatus.Value(f"CARD_STATUS_{c.name}") for c in CardStatus}
+_CARD_FROM_PB = {v: k for k, v in _CARD_TO_PB.items()}
+_REASON_TO_PB = {
+    r: check_pb2.AbtcReason.Value(f"ABTC_REASON_{r.name}" if r.value else "ABTC_REASON_UNSPECIFIED")
+    for r in CardReason
+}
 
 
 def _iso(d: dt.date | None) -> str:
@@ -193,6 +212,82 @@ def record_from_pb(r: common_pb2.Record) -> Record:
     )
 
 
+def card_query_from_pb(
+    card: check_pb2.Card, checking_economy: str, passport: DocumentQuery, hub_economy: str
+) -> CardQuery:
+    """Validate the card of a CheckDocument request, tied to the passport it came with; raise
+    ValidationError naming ``abtc.home_economy``, ``abtc.number`` or ``checking_economy``.
+
+    The home economy defaults to the passport's issuing state; the checking economy to the
+    hub's own (``[hub] economy``).
+    """
+    return validate_card(
+        home_economy=card.home_economy,
+        number=card.number,
+        checking_economy=checking_economy or hub_economy,
+        passport_number=passport.number,
+        passport_state=passport.issuing_state,
+    )
+
+
+def card_record_to_pb(r: CardRecord, out: common_pb2.CardRecord) -> None:
+    out.status = _CARD_TO_PB[r.status]
+    if r.expiry_date is not None:
+        out.expiry_date = r.expiry_date.isoformat()
+    if r.passport_number:
+        out.passport_number = r.passport_number
+    if r.passport_economy:
+        out.passport_issuing_state = r.passport_economy
+    out.pre_cleared.extend(sorted(r.pre_cleared))
+    if r.record_ref:
+        out.record_ref = r.record_ref
+    if r.reporting_authority:
+        out.reporting_authority = r.reporting_authority
+
+
+def card_record_from_pb(r: common_pb2.CardRecord) -> CardRecord:
+    """Read a provider's CardRecord; raise ValueError when it is not a usable answer."""
+    status = _CARD_FROM_PB.get(r.status)
+    if status is None:
+        raise ValueError(f"card status {r.status} is not a known status")
+    passport_economy = ""
+    if r.passport_issuing_state:
+        passport_economy = validate_economy(r.passport_issuing_state) or ""
+        if not passport_economy:
+            raise ValueError("passport_issuing_state is not a known state code")
+    return CardRecord(
+        status=status,
+        expiry_date=dt.date.fromisoformat(r.expiry_date) if r.expiry_date else None,
+        passport_number=r.passport_number,
+        passport_economy=passport_economy,
+        pre_cleared=parse_economies(r.pre_cleared),
+        record_ref=r.record_ref,
+        reporting_authority=r.reporting_authority,
+    )
+
+
+def _set_abtc(c: CardResult, out: check_pb2.AbtcResult) -> None:
+    if c.status is not None:
+        out.status = _CARD_TO_PB[c.status]
+    out.usable = c.usable
+    out.reason = _REASON_TO_PB[c.reason]
+    out.pre_cleared_for_us = c.pre_cleared_for_us
+    if c.expiry_date is not None:
+        out.expiry = c.expiry_date.isoformat()
+    out.provider = c.provider_id
+    if c.outcome is not None:
+        out.outcome = _OUTCOME_TO_PB[c.outcome]
+    out.passport_match = _MATCH_TO_PB[c.passport_match]
+    out.home_economy = c.query.home_economy
+    out.checking_economy = c.query.checking_economy
+    if c.record is not None:
+        out.pre_cleared.extend(sorted(c.record.pre_cleared))
+        out.record_ref = c.record.record_ref
+        out.reporting_authority = c.record.reporting_authority
+    out.detail = c.detail
+    out.contact = c.contact
+
+
 # Building messages by setting fields on repeated-field ``add()`` results is the fastest form with
 # upb (measured: constructor keyword arguments and CopyFrom are 25-100% slower). Empty values are
 # skipped: proto3 defaults cost nothing on the wire and nothing to set.
@@ -269,6 +364,8 @@ def result_to_pb(r: CheckResult, out: check_pb2.CheckResult, view: View = View.F
         _set_document(r.document, out.document)
     if r.mrz is not None:
         _set_mrz(r.mrz, out.mrz)
+    if r.abtc is not None:
+        _set_abtc(r.abtc, out.abtc)
 
 
 def paxlst_answer_to_pb(

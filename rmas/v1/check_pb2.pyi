@@ -110,6 +110,46 @@ EVIDENCE_STATE_ABSENT: EvidenceState.ValueType  # 3
 """the layout has no such check digit"""
 Global___EvidenceState: _TypeAlias = EvidenceState  # noqa: Y015
 
+class _AbtcReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AbtcReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AbtcReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ABTC_REASON_UNSPECIFIED: _AbtcReason.ValueType  # 0
+    """usable"""
+    ABTC_REASON_NOT_ISSUED: _AbtcReason.ValueType  # 1
+    """never issued by its home economy (counterfeit)"""
+    ABTC_REASON_STOLEN: _AbtcReason.ValueType  # 2
+    ABTC_REASON_LOST: _AbtcReason.ValueType  # 3
+    ABTC_REASON_CANCELLED: _AbtcReason.ValueType  # 4
+    ABTC_REASON_EXPIRED: _AbtcReason.ValueType  # 5
+    """by status, or by its expiry date"""
+    ABTC_REASON_INCOMPLETE: _AbtcReason.ValueType  # 6
+    """the home economy's provider did not answer"""
+    ABTC_REASON_TIED_TO_OTHER_PASSPORT: _AbtcReason.ValueType  # 7
+    ABTC_REASON_NOT_PRE_CLEARED: _AbtcReason.ValueType  # 8
+    """not pre-cleared for the checking economy"""
+
+class AbtcReason(_AbtcReason, metaclass=_AbtcReasonEnumTypeWrapper):
+    """Why a card is not usable at the checking economy's lane."""
+
+ABTC_REASON_UNSPECIFIED: AbtcReason.ValueType  # 0
+"""usable"""
+ABTC_REASON_NOT_ISSUED: AbtcReason.ValueType  # 1
+"""never issued by its home economy (counterfeit)"""
+ABTC_REASON_STOLEN: AbtcReason.ValueType  # 2
+ABTC_REASON_LOST: AbtcReason.ValueType  # 3
+ABTC_REASON_CANCELLED: AbtcReason.ValueType  # 4
+ABTC_REASON_EXPIRED: AbtcReason.ValueType  # 5
+"""by status, or by its expiry date"""
+ABTC_REASON_INCOMPLETE: AbtcReason.ValueType  # 6
+"""the home economy's provider did not answer"""
+ABTC_REASON_TIED_TO_OTHER_PASSPORT: AbtcReason.ValueType  # 7
+ABTC_REASON_NOT_PRE_CLEARED: AbtcReason.ValueType  # 8
+"""not pre-cleared for the checking economy"""
+Global___AbtcReason: _TypeAlias = AbtcReason  # noqa: Y015
+
 @_typing.final
 class SourceAnswer(_message.Message):
     """One provider's part in a verdict (shown to officers, never to airlines)."""
@@ -352,6 +392,7 @@ class CheckResult(_message.Message):
     DOCUMENT_FIELD_NUMBER: _builtins.int
     MRZ_FIELD_NUMBER: _builtins.int
     ISSUER_CONSULTED_FIELD_NUMBER: _builtins.int
+    ABTC_FIELD_NUMBER: _builtins.int
     check_id: _builtins.str
     ref: _builtins.str
     """the caller's reference for this document, echoed"""
@@ -378,6 +419,12 @@ class CheckResult(_message.Message):
     def mrz(self) -> Global___MrzEvidence:
         """set when the document was given as MRZ lines"""
 
+    @_builtins.property
+    def abtc(self) -> Global___AbtcResult:
+        """The APEC Business Travel Card presented with the document (officers only; airlines never
+        see it). It never changes verdict or directive.
+        """
+
     def __init__(
         self,
         *,
@@ -392,14 +439,109 @@ class CheckResult(_message.Message):
         document: _common_pb2.Document | None = ...,
         mrz: Global___MrzEvidence | None = ...,
         issuer_consulted: _builtins.bool = ...,
+        abtc: Global___AbtcResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "mrz", b"mrz"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["abtc", b"abtc", "document", b"document", "mrz", b"mrz"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "directive", b"directive", "document", b"document", "issuer_consulted", b"issuer_consulted", "mrz", b"mrz", "problems", b"problems", "ref", b"ref", "sources", b"sources", "unchecked", b"unchecked", "verdict", b"verdict", "warnings", b"warnings"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abtc", b"abtc", "check_id", b"check_id", "directive", b"directive", "document", b"document", "issuer_consulted", b"issuer_consulted", "mrz", b"mrz", "problems", b"problems", "ref", b"ref", "sources", b"sources", "unchecked", b"unchecked", "verdict", b"verdict", "warnings", b"warnings"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckResult: _TypeAlias = CheckResult  # noqa: Y015
+
+@_typing.final
+class Card(_message.Message):
+    """An APEC Business Travel Card as presented at a lane."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOME_ECONOMY_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    home_economy: _builtins.str
+    """the issuing member economy; empty: the passport's issuing state"""
+    number: _builtins.str
+    def __init__(
+        self,
+        *,
+        home_economy: _builtins.str = ...,
+        number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["home_economy", b"home_economy", "number", b"number"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Card: _TypeAlias = Card  # noqa: Y015
+
+@_typing.final
+class AbtcResult(_message.Message):
+    """The card's verdict for the checking economy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    USABLE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PRE_CLEARED_FOR_US_FIELD_NUMBER: _builtins.int
+    EXPIRY_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    PASSPORT_MATCH_FIELD_NUMBER: _builtins.int
+    HOME_ECONOMY_FIELD_NUMBER: _builtins.int
+    CHECKING_ECONOMY_FIELD_NUMBER: _builtins.int
+    PRE_CLEARED_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    RECORD_REF_FIELD_NUMBER: _builtins.int
+    REPORTING_AUTHORITY_FIELD_NUMBER: _builtins.int
+    CONTACT_FIELD_NUMBER: _builtins.int
+    status: _common_pb2.CardStatus.ValueType
+    """unspecified when no provider answered"""
+    usable: _builtins.bool
+    reason: Global___AbtcReason.ValueType
+    pre_cleared_for_us: _builtins.bool
+    expiry: _builtins.str
+    """ISO 8601 date"""
+    provider: _builtins.str
+    """whose answer decided (or which did not answer)"""
+    outcome: Global___Outcome.ValueType
+    passport_match: _common_pb2.HolderMatch.ValueType
+    """is the card tied to the passport presented?"""
+    home_economy: _builtins.str
+    checking_economy: _builtins.str
+    detail: _builtins.str
+    """for the officer"""
+    record_ref: _builtins.str
+    reporting_authority: _builtins.str
+    contact: _builtins.str
+    @_builtins.property
+    def pre_cleared(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        status: _common_pb2.CardStatus.ValueType = ...,
+        usable: _builtins.bool = ...,
+        reason: Global___AbtcReason.ValueType = ...,
+        pre_cleared_for_us: _builtins.bool = ...,
+        expiry: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        outcome: Global___Outcome.ValueType = ...,
+        passport_match: _common_pb2.HolderMatch.ValueType = ...,
+        home_economy: _builtins.str = ...,
+        checking_economy: _builtins.str = ...,
+        pre_cleared: _abc.Iterable[_builtins.str] | None = ...,
+        detail: _builtins.str = ...,
+        record_ref: _builtins.str = ...,
+        reporting_authority: _builtins.str = ...,
+        contact: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checking_economy", b"checking_economy", "contact", b"contact", "detail", b"detail", "expiry", b"expiry", "home_economy", b"home_economy", "outcome", b"outcome", "passport_match", b"passport_match", "pre_cleared", b"pre_cleared", "pre_cleared_for_us", b"pre_cleared_for_us", "provider", b"provider", "reason", b"reason", "record_ref", b"record_ref", "reporting_authority", b"reporting_authority", "status", b"status", "usable", b"usable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AbtcResult: _TypeAlias = AbtcResult  # noqa: Y015
 
 @_typing.final
 class CheckDocumentRequest(_message.Message):
@@ -407,21 +549,33 @@ class CheckDocumentRequest(_message.Message):
 
     DOCUMENT_FIELD_NUMBER: _builtins.int
     MRZ_LINES_FIELD_NUMBER: _builtins.int
+    ABTC_FIELD_NUMBER: _builtins.int
+    CHECKING_ECONOMY_FIELD_NUMBER: _builtins.int
+    checking_economy: _builtins.str
+    """Where the card is checked for (alpha-3); empty: the hub's own economy ([hub] economy)."""
     @_builtins.property
     def document(self) -> _common_pb2.Document: ...
     @_builtins.property
     def mrz_lines(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Alternative to document: the machine-readable zone, 2 or 3 lines (or one string with breaks)."""
 
+    @_builtins.property
+    def abtc(self) -> Global___Card:
+        """An APEC Business Travel Card presented with the document: its verdict comes back in
+        CheckResult.abtc.
+        """
+
     def __init__(
         self,
         *,
         document: _common_pb2.Document | None = ...,
         mrz_lines: _abc.Iterable[_builtins.str] | None = ...,
+        abtc: Global___Card | None = ...,
+        checking_economy: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["abtc", b"abtc", "document", b"document"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "mrz_lines", b"mrz_lines"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abtc", b"abtc", "checking_economy", b"checking_economy", "document", b"document", "mrz_lines", b"mrz_lines"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

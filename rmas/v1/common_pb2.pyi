@@ -3,8 +3,10 @@
 isort:skip_file
 Vocabulary shared by the hub's check service and the provider protocol."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -86,6 +88,34 @@ HOLDER_MATCH_NOT_CHECKED: HolderMatch.ValueType  # 0
 HOLDER_MATCH_MATCH: HolderMatch.ValueType  # 1
 HOLDER_MATCH_MISMATCH: HolderMatch.ValueType  # 2
 Global___HolderMatch: _TypeAlias = HolderMatch  # noqa: Y015
+
+class _CardStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CardStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CardStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CARD_STATUS_UNSPECIFIED: _CardStatus.ValueType  # 0
+    CARD_STATUS_VALID: _CardStatus.ValueType  # 1
+    CARD_STATUS_EXPIRED: _CardStatus.ValueType  # 2
+    CARD_STATUS_CANCELLED: _CardStatus.ValueType  # 3
+    CARD_STATUS_LOST: _CardStatus.ValueType  # 4
+    CARD_STATUS_STOLEN: _CardStatus.ValueType  # 5
+    CARD_STATUS_NOT_ISSUED: _CardStatus.ValueType  # 6
+    """the home economy never issued this number (counterfeit)"""
+
+class CardStatus(_CardStatus, metaclass=_CardStatusEnumTypeWrapper):
+    """APEC Business Travel Card: what the card's home economy knows of it (rmas.abtc, docs/abtc.md)."""
+
+CARD_STATUS_UNSPECIFIED: CardStatus.ValueType  # 0
+CARD_STATUS_VALID: CardStatus.ValueType  # 1
+CARD_STATUS_EXPIRED: CardStatus.ValueType  # 2
+CARD_STATUS_CANCELLED: CardStatus.ValueType  # 3
+CARD_STATUS_LOST: CardStatus.ValueType  # 4
+CARD_STATUS_STOLEN: CardStatus.ValueType  # 5
+CARD_STATUS_NOT_ISSUED: CardStatus.ValueType  # 6
+"""the home economy never issued this number (counterfeit)"""
+Global___CardStatus: _TypeAlias = CardStatus  # noqa: Y015
 
 @_typing.final
 class Holder(_message.Message):
@@ -205,3 +235,48 @@ class Record(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Record: _TypeAlias = Record  # noqa: Y015
+
+@_typing.final
+class CardRecord(_message.Message):
+    """A provider's answer for one ABTC card."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    EXPIRY_DATE_FIELD_NUMBER: _builtins.int
+    PASSPORT_NUMBER_FIELD_NUMBER: _builtins.int
+    PASSPORT_ISSUING_STATE_FIELD_NUMBER: _builtins.int
+    PRE_CLEARED_FIELD_NUMBER: _builtins.int
+    RECORD_REF_FIELD_NUMBER: _builtins.int
+    REPORTING_AUTHORITY_FIELD_NUMBER: _builtins.int
+    status: Global___CardStatus.ValueType
+    expiry_date: _builtins.str
+    """ISO 8601 date"""
+    passport_number: _builtins.str
+    """the passport the card is tied to (normalised)"""
+    passport_issuing_state: _builtins.str
+    """its issuing state, if known"""
+    record_ref: _builtins.str
+    reporting_authority: _builtins.str
+    @_builtins.property
+    def pre_cleared(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """economies that pre-cleared the holder (alpha-3)"""
+
+    def __init__(
+        self,
+        *,
+        status: Global___CardStatus.ValueType = ...,
+        expiry_date: _builtins.str = ...,
+        passport_number: _builtins.str = ...,
+        passport_issuing_state: _builtins.str = ...,
+        pre_cleared: _abc.Iterable[_builtins.str] | None = ...,
+        record_ref: _builtins.str = ...,
+        reporting_authority: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expiry_date", b"expiry_date", "passport_issuing_state", b"passport_issuing_state", "passport_number", b"passport_number", "pre_cleared", b"pre_cleared", "record_ref", b"record_ref", "reporting_authority", b"reporting_authority", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CardRecord: _TypeAlias = CardRecord  # noqa: Y015

@@ -67,6 +67,7 @@ class DescribeResponse(_message.Message):
     REGISTRY_FIELD_NUMBER: _builtins.int
     RECORD_COUNT_FIELD_NUMBER: _builtins.int
     SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
+    ABTC_FIELD_NUMBER: _builtins.int
     provider_id: _builtins.str
     contact: _builtins.str
     """24/7 operations desk"""
@@ -76,6 +77,10 @@ class DescribeResponse(_message.Message):
     record_count: _builtins.int
     """records held, if known"""
     software_version: _builtins.str
+    abtc: _builtins.bool
+    """The node answers LookupCards: it is the complete registry of the ABTC cards its economies
+    issued (an unknown card number is NOT_ISSUED).
+    """
     @_builtins.property
     def issuing_states(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -88,10 +93,11 @@ class DescribeResponse(_message.Message):
         registry: Global___RegistryKind.ValueType = ...,
         record_count: _builtins.int = ...,
         software_version: _builtins.str = ...,
+        abtc: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "issuing_states", b"issuing_states", "max_batch_size", b"max_batch_size", "provider_id", b"provider_id", "record_count", b"record_count", "registry", b"registry", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abtc", b"abtc", "contact", b"contact", "issuing_states", b"issuing_states", "max_batch_size", b"max_batch_size", "provider_id", b"provider_id", "record_count", b"record_count", "registry", b"registry", "software_version", b"software_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -193,3 +199,103 @@ class LookupBatchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LookupBatchResponse: _TypeAlias = LookupBatchResponse  # noqa: Y015
+
+@_typing.final
+class CardItem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    HOME_ECONOMY_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    ref: _builtins.str
+    home_economy: _builtins.str
+    """the economy that issued the card (alpha-3)"""
+    number: _builtins.str
+    """normalised like a document number"""
+    def __init__(
+        self,
+        *,
+        ref: _builtins.str = ...,
+        home_economy: _builtins.str = ...,
+        number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["home_economy", b"home_economy", "number", b"number", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CardItem: _TypeAlias = CardItem  # noqa: Y015
+
+@_typing.final
+class LookupCardsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___CardItem]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___CardItem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupCardsRequest: _TypeAlias = LookupCardsRequest  # noqa: Y015
+
+@_typing.final
+class CardResult(_message.Message):
+    """Like LookupResult, every result echoes the key it answers (home economy and number); the hub
+    refuses a result about another card (the provider's outcome becomes ERROR).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    CARD_FIELD_NUMBER: _builtins.int
+    HOME_ECONOMY_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    ref: _builtins.str
+    home_economy: _builtins.str
+    number: _builtins.str
+    @_builtins.property
+    def card(self) -> _common_pb2.CardRecord: ...
+    def __init__(
+        self,
+        *,
+        ref: _builtins.str = ...,
+        card: _common_pb2.CardRecord | None = ...,
+        home_economy: _builtins.str = ...,
+        number: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["card", b"card"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["card", b"card", "home_economy", b"home_economy", "number", b"number", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CardResult: _TypeAlias = CardResult  # noqa: Y015
+
+@_typing.final
+class LookupCardsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___CardResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___CardResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupCardsResponse: _TypeAlias = LookupCardsResponse  # noqa: Y015

@@ -44,6 +44,11 @@ class DocumentStatusProviderStub:
                 request_serializer=rmas_dot_v1_dot_provider__pb2.LookupBatchRequest.SerializeToString,
                 response_deserializer=rmas_dot_v1_dot_provider__pb2.LookupBatchResponse.FromString,
                 _registered_method=True)
+        self.LookupCards = channel.unary_unary(
+                '/rmas.v1.DocumentStatusProvider/LookupCards',
+                request_serializer=rmas_dot_v1_dot_provider__pb2.LookupCardsRequest.SerializeToString,
+                response_deserializer=rmas_dot_v1_dot_provider__pb2.LookupCardsResponse.FromString,
+                _registered_method=True)
 
 
 class DocumentStatusProviderServicer:
@@ -63,6 +68,14 @@ class DocumentStatusProviderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupCards(self, request, context):
+        """APEC Business Travel Cards, many in one call (only when Describe says abtc; UNIMPLEMENTED
+        otherwise). One result per item, in order, with its ref, echoing the key it answers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DocumentStatusProviderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +88,11 @@ def add_DocumentStatusProviderServicer_to_server(servicer, server):
                     servicer.LookupBatch,
                     request_deserializer=rmas_dot_v1_dot_provider__pb2.LookupBatchRequest.FromString,
                     response_serializer=rmas_dot_v1_dot_provider__pb2.LookupBatchResponse.SerializeToString,
+            ),
+            'LookupCards': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupCards,
+                    request_deserializer=rmas_dot_v1_dot_provider__pb2.LookupCardsRequest.FromString,
+                    response_serializer=rmas_dot_v1_dot_provider__pb2.LookupCardsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +149,33 @@ class DocumentStatusProvider:
             '/rmas.v1.DocumentStatusProvider/LookupBatch',
             rmas_dot_v1_dot_provider__pb2.LookupBatchRequest.SerializeToString,
             rmas_dot_v1_dot_provider__pb2.LookupBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupCards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmas.v1.DocumentStatusProvider/LookupCards',
+            rmas_dot_v1_dot_provider__pb2.LookupCardsRequest.SerializeToString,
+            rmas_dot_v1_dot_provider__pb2.LookupCardsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,10 @@ class DocumentStatusProviderStub:
     """What the node answers for, whom to call, and its limits. Read at hub start-up and refreshed."""
     LookupBatch: _grpc.UnaryUnaryMultiCallable[_provider_pb2.LookupBatchRequest, _provider_pb2.LookupBatchResponse]
     """Many documents in one call; one result per item, in the same order, with the same ref."""
+    LookupCards: _grpc.UnaryUnaryMultiCallable[_provider_pb2.LookupCardsRequest, _provider_pb2.LookupCardsResponse]
+    """APEC Business Travel Cards, many in one call (only when Describe says abtc; UNIMPLEMENTED
+    otherwise). One result per item, in order, with its ref, echoing the key it answers.
+    """
 
 @_typing.type_check_only
 class DocumentStatusProviderAsyncStub(DocumentStatusProviderStub):
@@ -43,6 +47,10 @@ class DocumentStatusProviderAsyncStub(DocumentStatusProviderStub):
     """What the node answers for, whom to call, and its limits. Read at hub start-up and refreshed."""
     LookupBatch: _aio.UnaryUnaryMultiCallable[_provider_pb2.LookupBatchRequest, _provider_pb2.LookupBatchResponse]  # type: ignore[assignment]
     """Many documents in one call; one result per item, in the same order, with the same ref."""
+    LookupCards: _aio.UnaryUnaryMultiCallable[_provider_pb2.LookupCardsRequest, _provider_pb2.LookupCardsResponse]  # type: ignore[assignment]
+    """APEC Business Travel Cards, many in one call (only when Describe says abtc; UNIMPLEMENTED
+    otherwise). One result per item, in order, with its ref, echoing the key it answers.
+    """
 
 class DocumentStatusProviderServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -60,5 +68,15 @@ class DocumentStatusProviderServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_provider_pb2.LookupBatchResponse, _abc.Awaitable[_provider_pb2.LookupBatchResponse]]:
         """Many documents in one call; one result per item, in the same order, with the same ref."""
+
+    @_abc_1.abstractmethod
+    def LookupCards(
+        self,
+        request: _provider_pb2.LookupCardsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_provider_pb2.LookupCardsResponse, _abc.Awaitable[_provider_pb2.LookupCardsResponse]]:
+        """APEC Business Travel Cards, many in one call (only when Describe says abtc; UNIMPLEMENTED
+        otherwise). One result per item, in order, with its ref, echoing the key it answers.
+        """
 
 def add_DocumentStatusProviderServicer_to_server(servicer: DocumentStatusProviderServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,6 +26,16 @@ def test_the_demo_shows_clear_alert_and_incomplete(tmp_path: Path, fixtures_dir:
     assert verdicts == [t["expect_verdict"] for t in tries]
     assert {"CLEAR", "ALERT", "INCOMPLETE"} <= set(verdicts)
     assert "rmas check --hub" in out.stdout
+    # Passports with APEC Business Travel Cards at an NZ lane: each card gets the verdict
+    # abtc_try.json expects, and none changes its passport's.
+    cards = json.loads((fixtures_dir / "records" / "abtc_try.json").read_text())
+    lines = {line.split()[0]: line for line in out.stdout.splitlines()
+             if line[:2] in ("AU", "NZ") and line[2:3].isdigit()}  # fmt: skip
+    for t in cards:
+        line = lines[t["abtc"]]
+        assert line.split()[3] == "CLEAR", line
+        assert (f"NOT USABLE: {t['expect_reason']}" if t["expect_reason"] else "USABLE") in line
+    assert {t["expect_reason"] for t in cards} >= {"", "NOT_ISSUED", "STOLEN", "EXPIRED"}
     assert re.search(
         r"^Console: http://127\.0\.0\.1:\d+/ as officer and operator", out.stdout, re.M
     )
@@ -45,11 +55,13 @@ def test_the_demo_runs_with_mutual_tls_and_leaves_a_verifiable_audit_trail(
     certs = tmp_path / "certs"
     assert (certs / "ca.pem").exists() and (certs / "airline.key").exists()
     tries = json.loads((fixtures_dir / "records" / "try.json").read_text())
-    # Every sample check and every PAXLST document is in the trail, and the chain holds.
+    cards = json.loads((fixtures_dir / "records" / "abtc_try.json").read_text())
+    # Every sample check (with a card or without) and every PAXLST document is in the trail,
+    # and the chain holds.
     url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
     verify = rmas("audit", "verify", "--url", url)
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert f"{len(tries) + 4} entries" in verify.stdout
+    assert f"{len(tries) + len(cards) + 4} entries" in verify.stdout
     found = rmas("audit", "find", "--url", url, "--key-file", str(tmp_path / "audit.key"),
                  "--state", "NZL", "--number", "LA000002")  # fmt: skip
     assert found.returncode == 0, found.stderr

@@ -23,7 +23,10 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         await conn.execute(
-            text("DROP TABLE IF EXISTS documents, store_meta, feeds, alembic_version CASCADE")
+            text(
+                "DROP TABLE IF EXISTS documents, abtc_cards, store_meta, feeds, alembic_version "
+                "CASCADE"
+            )
         )
     await engine.dispose()
     return url
