@@ -26,6 +26,7 @@ import markupsafe
 import structlog
 from aiohttp import web
 
+from rmas.abtc import CardQuery, validate_card
 from rmas.console import trail
 from rmas.console.identity import Visitor
 from rmas.documents import DocumentQuery, DocumentType, validate_document
@@ -53,6 +54,8 @@ _FIELDS = ("issuing_state", "number", "type_code", "surname", "given_names", "bi
            "nationality", "expiry_date")  # fmt: skip
 
 #: The document types an officer can pick (the values DocumentType.from_code reads).
+#: The card fields of both forms: its number, home economy and the economy checking it.
+_CARD_FIELDS = ("abtc", "abtc_economy", "abtc_for")
 DOCUMENT_TYPES = [(t.value, t.name.replace("_", " ").lower()) for t in DocumentType]
 
 _COLOURS = {
@@ -221,7 +224,7 @@ class Pages:
         for v in problems or ():
             errors.setdefault(v.field.rpartition(".")[2], []).append(v.description)
         return {
-            "form": {k: form.get(k, "") for k in (*_FIELDS, "mrz")},
+            "form": {k: form.get(k, "") for k in (*_FIELDS, *_CARD_FIELDS, "mrz")},
             "mode": mode,
             "errors": errors,
             "types": DOCUMENT_TYPES,
@@ -234,6 +237,7 @@ class Pages:
         mode = "mrz" if form.get("mode") == "mrz" else "fields"
         try:
             item = self._item(form, mode)
+            card = self._card(form, item)
         except ValidationError as exc:
             return self.render("check.html", request, status=422,
                                **self._form_context(form, mode, exc.violations))  # fmt: skip
@@ -245,7 +249,7 @@ class Pages:
         try:
             with service.serving():
                 html = await service.check_document(
-                    visitor.as_officer(), item, None, page, slow_answer=True
+                    visitor.as_officer(), item, None, page, slow_answer=True, card=card
                 )
         except (RateLimited, Overloaded) as exc:
             return self.render("refused.html", request, status=429, message=str(exc))
@@ -270,6 +274,25 @@ class Pages:
                 raise ValidationError([FieldViolation("mrz", "required: type or scan the zone")])
             return scanned_from_lines([text], prefix="mrz")
         return validate_document(**{k: form.get(k, "") for k in _FIELDS}, prefix="document")
+
+    def _card(
+        self, form: Mapping[str, str], item: DocumentQuery | ScannedDocument
+    ) -> CardQuery | None:
+        """The APEC Business Travel Card presented with the document, if its number was given:
+        checked for the economy the form names, else the hub's own (``[hub] economy``); its home
+        economy defaults to the passport's issuing state."""
+        number = form.get("abtc", "")
+        if not number.strip():
+            return None
+        query = item.query if isinstance(item, ScannedDocument) else item
+        return validate_card(
+            home_economy=form.get("abtc_economy", ""),
+            number=number,
+            checking_economy=form.get("abtc_for", "") or self.server.hub.policy.economy,
+            passport_number=query.number,
+            passport_state=query.issuing_state,
+            checking_field="abtc_for",
+        )
 
     # Officer: find a check
 

@@ -25,6 +25,7 @@ from typing import IO, Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from adapters.sqlstore.cards import import_cards
 from adapters.sqlstore.importer import import_csv
 from rmas.mrz import Layout, compose
 from rmas.security.certs import init_dir
@@ -134,6 +135,8 @@ def start_hub(base: Path, *, tls: bool = False) -> Hub:
     for state in ("nzl", "phl"):
         db = base / f"{state}.db"
         asyncio.run(import_csv(f"sqlite+aiosqlite:///{db}", RECORDS / f"{state}.csv", replace=True))
+    # New Zealand's APEC Business Travel Cards, in its store; the hub is Australia's lane.
+    asyncio.run(import_cards(f"sqlite+aiosqlite:///{base / 'nzl.db'}", RECORDS / "abtc_nzl.csv"))
     (base / "audit.key").write_text("ab" * 32 + "\n")
     certs = base / "certs" if tls else None
     tls_table = ""
@@ -174,7 +177,7 @@ def start_hub(base: Path, *, tls: bool = False) -> Hub:
     cfg = base / "hub.toml"
     cfg.write_text(
         f'[hub]\nlisten = "127.0.0.1:{hub_port}"\nconsole_listen = "127.0.0.1:{console_port}"\n'
-        'log_level = "debug"\ndeadline_ms = 2000\n\n'
+        'log_level = "debug"\ndeadline_ms = 2000\neconomy = "AUS"\n\n'
         f"{tls_table}"
         f'[audit]\nurl = "sqlite+aiosqlite:///{base / "audit.db"}"\nkey_file = "audit.key"\n\n'
         '[[providers]]\nid = "NZL"\nkind = "sql"\nissuing_states = ["NZL"]\n'
