@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from tests.differential.model import STATES, Doc, Expected, ProviderSpec, expect
+from tests.differential.model import STATES, Doc, Expected, expect
 from tests.differential.world import ISSUERS, SLTD_TYPES, Case, World, build_world, make_case
 
 PHASES: dict[str, dict[str, Any]] = {
@@ -509,11 +509,11 @@ async def run_phase(
                     report.disagreements.append(Disagreement(
                         f"passenger directive {e.directive} -> "
                         f"{_name(check_pb2.Directive, p.directive, 'DIRECTIVE_')} [paxlst]",
-                        c, phase, e, str(p), report.seed))  # fmt: skip
+                        c, phase, e, str(p).replace(chr(10), ' '), report.seed))  # fmt: skip
                 if getattr(p, "unchecked", e.unchecked) != e.unchecked:
                     report.disagreements.append(Disagreement(
                         f"passenger unchecked {e.unchecked} -> {p.unchecked} [paxlst]",
-                        c, phase, e, str(p), report.seed))  # fmt: skip
+                        c, phase, e, str(p).replace(chr(10), ' '), report.seed))  # fmt: skip
 
         jobs = [one(c) for c in by["fields"] + by["mrz"]]
         for chan in ("manifest", "manifest_mrz"):

@@ -192,9 +192,9 @@ class Expected:
     state: str = ""
 
 
-def _answer(p: ProviderSpec, economy: str, number: str, holder: HolderData | None) -> tuple[
-    str, bool
-]:
+def _answer(
+    p: ProviderSpec, economy: str, number: str, holder: HolderData | None
+) -> tuple[str, bool]:
     recs = p.records.get((economy, number), ())
     if p.scope == "global":
         # The SLTD-style store: a hit is same country and number, whatever the type.
@@ -253,15 +253,15 @@ def expect(providers: Sequence[ProviderSpec], doc: Doc, on_incomplete: str) -> E
         "state": state,
     }
     if alert:
-        return Expected("ALERT", "DO_NOT_BOARD", issuer_consulted=consulted, **common)  # type: ignore[arg-type]
+        return Expected("ALERT", "DO_NOT_BOARD", issuer_consulted=consulted, **common)
     if suspect:
-        return Expected("INVALID_DATA", "INSUFFICIENT_DATA", **common)  # type: ignore[arg-type]
+        return Expected("INVALID_DATA", "INSUFFICIENT_DATA", **common)
     required_ok = all(p.behaviour == "ok" for p in routed if p.required or p.scope == "issuer")
     any_answered = any(p.behaviour == "ok" for p in routed)
     if routed and required_ok and any_answered:
-        return Expected("CLEAR", "OK_TO_BOARD", issuer_consulted=consulted, **common)  # type: ignore[arg-type]
+        return Expected("CLEAR", "OK_TO_BOARD", issuer_consulted=consulted, **common)
     if on_incomplete == "board":
         return Expected(
-            "INCOMPLETE", "OK_TO_BOARD", unchecked=True, issuer_consulted=consulted, **common  # type: ignore[arg-type]
+            "INCOMPLETE", "OK_TO_BOARD", unchecked=True, issuer_consulted=consulted, **common
         )
-    return Expected("INCOMPLETE", "CONTACT_AUTHORITY", issuer_consulted=consulted, **common)  # type: ignore[arg-type]
+    return Expected("INCOMPLETE", "CONTACT_AUTHORITY", issuer_consulted=consulted, **common)

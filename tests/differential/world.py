@@ -227,15 +227,18 @@ def pick_key(rng: random.Random, w: World) -> tuple[str, str, str, StoreRecord |
         tag = "issuer_record" if key not in w.sltd else "issuer_and_sltd"
         return key[0], key[1], tag, rec
     if r < 0.6:
-        key, recs = rng.choice(list(w.sltd.items()))
+        key, _ = rng.choice(list(w.sltd.items()))
         return key[0], key[1], "sltd_record", w.stores.get(key[0], {}).get(key)
     if r < 0.7:
         (state, number), _ = rng.choice(list(w.sltd.items()))
         if rng.random() < 0.5:
             other = rng.choice([s for s in (*ISSUERS, *UNCOVERED) if s != state])
             if (other, number) not in w.sltd:
-                return other, number, "near_miss_country", w.stores.get(other, {}).get(
-                    (other, number)
+                return (
+                    other,
+                    number,
+                    "near_miss_country",
+                    w.stores.get(other, {}).get((other, number)),
                 )
         for i, c in enumerate(number):
             alt = CONFUSABLE.get(c)
