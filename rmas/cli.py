@@ -22,6 +22,7 @@ import structlog
 from rmas import __version__
 from rmas.client import add_tls_arguments
 from rmas.config import load_config, parse_listen
+from rmas.documents import DocumentType
 from rmas.errors import ConfigError, RmasError
 from rmas.logs import configure_logging
 
@@ -48,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
     check.add_argument("--number", help="document number")
     check.add_argument("--state", help="issuing state (alpha-3, ICAO or alpha-2 code)")
-    check.add_argument("--type", default="", help="document type: P, I, V (default: any)")
+    check.add_argument(
+        "--type",
+        default="",
+        type=_document_type,
+        help="document type: P, I, A, C, V (or an ICAO two-letter code; default: any)",
+    )
     check.add_argument("--mrz", action="append", default=[], help="an MRZ line (repeat per line)")
     check.add_argument("--surname", default="")
     check.add_argument("--given-names", default="")
@@ -84,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         register(sub)
     return parser
+
+
+def _document_type(code: str) -> str:
+    """argparse check of ``--type``: a code no channel defines is refused (exit 2)."""
+    try:
+        DocumentType.parse(code)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

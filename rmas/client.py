@@ -13,24 +13,27 @@ from typing import Any
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from rmas.documents import DocumentType
 from rmas.v1 import check_pb2, common_pb2
 
 __all__ = [
     "add_tls_arguments",
     "check_document_request",
+    "document_type_pb",
     "field_violations",
     "hub_channel",
     "result_to_dict",
     "rpc_error_text",
 ]
 
-_TYPES = {
-    "": common_pb2.DOCUMENT_TYPE_UNSPECIFIED,
-    "P": common_pb2.DOCUMENT_TYPE_PASSPORT,
-    "I": common_pb2.DOCUMENT_TYPE_IDENTITY_CARD,
-    "V": common_pb2.DOCUMENT_TYPE_VISA,
-    "OTHER": common_pb2.DOCUMENT_TYPE_OTHER,
-}
+# The proto enum's names are the type's names: no second table of codes.
+_TYPE_TO_PB = {t: common_pb2.DocumentType.Value(f"DOCUMENT_TYPE_{t.name}") for t in DocumentType}
+
+
+def document_type_pb(code: str) -> common_pb2.DocumentType.ValueType:
+    """A document code as typed by a person (``P``, ``C``, ``ID``, ``VISA``...) as the proto enum;
+    raises ValueError for a code no channel defines (:meth:`DocumentType.parse`)."""
+    return _TYPE_TO_PB[DocumentType.parse(code)]
 
 
 def document_pb(
@@ -45,11 +48,10 @@ def document_pb(
     nationality: str = "",
     expiry_date: str = "",
 ) -> common_pb2.Document:
-    code = type_code.strip().upper()
     doc = common_pb2.Document(
         issuing_state=state,
         number=number,
-        type=_TYPES.get(code[:1] if code not in _TYPES else code, common_pb2.DOCUMENT_TYPE_OTHER),
+        type=document_type_pb(type_code),
         expiry_date=expiry_date,
     )
     if surname or given_names or birth_date or sex or nationality:

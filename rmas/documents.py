@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from rmas.errors import FieldViolation, ValidationError
 from rmas.states import canonical_economy, to_alpha3
+from rmas.verdict import HolderMatch
 
 __all__ = [
     "EMPTY_HOLDER",
@@ -22,9 +23,12 @@ __all__ = [
     "DocumentQuery",
     "DocumentType",
     "Holder",
+    "match_holder",
     "normalise_name",
     "normalise_number",
+    "number_problem",
     "parse_date",
+    "parse_sex",
     "validate_document",
     "yymmdd",
 ]
@@ -39,7 +43,13 @@ _SPACES = re.compile(r"\s+")
 
 
 class DocumentType(enum.StrEnum):
-    """Document kinds as ICAO 9303 codes them (first letter of the document code)."""
+    """Document kinds as ICAO 9303 codes them (first letter of the document code).
+
+    Every channel's spelling of a document type goes through :meth:`from_code` (lenient: what a
+    message says is kept, an unfamiliar code is OTHER) or :meth:`parse` (strict: for what a person
+    types, an unknown code is refused). The type is shown to officers and may rank candidates; it
+    never decides whether a record matches: records match on issuing state and number alone.
+    """
 
     UNSPECIFIED = "UNSPECIFIED"
     PASSPORT = "P"
@@ -49,25 +59,96 @@ class DocumentType(enum.StrEnum):
 
     @classmethod
     def from_code(cls, code: str) -> DocumentType:
-        """Map a document code (``P``, ``PT``, ``I``, ``ID``, ``AC``, ``V``...) to a type."""
+        """Map any channel's document code to a type; an unfamiliar code is OTHER.
+
+        ``P``, ``PT``, ``PD`` (MRZ, PAXLST ``DOC``), ``I``, ``ID``, ``A``, ``AC``, ``C``, ``IP``,
+        ``V``, ``VS``..., the words of the proto enum, the SLTD-style store (``ID_CARD``) and the
+        CSV store letters (``O``).
+        """
         c = code.strip().upper()
         if not c:
             return cls.UNSPECIFIED
-        if c in ("PASSPORT", "IDENTITY_CARD", "VISA", "OTHER", "UNSPECIFIED"):
-            return cls[c]
-        head = c[0]
-        if head == "P":
-            return cls.PASSPORT
-        if head in ("I", "A", "C"):
-            return cls.IDENTITY_CARD
-        if head == "V":
-            return cls.VISA
-        return cls.OTHER
+        word = _TYPE_WORDS.get(c)
+        if word is not None:
+            return word
+        return _TYPE_FAMILIES.get(c[0], cls.OTHER)
+
+    @classmethod
+    def parse(cls, code: str) -> DocumentType:
+        """Like :meth:`from_code`, but refuse (ValueError) a code no channel defines."""
+        c = code.strip().upper()
+        if c and c not in _TYPE_WORDS and c not in _OTHER_CODES and not _ICAO_CODE.fullmatch(c):
+            raise ValueError(
+                f"unknown document type {code.strip()[:12]!r} (P, I, A, C, V and their two-letter "
+                f"ICAO codes, {', '.join(sorted(_OTHER_CODES))}, or PASSPORT, ID_CARD, VISA, OTHER)"
+            )
+        return cls.from_code(c)
+
+    @property
+    def letter(self) -> str:
+        """The one-letter code stores keep ("" unspecified, ``O`` other)."""
+        return _TYPE_LETTERS[self]
+
+
+#: The one table of document-type codes, for every channel. ICAO 9303 document codes are a
+#: family letter and an optional second character chosen by the issuer (``PD`` diplomatic, ``ID``,
+#: ``AC`` crew member certificate, ``VS``...); PAXLST ``DOC`` codes (UN/EDIFACT 1001 as used by
+#: API/iAPI) add ``IP`` (passport card, an identity card), ``F`` (approved non-standard document),
+#: ``M`` (military), ``T`` (re-entry permit) and ``L`` (pilot licence), which are OTHER here.
+_TYPE_FAMILIES: dict[str, DocumentType] = {
+    "P": DocumentType.PASSPORT,
+    "I": DocumentType.IDENTITY_CARD,
+    "A": DocumentType.IDENTITY_CARD,
+    "C": DocumentType.IDENTITY_CARD,
+    "V": DocumentType.VISA,
+}
+_TYPE_WORDS: dict[str, DocumentType] = {
+    "PASSPORT": DocumentType.PASSPORT,
+    "IDENTITY_CARD": DocumentType.IDENTITY_CARD,
+    "ID_CARD": DocumentType.IDENTITY_CARD,
+    "VISA": DocumentType.VISA,
+    "OTHER": DocumentType.OTHER,
+    "O": DocumentType.OTHER,
+    "UNSPECIFIED": DocumentType.UNSPECIFIED,
+}
+_OTHER_CODES = frozenset({"F", "M", "T", "L"})
+_ICAO_CODE = re.compile(r"[PIACV][A-Z<]?")
+_TYPE_LETTERS: dict[DocumentType, str] = {
+    DocumentType.UNSPECIFIED: "",
+    DocumentType.PASSPORT: "P",
+    DocumentType.IDENTITY_CARD: "I",
+    DocumentType.VISA: "V",
+    DocumentType.OTHER: "O",
+}
 
 
 def normalise_number(raw: str) -> str:
     """Upper case, separators and ``<`` fillers stripped: ``"ab 123-456<"`` -> ``"AB123456"``."""
     return _NUMBER_JUNK.sub("", raw).upper()
+
+
+def number_problem(number: str) -> str | None:
+    """Why a normalised number cannot be a document number, or None when it can."""
+    if not number:
+        return "required"
+    if len(number) > MAX_NUMBER_LENGTH:
+        return f"longer than {MAX_NUMBER_LENGTH} characters"
+    if not _NUMBER_OK.fullmatch(number):
+        return "only letters A-Z and digits 0-9 allowed"
+    return None
+
+
+def parse_sex(raw: str) -> str:
+    """``M``, ``F``, ``X`` or "" (absent); an MRZ's ``<`` and the PAXLST/ICAO ``U`` are ``X``.
+
+    Raises ValueError for anything else.
+    """
+    sx = raw.strip().upper()
+    if sx in ("<", "U"):
+        return "X"
+    if sx not in ("", "M", "F", "X"):
+        raise ValueError("must be M, F or X")
+    return sx
 
 
 def normalise_name(raw: str) -> str:
@@ -163,6 +244,30 @@ class Holder:
 EMPTY_HOLDER = Holder()
 
 
+def match_holder(asked: Holder, known: Holder) -> HolderMatch:
+    """Does a record's holder (``known``) match the holder data a query gives (``asked``)?
+
+    Each field present on both sides is compared (names normalised as :func:`normalise_name`
+    does on both sides): one difference is a MISMATCH; no field to compare is NOT_CHECKED.
+    Nationality is not compared: it is not a property of the document. Every provider that
+    compares holder data calls this, so that "matches" means one thing everywhere.
+    """
+    if asked is EMPTY_HOLDER:
+        return HolderMatch.NOT_CHECKED
+    compared = False
+    for mine, theirs in (
+        (asked.surname, known.surname),
+        (asked.given_names, known.given_names),
+        (asked.birth_date, known.birth_date),
+        (asked.sex, known.sex),
+    ):
+        if mine and theirs:
+            compared = True
+            if mine != theirs:
+                return HolderMatch.MISMATCH
+    return HolderMatch.MATCH if compared else HolderMatch.NOT_CHECKED
+
+
 @dataclass(frozen=True, slots=True)
 class DocumentQuery:
     """One document to check, normalised and validated.
@@ -222,14 +327,9 @@ def validate_document(
             )
         )
     num = normalise_number(number)
-    if not num:
-        bad.append(FieldViolation(f"{prefix}.number", "required"))
-    elif len(num) > MAX_NUMBER_LENGTH:
-        bad.append(
-            FieldViolation(f"{prefix}.number", f"longer than {MAX_NUMBER_LENGTH} characters")
-        )
-    elif not _NUMBER_OK.fullmatch(num):
-        bad.append(FieldViolation(f"{prefix}.number", "only letters A-Z and digits 0-9 allowed"))
+    problem = number_problem(num)
+    if problem is not None:
+        bad.append(FieldViolation(f"{prefix}.number", problem))
     holder = EMPTY_HOLDER
     if surname or given_names or birth_date or sex or nationality:
         holder = _holder(surname, given_names, birth_date, sex, nationality, prefix, bad)
@@ -264,11 +364,11 @@ def _holder(  # noqa: PLR0917 - private helper of validate_document
         else:
             nat = n
     birth = _date_field(birth_date, f"{prefix}.holder.birth_date", bad)
-    sx = sex.strip().upper()
-    if sx in ("<", "U"):
-        sx = "X"
-    if sx not in ("", "M", "F", "X"):
-        bad.append(FieldViolation(f"{prefix}.holder.sex", "must be M, F or X"))
+    try:
+        sx = parse_sex(sex)
+    except ValueError as exc:
+        bad.append(FieldViolation(f"{prefix}.holder.sex", str(exc)))
+        sx = ""
     return Holder(
         surname=normalise_name(surname) if surname else "",
         given_names=normalise_name(given_names) if given_names else "",

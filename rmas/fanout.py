@@ -15,11 +15,11 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
-from rmas.documents import DocumentQuery
+from rmas.documents import DocumentQuery, DocumentType
 from rmas.errors import ProviderTimeout, ProviderUnavailable
 from rmas.providers import Provider, ProviderInfo, Scope
 from rmas.verdict import Outcome, Record, SourceAnswer
@@ -27,6 +27,8 @@ from rmas.verdict import Outcome, Record, SourceAnswer
 __all__ = ["LATENCY_BUCKETS_MS", "FanOut", "ProviderStats", "Router"]
 
 log = structlog.get_logger("rmas.fanout")
+
+_ANY_TYPE = DocumentType.UNSPECIFIED
 
 
 class Router:
@@ -136,6 +138,10 @@ class FanOut:
         ``deadline`` is an absolute ``time.monotonic()`` instant. A query no provider covers gets
         an empty list (the verdict makes it INCOMPLETE).
         """
+        # Providers match on issuing state and number alone: they are never told the type the
+        # caller named, so no provider can let a type filter hide a hit (the type is shown to
+        # officers from the query and from the record's own ``document_type``).
+        queries = [q if q.type is _ANY_TYPE else replace(q, type=_ANY_TYPE) for q in queries]
         jobs: dict[int, _Job] = {}
         for i, q in enumerate(queries):
             routed = self.router.route(q)

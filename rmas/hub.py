@@ -96,6 +96,9 @@ class CheckResult:
     warnings: tuple[str, ...] = ()
     document: DocumentQuery | None = None
     mrz: MrzReading | None = None
+    #: Whether the issuing economy's own provider was asked. False when only global stores were
+    #: (the issuer has no provider here): a CLEAR then rests on them alone, not on the issuer.
+    issuer_consulted: bool = False
 
 
 @dataclass(slots=True)
@@ -199,8 +202,14 @@ class Hub:
         suspect = reading is not None and not reading.check_digits_ok
         d = merge(sources, policy, data_suspect=suspect)
         warnings: list[str] = []
+        consulted = any(a.issuer for a in sources)
         if not sources:
             warnings.append(f"no provider answers for documents of {query.issuing_state}")
+        elif not consulted:
+            warnings.append(
+                f"the issuer ({query.economy}) was not consulted: no provider answers for it here; "
+                "checked against the global stores only"
+            )
         if query.expiry_date is not None and query.expiry_date < dt.date.today():
             warnings.append(f"document expired on {query.expiry_date.isoformat()}")
         problems: tuple[FieldViolation, ...] = ()
@@ -224,4 +233,5 @@ class Hub:
             warnings=tuple(warnings),
             document=query,
             mrz=reading,
+            issuer_consulted=consulted,
         )

@@ -113,6 +113,9 @@ class Record:
     record_ref: str = ""
     reporting_authority: str = ""
     detail: str = ""
+    #: The document type the record is filed under, as a store letter (P, I, V, O; "" unknown).
+    #: Shown to officers; it never decides whether the record is a hit.
+    document_type: str = ""
 
 
 NO_RECORD = Record(RecordStatus.NO_RECORD)

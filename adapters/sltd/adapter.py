@@ -2,10 +2,12 @@
 
 For a batch of documents (a whole manifest at once) it sends one bulk search per ``bulk_max``
 documents, collects the candidates, fetches their full records in one bulk fetch, and keeps a
-hit only when the full record matches the query exactly: same number, same country, and the same
-document type where the query names one. A near miss (another country's document with the same
-number, an OCR-near number) is not a hit. Answers are translated from the store's vocabulary
-(alpha-2 countries, its own statuses) into rmas's.
+hit only when the full record matches the query exactly: same number and same country. The
+document type never filters: a stolen identity card is a hit for a query that calls the same
+number a passport (the record's own type is reported to the officer; among several records of
+that country and number, one of the query's type is shown first). A near miss (another country's
+document with the same number, an OCR-near number) is not a hit. Answers are translated from the
+store's vocabulary (alpha-2 countries, its own statuses) into rmas's.
 
 Config::
 
@@ -38,9 +40,9 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from adapters.sltd.codes import country_to_sltd, status_from_sltd, type_to_sltd
+from adapters.sltd.codes import country_to_sltd, status_from_sltd
 from rmas.config import is_loopback
-from rmas.documents import DocumentQuery
+from rmas.documents import DocumentQuery, DocumentType
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.providers import ProviderConfig, ProviderInfo
 from rmas.verdict import NO_RECORD, Record
@@ -150,13 +152,13 @@ class SltdProvider:
 
     async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
         out: list[Record] = [NO_RECORD] * len(queries)
-        wanted: list[tuple[int, str, str | None]] = []  # (index, country, type)
+        wanted: list[tuple[int, str]] = []  # (index, country)
         for i, q in enumerate(queries):
             country = country_to_sltd(q.issuing_state)
             if country is None:
                 out[i] = _NOT_SEARCHABLE
             else:
-                wanted.append((i, country, type_to_sltd(q.type)))
+                wanted.append((i, country))
         if not wanted:
             return out
         chunks = [wanted[i : i + self._bulk_max] for i in range(0, len(wanted), self._bulk_max)]
@@ -165,7 +167,7 @@ class SltdProvider:
         )
         candidates: dict[int, list[str]] = {}
         for chunk, results in zip(chunks, answers, strict=True):
-            for (i, _c, _t), result in zip(chunk, results, strict=True):
+            for (i, _c), result in zip(chunk, results, strict=True):
                 ids = [c["record_id"] for c in result]
                 if ids:
                     candidates[i] = ids
@@ -173,22 +175,27 @@ class SltdProvider:
             return out
         ids = sorted({rid for rids in candidates.values() for rid in rids})
         records = await self._fetch(ids, deadline)
-        for i, country, doc_type in wanted:
+        for i, country in wanted:
             q = queries[i]
-            for rid in candidates.get(i, ()):
-                rec = records.get(rid)
-                if rec is not None and _matches(rec, q.number, country, doc_type):
-                    out[i] = _record(rec)
-                    break
+            hits = [
+                rec
+                for rid in candidates.get(i, ())
+                if (rec := records.get(rid)) is not None and _matches(rec, q.number, country)
+            ]
+            if hits:
+                # Every hit alerts; the one of the query's own type is the one shown first.
+                hits.sort(key=lambda r: DocumentType.from_code(str(r.get("type", ""))) != q.type)
+                out[i] = _record(hits[0])
         return out
 
     async def _search(
         self,
         queries: Sequence[DocumentQuery],
-        chunk: list[tuple[int, str, str | None]],
+        chunk: list[tuple[int, str]],
         deadline: float,
     ) -> list[list[dict[str, Any]]]:
-        body = {"queries": [_query(queries[i].number, c, t) for i, c, t in chunk]}
+        # No type in the search: the type never filters a hit away.
+        body = {"queries": [{"number": queries[i].number, "country": c} for i, c in chunk]}
         data = await self._post("/v1/search/bulk", body, deadline)
         results = data.get("results")
         if not isinstance(results, list) or len(results) != len(chunk):
@@ -216,19 +223,8 @@ class SltdProvider:
             self._session = None
 
 
-def _query(number: str, country: str, doc_type: str | None) -> dict[str, str]:
-    q = {"number": number, "country": country}
-    if doc_type:
-        q["type"] = doc_type
-    return q
-
-
-def _matches(rec: dict[str, Any], number: str, country: str, doc_type: str | None) -> bool:
-    return (
-        rec.get("number") == number
-        and rec.get("country") == country
-        and (doc_type is None or rec.get("type") == doc_type)
-    )
+def _matches(rec: dict[str, Any], number: str, country: str) -> bool:
+    return rec.get("number") == number and rec.get("country") == country
 
 
 def _record(rec: dict[str, Any]) -> Record:
@@ -247,4 +243,5 @@ def _record(rec: dict[str, Any]) -> Record:
         record_ref=str(rec.get("record_id", "")),
         reporting_authority=str(rec.get("reporting_country", "")),
         detail=str(rec.get("circumstances", ""))[:200],
+        document_type=DocumentType.from_code(str(rec.get("type", ""))).letter,
     )

@@ -18,12 +18,12 @@ __all__ = [
     "country_to_sltd",
     "status_from_sltd",
     "type_from_sltd",
-    "type_to_sltd",
 ]
 
 #: ISO alpha-2 codes the store accepts.
 COUNTRIES = frozenset(a2 for a2, _ in ISO_ALPHA3.values())
 TYPES = ("PASSPORT", "ID_CARD", "VISA", "OTHER")
+
 STATUSES = ("STOLEN", "LOST", "REVOKED", "INVALIDATED", "STOLEN_BLANK")
 
 _STATUS = {
@@ -33,13 +33,6 @@ _STATUS = {
     "INVALIDATED": RecordStatus.INVALID,
     "STOLEN_BLANK": RecordStatus.STOLEN_BLANK,
 }
-_TYPE_TO = {
-    DocumentType.PASSPORT: "PASSPORT",
-    DocumentType.IDENTITY_CARD: "ID_CARD",
-    DocumentType.VISA: "VISA",
-    DocumentType.OTHER: "OTHER",
-}
-_TYPE_FROM = {v: k for k, v in _TYPE_TO.items()}
 
 
 def country_to_sltd(state: str) -> str | None:
@@ -48,13 +41,9 @@ def country_to_sltd(state: str) -> str | None:
     return entry[0] if entry else None
 
 
-def type_to_sltd(t: DocumentType) -> str | None:
-    """None for an unspecified type: the search then matches any type."""
-    return _TYPE_TO.get(t)
-
-
 def type_from_sltd(t: str) -> DocumentType:
-    return _TYPE_FROM.get(t, DocumentType.OTHER)
+    """The store's word as rmas's type (the one table: :meth:`DocumentType.from_code`)."""
+    return DocumentType.from_code(t)
 
 
 def status_from_sltd(s: str) -> RecordStatus:

@@ -58,7 +58,14 @@ from adapters.sqlstore.schema import (
     make_engine,
     store_meta,
 )
-from rmas.documents import normalise_name, normalise_number
+from rmas.documents import (
+    MAX_NUMBER_LENGTH,
+    DocumentType,
+    normalise_name,
+    normalise_number,
+    number_problem,
+    parse_sex,
+)
 from rmas.errors import StoreError
 from rmas.states import canonical_economy, to_alpha3
 
@@ -93,8 +100,6 @@ OPTIONAL_COLUMNS = (
     "reporting_authority",
     "detail",
 )
-_NUMBER_OK = re.compile(r"[A-Z0-9]{1,20}")
-_TYPES = {"": "", "P": "P", "I": "I", "V": "V", "A": "I", "C": "I", "O": "O"}
 
 # Column order of the INSERT, shared by CSV import and synthetic stores.
 _COLUMNS = (
@@ -196,19 +201,21 @@ def _state(raw: str) -> str:
 
 
 def _number(raw: str) -> str:
-    number = raw if raw.isalnum() and raw.isupper() else normalise_number(raw)
-    if not _NUMBER_OK.fullmatch(number):
-        raise ValueError("document_number: must be 1-20 letters A-Z or digits after normalising")
+    number = normalise_number(raw)
+    problem = number_problem(number)
+    if problem is not None:
+        raise ValueError(f"document_number: {problem} (after normalising)")
     return number
 
 
 def _type(raw: str) -> str:
-    dtype = raw.strip().upper()[:1]
-    if dtype not in _TYPES:
-        raise ValueError(f"document_type: {dtype!r} is not P, I, V or empty")
+    try:
+        letter = DocumentType.parse(raw).letter
+    except ValueError as exc:
+        raise ValueError(f"document_type: {exc}") from None
     if len(_TYPE_SPELLINGS) < _CACHE_LIMIT:
-        _TYPE_SPELLINGS[raw] = _TYPES[dtype]
-    return _TYPES[dtype]
+        _TYPE_SPELLINGS[raw] = letter
+    return letter
 
 
 def _status(raw: str) -> str:
@@ -221,10 +228,10 @@ def _status(raw: str) -> str:
 def _sex(raw: str) -> str:
     if not raw:
         return ""
-    sex = raw.strip().upper()
-    if sex not in ("", "M", "F", "X"):
-        raise ValueError(f"sex: {sex!r} is not M, F or X")
-    return sex
+    try:
+        return parse_sex(raw)
+    except ValueError as exc:
+        raise ValueError(f"sex: {raw.strip()[:4]!r} {exc}") from None
 
 
 def _name(raw: str) -> str:
@@ -289,11 +296,11 @@ def _row_maker(cols: _Columns) -> Callable[[list[str]], Row]:
     def row(rec: list[str]) -> Row:
         raw_state, number, raw_type, status, raw_reported, ref = required(rec)
         state = states.get(raw_state) or _state(raw_state)
-        # Equivalent to _number's check for numbers already in canonical form.
+        # A fast path for numbers already in canonical form; _number has the rule.
         if not (
             number.isalnum()
             and number.isascii()
-            and len(number) <= 20
+            and len(number) <= MAX_NUMBER_LENGTH
             and (number.isupper() or number.isdigit())
         ):
             number = _number(number)

@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlstore.migrate import HEAD, current_revision
 from adapters.sqlstore.schema import documents, make_engine, resolve_url
-from rmas.documents import DocumentQuery
+from rmas.documents import EMPTY_HOLDER, DocumentQuery, Holder, match_holder
 from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable, StoreError
 from rmas.providers import ProviderConfig, ProviderInfo, Registry
 from rmas.verdict import HolderMatch, Record, RecordStatus
@@ -60,7 +60,7 @@ MAX_KEYS_PER_QUERY = 500
 # can make SQLite's planner build an automatic index instead of using the unique one.
 _SELECT = (
     "d.issuing_state, d.number, d.status, d.reported_on, d.record_ref, d.reporting_authority, "
-    "d.detail, d.surname, d.given_names, d.birth_date, d.sex, d.withdrawn"
+    "d.detail, d.surname, d.given_names, d.birth_date, d.sex, d.withdrawn, d.document_type"
 )
 
 
@@ -94,24 +94,16 @@ _READER_PRAGMAS = (
 
 
 def _holder_match(q: DocumentQuery, row: Sequence[Any]) -> HolderMatch:
-    """Compare each holder field present on both sides (names already normalised on both)."""
-    h = q.holder
-    if not (h.surname or h.given_names or h.birth_date or h.sex):
+    """The record's holder against the query's (the one rule: rmas.documents.match_holder)."""
+    if q.holder is EMPTY_HOLDER:
         return HolderMatch.NOT_CHECKED
-    compared = False
     birth = row[9]
-    for mine, theirs in (
-        (h.surname, row[7]),
-        (h.given_names, row[8]),
-        (h.birth_date.isoformat() if h.birth_date else "",
-         birth.isoformat() if isinstance(birth, dt.date) else (birth or "")),
-        (h.sex, row[10]),
-    ):  # fmt: skip
-        if mine and theirs:
-            compared = True
-            if mine != theirs:
-                return HolderMatch.MISMATCH
-    return HolderMatch.MATCH if compared else HolderMatch.NOT_CHECKED
+    if isinstance(birth, str):
+        birth = dt.date.fromisoformat(birth) if birth else None
+    known = Holder(
+        surname=row[7] or "", given_names=row[8] or "", birth_date=birth, sex=row[10] or ""
+    )
+    return match_holder(q.holder, known)
 
 
 Row = tuple[Any, ...]
@@ -425,6 +417,7 @@ class SqlStoreProvider:
             record_ref=row[4] or "",
             reporting_authority=row[5] or "",
             detail=row[6] or "",
+            document_type=row[12] or "",
         )
 
     async def aclose(self) -> None:

@@ -30,7 +30,6 @@ __all__ = ["Document", "Flight", "Manifest", "Traveller", "read_paxlst"]
 KNOWN_TAGS = frozenset({"BGM", "NAD", "COM", "TDT", "LOC", "DTM", "ATT", "GEI", "FTX", "MEA",
                         "NAT", "RFF", "DOC", "CPI", "QTY", "FII", "CNT", "EMP", "TOD"})  # fmt: skip
 PASSENGER_QUALIFIERS = {"FL": False, "DDT": False, "DDU": False, "FM": True, "COT": True}
-_DOC_TYPES = {"P": "P", "PT": "P", "I": "I", "ID": "I", "IP": "I", "AC": "I", "V": "V"}
 
 
 @dataclass(slots=True)
@@ -212,9 +211,8 @@ def _read_message(
             elif q == "SEA":
                 trav.seat = value
         elif tag == "DOC":
-            code = seg.get(1, 0).upper()
-            kind = _DOC_TYPES.get(code, "OTHER" if code else "")
-            doc = Document(kind, seg.get(2), segment=seg.number)
+            # The DOC code as sent: rmas.documents.DocumentType.from_code reads it (one table).
+            doc = Document(seg.get(1, 0).upper(), seg.get(2), segment=seg.number)
             trav.documents.append(doc)
         elif tag == "LOC" and seg.get(1) == "91":
             code = seg.get(2)

@@ -44,21 +44,8 @@ __all__ = [
     "scanned_or_invalid",
 ]
 
-_TYPE_TO_PB = {
-    DocumentType.UNSPECIFIED: common_pb2.DOCUMENT_TYPE_UNSPECIFIED,
-    DocumentType.PASSPORT: common_pb2.DOCUMENT_TYPE_PASSPORT,
-    DocumentType.IDENTITY_CARD: common_pb2.DOCUMENT_TYPE_IDENTITY_CARD,
-    DocumentType.VISA: common_pb2.DOCUMENT_TYPE_VISA,
-    DocumentType.OTHER: common_pb2.DOCUMENT_TYPE_OTHER,
-}
+_TYPE_TO_PB = {t: common_pb2.DocumentType.Value(f"DOCUMENT_TYPE_{t.name}") for t in DocumentType}
 _TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
-_TYPE_CODE = {
-    common_pb2.DOCUMENT_TYPE_UNSPECIFIED: "",
-    common_pb2.DOCUMENT_TYPE_PASSPORT: "P",
-    common_pb2.DOCUMENT_TYPE_IDENTITY_CARD: "I",
-    common_pb2.DOCUMENT_TYPE_VISA: "V",
-    common_pb2.DOCUMENT_TYPE_OTHER: "OTHER",
-}
 _STATUS_TO_PB = {s: common_pb2.RecordStatus.Value(f"RECORD_STATUS_{s.name}") for s in RecordStatus}
 _STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
 _MATCH_TO_PB = {m: common_pb2.HolderMatch.Value(f"HOLDER_MATCH_{m.name}") for m in HolderMatch}
@@ -76,14 +63,14 @@ def query_from_document(
     doc: common_pb2.Document, *, ref: str = "", prefix: str = "document"
 ) -> DocumentQuery:
     """Validate a Document message; raise ValidationError naming fields under ``prefix``."""
-    type_code = _TYPE_CODE.get(doc.type)
-    if type_code is None:
+    doc_type = _TYPE_FROM_PB.get(doc.type)
+    if doc_type is None:
         raise ValidationError([FieldViolation(f"{prefix}.type", f"unknown type {doc.type}")])
     h = doc.holder
     return validate_document(
         issuing_state=doc.issuing_state,
         number=doc.number,
-        type_code=type_code,
+        type_code=doc_type.letter,
         surname=h.surname,
         given_names=h.given_names,
         birth_date=h.birth_date,
@@ -200,6 +187,7 @@ def record_from_pb(r: common_pb2.Record) -> Record:
         record_ref=r.record_ref,
         reporting_authority=r.reporting_authority,
         detail=r.detail,
+        document_type=DocumentType.from_code(r.document_type).letter,
     )
 
 
@@ -220,6 +208,8 @@ def _set_record(r: Record, out: common_pb2.Record) -> None:
         out.reporting_authority = r.reporting_authority
     if r.detail:
         out.detail = r.detail
+    if r.document_type:
+        out.document_type = r.document_type
 
 
 def _set_document(q: DocumentQuery, out: common_pb2.Document) -> None:
@@ -245,11 +235,15 @@ def result_to_pb(r: CheckResult, out: check_pb2.CheckResult, view: View = View.F
     if r.ref:
         out.ref = r.ref
     out.directive = _DIRECTIVE_TO_PB[r.directive]
+    # Every view learns that an OK_TO_BOARD was not checked (fail-open policy): an airline must
+    # be able to tell it from a checked one.
+    if r.unchecked:
+        out.unchecked = True
     if view is not View.FULL:
         return
     out.verdict = _VERDICT_TO_PB[r.verdict]
-    if r.unchecked:
-        out.unchecked = True
+    if r.issuer_consulted:
+        out.issuer_consulted = True
     for s in r.sources:
         o = out.sources.add()
         o.provider_id = s.provider_id

@@ -24,23 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14rmas/v1/common.proto\x12\x07rmas.v1\"d\n\x06Holder\x12\x0f\n\x07surname\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x12\n\nbirth_date\x18\x03 \x01(\t\x12\x0b\n\x03sex\x18\x04 \x01(\t\x12\x13\n\x0bnationality\x18\x05 \x01(\t\"\x8c\x01\n\x08\x44ocument\x12\x15\n\rissuing_state\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12#\n\x04type\x18\x03 \x01(\x0e\x32\x15.rmas.v1.DocumentType\x12\x13\n\x0b\x65xpiry_date\x18\x04 \x01(\t\x12\x1f\n\x06holder\x18\x05 \x01(\x0b\x32\x0f.rmas.v1.Holder\"\xb1\x01\n\x06Record\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.rmas.v1.RecordStatus\x12*\n\x0cholder_match\x18\x02 \x01(\x0e\x32\x14.rmas.v1.HolderMatch\x12\x13\n\x0breported_on\x18\x03 \x01(\t\x12\x12\n\nrecord_ref\x18\x04 \x01(\t\x12\x1b\n\x13reporting_authority\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t*\x9b\x01\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44OCUMENT_TYPE_PASSPORT\x10\x01\x12\x1f\n\x1b\x44OCUMENT_TYPE_IDENTITY_CARD\x10\x02\x12\x16\n\x12\x44OCUMENT_TYPE_VISA\x10\x03\x12\x17\n\x13\x44OCUMENT_TYPE_OTHER\x10\x04*\x89\x02\n\x0cRecordStatus\x12\x1d\n\x19RECORD_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17RECORD_STATUS_NO_RECORD\x10\x01\x12\x17\n\x13RECORD_STATUS_VALID\x10\x02\x12\x16\n\x12RECORD_STATUS_LOST\x10\x03\x12\x18\n\x14RECORD_STATUS_STOLEN\x10\x04\x12\x1e\n\x1aRECORD_STATUS_STOLEN_BLANK\x10\x05\x12\x19\n\x15RECORD_STATUS_REVOKED\x10\x06\x12\x19\n\x15RECORD_STATUS_INVALID\x10\x07\x12\x1c\n\x18RECORD_STATUS_NOT_ISSUED\x10\x08*^\n\x0bHolderMatch\x12\x1c\n\x18HOLDER_MATCH_NOT_CHECKED\x10\x00\x12\x16\n\x12HOLDER_MATCH_MATCH\x10\x01\x12\x19\n\x15HOLDER_MATCH_MISMATCH\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14rmas/v1/common.proto\x12\x07rmas.v1\"d\n\x06Holder\x12\x0f\n\x07surname\x18\x01 \x01(\t\x12\x13\n\x0bgiven_names\x18\x02 \x01(\t\x12\x12\n\nbirth_date\x18\x03 \x01(\t\x12\x0b\n\x03sex\x18\x04 \x01(\t\x12\x13\n\x0bnationality\x18\x05 \x01(\t\"\x8c\x01\n\x08\x44ocument\x12\x15\n\rissuing_state\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12#\n\x04type\x18\x03 \x01(\x0e\x32\x15.rmas.v1.DocumentType\x12\x13\n\x0b\x65xpiry_date\x18\x04 \x01(\t\x12\x1f\n\x06holder\x18\x05 \x01(\x0b\x32\x0f.rmas.v1.Holder\"\xc8\x01\n\x06Record\x12%\n\x06status\x18\x01 \x01(\x0e\x32\x15.rmas.v1.RecordStatus\x12*\n\x0cholder_match\x18\x02 \x01(\x0e\x32\x14.rmas.v1.HolderMatch\x12\x13\n\x0breported_on\x18\x03 \x01(\t\x12\x12\n\nrecord_ref\x18\x04 \x01(\t\x12\x1b\n\x13reporting_authority\x18\x05 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x06 \x01(\t\x12\x15\n\rdocument_type\x18\x07 \x01(\t*\x9b\x01\n\x0c\x44ocumentType\x12\x1d\n\x19\x44OCUMENT_TYPE_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x44OCUMENT_TYPE_PASSPORT\x10\x01\x12\x1f\n\x1b\x44OCUMENT_TYPE_IDENTITY_CARD\x10\x02\x12\x16\n\x12\x44OCUMENT_TYPE_VISA\x10\x03\x12\x17\n\x13\x44OCUMENT_TYPE_OTHER\x10\x04*\x89\x02\n\x0cRecordStatus\x12\x1d\n\x19RECORD_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17RECORD_STATUS_NO_RECORD\x10\x01\x12\x17\n\x13RECORD_STATUS_VALID\x10\x02\x12\x16\n\x12RECORD_STATUS_LOST\x10\x03\x12\x18\n\x14RECORD_STATUS_STOLEN\x10\x04\x12\x1e\n\x1aRECORD_STATUS_STOLEN_BLANK\x10\x05\x12\x19\n\x15RECORD_STATUS_REVOKED\x10\x06\x12\x19\n\x15RECORD_STATUS_INVALID\x10\x07\x12\x1c\n\x18RECORD_STATUS_NOT_ISSUED\x10\x08*^\n\x0bHolderMatch\x12\x1c\n\x18HOLDER_MATCH_NOT_CHECKED\x10\x00\x12\x16\n\x12HOLDER_MATCH_MATCH\x10\x01\x12\x19\n\x15HOLDER_MATCH_MISMATCH\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rmas.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_DOCUMENTTYPE']._serialized_start=459
-  _globals['_DOCUMENTTYPE']._serialized_end=614
-  _globals['_RECORDSTATUS']._serialized_start=617
-  _globals['_RECORDSTATUS']._serialized_end=882
-  _globals['_HOLDERMATCH']._serialized_start=884
-  _globals['_HOLDERMATCH']._serialized_end=978
+  _globals['_DOCUMENTTYPE']._serialized_start=482
+  _globals['_DOCUMENTTYPE']._serialized_end=637
+  _globals['_RECORDSTATUS']._serialized_start=640
+  _globals['_RECORDSTATUS']._serialized_end=905
+  _globals['_HOLDERMATCH']._serialized_start=907
+  _globals['_HOLDERMATCH']._serialized_end=1001
   _globals['_HOLDER']._serialized_start=33
   _globals['_HOLDER']._serialized_end=133
   _globals['_DOCUMENT']._serialized_start=136
   _globals['_DOCUMENT']._serialized_end=276
   _globals['_RECORD']._serialized_start=279
-  _globals['_RECORD']._serialized_end=456
+  _globals['_RECORD']._serialized_end=479
 # @@protoc_insertion_point(module_scope)

@@ -172,6 +172,7 @@ class Record(_message.Message):
     RECORD_REF_FIELD_NUMBER: _builtins.int
     REPORTING_AUTHORITY_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
+    DOCUMENT_TYPE_FIELD_NUMBER: _builtins.int
     status: Global___RecordStatus.ValueType
     holder_match: Global___HolderMatch.ValueType
     reported_on: _builtins.str
@@ -182,6 +183,10 @@ class Record(_message.Message):
     """who reported it"""
     detail: _builtins.str
     """circumstances, free text"""
+    document_type: _builtins.str
+    """The type the record is filed under (P, I, V or O; empty: unknown). Shown to officers; a
+    record matches on issuing state and number whatever type the query named.
+    """
     def __init__(
         self,
         *,
@@ -191,10 +196,11 @@ class Record(_message.Message):
         record_ref: _builtins.str = ...,
         reporting_authority: _builtins.str = ...,
         detail: _builtins.str = ...,
+        document_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "holder_match", b"holder_match", "record_ref", b"record_ref", "reported_on", b"reported_on", "reporting_authority", b"reporting_authority", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "document_type", b"document_type", "holder_match", b"holder_match", "record_ref", b"record_ref", "reported_on", b"reported_on", "reporting_authority", b"reporting_authority", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -29,7 +29,7 @@ from rmas.documents import DocumentQuery, DocumentType
 from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable
 from rmas.providers import ProviderInfo, Scope
 from rmas.testing import running_hub
-from rmas.v1 import check_pb2_grpc
+from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
 from rmas.verdict import RecordStatus
 
 TOKENS = {"nz-token": "NZ", "au-token": "AU"}
@@ -354,3 +354,46 @@ async def test_the_adapter_reaches_the_service_over_https_with_the_hubs_client_c
     # And https:// without the hub's [tls] is a configuration error, not a silent plain link.
     with pytest.raises(ConfigError, match="https:// needs the hub's \\[tls\\]"):
         SltdProvider.from_config(replace(cfg, tls=None))
+
+
+@pytest.mark.parametrize("asked_as", ["P", "I", "C", "V", ""])
+async def test_a_document_type_never_hides_a_hit_through_the_hub(
+    service: RunningService, asked_as: str
+) -> None:
+    # Filed as an identity card; asked about as a passport, a card, a visa or with no type: the
+    # same country and number is a hit every time, and the officer sees the type it is filed as.
+    await service.store.bulk_load(
+        [{"country": "NZ", "doc_type": "ID_CARD", "number": "IC700001", "status": "STOLEN",
+          "event_date": "2025-05-05", "circumstances": "", "reporting_country": "NZ"}]
+    )  # fmt: skip
+    async with (
+        running_hub([provider(service.url)]) as hub,
+        grpc.aio.insecure_channel(hub.target) as ch,
+    ):
+        resp = await check_pb2_grpc.DocumentCheckStub(ch).CheckDocument(
+            check_document_request(number="ic 700-001", state="NZL", type_code=asked_as)
+        )
+    assert resp.result.verdict == check_pb2.VERDICT_ALERT
+    (source,) = resp.result.sources
+    assert source.record.status == common_pb2.RECORD_STATUS_STOLEN
+    assert source.record.document_type == "I"
+
+
+async def test_among_records_of_one_number_the_querys_type_is_shown_first(
+    service: RunningService,
+) -> None:
+    await service.store.bulk_load(
+        [{"country": "NZ", "doc_type": t, "number": "DUP00001", "status": s, "event_date": "",
+          "circumstances": "", "reporting_country": "NZ"}
+         for t, s in (("ID_CARD", "LOST"), ("PASSPORT", "STOLEN"))]
+    )  # fmt: skip
+    p = provider(service.url)
+    try:
+        card, passport = await p.lookup_many(
+            [q("NZL", "DUP00001", DocumentType.IDENTITY_CARD), q("NZL", "DUP00001")],
+            time.monotonic() + 5,
+        )
+    finally:
+        await p.aclose()
+    assert (card.status, card.document_type) == (RecordStatus.LOST, "I")
+    assert (passport.status, passport.document_type) == (RecordStatus.STOLEN, "P")
