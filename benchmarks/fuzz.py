@@ -184,6 +184,9 @@ async def _blast(
             async with sem:
                 code, detail = await send(ch, payload)
             statuses[code.name] += 1
+            part["max_detail"] = max(part.get("max_detail", 0), len(detail))
+            if len(detail) > 16_384:  # error texts stay bounded whatever the input's size
+                code = grpc.StatusCode.UNKNOWN
             if code not in OK_CODES:
                 part["unhandled"] += 1
                 if len(part["examples"]) < 10:
@@ -295,11 +298,13 @@ async def _send_paxlst(ch: grpc.aio.Channel, msg: bytes) -> tuple[grpc.StatusCod
     from rmas.v1 import check_pb2, check_pb2_grpc
 
     try:
-        await check_pb2_grpc.DocumentCheckStub(ch).CheckPaxlst(
+        resp = await check_pb2_grpc.DocumentCheckStub(ch).CheckPaxlst(
             check_pb2.CheckPaxlstRequest(message=msg), timeout=30
         )
     except grpc.aio.AioRpcError as exc:
         return exc.code(), exc.details() or ""
+    if not resp.cusres.startswith(b"UN"):  # every answer, even to garbage, is a CUSRES
+        return grpc.StatusCode.UNKNOWN, f"no CUSRES in the answer: {resp.cusres[:80]!r}"
     return grpc.StatusCode.OK, ""
 
 
@@ -425,7 +430,8 @@ async def main() -> int:
         print(f"  [{k}] {cls}\n{diff['examples'].get(cls, '')}")
     for name, part in (("paxlst", pax), ("mrz", mrz)):
         print(f"{name}: {part['inputs']} mutated inputs, statuses {part['statuses']}, "
-              f"unhandled {part['unhandled']}")  # fmt: skip
+              f"unhandled {part['unhandled']}, longest error text "
+              f"{part.get('max_detail', 0)} characters")  # fmt: skip
         for ex in part["examples"][:5]:
             print(f"  {ex[:600]}")
     print(f"hub log: {state['log_faults']} tracebacks/exceptions; hub started {hub.starts} time(s)")

@@ -187,6 +187,8 @@ class Expected:
     outcomes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: provider id -> (status, holder mismatch?) when it answers about the number as read.
     answers: Mapping[str, tuple[str, bool]] = field(default_factory=dict)
+    #: A suspect zone's OCR candidates: number -> provider id -> (status, holder mismatch?).
+    candidates: Mapping[str, Mapping[str, tuple[str, bool]]] = field(default_factory=dict)
     doc_type: str = ""
     number: str = ""
     state: str = ""
@@ -232,6 +234,7 @@ def expect(providers: Sequence[ProviderSpec], doc: Doc, on_incomplete: str) -> E
         numbers += [c for c in td3_candidates(doc.mrz_line2) if c != number]
     outcomes: dict[str, frozenset[str]] = {}
     answers: dict[str, tuple[str, bool]] = {}
+    candidates: dict[str, dict[str, tuple[str, bool]]] = {n: {} for n in numbers[1:]}
     alert = False
     for p in routed:
         if p.behaviour != "ok":
@@ -242,12 +245,15 @@ def expect(providers: Sequence[ProviderSpec], doc: Doc, on_incomplete: str) -> E
             status, mismatch = _answer(p, state, n, doc.holder)
             if i == 0:
                 answers[p.id] = (status, mismatch)
+            else:
+                candidates[n][p.id] = (status, mismatch)
             alert = alert or status in ALERTING or mismatch
     answered_issuer = any(p.behaviour == "ok" for p in issuer)
     consulted: bool | None = True if answered_issuer else (False if not issuer else None)
     common = {
         "outcomes": outcomes,
         "answers": answers,
+        "candidates": candidates,
         "doc_type": type_of(doc.type_code),
         "number": number,
         "state": state,

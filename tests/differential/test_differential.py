@@ -16,7 +16,7 @@ import pytest
 from tests.differential.harness import run
 
 SEED = int(os.environ.get("RMAS_DIFF_SEED", "20261207"))
-DOCS = int(os.environ.get("RMAS_DIFF_DOCS", "3000"))
+DOCS = int(os.environ.get("RMAS_DIFF_DOCS", "4000"))
 
 
 @pytest.mark.timeout(300)
