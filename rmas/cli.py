@@ -282,6 +282,7 @@ async def _status(args: argparse.Namespace) -> int:
         print(f"{p.provider_id:<10} {p.scope:<7} {p.health:<9} {p.breaker or '-':<10} "
               f"{p.calls:>7} {p.recent_error_rate:>6.0%} {p.recent_p50_ms:>8.1f} "
               f"{p.recent_p99_ms:>8.1f} {p.record_count or '-':>10}  {covers}"
+              + (f"  NOT ASKED: {p.describe_problem}" if p.describe_problem else "")
               + (f"  last error: {p.last_error}" if p.last_error else ""))  # fmt: skip
     return 0
 

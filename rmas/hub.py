@@ -23,6 +23,7 @@ from rmas.providers import Provider
 from rmas.verdict import Directive, IncompletePolicy, SourceAnswer, Verdict, merge
 
 __all__ = [
+    "MAX_REF_LENGTH",
     "CheckResult",
     "Hub",
     "HubPolicy",
@@ -32,6 +33,10 @@ __all__ = [
     "new_check_id",
 ]
 
+
+#: Longest reference a caller may give a document of a batch (a manifest line, a PAXLST
+#: traveller): EDIFACT's RFF reference is an..70.
+MAX_REF_LENGTH = 70
 
 _ids = random.Random(os.urandom(32))
 

@@ -154,6 +154,7 @@ async def running_hub(
     burst: int = 0,
     audit: AuditTrail | None = None,
     metrics_listen: str = "",
+    max_message_bytes: int = 16 * 1024 * 1024,
 ) -> AsyncIterator[HubHandle]:
     """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
 
@@ -179,6 +180,7 @@ async def running_hub(
         on_incomplete=IncompletePolicy(on_incomplete),
         max_manifest=max_manifest,
         metrics_listen=metrics_listen,
+        max_message_bytes=max_message_bytes,
     )
     policy = None
     if tls is not None:

@@ -2,10 +2,17 @@
 
 - One long-lived ``grpc.aio`` channel per node, with keepalive, so a dead peer is noticed.
 - The node's ``Describe`` is read before the first lookup and refreshed in the background; its
-  batch limit is honoured by splitting.
+  batch limit is honoured by splitting. A node is asked only while its last Describe names every
+  state it is configured for: a node serving AUS at the address configured for NZL would answer
+  NO_RECORD for a stolen NZL passport, so it is not asked (UNAVAILABLE, with the mismatch shown
+  by ``rmas status``).
+- Every result must echo the key it answers (issuing state and number): a result about another
+  document is refused and the whole answer is an ERROR outcome, never a CLEAR.
 - The query's remaining deadline is the call's gRPC timeout.
 - A bulkhead bounds calls in flight: past it, UNAVAILABLE at once, never a queue behind a dead
-  node. A circuit breaker stops calling a node that keeps failing and probes it again later.
+  node. A circuit breaker stops calling a node that keeps failing and probes it again later. It
+  judges the node, not the caller: a call cut short by a caller's own short deadline (given less
+  than ``breaker_min_budget_ms``) counts neither way, and any failure to read an answer counts.
 - Retries only for errors worth retrying (UNAVAILABLE), and only while time remains; an optional
   hedged request goes out after ``hedge_after_ms`` if the first has not answered.
 
@@ -22,6 +29,7 @@ Config::
     retries = 1
     hedge_after_ms = 0
     describe_refresh_s = 60
+    breaker_min_budget_ms = 250  # time-outs of calls given less than this are not the node's
     server_name = ""        # name to verify in the node's certificate, when not the host
 
 With the hub's ``[tls]`` the channel is mutual TLS (the hub's certificate as client certificate,
@@ -46,6 +54,7 @@ from rmas.providers import ProviderConfig, ProviderInfo
 from rmas.remote.resilience import Bulkhead, CircuitBreaker
 from rmas.security.tls import TlsConfig
 from rmas.server.mapping import document_to_pb, record_from_pb
+from rmas.states import canonical_economy
 from rmas.v1 import provider_pb2, provider_pb2_grpc
 from rmas.verdict import Record
 
@@ -77,6 +86,7 @@ class RemoteProvider:
         retries: int = 1,
         hedge_after_s: float = 0.0,
         describe_refresh_s: float = 60.0,
+        breaker_min_budget_s: float = 0.25,
         tls: TlsConfig | None = None,
         server_name: str = "",
     ) -> None:
@@ -89,7 +99,12 @@ class RemoteProvider:
         self.retries = retries
         self.hedge_after_s = hedge_after_s
         self.describe_refresh_s = describe_refresh_s
+        self.breaker_min_budget_s = breaker_min_budget_s
         self.described: provider_pb2.DescribeResponse | None = None
+        #: Why the node is not asked, from its last Describe ("" when it describes what it is
+        #: configured for).
+        self.describe_problem = "not described yet"
+        self._describe_retry_at = 0.0
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self._refresher: asyncio.Task[None] | None = None
@@ -121,6 +136,7 @@ class RemoteProvider:
             retries=positive("retries", int, 1),
             hedge_after_s=positive("hedge_after_ms", int, 0) / 1000,
             describe_refresh_s=positive("describe_refresh_s", float, 60.0, 1),
+            breaker_min_budget_s=positive("breaker_min_budget_ms", int, 250) / 1000,
             tls=cfg.tls,
             server_name=cfg.option("server_name", str, ""),
         )
@@ -155,8 +171,19 @@ class RemoteProvider:
             )
         except grpc.aio.AioRpcError as exc:
             log.warning("describe_failed", provider=self._info.id, code=exc.code().name)
+            if self.described is None:
+                self.describe_problem = f"Describe failed: {exc.code().name}"
+            return None
+        if not isinstance(resp, provider_pb2.DescribeResponse):
+            log.warning("describe_failed", provider=self._info.id, code="UNDECODABLE")
+            if self.described is None:
+                self.describe_problem = "Describe answer cannot be decoded"
             return None
         self.described = resp
+        problem = _describe_problem(self._info.issuing_states, resp.issuing_states)
+        if problem != self.describe_problem and problem:
+            log.error("describe_mismatch", provider=self._info.id, problem=problem)
+        self.describe_problem = problem
         return resp
 
     async def _refresh_forever(self) -> None:
@@ -168,15 +195,24 @@ class RemoteProvider:
         if self._refresher is None:
             self._connect()
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
-            remaining = deadline - time.monotonic()
-            if remaining > 0.05:
-                await self.describe(budget_s=min(1.0, remaining / 2))
         if not self.breaker.allow():
             raise ProviderUnavailable(f"circuit open for {self._info.id}")
+        if self.described is None and time.monotonic() >= self._describe_retry_at:
+            # Not described yet (first call, or the node was down): try again, at most once a
+            # second, inside this call's budget. A node that cannot describe itself is failing.
+            self._describe_retry_at = time.monotonic() + 1.0
+            remaining = deadline - time.monotonic()
+            if remaining > 0.05 and await self.describe(budget_s=min(1.0, remaining / 2)) is None:
+                self.breaker.failure()
+                raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
+        if self.describe_problem:
+            self.breaker.release()
+            raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
         if not self.bulkhead.try_acquire():
-            self.breaker.probing = False
+            self.breaker.release()
             raise ProviderUnavailable(f"{self._info.id}: {self.bulkhead.limit} calls in flight")
         start = time.monotonic()
+        budget = deadline - start
         try:
             limit = self.max_batch
             if limit and len(queries) > limit:
@@ -187,11 +223,16 @@ class RemoteProvider:
                 records = [r for part in parts for r in part]
             else:
                 records = await self._call(queries, deadline)
-        except ProviderError:
-            self.breaker.failure()
+        except (ProviderTimeout, asyncio.CancelledError):
+            # No answer in time. A node that had a fair budget failed; a call the caller's own
+            # short deadline cut off says nothing about the node (but frees a half-open probe).
+            if budget >= self.breaker_min_budget_s:
+                self.breaker.failure()
+            else:
+                self.breaker.release()
             raise
-        except asyncio.CancelledError:
-            # The hub gave up (its deadline): for the breaker, that is a time-out.
+        except BaseException:
+            # Anything else, an answer that could not be read included, is the node's failure.
             self.breaker.failure()
             raise
         finally:
@@ -215,7 +256,7 @@ class RemoteProvider:
                     resp = await self._hedged(request, deadline)
                 else:
                     resp = await self._once(request, deadline)
-                return _records(resp, len(queries))
+                return _records(resp, queries)
             except ProviderUnavailable:
                 attempt += 1
                 pause = 0.01 * attempt
@@ -240,6 +281,9 @@ class RemoteProvider:
             if code == grpc.StatusCode.UNAVAILABLE:
                 raise ProviderUnavailable(f"node unavailable: {exc.details()}") from None
             raise ProviderError(f"node answered {code.name}: {exc.details()}") from None
+        if not isinstance(resp, provider_pb2.LookupBatchResponse):
+            # grpc.aio hands back None when the answer's bytes cannot be decoded.
+            raise ProviderError("node sent an answer that cannot be decoded")
         return resp
 
     async def _hedged(
@@ -291,6 +335,7 @@ class RemoteProvider:
             "p99_ms": pct(0.99),
             "max_batch": self.max_batch,
             "described_states": list(self.described.issuing_states) if self.described else [],
+            "describe_problem": self.describe_problem,
         }
 
     async def aclose(self) -> None:
@@ -305,13 +350,31 @@ class RemoteProvider:
             self._stub = None
 
 
-def _records(resp: provider_pb2.LookupBatchResponse, n: int) -> list[Record]:
+def _describe_problem(configured: frozenset[str], described: Sequence[str]) -> str:
+    """Why a node whose Describe names ``described`` must not be asked for ``configured``."""
+    said = {canonical_economy(s.strip().upper()) for s in described}
+    missing = sorted(configured - said)
+    if not missing:
+        return ""
+    return (
+        f"configured for {', '.join(sorted(configured))} but the node describes "
+        f"{', '.join(sorted(said)) or 'no state'}"
+    )[:200]
+
+
+def _records(
+    resp: provider_pb2.LookupBatchResponse, queries: Sequence[DocumentQuery]
+) -> list[Record]:
+    n = len(queries)
     if len(resp.results) != n:
         raise ProviderError(f"node answered {len(resp.results)} results for {n} documents")
     out: list[Record] = []
-    for i, res in enumerate(resp.results):
+    for i, (res, q) in enumerate(zip(resp.results, queries, strict=True)):
         if res.ref != str(i):
             raise ProviderError(f"node answered result {i} with ref {res.ref[:20]!r}")
+        # The echo must name the document asked about: the node's answer is about its key.
+        if res.number != q.number or canonical_economy(res.issuing_state) != q.economy:
+            raise ProviderError(f"node answered result {i} about another document than asked")
         try:
             out.append(record_from_pb(res.record))
         except ValueError as exc:

@@ -3,7 +3,9 @@
 This is what an economy runs on its side (``rmas provider serve``). ``LookupBatch`` validates
 every item (INVALID_ARGUMENT naming ``items[i].document.<field>``), refuses batches over the
 node's limit, runs the lookup under the caller's deadline and cancels it when that passes
-(DEADLINE_EXCEEDED), and answers one result per item, in order, with the item's ref.
+(DEADLINE_EXCEEDED), and answers one result per item, in order, with the item's ref and the key
+(issuing state, number) it answers. An issuer's node refuses documents of states it does not
+serve (INVALID_ARGUMENT): a misrouted query gets an error, never a NO_RECORD.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from rmas.errors import (
     ProviderUnavailable,
     ValidationError,
 )
-from rmas.providers import Provider, Registry, record_count
+from rmas.providers import Provider, Registry, Scope, record_count
 from rmas.security.access import node_policy
 from rmas.security.tls import TlsConfig
 from rmas.server.auth import AccessInterceptor
@@ -50,6 +52,9 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
     def __init__(self, provider: Provider, *, max_batch: int = 1000) -> None:
         self.provider = provider
         self.max_batch = provider.info.max_batch or max_batch
+        info = provider.info
+        #: The economies an issuer's node answers for (empty: a global provider, every state).
+        self.served = info.issuing_states if info.scope is Scope.ISSUER else frozenset()
 
     async def Describe(
         self, request: provider_pb2.DescribeRequest, context: Ctx
@@ -90,6 +95,15 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
                 )
             except ValidationError as exc:
                 bad.extend(exc.violations)
+                continue
+            served = self.served
+            if served and queries[-1].economy not in served:
+                bad.append(
+                    FieldViolation(
+                        f"items[{i}].document.issuing_state",
+                        f"this node answers for {', '.join(sorted(served))} only",
+                    )
+                )
         if bad:
             await abort_invalid(context, bad)
         remaining = context.time_remaining()
@@ -108,7 +122,8 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
             await context.abort(grpc.StatusCode.INTERNAL, "provider answered the wrong count")
         out = provider_pb2.LookupBatchResponse()
         for q, r in zip(queries, records, strict=True):
-            res = out.results.add(ref=q.ref)
+            # Each result echoes the key it answers (the hub refuses one that does not).
+            res = out.results.add(ref=q.ref, issuing_state=q.issuing_state, number=q.number)
             record_to_pb(r, res.record)
         return out
 

@@ -58,6 +58,10 @@ class CircuitBreaker:
         if self.state is not BreakerState.CLOSED:
             self._move(BreakerState.CLOSED)
 
+    def release(self) -> None:
+        """A call ended with no verdict on the provider (the caller gave up): free the probe."""
+        self.probing = False
+
     def failure(self) -> None:
         self.consecutive += 1
         self.probing = False

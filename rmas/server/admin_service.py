@@ -54,6 +54,7 @@ class HubAdminService(check_pb2_grpc.HubAdminServicer):
                 ps.breaker = str(snap.get("breaker", ""))
                 ps.target = str(snap.get("target", ""))
                 ps.described_states.extend(snap.get("described_states", []))
-                if ps.breaker == "open":
+                ps.describe_problem = str(snap.get("describe_problem", ""))
+                if ps.breaker == "open" or ps.describe_problem:
                     ps.health = "down"
         return out

@@ -105,6 +105,7 @@ class HubServer:
             audit=self.audit,
             metrics=self.metrics,
             max_in_flight=config.max_in_flight,
+            max_message_bytes=config.max_message_bytes,
         )
         self._watcher: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()

@@ -25,10 +25,40 @@ from typing import Any
 import grpc
 
 from rmas.audit.entry import Caller
+from rmas.errors import FieldViolation
 from rmas.security.access import PERMISSIONS, AccessPolicy, CallerRule, Role, View, view_of
+from rmas.server.errors import abort_invalid
 from rmas.server.interceptors import Ctx, Handler, HandlerInterceptor
 
 __all__ = ["AccessInterceptor", "Admitted", "Refusal", "current_caller", "peer_identity"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Undecodable:
+    """A request whose bytes are not the method's message (or hold invalid UTF-8)."""
+
+    reason: str
+
+
+def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """Decode a request without raising: gRPC would answer UNKNOWN and log a traceback for every
+    undecodable request; the handler answers INVALID_ARGUMENT instead."""
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # protobuf's DecodeError, or whatever a serializer raises
+            return _Undecodable(str(exc)[:200] or type(exc).__name__)
+
+    return decode
+
+
+async def _refuse_undecodable(context: Ctx, request: _Undecodable) -> None:
+    await abort_invalid(
+        context, [FieldViolation("request", f"cannot be decoded: {request.reason}")]
+    )
 
 
 #: gRPC's property for the verified peer's URI SANs, and only those
@@ -118,16 +148,18 @@ class AccessInterceptor(HandlerInterceptor):
                 who = admit(method, context)
                 if isinstance(who, Refusal):
                     await refuse(context, who)
+                if isinstance(request, _Undecodable):
+                    await _refuse_undecodable(context, request)
                 _current.set(who)  # type: ignore[arg-type]
                 return await inner_uu(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary_unary, h.request_deserializer, h.response_serializer
+                unary_unary, _safe(h.request_deserializer), h.response_serializer
             )
         if h.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _streaming(method, h.unary_stream, admit, refuse),
-                h.request_deserializer,
+                _safe(h.request_deserializer),
                 h.response_serializer,
             )
         if h.stream_unary is not None:
@@ -163,6 +195,8 @@ def _streaming(
             who = admit(method, context)
             if isinstance(who, Refusal):
                 await refuse(context, who)
+            if isinstance(request, _Undecodable):
+                await _refuse_undecodable(context, request)
             _current.set(who)  # type: ignore[arg-type]
             async for item in inner(request, context):
                 yield item
@@ -173,6 +207,8 @@ def _streaming(
         who = admit(method, context)
         if isinstance(who, Refusal):
             await refuse(context, who)
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(context, request)
         _current.set(who)  # type: ignore[arg-type]
         return await inner(request, context)
 

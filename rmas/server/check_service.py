@@ -21,9 +21,17 @@ from rmas.audit.entry import Channel
 from rmas.audit.trail import AuditTrail
 from rmas.documents import DocumentQuery
 from rmas.errors import AuditError, FieldViolation, Overloaded, ValidationError
-from rmas.hub import CheckResult, Hub, InvalidDocument, Item, ScannedDocument, new_check_id
+from rmas.hub import (
+    MAX_REF_LENGTH,
+    CheckResult,
+    Hub,
+    InvalidDocument,
+    Item,
+    ScannedDocument,
+    new_check_id,
+)
 from rmas.iapi.channel import IapiAnswer, IapiChannel
-from rmas.security.access import AccessPolicy, RateLimited
+from rmas.security.access import AccessPolicy, RateLimited, View
 from rmas.server.auth import Admitted, current_caller
 from rmas.server.errors import abort_exhausted, abort_invalid
 from rmas.server.mapping import (
@@ -56,6 +64,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         audit: AuditTrail | None = None,
         metrics: HubMetrics | None = None,
         max_in_flight: int = 20_000,
+        max_message_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self._hub = hub
         self._iapi = iapi
@@ -64,6 +73,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         self._audit = audit
         self._metrics = metrics
         self._max_in_flight = max_in_flight
+        self._max_message_bytes = max_message_bytes
         #: RPCs being answered; ``idle`` is set when there are none (for draining).
         self.active = 0
         #: RPCs cancelled before they were answered (by a drain's end, or by their caller).
@@ -193,11 +203,24 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 context,
                 [FieldViolation("travellers", f"{n} travellers; at most {self._max_manifest}")],
             )
+        size = _answer_size(request, who.view is View.FULL, len(self._hub.providers))
+        if size > self._max_message_bytes:
+            # Refused before anything is checked, charged or audited: an answer the hub could
+            # not send would leave checks recorded that nobody received.
+            await abort_invalid(
+                context,
+                [FieldViolation("travellers", f"the answer for {n} travellers would exceed the "
+                                f"hub's message limit ({self._max_message_bytes} bytes): send "
+                                "the manifest in smaller parts")],
+            )  # fmt: skip
         await self._admit(who, n, context)
         items: list[Item] = []
         for i, t in enumerate(request.travellers):
             prefix = f"travellers[{i}]"
-            if t.mrz_lines:
+            if len(t.ref) > MAX_REF_LENGTH:
+                items.append(InvalidDocument(t.ref[:MAX_REF_LENGTH], (FieldViolation(
+                    f"{prefix}.ref", f"longer than {MAX_REF_LENGTH} characters"),)))  # fmt: skip
+            elif t.mrz_lines:
                 items.append(
                     scanned_or_invalid(t.mrz_lines, ref=t.ref, prefix=f"{prefix}.mrz_lines")
                 )
@@ -274,3 +297,26 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
     ) -> check_pb2.CheckPaxlstResponse:
         with self._serving():
             return await self._CheckPaxlst(request, context)
+
+
+# Upper bounds of what one result adds to an answer beyond what its request carried (the
+# document it echoes is in the request's own size): an officer's result with its warnings, and
+# per provider a source answer with its record, contact and error texts (each bounded); an
+# MRZ's evidence. An airline's result is a check id and a directive.
+_FULL_RESULT_BYTES = 1200
+_SOURCE_BYTES = 800
+_MRZ_EVIDENCE_BYTES = 3000
+_DIRECTIVE_RESULT_BYTES = 64
+
+
+def _answer_size(request: check_pb2.CheckManifestRequest, full: bool, providers: int) -> int:
+    """A bound on the size of a manifest's answer, known before anything is checked."""
+    n = len(request.travellers)
+    if not full:
+        return n * _DIRECTIVE_RESULT_BYTES + n * MAX_REF_LENGTH
+    scanned = sum(1 for t in request.travellers if t.mrz_lines)
+    return (
+        request.ByteSize()
+        + n * (_FULL_RESULT_BYTES + _SOURCE_BYTES * providers)
+        + scanned * _MRZ_EVIDENCE_BYTES
+    )

@@ -13,13 +13,30 @@ from grpc_status import rpc_status
 
 from rmas.errors import FieldViolation
 
-__all__ = ["abort_exhausted", "abort_invalid", "bad_request_status"]
+__all__ = ["MAX_DETAIL_BYTES", "abort_exhausted", "abort_invalid", "bad_request_status"]
+
+#: An error travels in trailing metadata, which peers cap (gRPC's default: 8 KiB for all of it):
+#: the BadRequest detail is cut at this size (base64 makes it a third larger) and the message
+#: at MAX_MESSAGE_CHARS, whatever the size of the input that caused them.
+MAX_DETAIL_BYTES = 3000
+MAX_MESSAGE_CHARS = 1000
+_MAX_FIELD = 120
+_MAX_DESCRIPTION = 300
 
 
 def bad_request_status(violations: Sequence[FieldViolation], message: str) -> grpc.Status:
     detail = error_details_pb2.BadRequest()
-    for v in violations:
-        detail.field_violations.add(field=v.field, description=v.description)
+    for i, v in enumerate(violations):
+        if detail.ByteSize() > MAX_DETAIL_BYTES:
+            detail.field_violations.add(
+                field="", description=f"and {len(violations) - i} more problems not listed"
+            )
+            break
+        detail.field_violations.add(
+            field=v.field[:_MAX_FIELD], description=v.description[:_MAX_DESCRIPTION]
+        )
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[: MAX_MESSAGE_CHARS - 1] + "…"
     packed = any_pb2.Any()
     packed.Pack(detail)
     status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[packed])

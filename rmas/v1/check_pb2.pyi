@@ -693,6 +693,7 @@ class ProviderStatus(_message.Message):
     TARGET_FIELD_NUMBER: _builtins.int
     DESCRIBED_STATES_FIELD_NUMBER: _builtins.int
     RECORD_COUNT_FIELD_NUMBER: _builtins.int
+    DESCRIBE_PROBLEM_FIELD_NUMBER: _builtins.int
     provider_id: _builtins.str
     scope: _builtins.str
     """issuer or global"""
@@ -714,6 +715,10 @@ class ProviderStatus(_message.Message):
     """remote nodes: host:port"""
     record_count: _builtins.int
     """records the provider holds, when it says (0: unknown)"""
+    describe_problem: _builtins.str
+    """Remote nodes: why the node is not asked (its Describe does not name the states it is
+    configured for, or it has not described itself yet); empty when it is.
+    """
     @_builtins.property
     def issuing_states(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -738,10 +743,11 @@ class ProviderStatus(_message.Message):
         target: _builtins.str = ...,
         described_states: _abc.Iterable[_builtins.str] | None = ...,
         record_count: _builtins.int = ...,
+        describe_problem: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker", b"breaker", "calls", b"calls", "described_states", b"described_states", "failures", b"failures", "health", b"health", "issuing_states", b"issuing_states", "last_error", b"last_error", "provider_id", b"provider_id", "recent_error_rate", b"recent_error_rate", "recent_p50_ms", b"recent_p50_ms", "recent_p99_ms", b"recent_p99_ms", "record_count", b"record_count", "required", b"required", "scope", b"scope", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breaker", b"breaker", "calls", b"calls", "describe_problem", b"describe_problem", "described_states", b"described_states", "failures", b"failures", "health", b"health", "issuing_states", b"issuing_states", "last_error", b"last_error", "provider_id", b"provider_id", "recent_error_rate", b"recent_error_rate", "recent_p50_ms", b"recent_p50_ms", "recent_p99_ms", b"recent_p99_ms", "record_count", b"record_count", "required", b"required", "scope", b"scope", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -205,7 +205,7 @@ async def test_a_node_that_resets_connections_or_speaks_garbage_is_unavailable()
 async def test_a_node_that_answers_nonsense_is_an_error() -> None:
     class Liar(provider_pb2_grpc.DocumentStatusProviderServicer):
         async def Describe(self, request: object, context: object) -> provider_pb2.DescribeResponse:
-            return provider_pb2.DescribeResponse(provider_id="NZL")
+            return provider_pb2.DescribeResponse(provider_id="NZL", issuing_states=["NZL"])
 
         async def LookupBatch(
             self, request: provider_pb2.LookupBatchRequest, context: object
