@@ -276,6 +276,7 @@ def describe(r: Any) -> dict[str, Any]:
     from rmas.v1 import check_pb2, common_pb2
 
     sources = {}
+    errors: dict[str, str] = {}
     candidates: dict[str, dict[str, tuple[str, str, bool]]] = {}
     for s in r.sources:
         answer = (
@@ -287,6 +288,8 @@ def describe(r: Any) -> dict[str, Any]:
             candidates.setdefault(s.queried_number, {})[s.provider_id] = answer
         else:
             sources[s.provider_id] = answer
+            if s.error:
+                errors[s.provider_id] = s.error[:120]
     return {
         "verdict": _name(check_pb2.Verdict, r.verdict, "VERDICT_"),
         "directive": _name(check_pb2.Directive, r.directive, "DIRECTIVE_"),
@@ -294,6 +297,7 @@ def describe(r: Any) -> dict[str, Any]:
         "issuer_consulted": getattr(r, "issuer_consulted", None),
         "sources": sources,
         "candidates": candidates,
+        "errors": errors,
         "type": _name(common_pb2.DocumentType, r.document.type, "DOCUMENT_TYPE_"),
         "number": r.document.number,
         "state": r.document.issuing_state,
