@@ -53,4 +53,3 @@ fuzz: install
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
-	rm -f rmas/audit/_speedups*.so

@@ -1,13 +1,12 @@
-"""The audit trail's per-document work, in process: compiled (rmas.audit._speedups) against the
-Python twin, in the same run.
+"""The audit trail's per-document work, in process.
 
     python -m benchmarks.audit_micro [--quick]
 
 - ``encode``: the hub's side, :func:`rmas.audit.entry.encode_entries` for a manifest of 400
-  results (the document key's HMAC in C, or through hashlib's objects);
-- ``link``: the writer's checks, chain hashes and stored form of that group
-  (:func:`rmas.audit.writer.link`);
-- ``commit``: :meth:`rmas.audit.writer.SqliteChainWriter.commit` of that group to a fresh
+  results (the document keys' HMAC included);
+- ``seal``: the writer's checks, entry digests and block hash of those bytes
+  (:func:`rmas.audit.format.seal`);
+- ``commit``: :meth:`rmas.audit.writer.SqliteChainWriter.commit` of that block to a fresh
   SQLite file (``synchronous = FULL``, checkpoints included), CPU time (user + system) per
   entry, with the pages a new trail gets (16 KB) and with SQLite's default (4 KB).
 
@@ -17,7 +16,6 @@ end-to-end figure is benchmarks.security_bench's.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -26,11 +24,11 @@ import sqlite3
 import sys
 import tempfile
 import timeit
-from collections.abc import Iterator
 from typing import Any
 
 from rmas.audit import writer as w
 from rmas.audit.entry import Caller, Channel, DocumentKeyer, encode_entries
+from rmas.audit.format import GENESIS, seal
 from rmas.documents import validate_document
 from rmas.hub import CheckResult, new_check_id
 from rmas.verdict import NO_RECORD, Directive, Outcome, SourceAnswer, Verdict
@@ -51,21 +49,11 @@ def _results() -> list[CheckResult]:
     return out
 
 
-@contextlib.contextmanager
-def _python_only() -> Iterator[None]:
-    kept = w.speedups
-    w.speedups = None
-    try:
-        yield
-    finally:
-        w.speedups = kept
-
-
 def _best_us(call: Any, number: int, repeat: int) -> float:
     return min(timeit.repeat(call, number=number, repeat=repeat)) / number / SIZE * 1e6
 
 
-def _commit_us(group: bytes, keys: bytes, page_size: int, commits: int) -> float:
+def _commit_us(body: bytes, page_size: int, commits: int) -> float:
     """CPU (user + system) per entry of ``commits`` commits, checkpoints included."""
     with tempfile.TemporaryDirectory(dir=os.environ.get("RMAS_BENCH_TMP")) as tmp:
         path = os.path.join(tmp, "audit.db")
@@ -76,10 +64,10 @@ def _commit_us(group: bytes, keys: bytes, page_size: int, commits: int) -> float
         writer = w.SqliteChainWriter(path, "FULL", 5.0)
         writer.open(True)
         for _ in range(5):  # warm
-            writer.commit(SIZE, keys, group)
+            writer.commit(SIZE, body)
         r0 = resource.getrusage(resource.RUSAGE_SELF)
         for _ in range(commits):
-            writer.commit(SIZE, keys, group)
+            writer.commit(SIZE, body)
             if writer.maintenance_due:
                 writer.maintain()
         r1 = resource.getrusage(resource.RUSAGE_SELF)
@@ -89,33 +77,22 @@ def _commit_us(group: bytes, keys: bytes, page_size: int, commits: int) -> float
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    if w.speedups is None:
-        raise SystemExit("rmas.audit._speedups is not built (or RMAS_AUDIT_SPEEDUPS=0)")
     results = _results()
     caller = Caller("rmas://officer/nz-akl", "officer")
     keyer = DocumentKeyer(os.urandom(32))
-    py_keyer = DocumentKeyer(os.urandom(32))
-    py_keyer._key_of = py_keyer._py_key_of
     ref = new_check_id()
     number, repeat, commits = (20, 3, 40) if quick else (200, 7, 300)
 
-    def encode(k: DocumentKeyer) -> Any:
-        return lambda: encode_entries(results, caller, Channel.MANIFEST, k, reference=ref)
+    def encode() -> bytes:
+        return encode_entries(results, caller, Channel.MANIFEST, keyer, hub="h1", reference=ref)
 
-    keys, group = encode(keyer)()
-    prev = w.GENESIS.encode()
+    body = encode()
     out: dict[str, float] = {
-        "encode_compiled_us": _best_us(encode(keyer), number, repeat),
-        "encode_python_us": _best_us(encode(py_keyer), number, repeat),
-        "link_compiled_us": _best_us(lambda: w.link(prev, 0, SIZE, group), number, repeat),
+        "encode_us": _best_us(encode, number, repeat),
+        "seal_us": _best_us(lambda: seal(GENESIS, 0, SIZE, body), number, repeat),
+        "commit_16k_us": _commit_us(body, w.PAGE_SIZE, commits),
+        "commit_4k_us": _commit_us(body, 4096, commits),
     }
-    with _python_only():
-        out["link_python_us"] = _best_us(lambda: w.link(prev, 0, SIZE, group), number, repeat)
-        out["commit_python_16k_us"] = _commit_us(group, keys, w.PAGE_SIZE, commits)
-    out["commit_compiled_16k_us"] = _commit_us(group, keys, w.PAGE_SIZE, commits)
-    out["commit_compiled_4k_us"] = _commit_us(group, keys, 4096, commits)
-    out["encode_ratio"] = out["encode_python_us"] / out["encode_compiled_us"]
-    out["link_ratio"] = out["link_python_us"] / out["link_compiled_us"]
     for k, v in out.items():
         print(f"  {k}: {v:.3f}", file=sys.stderr)
     return {"median": out, "targets": []}

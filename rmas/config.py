@@ -39,6 +39,7 @@ Security (docs/operations.md)::
     url = "sqlite+aiosqlite:///var/audit.db"
     key_file = "secrets/audit.key"   # HMAC key for document keys, 16+ bytes (raw or hex)
     required = true             # no answer leaves the hub unless its entries are written
+    hub_id = "hub-akl-1"        # recorded in every entry; default: the host name
 
 Relative paths are resolved from the config file's folder. The hub's TLS settings also serve its
 links to national nodes and to the SLTD-style service.
@@ -150,6 +151,8 @@ class AuditConfig:
     #: How long a tiny group commit (under 64 entries) may wait to grow while commits follow
     #: each other (0: never); see rmas.audit.sink.
     linger_ms: float = 4.0
+    #: Recorded in every entry as the hub that wrote it; "" (absent): the host name.
+    hub_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +325,7 @@ def _limits(t: Mapping[str, Any]) -> LimitsConfig:
 
 
 def _audit(t: Mapping[str, Any], base_dir: str) -> AuditConfig:
-    _only(t, "audit", {"url", "key_file", "required", "synchronous", "linger_ms"})
+    _only(t, "audit", {"url", "key_file", "required", "synchronous", "linger_ms", "hub_id"})
     url = _get(t, "url", "audit", str, "")
     if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         raise ConfigError("audit.url", "must be sqlite+aiosqlite:///FILE or postgresql+asyncpg://…")
@@ -345,7 +348,17 @@ def _audit(t: Mapping[str, Any], base_dir: str) -> AuditConfig:
         required=_get(t, "required", "audit", bool, True),
         synchronous=sync,
         linger_ms=linger_ms,
+        hub_id=_hub_id(_get(t, "hub_id", "audit", str, "")),
     )
+
+
+def _hub_id(value: str) -> str:
+    """``[audit] hub_id``: printable text, at most 64 characters ("" for the host name)."""
+    if len(value) > 64 or not value.isprintable() or value != value.strip():
+        raise ConfigError(
+            "audit.hub_id", "must be printable text of at most 64 characters, no outer spaces"
+        )
+    return value
 
 
 def _get(table: Mapping[str, Any], key: str, prefix: str, typ: type[Any], default: Any) -> Any:

@@ -123,8 +123,14 @@ _TYPE_LETTERS: dict[DocumentType, str] = {
 
 
 def normalise_number(raw: str) -> str:
-    """Upper case, separators and ``<`` fillers stripped: ``"ab 123-456<"`` -> ``"AB123456"``."""
-    return _NUMBER_JUNK.sub("", raw).upper()
+    """Upper case, separators and ``<`` fillers stripped: ``"ab 123-456<"`` -> ``"AB123456"``.
+
+    Only ASCII is upper-cased: ``str.upper`` turns ``ß`` into ``SS`` and ``ﬁ`` into ``FI``, which
+    would ask about another number; a non-ASCII number stays as it is and fails
+    :func:`number_problem`.
+    """
+    s = _NUMBER_JUNK.sub("", raw)
+    return s.upper() if s.isascii() else s
 
 
 def number_problem(number: str) -> str | None:

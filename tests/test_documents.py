@@ -87,3 +87,26 @@ def test_empty_and_overlong_numbers_are_refused() -> None:
         validate_document(issuing_state="NZL", number=" <<< ")
     with pytest.raises(ValidationError, match="longer than 20"):
         validate_document(issuing_state="NZL", number="A" * 21)
+
+
+def test_non_ascii_letters_never_turn_into_another_number() -> None:
+    from rmas.documents import normalise_number, number_problem
+
+    for raw in ("aß12", "ﬁ123", "ＡＢ１２", "ı123"):
+        assert number_problem(normalise_number(raw)) is not None, raw
+    assert normalise_number("ab 12-3.4/5<") == "AB12345"
+
+
+def test_holders_match_on_every_field_both_sides_give() -> None:
+    import datetime as dt
+
+    from rmas.documents import Holder, match_holder
+    from rmas.verdict import HolderMatch
+
+    asked = Holder(surname="SMITH", birth_date=dt.date(1980, 1, 1))
+    assert match_holder(asked, Holder(surname="SMITH")) is HolderMatch.MATCH
+    assert match_holder(asked, Holder(surname="SMYTH")) is HolderMatch.MISMATCH
+    assert match_holder(asked, Holder(birth_date=dt.date(1980, 1, 2))) is HolderMatch.MISMATCH
+    assert match_holder(asked, Holder(given_names="ANNA")) is HolderMatch.NOT_CHECKED
+    assert match_holder(Holder(), Holder(surname="SMITH")) is HolderMatch.NOT_CHECKED
+    assert match_holder(Holder(sex="F"), Holder(sex="M")) is HolderMatch.MISMATCH

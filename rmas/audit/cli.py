@@ -22,19 +22,21 @@ __all__ = ["register"]
 _URL_HELP = "audit database: sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB"
 
 _VERIFY_HELP = """\
-Recompute every entry's hash and check every link and that no sequence number is missing.
-Edited and deleted entries are detected; a deleted *tail* (the latest entries) is not, because
-what remains is a valid chain: keep an anchor (`rmas audit head` prints SEQ:HASH) outside the
-database and pass it as --expect-head. Exit 0 intact, 1 broken, 2 cannot read the database."""
+Recompute every block's hash and check every link and that no sequence number is missing.
+Edited entries are named, deleted ones detected; a deleted *tail* (the latest entries) is not,
+because what remains is a valid chain: keep an anchor (`rmas audit head` prints SEQ:HASH)
+outside the database and pass it as --expect-head. Exit 0 intact, 1 broken, 2 cannot read the
+database."""
 
 
 _MIGRATE_HELP = """\
-Convert an SQLite audit trail of the earlier layout (a table row per entry) to the current one
-(a row per group commit; see docs/architecture.md), in one transaction, keeping every entry and
-hash: the chain is verified before (nothing is converted unless it is intact) and after (same
-count, same head). Stop the hubs that write to it first; a hub refuses to append to the old
-layout. PostgreSQL trails keep their layout. Exit 0 converted, 1 the chain is broken (nothing
-converted), 2 the trail cannot be converted."""
+Convert an audit trail written by an earlier rmas (SQLite with a row per entry, SQLite blocks,
+PostgreSQL rows) to the current format (blocks of rmas-audit-entries/1; see
+docs/architecture.md), in one transaction, keeping every entry. The old chain is checked as it
+is read (nothing is converted unless it is intact) and the new one verified after. Its hashes
+are new: record the new head as your anchor. Stop the hubs that write to it first; a hub
+refuses to append to an earlier layout. Exit 0 converted, 2 not converted (the reason
+printed)."""
 
 
 def register(subparsers: Any) -> None:
@@ -83,11 +85,13 @@ def register(subparsers: Any) -> None:
 
     mg = sub.add_parser(
         "migrate",
-        help="convert an SQLite trail written by an earlier rmas to the current layout",
+        help="convert a trail written by an earlier rmas (SQLite or PostgreSQL) to blocks",
         description=_MIGRATE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    mg.add_argument("--url", required=True, help="sqlite+aiosqlite:///FILE")
+    mg.add_argument("--url", required=True, help=_URL_HELP)
+    mg.add_argument("--hub-id", default="",
+                    help="hub id to record in the converted entries (default: none)")  # fmt: skip
     mg.set_defaults(func=_cmd_migrate)
 
     kg = sub.add_parser("keygen", help="write a new random audit key file (32 bytes, hex)")
@@ -102,7 +106,7 @@ def _fail(command: str, message: object) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from rmas.audit.chain import parse_anchor
-    from rmas.audit.sink import verify
+    from rmas.audit.reader import verify
     from rmas.cli import run_async
 
     anchor = None
@@ -153,7 +157,7 @@ def _document_key(args: argparse.Namespace) -> tuple[str, str]:
 
 
 def _cmd_find(args: argparse.Namespace) -> int:
-    from rmas.audit.sink import find, find_check
+    from rmas.audit.reader import find, find_check
     from rmas.cli import run_async
 
     if args.check_id:
@@ -190,7 +194,8 @@ def _cmd_find(args: argparse.Namespace) -> int:
             for p in c["providers"]
         )
         print(
-            f"{c['time']}  {c['channel']:<8} {c['caller']} ({c['role']})  check {c['check_id']}"
+            f"{c['time']}  hub {c['hub'] or '-'}  {c['channel']:<8} {c['caller']} ({c['role']})"
+            f"  check {c['check_id']}"
             f"  {c['verdict']} {c['directive']}"
             + (f"  ref {c['reference']}" if c["reference"] else "")
             + f"  providers: {providers or 'none'}"
@@ -206,6 +211,7 @@ def _check_json(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "seq": row["seq"],
         "time": row["time"],
+        "hub": row["hub"],
         "caller": row["caller"],
         "role": row["role"],
         "channel": row["channel"],
@@ -223,7 +229,7 @@ def _check_json(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cmd_head(args: argparse.Namespace) -> int:
-    from rmas.audit.sink import head
+    from rmas.audit.reader import head
     from rmas.cli import run_async
 
     try:
@@ -238,21 +244,18 @@ def _cmd_head(args: argparse.Namespace) -> int:
 
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
-    from rmas.audit.sink import migrate
+    from rmas.audit.migrate import migrate
     from rmas.cli import run_async
 
     try:
-        done = run_async(migrate(args.url))
+        done = run_async(migrate(args.url, hub=args.hub_id))
     except RmasError as exc:
         return _fail("migrate", exc)
-    if done.after is None:
-        print(f"audit trail BROKEN: {done.before.problem_count} problem(s); nothing converted")
-        for problem in done.before.problems:
-            print(f"  {problem}")
-        print("keep this file as it is for examination, and start a new trail")
-        return 1
+    old_seq, old_hash = done.old_head
     seq, digest = done.after.head
-    print(f"converted {done.entries} entries; the chain verifies, head {seq}:{digest} unchanged")
+    print(f"converted {done.entries} entries ({done.layout}); the new chain verifies")
+    print(f"old head {old_seq}:{old_hash}")
+    print(f"new head {seq}:{digest}  (keep this one as your anchor)")
     return 0
 
 

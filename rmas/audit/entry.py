@@ -1,7 +1,6 @@
-"""What one audit entry says about one checked document, and the keyed hash that names it.
-
-Pure: no SQL, no gRPC. :func:`entries_for` turns the hub's check results into
-:class:`AuditEntry` rows; the sink (:mod:`rmas.audit.sink`) chains and stores them.
+"""What the hub writes into the audit trail: who asked, the keyed hash that names a document
+without revealing it, and the entries of check results (:func:`entries_for`,
+:func:`encode_entries`). Pure: no SQL, no gRPC.
 
 A document is never named in clear: ``document_key`` is HMAC-SHA256, under a key held outside
 the code (:class:`DocumentKeyer`), of ``"{economy}:{number}"`` where both parts are the hub's
@@ -16,12 +15,12 @@ import datetime as dt
 import enum
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rmas.audit.writer import NO_TAG, key_tag, speedups
+from rmas.audit.format import AuditEntry, clean, encode
 from rmas.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -34,25 +33,12 @@ __all__ = [
     "Channel",
     "DocumentKeyer",
     "encode_entries",
-    "encode_keys",
     "entries_for",
     "utc_timestamp",
 ]
 
 #: Shortest HMAC key accepted (128 bits).
 MIN_KEY_BYTES = 16
-#: Fields per entry (len(rmas.audit.chain.FIELDS); chain imports this module).
-_NFIELDS = 11
-#: Deletes hex digits (what is left of a tag that is all hex: nothing).
-_HEX_DIGITS = str.maketrans("", "", "0123456789abcdef")
-#: Starts each entry in the wire form: encoded with "surrogateescape" it is the byte 0xFF,
-#: which no UTF-8 text holds (rmas.audit.writer).
-_SEP = "\udcff"
-#: What :func:`encode_entries` puts in the entries' first place instead: with it, the joined
-#: text stays ASCII (one byte a character, and the encoder's fast path: about 0.4 µs an entry
-#: less than joining and encoding with the surrogate), and then becomes 0xFF in one bytes
-#: replace, unless a caller text holds it too.
-_MARK = "\x01"
 
 
 class Channel(enum.StrEnum):
@@ -76,15 +62,13 @@ class Caller:
 class DocumentKeyer:
     """Keyed hash of a document's identity: correlates checks without revealing the number.
 
-    HMAC-SHA256 (RFC 2104) with the key's inner and outer hash states computed once: a document
-    then costs two state copies and two short updates: about 0.2 µs in C
-    (:mod:`rmas.audit._speedups`, when built), 0.7 µs through hashlib's objects, and 1.5-2 µs
-    through ``hmac.digest``, which repeats the key schedule on every call. The result equals
-    ``hmac.digest(key, message, "sha256")`` (tests compare them for short, block-long and long
-    keys, with and without the C part).
+    HMAC-SHA256 (RFC 2104) with the key's inner and outer hash states computed once, so a
+    document costs two state copies and two short updates instead of a key schedule. The result
+    equals ``hmac.digest(key, message, "sha256")`` (tests compare them for short, block-long and
+    long keys).
     """
 
-    __slots__ = ("_inner", "_key_of", "_outer")
+    __slots__ = ("_inner", "_outer")
 
     def __init__(self, key: bytes) -> None:
         if len(key) < MIN_KEY_BYTES:
@@ -96,10 +80,6 @@ class DocumentKeyer:
         k = k.ljust(block, b"\x00")
         self._inner = hashlib.sha256(k.translate(_IPAD))
         self._outer = hashlib.sha256(k.translate(_OPAD))
-        #: What key_of calls (the hub's hot path calls it directly).
-        self._key_of: Callable[[str, str], str] = (
-            self._py_key_of if speedups is None else speedups.Keyer(bytes(key)).key_of
-        )
 
     @classmethod
     def from_file(cls, path: str | Path) -> DocumentKeyer:
@@ -124,9 +104,6 @@ class DocumentKeyer:
 
     def key_of(self, issuing_state: str, number: str) -> str:
         """Hex HMAC-SHA256 of ``"{issuing_state}:{number}"`` (both already normalised)."""
-        return self._key_of(issuing_state, number)
-
-    def _py_key_of(self, issuing_state: str, number: str) -> str:
         inner = self._inner.copy()
         inner.update(f"{issuing_state}:{number}".encode())
         outer = self._outer.copy()
@@ -151,33 +128,6 @@ def _decode_key(data: bytes) -> bytes:
     return data
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One checked document, as the audit trail records it. Every field is text."""
-
-    #: UTC ISO 8601 with microseconds, e.g. ``2026-11-22T10:04:05.123456+00:00``.
-    time: str
-    caller: str
-    role: str
-    #: A :class:`Channel` value.
-    channel: str
-    check_id: str
-    #: The state code as the document gave it (``D``, ``NZL``); "" when it had no valid state.
-    issuing_state: str
-    #: :meth:`DocumentKeyer.key_of` hex; "" when there was no usable number.
-    document_key: str
-    #: Compact JSON array, one item per provider answer:
-    #: ``[provider_id, outcome, record status or "", "candidate" or ""]`` ("candidate": the
-    #: answer is about an OCR-confusion candidate of the number read, not the number itself).
-    sources: str
-    #: A :class:`~rmas.verdict.Verdict` name.
-    verdict: str
-    #: A :class:`~rmas.verdict.Directive` name.
-    directive: str
-    #: Manifest id, PAXLST transaction reference, or "".
-    reference: str = ""
-
-
 def utc_timestamp(now: dt.datetime | None = None) -> str:
     """``now`` (default: the current time) as UTC ISO 8601 with microseconds; naive means UTC."""
     if now is None:
@@ -190,9 +140,7 @@ def utc_timestamp(now: dt.datetime | None = None) -> str:
 
 
 # Sources JSON by the answers' (provider, outcome, status, candidate) tuples: a few providers
-# and outcomes give few distinct values, so after warm-up an entry's sources cost a dict lookup.
-# Outcome and status stay enum members in the key (StrEnum: equal to, hashed and JSON-encoded as
-# their values) because reading ``.value`` costs more than the rest of the tuple.
+# and outcomes give few distinct values, so after warm-up an entry's sources are a dict lookup.
 _SOURCES_CACHE: dict[tuple[tuple[str, str, str, str], ...], str] = {}
 _SOURCES_CACHE_MAX = 4096
 
@@ -207,43 +155,27 @@ def _sources_json(key: tuple[tuple[str, str, str, str], ...]) -> str:
     return text
 
 
-def _text(value: str) -> str:
-    """Free text from callers (identities, references) as it can be stored and hashed.
-
-    NUL separates fields in the chain's canonical bytes and PostgreSQL text cannot hold it;
-    lone surrogates cannot be encoded.
-    """
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    if not value.isascii():
-        value = value.encode("utf-8", "replace").decode("utf-8")
-    return value
-
-
-def _fields(  # noqa: PLR0917 (private, called twice with entries_for's arguments)
+def _rows(  # noqa: PLR0917 (private: the arguments of entries_for)
     results: Sequence[CheckResult],
     caller: Caller,
     channel: Channel,
     keyer: DocumentKeyer,
+    hub: str,
     reference: str,
     now: dt.datetime | None,
-    mark: str = _SEP,
-) -> list[str]:
-    """The entries' fields, :data:`rmas.audit.chain.FIELDS` order, one flat list: for each
-    entry ``mark`` then its 11 fields.
+) -> list[tuple[str, ...]]:
+    """Each result's entry as its fields, in :data:`rmas.audit.format.FIELDS` order.
 
     A result without a document (data that failed validation) has no issuing state and no
-    document key: what the caller sent was not a usable identity.
+    document key: what the caller sent was not a usable identity. Free texts go through
+    :func:`~rmas.audit.format.clean`; the other fields are codes, hex and JSON.
     """
     time = utc_timestamp(now)
-    identity = _text(caller.identity)
-    role = _text(caller.role)
+    hub_id, identity, role = clean(hub), clean(caller.identity), clean(caller.role)
     chan = channel.value
-    ref = _text(reference) if reference else ""
-    key_of = keyer._key_of
-    known = _SOURCES_CACHE.get
-    out: list[str] = []
-    extend = out.extend
+    ref = clean(reference) if reference else ""
+    key_of = keyer.key_of
+    rows: list[tuple[str, ...]] = []
     for r in results:
         doc = r.document
         if doc is None:
@@ -252,38 +184,24 @@ def _fields(  # noqa: PLR0917 (private, called twice with entries_for's argument
             state = doc.issuing_state
             economy, number = doc.key
             key = key_of(economy, number) if number else ""
-        # One answer is the usual case: its key without a comprehension (a function call).
-        answers = r.sources
-        if len(answers) == 1:
-            a = answers[0]
-            rec = a.record
-            skey: tuple[tuple[str, str, str, str], ...] = (
+        skey = tuple(
+            [
                 (
                     a.provider_id,
                     a.outcome,
-                    rec.status if rec is not None else "",
+                    a.record.status if a.record is not None else "",
                     "candidate" if a.queried_number else "",
-                ),
-            )
-        else:
-            skey = tuple(
-                [
-                    (
-                        a.provider_id,
-                        a.outcome,
-                        a.record.status if a.record is not None else "",
-                        "candidate" if a.queried_number else "",
-                    )
-                    for a in answers
-                ]
-            )
-        sources = known(skey) or _sources_json(skey)
+                )
+                for a in r.sources
+            ]
+        )
+        sources = _SOURCES_CACHE.get(skey) or _sources_json(skey)
         # ``_value_``: the plain text, without the cost of the ``value`` property.
-        extend(
-            (mark, time, identity, role, chan, r.check_id, state, key, sources,
+        rows.append(
+            (time, hub_id, identity, role, chan, r.check_id, state, key, sources,
              r.verdict._value_, r.directive._value_, ref)
         )  # fmt: skip
-    return out
+    return rows
 
 
 def entries_for(
@@ -292,16 +210,13 @@ def entries_for(
     channel: Channel,
     keyer: DocumentKeyer,
     *,
+    hub: str = "",
     reference: str = "",
     now: dt.datetime | None = None,
 ) -> list[AuditEntry]:
-    """One entry per result, in order, all stamped with the same time (``now``, default: now).
-
-    A result without a document (data that failed validation) has no issuing state and no
-    document key: what the caller sent was not a usable identity.
-    """
-    flat = _fields(results, caller, channel, keyer, reference, now)
-    return [AuditEntry(*flat[i + 1 : i + 1 + _NFIELDS]) for i in range(0, len(flat), _NFIELDS + 1)]
+    """One entry per result, in order, all stamped with the same time (``now``, default: now)
+    and the id of the ``hub`` writing them."""
+    return [AuditEntry(*row) for row in _rows(results, caller, channel, keyer, hub, reference, now)]
 
 
 def encode_entries(
@@ -310,47 +225,10 @@ def encode_entries(
     channel: Channel,
     keyer: DocumentKeyer,
     *,
+    hub: str = "",
     reference: str = "",
     now: dt.datetime | None = None,
-) -> tuple[bytes, bytes]:
-    """(keys, group): the entries :func:`entries_for` makes, directly in the sink's wire form
-    (:mod:`rmas.audit.writer`), for :meth:`rmas.audit.sink.AuditSink.record_encoded`: the hub's
-    hot path builds no AuditEntry, and encodes once per call, not per entry.
-
-    No field holds a NUL or a lone surrogate: caller texts go through :func:`_text`, the others
-    are codes, hex and JSON. Each entry starts with :data:`_MARK`, which becomes the byte 0xFF;
-    when a caller text holds that character too, the entries are joined again with
-    :data:`_SEP`, which only "surrogateescape" encodes, as 0xFF.
-    """
-    flat = _fields(results, caller, channel, keyer, reference, now, _MARK)
-    group = "\x00".join(flat).encode("utf-8")
-    if group.count(b"\x01") == len(results):
-        group = group.replace(b"\x01", b"\xff")
-    else:  # a caller text holds the mark
-        flat[:: _NFIELDS + 1] = [_SEP] * len(results)
-        group = "\x00".join(flat).encode("utf-8", "surrogateescape")
-    return encode_keys(flat[5 :: _NFIELDS + 1], flat[7 :: _NFIELDS + 1]), group
-
-
-def encode_keys(check_ids: Sequence[str], document_keys: Sequence[str]) -> bytes:
-    """The ``keys`` of a group (:mod:`rmas.audit.writer`): each entry's check id tag and
-    document key tag (:func:`rmas.audit.writer.key_tag`, 16 ASCII characters each).
-
-    The hub's check ids and document keys are lower-case hex, whose tag is their first 16
-    characters: that is checked once for the whole group, not per value.
-    """
-    cids = [c[:16] for c in check_ids]
-    dks = [k[:16] for k in document_keys if k]
-    joined_c, joined_k = "".join(cids), "".join(dks)
-    if (
-        len(joined_c) != 16 * len(cids)
-        or len(joined_k) != 16 * len(dks)
-        or joined_c.translate(_HEX_DIGITS)
-        or joined_k.translate(_HEX_DIGITS)
-    ):
-        tags = [key_tag(v) for pair in zip(check_ids, document_keys, strict=True) for v in pair]
-    else:
-        tags = [NO_TAG] * (2 * len(cids))
-        tags[0::2] = cids
-        tags[1::2] = [k[:16] or NO_TAG for k in document_keys]
-    return "".join(tags).encode("ascii")
+) -> bytes:
+    """The entries :func:`entries_for` makes, directly in the byte format
+    (:func:`rmas.audit.format.encode`): the hub's hot path builds no AuditEntry."""
+    return encode(_rows(results, caller, channel, keyer, hub, reference, now))

@@ -1,9 +1,9 @@
 """The hub's audit trail: check results in, durable chained entries out, before any answer.
 
 :class:`AuditTrail` joins the pieces the servicers need: the keyed hash of document keys
-(:class:`~rmas.audit.entry.DocumentKeyer`), one entry per document
-(:func:`~rmas.audit.entry.encode_entries`, the wire form of
-:func:`~rmas.audit.entry.entries_for`) and the group-committing sink
+(:class:`~rmas.audit.entry.DocumentKeyer`), one entry per document, naming this hub
+(:func:`~rmas.audit.entry.encode_entries`, the bytes of :func:`~rmas.audit.entry.entries_for`)
+and the group-committing sink
 (:class:`~rmas.audit.sink.AuditSink`). When the trail is *required* (the default), a check whose
 entries cannot be written is not answered: :meth:`AuditTrail.record` raises AuditError and the
 caller gets UNAVAILABLE. Otherwise the failure is logged and the answer goes out.
@@ -12,6 +12,7 @@ caller gets UNAVAILABLE. Otherwise the failure is logged and the answer goes out
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Awaitable, Sequence
 
@@ -28,10 +29,19 @@ log = structlog.get_logger("rmas.audit")
 
 
 class AuditTrail:
-    def __init__(self, sink: AuditSink, keyer: DocumentKeyer, *, required: bool = True) -> None:
+    def __init__(
+        self,
+        sink: AuditSink,
+        keyer: DocumentKeyer,
+        *,
+        required: bool = True,
+        hub_id: str | None = None,
+    ) -> None:
         self.sink = sink
         self.keyer = keyer
         self.required = required
+        #: Recorded in every entry: which hub wrote it (default: the host name).
+        self.hub_id = hub_id or socket.gethostname()
         #: Seconds the last record() waited for its commit (for metrics).
         self.last_wait_s = 0.0
 
@@ -44,11 +54,13 @@ class AuditTrail:
         required: bool,
         synchronous: str,
         linger_s: float = LINGER_S,
+        hub_id: str | None = None,
     ) -> AuditTrail:
         return cls(
             AuditSink(url, synchronous=synchronous, linger_s=linger_s),
             DocumentKeyer.from_file(key_file),
             required=required,
+            hub_id=hub_id,
         )
 
     @property
@@ -100,11 +112,11 @@ class AuditTrail:
         start = time.monotonic()
         if not results:
             return self._wait(None, 0, start)
-        keys, group = encode_entries(results, caller, channel, self.keyer, reference=reference)
+        body = encode_entries(
+            results, caller, channel, self.keyer, hub=self.hub_id, reference=reference
+        )
         try:
-            future: asyncio.Future[None] | AuditError = self.sink.submit_encoded(
-                len(results), keys, group, encoded_here=True
-            )
+            future: asyncio.Future[None] | AuditError = self.sink.submit_encoded(len(results), body)
         except AuditError as exc:
             future = exc
         return self._wait(future, len(results), start)

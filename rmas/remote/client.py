@@ -105,6 +105,7 @@ class RemoteProvider:
         #: configured for).
         self.describe_problem = "not described yet"
         self._describe_retry_at = 0.0
+        self._describing: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self._refresher: asyncio.Task[None] | None = None
@@ -191,20 +192,41 @@ class RemoteProvider:
             await asyncio.sleep(self.describe_refresh_s)
             await self.describe()
 
+    async def _await_describe(self, deadline: float) -> None:
+        """Wait, within the call's budget, for the node's first Describe.
+
+        One Describe at a time, shared by every call that needs it and shielded from their
+        cancellation: a caller that gives up (its own short deadline) leaves it running for the
+        next, instead of leaving the node undescribed. After a failed one, the next is tried no
+        sooner than a second (or the breaker's reset interval) later.
+        """
+        task = self._describing
+        if task is None or task.done():
+            if time.monotonic() < self._describe_retry_at:
+                return
+            task = self._describing = asyncio.get_running_loop().create_task(
+                self._describe_first()
+            )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), remaining)
+
+    async def _describe_first(self) -> None:
+        if await self.describe(budget_s=1.0) is None:
+            # A node that cannot describe itself is failing: the breaker hears of it once.
+            self._describe_retry_at = time.monotonic() + min(1.0, self.breaker.reset_s)
+            self.breaker.failure()
+
     async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
         if self._refresher is None:
             self._connect()
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
         if not self.breaker.allow():
             raise ProviderUnavailable(f"circuit open for {self._info.id}")
-        if self.described is None and time.monotonic() >= self._describe_retry_at:
-            # Not described yet (first call, or the node was down): try again, at most once a
-            # second, inside this call's budget. A node that cannot describe itself is failing.
-            self._describe_retry_at = time.monotonic() + 1.0
-            remaining = deadline - time.monotonic()
-            if remaining > 0.05 and await self.describe(budget_s=min(1.0, remaining / 2)) is None:
-                self.breaker.failure()
-                raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
+        if self.described is None:
+            await self._await_describe(deadline)
         if self.describe_problem:
             self.breaker.release()
             raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
@@ -339,6 +361,10 @@ class RemoteProvider:
         }
 
     async def aclose(self) -> None:
+        if self._describing is not None and not self._describing.done():
+            self._describing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._describing
         if self._refresher is not None:
             self._refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

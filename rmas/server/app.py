@@ -128,6 +128,7 @@ class HubServer:
                 required=a.required,
                 synchronous=a.synchronous,
                 linger_s=a.linger_ms / 1000.0,
+                hub_id=a.hub_id or None,
             )
         server = cls(cfg.hub, providers, cfg.iapi, tls=cfg.tls, policy=policy, audit=audit)
         server.source = cfg

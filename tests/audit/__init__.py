@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
-import json
 import os
 import re
 import secrets
@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from rmas.audit import AuditSink, Caller, Channel, DocumentKeyer, entries_for
-from rmas.audit.entry import AuditEntry
+from rmas.audit.format import FIELDS, AuditEntry, Sealed, decode, encode
 from rmas.documents import validate_document
 from rmas.hub import CheckResult, new_check_id
 from rmas.verdict import Directive, Outcome, Record, RecordStatus, SourceAnswer, Verdict
@@ -144,7 +144,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_databases: PgDatab
         return f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
     base = request.getfixturevalue("postgres_url")
     url = pg_databases.private(base)
-    asyncio.run(pg_execute(url, "DROP TABLE IF EXISTS audit_entries"))
+    asyncio.run(pg_execute(url, "DROP TABLE IF EXISTS audit_block, audit_entries"))
     return url
 
 
@@ -152,7 +152,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path, pg_databases: PgDatab
 def pg_url(postgres_url: str, pg_databases: PgDatabases) -> str:
     """A PostgreSQL audit database URL with no audit trail in it yet."""
     url = pg_databases.private(postgres_url)
-    asyncio.run(pg_execute(url, "DROP TABLE IF EXISTS audit_entries"))
+    asyncio.run(pg_execute(url, "DROP TABLE IF EXISTS audit_block, audit_entries"))
     return url
 
 
@@ -202,103 +202,57 @@ async def raw_rows(url: str, sql: str) -> list[tuple[Any, ...]]:
         await conn.close()
 
 
-# -- what an attacker with write access does, on either layout -------------------------------------
-#
-# PostgreSQL stores a row per entry; SQLite a row per group commit (rmas.audit.writer), whose
-# entries are JSON in ``body`` and whose hashes are 32 bytes each in ``hashes``.
+# -- what an attacker with write access does (the same table on both engines) ---------------------
 
 
 def _sqlite_path(url: str) -> str:
     return url.split(":///", 1)[1]
 
 
-def _block_of(db: Any, seq: int) -> tuple[int, int]:
-    first, last = db.execute(
-        "SELECT first_seq, last_seq FROM audit_blocks WHERE first_seq <= ? "
-        "ORDER BY first_seq DESC LIMIT 1",
-        (seq,),
-    ).fetchone()
-    assert first <= seq <= last, f"no stored block holds entry {seq}"
-    return first, last
-
-
-def rewrite_block(url: str, seq: int, change: Any) -> None:
-    """Store, as JSON, the entries of the SQLite block holding ``seq`` that ``change`` (a
-    function of the list of entries, each a list of fields) returns."""
-    import sqlite3
-
-    from rmas.audit import writer
-
-    db = sqlite3.connect(_sqlite_path(url), isolation_level=None)
-    try:
-        first, _last = _block_of(db, seq)
-        (body,) = db.execute(
-            "SELECT body FROM audit_blocks WHERE first_seq = ?", (first,)
-        ).fetchone()
-        entries = change(writer.block_fields(body))
-        db.execute(
-            "UPDATE audit_blocks SET body = ? WHERE first_seq = ?",
-            (json.dumps(entries).encode(), first),
-        )
-    finally:
-        db.close()
+async def block_of(url: str, seq: int) -> Sealed:
+    """The stored block holding entry ``seq``."""
+    (row,) = await raw_rows(
+        url,
+        "SELECT first_seq, last_seq, format, prev_hash, hash, digests, body FROM audit_block "
+        f"WHERE first_seq <= {int(seq)} AND last_seq >= {int(seq)}",
+    )
+    return Sealed(*(bytes(v) if isinstance(v, memoryview) else v for v in row))
 
 
 async def edit_entry(url: str, seq: int, **fields: str) -> None:
-    """Change stored fields of entry ``seq`` (its hash left as it was)."""
-    if not url.startswith("sqlite"):
-        for name, value in fields.items():
-            await raw_execute(url, f"UPDATE audit_entries SET {name} = ? WHERE seq = ?", value, seq)
-        return
-    import sqlite3
-
-    from rmas.audit.chain import FIELDS
-
-    db = sqlite3.connect(_sqlite_path(url))
-    first, _last = _block_of(db, seq)
-    db.close()
-
-    def edit(entries: list[list[str]]) -> list[list[str]]:
-        for name, value in fields.items():
-            entries[seq - first][FIELDS.index(name)] = value
-        return entries
-
-    rewrite_block(url, seq, edit)
+    """Change stored fields of entry ``seq`` (its block's hash and digests left as they were)."""
+    block = await block_of(url, seq)
+    entries = [list(dataclasses.astuple(e)) for e in decode(block.body)]
+    for name, value in fields.items():
+        entries[seq - block.first_seq][FIELDS.index(name)] = value
+    await raw_execute(
+        url, "UPDATE audit_block SET body = ? WHERE first_seq = ?", encode(entries), block.first_seq
+    )
 
 
 async def set_hash(url: str, seq: int, digest: str) -> None:
-    """Overwrite the stored hash of entry ``seq``."""
-    if not url.startswith("sqlite"):
-        await raw_execute(url, "UPDATE audit_entries SET hash = ? WHERE seq = ?", digest, seq)
-        return
-    import sqlite3
-
-    db = sqlite3.connect(_sqlite_path(url), isolation_level=None)
-    try:
-        first, _last = _block_of(db, seq)
-        (hashes,) = db.execute(
-            "SELECT hashes FROM audit_blocks WHERE first_seq = ?", (first,)
-        ).fetchone()
-        i = 32 * (seq - first)
-        hashes = hashes[:i] + bytes.fromhex(digest) + hashes[i + 32 :]
-        db.execute("UPDATE audit_blocks SET hashes = ? WHERE first_seq = ?", (hashes, first))
-    finally:
-        db.close()
+    """Overwrite the stored hash of the block holding entry ``seq``."""
+    block = await block_of(url, seq)
+    await raw_execute(url, "UPDATE audit_block SET hash = ? WHERE first_seq = ?", digest,
+                      block.first_seq)  # fmt: skip
 
 
 async def delete_entries(url: str, first: int, last: int) -> None:
-    """Delete entries ``first`` to ``last``: on SQLite, they must be whole stored blocks."""
-    if not url.startswith("sqlite"):
-        await raw_execute(url, "DELETE FROM audit_entries WHERE seq BETWEEN ? AND ?", first, last)
-        return
-    import sqlite3
+    """Delete entries ``first`` to ``last``: they must be whole stored blocks."""
+    assert (await block_of(url, first)).first_seq == first
+    assert (await block_of(url, last)).last_seq == last
+    await raw_execute(url, "DELETE FROM audit_block WHERE first_seq BETWEEN ? AND ?", first, last)
 
-    db = sqlite3.connect(_sqlite_path(url), isolation_level=None)
-    try:
-        assert _block_of(db, first)[0] == first and _block_of(db, last)[1] == last
-        db.execute("DELETE FROM audit_blocks WHERE first_seq BETWEEN ? AND ?", (first, last))
-    finally:
-        db.close()
+
+async def stored_entries(url: str) -> list[AuditEntry]:
+    """Every entry stored, in order (read straight from the blocks)."""
+    rows = await raw_rows(url, "SELECT body FROM audit_block ORDER BY first_seq")
+    return [e for (body,) in rows for e in decode(bytes(body))]
+
+
+async def stored_check_ids(url: str) -> set[str]:
+    """The check id of every entry stored."""
+    return {e.check_id for e in await stored_entries(url)}
 
 
 # -- a started sink -------------------------------------------------------------------------------

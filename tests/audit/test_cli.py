@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 import subprocess
 import sys
@@ -48,10 +49,12 @@ async def _trail(url: str) -> list[str]:
     sink = AuditSink(url)
     await sink.start()
     await sink.record(entries(1))
-    ours = entries_for([result(NUMBER)], officer, Channel.DOCUMENT, keyer)
+    ours = entries_for([result(NUMBER)], officer, Channel.DOCUMENT, keyer, hub="hub-akl-1")
     await sink.record(ours)
     await sink.record(entries(2))
-    again = entries_for([result(NUMBER)], officer, Channel.MANIFEST, keyer, reference="NZ1")
+    again = entries_for(
+        [result(NUMBER)], officer, Channel.MANIFEST, keyer, hub="hub-syd-2", reference="NZ1"
+    )
     await sink.record(again)
     await sink.record(entries(1))
     await sink.aclose()
@@ -74,7 +77,10 @@ async def test_verify_an_intact_then_a_broken_trail(db_url: str) -> None:
     assert broken.returncode == 1
     assert "BROKEN" in broken.stdout and "entry 4 edited: hash mismatch" in broken.stdout
     data = json.loads(rmas("verify", "--url", db_url, "--json").stdout)
-    assert (data["ok"], data["problems"]) == (False, ["entry 4 edited: hash mismatch"])
+    assert (data["ok"], data["problems"]) == (
+        False,
+        ["entry 4 edited: hash mismatch (block 3-4)"],
+    )
 
 
 async def test_a_deleted_tail_fails_verify_against_the_anchor_from_head(db_url: str) -> None:
@@ -107,6 +113,7 @@ async def test_find_the_checks_of_a_document_by_number_and_state(
     lines = out.stdout.splitlines()[1:]
     assert first in lines[0] and second in lines[1]
     assert "rmas://officer/AKL-1 (officer)" in lines[0] and "document" in lines[0]
+    assert "hub hub-akl-1" in lines[0] and "hub hub-syd-2" in lines[1]
     assert "manifest" in lines[1] and "ref NZ1" in lines[1]
     assert "CLEAR OK_TO_BOARD" in lines[0]
     assert "providers: NZL=ANSWERED/VALID, SLTD=ANSWERED/NO_RECORD" in lines[0]
@@ -115,6 +122,7 @@ async def test_find_the_checks_of_a_document_by_number_and_state(
                            "--key-file", key_file, "--json").stdout)  # fmt: skip
     assert NUMBER not in json.dumps(data)
     assert [first, second] == [c["check_id"] for c in data["checks"]]
+    assert [c["hub"] for c in data["checks"]] == ["hub-akl-1", "hub-syd-2"]
     assert (data["checks"][0]["providers"][0]) == {
         "provider": "NZL",
         "outcome": "ANSWERED",
@@ -175,16 +183,20 @@ async def test_keygen_writes_a_private_key_that_find_accepts(tmp_path: Path) -> 
 
 
 def test_migrate_converts_an_earlier_trail_once(tmp_path: Path) -> None:
-    from tests.audit.test_writer import _v1
-
-    path = tmp_path / "audit.db"
-    _v1(path, 30)
-    url = f"sqlite+aiosqlite:///{path}"
-    before = rmas("head", "--url", url).stdout.strip()
-    out = rmas("migrate", "--url", url)
+    fixtures = ROOT / "fixtures" / "audit"
+    shutil.copy(fixtures / "v1.db", tmp_path / "audit.db")
+    old_head = json.loads((fixtures / "expected.json").read_text())["v1.db"]["head"]
+    url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+    refused = rmas("verify", "--url", url)
+    assert refused.returncode == 2 and "rmas audit migrate" in refused.stderr
+    out = rmas("migrate", "--url", url, "--hub-id", "hub-old")
     assert out.returncode == 0, out.stderr
-    assert f"converted 30 entries; the chain verifies, head {before} unchanged" in out.stdout
+    assert "converted 40 entries (sqlite v1); the new chain verifies" in out.stdout
+    assert f"old head {old_head}" in out.stdout
+    new_head = rmas("head", "--url", url).stdout.strip()
+    assert f"new head {new_head}  (keep this one as your anchor)" in out.stdout
+    assert rmas("verify", "--url", url, "--expect-head", new_head).returncode == 0
     again = rmas("migrate", "--url", url)
     assert again.returncode == 2 and "already has the current layout" in again.stderr
-    pg = rmas("migrate", "--url", "postgresql+asyncpg://u@127.0.0.1:1/db")
-    assert pg.returncode == 2 and "only SQLite" in pg.stderr
+    gone = rmas("migrate", "--url", "postgresql+asyncpg://u@127.0.0.1:1/db")
+    assert gone.returncode == 2 and "unreachable" in gone.stderr

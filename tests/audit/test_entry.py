@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hmac
 import json
@@ -13,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rmas.audit import AuditEntry, Caller, Channel, DocumentKeyer, entries_for
-from rmas.audit.entry import utc_timestamp
+from rmas.audit.entry import encode_entries, utc_timestamp
+from rmas.audit.format import decode, encode
 from rmas.errors import ConfigError, FieldViolation
 from rmas.hub import CheckResult
 from rmas.verdict import Directive, Outcome, RecordStatus, Verdict
@@ -28,9 +30,12 @@ def test_an_entry_says_who_asked_when_how_about_which_document_and_what_came_of_
         Directive.DO_NOT_BOARD,
         (answer("NZL", RecordStatus.STOLEN), answer("SLTD", None, Outcome.TIMEOUT)),
     )
-    (e,) = entries_for([r], CALLER, Channel.MANIFEST, KEYER, reference="QF1-2026-11-22", now=NOW)
+    (e,) = entries_for(
+        [r], CALLER, Channel.MANIFEST, KEYER, hub="hub-akl-1", reference="QF1-2026-11-22", now=NOW
+    )
     expected = AuditEntry(
         time="2026-11-22T10:04:05.123456+00:00",
+        hub="hub-akl-1",
         caller="rmas://airline/QF",
         role="airline",
         channel="manifest",
@@ -148,11 +153,23 @@ def test_unreadable_or_short_key_files_are_named(tmp_path: Path) -> None:
         DocumentKeyer.from_file(tmp_path / "short.key")
 
 
-def test_nul_and_unencodable_text_from_callers_is_made_storable() -> None:
-    caller = Caller("rmas://airline/Q\x00F\ud800", "airline")
-    (e,) = entries_for([result()], caller, Channel.DOCUMENT, KEYER, reference="r\x00f")
-    assert "\x00" not in e.caller + e.reference
-    e.caller.encode("utf-8")  # no lone surrogate left
+def test_separators_nul_and_unencodable_text_from_callers_are_made_storable() -> None:
+    caller = Caller("rmas://airline/Q\x00F\x1e\x1f\ud800\tZürich", "airline")
+    (e,) = entries_for(
+        [result()], caller, Channel.DOCUMENT, KEYER, hub="h\x1fub", reference="r\x00f\x1e"
+    )
+    assert e.caller == "rmas://airline/Q\ufffdF\ufffd\ufffd?\tZürich"  # "?": the surrogate
+    assert (e.hub, e.reference) == ("h\ufffdub", "r\ufffdf\ufffd")
+
+
+def test_encode_entries_gives_the_bytes_of_entries_for() -> None:
+    results = [result(f"A{i}") for i in range(3)]
+    caller = Caller("rmas://airline/Zürich\x1e", "airline")
+    args = (results, caller, Channel.PAXLST, KEYER)
+    made = entries_for(*args, hub="hub-1", reference="R\x1f", now=NOW)
+    body = encode_entries(*args, hub="hub-1", reference="R\x1f", now=NOW)
+    assert decode(body) == made
+    assert body == encode([dataclasses.astuple(e) for e in made])
 
 
 def test_timestamps_are_utc_with_microseconds() -> None:

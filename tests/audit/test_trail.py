@@ -3,13 +3,14 @@ raises, an optional one logs."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from rmas.audit import AuditSink, Channel, verify
+from rmas.audit import AuditSink, Channel, find, verify
 from rmas.audit.trail import AuditTrail
 from rmas.errors import AuditError
 from tests.audit import CALLER, KEYER, result
@@ -37,6 +38,21 @@ async def test_submit_queues_at_once_and_completes_once_durable(tmp_path: Path) 
         await trail.aclose()
     report = await verify(f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}")
     assert report.ok and report.count == 3
+
+
+async def test_every_entry_names_the_hub_that_wrote_it(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+    named = AuditTrail(AuditSink(url), KEYER, hub_id="hub-akl-1")
+    default = AuditTrail(AuditSink(url), KEYER)
+    assert default.hub_id == socket.gethostname() != ""
+    for trail in (named, default):
+        await trail.start()
+        try:
+            await trail.record([result("LA1234567", "NZL")], CALLER, Channel.DOCUMENT)
+        finally:
+            await trail.aclose()
+    found = await find(url, KEYER.key_of("NZL", "LA1234567"))
+    assert [f["hub"] for f in found] == ["hub-akl-1", socket.gethostname()]
 
 
 @pytest.mark.parametrize("required", [True, False])

@@ -1,12 +1,11 @@
-"""The SQLite writer process and the block layout: wire form, storage, the view, lookups, tamper
-evidence on blocks, the process's life and death, the linger, and the earlier layout (reading
-and migrating it)."""
+"""The SQLite writer process and the block format: bytes, storage, lookups, tamper evidence on
+stored blocks, the process's life and death, and the linger."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -16,26 +15,23 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
-from rmas.audit import AuditSink, Channel, entries_for, find, find_check, head, verify
-from rmas.audit import writer as w
-from rmas.audit.chain import FIELDS, GENESIS, entry_body, entry_fields, hash_entry, link_hash
-from rmas.audit.entry import AuditEntry, encode_entries
-from rmas.audit.sink import _SQLITE_LOOKUP, LINGER_BELOW, _ddl, encode_group, migrate
-from rmas.errors import AuditError
-from tests.audit import (
-    CALLER,
-    KEYER,
-    NOW,
-    edit_entry,
-    entries,
-    raw_rows,
-    result,
-    rewrite_block,
-    set_hash,
-    started,
+from rmas.audit import AuditSink, Channel, entries_for, find, find_check, verify
+from rmas.audit.entry import encode_entries
+from rmas.audit.format import (
+    FIELDS,
+    FORMAT,
+    GENESIS,
+    NFIELDS,
+    AuditEntry,
+    decode,
+    entry_bytes,
+    seal,
+    well_formed,
 )
+from rmas.audit.sink import LINGER_BELOW, encode_group
+from rmas.errors import AuditError
+from tests.audit import CALLER, KEYER, NOW, block_of, entries, raw_rows, result, started
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,13 +72,16 @@ def gone(pid: int, within_s: float = 10.0) -> bool:
     return False
 
 
-# -- wire form and storage ------------------------------------------------------------------------
+# -- the format and storage ------------------------------------------------------------------------
 
 
-def test_the_writer_hashes_as_the_chain_defines() -> None:
-    for body in (b"", b"a\x00b", "é\x00ü".encode(), b"x" * 5000):
-        for seq in (1, 9, 12345678901):
-            assert w.link_hash(GENESIS, seq, body) == link_hash(GENESIS, seq, body)
+def test_the_field_list_is_declared_once_and_read_back_in_order() -> None:
+    assert tuple(f.name for f in dataclasses.fields(AuditEntry)) == FIELDS
+    assert FIELDS[:2] == ("time", "hub") and NFIELDS == 12
+    made = entries(3, reference="QF1")
+    body = encode_group(made)
+    assert body.count(b"\x1e") == 3 and body.count(b"\x1f") == 3 * (NFIELDS - 1)
+    assert decode(body) == made
 
 
 def test_the_hub_and_entries_for_encode_alike() -> None:
@@ -91,95 +90,81 @@ def test_the_hub_and_entries_for_encode_alike() -> None:
 
     bad = CheckResult(new_check_id(), "", Verdict.INVALID_DATA, Directive.DO_NOT_BOARD)
     results = [result(), result("LA7654321", "AUS"), bad]
-    keys, group = encode_entries(results, CALLER, Channel.MANIFEST, KEYER, reference="QF1", now=NOW)
-    made = entries_for(results, CALLER, Channel.MANIFEST, KEYER, reference="QF1", now=NOW)
-    assert (keys, group) == encode_group(made)
-    # Each entry's canonical body (what its hash covers) lies between the entry marks.
-    assert w.bodies_of(3, group) == [entry_body(entry_fields(e)) for e in made]
-    tags = [keys[i : i + 16].decode() for i in range(0, len(keys), 16)]
-    assert tags[0::2] == [e.check_id[:16] for e in made]
-    assert tags[1::2] == [made[0].document_key[:16], made[1].document_key[:16], w.NO_TAG]
+    args = (results, CALLER, Channel.MANIFEST, KEYER)
+    body = encode_entries(*args, hub="hub-1", reference="QF1", now=NOW)
+    made = entries_for(*args, hub="hub-1", reference="QF1", now=NOW)
+    assert body == encode_group(made)
+    assert [e.hub for e in decode(body)] == ["hub-1"] * 3
 
 
-def test_key_tags() -> None:
-    hexed = "0123456789abcdef0123"
-    assert w.key_tag(hexed) == hexed[:16]
-    assert w.key_tag("") == w.NO_TAG
-    for odd in ("c1", "0123456789ABCDEF0", "zz" * 10, "é" * 20, "0123456789abcdeg"):
-        tag = w.key_tag(odd)
-        assert len(tag) == 16 and tag != odd[:16] and int(tag, 16) >= 0
-
-
-def test_malformed_groups_are_refused() -> None:
-    with pytest.raises(w.WriterError, match="malformed"):
-        w.bodies_of(2, b"\xff\x00a")
-    with pytest.raises(w.WriterError, match="malformed"):
-        w.bodies_of(1, b"a\x00b")
-    good = b"\xff\x00" + b"\x00".join([b"f"] * w.NFIELDS)
-    assert w.bodies_of(2, good + b"\x00" + good) == [good[2:], good[2:]]
+def test_malformed_entries_are_refused() -> None:
+    good = encode_group(entries(2))
+    assert well_formed(2, good) and len(entry_bytes(good)) == 2
+    assert not well_formed(3, good) and not well_formed(2, good[:-1]) and not well_formed(0, b"")
+    one = good[: good.index(b"\x1e") + 1]
     # The totals balance, but one entry has a field too many and the next one too few.
-    long, short = good + b"\x00x", good.rsplit(b"\x00", 1)[0]
-    with pytest.raises(w.WriterError, match="11 fields in each entry"):
-        w.bodies_of(2, long + b"\x00" + short)
-    with pytest.raises(w.WriterError, match="not UTF-8 at byte 2"):
-        w.bodies_of(1, b"\xff\x00\xc3(" + good[3:])
-    with pytest.raises(w.WriterError, match="not 0 entries"):
-        w.bodies_of(0, b"")
+    long = one[:-1] + b"\x1fx\x1e"
+    short = one[: one.rindex(b"\x1f")] + b"\x1e"
+    assert well_formed(2, long + short)
+    with pytest.raises(ValueError, match="12 fields in each entry"):
+        seal(GENESIS, 0, 2, long + short)
+    with pytest.raises(ValueError, match="not UTF-8 at byte 0"):
+        seal(GENESIS, 0, 1, b"\xc3(" + one[2:])
+    with pytest.raises(ValueError, match="not 3 entries"):
+        seal(GENESIS, 0, 3, good)
 
 
 async def test_a_malformed_call_fails_alone(url: str) -> None:
-    keys, group = encode_group(entries(2))
+    body = encode_group(entries(2))
+    one = body[: body.index(b"\x1e") + 1]
     async with started(url) as sink:
         calls = [
-            sink.record_encoded(2, keys, group),
-            sink.record_encoded(2, keys[:-1], group),  # a key short
-            sink.record_encoded(1, keys[:32], group),  # two entries said to be one
-            sink.record_encoded(2, keys, group),
+            sink.record_encoded(2, body),
+            sink.record_encoded(2, body[:-1]),  # an entry not ended
+            sink.record_encoded(1, body),  # two entries said to be one
+            sink.record_encoded(2, one[:-1] + b"\x1fx\x1e" + one[: one.rindex(b"\x1f")] + b"\x1e"),
+            sink.record_encoded(2, body),
         ]
         done = await asyncio.gather(*calls, return_exceptions=True)
-    assert [type(d).__name__ for d in done] == ["NoneType", "AuditError", "AuditError", "NoneType"]
+    # The fourth has the separators of two entries, not their fields.
+    assert [type(d).__name__ for d in done] == [
+        "NoneType", "AuditError", "AuditError", "AuditError", "NoneType"
+    ]  # fmt: skip
     assert (await verify(url)).count == 4
 
 
-async def test_a_commit_is_one_block_and_the_view_shows_its_entries(url: str) -> None:
+async def test_a_commit_is_one_block_of_verbatim_bytes(url: str) -> None:
     batch = entries(3, reference="QF1")
     async with started(url) as sink:
         await sink.record(batch)
         await sink.record(entries(2))
-    db = sqlite3.connect(url.split(":///")[1])
-    assert db.execute("PRAGMA user_version").fetchone()[0] == w.SCHEMA_VERSION
-    assert db.execute("SELECT first_seq, last_seq FROM audit_blocks").fetchall() == [(1, 3), (4, 5)]
-    db.close()
-    rows = await raw_rows(url, "SELECT * FROM audit_entries ORDER BY seq")
-    prev = GENESIS
-    for seq, (row, entry) in enumerate(zip(rows, batch, strict=False), 1):
-        assert row == (seq, prev, hash_entry(prev, seq, entry), *entry_fields(entry))
-        prev = row[2]
-    assert [r[0] for r in rows] == [1, 2, 3, 4, 5]
+    rows = await raw_rows(url, "SELECT first_seq, last_seq, format FROM audit_block")
+    assert rows == [(1, 3, FORMAT), (4, 5, FORMAT)]
+    block = await block_of(url, 2)
+    assert block.body == encode_group(batch) and decode(block.body) == batch
+    assert block == seal(GENESIS, 0, 3, block.body)
 
 
 async def test_any_text_survives_storage(url: str) -> None:
     odd = 'a "quoted" \\ back\\slash, tab\t, bell\x07, é, 中文, emoji \U0001f600'
     entry = AuditEntry(
-        "2026-11-22T10:04:05.123456+00:00", odd, "officer", "document", "c1", "", "",
-        "[]", "INVALID_DATA", "DO_NOT_BOARD", "ref \x1f end",
+        "2026-11-22T10:04:05.123456+00:00", "hub é", odd, "officer", "document", "c1", "", "",
+        "[]", "INVALID_DATA", "DO_NOT_BOARD", "ref end",
     )  # fmt: skip
     async with started(url) as sink:
         await sink.record([entry, *entries(1)])
         await sink.record([entry])
-    (one, _other, again) = await raw_rows(url, "SELECT * FROM audit_entries ORDER BY seq")
-    assert one[3:] == entry_fields(entry) == again[3:]
     assert (await verify(url)).ok
-    found = await find_check(url, "c1")  # a check id that is not hex: tagged by its hash
+    found = await find_check(url, "c1")
     assert [f["seq"] for f in found] == [1, 3] and found[0]["caller"] == odd
+    assert found[0]["hub"] == "hub é"
 
 
-async def test_lookups_scan_the_tags_of_every_block(url: str) -> None:
+async def test_lookups_compare_the_field_they_search(url: str) -> None:
     key = KEYER.key_of("NZL", "B0000001")
     one = entries(1, number="B0000001")[0]
-    # A check id whose tag is the document key's: found by check id, never by document key.
-    other = entry_fields(entries(1)[0])
-    decoy = AuditEntry(*other[:4], key, *other[5:])
+    # A check id equal to the document key: found by check id, never by document key.
+    decoy = dataclasses.replace(entries(1)[0], check_id=key)
     async with started(url) as sink:
         await sink.record([one])
         await sink.record(invalid(300))  # entries without a document key
@@ -188,10 +173,6 @@ async def test_lookups_scan_the_tags_of_every_block(url: str) -> None:
     assert [f["seq"] for f in await find_check(url, key)] == [302]
     assert [f["seq"] for f in await find_check(url, one.check_id)] == [1, 303]
     assert await find(url, "") == [] and await find(url, "0" * 64) == []
-    db = sqlite3.connect(url.split(":///")[1])
-    keys = db.execute("SELECT group_concat(keys, '') FROM audit_blocks").fetchone()[0]
-    db.close()
-    assert len(keys) == 32 * 303 and keys[16:32] == key[:16] and keys[48:64] == w.NO_TAG
 
 
 async def test_sinks_sharing_a_file_form_one_chain_that_finds_everything(url: str) -> None:
@@ -204,7 +185,7 @@ async def test_sinks_sharing_a_file_form_one_chain_that_finds_everything(url: st
     assert [f["seq"] for f in await find(url, KEYER.key_of("NZL", "LA5555555"))] == [4201]
 
 
-# -- tamper evidence on blocks --------------------------------------------------------------------
+# -- tamper evidence on stored blocks -------------------------------------------------------------
 
 
 async def _filled(url: str) -> None:
@@ -213,80 +194,50 @@ async def _filled(url: str) -> None:
             await sink.record(entries(5))  # blocks 1-5, 6-10, 11-15, 16-20
 
 
-async def test_a_rewritten_hash_inside_a_block_breaks_the_next_entry(url: str) -> None:
-    await _filled(url)
-    (row,) = await raw_rows(url, "SELECT * FROM audit_entries WHERE seq = 7")
-    fields = list(row[3:])
-    fields[FIELDS.index("verdict")] = "ALERT"
-    await edit_entry(url, 7, verdict="ALERT")
-    await set_hash(url, 7, link_hash(row[1], 7, entry_body(fields)))
-    # Inside a block the next entry's prev_hash is the stored hash before it: the forged hash
-    # makes entry 8's own hash wrong instead (a row per entry reports "does not follow").
-    assert (await verify(url)).problems == ("entry 8 edited: hash mismatch",)
+def _sql(url: str, sql: str, *args: object) -> None:
+    db = sqlite3.connect(url.split(":///")[1], isolation_level=None)
+    try:
+        db.execute(sql, args)
+    finally:
+        db.close()
 
 
 async def test_an_altered_block_is_reported_and_checking_resumes(url: str) -> None:
     await _filled(url)
-    rewrite_block(url, 6, lambda entries: entries[:2] + entries[3:])  # an entry removed
-    db = sqlite3.connect(url.split(":///")[1], isolation_level=None)
-    db.execute("UPDATE audit_blocks SET body = x'00ff' WHERE first_seq = 16")
-    db.close()
+    block = await block_of(url, 6)
+    cut = b"".join(e + b"\x1e" for i, e in enumerate(entry_bytes(block.body)) if i != 2)
+    _sql(url, "UPDATE audit_block SET body = ? WHERE first_seq = 6", cut)  # an entry removed
+    _sql(url, "UPDATE audit_block SET body = x'00ff' WHERE first_seq = 16")
     report = await verify(url)
-    assert report.count == 10 and report.problem_count == 2
-    assert report.problems[0].startswith("entries 6-10 unreadable: block 6 altered")
-    assert report.problems[1].startswith("entries 16-20 unreadable: block 16 altered")
+    assert report.count == 20
+    assert report.problems == (
+        "block 6-10 altered: its entries, digests and seq range disagree",
+        "block 16-20 altered: its body does not end an entry",
+    )
 
 
 async def test_an_inserted_block_is_out_of_order(url: str) -> None:
     await _filled(url)
-    db = sqlite3.connect(url.split(":///")[1], isolation_level=None)
-    first = db.execute("SELECT prev_hash, hashes, keys, body FROM audit_blocks WHERE first_seq = 1")
-    prev_hash, hashes, keys, body = first.fetchone()
-    db.execute(
-        "INSERT INTO audit_blocks VALUES (8, 8, ?, ?, ?, ?)",
-        (prev_hash, hashes[:32], keys[:32], json.dumps(w.block_fields(body)[:1]).encode()),
-    )
-    db.close()
+    b = await block_of(url, 1)
+    one = entry_bytes(b.body)[0] + b"\x1e"
+    _sql(url, "INSERT INTO audit_block VALUES (?, ?, ?, ?, ?, ?, ?)",
+         *seal(b.prev_hash, 7, 1, one).row())  # fmt: skip
     # Reported once; the chain is followed on from entry 10 (no false gap, links still checked).
-    assert (await verify(url)).problems == ("entry 8 out of order: it comes after entry 10",)
+    assert (await verify(url)).problems == ("block 8-8 out of order: it comes after entry 10",)
 
 
-async def test_altered_lookup_keys_are_reported(url: str) -> None:
-    await _filled(url)
-    (target,) = await raw_rows(url, "SELECT document_key FROM audit_entries WHERE seq = 7")
-    assert [e["seq"] for e in await find(url, target[0])] == [7]
-    db = sqlite3.connect(url.split(":///")[1], isolation_level=None)
-    db.execute("UPDATE audit_blocks SET keys = ? WHERE first_seq = 6", (b"-" * 160,))
-    db.close()
-    assert await find(url, target[0]) == []  # hidden from lookups...
-    assert (await verify(url)).problems == (  # ...but not from verify
-        "entries 6-10: lookup keys altered (rmas audit find would not find them)",
-    )
-
-
-async def test_a_block_that_is_no_block_is_reported_and_never_appended_to(url: str) -> None:
+async def test_a_damaged_last_block_is_reported_and_never_appended_to(url: str) -> None:
     await _filled(url)
     async with started(url) as sink:
         await sink.record(entries(1))
-        db = sqlite3.connect(url.split(":///")[1], isolation_level=None)
-        db.execute("INSERT INTO audit_blocks VALUES (22, 21, 'x', x'', x'', '[]')")  # empty
-        db.close()
+        _sql(url, "INSERT INTO audit_block VALUES (22, 'x', ?, '', 'x', x'', x'')", FORMAT)
         with pytest.raises(AuditError, match="audit trail damaged: its last block"):
             await sink.record(entries(1))
-    report = await verify(url)
-    assert report.problems == ("block 22 altered (its seq range 22-21 is not one)",)
+    report = await verify(url)  # a report, not a crash
+    assert report.problems == ("block 22-'x' altered: its seq range is not one",)
     with pytest.raises(AuditError, match="audit trail damaged: its last block"):
         async with started(url):  # opening reads the tail too
             pass
-
-
-async def test_a_block_with_a_seq_that_is_no_number_is_reported(url: str) -> None:
-    await _filled(url)
-    db = sqlite3.connect(url.split(":///")[1], isolation_level=None)
-    db.execute("UPDATE audit_blocks SET last_seq = 'x' WHERE first_seq = 16")
-    db.close()
-    report = await verify(url)  # a report, not a crash
-    assert report.problems == ("block 16 altered (its seq range 16-'x' is not one)",)
 
 
 async def test_a_removed_write_ahead_log_fails_the_next_commit(url: str) -> None:
@@ -390,68 +341,7 @@ async def test_tiny_groups_wait_for_the_linger_only_while_commits_follow_each_ot
         assert sink.commits - before == 1
 
 
-# -- the earlier layout ---------------------------------------------------------------------------
-
-
-def _v1(path: Path, n: int, *, edit: int = 0) -> list[AuditEntry]:
-    """A trail as rmas wrote it before blocks: a table row per entry, with the v1 indexes."""
-    made = entries(n)
-    db = sqlite3.connect(path, isolation_level=None)
-    for statement in _ddl(sqlite_dialect.dialect()):
-        db.execute(statement)
-    prev = GENESIS
-    for seq, e in enumerate(made, 1):
-        digest = hash_entry(prev, seq, e)
-        fields = list(entry_fields(e))
-        if seq == edit:
-            fields[FIELDS.index("verdict")] = "ALERT"
-        db.execute(f"INSERT INTO audit_entries VALUES ({', '.join('?' * 14)})",
-                   (seq, prev, digest, *fields))  # fmt: skip
-        prev = digest
-    db.close()
-    return made
-
-
-async def test_an_earlier_trail_is_read_refused_for_writing_and_migrated(tmp_path: Path) -> None:
-    path = tmp_path / "audit.db"
-    url = f"sqlite+aiosqlite:///{path}"
-    made = _v1(path, w.MIGRATE_BLOCK + 10)
-    before = await verify(url)
-    assert before.ok and before.count == len(made)
-    assert await head(url) == before.head
-    assert [f["seq"] for f in await find_check(url, made[4100].check_id)] == [4101]
-
-    sink = AuditSink(url)
-    with pytest.raises(AuditError, match=r"earlier rmas.*rmas audit migrate"):
-        await sink.start()
-    await sink.aclose()
-
-    done = await migrate(url)
-    assert done.entries == len(made) and done.after is not None
-    assert (done.after.count, done.after.head) == (before.count, before.head)
-    db = sqlite3.connect(path)
-    assert db.execute("SELECT first_seq, last_seq FROM audit_blocks").fetchall() == [
-        (1, w.MIGRATE_BLOCK), (w.MIGRATE_BLOCK + 1, len(made))
-    ]  # fmt: skip
-    db.close()
-    async with started(url) as sink:
-        await sink.record(entries(2))
-    report = await verify(url)
-    assert report.ok and report.count == len(made) + 2
-    assert [f["seq"] for f in await find_check(url, made[3].check_id)] == [4]
-    assert [f["seq"] for f in await find_check(url, made[4100].check_id)] == [4101]
-    with pytest.raises(AuditError, match="already has the current layout"):
-        await migrate(url)
-
-
-async def test_a_broken_earlier_trail_is_not_migrated(tmp_path: Path) -> None:
-    path = tmp_path / "audit.db"
-    _v1(path, 20, edit=7)
-    done = await migrate(f"sqlite+aiosqlite:///{path}")
-    assert done.after is None and done.before.problems == ("entry 7 edited: hash mismatch",)
-    db = sqlite3.connect(path)
-    assert w.layout(db) == 1  # left as it was
-    db.close()
+# -- the writer process, again -----------------------------------------------------------------
 
 
 async def test_a_writer_that_stops_replying_is_killed_and_replaced(url: str) -> None:
@@ -471,18 +361,6 @@ async def test_a_writer_that_stops_replying_is_killed_and_replaced(url: str) -> 
         await sink.record(entries(1))
         assert writer_pid(sink) != pid
     assert (await verify(url)).count >= 2
-
-
-async def test_an_earlier_trail_is_looked_up_through_its_indexes(tmp_path: Path) -> None:
-    path = tmp_path / "audit.db"
-    made = _v1(path, 50)
-    db = sqlite3.connect(path)
-    for column in ("document_key", "check_id"):
-        plan = db.execute(f"EXPLAIN QUERY PLAN {_SQLITE_LOOKUP.format(column=column)}", (3, "x"))
-        assert f"USING INDEX ix_audit_entries_{column}" in str(plan.fetchall())
-    db.close()
-    url = f"sqlite+aiosqlite:///{path}"
-    assert [f["seq"] for f in await find(url, made[9].document_key)] == [10]
 
 
 async def test_a_cancelled_commit_still_has_its_writer_killed_if_it_never_answers(

@@ -7,6 +7,7 @@ in front of it, and checks through the hub's CheckDocument what an officer would
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -281,3 +282,27 @@ def test_the_cli_with_a_tiny_timeout_leaves_the_breaker_closed(tmp_path: Any) ->
     last = done.stdout.strip().splitlines()
     assert any(line.startswith("closed ") for line in last), done.stdout[-2000:]
     assert '"verdict": "CLEAR"' in done.stdout
+
+
+async def test_a_healthy_node_is_asked_by_concurrent_first_checks_and_after_impatient_ones() -> (
+    None
+):
+    # The differential test's finding: the node's first Describe was made by whichever check
+    # came first, inside that check's budget; concurrent first checks, and every check for a
+    # second after a caller with a 4 ms deadline, were answered "not described yet".
+    fake = FakeProvider.issuer("NZL", ["NZL"], {("NZL", "LA000002"): RecordStatus.STOLEN})
+    node = ProviderNode(fake, "127.0.0.1:0")
+    await node.start()
+    try:
+        for impatient in (True, False):
+            client = RemoteProvider(NZL, f"127.0.0.1:{node.port}")
+            async with running_hub([client]) as hub:
+                if impatient:
+                    for _ in range(3):
+                        with contextlib.suppress(grpc.aio.AioRpcError):
+                            await check(hub.target, "LA000001", wait_s=0.004)
+                results = await asyncio.gather(*(check(hub.target, "LA000002") for _ in range(8)))
+            assert [r.sources[0].outcome for r in results] == [check_pb2.OUTCOME_ANSWERED] * 8
+            assert {r.verdict for r in results} == {check_pb2.VERDICT_ALERT}
+    finally:
+        await node.stop(0)

@@ -80,6 +80,11 @@ def test_a_secure_config_parses_with_paths_from_the_config_folder(folder: Path) 
         folder, SECURE.replace('key_file = "audit.key"', 'key_file = "audit.key"\nlinger_ms = 0')
     )
     assert no_linger.audit is not None and no_linger.audit.linger_ms == 0.0
+    assert cfg.audit.hub_id == ""  # the host name, chosen when the trail starts
+    named = load_config_text(
+        folder, SECURE.replace('key_file = "audit.key"', 'key_file = "audit.key"\nhub_id = "akl-1"')
+    )
+    assert named.audit is not None and named.audit.hub_id == "akl-1"
     assert cfg.audit.url == f"sqlite+aiosqlite:///{folder / 'var' / 'audit.db'}"
     assert cfg.audit.key_file == folder / "audit.key"
     # The hub's TLS also serves its links to providers; with it a node may be anywhere.
@@ -102,6 +107,9 @@ def test_a_secure_config_parses_with_paths_from_the_config_folder(folder: Path) 
         (('key_file = "audit.key"', 'key_file = ""'), "audit.key_file", "required"),
         (('key_file = "audit.key"', 'key_file = "audit.key"\nlinger_ms = 80'), "audit.linger_ms",
          "from 0 to 50"),
+        (('key_file = "audit.key"', 'key_file = "audit.key"\nhub_id = "a\\u001fb"'),
+         "audit.hub_id", "printable"),
+        (('key_file = "audit.key"', 'key_file = "audit.key"\nhub_id = 7'), "audit.hub_id", ""),
     ],
 )  # fmt: skip
 def test_security_errors_name_the_key_at_fault(

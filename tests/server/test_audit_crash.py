@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sqlite3
 import subprocess
 from pathlib import Path
 
 import grpc
 import pytest
 
-from rmas.audit.sink import verify
+from rmas.audit.reader import verify
 from rmas.client import document_pb
 from rmas.v1 import check_pb2, check_pb2_grpc
+from tests.audit import stored_entries
 from tests.hubproc import free_port, serve
 
 HUB = """
@@ -30,6 +30,7 @@ deadline_ms = 2000
 [audit]
 url = "sqlite+aiosqlite:///audit.db"
 key_file = "audit.key"
+hub_id = "hub-crash-1"
 
 [[providers]]
 id = "NZL"
@@ -94,8 +95,9 @@ async def test_sigkill_under_load_loses_no_audit_entry_of_an_answer_received(
     await asyncio.gather(*tasks)
     assert len(received) >= 1500, "the hub answered too little before the kill to mean anything"
 
-    with sqlite3.connect(tmp_path / "audit.db") as conn:
-        stored = {row[0] for row in conn.execute("SELECT check_id FROM audit_entries")}
+    trail = await stored_entries(f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}")
+    stored = {e.check_id for e in trail}
+    assert {e.hub for e in trail} == {"hub-crash-1"}  # [audit] hub_id, through rmas serve
     missing = set(received) - stored
     assert not missing, f"{len(missing)} answered checks have no audit entry"
     report = await verify(f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}")

@@ -3,6 +3,7 @@ before the answer leaves, and no answer when a required trail cannot be written.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 from collections.abc import AsyncIterator
@@ -13,13 +14,15 @@ import grpc
 import pytest
 
 from rmas.audit.entry import DocumentKeyer
-from rmas.audit.sink import AuditSink, verify
+from rmas.audit.reader import verify
+from rmas.audit.sink import AuditSink
 from rmas.audit.trail import AuditTrail
 from rmas.client import document_pb
 from rmas.security.access import CallerRule, Role
 from rmas.testing import FakeProvider, HubHandle, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc
 from rmas.verdict import RecordStatus
+from tests.audit import stored_entries
 from tests.conftest import Pki
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
@@ -43,16 +46,14 @@ def providers() -> list[Any]:
     ]
 
 
-def rows(db: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(db) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM audit_entries ORDER BY seq")]
+async def rows(db: Path) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(e) for e in await stored_entries(f"sqlite+aiosqlite:///{db}")]
 
 
 @pytest.fixture
 async def audited(tmp_path: Path, pki: Pki) -> AsyncIterator[tuple[HubHandle, Path]]:
     db = tmp_path / "audit.db"
-    trail = AuditTrail(AuditSink(f"sqlite+aiosqlite:///{db}"), DocumentKeyer(KEY))
+    trail = AuditTrail(AuditSink(f"sqlite+aiosqlite:///{db}"), DocumentKeyer(KEY), hub_id="hub-t1")
     async with running_hub(providers(), tls=pki.tls("hub"), callers=CALLERS, audit=trail) as hub:
         yield hub, db
 
@@ -86,7 +87,8 @@ async def test_every_document_of_every_channel_has_one_entry_naming_the_caller(
             check_pb2.CheckDocumentRequest(document=document_pb(number="LA000002", state="NZ")),
             timeout=10,
         )
-    entries = rows(db)
+    entries = await rows(db)
+    assert {e["hub"] for e in entries} == {"hub-t1"}
     by_id = {e["check_id"]: e for e in entries}
     # One entry per document: 61 manifest travellers, 4 PAXLST documents, 1 single check; the
     # resent PAXLST was answered from memory (same check ids) and adds nothing.
@@ -144,7 +146,7 @@ async def test_a_required_trail_that_cannot_be_written_gets_no_answer_out_and_re
             blocker.close()
         second = await stub.CheckDocument(request, timeout=10)
         assert trail.healthy
-    ids = [e["check_id"] for e in rows(db)]
+    ids = [e["check_id"] for e in await rows(db)]
     assert ids == [first.result.check_id, second.result.check_id]
 
 

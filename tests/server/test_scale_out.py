@@ -21,9 +21,10 @@ import grpc
 import pytest
 
 from adapters.sqlstore.importer import import_csv
-from rmas.audit.sink import verify
+from rmas.audit.reader import verify
 from rmas.client import document_pb
 from rmas.v1 import check_pb2, check_pb2_grpc
+from tests.audit import stored_check_ids
 from tests.hubproc import free_port, serve
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
@@ -156,11 +157,5 @@ async def test_one_of_two_hubs_is_killed_under_load_and_every_check_is_still_ans
     result = await verify(shared_db)
     assert result.ok, result.problems
     assert result.count >= len(received)
-    import asyncpg
-
-    conn = await asyncpg.connect(shared_db.replace("postgresql+asyncpg://", "postgresql://", 1))
-    try:
-        stored = {r[0] for r in await conn.fetch("SELECT check_id FROM audit_entries")}
-    finally:
-        await conn.close()
+    stored = await stored_check_ids(shared_db)
     assert set(received) <= stored

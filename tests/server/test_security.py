@@ -275,7 +275,8 @@ async def test_the_hub_reaches_a_national_node_over_mutual_tls_and_the_node_admi
     assert outcomes["rmas://hub/hub-1"][:2] == (check_pb2.VERDICT_ALERT, check_pb2.OUTCOME_ANSWERED)
     verdict, outcome, error = outcomes["rmas://hub/another"]
     assert verdict == check_pb2.VERDICT_INCOMPLETE
-    assert outcome == check_pb2.OUTCOME_ERROR and "PERMISSION_DENIED" in error
+    # The refusal comes at the node's Describe, before any document is sent: not asked.
+    assert outcome == check_pb2.OUTCOME_UNAVAILABLE and "PERMISSION_DENIED" in error
 
 
 async def test_a_hub_without_a_client_certificate_cannot_reach_a_tls_node(pki: Pki) -> None:

@@ -1,9 +1,0 @@
-"""Stub of the compiled module (rmas/audit/_speedups.c says what it does and why)."""
-
-class Keyer:
-    def __init__(self, key: bytes, /) -> None: ...
-    def key_of(self, economy: str, number: str, /) -> str: ...
-
-def chain(
-    prev_hex: bytes, tail_seq: int, count: int, group: bytes, /
-) -> tuple[bytes, bytes, bytes | None] | None: ...
