@@ -216,7 +216,9 @@ def paxlst_corpus() -> list[bytes]:
     return [f.read_bytes() for f in files]
 
 
-_EDI_BYTES = b"+:'?*.UNHBGMDOCNADLOC0123456789 \r\n\x00\xff\xe9"
+#: Bytes worth inserting: separators, release, tags, digits, and Latin-1 characters Python calls
+#: digits although int() refuses them (superscripts), controls and letters with accents.
+_EDI_BYTES = b"+:'?*.UNHBGMDOCNADLOC0123456789 \r\n\x00\xff\xe9\xb2\xb3\xb9\xbc"
 
 
 def mutate_paxlst(rng: random.Random, corpus: list[bytes]) -> bytes:
@@ -276,6 +278,7 @@ def _segment_mutation(rng: random.Random, msg: bytes) -> bytes:
         parts = segs[i].split(b"+")
         k = rng.randrange(len(parts))
         parts[k] = rng.choice([b"", b"9" * rng.choice([3, 50, 4000]), b"X" * 300, b":::",
+                               b"\xb9" + str(rng.randrange(100)).encode(), b"1\xb2",
                                b"P:110:111", b"C", b"VS", b"\xc3\xa9", b"??"])  # fmt: skip
         segs[i] = b"+".join(parts)
     elif op == 5:
