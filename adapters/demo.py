@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import fcntl
 import importlib
 import json
+import os
 import signal
 import sys
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -45,19 +49,45 @@ def register(subparsers: Any) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from rmas.cli import run_async
+    from rmas.fileperm import private_dir
     from rmas.logs import configure_logging
 
     configure_logging("error")  # the demo prints what matters; outages are shown as verdicts
     workdir = Path(args.dir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    tries = json.loads((FIXTURES / "records" / "try.json").read_text())
-    return int(run_async(_demo(workdir, args.listen, args.exit, tries, args.tls)))
+    private_dir(workdir)  # stores and an audit trail: 0700 for the folders made here
+    with _only_demo(workdir) as other:
+        if other is not None:
+            print(
+                f"rmas demo: another demo is running in {workdir} ({other}); stop it with "
+                "Ctrl-C, or run this one with another --dir and --listen",
+                file=sys.stderr,
+            )
+            return 2
+        tries = json.loads((FIXTURES / "records" / "try.json").read_text())
+        return int(run_async(_demo(workdir, args.listen, args.exit, tries, args.tls)))
+
+
+@contextlib.contextmanager
+def _only_demo(workdir: Path) -> Iterator[str | None]:
+    """Hold ``workdir/demo.lock`` while the demo runs (rebuilding the stores and the audit trail
+    under a running demo would break it); yields who holds it when another demo does, else None.
+    The lock goes with the process, however it ends."""
+    with (workdir / "demo.lock").open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            yield f.read().strip() or "pid unknown"
+            return
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}")
+        f.flush()
+        yield None
 
 
 def _security(workdir: Path, tls: bool) -> tuple[Any, Any, Any]:
     """(hub TLS, access policy, audit trail) for the demo: certificates made on first use."""
-    import os
-
     from rmas.audit.trail import AuditTrail
     from rmas.security.access import AccessPolicy, CallerRule, Role
     from rmas.security.certs import init_dir

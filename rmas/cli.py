@@ -9,26 +9,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
+import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from importlib.metadata import entry_points
 from typing import Any
 
 import structlog
 
 from rmas import __version__
+from rmas.check_cli import add_check_parser
 from rmas.client import add_tls_arguments
-from rmas.config import load_config, parse_listen
-from rmas.documents import DocumentType
-from rmas.errors import ConfigError, RmasError
+from rmas.config import RmasConfig, load_config, parse_listen
+from rmas.errors import AuditError, ConfigError, RmasError
 from rmas.logs import configure_logging
 
 __all__ = ["main"]
 
 COMMANDS_GROUP = "rmas.commands"
+#: Exit codes shared by every command (sysexits.h where one fits).
+EXIT_USAGE = 2  # a mistake in the command line, the config or the environment
+EXIT_SOFTWARE = 70  # a bug in rmas
 log = structlog.get_logger("rmas.cli")
 
 
@@ -43,29 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a hub from a config file")
     serve.add_argument("--config", required=True, help="TOML config file")
     serve.add_argument("--listen", help="HOST:PORT, overrides hub.listen")
+    serve.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help='overrides hub.metrics_listen ("" turns metrics off); with --listen, two hubs '
+        "run on one host from one config file",
+    )
     serve.set_defaults(func=_cmd_serve)
 
-    check = sub.add_parser("check", help="check one document against a running hub")
-    check.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
-    check.add_argument("--number", help="document number")
-    check.add_argument("--state", help="issuing state (alpha-3, ICAO or alpha-2 code)")
-    check.add_argument(
-        "--type",
-        default="",
-        type=_document_type,
-        help="document type: P, I, A, C, V (or an ICAO two-letter code; default: any)",
-    )
-    check.add_argument("--mrz", action="append", default=[], help="an MRZ line (repeat per line)")
-    check.add_argument("--surname", default="")
-    check.add_argument("--given-names", default="")
-    check.add_argument("--birth-date", default="", help="YYYY-MM-DD")
-    check.add_argument("--sex", default="", help="M, F or X")
-    check.add_argument("--nationality", default="")
-    check.add_argument("--expiry-date", default="", help="YYYY-MM-DD")
-    check.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the hub")
-    check.add_argument("--json", action="store_true", help="print JSON")
-    add_tls_arguments(check)
-    check.set_defaults(func=_cmd_check)
+    add_check_parser(sub)
 
     status = sub.add_parser("status", help="a running hub's providers, breakers and load")
     status.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
@@ -74,9 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_tls_arguments(status)
     status.set_defaults(func=_cmd_status)
 
-    iapi = sub.add_parser("iapi", help="send a PAXLST file to a hub and print the CUSRES")
+    iapi = sub.add_parser(
+        "iapi", help="send a PAXLST file to a hub and print its CUSRES byte for byte"
+    )
     iapi.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
-    iapi.add_argument("file", help="PAXLST interchange file")
+    iapi.add_argument("file", help="PAXLST interchange file ('-': standard input)")
+    iapi.add_argument("--pretty", action="store_true", help="one segment a line")
     iapi.add_argument("--timeout", type=float, default=10.0)
     iapi.add_argument("--json", action="store_true", help="print the per-passenger summary")
     add_tls_arguments(iapi)
@@ -92,28 +88,74 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _document_type(code: str) -> str:
-    """argparse check of ``--type``: a code no channel defines is refused (exit 2)."""
-    try:
-        DocumentType.parse(code)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return code
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; everyday mistakes end in one line on stderr and exit code 2
+    (docs/operations.md, "Exit codes"), never in a traceback."""
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's shutdown
+    except BrokenPipeError:
+        return _broken_pipe()
     except ConfigError as exc:
         print(f"rmas: configuration error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except RmasError as exc:
         print(f"rmas: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        text = everyday_error(exc)
+        if text is None:
+            if os.environ.get("RMAS_DEBUG"):
+                raise
+            print(f"rmas: internal error: {type(exc).__name__}: {exc} (RMAS_DEBUG=1 shows "
+                  "the traceback; please report it)", file=sys.stderr)  # fmt: skip
+            return EXIT_SOFTWARE
+        print(f"rmas: {text}", file=sys.stderr)
+        return EXIT_USAGE
     return code
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (``rmas ... | head``): say so once, and keep the
+    interpreter from complaining again when it flushes stdout at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    with contextlib.suppress(OSError):
+        print("rmas: output closed early (broken pipe); the rest was not written", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def everyday_error(exc: BaseException) -> str | None:
+    """One line for a mistake of the environment (a missing file or folder, a port in use, a
+    database that cannot be reached or a URL that is not one); None for anything else."""
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        if isinstance(exc, ConnectionRefusedError):
+            return f"cannot connect: connection refused{where}; is the server running?"
+        if isinstance(exc, socket.gaierror):
+            return f"cannot resolve the host name: {exc.strerror or exc}"
+        return f"{exc.strerror or exc}{where}"
+    module = type(exc).__module__
+    if module.startswith("sqlalchemy"):
+        from sqlalchemy import exc as sa
+
+        if isinstance(exc, sa.ArgumentError | sa.NoSuchModuleError):
+            return f"not a usable database URL: {exc}"
+        if isinstance(exc, sa.DBAPIError):
+            return f"database error: {_first_line(exc.orig if exc.orig is not None else exc)}"
+        return None
+    if module.startswith("asyncpg"):
+        return f"database error: {_first_line(exc)}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def run_async(coro: Any) -> Any:
@@ -129,17 +171,43 @@ def run_async(coro: Any) -> Any:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
-    if args.listen:
-        parse_listen(args.listen, "--listen")
-        from dataclasses import replace
-
-        cfg = replace(cfg, hub=replace(cfg.hub, listen=args.listen))
+    overrides = _serve_overrides(args)
+    cfg = _override(load_config(args.config), overrides)
     configure_logging(cfg.hub.log_level)
-    return int(run_async(_serve(cfg)))
+    return int(run_async(_serve(cfg, overrides)))
 
 
-async def _serve(cfg: Any) -> int:
+def _serve_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """The ``[hub]`` keys the command line sets (``--listen``, ``--metrics-listen``)."""
+    out: dict[str, str] = {}
+    if args.listen is not None:
+        parse_listen(args.listen, "--listen")
+        out["listen"] = args.listen
+    if args.metrics_listen is not None:
+        if args.metrics_listen:
+            parse_listen(args.metrics_listen, "--metrics-listen")
+        out["metrics_listen"] = args.metrics_listen
+    return out
+
+
+def _override(cfg: RmasConfig, overrides: dict[str, str]) -> RmasConfig:
+    """``cfg`` with the command line's addresses in place of the file's: at start-up and at
+    every reload, so that a hub started with ``--listen`` reloads a file naming another."""
+    if not overrides:
+        return cfg
+    hub = replace(
+        cfg.hub,
+        listen=overrides.get("listen", cfg.hub.listen),
+        metrics_listen=overrides.get("metrics_listen", cfg.hub.metrics_listen),
+    )
+    if hub.metrics_listen and parse_listen(hub.metrics_listen, "--metrics-listen") == parse_listen(
+        hub.listen, "--listen"
+    ):
+        raise ConfigError("--metrics-listen", "must differ from the hub's listen address")
+    return replace(cfg, hub=hub)
+
+
+async def _serve(cfg: RmasConfig, overrides: dict[str, str] | None = None) -> int:
     """Serve until SIGTERM/SIGINT, then drain; SIGHUP reloads the config file.
 
     The first SIGTERM drains (stop accepting, finish the checks under way within
@@ -151,7 +219,10 @@ async def _serve(cfg: Any) -> int:
 
     providers = build_providers(cfg.providers)
     server = HubServer.from_config(cfg, providers)
-    await server.start()
+    try:
+        await server.start()
+    except AuditError as exc:  # a database that cannot be reached or opened: fix [audit] url
+        raise ConfigError("audit.url", str(exc)) from None
     # Everything allocated so far lives as long as the process: move it out of the collector's
     # way, so that full collections scan only what requests allocate (measured: the p99 of a
     # 480-passenger PAXLST fell from 99 to 73 ms; docs/benchmarks.md).
@@ -169,7 +240,7 @@ async def _serve(cfg: Any) -> int:
         stop.set()
 
     def on_hup() -> None:
-        task = loop.create_task(_reload(server, cfg.path))
+        task = loop.create_task(_reload(server, cfg.path, overrides or {}))
         background.add(task)
         task.add_done_callback(background.discard)
 
@@ -186,62 +257,25 @@ async def _serve(cfg: Any) -> int:
     return 0 if drained else 1
 
 
-async def _reload(server: Any, path: Any) -> None:
+async def _reload(server: Any, path: Any, overrides: dict[str, str]) -> None:
     """SIGHUP: read the config file again and apply it; a file that is invalid, or that changes
-    what only a restart changes, is refused and the running configuration stays."""
+    what only a restart changes, is refused and the running configuration stays. Either way the
+    outcome is kept for ``rmas status`` (HubAdmin.Status ``last_reload_*``)."""
     try:
-        cfg = load_config(path)
+        cfg = _override(load_config(path), overrides)
         changes = await server.reload(cfg)
-    except RmasError as exc:
-        log.error("config_reload_rejected", error=str(exc))
+    except Exception as exc:  # RmasError, or a provider factory failing in a way of its own
+        error = str(exc) if isinstance(exc, RmasError) else f"{type(exc).__name__}: {exc}"
+        server.note_reload(ok=False, detail=error)
+        log.error("config_reload_rejected", error=error)
         return
-    except Exception as exc:  # a provider factory failing in a way of its own
-        log.error("config_reload_rejected", error=f"{type(exc).__name__}: {exc}")
-        return
+    detail = ", ".join(f"{k} {', '.join(v)}" for k, v in changes.items() if v)
+    detail = detail or "no provider added, replaced or removed"
+    server.note_reload(ok=True, detail=detail)
     print(f"rmas hub reloaded {path}: {changes}", flush=True)
 
 
-# -- check ---------------------------------------------------------------------------------------
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    if not args.mrz and not (args.number and args.state):
-        print("rmas check: give --number and --state, or --mrz lines", file=sys.stderr)
-        return 2
-    return int(run_async(_check(args)))
-
-
-async def _check(args: argparse.Namespace) -> int:
-    import grpc
-
-    from rmas.client import check_document_request, hub_channel, result_to_dict, rpc_error_text
-    from rmas.v1 import check_pb2_grpc
-
-    request = check_document_request(
-        number=args.number or "",
-        state=args.state or "",
-        type_code=args.type,
-        mrz=args.mrz,
-        surname=args.surname,
-        given_names=args.given_names,
-        birth_date=args.birth_date,
-        sex=args.sex,
-        nationality=args.nationality,
-        expiry_date=args.expiry_date,
-    )
-    async with hub_channel(args.hub, args) as channel:
-        stub = check_pb2_grpc.DocumentCheckStub(channel)
-        try:
-            response = await stub.CheckDocument(request, timeout=args.timeout)
-        except grpc.aio.AioRpcError as exc:
-            print(f"rmas check: {rpc_error_text(exc)}", file=sys.stderr)
-            return 1
-    result = result_to_dict(response.result)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(format_result(result))
-    return 0
+# -- status --------------------------------------------------------------------------------------
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -252,7 +286,7 @@ async def _status(args: argparse.Namespace) -> int:
     import grpc
     from google.protobuf.json_format import MessageToDict
 
-    from rmas.client import hub_channel, rpc_error_text
+    from rmas.client import connection_hint, hub_channel, rpc_error_text, rpc_exit_code
     from rmas.v1 import check_pb2, check_pb2_grpc
 
     async with hub_channel(args.hub, args) as channel:
@@ -261,8 +295,10 @@ async def _status(args: argparse.Namespace) -> int:
                 check_pb2.StatusRequest(), timeout=args.timeout
             )
         except grpc.aio.AioRpcError as exc:
-            print(f"rmas status: {rpc_error_text(exc)}", file=sys.stderr)
-            return 1
+            hint = connection_hint(exc, args)
+            print(f"rmas status: {rpc_error_text(exc)}" + (f"\n  {hint}" if hint else ""),
+                  file=sys.stderr)  # fmt: skip
+            return rpc_exit_code(exc)
     if args.json:
         data = MessageToDict(st, preserving_proto_field_name=True,
                              always_print_fields_with_no_presence=True)  # fmt: skip
@@ -275,6 +311,11 @@ async def _status(args: argparse.Namespace) -> int:
         return 0
     print(f"rmas {st.version}  up {st.uptime_s:.0f} s  {st.checks} documents checked  "
           f"{st.in_flight} in flight")  # fmt: skip
+    if st.last_reload_at:
+        outcome = "applied" if st.last_reload_ok else "REFUSED, the running configuration stays"
+        print(f"last reload {st.last_reload_at}: {outcome}: {st.last_reload_detail}")
+    else:
+        print("last reload: none since start")
     print(f"{'provider':<10} {'scope':<7} {'health':<9} {'breaker':<10} {'calls':>7} "
           f"{'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'records':>10}  covers")  # fmt: skip
     for p in st.providers:
@@ -291,7 +332,7 @@ def _cmd_iapi(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     try:
-        data = Path(args.file).read_bytes()
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
         print(f"rmas iapi: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 2
@@ -325,63 +366,20 @@ async def _iapi(args: argparse.Namespace, data: bytes) -> int:
                     "crew": p.crew,
                     "directive": check_pb2.Directive.Name(p.directive).removeprefix("DIRECTIVE_"),
                     "check_ids": list(p.check_ids),
+                    "unchecked": p.unchecked,
                 }
                 for p in resp.passengers
             ],
         }
         print(json.dumps(summary, indent=2))
+    elif args.pretty:
+        from rmas.iapi.syntax import segment_texts
+
+        sys.stdout.buffer.write(b"".join(t + b"\n" for t in segment_texts(resp.cusres)))
     else:
-        sys.stdout.write(resp.cusres.decode("latin-1").replace("'", "'\n"))
+        sys.stdout.buffer.write(resp.cusres)  # byte for byte, as the hub wrote it
+    sys.stdout.flush()
     return 1 if resp.errors else 0
-
-
-def format_result(r: dict[str, Any]) -> str:
-    """A human-readable verdict, as an officer's terminal shows it."""
-    lines = [
-        f"verdict    {r['verdict']}" + ("  (unchecked)" if r.get("unchecked") else ""),
-        f"directive  {r['directive']}",
-        f"check id   {r['check_id']}",
-    ]
-    doc = r.get("document")
-    if doc:
-        lines.append(f"document   {doc.get('issuing_state', '')} {doc.get('type', '')}")
-    mrz = r.get("mrz")
-    if mrz:
-        digits = " ".join(f"{k}={v}" for k, v in mrz["check_digits"].items() if v != "ABSENT")
-        lines.append(f"mrz        {mrz['layout']}  {digits}")
-        for s in mrz["suggestions"]:
-            lines.append(
-                f"suggest    line {s['line']} column {s['column']}: {s['found']!r} may be "
-                f"{s['replacement']!r} -> number {s['document_number']}"
-            )
-    for p in r.get("problems", []):
-        lines.append(f"problem    {p['field']}: {p['description']}")
-    for w in r.get("warnings", []):
-        lines.append(f"warning    {w}")
-    if r["sources"]:
-        lines.append("sources")
-    for s in r["sources"]:
-        role = "issuer" if s.get("issuer") else "global"
-        status = s.get("status") or "-"
-        line = (
-            f"  {s['provider']:<10} {role:<6} {s['outcome']:<11} {status:<12}"
-            f" {s['latency_ms']:7.1f} ms"
-        )
-        extra = [
-            s[k]
-            for k in ("holder_match", "reported_on", "record_ref", "reporting_authority")
-            if s.get(k) and s.get(k) != "NOT_CHECKED"
-        ]
-        if extra:
-            line += "  " + " ".join(extra)
-        if s.get("queried_number"):
-            line += f"  [as {s['queried_number']}]"
-        if s.get("error"):
-            line += f"  ({s['error']})"
-        lines.append(line)
-        if s.get("contact") and s.get("status") not in (None, "", "NO_RECORD", "VALID"):
-            lines.append(f"  {'':<10} contact: {s['contact']}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

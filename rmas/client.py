@@ -17,13 +17,20 @@ from rmas.documents import DocumentType
 from rmas.v1 import check_pb2, common_pb2
 
 __all__ = [
+    "EXIT_BY_DIRECTIVE",
+    "EXIT_BY_VERDICT",
+    "EXIT_TEMPORARY",
+    "EXIT_UNAVAILABLE",
+    "EXIT_USAGE",
     "add_tls_arguments",
     "check_document_request",
+    "connection_hint",
     "document_type_pb",
     "field_violations",
     "hub_channel",
     "result_to_dict",
     "rpc_error_text",
+    "rpc_exit_code",
 ]
 
 # The proto enum's names are the type's names: no second table of codes.
@@ -48,6 +55,8 @@ def document_pb(
     nationality: str = "",
     expiry_date: str = "",
 ) -> common_pb2.Document:
+    """A Document message; ``type_code`` is read by :meth:`DocumentType.parse` (ValueError for a
+    code no channel defines)."""
     doc = common_pb2.Document(
         issuing_state=state,
         number=number,
@@ -76,20 +85,28 @@ def check_document_request(
     return check_pb2.CheckDocumentRequest(document=document_pb(**fields))
 
 
+_HOLDER_FIELDS = ("surname", "given_names", "birth_date", "sex", "nationality")
+
+
 def _enum(enum_type: Any, value: int, prefix: str) -> str:
     name: str = enum_type.Name(value)
     return name.removeprefix(prefix)
 
 
 def result_to_dict(r: check_pb2.CheckResult) -> dict[str, Any]:
-    """A CheckResult as plain JSON-ready data: verdict, directive, check_id, sources..."""
-    out: dict[str, Any] = {
-        "verdict": _enum(check_pb2.Verdict, r.verdict, "VERDICT_"),
-        "directive": _enum(check_pb2.Directive, r.directive, "DIRECTIVE_"),
-        "check_id": r.check_id,
-        "unchecked": r.unchecked,
-        "sources": [],
-    }
+    """A CheckResult as plain JSON-ready data: verdict, directive, check_id, sources...
+
+    An airline's view carries no verdict (only the directive and the check id): then there is
+    no ``verdict`` key at all, rather than ``UNSPECIFIED``.
+    """
+    out: dict[str, Any] = {}
+    if r.verdict != check_pb2.VERDICT_UNSPECIFIED:
+        out["verdict"] = _enum(check_pb2.Verdict, r.verdict, "VERDICT_")
+    if r.directive != check_pb2.DIRECTIVE_UNSPECIFIED:
+        out["directive"] = _enum(check_pb2.Directive, r.directive, "DIRECTIVE_")
+    out |= {"check_id": r.check_id, "unchecked": r.unchecked, "sources": []}
+    if "verdict" in out:
+        out["issuer_consulted"] = r.issuer_consulted
     if r.ref:
         out["ref"] = r.ref
     for s in r.sources:
@@ -120,8 +137,15 @@ def result_to_dict(r: check_pb2.CheckResult) -> dict[str, Any]:
         d = r.document
         out["document"] = {
             "issuing_state": d.issuing_state,
+            "number": d.number,
             "type": _enum(common_pb2.DocumentType, d.type, "DOCUMENT_TYPE_"),
         }
+        if d.expiry_date:
+            out["document"]["expiry_date"] = d.expiry_date
+        if d.HasField("holder"):
+            holder = {k: getattr(d.holder, k) for k in _HOLDER_FIELDS if getattr(d.holder, k)}
+            if holder:
+                out["document"]["holder"] = holder
     if r.HasField("mrz"):
         m = r.mrz
         out["mrz"] = {
@@ -158,11 +182,73 @@ def field_violations(exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
 
 
 def rpc_error_text(exc: grpc.aio.AioRpcError) -> str:
+    """The error as one message: its code and details, or its code and each bad field (the
+    details of INVALID_ARGUMENT repeat the fields: they are written once)."""
     code = exc.code()
-    text = f"{code.name if code else 'UNKNOWN'}: {exc.details()}"
-    for fld, desc in field_violations(exc):
-        text += f"\n  {fld}: {desc}"
-    return text
+    name = code.name if code else "UNKNOWN"
+    violations = field_violations(exc)
+    details = exc.details() or ""
+    if not violations:
+        return f"{name}: {details}"
+    joined = "; ".join(f"{f}: {d}" for f, d in violations)
+    text = name + ("" if details in ("", joined) else f": {details}")
+    return text + "".join(f"\n  {f}: {d}" for f, d in violations)
+
+
+#: Exit codes of ``rmas check`` (and the hub's errors in ``rmas status``); docs/operations.md.
+EXIT_BY_VERDICT = {"CLEAR": 0, "ALERT": 1, "INCOMPLETE": 3, "INVALID_DATA": 4}
+#: An airline's view has no verdict: its directive says the same.
+EXIT_BY_DIRECTIVE = {
+    "OK_TO_BOARD": 0,
+    "DO_NOT_BOARD": 1,
+    "CONTACT_AUTHORITY": 3,
+    "INSUFFICIENT_DATA": 4,
+}
+EXIT_USAGE = 2  # the command line, the config, certificates, or a role that may not ask
+EXIT_UNAVAILABLE = 69  # the hub cannot be reached or cannot answer (sysexits EX_UNAVAILABLE)
+EXIT_TEMPORARY = 75  # try again: deadline passed, hub overloaded or rate-limited (EX_TEMPFAIL)
+
+
+def rpc_exit_code(exc: grpc.aio.AioRpcError) -> int:
+    """The exit code for a hub that answered with an error instead of a result."""
+    code = exc.code()
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.OUT_OF_RANGE):
+        return EXIT_BY_VERDICT["INVALID_DATA"]
+    if code in (
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+    ):
+        return EXIT_TEMPORARY
+    if code in (
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNIMPLEMENTED,
+    ):
+        return EXIT_USAGE
+    return EXIT_UNAVAILABLE
+
+
+def connection_hint(exc: grpc.aio.AioRpcError, args: argparse.Namespace | None) -> str:
+    """What to do about an UNAVAILABLE that looks like TLS on one side only ("" otherwise)."""
+    if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+        return ""
+    details = (exc.details() or "").lower()
+    if "connection refused" in details or "name resolution" in details or "dns" in details:
+        return ""
+    if args is None or not (getattr(args, "cert", None) or getattr(args, "certs", None)):
+        return (
+            "the hub closed the connection: if it runs with [tls] it needs a client certificate: "
+            "pass --cert FILE --key FILE --ca FILE, or --certs DIR --as NAME (rmas certs init)"
+        )
+    if "ssl" in details or "handshake" in details or "certificate" in details:
+        return (
+            "the TLS handshake failed: check that the hub runs with [tls], that --ca holds the "
+            "CA of its certificate and that yours is signed by its CA (--server-name when its "
+            "certificate names another host)"
+        )
+    return ""
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser) -> None:

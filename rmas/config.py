@@ -18,6 +18,10 @@ Example::
 Keys a provider kind understands beyond the common ones (``url``, ``registry``...) are kept in
 :attr:`ProviderConfig.options` for its factory, which reports its own errors the same way.
 
+A key no table knows is an error naming it and the closest known key (:mod:`rmas.confkeys`);
+for a provider's options that is checked when its factory has run (:func:`build_providers`).
+A hub needs at least one provider (:func:`require_providers`).
+
 Security (docs/operations.md)::
 
     [tls]                       # absent: development mode, loopback only
@@ -30,6 +34,7 @@ Security (docs/operations.md)::
     role = "airline"            # airline, officer, operator, node
     documents_per_s = 200       # optional, else [limits]
     burst = 1000
+    senders = ["QF", "QANTAS"]  # optional: the UNB/UNG sender ids its PAXLSTs may carry
 
     [limits]
     documents_per_s = 0         # per caller; 0: unlimited
@@ -54,11 +59,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmas.confkeys import refuse_unknown
 from rmas.errors import ConfigError
 from rmas.iapi.channel import IapiConfig
-from rmas.iapi.cusres import CusresCodes
-from rmas.providers import ProviderConfig, Scope
+from rmas.iapi.codes import CODE_KEYS as _CODE_KEYS
+from rmas.iapi.codes import CusresCodes
+from rmas.providers import COMMON_KEYS, ProviderConfig, Scope
 from rmas.security.access import CallerRule, Role
+from rmas.security.certs import identity_problem
 from rmas.security.tls import TlsConfig
 from rmas.states import canonical_economy, to_alpha3
 from rmas.verdict import IncompletePolicy
@@ -72,6 +80,9 @@ __all__ = [
     "load_config",
     "parse_config",
     "parse_listen",
+    "parse_tables",
+    "read_toml",
+    "require_providers",
 ]
 
 _HUB_KEYS = {
@@ -85,16 +96,7 @@ _HUB_KEYS = {
     "max_in_flight",
     "drain_grace_ms",
 }
-_PROVIDER_COMMON = {
-    "id",
-    "kind",
-    "issuing_states",
-    "scope",
-    "required",
-    "contact",
-    "max_batch",
-    "timeout_ms",
-}
+_SECTIONS = ("hub", "providers", "iapi", "tls", "callers", "limits", "audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,30 +173,45 @@ class RmasConfig:
     audit: AuditConfig | None = None
 
 
-def load_config(path: str | Path) -> RmasConfig:
-    """Read and check a config file; raise ConfigError naming the key at fault."""
+def load_config(path: str | Path, *, node: bool = False) -> RmasConfig:
+    """Read and check a config file; raise ConfigError naming the key at fault.
+
+    ``node``: the file of a national node (``rmas provider serve``), whose callers are the hubs
+    its CA certified (``--allow`` narrows them): ``[[callers]]`` is a hub's table and not needed.
+    """
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(str(p), f"cannot read: {exc.strerror}") from None
-    return parse_config(text, base_dir=p.resolve().parent, path=p)
+    except UnicodeDecodeError:
+        raise ConfigError(str(p), "not a text file (UTF-8 TOML expected)") from None
+    return parse_config(text, base_dir=p.resolve().parent, path=p, node=node)
 
 
 def parse_config(
-    text: str, *, base_dir: Path | None = None, path: Path | None = None
+    text: str, *, base_dir: Path | None = None, path: Path | None = None, node: bool = False
 ) -> RmasConfig:
+    return parse_tables(read_toml(text, path), base_dir=base_dir, path=path, node=node)
+
+
+def read_toml(text: str, path: Path | None = None) -> dict[str, Any]:
+    """The file's tables; ConfigError when it is not TOML."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(str(path or "<config>"), f"not valid TOML: {exc}") from None
-    unknown = set(data) - {"hub", "providers", "iapi", "tls", "callers", "limits", "audit"}
-    if unknown:
-        raise ConfigError(
-            sorted(unknown)[0],
-            "unknown section (expected [hub], [iapi], [tls], [limits], [audit], [[callers]], "
-            "[[providers]])",
-        )
+
+
+def parse_tables(
+    data: Mapping[str, Any],
+    *,
+    base_dir: Path | None = None,
+    path: Path | None = None,
+    node: bool = False,
+) -> RmasConfig:
+    """:func:`parse_config` on tables already read (``node``: see :func:`load_config`)."""
+    refuse_unknown(data, "", _SECTIONS, what="section")
     hub = _hub(_table(data.get("hub", {}), "hub"))
     iapi = _iapi(_table(data.get("iapi", {}), "iapi"))
     base = str(base_dir or Path.cwd())
@@ -210,8 +227,13 @@ def parse_config(
         _caller(_table(raw, f"callers[{i}]"), i)
         for i, raw in enumerate(_array(data.get("callers", []), "callers"))
     )
-    if tls is not None and not callers:
-        raise ConfigError("callers", "with [tls], name at least one caller: [[callers]]")
+    if tls is not None and not callers and not node:
+        raise ConfigError(
+            "callers",
+            "with [tls], a hub names its callers and their roles in [[callers]] tables "
+            "(identity, role); a national node's file needs none (rmas provider serve; "
+            "rmas config check --node)",
+        )
     if tls is None and not is_loopback(parse_listen(hub.listen)[0]):
         raise ConfigError(
             "hub.listen", "without [tls] the hub binds to loopback addresses only (development)"
@@ -274,9 +296,19 @@ def _array(value: Any, key: str) -> list[Any]:
 
 
 def _only(t: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
-    unknown = set(t) - allowed
-    if unknown:
-        raise ConfigError(f"{prefix}.{sorted(unknown)[0]}", "unknown key")
+    refuse_unknown(t, prefix, allowed)
+
+
+def require_providers(cfg: RmasConfig) -> None:
+    """A hub answers nothing useful without providers: refuse such a config (at start, on
+    reload, in ``rmas config check``) rather than answer every check INCOMPLETE."""
+    if not cfg.providers:
+        where = f" in {cfg.path}" if cfg.path is not None else ""
+        raise ConfigError(
+            "providers",
+            f"no [[providers]] table{where}: every check would be INCOMPLETE "
+            "(a truncated file?); name at least one provider",
+        )
 
 
 def _tls(t: Mapping[str, Any], base_dir: str) -> TlsConfig:
@@ -292,13 +324,16 @@ def _tls(t: Mapping[str, Any], base_dir: str) -> TlsConfig:
 
 def _caller(t: Mapping[str, Any], i: int) -> CallerRule:
     prefix = f"callers[{i}]"
-    _only(t, prefix, {"identity", "role", "documents_per_s", "burst"})
+    _only(t, prefix, {"identity", "role", "documents_per_s", "burst", "senders"})
     identity = _get(t, "identity", prefix, str, "")
     if not identity or "*" in identity[:-1]:
         raise ConfigError(
             f"{prefix}.identity",
             "required: an identity, or a prefix ending in * (rmas://airline/*)",
         )
+    problem = identity_problem(identity)
+    if problem is not None:
+        raise ConfigError(f"{prefix}.identity", f"{identity!r} {problem}")
     role_raw = _get(t, "role", prefix, str, "")
     try:
         role = Role(role_raw)
@@ -310,7 +345,10 @@ def _caller(t: Mapping[str, Any], i: int) -> CallerRule:
     burst = _get(t, "burst", prefix, int, 0)
     if rate < 0 or burst < 0:
         raise ConfigError(f"{prefix}.documents_per_s", "rate and burst must be 0 or more")
-    return CallerRule(identity, role, rate, burst)
+    senders = _get(t, "senders", prefix, list, [])
+    if not all(isinstance(x, str) and x.strip() for x in senders):
+        raise ConfigError(f"{prefix}.senders", "must be a list of UNB/UNG sender ids")
+    return CallerRule(identity, role, rate, burst, tuple(x.strip() for x in senders))
 
 
 def _limits(t: Mapping[str, Any]) -> LimitsConfig:
@@ -373,9 +411,7 @@ def _get(table: Mapping[str, Any], key: str, prefix: str, typ: type[Any], defaul
 
 
 def _hub(t: Mapping[str, Any]) -> HubConfig:
-    unknown = set(t) - _HUB_KEYS
-    if unknown:
-        raise ConfigError(f"hub.{sorted(unknown)[0]}", "unknown key")
+    _only(t, "hub", _HUB_KEYS)
     listen = _get(t, "listen", "hub", str, _HUB_DEFAULTS.listen)
     parse_listen(listen)
     deadline_ms = _get(t, "deadline_ms", "hub", int, _HUB_DEFAULTS.deadline_ms)
@@ -423,23 +459,13 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
     )
 
 
-_CODE_KEYS = {
-    "ok_to_board": "ok_to_board",
-    "do_not_board": "do_not_board",
-    "contact_authority": "contact_authority",
-    "insufficient_data": "insufficient_data",
-    "syntax_error": "syntax_error",
-}
-
-
 def _iapi(t: Mapping[str, Any]) -> IapiConfig:
-    """``[iapi]``: hub_id, max_bytes, remember, and ``<directive>_code`` / ``<directive>_text``."""
-    allowed = {"hub_id", "max_bytes", "remember"} | {
+    """``[iapi]``: hub_id, max_bytes, remember, resend_window_s, visa_issuer, and
+    ``<key>_code`` / ``<key>_text`` for each entry of the code table (rmas.iapi.codes)."""
+    allowed = {"hub_id", "max_bytes", "remember", "resend_window_s", "visa_issuer"} | {
         f"{k}_{part}" for k in _CODE_KEYS for part in ("code", "text")
     }
-    unknown = set(t) - allowed
-    if unknown:
-        raise ConfigError(f"iapi.{sorted(unknown)[0]}", "unknown key")
+    _only(t, "iapi", allowed)
     defaults = IapiConfig()
     codes = CusresCodes()
     overrides: dict[str, tuple[str, str]] = {}
@@ -456,11 +482,20 @@ def _iapi(t: Mapping[str, Any]) -> IapiConfig:
     remember = _get(t, "remember", "iapi", int, defaults.remember)
     if remember < 0:
         raise ConfigError("iapi.remember", "must be 0 or more")
+    window = _get(t, "resend_window_s", "iapi", float, defaults.resend_window_s)
+    if not 0 <= window <= 3600:
+        raise ConfigError("iapi.resend_window_s", "must be between 0 and 3600 seconds")
+    visa = _get(t, "visa_issuer", "iapi", str, defaults.visa_issuer)
+    visa_state = to_alpha3(visa) if visa else ""
+    if visa_state is None:
+        raise ConfigError("iapi.visa_issuer", f"unknown state code {visa!r} ('' to not check)")
     return IapiConfig(
         hub_id=_get(t, "hub_id", "iapi", str, defaults.hub_id),
         codes=CusresCodes(**overrides),
         max_bytes=max_bytes,
         remember=remember,
+        resend_window_s=window,
+        visa_issuer=visa_state,
     )
 
 
@@ -508,7 +543,7 @@ def _provider(
         contact=_get(t, "contact", prefix, str, ""),
         max_batch=max_batch,
         timeout_s=timeout_ms / 1000.0,
-        options={k: v for k, v in t.items() if k not in _PROVIDER_COMMON},
+        options={k: v for k, v in t.items() if k not in COMMON_KEYS},
         base_dir=base_dir,
         index=i,
         tls=tls,

@@ -80,6 +80,8 @@ def configure_logging(level: str = "info", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(logging.getLevelNamesMapping()[level.upper()])
+    # Alembic announces each of its plug-ins at info level whenever it is imported.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, *stamp, *render],
         wrapper_class=structlog.make_filtering_bound_logger(

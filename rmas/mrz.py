@@ -204,6 +204,8 @@ def _layout_of(lines: Sequence[str]) -> Layout | None:
     if n == 2 and width == 44:
         return Layout.MRV_A if lines[0][:1] == "V" else Layout.TD3
     if n == 2 and width == 36:
+        if lines[0][:1] != "V" and any(c.isdigit() for c in lines[1][10:13]):
+            return None  # not ICAO 9303: a TD2 has its holder's nationality there
         return Layout.MRV_B if lines[0][:1] == "V" else Layout.TD2
     return None
 
@@ -301,11 +303,17 @@ def read_mrz(
     layout = _layout_of(lines)
     if layout is None:
         shape = " x ".join(str(len(x)) for x in lines) or "nothing"
-        problem = FieldViolation(
-            "mrz_lines",
-            f"not an ICAO 9303 zone: got {len(lines)} line(s) of {shape} characters "
-            "(expected 2x44, 2x36 or 3x30)",
-        )
+        if len(lines) == 2 and {len(x) for x in lines} == {36}:
+            text = (
+                "not an ICAO 9303 zone: 2 lines of 36 characters with digits where a TD2 has "
+                "the nationality (a national format, such as the French identity card's)"
+            )
+        else:
+            text = (
+                f"not an ICAO 9303 zone: got {len(lines)} line(s) of {shape} characters "
+                "(expected 2x44, 2x36 or 3x30)"
+            )
+        problem = FieldViolation("mrz_lines", text)
         return MrzReading(tuple(lines), None, {}, (), (problem,), {}, {}, day)
     return _read(tuple(lines), layout, day, suggest)
 
@@ -340,6 +348,14 @@ def _read(lines: tuple[str, ...], layout: Layout, today: dt.date, suggest: bool)
     for name, (li, col, covers) in digit_specs.items():
         if name == "document_number":
             covered, found = number_text, number_found
+            if len(number_text) > 9 and layout is Layout.TD1 and clean:
+                filler = _filler_convention(lines, number_text, found)
+                if filler is not None:
+                    digits.append(filler)
+                    continue
+        elif name == "expiry_date" and values["expiry_date"] == "<<<<<<" and lines[li][col] == "<":
+            digits.append(_NO_EXPIRY)  # no expiry printed: nothing to verify, nothing refuted
+            continue
         else:
             covered = _composite_text(layout, lines) if name == "composite" else values[covers[0]]
             found = lines[li][col]
@@ -413,6 +429,29 @@ def _read(lines: tuple[str, ...], layout: Layout, today: dt.date, suggest: bool)
                 tuple(sugg),
             )  # fmt: skip
     return reading
+
+
+#: Issuers whose TD1 cards with long numbers compute the number's check digit over the first
+#: nine characters, the ``<`` at position 15 and the continuation (seen on Belgian and Portuguese
+#: identity cards), instead of over the number alone as ICAO 9303 says. Only they get the second
+#: convention, so a misread number elsewhere has no new way to verify.
+FILLER_CONVENTION_ISSUERS = frozenset({"BEL", "PRT"})
+#: Evidence of a number verified by that convention: it covers the filler too.
+FILLER_COVERS = ("document_number", "filler_at_15")
+_NO_EXPIRY = CheckDigit("expiry_date", ("expiry_date",), "<", "", DigitState.ABSENT)
+
+
+def _filler_convention(lines: Sequence[str], number_text: str, found: str) -> CheckDigit | None:
+    """The evidence when a long TD1 number verifies only with the ``<`` at position 15 counted,
+    for an issuer known to write it so; None otherwise (the ICAO 9303 digit decides)."""
+    if check_digit(number_text) == found:
+        return None
+    if lines[0][2:5].replace("<", "") not in FILLER_CONVENTION_ISSUERS:
+        return None
+    expected = check_digit(number_text[:9] + "<" + number_text[9:])
+    if expected != found:
+        return None
+    return CheckDigit("document_number", FILLER_COVERS, found, expected, DigitState.VERIFIED)
 
 
 def _names(raw: str) -> tuple[str, str]:

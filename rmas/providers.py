@@ -14,17 +14,25 @@ subclasses (or any exception); the fan-out turns them into TIMEOUT / UNAVAILABLE
 
 Plug-ins register a factory under the entry-point group ``rmas.providers``; the config's ``kind``
 selects it. A factory takes the provider's :class:`ProviderConfig` and returns a Provider.
+
+A factory reads its kind's options (``cfg.option(name, type, default)``, or the ``cfg.options``
+mapping) before it returns; every option it did not ask for is an unknown key, refused by
+:func:`build_providers` after the factory ran, naming the closest option it did ask for
+(``providers[0].registy: unknown key (did you mean "registry"?)``). A plug-in declares nothing:
+what it reads is what it knows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import enum
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from rmas.confkeys import unknown_key
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError
 from rmas.verdict import Record
@@ -33,19 +41,28 @@ if TYPE_CHECKING:  # the core names the type; only the edges that open connectio
     from rmas.security.tls import TlsConfig
 
 __all__ = [
+    "COMMON_KEYS",
     "ENTRY_POINT_GROUP",
+    "Options",
     "Provider",
     "ProviderConfig",
     "ProviderFactory",
     "ProviderInfo",
     "Registry",
     "Scope",
+    "build_one",
     "build_providers",
     "load_factory",
     "record_count",
 ]
 
 ENTRY_POINT_GROUP = "rmas.providers"
+
+#: The keys of a ``[[providers]]`` table that rmas reads itself, whatever the kind; every other
+#: key is an option of the kind, for its factory.
+COMMON_KEYS = frozenset(
+    {"id", "kind", "issuing_states", "scope", "required", "contact", "max_batch", "timeout_ms"}
+)
 
 
 class Scope(enum.StrEnum):
@@ -79,12 +96,64 @@ class ProviderInfo:
     timeout_s: float = 0.0
 
 
+class Options(Mapping[str, Any]):
+    """A provider kind's options, remembering every name its factory asked for.
+
+    Any read counts, present or not: ``option()``, ``options[name]``, ``.get(name)``,
+    ``name in options``, ``items()``/``values()``. Equality compares the values only (and reads
+    nothing).
+    """
+
+    __slots__ = ("_data", "asked")
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data: dict[str, Any] = dict(data or {})
+        #: Names the factory asked for since this view was made.
+        self.asked: set[str] = set()
+
+    def tracking(self) -> Options:
+        """A fresh view of the same options, with nothing asked yet (one per factory run)."""
+        return Options(self._data)
+
+    def unasked(self) -> list[str]:
+        """The options present that nobody asked for, sorted."""
+        return sorted(k for k in self._data if k not in self.asked)
+
+    def __getitem__(self, name: str) -> Any:
+        self.asked.add(name)
+        return self._data[name]
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self.asked.add(name)
+        return name in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Options):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like dict
+
+    def __repr__(self) -> str:
+        return f"Options({self._data!r})"
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """One ``[[providers]]`` table of the hub's config, as parsed.
 
     ``options`` holds the keys only this kind understands (``url``, ``registry``...); factories read
-    them with :meth:`option` so that errors name the key.
+    them with :meth:`option` so that errors name the key. Whatever the factory does not read is
+    refused as an unknown key (see the module docstring).
     """
 
     id: str
@@ -95,7 +164,7 @@ class ProviderConfig:
     contact: str
     max_batch: int
     timeout_s: float
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=Options)
     #: Where relative paths in options are resolved from (the config file's folder).
     base_dir: str = "."
     #: Index of this provider in the config file, for error messages.
@@ -103,6 +172,10 @@ class ProviderConfig:
     #: The hub's TLS settings, for kinds that reach their store over the network (None: plain,
     #: allowed to loopback addresses only).
     tls: TlsConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, Options):
+            object.__setattr__(self, "options", Options(self.options))
 
     @property
     def info(self) -> ProviderInfo:
@@ -178,7 +251,7 @@ def build_providers(configs: Sequence[ProviderConfig]) -> list[Provider]:
     """Instantiate every configured provider through its kind's registered factory.
 
     Raises ConfigError naming ``providers[i].kind`` for an unknown kind; factories raise their own
-    ConfigErrors for their options.
+    ConfigErrors for their options; an option the factory did not read is an unknown key.
     """
     out: list[Provider] = []
     for cfg in configs:
@@ -186,5 +259,39 @@ def build_providers(configs: Sequence[ProviderConfig]) -> list[Provider]:
             factory = load_factory(cfg.kind)
         except LookupError as exc:
             raise ConfigError(f"providers[{cfg.index}].kind", str(exc)) from None
-        out.append(factory(cfg))
+        out.append(build_one(factory, cfg))
     return out
+
+
+def build_one(factory: ProviderFactory, cfg: ProviderConfig) -> Provider:
+    """Run ``factory`` on ``cfg``, then refuse every option it did not read."""
+    assert isinstance(cfg.options, Options)
+    options = cfg.options.tracking()
+    prefix = f"providers[{cfg.index}]"
+    try:
+        provider = factory(replace(cfg, options=options))
+    except ConfigError as exc:
+        # A required option "missing" because it was mistyped: name the typo, not the absence.
+        for name in options.unasked():
+            if difflib.get_close_matches(name, sorted(options.asked), n=1, cutoff=0.6):
+                raise unknown_key(prefix, name, options.asked | COMMON_KEYS) from exc
+        raise
+    unasked = options.unasked()
+    if unasked:
+        _discard(provider)
+        raise unknown_key(prefix, unasked[0], options.asked | COMMON_KEYS)
+    return provider
+
+
+_discarded: set[asyncio.Task[None]] = set()
+
+
+def _discard(provider: Provider) -> None:
+    """Close a provider built for nothing (factories should open nothing; some may)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    task = loop.create_task(provider.aclose())
+    _discarded.add(task)
+    task.add_done_callback(_discarded.discard)

@@ -21,6 +21,7 @@ from rmas.verdict import NO_RECORD, Record, RecordStatus
 
 if TYPE_CHECKING:
     from rmas.audit.trail import AuditTrail
+    from rmas.iapi.channel import IapiConfig
     from rmas.security.access import CallerRule
     from rmas.security.tls import TlsConfig
 
@@ -154,6 +155,7 @@ async def running_hub(
     burst: int = 0,
     audit: AuditTrail | None = None,
     metrics_listen: str = "",
+    iapi: IapiConfig | None = None,
     max_message_bytes: int = 16 * 1024 * 1024,
 ) -> AsyncIterator[HubHandle]:
     """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
@@ -161,7 +163,7 @@ async def running_hub(
     With ``tls`` the hub requires client certificates and admits ``callers``
     (:class:`~rmas.security.access.CallerRule`); ``audit`` is opened and flushed with the hub.
     ``metrics_listen`` (e.g. ``"127.0.0.1:0"``) serves Prometheus metrics; the bound port is
-    ``HubHandle.metrics_port``.
+    ``HubHandle.metrics_port``. ``iapi`` configures the airline channel.
     """
     from rmas.config import HubConfig
     from rmas.providers import Provider
@@ -185,7 +187,7 @@ async def running_hub(
     policy = None
     if tls is not None:
         policy = AccessPolicy(callers, documents_per_s=documents_per_s, burst=burst)
-    server = HubServer(cfg, provs, tls=tls, policy=policy, audit=audit)
+    server = HubServer(cfg, provs, iapi, tls=tls, policy=policy, audit=audit)
     port = await server.start()
     try:
         metrics_port = server.metrics.port if server.metrics is not None else 0

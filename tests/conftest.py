@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -29,12 +30,40 @@ def rmas_cmd() -> list[str]:
     return [sys.executable, "-m", "rmas.cli"]
 
 
+POSTGRES_SKIP = (
+    "RMAS_TEST_POSTGRES_URL is not set (README, 'Tests': how to run them; .ci/run sets it to a "
+    "throw-away database)"
+)
+
+
 @pytest.fixture
 def postgres_url() -> str:
     url = os.environ.get("RMAS_TEST_POSTGRES_URL", "")
     if not url:
-        pytest.skip("RMAS_TEST_POSTGRES_URL is not set (.ci/run sets it to a throw-away database)")
+        pytest.skip(POSTGRES_SKIP)
     return url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``postgres`` every test that needs PostgreSQL (``pytest -m postgres`` runs them,
+    ``-m 'not postgres'`` leaves them out): those using the ``postgres_url`` fixture, and the
+    ``postgres`` variants of tests parametrized over both engines."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgres" in callspec.params.values()
+        if on_postgres or "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """A run without PostgreSQL says so, and why, in its summary (even with -q)."""
+    skipped = [
+        r
+        for r in terminalreporter.stats.get("skipped", [])
+        if "postgres" in getattr(r, "keywords", {})
+    ]
+    if skipped and not os.environ.get("RMAS_TEST_POSTGRES_URL"):
+        terminalreporter.write_line(f"{len(skipped)} PostgreSQL tests skipped: {POSTGRES_SKIP}")
 
 
 @dataclass(frozen=True)

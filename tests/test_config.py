@@ -102,12 +102,30 @@ def test_iapi_codes_and_limits_are_configurable() -> None:
     assert cfg.iapi.max_bytes == 4096
 
 
+def test_iapi_resends_visas_unchecked_and_senders_are_configurable() -> None:
+    cfg = parse_config(
+        "[iapi]\nresend_window_s = 60\nvisa_issuer = 'CN'\nunchecked_code = '0Y'\n"
+        "[[callers]]\nidentity = 'rmas://airline/QF'\nrole = 'airline'\n"
+        "senders = ['QF', 'QANTAS']\n"
+    )
+    assert cfg.iapi.resend_window_s == 60.0
+    assert cfg.iapi.visa_issuer == "CHN"
+    assert cfg.iapi.codes.unchecked == ("0Y", "OK TO BOARD - NOT CHECKED")
+    assert cfg.callers[0].senders == ("QF", "QANTAS")
+    defaults = parse_config("")
+    assert 0 < defaults.iapi.resend_window_s <= 600  # minutes, not forever
+    assert defaults.iapi.visa_issuer == ""
+
+
 @pytest.mark.parametrize(
     ("text", "key"),
     [
         ("[iapi]\nok_to_board_code = 'TOOLONG'", "iapi.ok_to_board_code"),
         ("[iapi]\nmax_bytes = 1", "iapi.max_bytes"),
         ("[iapi]\ncolour = 'blue'", "iapi.colour"),
+        ("[iapi]\nresend_window_s = -1", "iapi.resend_window_s"),
+        ("[iapi]\nvisa_issuer = 'XQZ'", "iapi.visa_issuer"),
+        ("[[callers]]\nidentity = 'a'\nrole = 'airline'\nsenders = [1]", "callers[0].senders"),
     ],
 )
 def test_iapi_errors_name_the_key(text: str, key: str) -> None:

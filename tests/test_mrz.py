@@ -64,6 +64,64 @@ def test_a_long_td1_number_moves_the_number_span_into_optional_data() -> None:
     assert number_digit.found == check_digit("591234567890")
 
 
+def td1_long(state: str, number: str, *, filler: bool, expiry: str = "300101") -> list[str]:
+    """A TD1 card with a long number, its check digit computed without (ICAO 9303) or with (as
+    Belgian and Portuguese cards do) the '<' at position 15; composite computed accordingly."""
+    covered = number[:9] + "<" + number[9:] if filler else number
+    line1 = f"ID{state}{number[:9]}<{number[9:]}{check_digit(covered)}<".ljust(30, "<")
+    exp_digit = "<" if expiry == "<<<<<<" else check_digit(expiry)
+    head = f"900101{check_digit('900101')}M{expiry}{exp_digit}{state}".ljust(29, "<")
+    composite = check_digit(line1[5:30] + head[0:7] + head[8:15] + head[18:29])
+    return [line1, head + composite, "X<<Y".ljust(30, "<")]
+
+
+# Chosen so that the two conventions give different digits (checked in the tests).
+LONG = "592712345601"
+
+
+@pytest.mark.parametrize("state", ["BEL", "PRT"])
+def test_a_long_td1_number_verifies_with_the_filler_for_issuers_known_to_use_it(
+    state: str,
+) -> None:
+    assert check_digit(LONG) != check_digit(LONG[:9] + "<" + LONG[9:])
+    for filler, covers in ((True, ("document_number", "filler_at_15")),
+                           (False, ("document_number",))):  # fmt: skip
+        r = read_mrz(td1_long(state, LONG, filler=filler), today=TODAY)
+        digit = next(d for d in r.check_digits if d.name == "document_number")
+        assert (digit.state, digit.covers) == (DigitState.VERIFIED, covers)
+        assert r.valid and r.document_number == LONG
+
+
+def test_the_filler_convention_is_no_way_through_for_other_issuers() -> None:
+    r = read_mrz(td1_long("NZL", LONG, filler=True), today=TODAY)
+    digit = next(d for d in r.check_digits if d.name == "document_number")
+    assert digit.state is DigitState.REFUTED
+    assert not r.valid
+
+
+def test_an_expiry_of_fillers_is_absent_not_refuted() -> None:
+    r = read_mrz(td1_long("BEL", LONG, filler=True, expiry="<<<<<<"), today=TODAY)
+    digit = next(d for d in r.check_digits if d.name == "expiry_date")
+    assert digit.state is DigitState.ABSENT
+    assert r.valid and r.fields["expiry_date"].value == ""
+
+
+# The pre-2021 French identity card: 2 x 36, "IDFRA" + surname + office, then its 12-digit number
+# (where a TD2 has the holder's nationality), given names, birth date and sex.
+FRENCH_ID = [
+    "IDFRA" + "MARTIN".ljust(25, "<") + "75P012",
+    "880375601234" + "9" + "PIERRE".ljust(14, "<") + "9001011" + "M" + "6",
+]
+
+
+def test_a_french_national_identity_card_zone_is_refused_as_not_icao_9303() -> None:
+    assert [len(x) for x in FRENCH_ID] == [36, 36]
+    r = read_mrz(FRENCH_ID, today=TODAY)
+    assert r.layout is None
+    assert "not an ICAO 9303 zone" in r.problems[0].description
+    assert "French" in r.problems[0].description
+
+
 @pytest.mark.parametrize(
     ("yymmdd", "field", "expected"),
     [

@@ -15,6 +15,7 @@ from typing import Any
 from adapters.sltd.codes import COUNTRIES, STATUSES, TYPES
 from adapters.sltd.service import Faults, ServiceConfig, start_service
 from adapters.sltd.store import SltdStore
+from rmas.confkeys import suggestion
 from rmas.providers import ProviderConfig, Scope
 
 __all__ = ["load_tokens", "read_seed", "register", "start_demo_service"]
@@ -48,6 +49,11 @@ def register(subparsers: Any) -> None:
 def load_tokens(path: Path) -> tuple[dict[str, str], str]:
     """(token -> country, admin token) from a JSON file; raises ValueError when malformed."""
     data = json.loads(path.read_text())
+    if isinstance(data, dict):  # a mistyped "admin" would silently leave faults unprotected
+        unknown = sorted(k for k in data if k not in ("tokens", "admin") and not k.startswith("_"))
+        if unknown:
+            hint = suggestion(unknown[0], ("tokens", "admin"))
+            raise ValueError(f"unknown key {unknown[0]!r}{hint} (keys starting with _ are notes)")
     tokens = data.get("tokens") if isinstance(data, dict) else None
     if not isinstance(tokens, dict) or not all(
         isinstance(k, str) and v in COUNTRIES for k, v in tokens.items()

@@ -12,6 +12,7 @@ row-value IN would scan the table in SQLite).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import os
@@ -23,6 +24,8 @@ from typing import Any
 from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, UniqueConstraint, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from rmas.fileperm import create_private
 
 __all__ = ["Record", "SltdStore", "fold", "records"]
 
@@ -105,6 +108,9 @@ class SltdStore:
         self._reader: sqlite3.Connection | None = None
 
     async def open(self) -> None:
+        if self.path and self.path != ":memory:" and not self.path.startswith("file:"):
+            with contextlib.suppress(OSError):  # owner only (rmas.fileperm); SQLite says why not
+                create_private(self.path)
         async with self.engine.begin() as conn:
             await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
             await conn.run_sync(metadata.create_all)

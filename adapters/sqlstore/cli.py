@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rmas.errors import RmasError
+from rmas.errors import RmasError, StoreError
 
 __all__ = ["register"]
 
@@ -67,13 +67,17 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     from rmas.cli import run_async
 
     async def go() -> tuple[str | None, str | None]:
-        engine = make_engine(args.url)
+        engine = make_engine(args.url, create=False)
         try:
             return await migrate_engine(engine)
         finally:
             await engine.dispose()
 
-    before, after = run_async(go())
+    try:
+        before, after = run_async(go())
+    except RmasError as exc:
+        print(f"rmas store migrate: {exc}", file=sys.stderr)
+        return 2
     print(f"schema revision {before or 'none'} -> {after}")
     return 0
 
@@ -84,9 +88,12 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
     try:
         report = run_async(apply_feed(args.url, args.file))
-    except RmasError as exc:
+    except StoreError as exc:  # the feed (a bad line), or a store that cannot take it
         print(f"rmas store apply: {exc}", file=sys.stderr)
         return 1
+    except RmasError as exc:  # the URL
+        print(f"rmas store apply: {exc}", file=sys.stderr)
+        return 2
     if report.already_applied:
         print(f"{args.file.name} was applied before: nothing changed")
     else:
@@ -99,7 +106,11 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     from adapters.sqlstore.importer import store_stats
     from rmas.cli import run_async
 
-    stats = run_async(store_stats(args.url))
+    try:
+        stats = run_async(store_stats(args.url))
+    except RmasError as exc:
+        print(f"rmas store stats: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(stats, indent=2))
         return 0

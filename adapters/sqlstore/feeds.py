@@ -6,8 +6,10 @@ One change per line::
      "version": 17, "reported_on": "2026-11-20", "record_ref": "DIA-77", "detail": "..."}
     {"op": "withdraw", "issuing_state": "NZL", "number": "LA000009", "version": 18}
 
-- The whole file is checked before anything is written: a bad line rejects the file, naming the
-  line, and the store is unchanged.
+- Every value is validated and normalised exactly as a CSV import's
+  (``adapters.sqlstore.importer.record_values``); ``version`` is an integer from 1 to 2^63-1.
+- The whole file is checked before anything is written: a bad line (an unknown field, or a file
+  that is not UTF-8 JSON Lines) rejects the file, naming the line, and the store is unchanged.
 - The file is applied in one transaction: a failure midway leaves nothing.
 - An older version never overwrites a newer one (a stale change is counted and skipped), and a
   withdrawal leaves a tombstone so that a stale upsert cannot bring the record back.
@@ -27,13 +29,12 @@ from typing import Any
 
 from sqlalchemy import select
 
-from adapters.sqlstore.importer import ensure_schema
-from adapters.sqlstore.schema import STATUSES, feeds, make_engine
-from rmas.documents import normalise_name, normalise_number
+from adapters.sqlstore.importer import ensure_schema, record_key, record_values
+from adapters.sqlstore.schema import feeds, make_engine
+from rmas.confkeys import suggestion
 from rmas.errors import StoreError
-from rmas.states import canonical_economy, to_alpha3
 
-__all__ = ["Change", "FeedReport", "apply_feed", "parse_feed"]
+__all__ = ["MAX_VERSION", "Change", "FeedReport", "apply_feed", "parse_feed"]
 
 _FIELDS = ("document_type", "reported_on", "record_ref", "reporting_authority", "detail",
            "surname", "given_names", "birth_date", "sex", "expiry_date")  # fmt: skip
@@ -56,60 +57,86 @@ class FeedReport:
     seconds: float
 
 
-def _date(value: Any, name: str) -> dt.date | None:
-    if value in (None, ""):
-        return None
+#: Versions are stored as a signed 64-bit integer.
+MAX_VERSION = 2**63 - 1
+_KEY_FIELDS = ("issuing_state", "number", "document_number")
+
+
+def _text_fields(obj: dict[str, Any]) -> dict[str, str]:
+    """The record fields of a change as the CSV's column names and text: a JSON string as is,
+    null as an empty cell; any other JSON value is refused."""
+    out: dict[str, str] = {}
+    for key in ("issuing_state", "status", *_FIELDS):
+        value = obj.get(key)
+        if value is None:
+            continue
+        out[key] = _text(key, value)
+    number = obj.get("number", obj.get("document_number"))
+    out["document_number"] = "" if number is None else _text("number", number)
+    return out
+
+
+def _text(key: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be an ISO date string")
-    return dt.date.fromisoformat(value)
+        raise ValueError(f"{key} must be a string, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # "\ud800" is valid JSON, and no text a CSV file could hold
+        raise ValueError(f"{key}: not valid Unicode (a lone surrogate escape)") from None
+    return value
+
+
+#: Every field a change may carry; any other is refused (a mistyped ``birth_date`` would
+#: otherwise drop the holder's data without a word).
+_KNOWN = frozenset({"op", "issuing_state", "number", "document_number", "version", "status",
+                    *_FIELDS})  # fmt: skip
 
 
 def _change(obj: Any) -> Change:
     if not isinstance(obj, dict):
         raise ValueError("each line must be a JSON object")
+    unknown = sorted(k for k in obj if k not in _KNOWN)
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r}{suggestion(unknown[0], _KNOWN, 'field')}")
     op = obj.get("op")
     if op not in ("upsert", "withdraw"):
         raise ValueError('op must be "upsert" or "withdraw"')
-    state = to_alpha3(str(obj.get("issuing_state", "")))
-    if state is None:
-        raise ValueError(f"unknown issuing_state {obj.get('issuing_state')!r}")
-    number = normalise_number(str(obj.get("number", obj.get("document_number", ""))))
-    if not number or len(number) > 20 or not number.isalnum():
-        raise ValueError("number must be 1-20 letters or digits")
     version = obj.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError("version must be a positive integer")
-    values: dict[str, Any] = {}
-    if op == "upsert":
-        status = str(obj.get("status", "")).upper()
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {', '.join(sorted(STATUSES))}")
-        values = {
-            "status": status,
-            "document_type": str(obj.get("document_type", ""))[:1].upper(),
-            "reported_on": _date(obj.get("reported_on"), "reported_on"),
-            "record_ref": str(obj.get("record_ref", ""))[:64],
-            "reporting_authority": str(obj.get("reporting_authority", ""))[:128],
-            "detail": str(obj.get("detail", ""))[:512],
-            "surname": normalise_name(str(obj.get("surname", ""))),
-            "given_names": normalise_name(str(obj.get("given_names", ""))),
-            "birth_date": _date(obj.get("birth_date"), "birth_date"),
-            "sex": str(obj.get("sex", "")).upper()[:1],
-            "expiry_date": _date(obj.get("expiry_date"), "expiry_date"),
-        }
-    return Change(op, canonical_economy(state), number, version, values)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= MAX_VERSION:
+        raise ValueError(f"version must be an integer from 1 to {MAX_VERSION}")
+    fields = _text_fields(obj)
+    # The same validation and normalisation as a CSV import's (adapters.sqlstore.importer).
+    if op == "withdraw":
+        state, number = record_key(fields)
+        return Change(op, state, number, version, {})
+    values = record_values(fields)
+    state, number = values.pop("issuing_state"), values.pop("document_number")
+    return Change(op, state, number, version, values)
 
 
-def parse_feed(text: str) -> list[Change]:
-    """Every change of a feed; raises StoreError naming the first bad line."""
+def parse_feed(data: bytes | str) -> list[Change]:
+    """Every change of a feed; raises StoreError naming the first bad line (or byte, for a file
+    that is not UTF-8 text)."""
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            at = data.count(b"\n", 0, exc.start) + 1
+            raise StoreError(
+                f"line {at}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
+                "a feed is JSON Lines; nothing was applied"
+            ) from None
+    else:
+        text = data
     out: list[Change] = []
-    for n, line in enumerate(text.splitlines(), 1):
+    for n, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             out.append(_change(json.loads(line)))
-        except (ValueError, TypeError) as exc:
-            raise StoreError(f"line {n}: {exc}; nothing was applied") from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            reason = str(exc) if not isinstance(exc, RecursionError) else "nested too deeply"
+            raise StoreError(f"line {n}: {reason[:300]}; nothing was applied") from None
     return out
 
 
@@ -133,7 +160,7 @@ async def apply_feed(url: str, path: Path) -> FeedReport:
         data = await asyncio.to_thread(path.read_bytes)
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
-    changes = parse_feed(data.decode("utf-8"))
+    changes = parse_feed(data)
     digest = hashlib.sha256(data).hexdigest()
     engine = make_engine(url)
     try:

@@ -41,7 +41,15 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -77,6 +85,8 @@ __all__ = [
     "ensure_schema",
     "import_csv",
     "parse_rows",
+    "record_key",
+    "record_values",
     "store_stats",
     "synthetic_number",
 ]
@@ -236,6 +246,28 @@ def _sex(raw: str) -> str:
 
 def _name(raw: str) -> str:
     return normalise_name(raw) if raw else ""
+
+
+def record_values(raw: Mapping[str, str]) -> dict[str, Any]:
+    """One record's values, validated and normalised exactly as a CSV row's are (ValueError
+    naming the column), keyed by the CSV's column names: for delta feeds, which carry the same
+    fields. An absent or empty field is what an empty CSV cell is."""
+    out: dict[str, Any] = {
+        "issuing_state": _state(raw.get("issuing_state", "")),
+        "document_number": _number(raw.get("document_number", "")),
+        "document_type": _type(raw.get("document_type", "")),
+        "status": _status(raw.get("status", "")),
+        "reported_on": _date(raw.get("reported_on", ""), "reported_on"),
+        "record_ref": raw.get("record_ref", "").strip()[:64],
+    }
+    for name in OPTIONAL_COLUMNS:
+        out[name] = _normaliser(name, iso_dates=False)(raw.get(name, ""))
+    return out
+
+
+def record_key(raw: Mapping[str, str]) -> tuple[str, str]:
+    """(issuing economy, normalised number) of a record, validated as a CSV row's are."""
+    return _state(raw.get("issuing_state", "")), _number(raw.get("document_number", ""))
 
 
 def _constant(name: str) -> Callable[[str], Any]:
@@ -1121,7 +1153,7 @@ async def store_stats(url: str) -> dict[str, Any]:
     """Record counts by state and status (withdrawn records left out), and the last feed."""
     from adapters.sqlstore.schema import feeds
 
-    engine = make_engine(url)
+    engine = make_engine(url, create=False)
     last_feed: dict[str, Any] | None = None
     try:
         async with engine.connect() as conn:

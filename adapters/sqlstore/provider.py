@@ -43,7 +43,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlstore.migrate import HEAD, current_revision
-from adapters.sqlstore.schema import documents, make_engine, resolve_url
+from adapters.sqlstore.schema import (
+    documents,
+    make_engine,
+    missing_store,
+    resolve_url,
+    sqlite_file,
+)
 from rmas.documents import EMPTY_HOLDER, DocumentQuery, Holder, match_holder
 from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable, StoreError
 from rmas.providers import ProviderConfig, ProviderInfo, Registry
@@ -285,6 +291,9 @@ class SqlStoreProvider:
         io = cfg.option("io", str, "inline")
         if io not in ("inline", "thread"):
             raise ConfigError(f"providers[{cfg.index}].io", 'must be "inline" or "thread"')
+        path = sqlite_file(url)
+        if path is not None and not path.is_file():
+            raise ConfigError(f"providers[{cfg.index}].url", missing_store(path, url))
         return cls(cfg.info, url, registry=registry, readers=readers, io=io)
 
     @property
@@ -323,7 +332,7 @@ class SqlStoreProvider:
         async with self._lock:
             if self._coalescer is not None:
                 return
-            engine = make_engine(self.url)
+            engine = make_engine(self.url, create=False)  # a missing store is not created
             await self._check_schema(engine)
             readers: list[Any] = []
             postgres = engine.dialect.name == "postgresql"

@@ -9,6 +9,7 @@ economy's registry holds them; they let the issuer say whether a query's holder 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from sqlalchemy import (
@@ -26,7 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from rmas.errors import ConfigError
+from rmas.errors import ConfigError, StoreError
+from rmas.fileperm import create_private
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,7 +37,9 @@ __all__ = [
     "feeds",
     "make_engine",
     "metadata",
+    "missing_store",
     "resolve_url",
+    "sqlite_file",
     "store_meta",
 ]
 
@@ -104,9 +108,51 @@ def resolve_url(url: str, base_dir: str | Path = ".") -> str:
     return url
 
 
-def make_engine(url: str) -> AsyncEngine:
-    """An async engine for a store URL (``sqlite+aiosqlite://`` by default)."""
+def sqlite_file(url: str) -> Path | None:
+    """The file of an SQLite store URL; None for other databases and in-memory SQLite."""
+    try:
+        u = make_url(url)
+    except Exception as exc:
+        raise ConfigError("url", f"not a database URL: {exc}") from None
+    if u.get_backend_name() != "sqlite" or not u.database or u.database.startswith(":memory:"):
+        return None
+    if u.database.startswith("file:"):  # a URI filename (mode=ro...): SQLite's business
+        return None
+    return Path(u.database)
+
+
+def missing_store(path: Path, url: str) -> str:
+    return (
+        f"no store at {path}: check the path, or create the store with "
+        f"`rmas store import --url {url} FILE.csv`"
+    )
+
+
+def make_engine(url: str, *, create: bool = True) -> AsyncEngine:
+    """An async engine for a store URL (``sqlite+aiosqlite://`` by default).
+
+    A missing SQLite file is created (0600) only with ``create=True`` (import, feeds), and its
+    folder must exist; with ``create=False`` (serving, statistics) a missing store is refused,
+    so that a mistyped path never leaves an empty store behind.
+    """
+    path = sqlite_file(url)
     u = make_url(url)
     if u.get_backend_name() == "sqlite" and u.get_driver_name() != "aiosqlite":
         raise ConfigError("url", "SQLite stores use the async driver: sqlite+aiosqlite:///PATH")
-    return create_async_engine(url)
+    if path is not None:
+        if not create and not path.is_file():
+            raise StoreError(missing_store(path, url))
+        folder = path.parent
+        if create and not folder.is_dir():
+            raise StoreError(
+                f"no folder {folder} for the store: create it first (mkdir -p {folder})"
+            )
+        if create:
+            # Created here, readable by its owner only (rmas.fileperm): SQLite would create
+            # it with the umask's mode.
+            with contextlib.suppress(OSError):
+                create_private(path)
+    try:
+        return create_async_engine(url)
+    except Exception as exc:  # an unknown dialect or driver, a malformed option
+        raise ConfigError("url", f"not a usable database URL: {exc}") from None

@@ -34,6 +34,7 @@ from rmas.audit import writer as _w
 from rmas.audit.format import GENESIS, OLD_TABLES, TABLE, TAIL_SQL, seal, table_ddl
 from rmas.audit.target import Target, reason
 from rmas.errors import AuditError
+from rmas.fileperm import create_private
 
 __all__ = ["PG_LOCK_KEY", "PgWriter", "SqliteWriter", "Writer"]
 
@@ -311,6 +312,8 @@ class SqliteWriter:
         self._proc = proc
 
     async def open(self) -> None:
+        with contextlib.suppress(OSError):  # 0600 from the start; the writer reports what fails
+            create_private(self.path)
         await self._start(True)
 
     async def _ready(self) -> WriterProcess:

@@ -1,14 +1,27 @@
 """The airline channel: a PAXLST in, a CUSRES out, through the hub's one fan-out.
 
 Every document of every traveller becomes one item of a single hub batch (so a 480-passenger
-manifest is one ``lookup_many`` call per provider). A traveller's directive is the most severe of
-its documents' directives (DO_NOT_BOARD, then CONTACT_AUTHORITY, then INSUFFICIENT_DATA, then
-OK_TO_BOARD); a traveller with no document, or with malformed data, is INSUFFICIENT_DATA.
+manifest is one ``lookup_many`` call per provider). Each document is judged on its own: a bad
+document (an empty LOC+91, a malformed expiry) leaves only itself unchecked. A traveller's
+directive is the most severe of its documents' (DO_NOT_BOARD, then CONTACT_AUTHORITY, then
+INSUFFICIENT_DATA, then OK_TO_BOARD), so a stolen passport next to a bad document is still NO
+BOARD; a traveller-level fault (no surname, a malformed birth date) adds INSUFFICIENT_DATA but its
+documents are still checked. A visa sent without LOC+91 (its issuer is implied) is checked as
+issued by ``[iapi] visa_issuer``, or, when that is "", not checked at all: it never turns a
+checked traveller's OK TO BOARD into INSUFFICIENT DATA.
 
-Airlines resend interchanges (time-outs, retries). The same interchange control reference from the
-same sender, with the same content, gets the very same CUSRES without a second check; the same
-reference with different content is refused at message level, since answering it would make the
-reference ambiguous.
+Before anything is checked or audited a message is refused (``ERP+1``) when it is unreadable, too
+large, sent under another airline's UNB/UNG sender than the caller's ``[[callers]] senders``, when
+its answer could not fit in one gRPC message, or when the parts of a split flight disagree on its
+total.
+
+Resends. Airlines resend interchanges (time-outs, retries). A resend (same sender, interchange
+control reference and content) is always checked again and audited again: nothing is ever
+replayed unchecked. Within ``[iapi] resend_window_s`` of the first answer, and only when every
+passenger's answer is still the same, the resend gets the very same CUSRES bytes (``duplicate``);
+otherwise (the window passed, or any document changed status since) it gets a fresh CUSRES. The
+same reference with different content inside the window is refused, since answering it would make
+the reference ambiguous; after the window the reference may be reused.
 """
 
 from __future__ import annotations
@@ -16,16 +29,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from rmas.documents import DocumentQuery, validate_document
+from rmas.documents import DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import CheckResult, Hub, InvalidDocument
-from rmas.iapi.cusres import CusresCodes, PassengerAnswer, write_cusres, write_error_cusres
-from rmas.iapi.paxlst import Manifest, Traveller, read_paxlst
-from rmas.iapi.syntax import SYNTAX_IDS, EdifactError, Group, Interchange, tokenize
+from rmas.iapi.codes import CusresCodes
+from rmas.iapi.cusres import ErrorHeader, PassengerAnswer, write_cusres, write_error_cusres
+from rmas.iapi.paxlst import Manifest, Part, Traveller, read_paxlst
+from rmas.iapi.syntax import SYNTAX_IDS, EdifactError, Group, Interchange, quote, tokenize
 from rmas.verdict import Directive
 
 __all__ = ["IapiAnswer", "IapiChannel", "IapiConfig", "PassengerResult"]
@@ -36,6 +51,13 @@ _SEVERITY = {
     Directive.CONTACT_AUTHORITY: 2,
     Directive.DO_NOT_BOARD: 3,
 }
+#: Longest message-level error kept in an answer's ``errors``.
+MAX_ERROR = 300
+#: Estimated answer bytes per traveller (CUSRES group and PassengerDirective, without refs), per
+#: document (a check id), and per document for a caller who sees full results.
+_PER_TRAVELLER = 160
+_PER_DOCUMENT = 48
+_PER_FULL_RESULT = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +66,18 @@ class IapiConfig:
 
     #: Our identity in the CUSRES envelope when the PAXLST names no recipient.
     hub_id: str = "RMAS"
-    #: ERC codes and texts (only 0Z and 1Z are confirmed by published guides).
+    #: ERC codes and texts (rmas.iapi.codes).
     codes: CusresCodes = field(default_factory=CusresCodes)
     #: Largest PAXLST accepted, in bytes.
     max_bytes: int = 2 * 1024 * 1024
-    #: Interchanges remembered for duplicate detection.
+    #: Interchanges (and split flights) remembered for resends and part totals.
     remember: int = 10_000
+    #: Seconds after an answer during which a resend may get the very same CUSRES (it is checked
+    #: again all the same); after it, a resend is answered afresh.
+    resend_window_s: float = 300.0
+    #: The state whose visas a DOC+V without LOC+91 is (the authority's own, e.g. "CHN"); ""
+    #: (the default): such a visa is not checked.
+    visa_issuer: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +90,8 @@ class PassengerResult:
     check_ids: tuple[str, ...]
     #: Full results for audit and officers; never sent to the airline.
     results: tuple[CheckResult, ...] = ()
+    #: OK_TO_BOARD although a document was not checked (``on_incomplete = "board"``).
+    unchecked: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +99,21 @@ class IapiAnswer:
     cusres: bytes
     passengers: tuple[PassengerResult, ...]
     errors: tuple[str, ...]
+    #: The CUSRES's RFF+TN: the request's own when it sent one.
     transaction_ref: str
+    #: The very same CUSRES as the first answer to this interchange (a resend, still the same).
     duplicate: bool = False
+    #: This hub's id of the answer (the audit entries' reference).
+    answer_id: str = ""
+    #: A resend of an interchange answered before (whether or not the CUSRES is the same).
+    resend: bool = False
+
+
+@dataclass(slots=True)
+class _Seen:
+    digest: bytes
+    at: float
+    answer: IapiAnswer
 
 
 def _stamp(now: dt.datetime) -> tuple[str, str]:
@@ -84,10 +127,21 @@ def _ref() -> str:
 class IapiChannel:
     """Answers PAXLST interchanges through a hub. One per server; safe to share."""
 
-    def __init__(self, hub: Hub, config: IapiConfig | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        config: IapiConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.hub = hub
         self.config = config or IapiConfig()
-        self._seen: OrderedDict[tuple[str, str, str], tuple[bytes, IapiAnswer]] = OrderedDict()
+        self._clock = clock
+        self._seen: OrderedDict[tuple[str, str, str], _Seen] = OrderedDict()
+        #: Split flights: (caller, sender, flight key) -> {part number: (travellers, total, last)}.
+        self._parts: OrderedDict[tuple[str, str, str], dict[int, tuple[int, int, bool]]] = (
+            OrderedDict()
+        )
 
     async def answer(
         self,
@@ -95,65 +149,155 @@ class IapiChannel:
         deadline: float,
         *,
         caller: str = "",
+        senders: Sequence[str] = (),
         admit: Callable[[int], None] | None = None,
         record: Callable[[IapiAnswer], Awaitable[None]] | None = None,
+        max_answer_bytes: int = 0,
+        full_results: bool = False,
     ) -> IapiAnswer:
-        """Answer one interchange. ``caller`` (the authenticated identity) scopes duplicate
-        detection, so no caller is answered from another's interchange; ``admit`` is told how
-        many documents are about to be checked and may raise to refuse (rate limits); ``record``
-        (the audit trail) is awaited with a fresh answer before it is remembered, so a resend
-        after a failed write is checked and recorded again, never answered unrecorded. A resent
-        duplicate is answered from memory and charged nothing."""
+        """Answer one interchange. ``caller`` (the authenticated identity) scopes resends and
+        split flights; ``senders`` (when not empty) are the UNB/UNG sender ids this caller may
+        send as; ``admit`` is told how many documents are about to be checked and may raise to
+        refuse (rate limits); ``record`` (the audit trail) is awaited with every checked answer,
+        resends included, before it is remembered or returned; ``max_answer_bytes`` (when not
+        0) refuses a message whose answer could exceed it, ``full_results`` saying whether the
+        answer carries every document's full result."""
         cfg = self.config
         now = dt.datetime.now(dt.UTC)
-        transaction = _ref()
+        answer_id = _ref()
         if len(data) > cfg.max_bytes:
-            return self._error(None, f"message of {len(data)} bytes exceeds {cfg.max_bytes}",
-                               transaction, now)  # fmt: skip
+            return self._error(
+                None, None, f"message of {len(data)} bytes exceeds {cfg.max_bytes}", answer_id, now
+            )
         try:
             manifest = read_paxlst(data)
         except EdifactError as exc:
-            return self._error(_envelope(data), str(exc), transaction, now)
+            ic, header = _envelope(data)
+            return self._error(ic, header, str(exc), answer_id, now)
         ic = manifest.interchange
+        header = _header(manifest.parts[0])
+        refusal = (
+            _sender_refusal(ic, senders)
+            or self._size_refusal(manifest, max_answer_bytes, full_results)
+            or self._parts_refusal(manifest, caller)
+        )
+        if refusal:
+            return self._error(ic, header, refusal, answer_id, now)
         digest = hashlib.sha256(data).digest()
         key = (caller, ic.sender, ic.control_ref)
         seen = self._seen.get(key)
-        if seen is not None:
-            if seen[0] == digest:
-                self._seen.move_to_end(key)
-                previous = seen[1]
-                return IapiAnswer(previous.cusres, previous.passengers, previous.errors,
-                                  previous.transaction_ref, duplicate=True)  # fmt: skip
+        at = self._clock()
+        fresh = seen is None or at - seen.at > cfg.resend_window_s
+        if seen is not None and not fresh and seen.digest != digest:
             return self._error(
                 ic,
-                f"interchange control reference {ic.control_ref} was already used by this "
+                header,
+                f"interchange control reference {quote(ic.control_ref)} was already used by this "
                 "sender for a different message",
-                transaction,
+                answer_id,
                 now,
             )
-        answer = await self._check(manifest, deadline, transaction, now, admit)
+        resend = seen is not None and seen.digest == digest
+        answer = await self._check(manifest, deadline, answer_id, now, admit)
+        if resend and not fresh and seen is not None and _same(seen.answer, answer):
+            answer = replace(
+                answer,
+                cusres=seen.answer.cusres,
+                transaction_ref=seen.answer.transaction_ref,
+                duplicate=True,
+            )
+        answer = replace(answer, resend=resend)
         if record is not None:
             await record(answer)
-        # Remember only what a resend is answered with: full results would keep thousands of
-        # objects per interchange alive (and make every garbage collection scan them).
-        slim = tuple(replace(p, results=()) for p in answer.passengers)
-        self._seen[key] = (digest, replace(answer, passengers=slim))
-        if len(self._seen) > cfg.remember:
-            self._seen.popitem(last=False)
+        self._remember_parts(manifest, caller)
+        if not answer.duplicate:
+            # Remember only what a resend is compared with: full results would keep thousands of
+            # objects per interchange alive (and make every garbage collection scan them).
+            slim = tuple(replace(p, results=()) for p in answer.passengers)
+            self._seen[key] = _Seen(digest, at, replace(answer, passengers=slim))
+            self._seen.move_to_end(key)
+            while len(self._seen) > cfg.remember:
+                self._seen.popitem(last=False)
         return answer
+
+    def _size_refusal(self, manifest: Manifest, limit: int, full: bool) -> str:
+        if not limit:
+            return ""
+        docs = sum(max(len(t.documents), 1) for t in manifest.travellers)
+        refs = sum(len(t.booking_ref) + len(t.passenger_ref) for t in manifest.travellers)
+        estimate = (
+            4096
+            + _PER_TRAVELLER * len(manifest.travellers)
+            + 3 * refs
+            + docs * (_PER_DOCUMENT + (_PER_FULL_RESULT if full else 0))
+        )
+        if estimate <= limit:
+            return ""
+        return (
+            f"the answer to {len(manifest.travellers)} travellers ({docs} documents) would exceed "
+            f"the hub's message limit of {limit} bytes; send the flight in parts"
+        )
+
+    def _flight_key(self, part: Part, caller: str, sender: str) -> tuple[str, str, str] | None:
+        """What ties the parts of one flight: the UNH common access reference, else the first
+        leg's flight and departure, else nothing (the part stands alone)."""
+        ref = part.message.common_access_ref
+        if not ref and part.legs and part.legs[0].number:
+            leg = part.legs[0]
+            ref = f"{leg.number}/{leg.times[0][1] if leg.times else ''}"
+        return (caller, sender, ref) if ref else None
+
+    def _parts_refusal(self, manifest: Manifest, caller: str) -> str:
+        """The flight total of a split manifest against the parts seen in earlier interchanges."""
+        for part in manifest.parts:
+            if not part.multipart or part.declared is None:
+                continue
+            fkey = self._flight_key(part, caller, manifest.interchange.sender)
+            known = dict(self._parts.get(fkey, {})) if fkey is not None else {}
+            for other in manifest.parts:
+                if other.multipart:
+                    known[other.sequence] = (len(other.travellers), other.declared or 0, other.last)
+            totals = {total for _n, total, _last in known.values()}
+            if len(totals) > 1:
+                return (
+                    f"CNT+42 declares {part.declared} travellers for the flight; an earlier part "
+                    f"declared {min(totals - {part.declared}, default=0)}"
+                )
+            last = [n for n, (_c, _t, is_last) in known.items() if is_last]
+            if last and sorted(known) == list(range(1, last[0] + 1)):
+                held = sum(c for c, _t, _l in known.values())
+                if held != part.declared:
+                    return (
+                        f"CNT+42 declares {part.declared} travellers for the flight; its "
+                        f"{len(known)} parts hold {held}"
+                    )
+        return ""
+
+    def _remember_parts(self, manifest: Manifest, caller: str) -> None:
+        for part in manifest.parts:
+            if not part.multipart:
+                continue
+            key = self._flight_key(part, caller, manifest.interchange.sender)
+            if key is None:
+                continue
+            entry = self._parts.setdefault(key, {})
+            entry[part.sequence] = (len(part.travellers), part.declared or 0, part.last)
+            self._parts.move_to_end(key)
+            while len(self._parts) > self.config.remember:
+                self._parts.popitem(last=False)
 
     async def _check(
         self,
         manifest: Manifest,
         deadline: float,
-        transaction: str,
+        answer_id: str,
         now: dt.datetime,
         admit: Callable[[int], None] | None = None,
     ) -> IapiAnswer:
         items: list[DocumentQuery | InvalidDocument] = []
         owners: list[int] = []
         for t in manifest.travellers:
-            for item in _traveller_items(t):
+            for item in _traveller_items(t, self.config.visa_issuer):
                 items.append(item)
                 owners.append(t.position)
         if admit is not None:
@@ -165,8 +309,11 @@ class IapiChannel:
         passengers = []
         for t in manifest.travellers:
             rs = by_traveller.get(t.position, [])
-            directive = max((r.directive for r in rs), key=_SEVERITY.__getitem__,
-                            default=Directive.INSUFFICIENT_DATA)  # fmt: skip
+            directive = max(
+                (r.directive for r in rs),
+                key=_SEVERITY.__getitem__,
+                default=Directive.INSUFFICIENT_DATA,
+            )
             passengers.append(
                 PassengerResult(
                     position=t.position,
@@ -176,38 +323,70 @@ class IapiChannel:
                     directive=directive,
                     check_ids=tuple(r.check_id for r in rs),
                     results=tuple(rs),
+                    unchecked=directive is Directive.OK_TO_BOARD and any(r.unchecked for r in rs),
                 )
             )
-        f = manifest.flight
+        answers = {
+            p.position: PassengerAnswer(p.booking_ref, p.passenger_ref, p.directive, p.unchecked)
+            for p in passengers
+        }
         cusres = write_cusres(
-            manifest.interchange,
-            flight=f.number,
-            legs=[("125", f.departure_airport), ("87", f.arrival_airport)],
-            passengers=[
-                PassengerAnswer(p.booking_ref, p.passenger_ref, p.directive) for p in passengers
-            ],
-            transaction_ref=transaction,
-            control_ref=_ref(),
+            manifest,
+            answers,
+            transaction_ref=answer_id,
             stamp=_stamp(now),
             codes=self.config.codes,
             hub_id=self.config.hub_id,
         )
-        return IapiAnswer(_encode(cusres, manifest.interchange), tuple(passengers), (),
-                          transaction)  # fmt: skip
+        tn = manifest.parts[0].transaction_ref or answer_id
+        return IapiAnswer(
+            _encode(cusres, manifest.interchange), tuple(passengers), (), tn, answer_id=answer_id
+        )
 
     def _error(
-        self, ic: Interchange | None, detail: str, transaction: str, now: dt.datetime
+        self,
+        ic: Interchange | None,
+        header: ErrorHeader | None,
+        detail: str,
+        answer_id: str,
+        now: dt.datetime,
     ) -> IapiAnswer:
+        detail = detail if len(detail) <= MAX_ERROR else detail[: MAX_ERROR - 3] + "..."
         text = write_error_cusres(
             ic,
             error=self.config.codes.syntax_error,
             detail=detail,
-            transaction_ref=transaction,
-            control_ref=_ref(),
+            transaction_ref=answer_id,
+            control_ref=(ic.control_ref if ic is not None and ic.control_ref else answer_id),
             stamp=_stamp(now),
             hub_id=self.config.hub_id,
+            header=header,
         )
-        return IapiAnswer(_encode(text, ic), (), (detail,), transaction)
+        tn = header.transaction_ref if header is not None and header.transaction_ref else answer_id
+        return IapiAnswer(_encode(text, ic), (), (detail,), tn, answer_id=answer_id)
+
+
+def _same(a: IapiAnswer, b: IapiAnswer) -> bool:
+    """Whether every passenger's answer is what it was."""
+    return [(p.position, p.directive, p.unchecked) for p in a.passengers] == [
+        (p.position, p.directive, p.unchecked) for p in b.passengers
+    ]
+
+
+def _header(part: Part) -> ErrorHeader:
+    m = part.message
+    return ErrorHeader(
+        m.ref, m.common_access_ref, (m.sequence, m.sequence_marker), part.transaction_ref
+    )
+
+
+def _sender_refusal(ic: Interchange, senders: Sequence[str]) -> str:
+    if not senders:
+        return ""
+    for who in (ic.sender, *(g.sender for g in ic.groups)):
+        if who not in senders:
+            return f"sender {quote(who)} is not an identity of the calling airline"
+    return ""
 
 
 def _encode(text: str, ic: Interchange | None) -> bytes:
@@ -215,47 +394,74 @@ def _encode(text: str, ic: Interchange | None) -> bytes:
     return text.encode("latin-1" if ic is not None and ic.syntax == "UNOC" else "ascii", "ignore")
 
 
-def _envelope(data: bytes) -> Interchange | None:
-    """The envelope of an unreadable PAXLST, as far as it can be read, to address the answer.
-
-    Only UNB (and whether a UNG follows) is needed; segments are read up to the first fault.
-    """
+def _envelope(data: bytes) -> tuple[Interchange | None, ErrorHeader | None]:
+    """The envelope of an unreadable PAXLST, as far as it can be read, to address the answer:
+    UNB (and whether a UNG follows), and the first message's UNH references and RFF+TN, read up
+    to the first fault."""
     try:
         segments, seps, una = tokenize(data)
     except EdifactError as exc:
         try:
             segments, seps, una = tokenize(data[: max(exc.offset, 0)])
         except EdifactError:
-            return None
+            return None, None
     if not segments or segments[0].tag != "UNB":
-        return None
+        return None, None
     unb = segments[0]
-    grouped = any(s.tag == "UNG" for s in segments[1:4])
+    ung = next((s for s in segments[1:4] if s.tag == "UNG"), None)
     syntax = unb.get(1, 0) if unb.get(1, 0) in SYNTAX_IDS else "UNOA"
-    return Interchange(
-        separators=seps, una_present=una, syntax=syntax, syntax_version=unb.get(1, 1),
-        sender=unb.get(2, 0), sender_qualifier=unb.get(2, 1), recipient=unb.get(3, 0),
-        recipient_qualifier=unb.get(3, 1), prepared_date=unb.get(4, 0),
-        prepared_time=unb.get(4, 1), control_ref=unb.get(5),
-        groups=[Group("", "", "", "")] if grouped else [], messages=[],
+    ic = Interchange(
+        separators=seps,
+        una_present=una,
+        syntax=syntax,
+        syntax_version=unb.get(1, 1)[:2],
+        sender=unb.get(2, 0)[:35],
+        sender_qualifier=unb.get(2, 1)[:4],
+        recipient=unb.get(3, 0)[:35],
+        recipient_qualifier=unb.get(3, 1)[:4],
+        prepared_date=unb.get(4, 0)[:8],
+        prepared_time=unb.get(4, 1)[:4],
+        control_ref=unb.get(5)[:14],
+        groups=[Group(ung.get(5)[:14], "", "", "")] if ung is not None else [],
+        messages=[],
         segment_count=len(segments),
-    )  # fmt: skip
+        application_ref=unb.get(7)[:14],
+    )
+    unh = next((s for s in segments[1:4] if s.tag == "UNH"), None)
+    if unh is None:
+        return ic, None
+    tn = ""
+    for s in segments[unh.number : unh.number + 12]:
+        if s.tag == "RFF" and s.get(1, 0) == "TN":
+            tn = s.get(1, 1)[:70]
+            break
+        if s.tag == "NAD" and s.get(1) != "MS":
+            break
+    return ic, ErrorHeader(
+        unh.get(1)[:14], unh.get(3)[:35], (unh.get(4, 0)[:4], unh.get(4, 1)[:1]), tn
+    )
 
 
-def _traveller_items(t: Traveller) -> list[DocumentQuery | InvalidDocument]:
+def _traveller_items(t: Traveller, visa_issuer: str) -> list[DocumentQuery | InvalidDocument]:
+    """One item per document to check. A traveller-level fault (no surname, a malformed birth
+    date) is INSUFFICIENT_DATA: it joins the first invalid document's item, or is one more item
+    when every document can be checked (the documents are checked with the valid data)."""
     ref = t.passenger_ref or t.booking_ref or str(t.position)
     prefix = f"travellers[{t.position - 1}]"
-    if not t.documents:
-        return [InvalidDocument(ref, (FieldViolation(f"{prefix}.documents", "no DOC segment"),))]
     out: list[DocumentQuery | InvalidDocument] = []
     for j, d in enumerate(t.documents):
-        if t.problems:
-            out.append(InvalidDocument(ref, tuple(t.problems)))
+        state = d.issuing_state
+        if not d.issuer_given and DocumentType.from_code(d.type_code) is DocumentType.VISA:
+            if not visa_issuer:
+                continue  # not checked: its issuer is implied and not configured
+            state = visa_issuer
+        if d.problems:
+            out.append(InvalidDocument(ref, tuple(d.problems)))
             continue
         try:
             out.append(
                 validate_document(
-                    issuing_state=d.issuing_state,
+                    issuing_state=state,
                     number=d.number,
                     type_code=d.type_code,
                     surname=t.surname,
@@ -270,4 +476,16 @@ def _traveller_items(t: Traveller) -> list[DocumentQuery | InvalidDocument]:
             )
         except ValidationError as exc:
             out.append(InvalidDocument.from_error(ref, exc))
+    problems = list(t.problems)
+    if not out:
+        what = "no DOC segment" if not t.documents else "no document that can be checked"
+        problems.append(FieldViolation(f"{prefix}.documents", what))
+    if problems:
+        i = next((i for i, x in enumerate(out) if isinstance(x, InvalidDocument)), None)
+        if i is None:
+            out.append(InvalidDocument(ref, tuple(problems)))
+        else:
+            bad = out[i]
+            assert isinstance(bad, InvalidDocument)
+            out[i] = InvalidDocument(ref, (*problems, *bad.violations))
     return out

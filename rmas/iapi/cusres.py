@@ -1,49 +1,40 @@
 """CUSRES: the authority's answer to an interactive API PAXLST, one directive per passenger.
 
-Per passenger: ``ERP+2``, ``RFF+AVF`` / ``RFF+ABO`` (the airline's own references, echoed), ``ERC``
-(the directive code) and ``FTX+AAP`` (its text). Message-level problems (a syntax error, a time-out)
-are ``ERP+1`` with their own ERC code. The airline learns directives only: never a status, never
-which economy or database reported a document.
+The answer is written with the request's separators (and a UNA only when the request had one)
+and correlates with its request the way departure-control systems match it: the UNB echoes
+the request's interchange control reference and application reference (``IAPI``), a UNG (when the
+request had one) its group reference, and there is one CUSRES message per PAXLST message echoing
+its UNH message reference, common access reference and sequence (``01:F``), and its ``RFF+TN``.
+Then one flight group per leg: ``RFF+AF`` (flight), ``DTM+189`` / ``DTM+232`` and the leg's
+``LOC`` segments, as sent. Per passenger: ``ERP+2``, ``RFF+AVF`` / ``RFF+ABO`` (the airline's own
+references, echoed), ``ERC`` (the code) and ``FTX+AAP`` (its text). Message-level problems (a
+syntax error, a refused message) are ``ERP+1`` with their own code. The airline learns
+directives only: never a status, never which economy or database reported a document.
 
-Confirmed codes: ``0Z`` OK TO BOARD, ``1Z`` NO BOARD. The codes for CONTACT_AUTHORITY and
-INSUFFICIENT_DATA, and the message-level codes, are defined in guides we could not read: the
-defaults below are placeholders chosen to be distinct, and every one is configurable.
+Codes and texts: :mod:`rmas.iapi.codes` (the one table).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from rmas.iapi.syntax import DEFAULT_SEPARATORS, Interchange, Separators, parse_interchange
+from rmas.iapi.codes import CusresCodes, fit_text
+from rmas.iapi.paxlst import Manifest, Part
+from rmas.iapi.syntax import DEFAULT_SEPARATORS, Interchange, parse_interchange
 from rmas.iapi.syntax import write_segments as _write
 from rmas.verdict import Directive
 
-__all__ = ["CusresCodes", "PassengerAnswer", "read_cusres", "write_cusres", "write_error_cusres"]
+__all__ = [
+    "CusresCodes",
+    "ErrorHeader",
+    "PassengerAnswer",
+    "read_cusres",
+    "write_cusres",
+    "write_error_cusres",
+]
 
-
-@dataclass(frozen=True, slots=True)
-class CusresCodes:
-    """ERC codes and FTX texts. Only ``0Z`` and ``1Z`` are confirmed by published guides."""
-
-    ok_to_board: tuple[str, str] = ("0Z", "OK TO BOARD")
-    do_not_board: tuple[str, str] = ("1Z", "NO BOARD")
-    #: Not confirmed: configure to the receiving airline's implementation guide.
-    contact_authority: tuple[str, str] = ("2Z", "CONTACT AUTHORITY")
-    #: Not confirmed: configure to the receiving airline's implementation guide.
-    insufficient_data: tuple[str, str] = ("4Z", "INSUFFICIENT DATA")
-    #: Message level (ERP+1). Not confirmed.
-    syntax_error: tuple[str, str] = ("SY", "MESSAGE REJECTED: SYNTAX ERROR")
-    timeout: tuple[str, str] = ("TO", "NO ANSWER IN TIME: CONTACT AUTHORITY")
-    system_error: tuple[str, str] = ("SE", "SYSTEM ERROR: CONTACT AUTHORITY")
-
-    def for_directive(self, d: Directive) -> tuple[str, str]:
-        return {
-            Directive.OK_TO_BOARD: self.ok_to_board,
-            Directive.DO_NOT_BOARD: self.do_not_board,
-            Directive.CONTACT_AUTHORITY: self.contact_authority,
-            Directive.INSUFFICIENT_DATA: self.insufficient_data,
-        }[d]
+Seg = list[str | list[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +42,35 @@ class PassengerAnswer:
     booking_ref: str
     passenger_ref: str
     directive: Directive
+    #: OK_TO_BOARD although a document was not checked (``on_incomplete = "board"``).
+    unchecked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorHeader:
+    """What an error answer echoes of a request it could read only in part."""
+
+    message_ref: str = ""
+    common_access_ref: str = ""
+    sequence: tuple[str, str] = ("", "")
+    transaction_ref: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLeg:
+    flight: str
+    times: tuple[tuple[str, str], ...]  # (DTM qualifier, value)
+    places: tuple[tuple[str, str], ...]  # (LOC qualifier, place)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMessage:
+    ref: str
+    common_access_ref: str
+    transaction_ref: str
+    legs: tuple[ReadLeg, ...]
+    passengers: tuple[tuple[str, str, str, str], ...]
+    errors: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,79 +82,121 @@ class ReadCusres:
     flight: str
     passengers: tuple[tuple[str, str, str, str], ...]
     errors: tuple[tuple[str, str], ...]
+    application_ref: str = ""
+    messages: tuple[ReadMessage, ...] = field(default=())
 
 
-def _envelope_open(
+def _p(value: str) -> str:
+    """An echoed reference in printable ASCII (what every syntax level carries): control and
+    other characters cannot come back to break the answer or empty a reference."""
+    return "".join(c for c in value if " " <= c <= "~")
+
+
+def _unb(
     request: Interchange | None, control_ref: str, stamp: tuple[str, str], hub_id: str
-) -> tuple[list[list[str | list[str]]], bool, str]:
-    sender = request.recipient if request and request.recipient else hub_id
-    recipient = request.sender if request and request.sender else "UNKNOWN"
+) -> tuple[list[Seg], str, str]:
+    sender = (_p(request.recipient) if request else "") or hub_id
+    recipient = (_p(request.sender) if request else "") or "UNKNOWN"
     syntax = request.syntax if request else "UNOA"
-    version = (request.syntax_version if request else "") or "4"
-    segs: list[list[str | list[str]]] = [
-        ["UNB", [syntax, version], [sender, request.recipient_qualifier if request else ""],
-         [recipient, request.sender_qualifier if request else ""], list(stamp), control_ref],
-    ]  # fmt: skip
-    grouped = bool(request and request.groups)
-    if grouped:
-        segs.append(["UNG", "CUSRES", sender, recipient, list(stamp), control_ref, "UN",
-                     ["D", "05B"]])  # fmt: skip
-    return segs, grouped, sender
+    version = (_p(request.syntax_version) if request else "") or "4"
+    app = _p(request.application_ref) if request else ""
+    segs: list[Seg] = [
+        [
+            "UNB",
+            [syntax, version],
+            [sender, _p(request.recipient_qualifier) if request else ""],
+            [recipient, _p(request.sender_qualifier) if request else ""],
+            list(stamp),
+            control_ref,
+            "",
+            app,
+        ],
+    ]
+    return segs, sender, recipient
 
 
-def _finish(
-    segs: list[list[str | list[str]]],
+def _message(ref: str, head: ErrorHeader, body: list[Seg]) -> list[Seg]:
+    ref = _p(ref) or "1"
+    unh: Seg = ["UNH", ref, ["CUSRES", "D", "05B", "UN", "IATA"]]
+    if head.common_access_ref or head.sequence[0]:
+        unh.append(_p(head.common_access_ref))
+    if head.sequence[0]:
+        unh.append([_p(x) for x in head.sequence])
+    return [unh, *body, ["UNT", str(len(body) + 2), ref]]
+
+
+def _envelope(
+    request: Interchange | None,
+    messages: list[list[Seg]],
     *,
-    body: list[list[str | list[str]]],
-    grouped: bool,
     control_ref: str,
-    msg_ref: str,
-    seps: Separators,
+    stamp: tuple[str, str],
+    hub_id: str,
 ) -> str:
-    segs.append(["UNH", msg_ref, ["CUSRES", "D", "05B", "UN", "IATA"]])
-    segs.extend(body)
-    segs.append(["UNT", str(len(body) + 2), msg_ref])
+    control_ref = _p(control_ref) or "0"
+    segs, sender, recipient = _unb(request, control_ref, stamp, hub_id)
+    grouped = bool(request and request.groups)
+    group_ref = _p(request.groups[0].ref if request and request.groups else "") or "1"
     if grouped:
-        segs.append(["UNE", "1", control_ref])
-    segs.append(["UNZ", "1", control_ref])
-    return _write(segs, seps)
+        segs.append(
+            ["UNG", "CUSRES", sender, recipient, list(stamp), group_ref, "UN", ["D", "05B"]]
+        )
+    for m in messages:
+        segs.extend(m)
+    if grouped:
+        segs.append(["UNE", str(len(messages)), group_ref])
+    segs.append(["UNZ", "1" if grouped else str(len(messages)), control_ref])
+    seps = request.separators if request else DEFAULT_SEPARATORS
+    # UNA when the request had one (or could not be read): a request without it uses the
+    # default separators, and its answer is written the same way.
+    return _write(segs, seps, una=request.una_present if request else True)
+
+
+def _part_header(part: Part, fallback_tn: str) -> ErrorHeader:
+    m = part.message
+    return ErrorHeader(
+        m.ref,
+        m.common_access_ref,
+        (m.sequence, m.sequence_marker),
+        part.transaction_ref or fallback_tn,
+    )
 
 
 def write_cusres(
-    request: Interchange,
+    manifest: Manifest,
+    answers: Mapping[int, PassengerAnswer],
     *,
-    flight: str,
-    legs: Sequence[tuple[str, str]],
-    passengers: Sequence[PassengerAnswer],
     transaction_ref: str,
-    control_ref: str,
     stamp: tuple[str, str],
     codes: CusresCodes | None = None,
     hub_id: str = "RMAS",
 ) -> str:
-    """A CUSRES answering ``request``, with the request's separators; deterministic in its inputs.
-
-    ``legs``: (LOC qualifier, place) pairs, e.g. ("125", "AKL"); ``stamp``: (YYMMDD, HHMM).
-    """
+    """The CUSRES answering ``manifest``: ``answers`` by traveller position; deterministic in its
+    inputs. ``transaction_ref`` is used where a message sent no ``RFF+TN``; ``stamp``: (YYMMDD,
+    HHMM)."""
     c = codes or CusresCodes()
-    segs, grouped, _ = _envelope_open(request, control_ref, stamp, hub_id)
-    body: list[list[str | list[str]]] = [
-        ["BGM", "962"],
-        ["RFF", ["TN", transaction_ref]],
-        ["RFF", ["AF", flight]],
-    ]
-    body += [["LOC", q, place] for q, place in legs if place]
-    for p in passengers:
-        code, text = c.for_directive(p.directive)
-        body.append(["ERP", "2"])
-        if p.booking_ref:
-            body.append(["RFF", ["AVF", p.booking_ref]])
-        if p.passenger_ref:
-            body.append(["RFF", ["ABO", p.passenger_ref]])
-        body.append(["ERC", code])
-        body.append(["FTX", "AAP", "", "", text])
-    return _finish(segs, body=body, grouped=grouped, control_ref=control_ref, msg_ref="1",
-                   seps=request.separators)  # fmt: skip
+    ic = manifest.interchange
+    messages = []
+    for part in manifest.parts:
+        head = _part_header(part, transaction_ref)
+        body: list[Seg] = [["BGM", "962"], ["RFF", ["TN", _p(head.transaction_ref)]]]
+        for leg in part.legs:
+            if leg.number:
+                body.append(["RFF", ["AF", _p(leg.number)]])
+            body += [["DTM", [q, _p(value), _p(fmt)]] for q, value, fmt in leg.times]
+            body += [["LOC", q, _p(place)] for q, place in leg.places if place]
+        for t in part.travellers:
+            p = answers[t.position]
+            code, text = c.for_directive(p.directive, unchecked=p.unchecked)
+            body.append(["ERP", "2"])
+            if p.booking_ref:
+                body.append(["RFF", ["AVF", _p(p.booking_ref)]])
+            if p.passenger_ref:
+                body.append(["RFF", ["ABO", _p(p.passenger_ref)]])
+            body.append(["ERC", code])
+            body.append(["FTX", "AAP", "", "", fit_text(text, ic.syntax)])
+        messages.append(_message(part.message.ref, head, body))
+    return _envelope(ic, messages, control_ref=ic.control_ref, stamp=stamp, hub_id=hub_id)
 
 
 def write_error_cusres(
@@ -146,32 +208,39 @@ def write_error_cusres(
     control_ref: str,
     stamp: tuple[str, str],
     hub_id: str = "RMAS",
+    header: ErrorHeader | None = None,
 ) -> str:
-    """A CUSRES carrying only a message-level error (ERP+1), e.g. when the PAXLST is unreadable."""
-    seps = request.separators if request else DEFAULT_SEPARATORS
-    segs, grouped, _ = _envelope_open(request, control_ref, stamp, hub_id)
+    """A CUSRES carrying only a message-level error (ERP+1), e.g. when the PAXLST is unreadable.
+
+    It echoes what could be read of the request (``header``: its UNH references and RFF+TN); the
+    text quotes the airline's own bytes, fitted to the character set and bounded."""
+    head = header or ErrorHeader()
+    if not head.transaction_ref:
+        head = ErrorHeader(head.message_ref, head.common_access_ref, head.sequence, transaction_ref)
     code, text = error
-    # The detail quotes the airline's own bytes; keep it to printable ASCII, which every syntax
-    # level (UNOA and up) can carry, so that encoding never introduces a stray release character.
-    detail = "".join(c if " " <= c <= "~" else "." for c in detail)
-    body: list[list[str | list[str]]] = [
+    syntax = request.syntax if request else "UNOA"
+    body: list[Seg] = [
         ["BGM", "962"],
-        ["RFF", ["TN", transaction_ref]],
+        ["RFF", ["TN", _p(head.transaction_ref)]],
         ["ERP", "1"],
         ["ERC", code],
-        ["FTX", "AAP", "", "", f"{text}: {detail}"[:350]],
+        ["FTX", "AAP", "", "", fit_text(f"{text}: {detail}", syntax)],
     ]
-    return _finish(segs, body=body, grouped=grouped, control_ref=control_ref, msg_ref="1",
-                   seps=seps)  # fmt: skip
+    msg = _message(head.message_ref or "1", head, body)
+    return _envelope(request, [msg], control_ref=control_ref, stamp=stamp, hub_id=hub_id)
 
 
 def read_cusres(data: bytes | str) -> ReadCusres:
     """Read a CUSRES back (tests, the CLI): raises EdifactError when it is not well formed."""
     ic = parse_interchange(data)
-    passengers: list[tuple[str, str, str, str]] = []
-    errors: list[tuple[str, str]] = []
-    tn = flight = ""
+    all_passengers: list[tuple[str, str, str, str]] = []
+    all_errors: list[tuple[str, str]] = []
+    messages: list[ReadMessage] = []
     for msg in ic.messages:
+        passengers: list[tuple[str, str, str, str]] = []
+        errors: list[tuple[str, str]] = []
+        legs: list[ReadLeg] = []
+        tn = ""
         cur: dict[str, str] | None = None
         level = ""
         for seg in msg.segments:
@@ -179,7 +248,17 @@ def read_cusres(data: bytes | str) -> ReadCusres:
                 if seg.get(1, 0) == "TN":
                     tn = seg.get(1, 1)
                 elif seg.get(1, 0) == "AF":
-                    flight = seg.get(1, 1)
+                    legs.append(ReadLeg(seg.get(1, 1), (), ()))
+            elif seg.tag == "DTM" and cur is None and legs:
+                last = legs[-1]
+                legs[-1] = ReadLeg(
+                    last.flight, (*last.times, (seg.get(1, 0), seg.get(1, 1))), last.places
+                )
+            elif seg.tag == "LOC" and cur is None and legs:
+                last = legs[-1]
+                legs[-1] = ReadLeg(
+                    last.flight, last.times, (*last.places, (seg.get(1), seg.get(2)))
+                )
             elif seg.tag == "ERP":
                 _flush(cur, level, passengers, errors)
                 level = seg.get(1)
@@ -191,7 +270,23 @@ def read_cusres(data: bytes | str) -> ReadCusres:
             elif cur is not None and seg.tag == "FTX":
                 cur["FTX"] = seg.get(4)
         _flush(cur, level, passengers, errors)
-    return ReadCusres(ic.control_ref, tn, flight, tuple(passengers), tuple(errors))
+        messages.append(
+            ReadMessage(
+                msg.ref, msg.common_access_ref, tn, tuple(legs), tuple(passengers), tuple(errors)
+            )
+        )
+        all_passengers += passengers
+        all_errors += errors
+    first = messages[0] if messages else None
+    return ReadCusres(
+        ic.control_ref,
+        first.transaction_ref if first else "",
+        first.legs[0].flight if first and first.legs else "",
+        tuple(all_passengers),
+        tuple(all_errors),
+        ic.application_ref,
+        tuple(messages),
+    )
 
 
 def _flush(

@@ -1,17 +1,27 @@
 """PAXLST (passenger and crew lists, directories D:02B and D:05B) into manifests.
 
 Structure followed (WCO/IATA/ICAO API guidelines, PAXLST implementation guide v3.0): BGM (745
-passenger list, 250 crew list), NAD+MS reporting party, TDT flight, LOC/DTM legs (LOC+125 departure
-airport, LOC+87 arrival airport, DTM+189 departure, DTM+232 arrival), then per traveller a group
-starting at NAD: FL passenger, FM crew member, DDT/DDU passengers and COT crew in transit; ATT+2
-sex, DTM+329 date of birth, NAT+2 nationality, RFF (AVF booking reference, ABO passenger reference,
-SEA seat), and per document a group starting at DOC (``DOC+P:110:111+number``) with DTM+36 expiry
-and LOC+91 issuing state; a traveller may carry several documents. CNT+42 gives the number of
-travellers and is checked.
+passenger list, 250 crew list), RFF+TN the sender's transaction reference (echoed in the CUSRES),
+NAD+MS reporting party, then one or more legs: TDT+20 flight, each followed by its own LOC/DTM
+(LOC+125 departure airport, LOC+87 arrival airport, LOC+92 a stop of a progressive flight, DTM+189
+departure, DTM+232 arrival); then per traveller a group starting at NAD: FL passenger, FM crew
+member, DDT/DDU passengers and COT crew in transit; ATT+2 sex, DTM+329 date of birth, NAT+2
+nationality, RFF (AVF booking reference, ABO passenger reference, SEA seat), and per document a
+group starting at DOC (``DOC+P:110:111+number``) with DTM+36 expiry and LOC+91 issuing state; a
+traveller may carry several documents. CNT+42 gives the number of travellers.
 
-A traveller with missing or malformed data is kept, with its problems, so that it is answered
-INSUFFICIENT_DATA while the others are checked. Message-level faults (envelope, counts) raise
-:class:`~rmas.iapi.syntax.EdifactError`. Segments this reader does not use are ignored.
+Each UNH..UNT message is a :class:`Part`: a DCS splits a large flight into parts (UNH sequence
+``01:C``, ``02:C`` ... ``NN:F``) and writes the whole flight's total in every part's CNT+42, so a
+part's count is checked as the flight total (at least the part's travellers; equal to the sum of
+the parts when all of them are in the interchange; across interchanges, see
+:mod:`rmas.iapi.channel`). A single message (no sequence, or ``01:F``) must count its own
+travellers (or, in an interchange of several messages, all of them).
+
+Bad data stays where it is: a malformed DTM+36 or an empty or unknown LOC+91 is that document's
+problem (the traveller's other documents are still checked); a traveller-level fault (no surname,
+a malformed birth date...) is the traveller's. Message-level faults (envelope, counts, an
+over-long RFF+TN) raise :class:`~rmas.iapi.syntax.EdifactError`. Segments this reader does not use
+are ignored. ``DOC`` codes are passed through as they are: :mod:`rmas.documents` decides the type.
 """
 
 from __future__ import annotations
@@ -21,24 +31,43 @@ from dataclasses import dataclass, field
 
 from rmas.documents import yymmdd
 from rmas.errors import FieldViolation
-from rmas.iapi.syntax import EdifactError, Interchange, Message, Segment, parse_interchange
+from rmas.iapi.syntax import (
+    EdifactError,
+    Interchange,
+    Message,
+    Segment,
+    count_value,
+    parse_interchange,
+    quote,
+)
 from rmas.states import to_alpha3
 
-__all__ = ["Document", "Flight", "Manifest", "Traveller", "read_paxlst"]
+__all__ = ["Document", "Flight", "Leg", "Manifest", "Part", "Traveller", "read_paxlst"]
 
 # Segments of PAXLST D:02B/D:05B; anything else inside a message is ignored with a warning.
 KNOWN_TAGS = frozenset({"BGM", "NAD", "COM", "TDT", "LOC", "DTM", "ATT", "GEI", "FTX", "MEA",
                         "NAT", "RFF", "DOC", "CPI", "QTY", "FII", "CNT", "EMP", "TOD"})  # fmt: skip
 PASSENGER_QUALIFIERS = {"FL": False, "DDT": False, "DDU": False, "FM": True, "COT": True}
+#: Longest reference echoed (RFF 1154 is an..70 in D:05B): a longer one is a fault, not echoed.
+MAX_REF = 70
+#: LOC qualifiers of a leg: departure, arrival, and the stops of a progressive flight.
+LEG_PLACES = frozenset({"125", "87", "92"})
+#: DTM qualifiers of a leg: departure and arrival date/time.
+LEG_TIMES = frozenset({"189", "232"})
 
 
 @dataclass(slots=True)
 class Document:
+    #: The DOC code as sent (P, V, I, C, A, VS, IP...): rmas.documents decides the type.
     type_code: str = ""
     number: str = ""
     expiry_date: str = ""  # ISO 8601, "" when absent
     issuing_state: str = ""
     segment: int = 0
+    #: Whether a LOC+91 was given for it (a visa's issuer is often implied).
+    issuer_given: bool = False
+    #: This document's own faults: they leave it unchecked, not the traveller's other documents.
+    problems: list[FieldViolation] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -63,12 +92,64 @@ class Traveller:
 
 @dataclass(slots=True)
 class Flight:
+    """A summary of a manifest's flight: its first leg's number, first departure, last arrival."""
+
     carrier: str = ""
     number: str = ""  # as TDT gives it, e.g. QF35
     departure_airport: str = ""
     arrival_airport: str = ""
     departure_time: str = ""  # ISO 8601 when given
     arrival_time: str = ""
+
+
+@dataclass(slots=True)
+class Leg:
+    """One TDT+20 with the LOC and DTM segments that follow it, as sent (for the CUSRES)."""
+
+    number: str = ""
+    carrier: str = ""
+    #: (LOC qualifier, place) in order: 125 departure, 87 arrival, 92 a stop.
+    places: list[tuple[str, str]] = field(default_factory=list)
+    #: (DTM qualifier, value, format) in order: 189 departure, 232 arrival.
+    times: list[tuple[str, str, str]] = field(default_factory=list)
+    segment: int = 0
+
+    def place(self, qualifier: str) -> str:
+        return next((p for q, p in self.places if q == qualifier), "")
+
+    def time(self, qualifier: str) -> str:
+        """ISO 8601 minutes of the first DTM with ``qualifier``; "" when absent or unreadable."""
+        return next((_datetime(v) for q, v, _f in self.times if q == qualifier), "")
+
+
+@dataclass(slots=True)
+class Part:
+    """One PAXLST message (UNH..UNT): a whole manifest, or one part of a split one."""
+
+    message: Message
+    message_type: str  # BGM: "745" passengers, "250" crew
+    reporting_party: str
+    #: RFF+TN: the sender's transaction reference, echoed in the answer ("" when not sent).
+    transaction_ref: str
+    legs: list[Leg]
+    travellers: list[Traveller]
+    #: CNT+42 as sent (None when absent).
+    declared: int | None
+
+    @property
+    def multipart(self) -> bool:
+        """Whether this message is one of several parts (``NN:C``, or ``NN:F`` with NN > 1)."""
+        m = self.message
+        return m.sequence_marker == "C" or (m.sequence_marker == "F" and self.sequence > 1)
+
+    @property
+    def sequence(self) -> int:
+        s = self.message.sequence
+        return int(s) if s.isascii() and s.isdigit() and len(s) <= 4 else 1
+
+    @property
+    def last(self) -> bool:
+        return self.message.sequence_marker != "C"
 
 
 @dataclass(slots=True)
@@ -79,6 +160,7 @@ class Manifest:
     flight: Flight
     travellers: list[Traveller]
     warnings: list[str]
+    parts: list[Part] = field(default_factory=list)
 
 
 def _date(raw: str, kind: str, today: dt.date) -> str:
@@ -107,51 +189,88 @@ def read_paxlst(data: bytes | str, *, today: dt.date | None = None) -> Manifest:
     if not ic.messages:
         raise EdifactError("the interchange holds no message", segment=1, tag="UNB")
     travellers: list[Traveller] = []
-    flight = Flight()
     warnings: list[str] = []
-    message_type = ""
-    reporting = ""
+    parts: list[Part] = []
     for msg in ic.messages:
         if msg.type != "PAXLST":
-            raise msg.segments[0].error(f"message type {msg.type!r} is not PAXLST", 2, 1)
+            raise msg.segments[0].error(f"message type {quote(msg.type)} is not PAXLST", 2, 1)
         if msg.version not in ("D",) or msg.release not in ("02B", "05B"):
             warnings.append(
-                f"message {msg.ref}: directory {msg.version}:{msg.release} (expected D:02B or "
-                "D:05B); read as D:05B"
+                f"message {msg.ref[:20]}: directory {msg.version[:5]}:{msg.release[:5]} "
+                "(expected D:02B or D:05B); read as D:05B"
             )
-        mtype, party = _read_message(msg, flight, travellers, warnings, day)
-        message_type = message_type or mtype
-        reporting = reporting or party
-    _check_counts(ic, travellers)
-    return Manifest(ic, message_type, reporting, flight, travellers, warnings)
+        parts.append(_read_message(msg, travellers, warnings, day))
+    _check_counts(parts, len(travellers))
+    first = parts[0]
+    legs = [leg for p in parts[:1] for leg in p.legs]
+    flight = Flight()
+    if legs:
+        flight = Flight(
+            carrier=legs[0].carrier, number=legs[0].number,
+            departure_airport=legs[0].place("125") or legs[0].place("92"),
+            arrival_airport=legs[-1].place("87") or (legs[-1].places[-1][1]
+                                                    if legs[-1].places else ""),
+            departure_time=legs[0].time("189"), arrival_time=legs[-1].time("232"),
+        )  # fmt: skip
+    return Manifest(ic, first.message_type, first.reporting_party, flight, travellers, warnings,
+                    parts)  # fmt: skip
 
 
-def _check_counts(ic: Interchange, travellers: list[Traveller]) -> None:
-    """CNT+42 must match the travellers of its message (or, in a manifest split over several
-    messages, the interchange's total)."""
-    total = len(travellers)
-    for msg in ic.messages:
-        in_msg = sum(1 for s in msg.segments if s.tag == "NAD" and s.get(1) in PASSENGER_QUALIFIERS)
-        for seg in msg.segments:
-            if seg.tag == "CNT" and seg.get(1, 0) == "42":
-                raw = seg.get(1, 1)
-                if not raw.isdigit():
-                    raise seg.error(f"traveller count {raw!r} is not a number", 1, 2)
-                if int(raw) not in (in_msg, total):
-                    raise seg.error(
-                        f"CNT+42 declares {raw} travellers; the message holds {in_msg}", 1, 2
-                    )
+def _check_counts(parts: list[Part], total: int) -> None:
+    """CNT+42: a single message counts its travellers (or the interchange's); a part of a split
+    manifest gives the flight's total: at least its own travellers, the same in every part, and
+    the sum of the parts once all of them (01 .. NN:F) are here."""
+    declared_total: int | None = None
+    for part in parts:
+        seg = _cnt(part.message)
+        if seg is None or part.declared is None:
+            continue
+        n = part.declared
+        own = len(part.travellers)
+        if part.multipart:
+            if n < own:
+                raise seg.error(
+                    f"CNT+42 declares {n} travellers for the flight; this part alone holds {own}",
+                    1, 2,
+                )  # fmt: skip
+            if declared_total is not None and n != declared_total:
+                raise seg.error(
+                    f"CNT+42 declares {n} travellers; another part declares {declared_total}", 1, 2
+                )
+            declared_total = n
+        elif n not in (own, total):
+            raise seg.error(f"CNT+42 declares {n} travellers; the message holds {own}", 1, 2)
+    multi = [p for p in parts if p.multipart]
+    if multi and declared_total is not None:
+        numbers = sorted(p.sequence for p in multi)
+        final = [p for p in multi if p.last]
+        if final and numbers == list(range(1, final[0].sequence + 1)):
+            held = sum(len(p.travellers) for p in multi)
+            if held != declared_total:
+                seg = _cnt(final[0].message) or final[0].message.segments[-1]
+                raise seg.error(
+                    f"CNT+42 declares {declared_total} travellers for the flight; its "
+                    f"{len(numbers)} parts hold {held}",
+                    1, 2,
+                )  # fmt: skip
+
+
+def _cnt(msg: Message) -> Segment | None:
+    return next((s for s in reversed(msg.segments) if s.tag == "CNT" and s.get(1, 0) == "42"), None)
 
 
 def _read_message(
     msg: Message,
-    flight: Flight,
     travellers: list[Traveller],
     warnings: list[str],
     today: dt.date,
-) -> tuple[str, str]:
+) -> Part:
     mtype = ""
     party = ""
+    tn = ""
+    legs: list[Leg] = []
+    declared: int | None = None
+    own: list[Traveller] = []
     trav: Traveller | None = None
     doc: Document | None = None
     for seg in msg.segments[1:-1]:
@@ -159,7 +278,9 @@ def _read_message(
         if tag == "BGM":
             mtype = seg.get(1)
             if mtype not in ("745", "250", "266"):
-                warnings.append(f"segment {seg.number}: BGM document code {mtype!r} unexpected")
+                warnings.append(
+                    f"segment {seg.number}: BGM document code {quote(mtype)} unexpected"
+                )
         elif tag == "NAD":
             q = seg.get(1)
             if q == "MS":
@@ -176,14 +297,29 @@ def _read_message(
             if not trav.surname:
                 trav.problems.append(_v(trav, "surname", "NAD has no surname", seg))
             travellers.append(trav)
+            own.append(trav)
             doc = None
+        elif tag == "CNT":
+            if seg.get(1, 0) == "42":
+                raw = seg.get(1, 1)
+                declared = count_value(raw)
+                if declared is None:
+                    raise seg.error(f"traveller count {quote(raw)} is not a number of 1-6 digits",
+                                    1, 2)  # fmt: skip
+            trav = None
         elif trav is None:
-            _header(seg, flight, tag)
+            if tag == "RFF" and seg.get(1, 0) == "TN":
+                tn = seg.get(1, 1)
+                if len(tn) > MAX_REF:
+                    raise seg.error(f"RFF+TN is longer than {MAX_REF} characters", 1, 2)
+            else:
+                _header(seg, legs, tag)
         elif tag == "ATT" and seg.get(1) == "2":
             sex = seg.get(3, 0).upper()
             trav.sex = {"M": "M", "F": "F", "U": "X", "X": "X"}.get(sex, "")
             if not trav.sex:
-                trav.problems.append(_v(trav, "sex", f"ATT sex {sex!r} is not M, F, U or X", seg))
+                trav.problems.append(_v(trav, "sex", f"ATT sex {quote(sex)} is not M, F, U or X",
+                                        seg))  # fmt: skip
         elif tag == "DTM":
             q = seg.get(1, 0)
             raw = seg.get(1, 1)
@@ -193,63 +329,71 @@ def _read_message(
                 elif q == "36" and doc is not None:
                     doc.expiry_date = _date(raw, "expiry", today)
             except ValueError as exc:
-                what = "birth_date" if q == "329" else "expiry_date"
-                trav.problems.append(_v(trav, what, f"DTM+{q}: {exc}", seg))
+                if q == "329":
+                    trav.problems.append(_v(trav, "birth_date", f"DTM+329: {str(exc)[:80]}", seg))
+                else:
+                    assert doc is not None
+                    doc.problems.append(_d(trav, "expiry_date", f"DTM+36: {str(exc)[:80]}", seg))
         elif tag == "NAT" and seg.get(1) == "2":
             code = seg.get(2)
             nat = to_alpha3(code) if code else None
             if nat is None:
-                trav.problems.append(_v(trav, "nationality", f"unknown code {code!r}", seg))
+                trav.problems.append(_v(trav, "nationality", f"unknown code {quote(code)}", seg))
             else:
                 trav.nationality = nat
         elif tag == "RFF":
             q, value = seg.get(1, 0), seg.get(1, 1)
+            if q in ("AVF", "ABO") and len(value) > MAX_REF:
+                trav.problems.append(
+                    _v(trav, f"rff_{q.lower()}", f"RFF+{q} longer than {MAX_REF} characters", seg)
+                )
+                value = value[:MAX_REF]
             if q == "AVF":
                 trav.booking_ref = value
             elif q == "ABO":
                 trav.passenger_ref = value
             elif q == "SEA":
-                trav.seat = value
+                trav.seat = value[:MAX_REF]
         elif tag == "DOC":
             # The DOC code as sent: rmas.documents.DocumentType.from_code reads it (one table).
-            doc = Document(seg.get(1, 0).upper(), seg.get(2), segment=seg.number)
+            doc = Document(seg.get(1, 0).strip().upper(), seg.get(2), segment=seg.number)
             trav.documents.append(doc)
         elif tag == "LOC" and seg.get(1) == "91":
             code = seg.get(2)
             state = to_alpha3(code) if code else None
             if doc is None:
                 trav.problems.append(_v(trav, "issuing_state", "LOC+91 before any DOC", seg))
-            elif state is None:
-                doc.issuing_state = ""
-                trav.problems.append(
-                    _v(trav, f"documents[{len(trav.documents) - 1}].issuing_state",
-                       f"unknown state code {code!r}", seg)
-                )  # fmt: skip
             else:
-                doc.issuing_state = state
-        elif tag == "CNT":
-            trav = None
+                doc.issuer_given = True
+                if state is None:
+                    doc.issuing_state = ""
+                    doc.problems.append(_d(trav, "issuing_state",
+                                           f"unknown state code {quote(code)}" if code
+                                           else "LOC+91 names no state", seg))  # fmt: skip
+                else:
+                    doc.issuing_state = state
         elif tag not in KNOWN_TAGS:
             warnings.append(f"segment {seg.number}: unknown segment {tag} ignored")
-    return mtype, party
+    return Part(msg, mtype, party, tn, legs, own, declared)
 
 
-def _header(seg: Segment, flight: Flight, tag: str) -> None:
+def _header(seg: Segment, legs: list[Leg], tag: str) -> None:
     if tag == "TDT" and seg.get(1) == "20":
-        flight.number = seg.get(2)
-        flight.carrier = seg.get(5, 0) or seg.get(8, 0) or flight.number[:2]
-    elif tag == "LOC":
-        q, place = seg.get(1), seg.get(2)
-        if q == "125" and not flight.departure_airport:
-            flight.departure_airport = place
-        elif q == "87":
-            flight.arrival_airport = place
-    elif tag == "DTM":
-        q, raw = seg.get(1, 0), seg.get(1, 1)
-        if q == "189" and not flight.departure_time:
-            flight.departure_time = _datetime(raw)
-        elif q == "232":
-            flight.arrival_time = _datetime(raw)
+        number = seg.get(2)
+        legs.append(Leg(number, seg.get(5, 0) or seg.get(8, 0) or number[:2], segment=seg.number))
+    elif tag == "LOC" and seg.get(1) in LEG_PLACES:
+        if not legs:
+            legs.append(Leg(segment=seg.number))
+        legs[-1].places.append((seg.get(1), seg.get(2)))
+    elif tag == "DTM" and seg.get(1, 0) in LEG_TIMES:
+        if not legs:
+            legs.append(Leg(segment=seg.number))
+        legs[-1].times.append((seg.get(1, 0), seg.get(1, 1), seg.get(1, 2)))
+
+
+def _d(trav: Traveller, name: str, description: str, seg: Segment) -> FieldViolation:
+    """A violation of the traveller's latest document."""
+    return _v(trav, f"documents[{len(trav.documents) - 1}].{name}", description, seg)
 
 
 def _v(trav: Traveller, name: str, description: str, seg: Segment) -> FieldViolation:

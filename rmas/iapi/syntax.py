@@ -7,11 +7,13 @@ which airline traffic uses, and is slow. This module reads:
   character in both directions (``O?'BRIEN`` is ``O'BRIEN``; ``??`` is ``?``);
 - UNB/UNZ interchanges, UNG/UNE functional groups and UNH/UNT messages, with every control count
   and reference checked (UNT segment count, UNE message count, UNZ group or message count);
-- syntax identifiers UNOA-UNOF, UNOW, UNOY; CR/LF and spaces between segments; junk from a carrier
-  envelope before UNA/UNB.
+- syntax identifiers UNOA-UNOF, UNOW, UNOY (and IATA, IATB, SIRE of airline systems); CR/LF
+  and spaces between segments; junk from a carrier
+  envelope before UNA/UNB and after UNZ (a teletype trailer such as ``NNNN``).
 
 Every error is an :class:`EdifactError` naming the segment number (1-based, counted from UNA or
-UNB), its tag, the element and component, and the character offset in the input.
+UNB), its tag, the element and component, and the character offset in the input. Its text is
+bounded (values from the input are quoted shortened), whatever the size of the input.
 
 Segments are split with ``str.split`` and re-joined where a separator was released, so a message
 without release characters never goes through a per-character loop.
@@ -36,13 +38,37 @@ __all__ = [
     "Message",
     "Segment",
     "Separators",
+    "count_value",
     "parse_interchange",
+    "quote",
+    "segment_texts",
     "tokenize",
     "write_segments",
 ]
 
-SYNTAX_IDS = frozenset({"UNOA", "UNOB", "UNOC", "UNOD", "UNOE", "UNOF", "UNOW", "UNOY"})
+#: ISO 9735 levels, IATA's own (IATA like UNOA, IATB like UNOB), and SIRE, which a
+#: departure-control system in service writes in its interactive API traffic (read as UNOA).
+SYNTAX_IDS = frozenset({"UNOA", "UNOB", "UNOC", "UNOD", "UNOE", "UNOF", "UNOW", "UNOY", "IATA",
+                        "IATB", "SIRE"})  # fmt: skip
 _TAG = re.compile(r"[A-Z][A-Z0-9]{2}")
+_SERVICE = re.compile(r"\s*UN[A-Z]")
+#: Longest error text: an error names where it is and quotes input values shortened.
+MAX_ERROR_TEXT = 300
+#: Digits a control count or a traveller count may have (ISO 9735 counts are n..6).
+MAX_COUNT_DIGITS = 6
+
+
+def quote(value: str, limit: int = 20) -> str:
+    """``repr`` of a value from the input, shortened: error texts stay bounded."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def count_value(raw: str) -> int | None:
+    """A count element's value, None unless it is 1-6 digits (so a count of thousands of digits
+    is an error, never a giant int)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_COUNT_DIGITS:
+        return None
+    return int(raw)
 
 
 class EdifactError(RmasError):
@@ -64,6 +90,8 @@ class EdifactError(RmasError):
         if element:
             where.append(f"element {element}" + (f", component {component}" if component else ""))
         where.append(f"offset {offset}")
+        if len(message) > MAX_ERROR_TEXT:
+            message = message[: MAX_ERROR_TEXT - 3] + "..."
         super().__init__(f"{', '.join(where)}: {message}")
         self.reason = message
         self.segment = segment
@@ -134,6 +162,11 @@ class Message:
     agency: str
     association: str
     segments: list[Segment]
+    #: UNH element 3: common access reference (ties the parts of one manifest together).
+    common_access_ref: str = ""
+    #: UNH element 4: sequence of transfers (``01``) and first/last (``C`` more follow, ``F``).
+    sequence: str = ""
+    sequence_marker: str = ""
 
 
 @dataclass(slots=True)
@@ -165,6 +198,8 @@ class Interchange:
     groups: list[Group]
     messages: list[Message]
     segment_count: int
+    #: UNB element 7: application reference (``IAPI`` in interactive API traffic).
+    application_ref: str = ""
 
 
 def _split(text: str, sep: str, rel: str) -> list[str]:
@@ -229,12 +264,18 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
         seps = Separators(s[0], s[1], s[2], s[3], s[4], s[5])
         if len({seps.component, seps.element, seps.release, seps.segment}) != 4:
             raise EdifactError("UNA names the same character for two separators", offset=start)
+        marks = (seps.component, seps.element, seps.release, seps.segment)
         if not all(" " <= c <= "~" for c in s) or " " in (seps.component, seps.element,
                                                             seps.segment):  # fmt: skip
             raise EdifactError(
                 "UNA separators must be printable ASCII characters other than space",
                 segment=1, tag="UNA", offset=start,
             )  # fmt: skip
+        if any(c.isalnum() for c in marks):
+            # A letter or digit as a separator would split segment tags and values alike.
+            raise EdifactError(
+                "UNA separators must not be letters or digits", segment=1, tag="UNA", offset=start
+            )
         una = True
         start += 9
     elif start == start_una:
@@ -243,6 +284,14 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
     rel = seps.release
     raw_segments = _split(body, seps.segment, rel)
     tail = raw_segments.pop()  # after the last terminator: must be blank
+    unz = _unz_index(raw_segments, seps.element)
+    if unz is not None and not _SERVICE.match(
+        raw_segments[unz + 1] if unz + 1 < len(raw_segments) else tail
+    ):
+        # A carrier's trailer after UNZ is not part of the interchange; another service
+        # segment there (a second UNZ, a UNB) is, and is an error.
+        del raw_segments[unz + 1 :]
+        tail = ""
     if tail.strip():
         offset = start + len(body) - len(tail)
         if tail.rstrip().endswith(rel) and (len(tail) - len(tail.rstrip(rel))) % 2:
@@ -287,6 +336,41 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
     return segments, seps, una
 
 
+def _unz_index(raw_segments: list[str], element: str) -> int | None:
+    """Index of the last raw segment that is a UNZ; None when there is none."""
+    for i in range(len(raw_segments) - 1, -1, -1):
+        if raw_segments[i].lstrip().startswith("UNZ" + element):
+            return i
+    return None
+
+
+def segment_texts(data: bytes) -> list[bytes]:
+    """The interchange's segments as raw bytes, each with its terminator (UNA alone first), for
+    display one a line; a released terminator does not end a segment."""
+    seps = DEFAULT_SEPARATORS
+    head = b""
+    body = data
+    if data.startswith(b"UNA") and len(data) >= 9:
+        u = data[3:9].decode("latin-1")
+        seps = Separators(u[0], u[1], u[2], u[3], u[4], u[5])
+        head, body = data[:9], data[9:]
+    term, rel = seps.segment.encode("latin-1"), seps.release.encode("latin-1")
+    out = [head] if head else []
+    start = i = 0
+    while i < len(body):
+        c = body[i : i + 1]
+        if c == rel:
+            i += 2
+            continue
+        i += 1
+        if c == term:
+            out.append(body[start:i].strip(b"\r\n"))
+            start = i
+    if body[start:].strip():
+        out.append(body[start:].strip(b"\r\n"))
+    return out
+
+
 def parse_interchange(data: bytes | str) -> Interchange:
     """Read and check an interchange's envelope; raise EdifactError naming what is wrong."""
     segments, seps, una = tokenize(data)
@@ -301,7 +385,7 @@ def parse_interchange(data: bytes | str) -> Interchange:
     unb = segments[0]
     syntax = unb.get(1, 0)
     if syntax not in SYNTAX_IDS:
-        raise unb.error(f"unknown syntax identifier {syntax!r}", 1, 1)
+        raise unb.error(f"unknown syntax identifier {quote(syntax)}", 1, 1)
     control_ref = unb.get(5)
     if not control_ref:
         raise unb.error("interchange control reference is missing", 5)
@@ -315,7 +399,7 @@ def parse_interchange(data: bytes | str) -> Interchange:
         )
     if last.get(2) != control_ref:
         raise last.error(
-            f"control reference {last.get(2)!r} does not match UNB's {control_ref!r}", 2
+            f"control reference {quote(last.get(2))} does not match UNB's {quote(control_ref)}", 2
         )
     groups: list[Group] = []
     messages: list[Message] = []
@@ -329,7 +413,7 @@ def parse_interchange(data: bytes | str) -> Interchange:
                 _close_message(msg, seg)
                 msg = None
             elif tag in ("UNH", "UNZ", "UNG", "UNE", "UNB"):
-                raise seg.error(f"{tag} inside message {msg.ref!r}, which has no UNT")
+                raise seg.error(f"{tag} inside message {quote(msg.ref)}, which has no UNT")
             continue
         if tag == "UNH":
             msg = Message(
@@ -340,6 +424,9 @@ def parse_interchange(data: bytes | str) -> Interchange:
                 agency=seg.get(2, 3),
                 association=seg.get(2, 4),
                 segments=[seg],
+                common_access_ref=seg.get(3),
+                sequence=seg.get(4, 0),
+                sequence_marker=seg.get(4, 1),
             )
             if not msg.ref:
                 raise seg.error("message reference is missing", 1)
@@ -350,7 +437,7 @@ def parse_interchange(data: bytes | str) -> Interchange:
                 raise seg.error("message outside a functional group, after a group ended")
         elif tag == "UNG":
             if group is not None:
-                raise seg.error(f"UNG inside group {group.ref!r}, which has no UNE")
+                raise seg.error(f"UNG inside group {quote(group.ref)}, which has no UNE")
             if messages and not groups:
                 raise seg.error("functional group after messages outside any group")
             group = Group(seg.get(5), seg.get(1), seg.get(2), seg.get(3))
@@ -361,15 +448,16 @@ def parse_interchange(data: bytes | str) -> Interchange:
             _check_count(seg, len(group.messages), "messages in the group")
             if seg.get(2) != group.ref:
                 raise seg.error(
-                    f"group reference {seg.get(2)!r} does not match UNG's {group.ref!r}", 2
+                    f"group reference {quote(seg.get(2))} does not match UNG's {quote(group.ref)}",
+                    2,
                 )
             group = None
         else:
             raise seg.error(f"{tag} outside any message")
     if msg is not None:
-        raise last.error(f"message {msg.ref!r} has no UNT (truncated?)")
+        raise last.error(f"message {quote(msg.ref)} has no UNT (truncated?)")
     if group is not None:
-        raise last.error(f"group {group.ref!r} has no UNE (truncated?)")
+        raise last.error(f"group {quote(group.ref)} has no UNE (truncated?)")
     _check_count(last, len(groups) if groups else len(messages),
                  "groups" if groups else "messages")  # fmt: skip
     return Interchange(
@@ -387,21 +475,25 @@ def parse_interchange(data: bytes | str) -> Interchange:
         groups=groups,
         messages=messages,
         segment_count=len(segments),
+        application_ref=unb.get(7),
     )
 
 
 def _check_count(seg: Segment, actual: int, what: str) -> None:
     raw = seg.get(1)
-    if not raw.isdigit():
-        raise seg.error(f"control count {raw!r} is not a number", 1)
-    if int(raw) != actual:
+    value = count_value(raw)
+    if value is None:
+        raise seg.error(f"control count {quote(raw)} is not a number of 1-6 digits", 1)
+    if value != actual:
         raise seg.error(f"control count {raw} does not match {actual} {what}", 1)
 
 
 def _close_message(msg: Message, unt: Segment) -> None:
     _check_count(unt, len(msg.segments), "segments from UNH to UNT")
     if unt.get(2) != msg.ref:
-        raise unt.error(f"message reference {unt.get(2)!r} does not match UNH's {msg.ref!r}", 2)
+        raise unt.error(
+            f"message reference {quote(unt.get(2))} does not match UNH's {quote(msg.ref)}", 2
+        )
 
 
 # -- writing -------------------------------------------------------------------------------------

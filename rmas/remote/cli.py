@@ -38,7 +38,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from rmas.config import load_config
     from rmas.logs import configure_logging
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, node=True)
     configure_logging(cfg.hub.log_level)
     chosen = [p for p in cfg.providers if args.provider in (None, p.id)]
     if not chosen:
@@ -58,7 +58,13 @@ async def _serve(
 
     (provider,) = build_providers([pcfg])
     node = ProviderNode(provider, listen, max_batch=max_batch, tls=tls, allow=tuple(allow))
-    port = await node.start()
+    try:
+        port = await node.start()
+    except (RuntimeError, ConfigError):  # grpc's "Failed to bind to address"
+        await provider.aclose()
+        raise ConfigError(
+            "--listen", f"cannot bind {listen}: the port is in use, or not an address of this host"
+        ) from None
     print(f"rmas node {pcfg.id} serving on {listen.rpartition(':')[0]}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -77,6 +83,15 @@ def register_conformance(subparsers: Any) -> None:
                    help="a document the node holds, with its expected status (repeat)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--json", action="store_true")
+    g = p.add_argument_group("mutual TLS (a node with [tls], as every production node runs)")
+    g.add_argument("--tls-cert", help="our certificate (PEM), one the node admits: rmas://hub/...")
+    g.add_argument("--tls-key", help="its private key (PEM)")
+    g.add_argument("--tls-ca", help="the CA that signed the node's certificate (PEM)")
+    g.add_argument(
+        "--server-name",
+        default="",
+        help="name to verify in the node's certificate when it differs from the host",
+    )
     p.set_defaults(func=_cmd_conformance)
 
 
@@ -84,7 +99,7 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
     import json
 
     from rmas.cli import run_async
-    from rmas.remote.conformance import run_conformance
+    from rmas.remote.conformance import FAIL, PASS, SKIPPED, run_conformance
 
     known = []
     for k in args.known:
@@ -92,15 +107,31 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
         if len(parts) != 3:
             raise ConfigError("--known", f"expected STATE:NUMBER:STATUS, got {k!r}")
         known.append((parts[0], parts[1], parts[2].upper()))
+    tls = None
+    given = [x for x in (args.tls_cert, args.tls_key, args.tls_ca) if x]
+    if given and len(given) != 3:
+        raise ConfigError("--tls-cert", "give all three: --tls-cert, --tls-key and --tls-ca")
+    if given:
+        from rmas.security.tls import TlsConfig
+
+        tls = TlsConfig.load(args.tls_cert, args.tls_key, args.tls_ca, prefix="--tls")
     results = run_async(
-        run_conformance(args.target, states=args.state, known=known, call_timeout_s=args.timeout)
+        run_conformance(
+            args.target,
+            states=args.state,
+            known=known,
+            call_timeout_s=args.timeout,
+            tls=tls,
+            server_name=args.server_name,
+        )
     )
-    failed = [r for r in results if not r.passed]
+    counts = {s: sum(r.status == s for r in results) for s in (PASS, FAIL, SKIPPED)}
     if args.json:
-        print(json.dumps({"target": args.target, "passed": not failed,
-                          "checks": [r.to_json() for r in results]}, indent=2))  # fmt: skip
+        print(json.dumps({"target": args.target, "passed": not counts[FAIL], **{
+            s.lower(): n for s, n in counts.items()}, "checks": [r.to_json() for r in results]},
+            indent=2))  # fmt: skip
     else:
         for r in results:
-            print(f"{'PASS' if r.passed else 'FAIL'}  {r.name:<20} {r.detail}")
-        print(f"\n{len(results) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+            print(f"{r.status:<7}  {r.name:<20} {r.detail}")
+        print(f"\n{counts[PASS]} passed, {counts[FAIL]} failed, {counts[SKIPPED]} skipped")
+    return 1 if counts[FAIL] else 0

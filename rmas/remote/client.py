@@ -204,9 +204,7 @@ class RemoteProvider:
         if task is None or task.done():
             if time.monotonic() < self._describe_retry_at:
                 return
-            task = self._describing = asyncio.get_running_loop().create_task(
-                self._describe_first()
-            )
+            task = self._describing = asyncio.get_running_loop().create_task(self._describe_first())
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return

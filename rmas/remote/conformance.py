@@ -1,14 +1,22 @@
 """The conformance kit: protocol checks an economy runs against its node before going live.
 
-``rmas conformance --target HOST:PORT [--state NZL ...] [--known NZL:LA000002:STOLEN ...]``
+``rmas conformance --target HOST:PORT [--state NZL ...] [--known NZL:LA000002:STOLEN ...]
+[--tls-cert F --tls-key F --tls-ca F]``
 
-Each check sends real requests to the node and reports pass or fail with the reason:
+With ``--tls-*`` the kit connects with mutual TLS, as a hub does to a production node (the
+certificate must be one the node admits, e.g. ``rmas://hub/...``). Each check sends real
+requests to the node and reports PASS, FAIL (with the reason) or SKIPPED (with the reason: a
+check that could not run, for want of ``--known`` documents, a declared batch limit, or a
+``describe`` that failed, is never reported as passed):
 
 - ``describe``: Describe names the provider, its issuing states (known codes) and a batch limit;
 - ``unknown_documents``: numbers nobody issued answer NO_RECORD (NOT_ISSUED for a node that
   declares a complete registry), one per state;
 - ``known_statuses``: every ``--known`` document answers its status;
 - ``refs_in_order``: one result per item, in order, each with its item's ref;
+- ``key_echo``: each result echoes its item's key: ``issuing_state`` (the economy asked about)
+  and ``number`` (normalised: a number sent as ``zq 1234-abcd`` comes back ``ZQ1234ABCD``), so a
+  hub can tell which document an answer is about;
 - ``batch_limit``: a batch over the declared limit is refused cleanly (INVALID_ARGUMENT or
   RESOURCE_EXHAUSTED), neither answered nor half answered;
 - ``deadline``: calls abandoned at a 50 ms deadline end promptly and leave the node free to
@@ -30,26 +38,39 @@ from typing import Any
 
 import grpc
 
-from rmas.states import is_known_state
+from rmas.documents import normalise_number
+from rmas.security.tls import TlsConfig
+from rmas.states import canonical_economy, is_known_state, to_alpha3
 from rmas.v1 import common_pb2, provider_pb2, provider_pb2_grpc
 
-__all__ = ["CheckResult", "run_conformance"]
+__all__ = ["FAIL", "PASS", "SKIPPED", "CheckResult", "run_conformance"]
 
 _STATUS = {v: k.removeprefix("RECORD_STATUS_") for k, v in common_pb2.RecordStatus.items()}
+
+PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
 
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     name: str
-    passed: bool
+    #: PASS, FAIL or SKIPPED (could not run; the detail says why).
+    status: str
     detail: str
 
+    @property
+    def passed(self) -> bool:
+        return self.status == PASS
+
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"passed": self.passed}
 
 
 class _Fail(Exception):
     pass
+
+
+class _Skip(Exception):
+    """The check could not run (nothing to check it with); never counted as passed."""
 
 
 def _item(ref: str, state: str, number: str) -> provider_pb2.LookupItem:
@@ -68,11 +89,22 @@ async def run_conformance(
     states: Sequence[str] = (),
     known: Sequence[tuple[str, str, str]] = (),
     call_timeout_s: float = 5.0,
+    tls: TlsConfig | None = None,
+    server_name: str = "",
 ) -> list[CheckResult]:
-    """Run every check against ``target``; one result per check, in the order listed above."""
-    async with grpc.aio.insecure_channel(
-        target, options=[("grpc.max_receive_message_length", 64 << 20)]
-    ) as channel:
+    """Run every check against ``target``; one result per check, in the order listed above.
+
+    With ``tls``, over mutual TLS (``server_name``: the name to verify in the node's
+    certificate when it differs from the target's host)."""
+    options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 64 << 20)]
+    if server_name:
+        options.append(("grpc.ssl_target_name_override", server_name))
+    channel = (
+        grpc.aio.secure_channel(target, tls.channel_credentials(), options=options)
+        if tls is not None
+        else grpc.aio.insecure_channel(target, options=options)
+    )
+    async with channel:
         stub = provider_pb2_grpc.DocumentStatusProviderStub(channel)
         ctx = _Context(stub, call_timeout_s, list(states), list(known))
         checks: list[tuple[str, Callable[[], Awaitable[str]]]] = [
@@ -80,6 +112,7 @@ async def run_conformance(
             ("unknown_documents", ctx.unknown_documents),
             ("known_statuses", ctx.known_statuses),
             ("refs_in_order", ctx.refs_in_order),
+            ("key_echo", ctx.key_echo),
             ("batch_limit", ctx.batch_limit),
             ("deadline", ctx.deadline),
             ("malformed_requests", ctx.malformed),
@@ -88,14 +121,31 @@ async def run_conformance(
         ]
         out: list[CheckResult] = []
         for name, check in checks:
+            if name != "describe" and not ctx.states:
+                out.append(CheckResult(name, SKIPPED, "no issuing state to ask about: "
+                                       "describe failed and no --state was given"))  # fmt: skip
+                continue
             try:
                 detail = await check()
-                out.append(CheckResult(name, True, detail))
+                out.append(CheckResult(name, PASS, detail))
+            except _Skip as exc:
+                out.append(CheckResult(name, SKIPPED, str(exc)))
             except _Fail as exc:
-                out.append(CheckResult(name, False, str(exc)))
+                out.append(CheckResult(name, FAIL, str(exc)))
             except grpc.aio.AioRpcError as exc:
-                out.append(CheckResult(name, False, f"{exc.code().name}: {exc.details()}"))
+                out.append(CheckResult(name, FAIL, _rpc_failure(exc, tls is not None)))
+            except Exception as exc:  # an answer the kit could not even read
+                out.append(CheckResult(name, FAIL, f"{type(exc).__name__}: {exc}"))
         return out
+
+
+def _rpc_failure(exc: grpc.aio.AioRpcError, tls: bool) -> str:
+    text = f"{exc.code().name}: {exc.details()}"
+    if exc.code() is grpc.StatusCode.UNAVAILABLE and not tls:
+        details = (exc.details() or "").lower()
+        if "connection refused" not in details:
+            text += " (a node with [tls] needs --tls-cert, --tls-key and --tls-ca)"
+    return text
 
 
 @dataclass
@@ -152,7 +202,7 @@ class _Context:
 
     async def known_statuses(self) -> str:
         if not self.known:
-            return "skipped: no --known documents given"
+            raise _Skip("no --known documents given (STATE:NUMBER:STATUS)")
         items = [_item(str(i), s, n) for i, (s, n, _st) in enumerate(self.known)]
         resp = await self._lookup(items)
         wrong = [
@@ -174,9 +224,35 @@ class _Context:
             raise _Fail(f"results came back with refs {got[:4]}..., expected {refs[:4]}...")
         return f"{n} refs echoed in order"
 
+    async def key_echo(self) -> str:
+        """Each result names the document it answers for: the item's economy and number, the
+        number normalised (lower case and separators sent, canonical form expected back)."""
+        state = self.states[0]
+        sent = [_unknown_number() for _ in range(3)]
+        spelt = [f"{n[:2].lower()} {n[2:6]}-{n[6:].lower()}" for n in sent]
+        items = [_item(f"e{i}", state, raw) for i, raw in enumerate(spelt)]
+        resp = await self._lookup(items)
+        if len(resp.results) != len(items):
+            raise _Fail(f"{len(items)} items got {len(resp.results)} results")
+        economy = _economy(state)
+        wrong = []
+        for raw, r in zip(spelt, resp.results, strict=True):
+            want = normalise_number(raw)
+            if r.number != want or _economy(r.issuing_state) != economy:
+                wrong.append(
+                    f"{state}:{raw!r} answered as issuing_state={r.issuing_state!r} "
+                    f"number={r.number!r}, expected {economy!r} and {want!r}"
+                )
+        if wrong:
+            raise _Fail(
+                "results must echo their item's issuing_state and normalised number "
+                "(LookupResult fields 3 and 4): " + "; ".join(wrong)
+            )
+        return f"{len(items)} results echo their issuing state and normalised number"
+
     async def batch_limit(self) -> str:
         if not self.limit:
-            return "the node declares no batch limit"
+            raise _Skip("the node declares no batch limit (Describe max_batch_size)")
         state = self.states[0]
         items = [_item(str(i), state, _unknown_number()) for i in range(self.limit + 1)]
         try:
@@ -260,3 +336,8 @@ class _Context:
         if len(statuses) != 1 or any(len(a.results) != 1 for a in answers):
             raise _Fail("32 concurrent calls for one document did not all answer alike")
         return "32 concurrent calls answered alike"
+
+
+def _economy(code: str) -> str | None:
+    alpha3 = to_alpha3(code) if code else None
+    return canonical_economy(alpha3) if alpha3 is not None else None

@@ -136,6 +136,8 @@ class CallerRule:
     documents_per_s: float = 0.0
     #: Bucket size: documents it may check at once (0: the ``[limits]`` default).
     burst: int = 0
+    #: UNB/UNG sender ids this airline's PAXLSTs may carry (empty: not checked).
+    senders: tuple[str, ...] = ()
 
     @property
     def is_prefix(self) -> bool:

@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from rmas.errors import ConfigError
+from rmas.fileperm import private_dir
 
 __all__ = [
     "IDENTITY_SCHEME",
@@ -57,6 +58,7 @@ __all__ = [
     "config_snippet",
     "identities",
     "identity_of",
+    "identity_problem",
     "init_dir",
     "issue",
     "make_ca",
@@ -278,10 +280,32 @@ def identities(cert: x509.Certificate) -> list[str]:
     ]  # fmt: skip
 
 
+#: Longest identity accepted (a certificate's URI SAN may be far longer).
+MAX_IDENTITY = 256
+
+
+def identity_problem(identity: str) -> str | None:
+    """Why ``identity`` cannot name anyone, or None when it can.
+
+    Refused: control characters (NUL included: C code reading the name would stop there, so
+    ``rmas://officer/X\x00y`` would pass as ``rmas://officer/X``), other characters that do not
+    print, blanks of any kind, and names longer than :data:`MAX_IDENTITY`.
+    """
+    if len(identity) > MAX_IDENTITY:
+        return f"is longer than {MAX_IDENTITY} characters"
+    for ch in identity:
+        if not ch.isprintable() or ch.isspace():
+            return f"holds U+{ord(ch):04X} (a control, blank or unprintable character)"
+    return None
+
+
 def identity_of(cert_pem: bytes) -> str | None:
-    """The certificate's ``rmas://`` URI SAN; None when it has none, or several (never guess)."""
+    """The certificate's ``rmas://`` URI SAN; None when it has none, several (never guess), or
+    one that :func:`identity_problem` refuses."""
     found = identities(x509.load_pem_x509_certificate(cert_pem))
-    return found[0] if len(found) == 1 else None
+    if len(found) != 1 or identity_problem(found[0]) is not None:
+        return None
+    return found[0]
 
 
 def init_dir(
@@ -318,7 +342,7 @@ def init_dir(
         raise ConfigError(
             str(directory), f"already holds {listed}: refusing to overwrite them without --force"
         )
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)  # it holds private keys: 0700 for the folders made here
 
     ca = make_ca()
     ca.write(paths["ca.pem"], paths["ca.key"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
@@ -15,8 +17,10 @@ __all__ = ["HubAdminService"]
 
 
 class HubAdminService(check_pb2_grpc.HubAdminServicer):
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Hub, *, reload_outcome: Callable[[], Any] | None = None) -> None:
         self._hub = hub
+        #: Returns the hub server's last ReloadOutcome (at, ok, detail), or None.
+        self._reload_outcome = reload_outcome
 
     async def Status(
         self, request: check_pb2.StatusRequest, context: grpc.aio.ServicerContext[object, object]
@@ -28,6 +32,11 @@ class HubAdminService(check_pb2_grpc.HubAdminServicer):
             checks=hub.checked,
             in_flight=hub.in_flight,
         )
+        last = self._reload_outcome() if self._reload_outcome is not None else None
+        if last is not None:
+            out.last_reload_at = last.at.isoformat(timespec="milliseconds")
+            out.last_reload_ok = last.ok
+            out.last_reload_detail = last.detail
         for p in hub.providers:
             info = p.info
             st = hub.fanout.stats.get(info.id)

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import structlog
@@ -21,8 +25,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rmas.audit.trail import AuditTrail
-from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen
+from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen, require_providers
 from rmas.errors import ConfigError, ProviderError
+from rmas.fileperm import readable_by_others
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel, IapiConfig
 from rmas.providers import Provider, build_providers
@@ -34,12 +39,21 @@ from rmas.server.check_service import DocumentCheckService
 from rmas.server.metrics import HubMetrics
 from rmas.v1 import check_pb2, check_pb2_grpc
 
-__all__ = ["HubServer"]
+__all__ = ["HubServer", "ReloadOutcome"]
 
 log = structlog.get_logger("rmas.server")
 
 CHECK_SERVICE = check_pb2.DESCRIPTOR.services_by_name["DocumentCheck"].full_name
 ADMIN_SERVICE = check_pb2.DESCRIPTOR.services_by_name["HubAdmin"].full_name
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What the last SIGHUP did: applied (what changed), or refused (the error)."""
+
+    at: dt.datetime
+    ok: bool
+    detail: str
 
 
 class HubServer:
@@ -107,6 +121,8 @@ class HubServer:
             max_in_flight=config.max_in_flight,
             max_message_bytes=config.max_message_bytes,
         )
+        #: The last reload's outcome (``note_reload``), for HubAdmin.Status; None: none yet.
+        self.last_reload: ReloadOutcome | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._forced = False
@@ -114,6 +130,7 @@ class HubServer:
     @classmethod
     def from_config(cls, cfg: RmasConfig, providers: Sequence[Provider]) -> HubServer:
         """A hub with everything a config file names: TLS, callers, limits, audit."""
+        require_providers(cfg)
         policy = None
         if cfg.tls is not None:
             policy = AccessPolicy(
@@ -147,8 +164,27 @@ class HubServer:
             except ProviderError as exc:
                 log.warning("provider_not_ready", provider=p.info.id, error=type(exc).__name__)
 
+    def _warn_about_key_files(self) -> None:
+        """Private keys others may read are no longer private: say so at start-up."""
+        keys: dict[str, Path] = {}
+        if self.tls is not None:
+            keys["tls.key"] = self.tls.key_path
+        if self.source is not None and self.source.audit is not None:
+            keys["audit.key_file"] = self.source.audit.key_file
+        for key, path in keys.items():
+            mode = readable_by_others(path)
+            if mode is not None:
+                log.warning(
+                    "key_file_readable_by_others",
+                    key=key,
+                    path=str(path),
+                    mode=f"{mode:04o}",
+                    fix=f"chmod 600 {path}",
+                )
+
     async def start(self) -> int:
         """Bind and start serving; returns the bound port (useful with port 0)."""
+        self._warn_about_key_files()
         await self.open_providers()
         if self.audit is not None:
             await self.audit.start()
@@ -166,25 +202,41 @@ class HubServer:
             ],
         )
         check_pb2_grpc.add_DocumentCheckServicer_to_server(self.service, server)
-        check_pb2_grpc.add_HubAdminServicer_to_server(HubAdminService(self.hub), server)
+        check_pb2_grpc.add_HubAdminServicer_to_server(
+            HubAdminService(self.hub, reload_outcome=lambda: self.last_reload), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (CHECK_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        if self.tls is not None:
-            self.port = server.add_secure_port(self.config.listen, self.tls.server_credentials())
-        else:
-            self.port = server.add_insecure_port(self.config.listen)
-        if self.port == 0:
-            raise ConfigError("hub.listen", f"cannot bind {self.config.listen}")
+        host, wanted = parse_listen(self.config.listen)
+        try:
+            if wanted and not _can_bind(host, wanted):
+                port = 0  # refused here: grpc would log its own error line first
+            elif self.tls is not None:
+                port = server.add_secure_port(self.config.listen, self.tls.server_credentials())
+            else:
+                port = server.add_insecure_port(self.config.listen)
+        except RuntimeError:  # grpc's "Failed to bind to address"
+            port = 0
+        if port == 0:
+            await self.stop(grace=0)
+            raise ConfigError(
+                "hub.listen",
+                f"cannot bind {self.config.listen}: the port is in use (another hub?) or the "
+                "address is not this host's; choose another with --listen",
+            )
+        self.port = port
         await server.start()
         self._server = server
         if self.metrics is not None:
             try:
                 await self.metrics.start()
-            except ConfigError:
+            except ConfigError as exc:
                 await self.stop(grace=0)
-                raise
+                raise ConfigError(
+                    exc.key, f"{exc.message}; choose another with --metrics-listen"
+                ) from None
         await self._set_health(True)
         if self.audit is not None and self.audit.required:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_audit())
@@ -262,6 +314,7 @@ class HubServer:
         old = self.source
         if old is None:
             raise ConfigError("config", "this hub was not started from a config file")
+        require_providers(cfg)
         fixed = {
             "hub.listen": (old.hub.listen, cfg.hub.listen),
             "hub.max_message_bytes": (old.hub.max_message_bytes, cfg.hub.max_message_bytes),
@@ -329,6 +382,10 @@ class HubServer:
         log.info("config_reloaded", **changes, callers=len(cfg.callers))
         return changes
 
+    def note_reload(self, *, ok: bool, detail: str) -> None:
+        """Keep a reload's outcome (applied, or refused and why) for ``rmas status``."""
+        self.last_reload = ReloadOutcome(dt.datetime.now(dt.UTC), ok, detail)
+
     async def wait(self) -> None:
         if self._server is not None:
             await self._server.wait_for_termination()
@@ -368,6 +425,19 @@ class HubServer:
         self._forced = True
         if self._server is not None:
             await self._server.stop(0)
+
+
+def _can_bind(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (not in use, an address of this host)."""
+    try:
+        with socket.create_server((host, port), family=_family(host)):
+            return True
+    except OSError:
+        return False
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 async def _close(p: Provider) -> None:

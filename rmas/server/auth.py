@@ -1,9 +1,12 @@
 """Authentication and authorisation for every RPC a hub serves, in one interceptor.
 
 The caller's identity is the ``rmas://`` URI SAN of the client certificate that gRPC's TLS
-handshake already verified against the hub's CA; :class:`~rmas.security.access.AccessPolicy`
-maps it to a role, and :data:`~rmas.security.access.PERMISSIONS` says which methods the role may
-call. Refusals: UNAUTHENTICATED (no certificate identity), PERMISSION_DENIED (an identity no
+handshake already verified against the hub's CA, read from the certificate itself (gRPC's
+``peer_uri`` property stops at a NUL byte) and refused when it holds control, blank or
+unprintable characters (:func:`~rmas.security.certs.identity_problem`).
+:class:`~rmas.security.access.AccessPolicy` maps it to a role, and
+:data:`~rmas.security.access.PERMISSIONS` says which methods the role may call. Refusals:
+UNAUTHENTICATED (no single acceptable certificate identity), PERMISSION_DENIED (an identity no
 ``[[callers]]`` table names, or a method the role may not call). Servicers read the admitted
 caller with :func:`current_caller`.
 
@@ -17,16 +20,19 @@ Without TLS (development mode, loopback only) there are no identities: every cal
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from cryptography import x509
 
 from rmas.audit.entry import Caller
 from rmas.errors import FieldViolation
 from rmas.security.access import PERMISSIONS, AccessPolicy, CallerRule, Role, View, view_of
+from rmas.security.certs import identities, identity_problem
 from rmas.server.errors import abort_invalid
 from rmas.server.interceptors import Ctx, Handler, HandlerInterceptor
 
@@ -61,9 +67,10 @@ async def _refuse_undecodable(context: Ctx, request: _Undecodable) -> None:
     )
 
 
-#: gRPC's property for the verified peer's URI SANs, and only those
-#: (``x509_subject_alternative_name`` mixes every kind of name, in certificate order).
-_PEER_URI = "peer_uri"
+#: gRPC's property for the verified peer's certificate (PEM). Its ``peer_uri`` property is not
+#: used: it is a C string, cut at the first NUL.
+_PEER_CERT = "x509_pem_cert"
+_NO_IDENTITY = "the client certificate carries no single rmas:// identity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +100,34 @@ def current_caller() -> Admitted:
 
 
 def peer_identity(context: Ctx) -> str | None:
-    """The ``rmas://`` identity in the verified client certificate; None when it has none, or
-    several (an ambiguous certificate names nobody)."""
-    found = [
-        v.decode("utf-8", "replace")
-        for v in context.auth_context().get(_PEER_URI, ())
-        if v.startswith(b"rmas://")
-    ]
-    return found[0] if len(found) == 1 else None
+    """The ``rmas://`` identity in the verified client certificate; None when it has none,
+    several (an ambiguous certificate names nobody), or one holding control, blank or
+    unprintable characters."""
+    identity, _why = _identify(context)
+    return identity
+
+
+def _identify(context: Ctx) -> tuple[str | None, str]:
+    """(identity, "") or (None, why not)."""
+    pems = list(context.auth_context().get(_PEER_CERT, ()))
+    if len(pems) != 1:
+        return None, _NO_IDENTITY
+    return _identity_in(pems[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _identity_in(pem: bytes) -> tuple[str | None, str]:
+    """A certificate's identity, parsed once per certificate (callers reconnect with the same)."""
+    try:
+        found = identities(x509.load_pem_x509_certificate(pem))
+    except ValueError:
+        return None, "the client certificate cannot be read"
+    if len(found) != 1:
+        return None, _NO_IDENTITY
+    problem = identity_problem(found[0])
+    if problem is not None:
+        return None, f"the client certificate's rmas:// identity is refused: it {problem}"
+    return found[0], ""
 
 
 class AccessInterceptor(HandlerInterceptor):
@@ -117,12 +144,9 @@ class AccessInterceptor(HandlerInterceptor):
             # The peer's address without its ephemeral port: one client, one identity.
             host = context.peer().rpartition(":")[0]
             return Admitted(Caller(f"insecure:{host}", Role.OFFICER.value), View.FULL)
-        identity = peer_identity(context)
+        identity, why = _identify(context)
         if identity is None:
-            return Refusal(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "the client certificate carries no single rmas:// identity",
-            )
+            return Refusal(grpc.StatusCode.UNAUTHENTICATED, why)
         rule = policy.resolve(identity)
         if rule is None:
             return Refusal(

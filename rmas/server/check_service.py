@@ -73,6 +73,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         self._audit = audit
         self._metrics = metrics
         self._max_in_flight = max_in_flight
+        #: gRPC message limit: a manifest or PAXLST whose answer could exceed it is refused.
         self._max_message_bytes = max_message_bytes
         #: RPCs being answered; ``idle`` is set when there are none (for draining).
         self.active = 0
@@ -260,8 +261,13 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         deadline = self._hub.deadline(context.time_remaining())
 
         async def record(answer: IapiAnswer) -> None:
+            # Every checked answer is audited, resends included; the reference ties the entries
+            # to the airline's RFF+TN and to this answer.
             results = [r for p in answer.passengers for r in p.results]
-            await self._record(who, Channel.PAXLST, results, context, answer.transaction_ref)
+            reference = f"{answer.answer_id} TN {answer.transaction_ref}" + (
+                " RESEND" if answer.resend else ""
+            )
+            await self._record(who, Channel.PAXLST, results, context, reference)
             if self._metrics is not None:
                 self._metrics.observe(Channel.PAXLST, results)
 
@@ -270,8 +276,11 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 request.message,
                 deadline,
                 caller=who.caller.identity,
+                senders=who.rule.senders if who.rule is not None else (),
                 admit=lambda n: self._charge(who, n),
                 record=record,
+                max_answer_bytes=self._max_message_bytes,
+                full_results=who.view is View.FULL,
             )
         except (RateLimited, Overloaded) as exc:
             await abort_exhausted(context, str(exc), exc.retry_after_s)

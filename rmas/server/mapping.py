@@ -150,9 +150,11 @@ def _set_mrz(r: MrzReading, out: check_pb2.MrzEvidence) -> None:
             problem=f.problem or "",
         )  # fmt: skip
     for c in r.check_digits:
-        out.check_digits.add(
+        d = out.check_digits.add(
             name=c.name, state=_EVIDENCE[c.state], found=c.found, expected=c.expected
         )
+        if len(c.covers) > 1 and c.name != "composite":
+            d.covers = "+".join(c.covers)
     for sug in r.suggestions:
         out.suggestions.add(
             field=sug.field, line=sug.line, column=sug.column, found=sug.found,
@@ -284,6 +286,7 @@ def paxlst_answer_to_pb(
         out.passengers.add(
             position=p.position, booking_ref=p.booking_ref, passenger_ref=p.passenger_ref,
             crew=p.crew, directive=_DIRECTIVE_TO_PB[p.directive], check_ids=list(p.check_ids),
+            unchecked=p.unchecked,
         )  # fmt: skip
     if view is View.FULL:
         add = out.results.add

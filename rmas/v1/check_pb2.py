@@ -25,21 +25,21 @@ _sym_db = _symbol_database.Default()
 from rmas.v1 import common_pb2 as rmas_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13rmas/v1/check.proto\x12\x07rmas.v1\x1a\x14rmas/v1/common.proto\"\xd5\x01\n\x0cSourceAnswer\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12!\n\x07outcome\x18\x02 \x01(\x0e\x32\x10.rmas.v1.Outcome\x12\x1f\n\x06record\x18\x03 \x01(\x0b\x32\x0f.rmas.v1.Record\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x10\n\x08required\x18\x05 \x01(\x08\x12\x0e\n\x06issuer\x18\x06 \x01(\x08\x12\x0f\n\x07\x63ontact\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x16\n\x0equeried_number\x18\t \x01(\t\"-\n\x07Problem\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"o\n\x08MrzField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\r\x12\r\n\x05start\x18\x05 \x01(\r\x12\x0b\n\x03\x65nd\x18\x06 \x01(\r\x12\x0f\n\x07problem\x18\x07 \x01(\t\"e\n\rMrzCheckDigit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.rmas.v1.EvidenceState\x12\r\n\x05\x66ound\x18\x03 \x01(\t\x12\x10\n\x08\x65xpected\x18\x04 \x01(\t\"y\n\rMrzSuggestion\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\r\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\r\x12\r\n\x05\x66ound\x18\x04 \x01(\t\x12\x13\n\x0breplacement\x18\x05 \x01(\t\x12\x17\n\x0f\x64ocument_number\x18\x06 \x01(\t\"\xac\x01\n\x0bMrzEvidence\x12\x0e\n\x06layout\x18\x01 \x01(\t\x12!\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x11.rmas.v1.MrzField\x12,\n\x0c\x63heck_digits\x18\x03 \x03(\x0b\x32\x16.rmas.v1.MrzCheckDigit\x12+\n\x0bsuggestions\x18\x04 \x03(\x0b\x32\x16.rmas.v1.MrzSuggestion\x12\x0f\n\x07\x65xpired\x18\x05 \x01(\x08\"\xc9\x02\n\x0b\x43heckResult\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12!\n\x07verdict\x18\x03 \x01(\x0e\x32\x10.rmas.v1.Verdict\x12%\n\tdirective\x18\x04 \x01(\x0e\x32\x12.rmas.v1.Directive\x12\x11\n\tunchecked\x18\x05 \x01(\x08\x12&\n\x07sources\x18\x06 \x03(\x0b\x32\x15.rmas.v1.SourceAnswer\x12\"\n\x08problems\x18\x07 \x03(\x0b\x32\x10.rmas.v1.Problem\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12#\n\x08\x64ocument\x18\t \x01(\x0b\x32\x11.rmas.v1.Document\x12!\n\x03mrz\x18\n \x01(\x0b\x32\x14.rmas.v1.MrzEvidence\x12\x18\n\x10issuer_consulted\x18\x0b \x01(\x08\"N\n\x14\x43heckDocumentRequest\x12#\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x11.rmas.v1.Document\x12\x11\n\tmrz_lines\x18\x02 \x03(\t\"=\n\x15\x43heckDocumentResponse\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x14.rmas.v1.CheckResult\"P\n\tTraveller\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12#\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x11.rmas.v1.Document\x12\x11\n\tmrz_lines\x18\x03 \x03(\t\"u\n\x06\x46light\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65parture_airport\x18\x03 \x01(\t\x12\x17\n\x0f\x61rrival_airport\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65parture_time\x18\x05 \x01(\t\"_\n\x14\x43heckManifestRequest\x12\x1f\n\x06\x66light\x18\x01 \x01(\x0b\x32\x0f.rmas.v1.Flight\x12&\n\ntravellers\x18\x02 \x03(\x0b\x32\x12.rmas.v1.Traveller\"S\n\x15\x43heckManifestResponse\x12\x13\n\x0bmanifest_id\x18\x01 \x01(\t\x12%\n\x07results\x18\x02 \x03(\x0b\x32\x14.rmas.v1.CheckResult\"%\n\x12\x43heckPaxlstRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\"\xad\x01\n\x12PassengerDirective\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x13\n\x0b\x62ooking_ref\x18\x02 \x01(\t\x12\x15\n\rpassenger_ref\x18\x03 \x01(\t\x12\x0c\n\x04\x63rew\x18\x04 \x01(\x08\x12%\n\tdirective\x18\x05 \x01(\x0e\x32\x12.rmas.v1.Directive\x12\x11\n\tcheck_ids\x18\x06 \x03(\t\x12\x11\n\tunchecked\x18\x07 \x01(\x08\"\xb9\x01\n\x13\x43heckPaxlstResponse\x12\x0e\n\x06\x63usres\x18\x01 \x01(\x0c\x12/\n\npassengers\x18\x02 \x03(\x0b\x32\x1b.rmas.v1.PassengerDirective\x12\x0e\n\x06\x65rrors\x18\x03 \x03(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x17\n\x0ftransaction_ref\x18\x05 \x01(\t\x12%\n\x07results\x18\x06 \x03(\x0b\x32\x14.rmas.v1.CheckResult\"\x0f\n\rStatusRequest\"\xd7\x02\n\x0eProviderStatus\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x16\n\x0eissuing_states\x18\x04 \x03(\t\x12\x0e\n\x06health\x18\x05 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x06 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x07 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x08 \x01(\x04\x12\x19\n\x11recent_error_rate\x18\t \x01(\x01\x12\x15\n\rrecent_p50_ms\x18\n \x01(\x01\x12\x15\n\rrecent_p99_ms\x18\x0b \x01(\x01\x12\x12\n\nlast_error\x18\x0c \x01(\t\x12\x0e\n\x06target\x18\r \x01(\t\x12\x18\n\x10\x64\x65scribed_states\x18\x0e \x03(\t\x12\x14\n\x0crecord_count\x18\x0f \x01(\x04\x12\x18\n\x10\x64\x65scribe_problem\x18\x10 \x01(\t\"\x82\x01\n\x0eStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08uptime_s\x18\x02 \x01(\x01\x12\x0e\n\x06\x63hecks\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\r\x12*\n\tproviders\x18\x05 \x03(\x0b\x32\x17.rmas.v1.ProviderStatus*z\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_CLEAR\x10\x01\x12\x11\n\rVERDICT_ALERT\x10\x02\x12\x16\n\x12VERDICT_INCOMPLETE\x10\x03\x12\x18\n\x14VERDICT_INVALID_DATA\x10\x04*\x9f\x01\n\tDirective\x12\x19\n\x15\x44IRECTIVE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44IRECTIVE_OK_TO_BOARD\x10\x01\x12\x1a\n\x16\x44IRECTIVE_DO_NOT_BOARD\x10\x02\x12\x1f\n\x1b\x44IRECTIVE_CONTACT_AUTHORITY\x10\x03\x12\x1f\n\x1b\x44IRECTIVE_INSUFFICIENT_DATA\x10\x04*y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_ANSWERED\x10\x01\x12\x13\n\x0fOUTCOME_TIMEOUT\x10\x02\x12\x17\n\x13OUTCOME_UNAVAILABLE\x10\x03\x12\x11\n\rOUTCOME_ERROR\x10\x04*\x83\x01\n\rEvidenceState\x12\x1e\n\x1a\x45VIDENCE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VIDENCE_STATE_VERIFIED\x10\x01\x12\x1a\n\x16\x45VIDENCE_STATE_REFUTED\x10\x02\x12\x19\n\x15\x45VIDENCE_STATE_ABSENT\x10\x03\x32\xf9\x01\n\rDocumentCheck\x12N\n\rCheckDocument\x12\x1d.rmas.v1.CheckDocumentRequest\x1a\x1e.rmas.v1.CheckDocumentResponse\x12N\n\rCheckManifest\x12\x1d.rmas.v1.CheckManifestRequest\x1a\x1e.rmas.v1.CheckManifestResponse\x12H\n\x0b\x43heckPaxlst\x12\x1b.rmas.v1.CheckPaxlstRequest\x1a\x1c.rmas.v1.CheckPaxlstResponse2E\n\x08HubAdmin\x12\x39\n\x06Status\x12\x16.rmas.v1.StatusRequest\x1a\x17.rmas.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13rmas/v1/check.proto\x12\x07rmas.v1\x1a\x14rmas/v1/common.proto\"\xd5\x01\n\x0cSourceAnswer\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12!\n\x07outcome\x18\x02 \x01(\x0e\x32\x10.rmas.v1.Outcome\x12\x1f\n\x06record\x18\x03 \x01(\x0b\x32\x0f.rmas.v1.Record\x12\x12\n\nlatency_ms\x18\x04 \x01(\x01\x12\x10\n\x08required\x18\x05 \x01(\x08\x12\x0e\n\x06issuer\x18\x06 \x01(\x08\x12\x0f\n\x07\x63ontact\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12\x16\n\x0equeried_number\x18\t \x01(\t\"-\n\x07Problem\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"o\n\x08MrzField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03raw\x18\x02 \x01(\t\x12\r\n\x05value\x18\x03 \x01(\t\x12\x0c\n\x04line\x18\x04 \x01(\r\x12\r\n\x05start\x18\x05 \x01(\r\x12\x0b\n\x03\x65nd\x18\x06 \x01(\r\x12\x0f\n\x07problem\x18\x07 \x01(\t\"u\n\rMrzCheckDigit\x12\x0c\n\x04name\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.rmas.v1.EvidenceState\x12\r\n\x05\x66ound\x18\x03 \x01(\t\x12\x10\n\x08\x65xpected\x18\x04 \x01(\t\x12\x0e\n\x06\x63overs\x18\x05 \x01(\t\"y\n\rMrzSuggestion\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\r\x12\x0e\n\x06\x63olumn\x18\x03 \x01(\r\x12\r\n\x05\x66ound\x18\x04 \x01(\t\x12\x13\n\x0breplacement\x18\x05 \x01(\t\x12\x17\n\x0f\x64ocument_number\x18\x06 \x01(\t\"\xac\x01\n\x0bMrzEvidence\x12\x0e\n\x06layout\x18\x01 \x01(\t\x12!\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x11.rmas.v1.MrzField\x12,\n\x0c\x63heck_digits\x18\x03 \x03(\x0b\x32\x16.rmas.v1.MrzCheckDigit\x12+\n\x0bsuggestions\x18\x04 \x03(\x0b\x32\x16.rmas.v1.MrzSuggestion\x12\x0f\n\x07\x65xpired\x18\x05 \x01(\x08\"\xc9\x02\n\x0b\x43heckResult\x12\x10\n\x08\x63heck_id\x18\x01 \x01(\t\x12\x0b\n\x03ref\x18\x02 \x01(\t\x12!\n\x07verdict\x18\x03 \x01(\x0e\x32\x10.rmas.v1.Verdict\x12%\n\tdirective\x18\x04 \x01(\x0e\x32\x12.rmas.v1.Directive\x12\x11\n\tunchecked\x18\x05 \x01(\x08\x12&\n\x07sources\x18\x06 \x03(\x0b\x32\x15.rmas.v1.SourceAnswer\x12\"\n\x08problems\x18\x07 \x03(\x0b\x32\x10.rmas.v1.Problem\x12\x10\n\x08warnings\x18\x08 \x03(\t\x12#\n\x08\x64ocument\x18\t \x01(\x0b\x32\x11.rmas.v1.Document\x12!\n\x03mrz\x18\n \x01(\x0b\x32\x14.rmas.v1.MrzEvidence\x12\x18\n\x10issuer_consulted\x18\x0b \x01(\x08\"N\n\x14\x43heckDocumentRequest\x12#\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x11.rmas.v1.Document\x12\x11\n\tmrz_lines\x18\x02 \x03(\t\"=\n\x15\x43heckDocumentResponse\x12$\n\x06result\x18\x01 \x01(\x0b\x32\x14.rmas.v1.CheckResult\"P\n\tTraveller\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12#\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x11.rmas.v1.Document\x12\x11\n\tmrz_lines\x18\x03 \x03(\t\"u\n\x06\x46light\x12\x0f\n\x07\x63\x61rrier\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x19\n\x11\x64\x65parture_airport\x18\x03 \x01(\t\x12\x17\n\x0f\x61rrival_airport\x18\x04 \x01(\t\x12\x16\n\x0e\x64\x65parture_time\x18\x05 \x01(\t\"_\n\x14\x43heckManifestRequest\x12\x1f\n\x06\x66light\x18\x01 \x01(\x0b\x32\x0f.rmas.v1.Flight\x12&\n\ntravellers\x18\x02 \x03(\x0b\x32\x12.rmas.v1.Traveller\"S\n\x15\x43heckManifestResponse\x12\x13\n\x0bmanifest_id\x18\x01 \x01(\t\x12%\n\x07results\x18\x02 \x03(\x0b\x32\x14.rmas.v1.CheckResult\"%\n\x12\x43heckPaxlstRequest\x12\x0f\n\x07message\x18\x01 \x01(\x0c\"\xad\x01\n\x12PassengerDirective\x12\x10\n\x08position\x18\x01 \x01(\r\x12\x13\n\x0b\x62ooking_ref\x18\x02 \x01(\t\x12\x15\n\rpassenger_ref\x18\x03 \x01(\t\x12\x0c\n\x04\x63rew\x18\x04 \x01(\x08\x12%\n\tdirective\x18\x05 \x01(\x0e\x32\x12.rmas.v1.Directive\x12\x11\n\tcheck_ids\x18\x06 \x03(\t\x12\x11\n\tunchecked\x18\x07 \x01(\x08\"\xb9\x01\n\x13\x43heckPaxlstResponse\x12\x0e\n\x06\x63usres\x18\x01 \x01(\x0c\x12/\n\npassengers\x18\x02 \x03(\x0b\x32\x1b.rmas.v1.PassengerDirective\x12\x0e\n\x06\x65rrors\x18\x03 \x03(\t\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x17\n\x0ftransaction_ref\x18\x05 \x01(\t\x12%\n\x07results\x18\x06 \x03(\x0b\x32\x14.rmas.v1.CheckResult\"\x0f\n\rStatusRequest\"\xd7\x02\n\x0eProviderStatus\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x16\n\x0eissuing_states\x18\x04 \x03(\t\x12\x0e\n\x06health\x18\x05 \x01(\t\x12\x0f\n\x07\x62reaker\x18\x06 \x01(\t\x12\r\n\x05\x63\x61lls\x18\x07 \x01(\x04\x12\x10\n\x08\x66\x61ilures\x18\x08 \x01(\x04\x12\x19\n\x11recent_error_rate\x18\t \x01(\x01\x12\x15\n\rrecent_p50_ms\x18\n \x01(\x01\x12\x15\n\rrecent_p99_ms\x18\x0b \x01(\x01\x12\x12\n\nlast_error\x18\x0c \x01(\t\x12\x0e\n\x06target\x18\r \x01(\t\x12\x18\n\x10\x64\x65scribed_states\x18\x0e \x03(\t\x12\x14\n\x0crecord_count\x18\x0f \x01(\x04\x12\x18\n\x10\x64\x65scribe_problem\x18\x10 \x01(\t\"\xce\x01\n\x0eStatusResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x10\n\x08uptime_s\x18\x02 \x01(\x01\x12\x0e\n\x06\x63hecks\x18\x03 \x01(\x04\x12\x11\n\tin_flight\x18\x04 \x01(\r\x12*\n\tproviders\x18\x05 \x03(\x0b\x32\x17.rmas.v1.ProviderStatus\x12\x16\n\x0elast_reload_at\x18\x06 \x01(\t\x12\x16\n\x0elast_reload_ok\x18\x07 \x01(\x08\x12\x1a\n\x12last_reload_detail\x18\x08 \x01(\t*z\n\x07Verdict\x12\x17\n\x13VERDICT_UNSPECIFIED\x10\x00\x12\x11\n\rVERDICT_CLEAR\x10\x01\x12\x11\n\rVERDICT_ALERT\x10\x02\x12\x16\n\x12VERDICT_INCOMPLETE\x10\x03\x12\x18\n\x14VERDICT_INVALID_DATA\x10\x04*\x9f\x01\n\tDirective\x12\x19\n\x15\x44IRECTIVE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x44IRECTIVE_OK_TO_BOARD\x10\x01\x12\x1a\n\x16\x44IRECTIVE_DO_NOT_BOARD\x10\x02\x12\x1f\n\x1b\x44IRECTIVE_CONTACT_AUTHORITY\x10\x03\x12\x1f\n\x1b\x44IRECTIVE_INSUFFICIENT_DATA\x10\x04*y\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x14\n\x10OUTCOME_ANSWERED\x10\x01\x12\x13\n\x0fOUTCOME_TIMEOUT\x10\x02\x12\x17\n\x13OUTCOME_UNAVAILABLE\x10\x03\x12\x11\n\rOUTCOME_ERROR\x10\x04*\x83\x01\n\rEvidenceState\x12\x1e\n\x1a\x45VIDENCE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x45VIDENCE_STATE_VERIFIED\x10\x01\x12\x1a\n\x16\x45VIDENCE_STATE_REFUTED\x10\x02\x12\x19\n\x15\x45VIDENCE_STATE_ABSENT\x10\x03\x32\xf9\x01\n\rDocumentCheck\x12N\n\rCheckDocument\x12\x1d.rmas.v1.CheckDocumentRequest\x1a\x1e.rmas.v1.CheckDocumentResponse\x12N\n\rCheckManifest\x12\x1d.rmas.v1.CheckManifestRequest\x1a\x1e.rmas.v1.CheckManifestResponse\x12H\n\x0b\x43heckPaxlst\x12\x1b.rmas.v1.CheckPaxlstRequest\x1a\x1c.rmas.v1.CheckPaxlstResponse2E\n\x08HubAdmin\x12\x39\n\x06Status\x12\x16.rmas.v1.StatusRequest\x1a\x17.rmas.v1.StatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rmas.v1.check_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VERDICT']._serialized_start=2588
-  _globals['_VERDICT']._serialized_end=2710
-  _globals['_DIRECTIVE']._serialized_start=2713
-  _globals['_DIRECTIVE']._serialized_end=2872
-  _globals['_OUTCOME']._serialized_start=2874
-  _globals['_OUTCOME']._serialized_end=2995
-  _globals['_EVIDENCESTATE']._serialized_start=2998
-  _globals['_EVIDENCESTATE']._serialized_end=3129
+  _globals['_VERDICT']._serialized_start=2680
+  _globals['_VERDICT']._serialized_end=2802
+  _globals['_DIRECTIVE']._serialized_start=2805
+  _globals['_DIRECTIVE']._serialized_end=2964
+  _globals['_OUTCOME']._serialized_start=2966
+  _globals['_OUTCOME']._serialized_end=3087
+  _globals['_EVIDENCESTATE']._serialized_start=3090
+  _globals['_EVIDENCESTATE']._serialized_end=3221
   _globals['_SOURCEANSWER']._serialized_start=55
   _globals['_SOURCEANSWER']._serialized_end=268
   _globals['_PROBLEM']._serialized_start=270
@@ -47,39 +47,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MRZFIELD']._serialized_start=317
   _globals['_MRZFIELD']._serialized_end=428
   _globals['_MRZCHECKDIGIT']._serialized_start=430
-  _globals['_MRZCHECKDIGIT']._serialized_end=531
-  _globals['_MRZSUGGESTION']._serialized_start=533
-  _globals['_MRZSUGGESTION']._serialized_end=654
-  _globals['_MRZEVIDENCE']._serialized_start=657
-  _globals['_MRZEVIDENCE']._serialized_end=829
-  _globals['_CHECKRESULT']._serialized_start=832
-  _globals['_CHECKRESULT']._serialized_end=1161
-  _globals['_CHECKDOCUMENTREQUEST']._serialized_start=1163
-  _globals['_CHECKDOCUMENTREQUEST']._serialized_end=1241
-  _globals['_CHECKDOCUMENTRESPONSE']._serialized_start=1243
-  _globals['_CHECKDOCUMENTRESPONSE']._serialized_end=1304
-  _globals['_TRAVELLER']._serialized_start=1306
-  _globals['_TRAVELLER']._serialized_end=1386
-  _globals['_FLIGHT']._serialized_start=1388
-  _globals['_FLIGHT']._serialized_end=1505
-  _globals['_CHECKMANIFESTREQUEST']._serialized_start=1507
-  _globals['_CHECKMANIFESTREQUEST']._serialized_end=1602
-  _globals['_CHECKMANIFESTRESPONSE']._serialized_start=1604
-  _globals['_CHECKMANIFESTRESPONSE']._serialized_end=1687
-  _globals['_CHECKPAXLSTREQUEST']._serialized_start=1689
-  _globals['_CHECKPAXLSTREQUEST']._serialized_end=1726
-  _globals['_PASSENGERDIRECTIVE']._serialized_start=1729
-  _globals['_PASSENGERDIRECTIVE']._serialized_end=1902
-  _globals['_CHECKPAXLSTRESPONSE']._serialized_start=1905
-  _globals['_CHECKPAXLSTRESPONSE']._serialized_end=2090
-  _globals['_STATUSREQUEST']._serialized_start=2092
-  _globals['_STATUSREQUEST']._serialized_end=2107
-  _globals['_PROVIDERSTATUS']._serialized_start=2110
-  _globals['_PROVIDERSTATUS']._serialized_end=2453
-  _globals['_STATUSRESPONSE']._serialized_start=2456
-  _globals['_STATUSRESPONSE']._serialized_end=2586
-  _globals['_DOCUMENTCHECK']._serialized_start=3132
-  _globals['_DOCUMENTCHECK']._serialized_end=3381
-  _globals['_HUBADMIN']._serialized_start=3383
-  _globals['_HUBADMIN']._serialized_end=3452
+  _globals['_MRZCHECKDIGIT']._serialized_end=547
+  _globals['_MRZSUGGESTION']._serialized_start=549
+  _globals['_MRZSUGGESTION']._serialized_end=670
+  _globals['_MRZEVIDENCE']._serialized_start=673
+  _globals['_MRZEVIDENCE']._serialized_end=845
+  _globals['_CHECKRESULT']._serialized_start=848
+  _globals['_CHECKRESULT']._serialized_end=1177
+  _globals['_CHECKDOCUMENTREQUEST']._serialized_start=1179
+  _globals['_CHECKDOCUMENTREQUEST']._serialized_end=1257
+  _globals['_CHECKDOCUMENTRESPONSE']._serialized_start=1259
+  _globals['_CHECKDOCUMENTRESPONSE']._serialized_end=1320
+  _globals['_TRAVELLER']._serialized_start=1322
+  _globals['_TRAVELLER']._serialized_end=1402
+  _globals['_FLIGHT']._serialized_start=1404
+  _globals['_FLIGHT']._serialized_end=1521
+  _globals['_CHECKMANIFESTREQUEST']._serialized_start=1523
+  _globals['_CHECKMANIFESTREQUEST']._serialized_end=1618
+  _globals['_CHECKMANIFESTRESPONSE']._serialized_start=1620
+  _globals['_CHECKMANIFESTRESPONSE']._serialized_end=1703
+  _globals['_CHECKPAXLSTREQUEST']._serialized_start=1705
+  _globals['_CHECKPAXLSTREQUEST']._serialized_end=1742
+  _globals['_PASSENGERDIRECTIVE']._serialized_start=1745
+  _globals['_PASSENGERDIRECTIVE']._serialized_end=1918
+  _globals['_CHECKPAXLSTRESPONSE']._serialized_start=1921
+  _globals['_CHECKPAXLSTRESPONSE']._serialized_end=2106
+  _globals['_STATUSREQUEST']._serialized_start=2108
+  _globals['_STATUSREQUEST']._serialized_end=2123
+  _globals['_PROVIDERSTATUS']._serialized_start=2126
+  _globals['_PROVIDERSTATUS']._serialized_end=2469
+  _globals['_STATUSRESPONSE']._serialized_start=2472
+  _globals['_STATUSRESPONSE']._serialized_end=2678
+  _globals['_DOCUMENTCHECK']._serialized_start=3224
+  _globals['_DOCUMENTCHECK']._serialized_end=3473
+  _globals['_HUBADMIN']._serialized_start=3475
+  _globals['_HUBADMIN']._serialized_end=3544
 # @@protoc_insertion_point(module_scope)

@@ -235,11 +235,16 @@ class MrzCheckDigit(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     FOUND_FIELD_NUMBER: _builtins.int
     EXPECTED_FIELD_NUMBER: _builtins.int
+    COVERS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """document_number, birth_date, expiry_date, optional_data, composite"""
     state: Global___EvidenceState.ValueType
     found: _builtins.str
     expected: _builtins.str
+    covers: _builtins.str
+    """What the digit was computed over when not the field alone: "document_number+filler_at_15"
+    for a long TD1 number whose issuer counts the '<' at position 15 (Belgium, Portugal).
+    """
     def __init__(
         self,
         *,
@@ -247,10 +252,11 @@ class MrzCheckDigit(_message.Message):
         state: Global___EvidenceState.ValueType = ...,
         found: _builtins.str = ...,
         expected: _builtins.str = ...,
+        covers: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected", b"expected", "found", b"found", "name", b"name", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["covers", b"covers", "expected", b"expected", "found", b"found", "name", b"name", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -628,7 +634,9 @@ class CheckPaxlstResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _builtins.int
     cusres: _builtins.bytes
     duplicate: _builtins.bool
-    """the same interchange was answered before: same answer again"""
+    """A resend within [iapi] resend_window_s, checked again, every answer unchanged: the very same
+    CUSRES as before. A resend is never answered unchecked.
+    """
     transaction_ref: _builtins.str
     """RFF+TN of the CUSRES"""
     @_builtins.property
@@ -762,12 +770,23 @@ class StatusResponse(_message.Message):
     CHECKS_FIELD_NUMBER: _builtins.int
     IN_FLIGHT_FIELD_NUMBER: _builtins.int
     PROVIDERS_FIELD_NUMBER: _builtins.int
+    LAST_RELOAD_AT_FIELD_NUMBER: _builtins.int
+    LAST_RELOAD_OK_FIELD_NUMBER: _builtins.int
+    LAST_RELOAD_DETAIL_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     uptime_s: _builtins.float
     checks: _builtins.int
     """documents checked since start"""
     in_flight: _builtins.int
     """checks being answered now"""
+    last_reload_at: _builtins.str
+    """The last configuration reload (SIGHUP) since start; last_reload_at empty: none yet.
+    ISO 8601 UTC
+    """
+    last_reload_ok: _builtins.bool
+    """true: applied; false: refused, the running config stays"""
+    last_reload_detail: _builtins.str
+    """what changed, or why it was refused (the key at fault)"""
     @_builtins.property
     def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderStatus]: ...
     def __init__(
@@ -778,10 +797,13 @@ class StatusResponse(_message.Message):
         checks: _builtins.int = ...,
         in_flight: _builtins.int = ...,
         providers: _abc.Iterable[Global___ProviderStatus] | None = ...,
+        last_reload_at: _builtins.str = ...,
+        last_reload_ok: _builtins.bool = ...,
+        last_reload_detail: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "in_flight", b"in_flight", "providers", b"providers", "uptime_s", b"uptime_s", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "in_flight", b"in_flight", "last_reload_at", b"last_reload_at", "last_reload_detail", b"last_reload_detail", "last_reload_ok", b"last_reload_ok", "providers", b"providers", "uptime_s", b"uptime_s", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

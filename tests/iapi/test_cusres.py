@@ -36,8 +36,11 @@ def test_our_cusres_reads_back_with_every_directive_and_correct_counts(name: str
     assert [(p[0], p[1]) for p in back.passengers] == [
         (t.booking_ref, t.passenger_ref) for t in request.travellers
     ]
-    assert back.transaction_ref == "TN0001"
-    assert back.flight == "NZ1"
+    # The request's own RFF+TN when it sent one, else the hub's; the request's flight.
+    assert back.transaction_ref == (request.parts[0].transaction_ref or "TN0001")
+    assert back.flight == request.flight.number
+    assert back.control_ref == request.interchange.control_ref
+    assert [m.ref for m in back.messages] == [p.message.ref for p in request.parts]
     assert back.errors == ()
     codes = CusresCodes()
     known = {codes.for_directive(d)[0] for d in Directive}
@@ -63,7 +66,7 @@ def test_a_message_level_error_is_erp_1_even_without_an_envelope() -> None:
     )
     back = read_cusres(text)
     assert back.passengers == ()
-    assert back.errors == (("SY", "MESSAGE REJECTED: SYNTAX ERROR: segment 3 (UNH): bad"),)
+    assert back.errors == (("1", "MESSAGE REJECTED: SEGMENT 3 (UNH): BAD"),)
 
 
 def test_configured_codes_are_used() -> None:

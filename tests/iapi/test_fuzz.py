@@ -20,7 +20,10 @@ from rmas.verdict import RecordStatus
 
 PAX = Path(__file__).resolve().parents[2] / "fixtures" / "paxlst"
 SEEDS = [(PAX / n).read_bytes() for n in ("four_passengers.edi", "groups_d02b.edi",
-                                           "custom_una.edi", "release_obrien.edi")]  # fmt: skip
+                                           "custom_una.edi", "release_obrien.edi",
+                                           "iapi_part_02.edi", "iapi_progressive.edi",
+                                           "iapi_visa_no_issuer.edi",
+                                           "iapi_trailer_after_unz.edi")]  # fmt: skip
 
 
 @st.composite

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from rmas.iapi.paxlst import read_paxlst
+from rmas.iapi.syntax import EdifactError
 
 PAX = Path(__file__).resolve().parents[2] / "fixtures" / "paxlst"
 EXPECTED = json.loads((PAX / "expected.json").read_text())
@@ -77,3 +78,53 @@ def test_two_letter_country_codes_are_normalised() -> None:
     text = (PAX / "four_passengers.edi").read_text().replace("LOC+91+NZL", "LOC+91+NZ")
     m = read_paxlst(text)
     assert m.travellers[0].documents[0].issuing_state == "NZL"
+
+
+def test_each_leg_keeps_its_own_places_and_times() -> None:
+    m = read_paxlst((PAX / "iapi_progressive.edi").read_bytes())
+    (part,) = m.parts
+    assert [(leg.number, leg.places, [t[1] for t in leg.times]) for leg in part.legs] == [
+        ("NZ145", [("92", "AKL"), ("92", "BNE")], ["2611241400", "2611241545"]),
+        ("NZ145", [("125", "BNE"), ("87", "SYD")], ["2611241700", "2611241820"]),
+    ]
+    assert (m.flight.departure_time, m.flight.arrival_time) == (
+        "2026-11-24T14:00", "2026-11-24T18:20",
+    )  # fmt: skip
+
+
+def test_references_are_kept_for_the_answer() -> None:
+    m = read_paxlst((PAX / "iapi_correlated.edi").read_bytes())
+    (part,) = m.parts
+    assert m.interchange.application_ref == "IAPI"
+    assert (part.transaction_ref, part.message.ref, part.message.common_access_ref) == (
+        "7100201", "NZ103P1", "NZ103261124",
+    )  # fmt: skip
+    assert (part.message.sequence, part.message.sequence_marker) == ("01", "F")
+    assert not part.multipart
+
+
+def test_a_part_of_a_split_flight_counts_the_flight_total() -> None:
+    m = read_paxlst((PAX / "iapi_part_01.edi").read_bytes())
+    (part,) = m.parts
+    assert part.multipart and part.declared == 5 and len(part.travellers) == 2
+    # A single message must still count its own travellers.
+    single = (PAX / "iapi_part_01.edi").read_bytes().replace(b"+01:C'", b"+01:F'")
+    with pytest.raises(EdifactError, match="CNT"):
+        read_paxlst(single)
+
+
+def test_a_bad_document_is_its_own_problem_and_codes_pass_through() -> None:
+    m = read_paxlst((PAX / "iapi_empty_loc91_stolen.edi").read_bytes())
+    t = m.travellers[0]
+    assert t.problems == []
+    card, passport = t.documents
+    assert card.type_code == "I" and card.problems and not passport.problems
+    visa = read_paxlst((PAX / "iapi_visa_no_issuer.edi").read_bytes()).travellers[0].documents[1]
+    assert (visa.type_code, visa.issuer_given, visa.problems) == ("V", False, [])
+    coded = (PAX / "iapi_correlated.edi").read_bytes().replace(b"DOC+P:", b"DOC+VS:")
+    assert {d.type_code for t in read_paxlst(coded).travellers for d in t.documents} == {"VS"}
+
+
+def test_a_carrier_trailer_after_unz_is_ignored() -> None:
+    m = read_paxlst((PAX / "iapi_trailer_after_unz.edi").read_bytes())
+    assert len(m.travellers) == 1

@@ -71,6 +71,11 @@ def test_broken_messages_fail_naming_segment_and_position(name: str) -> None:
         ("UNB+UNOA:4+A+B+1:2+R'BGM+745'UNZ+0+R'", "outside any message"),
         ("UNB+UNOA:4+A+B+1:2+R'UNH+1+PAXLST:D:05B:UN'UNT+2+9'UNZ+1+R'", "message reference"),
         ("UNB+UNOA:4+A+B+1:2+R'UNZ+x+R'", "not a number"),
+        # Found by fuzzing: a superscript digit is a digit to str.isdigit, not to int().
+        ("UNB+UNOA:4+A+B+1:2+R'UNZ+\u00b3+R'", "not a number"),
+        ("UNB+UNOA:4+A+B+1:2+R'UNZ+" + "1" * 5000 + "+R'", "not a number of 1-6 digits"),
+        # A letter as a separator would split tags: UNT's T as the release character.
+        ("UNA:+.T 'UNB+UNOA:4+A+B+1:2+R'UNZ+0+R'", "must not be letters or digits"),
     ],
 )
 def test_envelope_faults_are_named(text: str, reason: str) -> None:

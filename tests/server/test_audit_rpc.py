@@ -90,9 +90,10 @@ async def test_every_document_of_every_channel_has_one_entry_naming_the_caller(
     entries = await rows(db)
     assert {e["hub"] for e in entries} == {"hub-t1"}
     by_id = {e["check_id"]: e for e in entries}
-    # One entry per document: 61 manifest travellers, 4 PAXLST documents, 1 single check; the
-    # resent PAXLST was answered from memory (same check ids) and adds nothing.
-    assert again.duplicate and len(entries) == 61 + 4 + 1
+    # One entry per document: 61 manifest travellers, 4 PAXLST documents, 1 single check, and
+    # the resent PAXLST's 4 documents: a resend is checked again and audited, even when it gets
+    # the very same CUSRES.
+    assert again.duplicate and len(entries) == 61 + 4 + 4 + 1
     for r in many.results:
         e = by_id[r.check_id]
         assert (e["caller"], e["role"], e["channel"], e["reference"]) == (
@@ -107,7 +108,10 @@ async def test_every_document_of_every_channel_has_one_entry_naming_the_caller(
     assert (bad["verdict"], bad["document_key"]) == ("INVALID_DATA", "")
     pax_ids = [c for p in pax.passengers for c in p.check_ids]
     assert [by_id[c]["channel"] for c in pax_ids] == ["paxlst"] * 4
-    assert {by_id[c]["reference"] for c in pax_ids} == {pax.transaction_ref}
+    assert {by_id[c]["reference"].split(" TN ")[1] for c in pax_ids} == {pax.transaction_ref}
+    again_ids = [c for p in again.passengers for c in p.check_ids]
+    assert not set(again_ids) & set(pax_ids)
+    assert {by_id[c]["reference"].endswith(" RESEND") for c in again_ids} == {True}
     single = by_id[one.result.check_id]
     assert (single["caller"], single["role"], single["channel"]) == (
         "rmas://officer/AKL-T1", "officer", "document",

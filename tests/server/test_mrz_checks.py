@@ -115,3 +115,39 @@ async def test_a_manifest_mixes_fields_and_zones(uto: SqlStoreProvider) -> None:
     assert [r["verdict"] for r in rs] == ["ALERT", "INVALID_DATA", "CLEAR"]
     assert rs[1]["problems"][0]["field"] == "travellers[1].mrz_lines"  # type: ignore[index]
     assert uto.calls == 1
+
+
+async def test_td1_long_number_conventions_and_national_zones_through_grpc() -> None:
+    from rmas.testing import FakeProvider
+    from tests.test_mrz import FRENCH_ID, LONG, td1_long
+
+    bel = FakeProvider.issuer("BEL", ["BEL"])
+    nzl = FakeProvider.issuer("NZL", ["NZL"])
+    async with running_hub([bel, nzl]) as hub, grpc.aio.insecure_channel(hub.target) as ch:
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+
+        async def digits(lines: list[str]) -> dict[str, tuple[int, str]]:
+            resp = await stub.CheckDocument(check_document_request(mrz=lines), timeout=5)
+            return {d.name: (d.state, d.covers) for d in resp.result.mrz.check_digits}
+
+        verified, refuted, absent = (
+            check_pb2.EVIDENCE_STATE_VERIFIED, check_pb2.EVIDENCE_STATE_REFUTED,
+            check_pb2.EVIDENCE_STATE_ABSENT,
+        )  # fmt: skip
+        # Belgium counts the filler: verified, and the evidence says so.
+        got = await digits(td1_long("BEL", LONG, filler=True))
+        assert got["document_number"] == (verified, "document_number+filler_at_15")
+        assert (await digits(td1_long("BEL", LONG, filler=False)))["document_number"] == (
+            verified, "",
+        )  # fmt: skip
+        # Another issuer does not get the second convention.
+        assert (await digits(td1_long("NZL", LONG, filler=True)))["document_number"][0] == refuted
+        got = await digits(td1_long("BEL", LONG, filler=False, expiry="<<<<<<"))
+        assert got["expiry_date"][0] == absent
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.CheckDocument(
+                check_document_request(mrz=FRENCH_ID),
+                timeout=5,
+            )
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert any("French" in d for _f, d in field_violations(info.value))

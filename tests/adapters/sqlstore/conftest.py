@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.conftest import POSTGRES_SKIP
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -17,7 +19,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
     url = os.environ.get("RMAS_TEST_POSTGRES_URL", "")
     if not url:
-        pytest.skip("RMAS_TEST_POSTGRES_URL is not set (.ci/run sets it to a throw-away database)")
+        pytest.skip(POSTGRES_SKIP)
     engine = create_async_engine(url)
     async with engine.begin() as conn:
         await conn.execute(

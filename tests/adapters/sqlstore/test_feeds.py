@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -149,3 +151,112 @@ async def test_lookups_during_a_full_reload_never_miss_a_record(
     assert lookups > 1
     assert missing == 0
     assert set(await statuses(db_url, *keep[:5])) == {RecordStatus.LOST}
+
+
+def test_rmas_store_apply_refuses_a_feed_with_a_mistyped_field(tmp_path: Path) -> None:
+    """``birth_dte`` would drop the holder's birth date without a word: the file is refused,
+    naming the line, the field and the one meant, and nothing is applied."""
+    import subprocess
+    import sys
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'nzl.db'}"
+
+    def apply(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rmas.cli", "store", "apply", "--url", url,
+                               str(path)], capture_output=True, text=True, timeout=120,
+                              check=False)  # fmt: skip
+
+    good = {**up("LA1", "STOLEN", 1), "birth_date": "1980-01-01"}
+    bad = {**up("LA2", "STOLEN", 1), "birth_dte": "1980-01-01"}
+    out = apply(feed(tmp_path, "bad.jsonl", [good, bad]))
+    assert out.returncode != 0
+    assert "line 2: unknown field 'birth_dte' (did you mean \"birth_date\"?)" in out.stderr
+    ok = apply(feed(tmp_path, "good.jsonl", [good]))
+    assert ok.returncode == 0, ok.stderr
+    out = apply(feed(tmp_path, "bad.jsonl", [good, bad]))
+    assert "nothing was applied" in out.stderr
+
+
+# -- through `rmas store apply`, as an economy's IT team runs it -------------------------------
+
+
+def _rmas(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rmas.cli", *args],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def _refused(out: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 1, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("document_type", "Z"), ("sex", "Q"), ("status", "MISPLACED"), ("issuing_state", "QQQ"),
+     ("birth_date", "1990-13-01"), ("number", "LA#1")],
+)  # fmt: skip
+def test_a_feed_refuses_what_the_csv_import_refuses_with_the_same_reason(
+    tmp_path: Path, column: str, value: str
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    row = {"issuing_state": "NZL", "number": "LA1", "status": "STOLEN", "document_type": "P",
+           "sex": "F", "birth_date": "1990-01-01"} | {column: value}  # fmt: skip
+    csv = tmp_path / "r.csv"
+    csv.write_text(
+        "issuing_state,document_number,document_type,status,reported_on,record_ref,sex,birth_date\n"
+        f"{row['issuing_state']},{row['number']},{row['document_type']},{row['status']},,,"
+        f"{row['sex']},{row['birth_date']}\n"
+    )
+    imported = _rmas("store", "import", "--url", url, str(csv))
+    assert imported.returncode == 1
+    reason = imported.stderr.splitlines()[0].removeprefix("line 2: ")
+    f = feed(tmp_path, "f.jsonl", [{"op": "upsert", "version": 1, **row}])
+    line = _refused(_rmas("store", "apply", "--url", url, str(f)), "line 1", "nothing was applied")
+    assert reason in line
+    assert json.loads(_rmas("store", "stats", "--url", url, "--json").stdout)["total"] == 0
+
+
+def test_a_feed_never_ends_in_a_traceback(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    good = up("LA1", "STOLEN", 1)
+    huge = feed(tmp_path, "huge.jsonl", [good, up("LA2", "LOST", 2**70)])
+    _refused(_rmas("store", "apply", "--url", url, str(huge)), "line 2", "version")
+    binary = tmp_path / "binary.jsonl"
+    binary.write_bytes(bytes(range(256)) * 4)
+    _refused(_rmas("store", "apply", "--url", url, str(binary)), "not UTF-8")
+    latin = tmp_path / "latin1.jsonl"
+    latin.write_bytes(
+        json.dumps(good).encode()
+        + b"\n"
+        + '{"op": "upsert", "surname": "M\xfcller"}'.encode("latin-1")
+    )
+    _refused(_rmas("store", "apply", "--url", url, str(latin)), "line 2", "not UTF-8")
+    surrogate = feed(tmp_path, "surrogate.jsonl", [good, '{"op": "upsert", "issuing_state": "NZL", '
+        '"number": "LA3", "status": "LOST", "version": 3, "detail": "\\ud800"}'])  # fmt: skip
+    _refused(_rmas("store", "apply", "--url", url, str(surrogate)), "line 2", "detail")
+    nested = feed(tmp_path, "nested.jsonl", ["[" * 100_000 + "]" * 100_000])
+    _refused(_rmas("store", "apply", "--url", url, str(nested)), "line 1")
+    long_int = feed(tmp_path, "long.jsonl", ['{"op": "upsert", "version": ' + "9" * 5000 + "}"])
+    _refused(_rmas("store", "apply", "--url", url, str(long_int)), "line 1")
+    # Nothing was applied; the good feed still applies.
+    ok = _rmas("store", "apply", "--url", url, str(feed(tmp_path, "ok.jsonl", [good])))
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(_rmas("store", "stats", "--url", url, "--json").stdout)["total"] == 1
+
+
+def test_the_documented_feed_example_applies(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "adapters.md").read_text()
+    example = doc.split("```jsonl\n", 1)[1].split("```", 1)[0]
+    f = tmp_path / "example.jsonl"
+    f.write_text(example)
+    url = f"sqlite+aiosqlite:///{tmp_path / 's.db'}"
+    out = _rmas("store", "apply", "--url", url, str(f))
+    assert out.returncode == 0, out.stderr
+    assert "applied 3 changes" in out.stdout
+    stats = json.loads(_rmas("store", "stats", "--url", url, "--json").stdout)
+    assert stats["by_state"] == {"NZL": {"LOST": 1, "STOLEN": 1}}

@@ -218,6 +218,7 @@ async def test_the_postgres_batch_query_uses_the_unique_index(postgres_url: str)
 
 def test_config_options_are_checked_with_their_key(tmp_path: Path) -> None:
     base = "[[providers]]\nid='NZL'\nkind='sql'\nissuing_states=['NZL']\n"
+    (tmp_path / "nzl.db").touch()  # the store must exist: serving never creates one
     cfg = parse_config(base + "url='sqlite+aiosqlite:///nzl.db'\nregistry='complete'\n",
                        base_dir=tmp_path)  # fmt: skip
     p = SqlStoreProvider.from_config(cfg.providers[0])
