@@ -81,6 +81,9 @@ async def differential(n: int, seed: int, state: dict[str, Any], save: Any) -> d
         for dis in report.disagreements:
             part["examples"].setdefault(dis.cls, dis.reproducer(report.world))
         part["errors"] += len(report.errors)
+        for pid, k in report.load_failures.items():
+            part.setdefault("load_failures", {})
+            part["load_failures"][pid] = part["load_failures"].get(pid, 0) + k
         part["documents"] += report.documents
         part["chunks"] += 1
         save()
@@ -447,7 +450,9 @@ async def main() -> int:
     unhandled = diff["errors"] + pax["unhandled"] + mrz["unhandled"] + state["log_faults"]
     print("\n== fuzz summary ==")
     print(f"differential: {diff['documents']} documents, {disagreements} disagreements in "
-          f"{len(diff['classes'])} classes, {diff['errors']} unexpected RPC errors")  # fmt: skip
+          f"{len(diff['classes'])} classes, {diff['errors']} unexpected RPC errors; healthy "
+          f"providers failed under load (judged as failed): "
+          f"{diff.get('load_failures') or 'none'}")  # fmt: skip
     for cls, k in sorted(diff["classes"].items(), key=lambda x: -x[1]):
         print(f"  [{k}] {cls}\n{diff['examples'].get(cls, '')}")
     for name, part in (("paxlst", pax), ("mrz", mrz)):
