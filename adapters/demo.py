@@ -41,6 +41,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("demo", help="run a demo hub with fixture data")
     p.add_argument("--dir", default="var/demo", help="where the demo stores go (default var/demo)")
     p.add_argument("--listen", default="127.0.0.1:50051", help="hub address (loopback)")
+    p.add_argument("--console", default="127.0.0.1:8080",
+                   help="web console address (loopback; docs/console.md); '' for none")  # fmt: skip
     p.add_argument("--exit", action="store_true", help="stop after the sample checks")
     p.add_argument("--tls", action="store_true",
                    help="mutual TLS with development certificates made in DIR/certs")  # fmt: skip
@@ -64,7 +66,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             )
             return 2
         tries = json.loads((FIXTURES / "records" / "try.json").read_text())
-        return int(run_async(_demo(workdir, args.listen, args.exit, tries, args.tls)))
+        demo = _demo(workdir, args.listen, args.exit, tries, args.tls, console=args.console)
+        return int(run_async(demo))
 
 
 @contextlib.contextmanager
@@ -131,7 +134,13 @@ def _channel(target: str, workdir: Path, tls: bool, who: str) -> Any:
 
 
 async def _demo(
-    workdir: Path, listen: str, exit_after: bool, tries: list[dict[str, Any]], tls: bool = False
+    workdir: Path,
+    listen: str,
+    exit_after: bool,
+    tries: list[dict[str, Any]],
+    tls: bool = False,
+    *,
+    console: str = "",
 ) -> int:
     from adapters.sqlstore.importer import import_csv
     from rmas.config import HubConfig
@@ -179,7 +188,9 @@ async def _demo(
         sltd_cfg = await _start_sltd(stack, workdir, len(configs))
         if sltd_cfg is not None:
             configs.append(sltd_cfg)
-        hub_cfg = HubConfig(listen=listen, deadline_ms=1500, log_level="warning")
+        hub_cfg = HubConfig(
+            listen=listen, deadline_ms=1500, log_level="warning", console_listen=console
+        )
         hub_tls, policy, audit = _security(workdir, tls)
         server = HubServer(
             hub_cfg, build_providers(configs), tls=hub_tls, policy=policy, audit=audit
@@ -190,7 +201,16 @@ async def _demo(
         mode = "mutual TLS" if tls else "plain loopback (development mode)"
         names = ", ".join(c.id for c in configs)
         print(f"\nHub serving on {target} ({mode}) with providers: {names}")
-        print(f"Audit trail: {workdir / 'audit.db'}\n")
+        print(f"Audit trail: {workdir / 'audit.db'}")
+        if server.console is not None:
+            web = f"{server.console.scheme}://{listen.rpartition(':')[0]}:{server.console.port}/"
+            who = (
+                f"with the client certificate {workdir / 'certs'}/officer.pem (or operator.pem)"
+                if tls
+                else "as officer and operator (development mode)"
+            )
+            print(f"Console: {web} {who}")
+        print()
         async with _channel(target, workdir, tls, "officer") as officer:
             ok = await _sample_checks(officer, tries)
         async with _channel(target, workdir, tls, "airline") as airline:

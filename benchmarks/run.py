@@ -2,9 +2,9 @@
 
     python -m benchmarks.run [SECTION ...] [--quick]
 
-Sections: hub, mrz, iapi, remote, sltd, metrics, security, audit (default: all). Results go to
-bench-out/results.json and a summary with each target's ratio is printed; docs/benchmarks.md
-records them with this command.
+Sections: hub, mrz, iapi, remote, sltd, metrics, security, audit, console (default: all).
+Results go to bench-out/results.json and a summary with each target's ratio is printed;
+docs/benchmarks.md records them with this command.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "metrics": _module("metrics_bench"),
     "security": _module("security_bench"),
     "audit": _module("audit_micro"),
+    "console": _module("console_bench"),
 }
 
 # (section, key in the result's "median" or top level, comparison, bound, description)

@@ -7,6 +7,7 @@ Example::
     deadline_ms = 1500
     on_incomplete = "contact"   # or "board"
     metrics_listen = "127.0.0.1:9464"   # Prometheus GET /metrics; absent or "": off
+    console_listen = "127.0.0.1:8443"   # web console (docs/console.md); absent or "": off
 
     [[providers]]
     id = "NZL"
@@ -95,6 +96,7 @@ _HUB_KEYS = {
     "metrics_listen",
     "max_in_flight",
     "drain_grace_ms",
+    "console_listen",
 }
 _SECTIONS = ("hub", "providers", "iapi", "tls", "callers", "limits", "audit")
 
@@ -123,6 +125,9 @@ class HubConfig:
     max_in_flight: int = 20_000
     #: On SIGTERM: how long in-flight checks may take to finish before they are cut off.
     drain_grace_ms: int = 10_000
+    #: host:port of the officer and operator web console (:mod:`rmas.console`); "" for none.
+    #: HTTPS with client certificates under [tls]; without it, loopback only.
+    console_listen: str = ""
 
 
 _HUB_DEFAULTS = HubConfig()
@@ -446,6 +451,9 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
     grace = _get(t, "drain_grace_ms", "hub", int, _HUB_DEFAULTS.drain_grace_ms)
     if not 0 <= grace <= 600_000:
         raise ConfigError("hub.drain_grace_ms", "must be between 0 and 600000")
+    console_listen = _get(t, "console_listen", "hub", str, _HUB_DEFAULTS.console_listen)
+    if console_listen:
+        parse_listen(console_listen, "hub.console_listen")
     return HubConfig(
         listen,
         deadline_ms,
@@ -456,6 +464,7 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
         metrics_listen=metrics_listen,
         max_in_flight=max_in_flight,
         drain_grace_ms=grace,
+        console_listen=console_listen,
     )
 
 

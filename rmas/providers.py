@@ -272,9 +272,11 @@ def build_one(factory: ProviderFactory, cfg: ProviderConfig) -> Provider:
         provider = factory(replace(cfg, options=options))
     except ConfigError as exc:
         # A required option "missing" because it was mistyped: name the typo, not the absence.
+        # A mistyped common key (``contcat``) likewise, whatever else the factory stopped on.
+        known = options.asked | COMMON_KEYS
         for name in options.unasked():
-            if difflib.get_close_matches(name, sorted(options.asked), n=1, cutoff=0.6):
-                raise unknown_key(prefix, name, options.asked | COMMON_KEYS) from exc
+            if difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6):
+                raise unknown_key(prefix, name, known) from exc
         raise
     unasked = options.unasked()
     if unasked:

@@ -140,6 +140,8 @@ class HubHandle:
     port: int
     #: Port of its ``GET /metrics`` endpoint on 127.0.0.1 (0: metrics off).
     metrics_port: int = 0
+    #: Port of its web console on 127.0.0.1 (0: console off).
+    console_port: int = 0
 
 
 @asynccontextmanager
@@ -157,13 +159,15 @@ async def running_hub(
     metrics_listen: str = "",
     iapi: IapiConfig | None = None,
     max_message_bytes: int = 16 * 1024 * 1024,
+    console_listen: str = "",
 ) -> AsyncIterator[HubHandle]:
     """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
 
     With ``tls`` the hub requires client certificates and admits ``callers``
     (:class:`~rmas.security.access.CallerRule`); ``audit`` is opened and flushed with the hub.
     ``metrics_listen`` (e.g. ``"127.0.0.1:0"``) serves Prometheus metrics; the bound port is
-    ``HubHandle.metrics_port``. ``iapi`` configures the airline channel.
+    ``HubHandle.metrics_port``. ``iapi`` configures the airline channel; ``console_listen``
+    serves the web console (the bound port is ``HubHandle.console_port``).
     """
     from rmas.config import HubConfig
     from rmas.providers import Provider
@@ -183,6 +187,7 @@ async def running_hub(
         max_manifest=max_manifest,
         metrics_listen=metrics_listen,
         max_message_bytes=max_message_bytes,
+        console_listen=console_listen,
     )
     policy = None
     if tls is not None:
@@ -191,6 +196,7 @@ async def running_hub(
     port = await server.start()
     try:
         metrics_port = server.metrics.port if server.metrics is not None else 0
-        yield HubHandle(target=f"127.0.0.1:{port}", port=port, metrics_port=metrics_port)
+        console_port = server.console.port if server.console is not None else 0
+        yield HubHandle(f"127.0.0.1:{port}", port, metrics_port, console_port)
     finally:
         await server.stop(grace=0.5)

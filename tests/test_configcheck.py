@@ -72,8 +72,12 @@ def rmas(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 
 def write(folder: Path, text: str, name: str = "hub.toml") -> Path:
+    """The config file; a store it names (nzl.db) exists, empty: serving, statistics and
+    ``config check`` refuse a store that does not exist rather than create one."""
     path = folder / name
     path.write_text(text.replace("{port}", str(free_port())))
+    if "nzl.db" in text:
+        (folder / "nzl.db").touch()
     return path
 
 
@@ -118,11 +122,35 @@ def test_config_check_accepts_a_good_hub_file_in_one_line_and_creates_nothing(
         port = taken.getsockname()[1]
         cfg = tmp_path / "hub.toml"
         cfg.write_text(HUB.replace("{port}", str(port)))
+        (tmp_path / "nzl.db").touch()
+        before = sorted(tmp_path.iterdir())
         out = rmas("config", "check", str(cfg))
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("\n") == 1
     assert out.stdout.startswith(f"OK {cfg}: 2 providers (NZL: sql, SLTD: fake)")
-    assert not (tmp_path / "nzl.db").exists()  # the store's factory opened nothing
+    # The store's factory opened nothing: no file created, nothing written to the store.
+    assert sorted(tmp_path.iterdir()) == before
+    assert (tmp_path / "nzl.db").stat().st_size == 0
+
+
+def test_config_check_names_a_store_that_does_not_exist(tmp_path: Path) -> None:
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(HUB.replace("{port}", str(free_port())))
+    out = rmas("config", "check", str(cfg))
+    assert out.returncode == 2
+    assert "providers[0].url: no store at" in out.stderr
+    assert not (tmp_path / "nzl.db").exists()
+
+
+def test_config_check_reads_a_node_file_without_callers_with_node(node_dir: Path) -> None:
+    text = NODE.replace('[[callers]]\nidentity = "rmas://hub/*"\nrole = "node"\n', "")
+    assert "[[callers]]" not in text
+    cfg = write(node_dir, text, "node.toml")
+    as_hub = rmas("config", "check", str(cfg))
+    assert as_hub.returncode == 2
+    assert "--node" in as_hub.stderr
+    as_node = rmas("config", "check", "--node", str(cfg))
+    assert as_node.returncode == 0, as_node.stderr
 
 
 def test_config_check_accepts_a_good_node_file(node_dir: Path) -> None:

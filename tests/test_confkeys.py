@@ -81,6 +81,7 @@ async def build(text: str) -> list[Provider]:
 @pytest.mark.parametrize("kind", sorted(KINDS))
 async def test_every_kind_builds_from_its_documented_options(kind: str, tmp_path: Any) -> None:
     """The control for the tests below: the same tables without typos are accepted."""
+    (tmp_path / "nzl.db").touch()  # serving never creates a store: it must exist
     (provider,) = await build(provider_toml(kind, KINDS[kind].replace("{dir}", str(tmp_path))))
     assert provider.info.contact == "NZ 24/7 desk"
 
@@ -89,6 +90,7 @@ async def test_every_kind_builds_from_its_documented_options(kind: str, tmp_path
 async def test_a_mistyped_option_of_every_kind_is_refused_naming_the_right_one(
     kind: str, tmp_path: Any
 ) -> None:
+    (tmp_path / "nzl.db").touch()  # serving never creates a store: it must exist
     right, wrong = TYPOS[kind]
     options = KINDS[kind].replace("{dir}", str(tmp_path)).replace(f"{right} =", f"{wrong} =")
     with pytest.raises(ConfigError) as err:
@@ -100,6 +102,7 @@ async def test_a_mistyped_option_of_every_kind_is_refused_naming_the_right_one(
 @pytest.mark.parametrize("kind", sorted(KINDS))
 async def test_a_mistyped_contact_of_every_kind_is_refused(kind: str, tmp_path: Any) -> None:
     """The 24/7 desk is a common key: its typo lands among the kind's options, and is refused."""
+    (tmp_path / "nzl.db").touch()  # serving never creates a store: it must exist
     options = KINDS[kind].replace("{dir}", str(tmp_path))
     with pytest.raises(ConfigError) as err:
         await build(provider_toml(kind, options, contact="contcat"))

@@ -17,7 +17,7 @@ from typing import Any
 
 from rmas.errors import FieldViolation, RmasError, ValidationError
 
-__all__ = ["register"]
+__all__ = ["check_json", "register"]
 
 _URL_HELP = "audit database: sqlite+aiosqlite:///FILE or postgresql+asyncpg://USER@HOST/DB"
 
@@ -174,7 +174,7 @@ def _cmd_find(args: argparse.Namespace) -> int:
             rows = run_async(find_check(args.url, args.check_id))
     except RmasError as exc:
         return _fail("find", exc)
-    checks = [_check_json(r) for r in rows]
+    checks = [check_json(r) for r in rows]
     if args.json:
         out: dict[str, Any] = {"checks": checks}
         if not args.check_id:
@@ -203,7 +203,8 @@ def _cmd_find(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_json(row: dict[str, Any]) -> dict[str, Any]:
+def check_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored entry (a row of :func:`rmas.audit.sink.find`) as `find --json` prints it."""
     try:
         sources = json.loads(row["sources"])
     except ValueError:

@@ -21,6 +21,11 @@ call ``DocumentStatusProvider``; on a hub, the ``node`` role may only check heal
 Every authenticated caller may use gRPC health checking and server reflection. A method not in
 the table is refused (PERMISSION_DENIED): new RPCs are closed until someone opens them here.
 
+The web console (:mod:`rmas.console`) maps a browser's client certificate to a role through the
+same ``[[callers]]`` tables; :data:`CONSOLE_PERMISSIONS` says what each role may do there: an
+officer checks documents and finds checks (and sees everything of them), an operator sees the
+hub's status; an airline or a node gets no console.
+
 Rate limits are per identity, counted in documents (a 400-document manifest takes 400), as a
 token bucket: ``documents_per_s`` refills it, ``burst`` is its size.
 """
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from rmas.errors import RmasError
 
 __all__ = [
+    "CONSOLE_PERMISSIONS",
     "PERMISSIONS",
     "AccessPolicy",
     "CallerRule",
@@ -79,6 +85,12 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/grpc.health.v1.Health/Watch": _EVERYONE,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": _EVERYONE,
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": _EVERYONE,
+}
+
+#: Web console action -> roles that may take it. Anything absent is refused.
+CONSOLE_PERMISSIONS: dict[str, frozenset[Role]] = {
+    "check": frozenset({Role.OFFICER}),  # check a document, find a check by its id
+    "status": frozenset({Role.OPERATOR}),  # the hub's providers and audit trail
 }
 
 _VIEWS = {Role.AIRLINE: View.DIRECTIVE, Role.OFFICER: View.FULL}

@@ -25,6 +25,10 @@ class HubAdminService(check_pb2_grpc.HubAdminServicer):
     async def Status(
         self, request: check_pb2.StatusRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> check_pb2.StatusResponse:
+        return await self.status()
+
+    async def status(self) -> check_pb2.StatusResponse:
+        """The hub's status, as ``rmas status`` and the web console's operator page show it."""
         hub = self._hub
         out = check_pb2.StatusResponse(
             version=__version__,

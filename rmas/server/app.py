@@ -6,7 +6,8 @@ checking and server reflection services, all behind one access interceptor
 configured CA; without it the hub binds to loopback addresses only (development mode) and says so
 at start-up. The audit trail, when configured, is opened before the first call is accepted and
 flushed after the last one is answered. With ``hub.metrics_listen`` the hub also serves
-Prometheus metrics on a separate HTTP port (:mod:`rmas.server.metrics`).
+Prometheus metrics on a separate HTTP port (:mod:`rmas.server.metrics`), and with
+``hub.console_listen`` the officer and operator web console (:mod:`rmas.console`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 
 from rmas.audit.trail import AuditTrail
 from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen, require_providers
+from rmas.console.app import WebConsole
 from rmas.errors import ConfigError, ProviderError
 from rmas.fileperm import readable_by_others
 from rmas.hub import Hub, HubPolicy
@@ -72,21 +74,13 @@ class HubServer:
         policy: AccessPolicy | None = None,
         audit: AuditTrail | None = None,
     ) -> None:
-        host, _port = parse_listen(config.listen)
-        if tls is None and not is_loopback(host):
-            raise ConfigError(
-                "hub.listen",
-                f"{host} is not a loopback address; without TLS the hub binds to loopback only",
-            )
+        _loopback_unless_tls(config.listen, "hub.listen", tls)
         if tls is not None and policy is None:
             raise ConfigError("callers", "with [tls], name the callers: [[callers]]")
         if config.metrics_listen:
-            m_host, _m_port = parse_listen(config.metrics_listen, "hub.metrics_listen")
-            if tls is None and not is_loopback(m_host):
-                raise ConfigError(
-                    "hub.metrics_listen",
-                    f"{m_host} is not a loopback address; without TLS, metrics are loopback only",
-                )
+            _loopback_unless_tls(config.metrics_listen, "hub.metrics_listen", tls)
+        if config.console_listen:
+            _loopback_unless_tls(config.console_listen, "hub.console_listen", tls)
         self.config = config
         self.tls = tls
         self.policy = policy if tls is not None else None
@@ -123,6 +117,9 @@ class HubServer:
         )
         #: The last reload's outcome (``note_reload``), for HubAdmin.Status; None: none yet.
         self.last_reload: ReloadOutcome | None = None
+        self.admin = HubAdminService(self.hub, reload_outcome=lambda: self.last_reload)
+        #: The officer and operator web console (``hub.console_listen``); None when off.
+        self.console = WebConsole(self) if config.console_listen else None
         self._watcher: asyncio.Task[None] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._forced = False
@@ -202,9 +199,7 @@ class HubServer:
             ],
         )
         check_pb2_grpc.add_DocumentCheckServicer_to_server(self.service, server)
-        check_pb2_grpc.add_HubAdminServicer_to_server(
-            HubAdminService(self.hub, reload_outcome=lambda: self.last_reload), server
-        )
+        check_pb2_grpc.add_HubAdminServicer_to_server(self.admin, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (CHECK_SERVICE, ADMIN_SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -229,14 +224,15 @@ class HubServer:
         self.port = port
         await server.start()
         self._server = server
-        if self.metrics is not None:
+        for web in (self.metrics, self.console):
+            if web is None:
+                continue
             try:
-                await self.metrics.start()
+                await web.start()
             except ConfigError as exc:
                 await self.stop(grace=0)
-                raise ConfigError(
-                    exc.key, f"{exc.message}; choose another with --metrics-listen"
-                ) from None
+                how = "--metrics-listen" if web is self.metrics else "[hub] console_listen"
+                raise ConfigError(exc.key, f"{exc.message}; choose another with {how}") from None
         await self._set_health(True)
         if self.audit is not None and self.audit.required:
             self._watcher = asyncio.get_running_loop().create_task(self._watch_audit())
@@ -319,6 +315,7 @@ class HubServer:
             "hub.listen": (old.hub.listen, cfg.hub.listen),
             "hub.max_message_bytes": (old.hub.max_message_bytes, cfg.hub.max_message_bytes),
             "hub.metrics_listen": (old.hub.metrics_listen, cfg.hub.metrics_listen),
+            "hub.console_listen": (old.hub.console_listen, cfg.hub.console_listen),
             "hub.log_level": (old.hub.log_level, cfg.hub.log_level),
             "tls": (old.tls, cfg.tls),
             "audit": (old.audit, cfg.audit),
@@ -399,13 +396,19 @@ class HubServer:
         """
         await self.health.enter_graceful_shutdown()
         drained = True
+        # The console stops taking checks with the gRPC server, and its checks under way
+        # drain with theirs (they count in service.idle / cancelled too).
+        console = self.console.stop() if self.console is not None else None
         if self._server is not None:
             cancelled = self.service.cancelled
-            await self._server.stop(grace)
+            await asyncio.gather(self._server.stop(grace), *([console] if console else []))
+            console = None
             self._server = None
             with contextlib.suppress(TimeoutError):  # the cancelled handlers unwind
                 await asyncio.wait_for(self.service.idle.wait(), 5.0)
             drained = self.service.cancelled == cancelled and not self._forced
+        if console is not None:
+            await console
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None
@@ -438,6 +441,16 @@ def _can_bind(host: str, port: int) -> bool:
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _loopback_unless_tls(listen: str, key: str, tls: TlsConfig | None) -> None:
+    """Every listener of a hub (gRPC, metrics, console) binds a loopback address only, unless
+    the hub has [tls]: raise ConfigError naming ``key`` otherwise."""
+    host, _port = parse_listen(listen, key)
+    if tls is None and not is_loopback(host):
+        raise ConfigError(
+            key, f"{host} is not a loopback address; without TLS the hub binds to loopback only"
+        )
 
 
 async def _close(p: Provider) -> None:

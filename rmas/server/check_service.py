@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -48,9 +48,23 @@ from rmas.v1 import check_pb2, check_pb2_grpc
 if TYPE_CHECKING:
     from rmas.server.metrics import HubMetrics
 
-__all__ = ["DocumentCheckService"]
+__all__ = ["DocumentCheckService", "Unrecorded"]
+
+T = TypeVar("T")
 
 Ctx = grpc.aio.ServicerContext[object, object]
+
+
+class Unrecorded(AuditError):
+    """A required audit trail could not write a check's entries: no answer may leave. The
+    message quotes the ``first`` (up to three) of the ``count`` check ids."""
+
+    def __init__(self, first: Sequence[CheckResult], count: int) -> None:
+        super().__init__(
+            "the audit trail cannot be written; no answer is given unrecorded "
+            f"(check ids {', '.join(r.check_id for r in first[:3])}"
+            f"{'…' if count > 3 else ''})"
+        )
 
 
 class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
@@ -91,7 +105,9 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         self._policy = policy
 
     @contextlib.contextmanager
-    def _serving(self) -> Iterator[None]:
+    def serving(self) -> Iterator[None]:
+        """Count a check being answered (``active``, ``idle``, ``cancelled``: what a drain waits
+        for)."""
         self.active += 1
         self.idle.clear()
         try:
@@ -156,12 +172,46 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         try:
             await pending
         except AuditError:
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE,
-                "the audit trail cannot be written; no answer is given unrecorded "
-                f"(check ids {', '.join(r.check_id for r in first[:3])}"
-                f"{'…' if count > 3 else ''})",
-            )
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(Unrecorded(first, count)))
+
+    async def check_document(
+        self,
+        who: Admitted,
+        item: Item,
+        remaining_s: float | None,
+        answer: Callable[[CheckResult], T],
+        *,
+        slow_answer: bool = False,
+    ) -> T:
+        """CheckDocument's steps once the document is read, for every edge that checks one
+        (this servicer, and the web console in :mod:`rmas.console`): charge the caller one
+        document, check it, queue its audit entry, build the answer with ``answer`` while the
+        entry is committed, and return that answer once the entry is durable.
+
+        Raises RateLimited or Overloaded (nothing was checked), Unrecorded when a required audit
+        trail could not write the entry (the answer must not leave). Callers other than the
+        RPCs below run it inside :meth:`serving`, so that a drain waits for it.
+
+        ``slow_answer``: yield to the event loop once before building the answer, so that the
+        audit trail's writer task starts the commit first and the two run at the same time (an
+        HTML page takes longer to build than the commit takes to start; a protobuf does not).
+        """
+        self._charge(who, 1)
+        results = await self._hub.check([item], self._hub.deadline(remaining_s))
+        pending = self._submit(who, Channel.DOCUMENT, results)
+        if slow_answer and pending is not None:
+            await asyncio.sleep(0)
+        try:  # the answer is built while the audit commit runs; it leaves after it
+            out = answer(results[0])
+        finally:
+            if pending is not None:
+                try:
+                    await pending
+                except AuditError as exc:
+                    raise Unrecorded(results, len(results)) from exc
+        if self._metrics is not None:
+            self._metrics.observe(Channel.DOCUMENT, results)
+        return out
 
     async def _CheckDocument(
         self, request: check_pb2.CheckDocumentRequest, context: Ctx
@@ -181,18 +231,19 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 raise ValidationError([FieldViolation("document", "required (or mrz_lines)")])
         except ValidationError as exc:
             await abort_invalid(context, exc.violations)
-        await self._admit(who, 1, context)
-        deadline = self._hub.deadline(context.time_remaining())
-        results = await self._hub.check([item], deadline)
-        pending = self._submit(who, Channel.DOCUMENT, results)
-        try:  # the answer is built while the audit commit runs; it leaves after it
+
+        def respond(result: CheckResult) -> check_pb2.CheckDocumentResponse:
             response = check_pb2.CheckDocumentResponse()
-            result_to_pb(results[0], response.result, who.view)
-        finally:
-            await self._recorded(pending, context, results, 1)
-        if self._metrics is not None:
-            self._metrics.observe(Channel.DOCUMENT, results)
-        return response
+            result_to_pb(result, response.result, who.view)
+            return response
+
+        try:
+            return await self.check_document(who, item, context.time_remaining(), respond)
+        except (RateLimited, Overloaded) as exc:
+            await abort_exhausted(context, str(exc), exc.retry_after_s)
+        except Unrecorded as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
     async def _CheckManifest(
         self, request: check_pb2.CheckManifestRequest, context: Ctx
@@ -291,19 +342,19 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
     async def CheckDocument(
         self, request: check_pb2.CheckDocumentRequest, context: Ctx
     ) -> check_pb2.CheckDocumentResponse:
-        with self._serving():
+        with self.serving():
             return await self._CheckDocument(request, context)
 
     async def CheckManifest(
         self, request: check_pb2.CheckManifestRequest, context: Ctx
     ) -> check_pb2.CheckManifestResponse:
-        with self._serving():
+        with self.serving():
             return await self._CheckManifest(request, context)
 
     async def CheckPaxlst(
         self, request: check_pb2.CheckPaxlstRequest, context: Ctx
     ) -> check_pb2.CheckPaxlstResponse:
-        with self._serving():
+        with self.serving():
             return await self._CheckPaxlst(request, context)
 
 

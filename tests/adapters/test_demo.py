@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 def test_the_demo_shows_clear_alert_and_incomplete(tmp_path: Path, fixtures_dir: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "rmas.cli", "demo", "--exit", "--dir", str(tmp_path),
-         "--listen", "127.0.0.1:0"],
+         "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     # The demo exits non-zero when any sample check gets another verdict than try.json expects.
@@ -25,6 +26,9 @@ def test_the_demo_shows_clear_alert_and_incomplete(tmp_path: Path, fixtures_dir:
     assert verdicts == [t["expect_verdict"] for t in tries]
     assert {"CLEAR", "ALERT", "INCOMPLETE"} <= set(verdicts)
     assert "rmas check --hub" in out.stdout
+    assert re.search(
+        r"^Console: http://127\.0\.0\.1:\d+/ as officer and operator", out.stdout, re.M
+    )
 
 
 def test_the_demo_runs_with_mutual_tls_and_leaves_a_verifiable_audit_trail(
@@ -34,7 +38,8 @@ def test_the_demo_runs_with_mutual_tls_and_leaves_a_verifiable_audit_trail(
         return subprocess.run([sys.executable, "-m", "rmas.cli", *args],
                               capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
 
-    out = rmas("demo", "--exit", "--tls", "--dir", str(tmp_path), "--listen", "127.0.0.1:0")
+    out = rmas("demo", "--exit", "--tls", "--dir", str(tmp_path), "--listen", "127.0.0.1:0",
+               "--console", "127.0.0.1:0")  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert "mutual TLS" in out.stdout
     certs = tmp_path / "certs"
