@@ -101,9 +101,10 @@ class RemoteProvider:
         self.describe_refresh_s = describe_refresh_s
         self.breaker_min_budget_s = breaker_min_budget_s
         self.described: provider_pb2.DescribeResponse | None = None
-        #: Why the node is not asked, from its last Describe ("" when it describes what it is
-        #: configured for).
-        self.describe_problem = "not described yet"
+        #: Why the node is not asked: its last Describe does not name the states it is configured
+        #: for, or it could not be read ("" when it describes what it is configured for, or has
+        #: not been asked yet).
+        self.describe_problem = ""
         self._describe_retry_at = 0.0
         self._describing: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
@@ -217,17 +218,28 @@ class RemoteProvider:
             self._describe_retry_at = time.monotonic() + min(1.0, self.breaker.reset_s)
             self.breaker.failure()
 
-    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+    async def start(self) -> None:
+        """At hub start-up: connect and begin reading the node's Describe in the background, so
+        that ``rmas status`` knows what the node serves before the first check needs it."""
+        self._begin()
+        if self.described is None and self._describing is None:
+            self._describing = asyncio.get_running_loop().create_task(self._describe_first())
+
+    def _begin(self) -> None:
         if self._refresher is None:
             self._connect()
             self._refresher = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        self._begin()
         if not self.breaker.allow():
             raise ProviderUnavailable(f"circuit open for {self._info.id}")
         if self.described is None:
             await self._await_describe(deadline)
-        if self.describe_problem:
+        if self.described is None or self.describe_problem:
             self.breaker.release()
-            raise ProviderUnavailable(f"{self._info.id} not asked: {self.describe_problem}")
+            why = self.describe_problem or "not described yet"
+            raise ProviderUnavailable(f"{self._info.id} not asked: {why}")
         if not self.bulkhead.try_acquire():
             self.breaker.release()
             raise ProviderUnavailable(f"{self._info.id}: {self.bulkhead.limit} calls in flight")
