@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PROTO_SRC := $(wildcard proto/rmas/v1/*.proto)
 
-.PHONY: install proto proto-check lint format test demo bench bench-store soak clean
+.PHONY: install proto proto-check lint format test demo bench bench-store soak fuzz clean
 
 $(BIN)/rmas: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench-store: install
 # A hub under steady load for 10 minutes: memory and latency must stay flat (see the module).
 soak: install
 	$(PY) -m benchmarks.soak
+
+# The reference model against real hubs at scale, then mutated PAXLST and MRZ at a running hub
+# (FUZZ_N documents/inputs each, default 100,000: about 30-60 min; resumable, see the module).
+fuzz: install
+	$(PY) -m benchmarks.fuzz
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
