@@ -72,6 +72,10 @@ def register(subparsers: Any) -> None:
     fnd.add_argument("--state", help="issuing state: alpha-3, ICAO (D) or alpha-2 code")
     fnd.add_argument("--key-file", help="the hub's audit key file ([audit] key_file)")
     fnd.add_argument("--check-id", help="find the check with this id instead")
+    fnd.add_argument("--abtc", metavar="CARD",
+                     help="find the checks an APEC Business Travel Card was presented at instead "
+                     "(with --abtc-economy and --key-file)")  # fmt: skip
+    fnd.add_argument("--abtc-economy", metavar="ECONOMY", help="the card's home economy")
     fnd.add_argument("--json", action="store_true", help="print JSON")
     fnd.set_defaults(func=_cmd_find)
 
@@ -156,10 +160,53 @@ def _document_key(args: argparse.Namespace) -> tuple[str, str]:
     return economy, keyer.key_of(economy, number)
 
 
+def _card_key(args: argparse.Namespace) -> tuple[str, str]:
+    """(home economy, keyed hash) of the card the arguments name, as the hub's entries key it
+    (rmas.audit.entry: the keyer's hash under the card's own domain, ``ABTC:<economy>``)."""
+    from rmas.abtc import validate_card
+    from rmas.audit.entry import DocumentKeyer
+
+    try:
+        card = validate_card(home_economy=args.abtc_economy or "", number=args.abtc,
+                             checking_economy=args.abtc_economy or "", prefix="")  # fmt: skip
+    except ValidationError as exc:
+        options = {".home_economy": "--abtc-economy", ".number": "--abtc"}
+        raise ValidationError(
+            [FieldViolation(options.get(v.field, v.field), v.description) for v in exc.violations]
+        ) from None
+    keyer = DocumentKeyer.from_file(args.key_file)
+    return card.home_economy, keyer.key_of(f"ABTC:{card.home_economy}", card.number)
+
+
 def _cmd_find(args: argparse.Namespace) -> int:
-    from rmas.audit.reader import find, find_check
+    from rmas.audit.reader import find, find_card, find_check
     from rmas.cli import run_async
 
+    if args.abtc:
+        if args.number or args.state or args.check_id:
+            return _fail("find", "give --abtc, --number and --state, or --check-id: one of them")
+        if not (args.abtc_economy and args.key_file):
+            return _fail("find", "give --abtc with --abtc-economy and --key-file")
+        try:
+            economy, key = _card_key(args)
+            rows = run_async(find_card(args.url, key))
+        except RmasError as exc:
+            return _fail("find", exc)
+        cards = [check_json(r) for r in rows]
+        if args.json:
+            print(json.dumps({"home_economy": economy, "card_key": key, "checks": cards},
+                             indent=2))  # fmt: skip
+            return 0 if cards else 1
+        if not cards:
+            print(f"no check with this {economy} card in the audit trail")
+            return 1
+        print(f"{len(cards)} check(s) with this {economy} card:")
+        for c in cards:
+            card = c.get("abtc", {})
+            print(f"{c['time']}  hub {c['hub'] or '-'}  {c['caller']} ({c['role']})  check "
+                  f"{c['check_id']}  card {card.get('verdict', '?')} for "
+                  f"{card.get('checking_economy', '?')}  document {c['verdict']}")  # fmt: skip
+        return 0
     if args.check_id:
         if args.number or args.state:
             return _fail("find", "give --check-id, or --number and --state, not both")

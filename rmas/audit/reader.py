@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -27,7 +27,7 @@ from rmas.audit.format import GENESIS, OLD_TABLES, TABLE, TAIL_SQL, decode
 from rmas.audit.target import Target, reason, target
 from rmas.errors import AuditError
 
-__all__ = ["VERIFY_CHUNK", "find", "find_check", "head", "verify"]
+__all__ = ["VERIFY_CHUNK", "find", "find_card", "find_check", "head", "verify"]
 
 #: Blocks per read (a block holds up to ``max_batch`` entries, 5,000 by default: about 1.5 MB).
 VERIFY_CHUNK = 64
@@ -148,19 +148,24 @@ async def verify(
 async def _select(url: str, column: str, value: str) -> list[dict[str, Any]]:
     """Entries whose ``column`` equals ``value``, by seq: each a dict of ``seq``, ``block``
     (its block's ``first_seq``) and the entry's fields."""
-    if not value:
+    return await _scan(url, value, lambda entry: getattr(entry, column) == value)
+
+
+async def _scan(url: str, needle: str, match: Callable[[Any], bool]) -> list[dict[str, Any]]:
+    """Entries for which ``match`` holds, among the blocks whose bytes contain ``needle``."""
+    if not needle:
         return []
     found: list[dict[str, Any]] = []
     async with _Conn(target(url, "--url")) as conn:
         async for first, _last, _fmt, _prev, _hash, _sums, body in conn.blocks(
-            contains=value.encode("utf-8")
+            contains=needle.encode("utf-8")
         ):
             try:
                 entries = decode(body)
             except (ValueError, TypeError):  # an altered block (verify names it)
                 continue
             for i, entry in enumerate(entries):
-                if getattr(entry, column) == value:
+                if match(entry):
                     found.append({"seq": first + i, "block": first, **asdict(entry)})
     return found
 
@@ -173,6 +178,13 @@ async def find(url: str, document_key: str) -> list[dict[str, Any]]:
 async def find_check(url: str, check_id: str) -> list[dict[str, Any]]:
     """The entry (normally one) of the check with this id, as :func:`find` returns them."""
     return await _select(url, "check_id", check_id)
+
+
+async def find_card(url: str, card_key: str) -> list[dict[str, Any]]:
+    """Every entry whose check was presented the APEC Business Travel Card with this key (the
+    keyer's hash of ``"ABTC:<home economy>"`` and the card number; rmas.audit.entry), by seq."""
+    item = f"card:{card_key} "
+    return await _scan(url, item, lambda entry: item in entry.sources)
 
 
 async def head(url: str) -> tuple[int, str]:

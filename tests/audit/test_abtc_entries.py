@@ -78,3 +78,56 @@ async def test_a_card_check_through_the_hub_leaves_no_card_number_in_the_trail(
     stored = stored_bytes(tmp_path)
     assert stored  # the trail was written
     assert b"AU0000101" not in stored and b"PA0000101" not in stored
+
+
+async def test_rmas_audit_find_finds_the_checks_of_a_card(tmp_path: Path) -> None:
+    """`rmas audit find --abtc` recomputes the card's keyed hash: the checks it was presented at
+    are found, another card's are not, and the number is never printed."""
+    import asyncio
+    import sys
+
+    class Cards(FakeProvider):
+        async def lookup_cards(self, queries: object, deadline: float) -> list[CardRecord]:
+            return [CardRecord(CardStatus.VALID, pre_cleared=frozenset({"NZL"}))] * len(
+                queries  # type: ignore[arg-type]
+            )
+
+    info = ProviderInfo(id="AUS", issuing_states=frozenset({"AUS"}), abtc=True)
+    db = tmp_path / "audit.db"
+    key = tmp_path / "audit.key"
+    key.write_text(os.urandom(32).hex())
+    trail = AuditTrail(AuditSink(f"sqlite+aiosqlite:///{db}"), DocumentKeyer.from_file(key))
+    async with (
+        running_hub([Cards(info=info)], audit=trail, economy="NZL") as hub,
+        grpc.aio.insecure_channel(hub.target) as ch,
+    ):
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        ids = []
+        for passport, card in (("PA1", "AU0000101"), ("PA2", "AU0000101"), ("PA3", "AU0000999")):
+            resp = await stub.CheckDocument(
+                check_document_request(number=passport, state="AUS", abtc=card), timeout=5
+            )
+            ids.append(resp.result.check_id)
+
+    async def find(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rmas.cli", "audit", "find", "--url",
+            f"sqlite+aiosqlite:///{db}", "--key-file", str(key), *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate()
+        assert b"Traceback" not in err
+        return proc.returncode or 0, out.decode()
+
+    code, out = await find("--abtc", "au 0000-101", "--abtc-economy", "AUS", "--json")
+    assert code == 0
+    found = json.loads(out)
+    assert [c["check_id"] for c in found["checks"]] == ids[:2]
+    assert {c["abtc"]["verdict"] for c in found["checks"]} == {"USABLE"}
+    code, text = await find("--abtc", "AU0000101", "--abtc-economy", "AUS")
+    assert code == 0 and "2 check(s) with this AUS card" in text
+    assert "AU0000101" not in out + text
+    code, _ = await find("--abtc", "AU0000102", "--abtc-economy", "AUS")
+    assert code == 1
+    code, _ = await find("--abtc", "AU0000101", "--abtc-economy", "NZL")  # another card
+    assert code == 1
