@@ -107,7 +107,7 @@ def _fail(command: str, message: object) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from rmas.audit.chain import parse_anchor
     from rmas.audit.reader import verify
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     anchor = None
     if args.expect_head:
@@ -158,7 +158,7 @@ def _document_key(args: argparse.Namespace) -> tuple[str, str]:
 
 def _cmd_find(args: argparse.Namespace) -> int:
     from rmas.audit.reader import find, find_check
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     if args.check_id:
         if args.number or args.state:
@@ -244,7 +244,7 @@ def check_json(row: dict[str, Any]) -> dict[str, Any]:
 
 def _cmd_head(args: argparse.Namespace) -> int:
     from rmas.audit.reader import head
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     try:
         seq, digest = run_async(head(args.url))
@@ -259,7 +259,7 @@ def _cmd_head(args: argparse.Namespace) -> int:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from rmas.audit.migrate import migrate
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     try:
         done = run_async(migrate(args.url, hub=args.hub_id))
