@@ -64,9 +64,8 @@ from typing import Any
 
 from rmas.confkeys import refuse_unknown
 from rmas.errors import ConfigError
-from rmas.iapi.channel import IapiConfig
-from rmas.iapi.codes import CODE_KEYS as _CODE_KEYS
-from rmas.iapi.codes import CusresCodes
+from rmas.iapiconfig import CODE_KEYS as _CODE_KEYS
+from rmas.iapiconfig import CusresCodes, IapiConfig
 from rmas.net import parse_listen, require_loopback_unless_tls
 from rmas.providers import COMMON_KEYS, ProviderConfig, Scope
 from rmas.security.access import CallerRule, Role
@@ -469,7 +468,7 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
 
 def _iapi(t: Mapping[str, Any]) -> IapiConfig:
     """``[iapi]``: hub_id, max_bytes, remember, resend_window_s, visa_issuer, and
-    ``<key>_code`` / ``<key>_text`` for each entry of the code table (rmas.iapi.codes)."""
+    ``<key>_code`` / ``<key>_text`` for each entry of the code table (rmas.iapiconfig)."""
     allowed = {"hub_id", "max_bytes", "remember", "resend_window_s", "visa_issuer"} | {
         f"{k}_{part}" for k in _CODE_KEYS for part in ("code", "text")
     }

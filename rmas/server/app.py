@@ -31,7 +31,8 @@ from rmas.console.app import WebConsole
 from rmas.errors import ConfigError, ProviderError
 from rmas.fileperm import readable_by_others
 from rmas.hub import Hub, HubPolicy
-from rmas.iapi.channel import IapiChannel, IapiConfig
+from rmas.iapi.channel import IapiChannel
+from rmas.iapiconfig import IapiConfig
 from rmas.net import parse_listen, require_loopback_unless_tls
 from rmas.providers import Provider, build_providers
 from rmas.security.access import AccessPolicy
