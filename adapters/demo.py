@@ -55,9 +55,9 @@ def register(subparsers: Any) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from rmas.cli import run_async
     from rmas.fileperm import private_dir
     from rmas.logs import configure_logging
+    from rmas.runtime import run_async
 
     configure_logging("error")  # the demo prints what matters; outages are shown as verdicts
     workdir = Path(args.dir)

@@ -112,7 +112,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     problem = _type_problem(args.type)
     if problem is not None:
         return _fail(args, EXIT_USAGE, "usage", problem)
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     try:
         return int(run_async(_check(args)))

@@ -56,7 +56,6 @@ links to national nodes and to the SLTD-style service.
 
 from __future__ import annotations
 
-import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -65,9 +64,9 @@ from typing import Any
 
 from rmas.confkeys import refuse_unknown
 from rmas.errors import ConfigError
-from rmas.iapi.channel import IapiConfig
-from rmas.iapi.codes import CODE_KEYS as _CODE_KEYS
-from rmas.iapi.codes import CusresCodes
+from rmas.iapiconfig import CODE_KEYS as _CODE_KEYS
+from rmas.iapiconfig import CusresCodes, IapiConfig
+from rmas.net import parse_listen, require_loopback_unless_tls
 from rmas.providers import COMMON_KEYS, ProviderConfig, Scope
 from rmas.security.access import CallerRule, Role
 from rmas.security.certs import identity_problem
@@ -80,10 +79,8 @@ __all__ = [
     "HubConfig",
     "LimitsConfig",
     "RmasConfig",
-    "is_loopback",
     "load_config",
     "parse_config",
-    "parse_listen",
     "parse_tables",
     "read_toml",
     "require_providers",
@@ -228,13 +225,15 @@ def parse_tables(
     iapi = _iapi(_table(data.get("iapi", {}), "iapi"))
     base = str(base_dir or Path.cwd())
     tls = _tls(_table(data["tls"], "tls"), base) if "tls" in data else None
-    if tls is None and hub.metrics_listen:
+    if hub.metrics_listen:
         host, _port = parse_listen(hub.metrics_listen, "hub.metrics_listen")
-        if not is_loopback(host):
-            raise ConfigError(
-                "hub.metrics_listen",
-                f"{host} is not a loopback address; without [tls] metrics bind to loopback only",
-            )
+        require_loopback_unless_tls(
+            host,
+            tls=tls is not None,
+            key="hub.metrics_listen",
+            message=f"{host} is not a loopback address; "
+            "without [tls] metrics bind to loopback only",
+        )
     callers = tuple(
         _caller(_table(raw, f"callers[{i}]"), i)
         for i, raw in enumerate(_array(data.get("callers", []), "callers"))
@@ -246,10 +245,12 @@ def parse_tables(
             "(identity, role); a national node's file needs none (rmas provider serve; "
             "rmas config check --node)",
         )
-    if tls is None and not is_loopback(parse_listen(hub.listen)[0]):
-        raise ConfigError(
-            "hub.listen", "without [tls] the hub binds to loopback addresses only (development)"
-        )
+    require_loopback_unless_tls(
+        parse_listen(hub.listen)[0],
+        tls=tls is not None,
+        key="hub.listen",
+        message="without [tls] the hub binds to loopback addresses only (development)",
+    )
     limits = _limits(_table(data.get("limits", {}), "limits"))
     audit = _audit(_table(data["audit"], "audit"), base) if "audit" in data else None
     raw_providers = _array(data.get("providers", []), "providers")
@@ -275,24 +276,6 @@ def parse_tables(
         limits=limits,
         audit=audit,
     )
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a name or address, IPv6 without brackets) is this machine only."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_listen(value: str, key: str = "hub.listen") -> tuple[str, int]:
-    """Split ``host:port`` (``[::1]:50051`` for IPv6); raise ConfigError when malformed."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(key, f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
 
 
 def _table(value: Any, key: str) -> Mapping[str, Any]:
@@ -485,7 +468,7 @@ def _hub(t: Mapping[str, Any]) -> HubConfig:
 
 def _iapi(t: Mapping[str, Any]) -> IapiConfig:
     """``[iapi]``: hub_id, max_bytes, remember, resend_window_s, visa_issuer, and
-    ``<key>_code`` / ``<key>_text`` for each entry of the code table (rmas.iapi.codes)."""
+    ``<key>_code`` / ``<key>_text`` for each entry of the code table (rmas.iapiconfig)."""
     allowed = {"hub_id", "max_bytes", "remember", "resend_window_s", "visa_issuer"} | {
         f"{k}_{part}" for k in _CODE_KEYS for part in ("code", "text")
     }

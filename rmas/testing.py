@@ -21,7 +21,7 @@ from rmas.verdict import NO_RECORD, Record, RecordStatus
 
 if TYPE_CHECKING:
     from rmas.audit.trail import AuditTrail
-    from rmas.iapi.channel import IapiConfig
+    from rmas.iapiconfig import IapiConfig
     from rmas.security.access import CallerRule
     from rmas.security.tls import TlsConfig
 

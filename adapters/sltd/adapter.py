@@ -41,9 +41,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from adapters.sltd.codes import country_to_sltd, status_from_sltd
-from rmas.config import is_loopback
 from rmas.documents import DocumentQuery, DocumentType
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
+from rmas.net import require_loopback_unless_tls
 from rmas.providers import ProviderConfig, ProviderInfo
 from rmas.verdict import NO_RECORD, Record
 
@@ -78,10 +78,12 @@ class SltdProvider:
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"{key}.url", "must be an http:// or https:// URL")
         host = (urlsplit(url).hostname or "").strip("[]")
-        if url.startswith("http://") and not is_loopback(host):
-            raise ConfigError(
-                f"{key}.url", "plain http:// only to a loopback address; use https://"
-            )
+        require_loopback_unless_tls(
+            host,
+            tls=url.startswith("https://"),
+            key=f"{key}.url",
+            message="plain http:// only to a loopback address; use https://",
+        )
         ssl_context = None
         if url.startswith("https://"):
             if cfg.tls is None:

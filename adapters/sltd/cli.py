@@ -95,7 +95,7 @@ def read_seed(path: Path) -> tuple[list[dict[str, str]], list[tuple[int, str]]]:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     rows, bad = read_seed(args.file)
 
@@ -115,9 +115,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from rmas.cli import run_async
-    from rmas.config import is_loopback, parse_listen
+    from rmas.errors import ConfigError
     from rmas.logs import configure_logging
+    from rmas.net import parse_listen, require_loopback_unless_tls
+    from rmas.runtime import run_async
 
     configure_logging("info")
     host, port = parse_listen(args.listen, "--listen")
@@ -128,9 +129,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ssl_context = TlsConfig.load(
             args.tls_cert or "", args.tls_key or "", args.tls_ca or "", prefix="--tls"
         ).server_ssl_context()
-    elif not is_loopback(host):
-        print("rmas sltd serve: without --tls-cert the service binds to loopback only",
-              file=sys.stderr)  # fmt: skip
+    try:
+        require_loopback_unless_tls(
+            host,
+            tls=ssl_context is not None,
+            key="--listen",
+            message="without --tls-cert the service binds to loopback only",
+        )
+    except ConfigError as exc:
+        print(f"rmas sltd serve: {exc.message}", file=sys.stderr)
         return 2
     try:
         tokens, admin = load_tokens(Path(args.tokens))

@@ -24,14 +24,9 @@ from typing import Any
 
 import structlog
 
-from adapters.sqlstore.importer import (
-    ImportReport,
-    _date,
-    _open_csv,
-    _pragmas,
-    _unreadable,
-    ensure_schema,
-)
+from adapters.sqlstore.csvrows import open_csv, parse_date, unreadable
+from adapters.sqlstore.importer import ImportReport, ensure_schema
+from adapters.sqlstore.load_sqlite import pragmas
 from adapters.sqlstore.schema import make_engine
 from rmas.abtc import STORED_STATUSES, CardQuery, CardRecord, CardStatus, parse_economies
 from rmas.abtc import validate_economy as _economy
@@ -114,7 +109,7 @@ def _card(values: dict[str, Any]) -> Row:
         _passport(str(values.get("passport_number", "") or "")),
         _passport_state(str(values.get("passport_issuing_state", "") or "")),
         _status(str(values.get("status", ""))),
-        _date(str(values.get("expiry_date", "") or ""), "expiry_date"),
+        parse_date(str(values.get("expiry_date", "") or ""), "expiry_date"),
         _pre_cleared(values.get("pre_cleared", "") or ""),
         str(values.get("record_ref", "") or "").strip()[:64],
         str(values.get("reporting_authority", "") or "").strip()[:128],
@@ -135,7 +130,7 @@ def parse_cards(
     except StopIteration:
         raise StoreError("line 1: the file is empty") from None
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise _unreadable(exc, reader.line_num) from None
+        raise unreadable(exc, reader.line_num) from None
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         raise StoreError(f"line 1: header lacks column(s) {', '.join(missing)}")
@@ -158,7 +153,7 @@ def parse_cards(
                 duplicates += 1
             rows[row[:2]] = row
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise _unreadable(exc, reader.line_num) from None
+        raise unreadable(exc, reader.line_num) from None
     return rows, rejected, duplicates
 
 
@@ -167,14 +162,14 @@ async def import_cards(url: str, path: Path, *, replace: bool = False) -> Import
     one transaction (``replace``: the store's cards are exactly the file's good rows after it)."""
     t0 = time.perf_counter()
     try:
-        with _open_csv(path) as f:
+        with open_csv(path) as f:
             rows, rejected, duplicates = parse_cards(f)
     except OSError as exc:
         raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
     engine = make_engine(url)
     sqlite = engine.dialect.name == "sqlite"
     try:
-        await _pragmas(engine)
+        await pragmas(engine)
         await ensure_schema(engine)
         async with engine.begin() as conn:
             raw = await conn.get_raw_connection()

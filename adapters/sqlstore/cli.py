@@ -43,7 +43,7 @@ def register(subparsers: Any) -> None:
 def _cmd_import(args: argparse.Namespace) -> int:
     from adapters.sqlstore.cards import import_cards
     from adapters.sqlstore.importer import import_csv
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     load = import_cards if args.abtc else import_csv
     try:
@@ -70,7 +70,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from adapters.sqlstore.migrate import migrate_engine
     from adapters.sqlstore.schema import make_engine
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     async def go() -> tuple[str | None, str | None]:
         engine = make_engine(args.url, create=False)
@@ -90,7 +90,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 def _cmd_apply(args: argparse.Namespace) -> int:
     from adapters.sqlstore.feeds import apply_feed
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     try:
         report = run_async(apply_feed(args.url, args.file))
@@ -110,7 +110,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     from adapters.sqlstore.importer import store_stats
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     try:
         stats = run_async(store_stats(args.url))

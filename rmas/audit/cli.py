@@ -111,7 +111,7 @@ def _fail(command: str, message: object) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from rmas.audit.chain import parse_anchor
     from rmas.audit.reader import verify
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     anchor = None
     if args.expect_head:
@@ -180,7 +180,7 @@ def _card_key(args: argparse.Namespace) -> tuple[str, str]:
 
 def _cmd_find(args: argparse.Namespace) -> int:
     from rmas.audit.reader import find, find_card, find_check
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     if args.abtc:
         if args.number or args.state or args.check_id:
@@ -291,7 +291,7 @@ def check_json(row: dict[str, Any]) -> dict[str, Any]:
 
 def _cmd_head(args: argparse.Namespace) -> int:
     from rmas.audit.reader import head
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     try:
         seq, digest = run_async(head(args.url))
@@ -306,7 +306,7 @@ def _cmd_head(args: argparse.Namespace) -> int:
 
 def _cmd_migrate(args: argparse.Namespace) -> int:
     from rmas.audit.migrate import migrate
-    from rmas.cli import run_async
+    from rmas.runtime import run_async
 
     try:
         done = run_async(migrate(args.url, hub=args.hub_id))

@@ -24,10 +24,10 @@ import jinja2
 import structlog
 from aiohttp import web
 
-from rmas.config import parse_listen
 from rmas.console.identity import Refused, Visitor, visitor_of
 from rmas.console.views import VISITOR, Pages, cells
 from rmas.errors import ConfigError
+from rmas.net import parse_listen
 
 if TYPE_CHECKING:
     from rmas.server.app import HubServer

@@ -32,18 +32,18 @@ import os
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from rmas.documents import DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import CheckResult, Hub, InvalidDocument
-from rmas.iapi.codes import CusresCodes
 from rmas.iapi.cusres import ErrorHeader, PassengerAnswer, write_cusres, write_error_cusres
 from rmas.iapi.paxlst import Manifest, Part, Traveller, read_paxlst
 from rmas.iapi.syntax import SYNTAX_IDS, EdifactError, Group, Interchange, quote, tokenize
+from rmas.iapiconfig import IapiConfig
 from rmas.verdict import Directive
 
-__all__ = ["IapiAnswer", "IapiChannel", "IapiConfig", "PassengerResult"]
+__all__ = ["IapiAnswer", "IapiChannel", "PassengerResult"]
 
 _SEVERITY = {
     Directive.OK_TO_BOARD: 0,
@@ -58,26 +58,6 @@ MAX_ERROR = 300
 _PER_TRAVELLER = 160
 _PER_DOCUMENT = 48
 _PER_FULL_RESULT = 2048
-
-
-@dataclass(frozen=True, slots=True)
-class IapiConfig:
-    """The ``[iapi]`` table."""
-
-    #: Our identity in the CUSRES envelope when the PAXLST names no recipient.
-    hub_id: str = "RMAS"
-    #: ERC codes and texts (rmas.iapi.codes).
-    codes: CusresCodes = field(default_factory=CusresCodes)
-    #: Largest PAXLST accepted, in bytes.
-    max_bytes: int = 2 * 1024 * 1024
-    #: Interchanges (and split flights) remembered for resends and part totals.
-    remember: int = 10_000
-    #: Seconds after an answer during which a resend may get the very same CUSRES (it is checked
-    #: again all the same); after it, a resend is answered afresh.
-    resend_window_s: float = 300.0
-    #: The state whose visas a DOC+V without LOC+91 is (the authority's own, e.g. "CHN"); ""
-    #: (the default): such a visa is not checked.
-    visa_issuer: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,9 @@ references, echoed), ``ERC`` (the code) and ``FTX+AAP`` (its text). Message-leve
 syntax error, a refused message) are ``ERP+1`` with their own code. The airline learns
 directives only: never a status, never which economy or database reported a document.
 
-Codes and texts: :mod:`rmas.iapi.codes` (the one table).
+Codes and texts: :mod:`rmas.iapiconfig` (the one table). Texts are written in the request's
+character set; under UNOA (the usual level) that means upper case letters, digits, space and
+``. , - ( ) / = ' + : ? ! " % & * ; < >`` only (:func:`fit_text`).
 """
 
 from __future__ import annotations
@@ -19,22 +21,41 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from rmas.iapi.codes import CusresCodes, fit_text
 from rmas.iapi.paxlst import Manifest, Part
 from rmas.iapi.syntax import DEFAULT_SEPARATORS, Interchange, parse_interchange
 from rmas.iapi.syntax import write_segments as _write
+from rmas.iapiconfig import CusresCodes
 from rmas.verdict import Directive
 
 __all__ = [
-    "CusresCodes",
     "ErrorHeader",
     "PassengerAnswer",
+    "fit_text",
     "read_cusres",
     "write_cusres",
     "write_error_cusres",
 ]
 
 Seg = list[str | list[str]]
+
+# ISO 9735 level A: upper case letters, digits, space and these.
+_LATIN = frozenset({"UNOC", "UNOD", "UNOE", "UNOF", "UNOW", "UNOY"})
+_UNOA = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,-()/='+:?!\"%&*;<>")
+
+
+def fit_text(text: str, syntax: str, limit: int = 350) -> str:
+    """``text`` in what the syntax level can carry: UNOB printable ASCII, UNOC and above printable
+    Latin-1, UNOA (and any other) upper case and its few signs; anything else becomes a space.
+    Bounded to
+    ``limit`` characters (FTX 4440 is an..512)."""
+    if syntax in ("UNOB", "IATB"):
+        out = "".join(c if " " <= c <= "~" else " " for c in text)
+    elif syntax in _LATIN:
+        out = "".join(c if c.isprintable() and ord(c) < 256 else " " for c in text)
+    else:  # UNOA, IATA, SIRE and anything unknown: the smallest set
+        out = "".join(c if c in _UNOA else " " for c in text.upper())
+    out = " ".join(out.split())
+    return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,9 +34,9 @@ def register_provider(subparsers: Any) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from rmas.cli import run_async
     from rmas.config import load_config
     from rmas.logs import configure_logging
+    from rmas.runtime import run_async
 
     cfg = load_config(args.config, node=True)
     configure_logging(cfg.hub.log_level)
@@ -100,8 +100,8 @@ def register_conformance(subparsers: Any) -> None:
 def _cmd_conformance(args: argparse.Namespace) -> int:
     import json
 
-    from rmas.cli import run_async
     from rmas.remote.conformance import FAIL, PASS, SKIPPED, run_conformance
+    from rmas.runtime import run_async
 
     known = []
     for k in args.known:

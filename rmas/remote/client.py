@@ -48,9 +48,9 @@ import grpc
 import structlog
 
 from rmas.abtc import CardQuery, CardRecord
-from rmas.config import is_loopback
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
+from rmas.net import require_loopback_unless_tls
 from rmas.providers import ProviderConfig, ProviderInfo
 from rmas.remote.resilience import Bulkhead, CircuitBreaker
 from rmas.security.tls import TlsConfig
@@ -128,8 +128,12 @@ class RemoteProvider:
         if ":" not in target:
             raise ConfigError(f"{key}.target", "expected HOST:PORT")
         host = target.rpartition(":")[0].strip("[]")
-        if cfg.tls is None and not is_loopback(host):
-            raise ConfigError(f"{key}.target", "without [tls] a node must be on a loopback address")
+        require_loopback_unless_tls(
+            host,
+            tls=cfg.tls is not None,
+            key=f"{key}.target",
+            message="without [tls] a node must be on a loopback address",
+        )
         return cls(
             cfg.info,
             target,

@@ -25,7 +25,6 @@ from grpc_reflection.v1alpha import reflection
 
 from rmas import __version__
 from rmas.abtc import CardQuery, validate_economy
-from rmas.config import is_loopback, parse_listen
 from rmas.documents import DocumentQuery, normalise_number, number_problem
 from rmas.errors import (
     ConfigError,
@@ -34,6 +33,7 @@ from rmas.errors import (
     ProviderUnavailable,
     ValidationError,
 )
+from rmas.net import parse_listen, require_loopback_unless_tls
 from rmas.providers import CardProvider, Provider, Registry, Scope, card_capable, record_count
 from rmas.security.access import node_policy
 from rmas.security.tls import TlsConfig
@@ -203,8 +203,12 @@ class ProviderNode:
         max_message_bytes: int = 64 << 20,
     ) -> None:
         host, _port = parse_listen(listen, "--listen")
-        if tls is None and not is_loopback(host):
-            raise ConfigError("--listen", "without TLS a node binds to loopback only")
+        require_loopback_unless_tls(
+            host,
+            tls=tls is not None,
+            key="--listen",
+            message="without TLS a node binds to loopback only",
+        )
         self.tls = tls
         self.allow = allow
         self.max_message_bytes = max_message_bytes

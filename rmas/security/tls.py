@@ -14,13 +14,16 @@ import datetime as dt
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from rmas.errors import ConfigError
 from rmas.security.certs import identity_of
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = ["TlsConfig"]
 
@@ -113,6 +116,8 @@ class TlsConfig:
 
     def server_credentials(self) -> grpc.ServerCredentials:
         """gRPC server credentials that require a client certificate from our CA."""
+        import grpc  # only where gRPC is served: loading the config imports no gRPC
+
         return grpc.ssl_server_credentials(
             [(self.key_pem, self.cert_pem)],
             root_certificates=self.ca_pem,
@@ -121,6 +126,8 @@ class TlsConfig:
 
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """gRPC channel credentials: verify the server against our CA, present our certificate."""
+        import grpc
+
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca_pem,
             private_key=self.key_pem,

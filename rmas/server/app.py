@@ -26,12 +26,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rmas.audit.trail import AuditTrail
-from rmas.config import HubConfig, RmasConfig, is_loopback, parse_listen, require_providers
+from rmas.config import HubConfig, RmasConfig, require_providers
 from rmas.console.app import WebConsole
 from rmas.errors import ConfigError, ProviderError
 from rmas.fileperm import readable_by_others
 from rmas.hub import Hub, HubPolicy
-from rmas.iapi.channel import IapiChannel, IapiConfig
+from rmas.iapi.channel import IapiChannel
+from rmas.iapiconfig import IapiConfig
+from rmas.net import parse_listen, require_loopback_unless_tls
 from rmas.providers import Provider, build_providers
 from rmas.security.access import AccessPolicy
 from rmas.security.tls import TlsConfig
@@ -74,13 +76,25 @@ class HubServer:
         policy: AccessPolicy | None = None,
         audit: AuditTrail | None = None,
     ) -> None:
-        _loopback_unless_tls(config.listen, "hub.listen", tls)
+        # Every listener of a hub (gRPC, metrics, console): loopback only unless [tls].
+        listeners = {
+            "hub.listen": config.listen,
+            "hub.metrics_listen": config.metrics_listen,
+            "hub.console_listen": config.console_listen,
+        }
+        for key, listen in listeners.items():
+            if not listen and key != "hub.listen":
+                continue  # off
+            host, _port = parse_listen(listen, key)
+            require_loopback_unless_tls(
+                host,
+                tls=tls is not None,
+                key=key,
+                message=f"{host} is not a loopback address; "
+                "without TLS the hub binds to loopback only",
+            )
         if tls is not None and policy is None:
             raise ConfigError("callers", "with [tls], name the callers: [[callers]]")
-        if config.metrics_listen:
-            _loopback_unless_tls(config.metrics_listen, "hub.metrics_listen", tls)
-        if config.console_listen:
-            _loopback_unless_tls(config.console_listen, "hub.console_listen", tls)
         self.config = config
         self.tls = tls
         self.policy = policy if tls is not None else None
@@ -445,16 +459,6 @@ def _can_bind(host: str, port: int) -> bool:
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def _loopback_unless_tls(listen: str, key: str, tls: TlsConfig | None) -> None:
-    """Every listener of a hub (gRPC, metrics, console) binds a loopback address only, unless
-    the hub has [tls]: raise ConfigError naming ``key`` otherwise."""
-    host, _port = parse_listen(listen, key)
-    if tls is None and not is_loopback(host):
-        raise ConfigError(
-            key, f"{host} is not a loopback address; without TLS the hub binds to loopback only"
-        )
 
 
 async def _close(p: Provider) -> None:

@@ -68,10 +68,10 @@ from prometheus_client.core import (
 
 from rmas.audit.entry import Channel
 from rmas.audit.trail import AuditTrail
-from rmas.config import parse_listen
 from rmas.errors import ConfigError
 from rmas.fanout import LATENCY_BUCKETS_MS
 from rmas.hub import CheckResult, Hub
+from rmas.net import parse_listen
 from rmas.remote.resilience import BreakerState
 from rmas.server.interceptors import Ctx, Handler, HandlerInterceptor
 from rmas.verdict import Directive, Outcome, Verdict

@@ -14,8 +14,8 @@ import pytest
 
 from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
-from rmas.iapi.channel import IapiConfig
 from rmas.iapi.syntax import segment_texts
+from rmas.iapiconfig import IapiConfig
 from rmas.providers import ProviderInfo, Registry
 from rmas.testing import running_hub
 from rmas.v1 import common_pb2

@@ -18,10 +18,9 @@ from rmas.audit.entry import DocumentKeyer
 from rmas.audit.format import decode
 from rmas.audit.sink import AuditSink
 from rmas.audit.trail import AuditTrail
-from rmas.iapi.channel import IapiConfig
-from rmas.iapi.codes import CusresCodes
 from rmas.iapi.cusres import read_cusres
 from rmas.iapi.syntax import write_segments
+from rmas.iapiconfig import CusresCodes, IapiConfig
 from rmas.security.access import CallerRule, Role
 from rmas.testing import FakeProvider, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from rmas.iapi.cusres import CusresCodes, PassengerAnswer, read_cusres, write_error_cusres
+from rmas.iapi.cusres import PassengerAnswer, read_cusres, write_error_cusres
 from rmas.iapi.paxlst import read_paxlst
 from rmas.iapi.syntax import parse_interchange
+from rmas.iapiconfig import CusresCodes
 from rmas.verdict import Directive
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from adapters.sqlstore import cli, importer
+from adapters.sqlstore import cli, csvrows, worker
 from adapters.sqlstore.importer import import_csv, store_stats
 from adapters.sqlstore.provider import PG_BATCH_SQL, SqlStoreProvider, batch_sql
 from adapters.sqlstore.schema import documents
@@ -276,7 +276,7 @@ async def test_a_replace_swaps_in_a_new_table_and_lookups_answer_throughout(
 async def test_a_document_repeated_in_later_chunks_keeps_its_last_row(
     tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 3)
+    monkeypatch.setattr(csvrows, "CHUNK_ROWS", 3)
     csv = tmp_path / "in.csv"
     csv.write_text(
         "\n".join([
@@ -311,7 +311,7 @@ async def test_a_later_row_wins_whether_its_chunk_went_straight_in_or_was_staged
 ) -> None:
     # Two rows a chunk: the first two chunks are in key order (written straight into the fresh
     # table on SQLite), the third is not (it and the rest are staged and sorted at the end).
-    monkeypatch.setattr(importer, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(csvrows, "CHUNK_ROWS", 2)
     csv = tmp_path / "in.csv"
     csv.write_text(
         "\n".join([
@@ -347,8 +347,9 @@ async def test_a_worker_process_parses_a_large_file_and_reports_lines_alike(
     )  # fmt: skip
     in_process = await import_csv(db_url, csv)
     expected = await rows(db_url)
-    monkeypatch.setattr(importer, "WORKER_MIN_BYTES", 0)
+    monkeypatch.setattr(worker, "WORKER_MIN_BYTES", 0)
     in_worker = await import_csv(db_url, csv, replace=True)
+    assert (in_process.parsed_by, in_worker.parsed_by) == ("in-process", "worker")
     assert await rows(db_url) == expected
     assert in_worker.rejected == in_process.rejected
     assert [line for line, _ in in_worker.rejected] == [3002, 3004, 3005]
@@ -359,12 +360,12 @@ async def test_a_worker_process_parses_a_large_file_and_reports_lines_alike(
     assert expected[7] == ("NZL", "LA000007", "STOLEN", None, "")
 
 
-@pytest.mark.parametrize("worker", [False, True])
+@pytest.mark.parametrize("in_worker", [False, True])
 async def test_a_file_that_stops_being_text_is_refused_and_the_store_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_worker: bool
 ) -> None:
-    if worker:
-        monkeypatch.setattr(importer, "WORKER_MIN_BYTES", 0)
+    if in_worker:
+        monkeypatch.setattr(worker, "WORKER_MIN_BYTES", 0)
     good = tmp_path / "good.csv"
     good.write_text(f"{HEADER}\nNZL,LA1,P,LOST,,R1\n")
     await import_csv(url(tmp_path), good)

@@ -1,4 +1,5 @@
-"""The CUSRES response codes: the one table of what rmas answers an airline (docs/airline.md).
+"""The ``[iapi]`` settings and the CUSRES response codes: the one table of what rmas answers an
+airline (docs/airline.md).
 
 Passenger level (``ERP+2``, one group per traveller, ``ERC`` code then ``FTX+AAP`` text):
 
@@ -19,17 +20,19 @@ written), ``1`` rejected (the whole message: syntax, counts, size, sender), with
 implementations use (for example China's iAPI, as departure-control systems read it); every code
 and text is configurable in ``[iapi]`` to match the receiving airline's implementation guide.
 
-Texts are written in the request's character set; under UNOA (the usual level) that means upper
-case letters, digits, space and ``. , - ( ) / = ' + : ? ! " % & * ; < >`` only (:func:`fit_text`).
+Texts are written in the request's character set (``rmas.iapi.cusres.fit_text``).
+
+This module is the ``[iapi]`` table's own (:class:`IapiConfig`, read by :mod:`rmas.config`) and
+imports no EDIFACT code: the airline channel (:mod:`rmas.iapi`) imports it, never the reverse.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rmas.verdict import Directive
 
-__all__ = ["CODE_KEYS", "CusresCodes", "fit_text"]
+__all__ = ["CODE_KEYS", "CusresCodes", "IapiConfig"]
 
 #: The configurable entries, as ``[iapi]`` names them (``<key>_code`` / ``<key>_text``).
 CODE_KEYS = (
@@ -40,10 +43,6 @@ CODE_KEYS = (
     "insufficient_data",
     "syntax_error",
 )
-
-# ISO 9735 level A: upper case letters, digits, space and these.
-_LATIN = frozenset({"UNOC", "UNOD", "UNOE", "UNOF", "UNOW", "UNOY"})
-_UNOA = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,-()/='+:?!\"%&*;<>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +69,21 @@ class CusresCodes:
         }[d]
 
 
-def fit_text(text: str, syntax: str, limit: int = 350) -> str:
-    """``text`` in what the syntax level can carry: UNOB printable ASCII, UNOC and above printable
-    Latin-1, UNOA (and any other) upper case and its few signs; anything else becomes a space.
-    Bounded to
-    ``limit`` characters (FTX 4440 is an..512)."""
-    if syntax in ("UNOB", "IATB"):
-        out = "".join(c if " " <= c <= "~" else " " for c in text)
-    elif syntax in _LATIN:
-        out = "".join(c if c.isprintable() and ord(c) < 256 else " " for c in text)
-    else:  # UNOA, IATA, SIRE and anything unknown: the smallest set
-        out = "".join(c if c in _UNOA else " " for c in text.upper())
-    out = " ".join(out.split())
-    return out if len(out) <= limit else out[: limit - 3] + "..."
+@dataclass(frozen=True, slots=True)
+class IapiConfig:
+    """The ``[iapi]`` table."""
+
+    #: Our identity in the CUSRES envelope when the PAXLST names no recipient.
+    hub_id: str = "RMAS"
+    #: ERC codes and texts (above).
+    codes: CusresCodes = field(default_factory=CusresCodes)
+    #: Largest PAXLST accepted, in bytes.
+    max_bytes: int = 2 * 1024 * 1024
+    #: Interchanges (and split flights) remembered for resends and part totals.
+    remember: int = 10_000
+    #: Seconds after an answer during which a resend may get the very same CUSRES (it is checked
+    #: again all the same); after it, a resend is answered afresh.
+    resend_window_s: float = 300.0
+    #: The state whose visas a DOC+V without LOC+91 is (the authority's own, e.g. "CHN"); ""
+    #: (the default): such a visa is not checked.
+    visa_issuer: str = ""
