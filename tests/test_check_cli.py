@@ -7,7 +7,6 @@ codes by verdict; errors printed once, as JSON with --json.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import socket
@@ -18,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from rmas.hub import CheckResult as HubCheckResult
 from tests.conftest import Pki
 from tests.hubproc import free_port, serve
 
@@ -166,19 +164,6 @@ def test_an_issuer_without_a_provider_is_reported_as_not_consulted(hub: str) -> 
     assert data["issuer_consulted"] is False
 
 
-# The hub sets CheckResult.issuer_consulted with the lead's change for issue 15 ("Verdict
-# safety"); until it is merged the field reads False. Strict: once it is set, this passes and
-# the marker goes by itself (the condition turns false).
-_HUB_SETS_ISSUER_CONSULTED = "issuer_consulted" in {
-    f.name for f in dataclasses.fields(HubCheckResult)
-}
-
-
-@pytest.mark.xfail(
-    not _HUB_SETS_ISSUER_CONSULTED,
-    reason="needs the hub to set CheckResult.issuer_consulted (issue 15, the lead's change)",
-    strict=True,
-)
 def test_an_issuer_with_a_provider_is_reported_as_consulted(hub: str) -> None:
     out = rmas("check", "--hub", hub, "--state", "NZL", "--number", "LA900001")
     assert out.returncode == 0
