@@ -24,14 +24,13 @@ from typing import Any
 
 import structlog
 
-from adapters.sqlstore.csvrows import open_csv, parse_date, unreadable
+from adapters.sqlstore.csvrows import number_value, open_csv, parse_date, unreadable
 from adapters.sqlstore.importer import ImportReport, ensure_schema
 from adapters.sqlstore.load_sqlite import pragmas
 from adapters.sqlstore.schema import make_engine
 from rmas.abtc import STORED_STATUSES, CardQuery, CardRecord, CardStatus, parse_economies
 from rmas.abtc import validate_economy as _economy
 from rmas.confkeys import suggestion
-from rmas.documents import normalise_number, number_problem
 from rmas.errors import StoreError
 
 __all__ = [
@@ -65,16 +64,8 @@ def _home(raw: str) -> str:
     return economy
 
 
-def _card_number(raw: str, name: str = "card_number") -> str:
-    number = normalise_number(raw)
-    problem = number_problem(number)
-    if problem is not None:
-        raise ValueError(f"{name}: {problem} (after normalising)")
-    return number
-
-
 def _passport(raw: str) -> str:
-    return _card_number(raw, "passport_number") if raw.strip() else ""
+    return number_value(raw, "passport_number") if raw.strip() else ""
 
 
 def _status(raw: str) -> str:
@@ -105,7 +96,7 @@ def _card(values: dict[str, Any]) -> Row:
     """A stored row from raw values (CARD_COLUMNS order); raises ValueError naming the field."""
     return (
         _home(str(values.get("home_economy", ""))),
-        _card_number(str(values.get("card_number", values.get("number", "")))),
+        number_value(str(values.get("card_number", values.get("number", ""))), "card_number"),
         _passport(str(values.get("passport_number", "") or "")),
         _passport_state(str(values.get("passport_issuing_state", "") or "")),
         _status(str(values.get("status", ""))),
@@ -258,7 +249,7 @@ def card_change(obj: dict[str, Any], max_version: int) -> tuple[str, str, str, i
             raise ValueError(f"{key} must be a string, got {type(value).__name__}")
         values[key] = value
     home = _home(str(values.get("home_economy", "")))
-    number = _card_number(str(values.get("card_number", values.get("number", ""))))
+    number = number_value(str(values.get("card_number", values.get("number", ""))), "card_number")
     if op == "withdraw":
         return op, home, number, version, None
     return op, home, number, version, _card(values)

@@ -39,6 +39,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "CsvChunks",
     "Row",
+    "number_value",
     "open_csv",
     "parse_date",
     "parse_rows",
@@ -149,11 +150,13 @@ def _state(raw: str) -> str:
     return state
 
 
-def _number(raw: str) -> str:
+def number_value(raw: str, name: str = "document_number") -> str:
+    """A document (or card) number from a file, normalised and checked by the one rule
+    (:func:`rmas.documents.number_problem`); ValueError naming the column ``name``."""
     number = normalise_number(raw)
     problem = number_problem(number)
     if problem is not None:
-        raise ValueError(f"document_number: {problem} (after normalising)")
+        raise ValueError(f"{name}: {problem} (after normalising)")
     return number
 
 
@@ -193,7 +196,7 @@ def record_values(raw: Mapping[str, str]) -> dict[str, Any]:
     fields. An absent or empty field is what an empty CSV cell is."""
     out: dict[str, Any] = {
         "issuing_state": _state(raw.get("issuing_state", "")),
-        "document_number": _number(raw.get("document_number", "")),
+        "document_number": number_value(raw.get("document_number", "")),
         "document_type": _type(raw.get("document_type", "")),
         "status": _status(raw.get("status", "")),
         "reported_on": parse_date(raw.get("reported_on", ""), "reported_on"),
@@ -206,7 +209,7 @@ def record_values(raw: Mapping[str, str]) -> dict[str, Any]:
 
 def record_key(raw: Mapping[str, str]) -> tuple[str, str]:
     """(issuing economy, normalised number) of a record, validated as a CSV row's are."""
-    return _state(raw.get("issuing_state", "")), _number(raw.get("document_number", ""))
+    return _state(raw.get("issuing_state", "")), number_value(raw.get("document_number", ""))
 
 
 def _constant(name: str) -> Callable[[str], Any]:
@@ -267,14 +270,14 @@ def _row_maker(cols: _Columns) -> Callable[[list[str]], Row]:
     def row(rec: list[str]) -> Row:
         raw_state, number, raw_type, status, raw_reported, ref = required(rec)
         state = states.get(raw_state) or _state(raw_state)
-        # A fast path for numbers already in canonical form; _number has the rule.
+        # A fast path for numbers already in canonical form; number_value has the rule.
         if not (
             number.isalnum()
             and number.isascii()
             and len(number) <= MAX_NUMBER_LENGTH
             and (number.isupper() or number.isdigit())
         ):
-            number = _number(number)
+            number = number_value(number)
         dtype = types.get(raw_type)
         if dtype is None:
             dtype = _type(raw_type)

@@ -41,8 +41,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -62,6 +62,8 @@ from rmas.verdict import Record
 __all__ = ["RemoteProvider"]
 
 log = structlog.get_logger("rmas.remote.client")
+
+T = TypeVar("T")
 
 _KEEPALIVE = [
     ("grpc.keepalive_time_ms", 10_000),
@@ -435,41 +437,52 @@ def _describe_problem(configured: frozenset[str], described: Sequence[str]) -> s
     )[:200]
 
 
+def _checked(
+    results: Sequence[Any],
+    keys: Sequence[tuple[str, str]],
+    echoed: Callable[[Any], tuple[str, str]],
+    decode: Callable[[Any], T],
+    what: str,
+) -> list[T]:
+    """A node's results, once each is known to answer what was asked: one per item, in order,
+    with the item's ref and its key (economy, number) echoed; ProviderError otherwise."""
+    n = len(keys)
+    if len(results) != n:
+        raise ProviderError(f"node answered {len(results)} results for {n} {what}s")
+    out: list[T] = []
+    for i, (res, (economy, number)) in enumerate(zip(results, keys, strict=True)):
+        if res.ref != str(i):
+            raise ProviderError(f"node answered {what} result {i} with ref {res.ref[:20]!r}")
+        # The echo must name what was asked about: the node's answer is about its key.
+        state, echoed_number = echoed(res)
+        if echoed_number != number or canonical_economy(state) != economy:
+            raise ProviderError(f"node answered {what} result {i} about another {what} than asked")
+        try:
+            out.append(decode(res))
+        except ValueError as exc:
+            raise ProviderError(f"node answered an unusable {what} record: {exc}") from None
+    return out
+
+
 def _records(
     resp: provider_pb2.LookupBatchResponse, queries: Sequence[DocumentQuery]
 ) -> list[Record]:
-    n = len(queries)
-    if len(resp.results) != n:
-        raise ProviderError(f"node answered {len(resp.results)} results for {n} documents")
-    out: list[Record] = []
-    for i, (res, q) in enumerate(zip(resp.results, queries, strict=True)):
-        if res.ref != str(i):
-            raise ProviderError(f"node answered result {i} with ref {res.ref[:20]!r}")
-        # The echo must name the document asked about: the node's answer is about its key.
-        if res.number != q.number or canonical_economy(res.issuing_state) != q.economy:
-            raise ProviderError(f"node answered result {i} about another document than asked")
-        try:
-            out.append(record_from_pb(res.record))
-        except ValueError as exc:
-            raise ProviderError(f"node answered an unusable record: {exc}") from None
-    return out
+    return _checked(
+        resp.results,
+        [(q.economy, q.number) for q in queries],
+        lambda res: (res.issuing_state, res.number),
+        lambda res: record_from_pb(res.record),
+        "document",
+    )
 
 
 def _cards(
     resp: provider_pb2.LookupCardsResponse, queries: Sequence[CardQuery]
 ) -> list[CardRecord]:
-    n = len(queries)
-    if len(resp.results) != n:
-        raise ProviderError(f"node answered {len(resp.results)} results for {n} cards")
-    out: list[CardRecord] = []
-    for i, (res, q) in enumerate(zip(resp.results, queries, strict=True)):
-        if res.ref != str(i):
-            raise ProviderError(f"node answered card result {i} with ref {res.ref[:20]!r}")
-        # The echo must name the card asked about: the node's answer is about its key.
-        if res.number != q.number or canonical_economy(res.home_economy) != q.home_economy:
-            raise ProviderError(f"node answered card result {i} about another card than asked")
-        try:
-            out.append(card_record_from_pb(res.card))
-        except ValueError as exc:
-            raise ProviderError(f"node answered an unusable card record: {exc}") from None
-    return out
+    return _checked(
+        resp.results,
+        [(q.home_economy, q.number) for q in queries],
+        lambda res: (res.home_economy, res.number),
+        lambda res: card_record_from_pb(res.card),
+        "card",
+    )
