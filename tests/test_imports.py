@@ -21,6 +21,7 @@ PURE = (
     "rmas.fanout",
     "rmas.hub",
     "rmas.abtc",
+    "rmas.changes",
     "rmas.config",
     "rmas.net",
     "rmas.runtime",
