@@ -8,10 +8,11 @@ can report changes implements :class:`ChangeFeed`, and the hub's watcher turns e
 The contract, for every feed (the SQL store's change log, a remote node's ``WatchChanges`` stream,
 the SLTD-style store's record list polled by cursor):
 
+- ``current_position()`` is the position just after the newest change recorded so far: a hub
+  that starts watching a provider for the first time starts there (no history is replayed).
 - ``watch_changes(since)`` yields the changes recorded *after* position ``since``, oldest first,
+  in batches (each a non-empty sequence: what the feed read at once, e.g. one page of its log),
   and keeps yielding as new ones are recorded (it does not end on its own).
-- ``since=None`` means "from now": the feed first settles on its current position and yields only
-  what is recorded afterwards (the hub does not replay history on its first start).
 - ``position`` is opaque text, increasing in the feed's own order; the hub stores the position of
   the last change it has acted on and resumes from it after a restart or a lost connection.
 - A change names a document (``issuing_state``, ``number``, normalised as
@@ -25,7 +26,7 @@ the SLTD-style store's record list polled by cursor):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -52,7 +53,13 @@ class ChangesLost(ProviderError):
 class ChangeFeed(Protocol):
     """The optional capability of a provider that reports record changes (see the module)."""
 
-    def watch_changes(self, since: str | None) -> AsyncIterator[DocumentChange]: ...
+    async def current_position(self) -> str:
+        """The position just after the newest change recorded so far."""
+        ...
+
+    def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
+        """The changes after ``since``, oldest first, without end (see the module)."""
+        ...
 
 
 def change_capable(provider: object) -> bool:

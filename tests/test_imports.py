@@ -22,6 +22,7 @@ PURE = (
     "rmas.hub",
     "rmas.abtc",
     "rmas.changes",
+    "rmas.changewatch",
     "rmas.config",
     "rmas.net",
     "rmas.runtime",
