@@ -14,9 +14,9 @@ import ssl
 from dataclasses import dataclass
 
 from rmas.audit.entry import Caller
+from rmas.grpckit.auth import Admitted
 from rmas.security.access import CONSOLE_PERMISSIONS, AccessPolicy, CallerRule, Role, view_of
 from rmas.security.certs import identity_of
-from rmas.server.auth import Admitted
 
 __all__ = ["Refused", "Visitor", "visitor_of"]
 

@@ -1,10 +1,11 @@
 """The console's pages: check a document, find a check, the hub at a glance.
 
-A check goes through the hub's own servicer (:meth:`DocumentCheckService.check_document`): the
-same rate limits, the same hub, the same audit entry (channel ``document``, the visitor as
-caller), the same metrics as a gRPC CheckDocument; the answer page is rendered while the audit
-entry is committed and sent once it is durable. The status page shows what ``rmas status``
-shows (:meth:`HubAdminService.status`), refreshed by server-sent events.
+A check goes through the edge's one check pipeline (:class:`rmas.server.pipeline.CheckPipeline`,
+the servicer's own): the same rate limits, the same hub, the same audit entry (channel
+``document``, the visitor as caller), the same metrics as a gRPC CheckDocument; the answer page
+is rendered while the audit entry is committed and sent once it is durable. The status page
+shows what ``rmas status`` shows (the same :class:`~rmas.server.snapshot.HubSnapshot`, from
+:meth:`HubAdminService.snapshot`), refreshed by server-sent events.
 
 Forms are POSTed and answered in place (the URL stays ``/check``), every page is ``no-store``:
 a document number, a name or a zone never reaches a URL, the browser's history or cache.
@@ -27,16 +28,17 @@ import structlog
 from aiohttp import web
 
 from rmas.abtc import CardQuery, validate_card
+from rmas.audit.entry import Channel
 from rmas.console import trail
 from rmas.console.identity import Visitor
 from rmas.documents import DocumentQuery, DocumentType, validate_document
 from rmas.errors import AuditError, FieldViolation, Overloaded, ValidationError
+from rmas.grpckit.mapping import scanned_from_lines
 from rmas.hub import CheckResult, ScannedDocument
 from rmas.mrz import DigitState, Field, MrzReading
 from rmas.security.access import RateLimited
-from rmas.server.check_service import Unrecorded
-from rmas.server.mapping import scanned_from_lines
-from rmas.v1 import check_pb2
+from rmas.server.pipeline import CheckOutcome, CheckRequest, Unrecorded
+from rmas.server.snapshot import HubSnapshot
 from rmas.verdict import Verdict
 
 __all__ = ["VISITOR", "Pages", "answer_context", "cells"]
@@ -125,11 +127,11 @@ def cells(row: Sequence[object]) -> markupsafe.Markup:
     return markupsafe.Markup("".join(f"<td>{escape(str(c))}</td>" for c in row))
 
 
-def _status_context(status: check_pb2.StatusResponse) -> dict[str, Any]:
+def _status_context(status: HubSnapshot) -> dict[str, Any]:
     providers = []
     for p in status.providers:
         providers.append({
-            "id": p.provider_id, "scope": p.scope, "required": p.required,
+            "id": p.id, "scope": p.scope, "required": p.required,
             "issuing_states": list(p.issuing_states), "health": p.health or "ok",
             "breaker": p.breaker or "-", "target": p.target, "calls": p.calls,
             "failures": p.failures, "error_rate": p.recent_error_rate,
@@ -243,13 +245,15 @@ class Pages:
                                **self._form_context(form, mode, exc.violations))  # fmt: skip
         service = self.server.service
 
-        def page(result: CheckResult) -> str:
-            return self.answer_page(result, request)
+        def page(outcome: CheckOutcome) -> str:
+            return self.answer_page(outcome.results[0], request)
 
         try:
             with service.serving():
-                html = await service.check_document(
-                    visitor.as_officer(), item, None, page, slow_answer=True, card=card
+                html = await service.pipeline.run(
+                    CheckRequest(visitor.as_officer(), Channel.DOCUMENT, (item,), card=card),
+                    page,
+                    slow_answer=True,
                 )
         except (RateLimited, Overloaded) as exc:
             return self.render("refused.html", request, status=429, message=str(exc))
@@ -337,7 +341,7 @@ class Pages:
 
     async def _live(self, request: web.Request) -> str:
         """The live part of the status page (providers, audit trail), rendered."""
-        status = await self.server.admin.status()
+        status = await self.server.admin.snapshot()
         audit = self.server.audit
         head: tuple[int, str] | None = None
         head_error = ""

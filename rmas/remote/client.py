@@ -50,11 +50,11 @@ import structlog
 from rmas.abtc import CardQuery, CardRecord
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
+from rmas.grpckit.mapping import card_record_from_pb, document_to_pb, record_from_pb
 from rmas.net import require_loopback_unless_tls
 from rmas.providers import ProviderConfig, ProviderInfo
-from rmas.remote.resilience import Bulkhead, CircuitBreaker
+from rmas.resilience import Bulkhead, CircuitBreaker
 from rmas.security.tls import TlsConfig
-from rmas.server.mapping import card_record_from_pb, document_to_pb, record_from_pb
 from rmas.states import canonical_economy
 from rmas.v1 import provider_pb2, provider_pb2_grpc
 from rmas.verdict import Record

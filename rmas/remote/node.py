@@ -33,13 +33,13 @@ from rmas.errors import (
     ProviderUnavailable,
     ValidationError,
 )
+from rmas.grpckit.auth import AccessInterceptor
+from rmas.grpckit.errors import abort_invalid
+from rmas.grpckit.mapping import card_record_to_pb, query_from_document, record_to_pb
 from rmas.net import parse_listen, require_loopback_unless_tls
 from rmas.providers import CardProvider, Provider, Registry, Scope, card_capable, record_count
 from rmas.security.access import node_policy
 from rmas.security.tls import TlsConfig
-from rmas.server.auth import AccessInterceptor
-from rmas.server.errors import abort_invalid
-from rmas.server.mapping import card_record_to_pb, query_from_document, record_to_pb
 from rmas.v1 import provider_pb2, provider_pb2_grpc
 
 __all__ = ["ProviderNode", "ProviderService"]

@@ -1,23 +1,26 @@
-"""``rmas.v1.HubAdmin``: the operator's view of a running hub (``rmas status``)."""
+"""``rmas.v1.HubAdmin``: the operator's view of a running hub (``rmas status``).
+
+The figures are one :class:`~rmas.server.snapshot.HubSnapshot`; this servicer only writes it
+into a ``StatusResponse`` (the web console renders the same snapshot as HTML).
+"""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from typing import Any
 
 import grpc
 
-from rmas import __version__
 from rmas.hub import Hub
-from rmas.providers import record_count
+from rmas.server.snapshot import HubSnapshot, ReloadOutcome, record_counts, take_snapshot
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 __all__ = ["HubAdminService"]
 
 
 class HubAdminService(check_pb2_grpc.HubAdminServicer):
-    def __init__(self, hub: Hub, *, reload_outcome: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, hub: Hub, *, reload_outcome: Callable[[], ReloadOutcome | None] | None = None
+    ) -> None:
         self._hub = hub
         #: Returns the hub server's last ReloadOutcome (at, ok, detail), or None.
         self._reload_outcome = reload_outcome
@@ -25,49 +28,43 @@ class HubAdminService(check_pb2_grpc.HubAdminServicer):
     async def Status(
         self, request: check_pb2.StatusRequest, context: grpc.aio.ServicerContext[object, object]
     ) -> check_pb2.StatusResponse:
-        return await self.status()
+        return snapshot_to_pb(await self.snapshot())
 
-    async def status(self) -> check_pb2.StatusResponse:
-        """The hub's status, as ``rmas status`` and the web console's operator page show it."""
-        hub = self._hub
-        out = check_pb2.StatusResponse(
-            version=__version__,
-            uptime_s=time.monotonic() - hub.started,
-            checks=hub.checked,
-            in_flight=hub.in_flight,
-        )
+    async def snapshot(self) -> HubSnapshot:
+        """The hub's status, as ``rmas status`` and the web console's operator page show it:
+        with every provider's record count (each asked for at most half a second)."""
+        counts = await record_counts(self._hub, timeout_s=0.5)
         last = self._reload_outcome() if self._reload_outcome is not None else None
-        if last is not None:
-            out.last_reload_at = last.at.isoformat(timespec="milliseconds")
-            out.last_reload_ok = last.ok
-            out.last_reload_detail = last.detail
-        for p in hub.providers:
-            info = p.info
-            st = hub.fanout.stats.get(info.id)
-            summary = st.summary() if st is not None else {}
-            ps = out.providers.add(
-                provider_id=info.id,
-                scope=info.scope.value,
-                required=info.required,
-                issuing_states=sorted(info.issuing_states),
-                health=str(summary.get("health", "ok")),
-                calls=st.calls if st else 0,
-                failures=st.failures if st else 0,
-                recent_error_rate=float(summary.get("error_rate", 0.0)),
-                recent_p50_ms=float(summary.get("p50_ms", 0.0)),
-                recent_p99_ms=float(summary.get("p99_ms", 0.0)),
-                last_error=st.last_error if st else "",
-            )
-            count = await record_count(p, timeout_s=0.5)
-            if count is not None:
-                ps.record_count = count
-            snapshot = getattr(p, "snapshot", None)
-            if callable(snapshot):
-                snap = snapshot()
-                ps.breaker = str(snap.get("breaker", ""))
-                ps.target = str(snap.get("target", ""))
-                ps.described_states.extend(snap.get("described_states", []))
-                ps.describe_problem = str(snap.get("describe_problem", ""))
-                if ps.breaker == "open" or ps.describe_problem:
-                    ps.health = "down"
-        return out
+        return take_snapshot(self._hub, last_reload=last, counts=counts)
+
+
+def snapshot_to_pb(snap: HubSnapshot) -> check_pb2.StatusResponse:
+    out = check_pb2.StatusResponse(
+        version=snap.version, uptime_s=snap.uptime_s, checks=snap.checks, in_flight=snap.in_flight
+    )
+    last = snap.last_reload
+    if last is not None:
+        out.last_reload_at = last.at.isoformat(timespec="milliseconds")
+        out.last_reload_ok = last.ok
+        out.last_reload_detail = last.detail
+    for p in snap.providers:
+        ps = out.providers.add(
+            provider_id=p.id,
+            scope=p.scope,
+            required=p.required,
+            issuing_states=p.issuing_states,
+            health=p.health,
+            calls=p.calls,
+            failures=p.failures,
+            recent_error_rate=p.recent_error_rate,
+            recent_p50_ms=p.recent_p50_ms,
+            recent_p99_ms=p.recent_p99_ms,
+            last_error=p.last_error,
+            breaker=p.breaker,
+            target=p.target,
+            described_states=p.described_states,
+            describe_problem=p.describe_problem,
+        )
+        if p.record_count is not None:
+            ps.record_count = p.record_count
+    return out

@@ -2,7 +2,7 @@
 
 Besides ``rmas.v1.DocumentCheck`` it serves ``rmas.v1.HubAdmin`` and the standard gRPC health
 checking and server reflection services, all behind one access interceptor
-(:mod:`rmas.server.auth`). With ``[tls]`` the listener requires a client certificate from the
+(:mod:`rmas.grpckit.auth`). With ``[tls]`` the listener requires a client certificate from the
 configured CA; without it the hub binds to loopback addresses only (development mode) and says so
 at start-up. The audit trail, when configured, is opened before the first call is accepted and
 flushed after the last one is answered. With ``hub.metrics_listen`` the hub also serves
@@ -17,7 +17,6 @@ import contextlib
 import datetime as dt
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -30,6 +29,7 @@ from rmas.config import HubConfig, RmasConfig, require_providers
 from rmas.console.app import WebConsole
 from rmas.errors import ConfigError, ProviderError
 from rmas.fileperm import readable_by_others
+from rmas.grpckit.auth import AccessInterceptor
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel
 from rmas.iapiconfig import IapiConfig
@@ -38,26 +38,17 @@ from rmas.providers import Provider, build_providers
 from rmas.security.access import AccessPolicy
 from rmas.security.tls import TlsConfig
 from rmas.server.admin_service import HubAdminService
-from rmas.server.auth import AccessInterceptor
 from rmas.server.check_service import DocumentCheckService
 from rmas.server.metrics import HubMetrics
+from rmas.server.snapshot import ReloadOutcome
 from rmas.v1 import check_pb2, check_pb2_grpc
 
-__all__ = ["HubServer", "ReloadOutcome"]
+__all__ = ["HubServer"]
 
 log = structlog.get_logger("rmas.server")
 
 CHECK_SERVICE = check_pb2.DESCRIPTOR.services_by_name["DocumentCheck"].full_name
 ADMIN_SERVICE = check_pb2.DESCRIPTOR.services_by_name["HubAdmin"].full_name
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadOutcome:
-    """What the last SIGHUP did: applied (what changed), or refused (the error)."""
-
-    at: dt.datetime
-    ok: bool
-    detail: str
 
 
 class HubServer:

@@ -1,19 +1,20 @@
-"""The ``rmas.v1.DocumentCheck`` servicer: translate, ask the hub, audit, translate back.
+"""The ``rmas.v1.DocumentCheck`` servicer: each RPC only translates its wire format in and out.
 
-Every RPC takes the same steps: the caller admitted by :mod:`rmas.server.auth` is charged the
-number of documents (per-identity rate limits: RESOURCE_EXHAUSTED), the hub checks them, the
-audit trail writes one entry per document and returns once they are durable (no answer leaves
-unrecorded: UNAVAILABLE when a required trail cannot be written), the metrics count them (when
-on: :mod:`rmas.server.metrics`), and the results are written in the caller's view
-(:func:`rmas.server.mapping.result_to_pb`).
+A request is read into a :class:`~rmas.server.pipeline.CheckRequest` (bad input:
+INVALID_ARGUMENT naming every field, before anything is charged, checked or audited), the
+:class:`~rmas.server.pipeline.CheckPipeline` takes the steps every check takes (admit, check,
+audit, answer, durable, count), and the outcome is written back in the caller's view
+(:func:`rmas.grpckit.mapping.result_to_pb`). The pipeline's refusals become statuses here:
+RESOURCE_EXHAUSTED (rate limits, overload) and UNAVAILABLE (a required audit trail that cannot be
+written).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NoReturn
 
 import grpc
 
@@ -21,21 +22,10 @@ from rmas.abtc import CardQuery
 from rmas.audit.entry import Channel
 from rmas.audit.trail import AuditTrail
 from rmas.documents import DocumentQuery
-from rmas.errors import AuditError, FieldViolation, Overloaded, ValidationError
-from rmas.hub import (
-    MAX_REF_LENGTH,
-    CheckResult,
-    Hub,
-    InvalidDocument,
-    Item,
-    ScannedDocument,
-    new_check_id,
-)
-from rmas.iapi.channel import IapiAnswer, IapiChannel
-from rmas.security.access import AccessPolicy, RateLimited, View
-from rmas.server.auth import Admitted, current_caller
-from rmas.server.errors import abort_exhausted, abort_invalid
-from rmas.server.mapping import (
+from rmas.errors import FieldViolation, Overloaded, ValidationError
+from rmas.grpckit.auth import current_caller
+from rmas.grpckit.errors import abort_exhausted, abort_invalid
+from rmas.grpckit.mapping import (
     card_query_from_pb,
     document_from_pb,
     paxlst_answer_to_pb,
@@ -45,28 +35,27 @@ from rmas.server.mapping import (
     scanned_from_lines,
     scanned_or_invalid,
 )
+from rmas.hub import MAX_REF_LENGTH, Hub, InvalidDocument, Item, ScannedDocument, new_check_id
+from rmas.iapi.channel import IapiAnswer, IapiChannel
+from rmas.security.access import AccessPolicy, RateLimited, View
+from rmas.server.pipeline import CheckOutcome, CheckPipeline, CheckRequest, Unrecorded
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 if TYPE_CHECKING:
     from rmas.server.metrics import HubMetrics
 
-__all__ = ["DocumentCheckService", "Unrecorded"]
-
-T = TypeVar("T")
+__all__ = ["DocumentCheckService"]
 
 Ctx = grpc.aio.ServicerContext[object, object]
 
 
-class Unrecorded(AuditError):
-    """A required audit trail could not write a check's entries: no answer may leave. The
-    message quotes the ``first`` (up to three) of the ``count`` check ids."""
-
-    def __init__(self, first: Sequence[CheckResult], count: int) -> None:
-        super().__init__(
-            "the audit trail cannot be written; no answer is given unrecorded "
-            f"(check ids {', '.join(r.check_id for r in first[:3])}"
-            f"{'…' if count > 3 else ''})"
-        )
+async def _refused(context: Ctx, exc: RateLimited | Overloaded | Unrecorded) -> NoReturn:
+    """End the call with the status a pipeline refusal calls for."""
+    if isinstance(exc, Unrecorded):
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+    else:
+        await abort_exhausted(context, str(exc), exc.retry_after_s)
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
 
 class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
@@ -85,10 +74,10 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         self._hub = hub
         self._iapi = iapi
         self._max_manifest = max_manifest
-        self._policy = policy
-        self._audit = audit
-        self._metrics = metrics
-        self._max_in_flight = max_in_flight
+        #: The steps around the hub (also the web console's).
+        self.pipeline = CheckPipeline(
+            hub, policy=policy, audit=audit, metrics=metrics, max_in_flight=max_in_flight
+        )
         #: gRPC message limit: a manifest or PAXLST whose answer could exceed it is refused.
         self._max_message_bytes = max_message_bytes
         #: RPCs being answered; ``idle`` is set when there are none (for draining).
@@ -103,8 +92,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
     ) -> None:
         """New limits from a configuration reload; calls under way keep what they admitted."""
         self._max_manifest = max_manifest
-        self._max_in_flight = max_in_flight
-        self._policy = policy
+        self.pipeline.reconfigure(max_in_flight=max_in_flight, policy=policy)
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
@@ -122,265 +110,152 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
             if not self.active:
                 self.idle.set()
 
-    def _charge(self, who: Admitted, documents: int) -> None:
-        """Raise Overloaded when the hub has too many documents in flight, RateLimited when the
-        caller's bucket cannot pay for ``documents``."""
-        in_flight = self._hub.in_flight
-        if in_flight and in_flight + documents > self._max_in_flight:
-            raise Overloaded(
-                f"hub overloaded: {in_flight} documents in flight (at most "
-                f"{self._max_in_flight}); retry shortly or at another hub"
-            )
-        if self._policy is not None and who.rule is not None:
-            self._policy.admit(who.caller.identity, who.rule, documents)
-
-    async def _admit(self, who: Admitted, documents: int, context: Ctx) -> None:
-        try:
-            self._charge(who, documents)
-        except (RateLimited, Overloaded) as exc:
-            await abort_exhausted(context, str(exc), exc.retry_after_s)
-
-    async def _record(
-        self,
-        who: Admitted,
-        channel: Channel,
-        results: Sequence[CheckResult],
-        context: Ctx,
-        reference: str = "",
-    ) -> None:
-        await self._recorded(
-            self._submit(who, channel, results, reference), context, results[:3], len(results)
-        )
-
-    def _submit(
-        self, who: Admitted, channel: Channel, results: Sequence[CheckResult], reference: str = ""
-    ) -> Awaitable[None] | None:
-        """Queue the audit entries now (see AuditTrail.submit); await with _recorded."""
-        if self._audit is None:
-            return None
-        return self._audit.submit(results, who.caller, channel, reference)
-
-    async def _recorded(
-        self,
-        pending: Awaitable[None] | None,
-        context: Ctx,
-        first: Sequence[CheckResult],
-        count: int,
-    ) -> None:
-        """Wait until the entries are durable; UNAVAILABLE (no answer) when they cannot be,
-        quoting the ``first`` (up to three) of the ``count`` check ids."""
-        if pending is None:
-            return
-        try:
-            await pending
-        except AuditError:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(Unrecorded(first, count)))
-
-    async def check_document(
-        self,
-        who: Admitted,
-        item: Item,
-        remaining_s: float | None,
-        answer: Callable[[CheckResult], T],
-        *,
-        slow_answer: bool = False,
-        card: CardQuery | None = None,
-    ) -> T:
-        """CheckDocument's steps once the document is read, for every edge that checks one
-        (this servicer, and the web console in :mod:`rmas.console`): charge the caller one
-        document, check it, queue its audit entry, build the answer with ``answer`` while the
-        entry is committed, and return that answer once the entry is durable.
-
-        Raises RateLimited or Overloaded (nothing was checked), Unrecorded when a required audit
-        trail could not write the entry (the answer must not leave). Callers other than the
-        RPCs below run it inside :meth:`serving`, so that a drain waits for it.
-
-        ``slow_answer``: yield to the event loop once before building the answer, so that the
-        audit trail's writer task starts the commit first and the two run at the same time (an
-        HTML page takes longer to build than the commit takes to start; a protobuf does not).
-
-        ``card``: the APEC Business Travel Card presented with the document (rmas.abtc), asked
-        at the same time; its verdict rides in the result's ``abtc``.
-        """
-        self._charge(who, 1)
-        deadline = self._hub.deadline(remaining_s)
-        if card is not None and not isinstance(item, InvalidDocument):
-            results = [await self._hub.check_with_card(item, card, deadline)]
-        else:
-            results = await self._hub.check([item], deadline)
-        pending = self._submit(who, Channel.DOCUMENT, results)
-        if slow_answer and pending is not None:
-            await asyncio.sleep(0)
-        try:  # the answer is built while the audit commit runs; it leaves after it
-            out = answer(results[0])
-        finally:
-            if pending is not None:
-                try:
-                    await pending
-                except AuditError as exc:
-                    raise Unrecorded(results, len(results)) from exc
-        if self._metrics is not None:
-            self._metrics.observe(Channel.DOCUMENT, results)
-        return out
-
-    async def _CheckDocument(
-        self, request: check_pb2.CheckDocumentRequest, context: Ctx
-    ) -> check_pb2.CheckDocumentResponse:
-        who = current_caller()
-        item: DocumentQuery | ScannedDocument
-        if request.mrz_lines and request.HasField("document"):
-            await abort_invalid(
-                context, [FieldViolation("mrz_lines", "give either document or mrz_lines")]
-            )
-        try:
-            if request.mrz_lines:
-                item = scanned_from_lines(request.mrz_lines, prefix="mrz_lines")
-            elif request.HasField("document"):
-                item = query_from_document(request.document)
-            else:
-                raise ValidationError([FieldViolation("document", "required (or mrz_lines)")])
-        except ValidationError as exc:
-            await abort_invalid(context, exc.violations)
-        card = None
-        if request.HasField("abtc"):
-            passport = item.query if isinstance(item, ScannedDocument) else item
-            try:
-                card = card_query_from_pb(
-                    request.abtc, request.checking_economy, passport, self._hub.policy.economy
-                )
-            except ValidationError as exc:
-                await abort_invalid(context, exc.violations)
-        elif request.checking_economy:
-            await abort_invalid(
-                context, [FieldViolation("checking_economy", "only with an abtc card")]
-            )
-
-        def respond(result: CheckResult) -> check_pb2.CheckDocumentResponse:
-            response = check_pb2.CheckDocumentResponse()
-            result_to_pb(result, response.result, who.view)
-            return response
-
-        try:
-            return await self.check_document(
-                who, item, context.time_remaining(), respond, card=card
-            )
-        except (RateLimited, Overloaded) as exc:
-            await abort_exhausted(context, str(exc), exc.retry_after_s)
-        except Unrecorded as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
-
-    async def _CheckManifest(
-        self, request: check_pb2.CheckManifestRequest, context: Ctx
-    ) -> check_pb2.CheckManifestResponse:
-        who = current_caller()
-        n = len(request.travellers)
-        if n > self._max_manifest:
-            await abort_invalid(
-                context,
-                [FieldViolation("travellers", f"{n} travellers; at most {self._max_manifest}")],
-            )
-        size = _answer_size(request, who.view is View.FULL, len(self._hub.providers))
-        if size > self._max_message_bytes:
-            # Refused before anything is checked, charged or audited: an answer the hub could
-            # not send would leave checks recorded that nobody received.
-            await abort_invalid(
-                context,
-                [FieldViolation("travellers", f"the answer for {n} travellers would exceed the "
-                                f"hub's message limit ({self._max_message_bytes} bytes): send "
-                                "the manifest in smaller parts")],
-            )  # fmt: skip
-        await self._admit(who, n, context)
-        items: list[Item] = []
-        for i, t in enumerate(request.travellers):
-            prefix = f"travellers[{i}]"
-            if len(t.ref) > MAX_REF_LENGTH:
-                items.append(InvalidDocument(t.ref[:MAX_REF_LENGTH], (FieldViolation(
-                    f"{prefix}.ref", f"longer than {MAX_REF_LENGTH} characters"),)))  # fmt: skip
-            elif t.mrz_lines:
-                items.append(
-                    scanned_or_invalid(t.mrz_lines, ref=t.ref, prefix=f"{prefix}.mrz_lines")
-                )
-            elif not t.HasField("document"):
-                items.append(
-                    InvalidDocument(t.ref, (FieldViolation(f"{prefix}.document", "required"),))
-                )
-            else:
-                items.append(document_from_pb(t.document, ref=t.ref, prefix=f"{prefix}.document"))
-        deadline = self._hub.deadline(context.time_remaining())
-        results = await self._hub.check(items, deadline)
-        del items
-        manifest_id = new_check_id()
-        n = len(results)
-        pending = self._submit(who, Channel.MANIFEST, results, manifest_id)
-        first = results[:3]
-        try:  # the answer is built while the audit commit runs; it leaves after it
-            response = check_pb2.CheckManifestResponse(manifest_id=manifest_id)
-            results_to_pb(results, response, who.view)
-            tally = None if self._metrics is None else self._metrics.tally(results)
-            # Let the results go now, not once the commit is in: held by every manifest waiting
-            # for a commit, a manifest's results and their answers are thousands of objects the
-            # collector scans again and again (docs/benchmarks.md, "mTLS and audit").
-            del results
-        finally:
-            await self._recorded(pending, context, first, n)
-        if self._metrics is not None and tally is not None:
-            self._metrics.observe_tally(Channel.MANIFEST, tally, n)
-        return response
-
-    async def _CheckPaxlst(
-        self, request: check_pb2.CheckPaxlstRequest, context: Ctx
-    ) -> check_pb2.CheckPaxlstResponse:
-        who = current_caller()
-        if not request.message:
-            await abort_invalid(context, [FieldViolation("message", "required")])
-        deadline = self._hub.deadline(context.time_remaining())
-
-        async def record(answer: IapiAnswer) -> None:
-            # Every checked answer is audited, resends included; the reference ties the entries
-            # to the airline's RFF+TN and to this answer.
-            results = [r for p in answer.passengers for r in p.results]
-            reference = f"{answer.answer_id} TN {answer.transaction_ref}" + (
-                " RESEND" if answer.resend else ""
-            )
-            await self._record(who, Channel.PAXLST, results, context, reference)
-            if self._metrics is not None:
-                self._metrics.observe(Channel.PAXLST, results)
-
-        try:
-            answer = await self._iapi.answer(
-                request.message,
-                deadline,
-                caller=who.caller.identity,
-                senders=who.rule.senders if who.rule is not None else (),
-                admit=lambda n: self._charge(who, n),
-                record=record,
-                max_answer_bytes=self._max_message_bytes,
-                full_results=who.view is View.FULL,
-            )
-        except (RateLimited, Overloaded) as exc:
-            await abort_exhausted(context, str(exc), exc.retry_after_s)
-        return paxlst_answer_to_pb(answer, who.view)
-
     # The RPCs: each counted while it is answered, so a drain knows when the last one is out.
 
     async def CheckDocument(
         self, request: check_pb2.CheckDocumentRequest, context: Ctx
     ) -> check_pb2.CheckDocumentResponse:
         with self.serving():
-            return await self._CheckDocument(request, context)
+            who = current_caller()
+            try:
+                item, card = self._document_in(request)
+            except ValidationError as exc:
+                await abort_invalid(context, exc.violations)
+
+            def respond(outcome: CheckOutcome) -> check_pb2.CheckDocumentResponse:
+                response = check_pb2.CheckDocumentResponse()
+                result_to_pb(outcome.results[0], response.result, outcome.view)
+                return response
+
+            try:
+                return await self.pipeline.run(
+                    CheckRequest(who, Channel.DOCUMENT, (item,), context.time_remaining(), card),
+                    respond,
+                )
+            except (RateLimited, Overloaded, Unrecorded) as exc:
+                await _refused(context, exc)
+
+    def _document_in(
+        self, request: check_pb2.CheckDocumentRequest
+    ) -> tuple[Item, CardQuery | None]:
+        """The document (or MRZ) and the card of a CheckDocument request; raise ValidationError
+        naming the fields at fault."""
+        item: DocumentQuery | ScannedDocument
+        if request.mrz_lines and request.HasField("document"):
+            raise ValidationError(
+                [FieldViolation("mrz_lines", "give either document or mrz_lines")]
+            )
+        if request.mrz_lines:
+            item = scanned_from_lines(request.mrz_lines, prefix="mrz_lines")
+        elif request.HasField("document"):
+            item = query_from_document(request.document)
+        else:
+            raise ValidationError([FieldViolation("document", "required (or mrz_lines)")])
+        if request.HasField("abtc"):
+            passport = item.query if isinstance(item, ScannedDocument) else item
+            card = card_query_from_pb(
+                request.abtc, request.checking_economy, passport, self._hub.policy.economy
+            )
+            return item, card
+        if request.checking_economy:
+            raise ValidationError([FieldViolation("checking_economy", "only with an abtc card")])
+        return item, None
 
     async def CheckManifest(
         self, request: check_pb2.CheckManifestRequest, context: Ctx
     ) -> check_pb2.CheckManifestResponse:
         with self.serving():
-            return await self._CheckManifest(request, context)
+            who = current_caller()
+            n = len(request.travellers)
+            if n > self._max_manifest:
+                await abort_invalid(
+                    context,
+                    [FieldViolation("travellers", f"{n} travellers; at most {self._max_manifest}")],
+                )
+            size = _answer_size(request, who.view is View.FULL, len(self._hub.providers))
+            if size > self._max_message_bytes:
+                # Refused before anything is checked, charged or audited: an answer the hub
+                # could not send would leave checks recorded that nobody received.
+                await abort_invalid(
+                    context,
+                    [FieldViolation("travellers", f"the answer for {n} travellers would exceed "
+                                    f"the hub's message limit ({self._max_message_bytes} bytes): "
+                                    "send the manifest in smaller parts")],
+                )  # fmt: skip
+            manifest_id = new_check_id()
+
+            def respond(outcome: CheckOutcome) -> check_pb2.CheckManifestResponse:
+                response = check_pb2.CheckManifestResponse(manifest_id=manifest_id)
+                results_to_pb(outcome.results, response, outcome.view)
+                return response
+
+            try:
+                return await self.pipeline.run(
+                    CheckRequest(
+                        who,
+                        Channel.MANIFEST,
+                        _travellers_in(request),
+                        context.time_remaining(),
+                        reference=manifest_id,
+                    ),
+                    respond,
+                )
+            except (RateLimited, Overloaded, Unrecorded) as exc:
+                await _refused(context, exc)
 
     async def CheckPaxlst(
         self, request: check_pb2.CheckPaxlstRequest, context: Ctx
     ) -> check_pb2.CheckPaxlstResponse:
         with self.serving():
-            return await self._CheckPaxlst(request, context)
+            who = current_caller()
+            if not request.message:
+                await abort_invalid(context, [FieldViolation("message", "required")])
+            deadline = self._hub.deadline(context.time_remaining())
+            pipeline = self.pipeline
+
+            async def record(answer: IapiAnswer) -> None:
+                # Every checked answer is audited, resends included; the reference ties the
+                # entries to the airline's RFF+TN and to this answer.
+                results = [r for p in answer.passengers for r in p.results]
+                reference = f"{answer.answer_id} TN {answer.transaction_ref}" + (
+                    " RESEND" if answer.resend else ""
+                )
+                await pipeline.record(who, Channel.PAXLST, results, reference)
+
+            try:
+                answer = await self._iapi.answer(
+                    request.message,
+                    deadline,
+                    caller=who.caller.identity,
+                    senders=who.rule.senders if who.rule is not None else (),
+                    admit=lambda n: pipeline.charge(who, n),
+                    record=record,
+                    max_answer_bytes=self._max_message_bytes,
+                    full_results=who.view is View.FULL,
+                )
+            except (RateLimited, Overloaded, Unrecorded) as exc:
+                await _refused(context, exc)
+            return paxlst_answer_to_pb(answer, who.view)
+
+
+def _travellers_in(request: check_pb2.CheckManifestRequest) -> list[Item]:
+    """A manifest's documents, in order; a bad one becomes an InvalidDocument (answered
+    INVALID_DATA with the rest) naming ``travellers[i].<field>``."""
+    items: list[Item] = []
+    for i, t in enumerate(request.travellers):
+        prefix = f"travellers[{i}]"
+        if len(t.ref) > MAX_REF_LENGTH:
+            items.append(InvalidDocument(t.ref[:MAX_REF_LENGTH], (FieldViolation(
+                f"{prefix}.ref", f"longer than {MAX_REF_LENGTH} characters"),)))  # fmt: skip
+        elif t.mrz_lines:
+            items.append(scanned_or_invalid(t.mrz_lines, ref=t.ref, prefix=f"{prefix}.mrz_lines"))
+        elif not t.HasField("document"):
+            items.append(
+                InvalidDocument(t.ref, (FieldViolation(f"{prefix}.document", "required"),))
+            )
+        else:
+            items.append(document_from_pb(t.document, ref=t.ref, prefix=f"{prefix}.document"))
+    return items
 
 
 # Upper bounds of what one result adds to an answer beyond what its request carried (the

@@ -9,7 +9,9 @@ no document data, but they do say how many alerts a hub raises and which stores 
 The hot path only bumps plain integers: :meth:`HubMetrics.observe` makes one pass over an RPC's
 results and one dict update per (verdict, directive) group; :class:`ProviderStats` (in
 :mod:`rmas.fanout`) keeps each provider's calls by outcome and latency bins; the
-:class:`MetricsInterceptor` counts each RPC's status code and handling time. A collector of our
+:class:`~rmas.server.rpc_metrics.MetricsInterceptor` counts each RPC's status code and handling
+time. Provider figures are read from one :class:`~rmas.server.snapshot.HubSnapshot`, as
+``rmas status`` reads them. A collector of our
 own reads all of it at scrape time (no ``Counter.labels().inc()`` per document), on a registry of
 this hub's own, so several hubs in one process (tests) do not share series.
 
@@ -41,15 +43,10 @@ plus the ``process_*``, ``python_gc_*`` and ``python_info`` series of prometheus
 
 from __future__ import annotations
 
-import asyncio
-import bisect
-import inspect
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from importlib import metadata
-from typing import Any
 
-import grpc
 import structlog
 from aiohttp import web
 from prometheus_client import (
@@ -72,11 +69,12 @@ from rmas.errors import ConfigError
 from rmas.fanout import LATENCY_BUCKETS_MS
 from rmas.hub import CheckResult, Hub
 from rmas.net import parse_listen
-from rmas.remote.resilience import BreakerState
-from rmas.server.interceptors import Ctx, Handler, HandlerInterceptor
+from rmas.resilience import BreakerState
+from rmas.server.rpc_metrics import Bins, MetricsInterceptor, buckets
+from rmas.server.snapshot import take_snapshot
 from rmas.verdict import Directive, Outcome, Verdict
 
-__all__ = ["CONTENT_TYPE", "HubMetrics", "MetricsInterceptor"]
+__all__ = ["CONTENT_TYPE", "HubMetrics"]
 
 log = structlog.get_logger("rmas.server.metrics")
 
@@ -85,165 +83,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 #: Histogram bounds. Seconds for durations, documents for manifest sizes.
-RPC_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                 10.0)  # fmt: skip
 AUDIT_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 MANIFEST_BUCKETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
                     10000.0)  # fmt: skip
 
 _BREAKER_STATES = tuple(BreakerState)
-
-
-class _Bins:
-    """A fixed-bucket histogram as plain numbers: a count per bin (the last: above every bound)
-    and the sum. ``observe`` is a bisect and two additions; the cumulative form Prometheus wants
-    is built only when scraped."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: Sequence[float]) -> None:
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-
-def _buckets(
-    bounds: Sequence[float], counts: Sequence[int], divisor: float = 1.0
-) -> list[tuple[str, float]]:
-    """Cumulative ``(le, count)`` pairs ending with ``+Inf``; ``divisor`` converts the bounds'
-    unit (milliseconds in :mod:`rmas.fanout`) to the exposed one (a division, not a product by
-    0.001: 25 / 1000 is the double nearest 0.025, so ``le`` reads "0.025")."""
-    out: list[tuple[str, float]] = []
-    total = 0
-    for bound, n in zip(bounds, counts, strict=False):
-        total += n
-        out.append((repr(float(bound) / divisor), float(total)))
-    out.append(("+Inf", float(total + counts[-1])))
-    return out
-
-
-class _MethodStats:
-    """One RPC method's status codes and handling times (for the interceptor)."""
-
-    __slots__ = ("codes", "method", "service", "times")
-
-    def __init__(self, full_method: str) -> None:
-        service, _, method = full_method.lstrip("/").rpartition("/")
-        self.service = service
-        self.method = method
-        self.codes: dict[grpc.StatusCode, int] = {}
-        self.times = _Bins(RPC_BUCKETS_S)
-
-    def done(self, context: Ctx, started: float, error: BaseException | None) -> None:
-        self.times.observe(time.perf_counter() - started)
-        # code() is what the servicer set or aborted with; None when it did neither, which is OK
-        # for a return and, for an exception gRPC turns into a status itself, UNKNOWN (or
-        # CANCELLED when the call was cancelled: the client left or its deadline passed).
-        code: grpc.StatusCode | None = context.code()
-        if code is None:
-            if error is None:
-                code = grpc.StatusCode.OK
-            elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):
-                code = grpc.StatusCode.CANCELLED
-            else:
-                code = grpc.StatusCode.UNKNOWN
-        self.codes[code] = self.codes.get(code, 0) + 1
-
-
-class MetricsInterceptor(HandlerInterceptor):
-    """Counts every RPC by method and final status code, and times it.
-
-    It must come first in the server's interceptor list, before
-    :class:`~rmas.server.auth.AccessInterceptor`: the first interceptor's handler is the outermost
-    one, so a call the access check refuses (UNAUTHENTICATED, PERMISSION_DENIED) is counted too.
-
-    The handler's behaviour is wrapped to see the call's outcome (:mod:`rmas.server.interceptors`).
-    Method names come only from handlers the server has: a call to a method it does not
-    serve is counted under ``grpc_method="unknown"``, never under the name the caller sent.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.methods: dict[str, _MethodStats] = {}
-        self.unknown = 0
-
-    def unhandled(self) -> None:
-        self.unknown += 1  # gRPC answers UNIMPLEMENTED
-
-    def wrap(self, method: str, handler: Handler) -> Handler:
-        stats = self.methods.get(method)
-        if stats is None:
-            stats = self.methods[method] = _MethodStats(method)
-        return _wrap(stats, handler)
-
-
-def _wrap(stats: _MethodStats, handler: Handler) -> Handler:
-    h: Any = handler
-    done = stats.done
-    if h.unary_unary is not None or h.stream_unary is not None:
-        inner = h.unary_unary if h.unary_unary is not None else h.stream_unary
-
-        async def unary(request: Any, context: Ctx) -> Any:
-            started = time.perf_counter()
-            try:
-                response = await inner(request, context)
-            except BaseException as exc:  # aborts too: count, then let gRPC answer as before
-                done(context, started, exc)
-                raise
-            done(context, started, None)
-            return response
-
-        make = (
-            grpc.unary_unary_rpc_method_handler
-            if h.unary_unary is not None
-            else grpc.stream_unary_rpc_method_handler
-        )
-        return make(unary, h.request_deserializer, h.response_serializer)
-    streaming = h.unary_stream if h.unary_stream is not None else h.stream_stream
-    make_streaming = (
-        grpc.unary_stream_rpc_method_handler
-        if h.unary_stream is not None
-        else grpc.stream_stream_rpc_method_handler
-    )
-    return make_streaming(
-        _wrap_streaming(streaming, done), h.request_deserializer, h.response_serializer
-    )
-
-
-def _wrap_streaming(
-    inner: Any, done: Callable[[Ctx, float, BaseException | None], None]
-) -> Callable[..., Any]:
-    """A streaming behaviour is either an async generator or a coroutine that writes to the
-    context; the wrapper must be the same kind (gRPC tells them apart by inspection)."""
-    if inspect.isasyncgenfunction(inner):
-
-        async def generator(request: Any, context: Ctx) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            try:
-                async for item in inner(request, context):
-                    yield item
-            except BaseException as exc:
-                done(context, started, exc)
-                raise
-            done(context, started, None)
-
-        return generator
-
-    async def writer(request: Any, context: Ctx) -> Any:
-        started = time.perf_counter()
-        try:
-            result = await inner(request, context)
-        except BaseException as exc:
-            done(context, started, exc)
-            raise
-        done(context, started, None)
-        return result
-
-    return writer
 
 
 class HubMetrics:
@@ -257,11 +101,11 @@ class HubMetrics:
         #: Documents answered by (channel, verdict, directive), and RPCs answered by channel.
         self.checks: dict[tuple[str, str, str], int] = {}
         self.requests: dict[Channel, int] = dict.fromkeys(Channel, 0)
-        self.manifests: dict[Channel, _Bins] = {
-            Channel.MANIFEST: _Bins(MANIFEST_BUCKETS),
-            Channel.PAXLST: _Bins(MANIFEST_BUCKETS),
+        self.manifests: dict[Channel, Bins] = {
+            Channel.MANIFEST: Bins(MANIFEST_BUCKETS),
+            Channel.PAXLST: Bins(MANIFEST_BUCKETS),
         }
-        self.audit_wait = _Bins(AUDIT_BUCKETS_S)
+        self.audit_wait = Bins(AUDIT_BUCKETS_S)
         try:
             self.version = metadata.version("rmas")
         except metadata.PackageNotFoundError:
@@ -358,7 +202,7 @@ class HubMetrics:
             labels=["channel"],
         )
         for channel, bins in self.manifests.items():
-            sizes.add_metric([channel], _buckets(bins.bounds, bins.counts), bins.sum)
+            sizes.add_metric([channel], buckets(bins.bounds, bins.counts), bins.sum)
         yield sizes
 
     def _collect_providers(self) -> Iterable[Metric]:
@@ -382,29 +226,21 @@ class HubMetrics:
             "Circuit breaker of a national node: 1 for its current state, 0 for the others.",
             labels=["provider", "state"],
         )
-        stats = self.hub.fanout.stats
-        for provider in self.hub.providers:
-            pid = provider.info.id
-            st = stats.get(pid)
-            if st is not None:
+        for p in take_snapshot(self.hub).providers:
+            pid = p.id
+            if p.figures is not None:
                 for outcome in Outcome:
-                    calls.add_metric([pid, outcome], st.outcomes.get(outcome, 0))
+                    calls.add_metric([pid, outcome], p.figures.outcomes.get(outcome, 0))
                 latency.add_metric(
                     [pid],
-                    _buckets(LATENCY_BUCKETS_MS, st.latency_bins, 1000.0),
-                    st.latency_sum_ms / 1000.0,
+                    buckets(LATENCY_BUCKETS_MS, p.figures.latency_bins, 1000.0),
+                    p.figures.latency_sum_ms / 1000.0,
                 )
-            snapshot = getattr(provider, "snapshot", None)
-            if not callable(snapshot):
-                continue
-            snap = snapshot()
-            if isinstance(snap, dict):
-                if isinstance(snap.get("in_flight"), int):
-                    in_flight.add_metric([pid], snap["in_flight"])
-                state = snap.get("breaker")
-                if state in _BREAKER_STATES:
-                    for s in _BREAKER_STATES:
-                        breaker.add_metric([pid, s], 1.0 if s == state else 0.0)
+            if p.in_flight is not None:
+                in_flight.add_metric([pid], p.in_flight)
+            if p.breaker in _BREAKER_STATES:
+                for s in _BREAKER_STATES:
+                    breaker.add_metric([pid, s], 1.0 if s == p.breaker else 0.0)
         # Gauges only national nodes report: no empty families when the hub has none.
         yield from (m for m in (calls, latency, in_flight, breaker) if m.samples or m is calls)
 
@@ -430,7 +266,7 @@ class HubMetrics:
             "rmas_audit_write_duration_seconds",
             "Time a check waited for its audit entries to be committed.",
         )
-        hist.add_metric([], _buckets(wait.bounds, wait.counts), wait.sum)
+        hist.add_metric([], buckets(wait.bounds, wait.counts), wait.sum)
         yield hist
         yield GaugeMetricFamily(
             "rmas_audit_backlog_entries",
@@ -466,7 +302,7 @@ class HubMetrics:
                 handled.add_metric([st.service, st.method, code.name], n)
             times = st.times
             seconds.add_metric(
-                [st.service, st.method], _buckets(times.bounds, times.counts), times.sum
+                [st.service, st.method], buckets(times.bounds, times.counts), times.sum
             )
         if icpt.unknown:
             handled.add_metric(["unknown", "unknown", "UNIMPLEMENTED"], icpt.unknown)

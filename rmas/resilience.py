@@ -18,7 +18,7 @@ import structlog
 
 __all__ = ["BreakerState", "Bulkhead", "CircuitBreaker"]
 
-log = structlog.get_logger("rmas.remote.resilience")
+log = structlog.get_logger("rmas.resilience")
 
 
 class BreakerState(enum.StrEnum):

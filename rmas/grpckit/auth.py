@@ -11,7 +11,7 @@ UNAUTHENTICATED (no single acceptable certificate identity), PERMISSION_DENIED (
 caller with :func:`current_caller`.
 
 The check runs inside the call, where the servicer context (and its ``auth_context()``) exists:
-see :mod:`rmas.server.interceptors`.
+see :mod:`rmas.grpckit.interceptors`. Hub servers and national nodes use it alike.
 
 Without TLS (development mode, loopback only) there are no identities: every caller is
 ``insecure:<peer>`` with the officer role and every method open.
@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,40 +29,18 @@ from cryptography import x509
 
 from rmas.audit.entry import Caller
 from rmas.errors import FieldViolation
+from rmas.grpckit.interceptors import (
+    Ctx,
+    Handler,
+    HandlerInterceptor,
+    Refused,
+    Undecodable,
+    wrap_behavior,
+)
 from rmas.security.access import PERMISSIONS, AccessPolicy, CallerRule, Role, View, view_of
 from rmas.security.certs import identities, identity_problem
-from rmas.server.errors import abort_invalid
-from rmas.server.interceptors import Ctx, Handler, HandlerInterceptor
 
 __all__ = ["AccessInterceptor", "Admitted", "Refusal", "current_caller", "peer_identity"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Undecodable:
-    """A request whose bytes are not the method's message (or hold invalid UTF-8)."""
-
-    reason: str
-
-
-def _safe(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
-    """Decode a request without raising: gRPC would answer UNKNOWN and log a traceback for every
-    undecodable request; the handler answers INVALID_ARGUMENT instead."""
-    if deserializer is None:
-        return None
-
-    def decode(data: bytes) -> Any:
-        try:
-            return deserializer(data)
-        except Exception as exc:  # protobuf's DecodeError, or whatever a serializer raises
-            return _Undecodable(str(exc)[:200] or type(exc).__name__)
-
-    return decode
-
-
-async def _refuse_undecodable(context: Ctx, request: _Undecodable) -> None:
-    await abort_invalid(
-        context, [FieldViolation("request", f"cannot be decoded: {request.reason}")]
-    )
 
 
 #: gRPC's property for the verified peer's certificate (PEM). Its ``peer_uri`` property is not
@@ -158,82 +134,18 @@ class AccessInterceptor(HandlerInterceptor):
             )
         return Admitted(Caller(identity, rule.role.value), view_of(rule.role), rule)
 
-    @staticmethod
-    async def _refuse(context: Ctx, refusal: Refusal) -> None:
-        await context.abort(refusal.code, refusal.message)
-
     def wrap(self, method: str, handler: Handler) -> Handler:
-        admit, refuse = self.admit, self._refuse
-        h: Any = handler
-        if h.unary_unary is not None:
-            inner_uu = h.unary_unary
+        admit = self.admit
+        set_current = _current.set
 
-            async def unary_unary(request: Any, context: Ctx) -> Any:
-                who = admit(method, context)
-                if isinstance(who, Refusal):
-                    await refuse(context, who)
-                if isinstance(request, _Undecodable):
-                    await _refuse_undecodable(context, request)
-                _current.set(who)  # type: ignore[arg-type]
-                return await inner_uu(request, context)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, _safe(h.request_deserializer), h.response_serializer
-            )
-        if h.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _streaming(method, h.unary_stream, admit, refuse),
-                _safe(h.request_deserializer),
-                h.response_serializer,
-            )
-        if h.stream_unary is not None:
-            inner_su = h.stream_unary
-
-            async def stream_unary(requests: Any, context: Ctx) -> Any:
-                who = admit(method, context)
-                if isinstance(who, Refusal):
-                    await refuse(context, who)
-                _current.set(who)  # type: ignore[arg-type]
-                return await inner_su(requests, context)
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, h.request_deserializer, h.response_serializer
-            )
-        return grpc.stream_stream_rpc_method_handler(
-            _streaming(method, h.stream_stream, admit, refuse),
-            h.request_deserializer,
-            h.response_serializer,
-        )
-
-
-def _streaming(
-    method: str,
-    inner: Any,
-    admit: Callable[[str, Ctx], Admitted | Refusal],
-    refuse: Callable[[Ctx, Refusal], Awaitable[None]],
-) -> Any:
-    """Wrap a streaming behaviour, whether it is an async generator or writes to the context."""
-    if inspect.isasyncgenfunction(inner):
-
-        async def generator(request: Any, context: Ctx) -> AsyncIterator[Any]:
+        def before(request: Any, context: Ctx) -> None:
             who = admit(method, context)
             if isinstance(who, Refusal):
-                await refuse(context, who)
-            if isinstance(request, _Undecodable):
-                await _refuse_undecodable(context, request)
-            _current.set(who)  # type: ignore[arg-type]
-            async for item in inner(request, context):
-                yield item
+                raise Refused(who.code, who.message)
+            if isinstance(request, Undecodable):
+                raise Refused.invalid(
+                    [FieldViolation("request", f"cannot be decoded: {request.reason}")]
+                )
+            set_current(who)
 
-        return generator
-
-    async def writer(request: Any, context: Ctx) -> Any:
-        who = admit(method, context)
-        if isinstance(who, Refusal):
-            await refuse(context, who)
-        if isinstance(request, _Undecodable):
-            await _refuse_undecodable(context, request)
-        _current.set(who)  # type: ignore[arg-type]
-        return await inner(request, context)
-
-    return writer
+        return wrap_behavior(handler, before, safe_requests=True)

@@ -1,0 +1,26 @@
+"""The gRPC toolkit shared by the hub server (:mod:`rmas.server`) and national nodes
+(:mod:`rmas.remote`): neither imports the other, both import this.
+
+- :mod:`~rmas.grpckit.mapping`: protobuf <-> domain translation (documents, records, cards,
+  results in the caller's view, PAXLST answers);
+- :mod:`~rmas.grpckit.errors`: rich statuses (INVALID_ARGUMENT with field violations,
+  RESOURCE_EXHAUSTED with a retry delay);
+- :mod:`~rmas.grpckit.interceptors`: :class:`~rmas.grpckit.interceptors.HandlerInterceptor` and
+  :func:`~rmas.grpckit.interceptors.wrap_behavior`, the one place a handler is wrapped;
+- :mod:`~rmas.grpckit.auth`: the caller's certificate identity, the access interceptor, the
+  admitted caller (:func:`~rmas.grpckit.auth.current_caller`).
+
+Where ``*_pb2`` messages are used (tests/test_imports.py keeps the list): the toolkit's
+:mod:`~rmas.grpckit.mapping` for every message the hub and a node read or write, and
+:mod:`~rmas.grpckit.errors` for google.rpc's status details. Besides, only the edges that must
+name a message type:
+
+- the servicers' thin edge: ``rmas.server.check_service`` (request and response types of the
+  check RPCs, the manifest's answer-size bound), ``rmas.server.admin_service`` (writes the
+  ``StatusResponse`` from a ``HubSnapshot``), ``rmas.remote.node`` (Describe and the lookup
+  responses), the server and node lifecycles (``rmas.server.app``, ``rmas.remote.node``: service
+  registration, health's SERVING);
+- gRPC clients, which build requests and read answers on the caller's side:
+  ``rmas.remote.client`` (the hub's client of a node), ``rmas.remote.conformance`` (the kit that
+  probes a node), ``rmas.client`` and ``rmas.check_cli`` (the command line's).
+"""
