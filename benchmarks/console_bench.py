@@ -6,8 +6,9 @@ comparison) and an in-memory provider that knows the document as STOLEN. The doc
 scanned zone with a misread number (a refuted check digit and an OCR candidate): the answer page
 with the most on it (every source, the zone, the digits, the candidates).
 
-Both paths go through :meth:`DocumentCheckService.check_document`, the servicer's own steps
-(charge, check, audit entry, answer built while the entry commits, sent once it is durable):
+Both paths go through :meth:`CheckPipeline.run <rmas.server.pipeline.CheckPipeline.run>`, the
+servicer's own steps (charge, check, audit entry, answer built while the entry commits, sent once
+it is durable):
 
 - **grpc**: the answer is the CheckDocumentResponse (``result_to_pb``), as CheckDocument does;
 - **console**: the answer is the rendered HTML page, as the console's ``POST /check`` does.
@@ -35,16 +36,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rmas.audit.entry import Caller, DocumentKeyer
+from rmas.audit.entry import Caller, Channel, DocumentKeyer
 from rmas.audit.sink import AuditSink
 from rmas.audit.trail import AuditTrail
 from rmas.config import HubConfig
 from rmas.grpckit.auth import Admitted
 from rmas.grpckit.mapping import result_to_pb, scanned_from_lines
-from rmas.hub import CheckResult
 from rmas.mrz import Layout, compose
 from rmas.security.access import View
 from rmas.server.app import HubServer
+from rmas.server.pipeline import CheckOutcome, CheckRequest
 from rmas.testing import FakeProvider
 from rmas.v1 import check_pb2
 from rmas.verdict import RecordStatus
@@ -79,28 +80,30 @@ async def _measure(quick: bool, synchronous: str) -> dict[str, Any]:
         try:
             assert server.console is not None
             pages = server.console.pages
-            service = server.service
+            pipeline = server.service.pipeline
             who = Admitted(Caller("bench:officer", "officer"), View.FULL)
             item = scanned_from_lines(_zone(), prefix="mrz")
 
-            def grpc_answer(r: CheckResult) -> check_pb2.CheckDocumentResponse:
+            def grpc_answer(o: CheckOutcome) -> check_pb2.CheckDocumentResponse:
                 out = check_pb2.CheckDocumentResponse()
-                result_to_pb(r, out.result, View.FULL)
+                result_to_pb(o.results[0], out.result, o.view)
                 return out
 
-            def page(r: CheckResult) -> str:
-                return pages.answer_page(r, None)
+            def page(o: CheckOutcome) -> str:
+                return pages.answer_page(o.results[0], None)
 
-            sample = await service.check_document(who, item, None, lambda r: r)
+            sample = await pipeline.run(CheckRequest(who, Channel.DOCUMENT, (item,)), lambda o: o)
             html = page(sample)
             assert "OCR candidate LA000002" in html, "page incomplete"
             assert "STOLEN" in html, "page incomplete"
 
-            async def timed(answer: Callable[[CheckResult], Any]) -> float:
+            async def timed(answer: Callable[[CheckOutcome], Any]) -> float:
                 slow = answer is page  # as each edge calls it
                 start = time.perf_counter()
                 for _ in range(per_slice):
-                    await service.check_document(who, item, None, answer, slow_answer=slow)
+                    await pipeline.run(
+                        CheckRequest(who, Channel.DOCUMENT, (item,)), answer, slow_answer=slow
+                    )
                 return (time.perf_counter() - start) / per_slice * 1e6
 
             for answer in (grpc_answer, page):  # warm up both paths

@@ -6,9 +6,11 @@ Each module is imported in a fresh interpreter (so nothing an earlier test impor
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +63,84 @@ def test_probe_sees_a_forbidden_import() -> None:
     found = loaded("rmas.server.app")
     assert "grpc" in found
     assert "rmas.iapi" in found
+
+
+# -- the edge's layers, read statically ------------------------------------------------------
+
+RMAS = Path(__file__).resolve().parents[1] / "rmas"
+
+
+def imported(path: Path) -> set[str]:
+    """Every module ``path`` imports, wherever the import is (functions and TYPE_CHECKING blocks
+    too); ``from a import b`` counts as ``a`` and ``a.b``."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def modules(package: str = "") -> dict[str, set[str]]:
+    """Module name -> what it imports, for every module of ``rmas`` (or of one sub-package)."""
+    root = RMAS / package if package else RMAS
+    out = {}
+    for path in sorted(root.rglob("*.py")):
+        name = ".".join(("rmas", *path.relative_to(RMAS).with_suffix("").parts))
+        out[name.removesuffix(".__init__")] = imported(path)
+    return out
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("server", ("rmas.remote",)),
+        ("remote", ("rmas.server", "rmas.console")),
+        ("grpckit", ("rmas.server", "rmas.remote", "rmas.console")),
+    ],
+)
+def test_the_edges_import_the_toolkit_not_each_other(
+    package: str, forbidden: tuple[str, ...]
+) -> None:
+    found = modules(package)
+    assert found, f"no modules under rmas/{package}"
+    crossing = {
+        module: sorted(m for m in imports if any(_within(m, f) for f in forbidden))
+        for module, imports in found.items()
+    }
+    assert {m: c for m, c in crossing.items() if c} == {}
+
+
+#: The modules that name ``*_pb2`` messages, and why (rmas/grpckit/__init__.py says the same):
+#: the toolkit's translation, the servicers' thin edge and service registration, and the gRPC
+#: clients that build requests and read answers on the caller's side.
+PB2_USERS = {
+    "rmas.grpckit.mapping",  # protobuf <-> domain for the check and provider messages
+    "rmas.grpckit.lookup",  # the provider protocol's requests and answers, both sides
+    "rmas.grpckit.errors",  # google.rpc status details
+    "rmas.server.check_service",  # the check RPCs' request and response types
+    "rmas.server.admin_service",  # writes a HubSnapshot into a StatusResponse
+    "rmas.server.app",  # service names, registration, health's SERVING
+    "rmas.remote.node",  # the node's RPC types, registration, health
+    "rmas.remote.client",  # the hub's client of a node: its stub and answer types
+    "rmas.remote.conformance",  # the kit that probes a node as a client
+    "rmas.client",  # the command line's requests and answers
+    "rmas.check_cli",  # `rmas check`: the DocumentCheck stub
+    "rmas.cli",  # `rmas status` and `rmas paxlst`: their stubs
+}
+
+
+def test_pb2_messages_stay_in_the_toolkit_and_the_thin_edges() -> None:
+    users = {
+        module
+        for module, imports in modules().items()
+        if not _within(module, "rmas.v1")
+        and any(m.rpartition(".")[2].endswith(("_pb2", "_pb2_grpc")) for m in imports)
+    }
+    assert users == PB2_USERS

@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -50,7 +50,7 @@ import structlog
 from rmas.abtc import CardQuery, CardRecord
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
-from rmas.grpckit.mapping import card_record_from_pb, document_to_pb, record_from_pb
+from rmas.grpckit.lookup import cards_from, cards_request, lookup_request, records_from
 from rmas.net import require_loopback_unless_tls
 from rmas.providers import ProviderConfig, ProviderInfo
 from rmas.resilience import Bulkhead, CircuitBreaker
@@ -297,16 +297,14 @@ class RemoteProvider:
         return records
 
     async def _call_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
-        request = provider_pb2.LookupCardsRequest()
-        for i, q in enumerate(queries):
-            request.items.add(ref=str(i), home_economy=q.home_economy, number=q.number)
+        request = cards_request(queries)
         attempt = 0
         while True:
             try:
                 resp = await self._once_rpc("LookupCards", request, deadline)
                 if not isinstance(resp, provider_pb2.LookupCardsResponse):
                     raise ProviderError("node sent an answer that cannot be decoded")
-                return _cards(resp, queries)
+                return cards_from(resp, queries)
             except ProviderUnavailable:
                 attempt += 1
                 pause = 0.01 * attempt
@@ -315,10 +313,7 @@ class RemoteProvider:
                 await asyncio.sleep(pause)
 
     async def _call(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
-        request = provider_pb2.LookupBatchRequest()
-        for i, q in enumerate(queries):
-            item = request.items.add(ref=str(i))
-            document_to_pb(q, item.document)
+        request = lookup_request(queries)
         attempt = 0
         while True:
             try:
@@ -326,7 +321,7 @@ class RemoteProvider:
                     resp = await self._hedged(request, deadline)
                 else:
                     resp = await self._once(request, deadline)
-                return _records(resp, queries)
+                return records_from(resp, queries)
             except ProviderUnavailable:
                 attempt += 1
                 pause = 0.01 * attempt
@@ -435,54 +430,3 @@ def _describe_problem(configured: frozenset[str], described: Sequence[str]) -> s
         f"configured for {', '.join(sorted(configured))} but the node describes "
         f"{', '.join(sorted(said)) or 'no state'}"
     )[:200]
-
-
-def _checked(
-    results: Sequence[Any],
-    keys: Sequence[tuple[str, str]],
-    echoed: Callable[[Any], tuple[str, str]],
-    decode: Callable[[Any], T],
-    what: str,
-) -> list[T]:
-    """A node's results, once each is known to answer what was asked: one per item, in order,
-    with the item's ref and its key (economy, number) echoed; ProviderError otherwise."""
-    n = len(keys)
-    if len(results) != n:
-        raise ProviderError(f"node answered {len(results)} results for {n} {what}s")
-    out: list[T] = []
-    for i, (res, (economy, number)) in enumerate(zip(results, keys, strict=True)):
-        if res.ref != str(i):
-            raise ProviderError(f"node answered {what} result {i} with ref {res.ref[:20]!r}")
-        # The echo must name what was asked about: the node's answer is about its key.
-        state, echoed_number = echoed(res)
-        if echoed_number != number or canonical_economy(state) != economy:
-            raise ProviderError(f"node answered {what} result {i} about another {what} than asked")
-        try:
-            out.append(decode(res))
-        except ValueError as exc:
-            raise ProviderError(f"node answered an unusable {what} record: {exc}") from None
-    return out
-
-
-def _records(
-    resp: provider_pb2.LookupBatchResponse, queries: Sequence[DocumentQuery]
-) -> list[Record]:
-    return _checked(
-        resp.results,
-        [(q.economy, q.number) for q in queries],
-        lambda res: (res.issuing_state, res.number),
-        lambda res: record_from_pb(res.record),
-        "document",
-    )
-
-
-def _cards(
-    resp: provider_pb2.LookupCardsResponse, queries: Sequence[CardQuery]
-) -> list[CardRecord]:
-    return _checked(
-        resp.results,
-        [(q.home_economy, q.number) for q in queries],
-        lambda res: (res.home_economy, res.number),
-        lambda res: card_record_from_pb(res.card),
-        "card",
-    )

@@ -35,9 +35,10 @@ from rmas.errors import (
 )
 from rmas.grpckit.auth import AccessInterceptor
 from rmas.grpckit.errors import abort_invalid
-from rmas.grpckit.mapping import card_record_to_pb, query_from_document, record_to_pb
+from rmas.grpckit.lookup import cards_response, describe_response, lookup_response
+from rmas.grpckit.mapping import query_from_document
 from rmas.net import parse_listen, require_loopback_unless_tls
-from rmas.providers import CardProvider, Provider, Registry, Scope, card_capable, record_count
+from rmas.providers import CardProvider, Provider, Scope, card_capable, record_count
 from rmas.security.access import node_policy
 from rmas.security.tls import TlsConfig
 from rmas.v1 import provider_pb2, provider_pb2_grpc
@@ -48,10 +49,6 @@ log = structlog.get_logger("rmas.remote.node")
 
 SERVICE = provider_pb2.DESCRIPTOR.services_by_name["DocumentStatusProvider"].full_name
 Ctx = grpc.aio.ServicerContext[object, object]
-_REGISTRY = {
-    Registry.ALERTS: provider_pb2.REGISTRY_KIND_ALERTS,
-    Registry.COMPLETE: provider_pb2.REGISTRY_KIND_COMPLETE,
-}
 
 
 class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
@@ -68,15 +65,13 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
         info = self.provider.info
         registry = getattr(self.provider, "registry", None)
         count = await record_count(self.provider)
-        return provider_pb2.DescribeResponse(
+        return describe_response(
             record_count=count or 0,
             provider_id=info.id,
             issuing_states=sorted(info.issuing_states),
             contact=info.contact,
             max_batch_size=self.max_batch,
-            registry=_REGISTRY.get(registry, provider_pb2.REGISTRY_KIND_UNSPECIFIED)
-            if isinstance(registry, Registry)
-            else provider_pb2.REGISTRY_KIND_UNSPECIFIED,
+            registry=registry,
             software_version=f"rmas {__version__}",
             abtc=card_capable(self.provider),
         )
@@ -116,12 +111,7 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
         records = await _run(context, self.provider.lookup_many, queries)
         if len(records) != len(queries):
             await context.abort(grpc.StatusCode.INTERNAL, "provider answered the wrong count")
-        out = provider_pb2.LookupBatchResponse()
-        for q, r in zip(queries, records, strict=True):
-            # Each result echoes the key it answers (the hub refuses one that does not).
-            res = out.results.add(ref=q.ref, issuing_state=q.issuing_state, number=q.number)
-            record_to_pb(r, res.record)
-        return out
+        return lookup_response(queries, records)
 
     async def LookupCards(
         self, request: provider_pb2.LookupCardsRequest, context: Ctx
@@ -160,11 +150,7 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
         records = await _run(context, provider.lookup_cards, queries)
         if len(records) != len(queries):
             await context.abort(grpc.StatusCode.INTERNAL, "provider answered the wrong count")
-        out = provider_pb2.LookupCardsResponse()
-        for item, q, r in zip(request.items, queries, records, strict=True):
-            res = out.results.add(ref=item.ref, home_economy=q.home_economy, number=q.number)
-            card_record_to_pb(r, res.card)
-        return out
+        return cards_response([item.ref for item in request.items], queries, records)
 
 
 async def _run(context: Ctx, lookup: Any, queries: Any) -> Any:
