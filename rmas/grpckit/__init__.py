@@ -3,6 +3,8 @@
 
 - :mod:`~rmas.grpckit.mapping`: protobuf <-> domain translation (documents, records, cards,
   results in the caller's view, PAXLST answers);
+- :mod:`~rmas.grpckit.lookup`: the provider protocol's requests and answers, for the hub's
+  client of a node and for the node;
 - :mod:`~rmas.grpckit.errors`: rich statuses (INVALID_ARGUMENT with field violations,
   RESOURCE_EXHAUSTED with a retry delay);
 - :mod:`~rmas.grpckit.interceptors`: :class:`~rmas.grpckit.interceptors.HandlerInterceptor` and
@@ -11,9 +13,9 @@
   admitted caller (:func:`~rmas.grpckit.auth.current_caller`).
 
 Where ``*_pb2`` messages are used (tests/test_imports.py keeps the list): the toolkit's
-:mod:`~rmas.grpckit.mapping` for every message the hub and a node read or write, and
-:mod:`~rmas.grpckit.errors` for google.rpc's status details. Besides, only the edges that must
-name a message type:
+:mod:`~rmas.grpckit.mapping` and :mod:`~rmas.grpckit.lookup` for every message the hub and a
+node read or write, and :mod:`~rmas.grpckit.errors` for google.rpc's status details. Besides,
+only the edges that must name a message type:
 
 - the servicers' thin edge: ``rmas.server.check_service`` (request and response types of the
   check RPCs, the manifest's answer-size bound), ``rmas.server.admin_service`` (writes the
@@ -21,6 +23,11 @@ name a message type:
   responses), the server and node lifecycles (``rmas.server.app``, ``rmas.remote.node``: service
   registration, health's SERVING);
 - gRPC clients, which build requests and read answers on the caller's side:
-  ``rmas.remote.client`` (the hub's client of a node), ``rmas.remote.conformance`` (the kit that
-  probes a node), ``rmas.client`` and ``rmas.check_cli`` (the command line's).
+  ``rmas.remote.client`` (the hub's client of a node: its stub, the Describe it keeps, the
+  answer types it checks), ``rmas.remote.conformance`` (the kit that probes a node),
+  ``rmas.client``, ``rmas.check_cli`` and ``rmas.cli`` (the command line's: ``rmas check``,
+  ``rmas status``, ``rmas paxlst``).
+
+The console (:mod:`rmas.console`) names none: it renders the hub's snapshot and the check
+pipeline's outcome directly.
 """
