@@ -10,10 +10,10 @@ The hot path only bumps plain integers: :meth:`HubMetrics.observe` makes one pas
 results and one dict update per (verdict, directive) group; :class:`ProviderStats` (in
 :mod:`rmas.fanout`) keeps each provider's calls by outcome and latency bins; the
 :class:`~rmas.server.rpc_metrics.MetricsInterceptor` counts each RPC's status code and handling
-time. Provider figures are read from one :class:`~rmas.server.snapshot.HubSnapshot`, as
-``rmas status`` reads them. A collector of our
-own reads all of it at scrape time (no ``Counter.labels().inc()`` per document), on a registry of
-this hub's own, so several hubs in one process (tests) do not share series.
+time. A collector of our own reads all of it at scrape time (no ``Counter.labels().inc()`` per
+document), on a registry of this hub's own, so several hubs in one process (tests) do not share
+series. Provider figures come from one :class:`~rmas.server.snapshot.HubSnapshot`, the reading
+``rmas status`` renders too.
 
 Every label value comes from a bounded set: enums (channel, verdict, directive, outcome, breaker
 state, gRPC status code), the provider ids of the operator's config, and the method names of the
