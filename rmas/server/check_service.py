@@ -121,16 +121,10 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 item, card = self._document_in(request)
             except ValidationError as exc:
                 await abort_invalid(context, exc.violations)
-
-            def respond(outcome: CheckOutcome) -> check_pb2.CheckDocumentResponse:
-                response = check_pb2.CheckDocumentResponse()
-                result_to_pb(outcome.results[0], response.result, outcome.view)
-                return response
-
             try:
                 return await self.pipeline.run(
                     CheckRequest(who, Channel.DOCUMENT, (item,), context.time_remaining(), card),
-                    respond,
+                    _document_out,
                 )
             except (RateLimited, Overloaded, Unrecorded) as exc:
                 await _refused(context, exc)
@@ -182,13 +176,6 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                                     f"the hub's message limit ({self._max_message_bytes} bytes): "
                                     "send the manifest in smaller parts")],
                 )  # fmt: skip
-            manifest_id = new_check_id()
-
-            def respond(outcome: CheckOutcome) -> check_pb2.CheckManifestResponse:
-                response = check_pb2.CheckManifestResponse(manifest_id=manifest_id)
-                results_to_pb(outcome.results, response, outcome.view)
-                return response
-
             try:
                 return await self.pipeline.run(
                     CheckRequest(
@@ -196,9 +183,9 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                         Channel.MANIFEST,
                         _travellers_in(request),
                         context.time_remaining(),
-                        reference=manifest_id,
+                        reference=new_check_id(),
                     ),
-                    respond,
+                    _manifest_out,
                 )
             except (RateLimited, Overloaded, Unrecorded) as exc:
                 await _refused(context, exc)
@@ -236,6 +223,19 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
             except (RateLimited, Overloaded, Unrecorded) as exc:
                 await _refused(context, exc)
             return paxlst_answer_to_pb(answer, who.view)
+
+
+def _document_out(outcome: CheckOutcome) -> check_pb2.CheckDocumentResponse:
+    response = check_pb2.CheckDocumentResponse()
+    result_to_pb(outcome.results[0], response.result, outcome.view)
+    return response
+
+
+def _manifest_out(outcome: CheckOutcome) -> check_pb2.CheckManifestResponse:
+    """The manifest's answer; its id is the reference its audit entries carry."""
+    response = check_pb2.CheckManifestResponse(manifest_id=outcome.reference)
+    results_to_pb(outcome.results, response, outcome.view)
+    return response
 
 
 def _travellers_in(request: check_pb2.CheckManifestRequest) -> list[Item]:
