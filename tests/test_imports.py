@@ -144,3 +144,48 @@ def test_pb2_messages_stay_in_the_toolkit_and_the_thin_edges() -> None:
         and any(m.rpartition(".")[2].endswith(("_pb2", "_pb2_grpc")) for m in imports)
     }
     assert users == PB2_USERS
+
+
+def _loaded_on_import(path: Path) -> set[str]:
+    """What importing ``path`` loads at once: its module-level imports, not those in functions
+    (deferred) or under ``if TYPE_CHECKING`` (never run)."""
+    found: set[str] = set()
+    for stmt in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test):
+            continue
+        for node in ast.walk(stmt):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_no_import_circle() -> None:
+    paths = {
+        ".".join(("rmas", *p.relative_to(RMAS).with_suffix("").parts)).removesuffix(".__init__"): p
+        for p in RMAS.rglob("*.py")
+        if p.relative_to(RMAS).parts[0] != "v1"
+    }
+    graph = {
+        m: {i for i in _loaded_on_import(p) if i in paths and i != m} for m, p in paths.items()
+    }
+    circles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, trail: list[str]) -> None:
+        if module in trail:
+            circles.append([*trail[trail.index(module) :], module])
+            return
+        if module in done:
+            return
+        for nxt in sorted(graph[module]):
+            visit(nxt, [*trail, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert circles == []
