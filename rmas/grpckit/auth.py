@@ -40,7 +40,7 @@ from rmas.grpckit.interceptors import (
 from rmas.security.access import PERMISSIONS, AccessPolicy, CallerRule, Role, View, view_of
 from rmas.security.certs import identities, identity_problem
 
-__all__ = ["AccessInterceptor", "Admitted", "Refusal", "current_caller", "peer_identity"]
+__all__ = ["AccessInterceptor", "Admitted", "current_caller", "peer_identity"]
 
 
 #: gRPC's property for the verified peer's certificate (PEM). Its ``peer_uri`` property is not
@@ -57,14 +57,6 @@ class Admitted:
     view: View
     #: The ``[[callers]]`` rule that admitted it (None in development mode).
     rule: CallerRule | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """Why a call is not admitted: the status it ends with, and the text the caller reads."""
-
-    code: grpc.StatusCode
-    message: str
 
 
 _current: contextvars.ContextVar[Admitted] = contextvars.ContextVar("rmas_caller")
@@ -113,8 +105,9 @@ class AccessInterceptor(HandlerInterceptor):
         super().__init__()
         self.policy = policy
 
-    def admit(self, method: str, context: Ctx) -> Admitted | Refusal:
-        """The admitted caller, or why it is refused."""
+    def admit(self, method: str, context: Ctx) -> Admitted | Refused:
+        """The admitted caller, or why it is refused (the status it ends with, the text the
+        caller reads)."""
         policy = self.policy
         if policy is None:
             # The peer's address without its ephemeral port: one client, one identity.
@@ -122,14 +115,14 @@ class AccessInterceptor(HandlerInterceptor):
             return Admitted(Caller(f"insecure:{host}", Role.OFFICER.value), View.FULL)
         identity, why = _identify(context)
         if identity is None:
-            return Refusal(grpc.StatusCode.UNAUTHENTICATED, why)
+            return Refused(grpc.StatusCode.UNAUTHENTICATED, why)
         rule = policy.resolve(identity)
         if rule is None:
-            return Refusal(
+            return Refused(
                 grpc.StatusCode.PERMISSION_DENIED, f"{identity} is not a known caller of this hub"
             )
         if rule.role not in PERMISSIONS.get(method, ()):
-            return Refusal(
+            return Refused(
                 grpc.StatusCode.PERMISSION_DENIED, f"{identity} ({rule.role}) may not call {method}"
             )
         return Admitted(Caller(identity, rule.role.value), view_of(rule.role), rule)
@@ -140,8 +133,8 @@ class AccessInterceptor(HandlerInterceptor):
 
         def before(request: Any, context: Ctx) -> None:
             who = admit(method, context)
-            if isinstance(who, Refusal):
-                raise Refused(who.code, who.message)
+            if isinstance(who, Refused):
+                raise who
             if isinstance(request, Undecodable):
                 raise Refused.invalid(
                     [FieldViolation("request", f"cannot be decoded: {request.reason}")]
