@@ -1,4 +1,8 @@
-"""Protobuf <-> domain translation: the only module of the hub that touches ``*_pb2`` messages.
+"""Protobuf <-> domain translation of the messages' contents (documents, records, cards, results).
+
+With :mod:`rmas.grpckit.lookup` (the provider protocol's requests and answers) it is where
+``*_pb2`` messages meet domain types; the other modules that name a message type, and why, are
+listed in :mod:`rmas.grpckit`.
 
 Inbound, it turns request messages into validated :class:`~rmas.documents.DocumentQuery` objects
 (or the violations that stopped them); outbound, it writes :class:`~rmas.hub.CheckResult` and
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rmas.abtc import (
     CardQuery,
@@ -27,7 +32,6 @@ from rmas.abtc import (
 from rmas.documents import EMPTY_HOLDER, DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import CheckResult, InvalidDocument, ScannedDocument
-from rmas.iapi.channel import IapiAnswer
 from rmas.mrz import DigitState, MrzReading, read_mrz
 from rmas.security.access import View
 from rmas.v1 import check_pb2, common_pb2
@@ -39,6 +43,9 @@ from rmas.verdict import (
     RecordStatus,
     Verdict,
 )
+
+if TYPE_CHECKING:  # a national node maps records, never a PAXLST: it loads no EDIFACT code
+    from rmas.iapi.channel import IapiAnswer
 
 __all__ = [
     "card_query_from_pb",
