@@ -41,10 +41,10 @@ print(json.dumps(sorted(
 """
 
 
-def loaded(module: str) -> list[str]:
-    """The forbidden modules that importing ``module`` alone loads."""
+def loaded(module: str, forbidden: tuple[str, ...] = FORBIDDEN) -> list[str]:
+    """The ``forbidden`` modules that importing ``module`` alone loads."""
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, module, json.dumps(FORBIDDEN)],
+        [sys.executable, "-c", _PROBE, module, json.dumps(forbidden)],
         check=True,
         capture_output=True,
         text=True,
@@ -63,6 +63,13 @@ def test_probe_sees_a_forbidden_import() -> None:
     found = loaded("rmas.server.app")
     assert "grpc" in found
     assert "rmas.iapi" in found
+
+
+@pytest.mark.parametrize("module", ["rmas.remote.node", "rmas.remote.client"])
+def test_a_national_node_and_the_hubs_client_of_one_load_no_hub_server_or_edifact(
+    module: str,
+) -> None:
+    assert loaded(module, ("rmas.server", "rmas.console", "rmas.iapi")) == []
 
 
 # -- the edge's layers, read statically ------------------------------------------------------
