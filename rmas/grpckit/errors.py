@@ -13,7 +13,13 @@ from grpc_status import rpc_status
 
 from rmas.errors import FieldViolation
 
-__all__ = ["MAX_DETAIL_BYTES", "abort_exhausted", "abort_invalid", "bad_request_status"]
+__all__ = [
+    "MAX_DETAIL_BYTES",
+    "abort_exhausted",
+    "abort_invalid",
+    "bad_request_status",
+    "violations_text",
+]
 
 #: An error travels in trailing metadata, which peers cap (gRPC's default: 8 KiB for all of it):
 #: the BadRequest detail is cut at this size (base64 makes it a third larger) and the message
@@ -44,13 +50,18 @@ def bad_request_status(violations: Sequence[FieldViolation], message: str) -> gr
     return result
 
 
+def violations_text(violations: Sequence[FieldViolation]) -> str:
+    """The status message of an INVALID_ARGUMENT: every field and what is wrong with it."""
+    return "; ".join(f"{v.field}: {v.description}" for v in violations)
+
+
 async def abort_invalid(
     context: grpc.aio.ServicerContext[object, object],
     violations: Sequence[FieldViolation],
     message: str = "",
 ) -> NoReturn:
     """End the call with INVALID_ARGUMENT naming every bad field."""
-    text = message or "; ".join(f"{v.field}: {v.description}" for v in violations)
+    text = message or violations_text(violations)
     # grpc-stubs lags grpc.aio here: abort_with_status exists on the aio context since 1.38.
     await context.abort_with_status(bad_request_status(violations, text))  # type: ignore[attr-defined]
     raise AssertionError("abort_with_status returned")  # pragma: no cover

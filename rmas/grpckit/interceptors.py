@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import grpc
 
 from rmas.errors import FieldViolation
-from rmas.grpckit.errors import bad_request_status
+from rmas.grpckit.errors import bad_request_status, violations_text
 
 __all__ = [
     "Ctx",
@@ -61,7 +61,7 @@ class Refused(Exception):
     @classmethod
     def invalid(cls, violations: Sequence[FieldViolation]) -> Refused:
         """INVALID_ARGUMENT naming every bad field (google.rpc.BadRequest)."""
-        text = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        text = violations_text(violations)
         return cls(grpc.StatusCode.INVALID_ARGUMENT, text, bad_request_status(violations, text))
 
     async def end(self, context: Ctx) -> None:
