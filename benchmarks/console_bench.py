@@ -40,12 +40,12 @@ from rmas.audit.sink import AuditSink
 from rmas.audit.trail import AuditTrail
 from rmas.config import HubConfig
 from rmas.hub import CheckResult
-from rmas.mrz import Layout, compose
+from rmas.mrz import Layout
 from rmas.security.access import View
 from rmas.server.app import HubServer
 from rmas.server.auth import Admitted
 from rmas.server.mapping import result_to_pb, scanned_from_lines
-from rmas.testing import FakeProvider
+from rmas.testing import FakeProvider, compose
 from rmas.v1 import check_pb2
 from rmas.verdict import RecordStatus
 

@@ -24,6 +24,8 @@ PURE = (
     "rmas.changes",
     "rmas.changewatch",
     "rmas.config",
+    "rmas.confread",
+    "rmas.resilience",
     "rmas.net",
     "rmas.runtime",
 )

@@ -34,7 +34,15 @@ from rmas.errors import (
     ValidationError,
 )
 from rmas.net import parse_listen, require_loopback_unless_tls
-from rmas.providers import CardProvider, Provider, Registry, Scope, card_capable, record_count
+from rmas.providers import (
+    CardProvider,
+    Provider,
+    Registry,
+    Scope,
+    card_capable,
+    record_count,
+    registry_of,
+)
 from rmas.security.access import node_policy
 from rmas.security.tls import TlsConfig
 from rmas.server.auth import AccessInterceptor
@@ -66,7 +74,7 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
         self, request: provider_pb2.DescribeRequest, context: Ctx
     ) -> provider_pb2.DescribeResponse:
         info = self.provider.info
-        registry = getattr(self.provider, "registry", None)
+        registry = registry_of(self.provider)
         count = await record_count(self.provider)
         return provider_pb2.DescribeResponse(
             record_count=count or 0,
@@ -75,7 +83,7 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
             contact=info.contact,
             max_batch_size=self.max_batch,
             registry=_REGISTRY.get(registry, provider_pb2.REGISTRY_KIND_UNSPECIFIED)
-            if isinstance(registry, Registry)
+            if registry is not None
             else provider_pb2.REGISTRY_KIND_UNSPECIFIED,
             software_version=f"rmas {__version__}",
             abtc=card_capable(self.provider),

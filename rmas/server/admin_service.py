@@ -10,7 +10,7 @@ import grpc
 
 from rmas import __version__
 from rmas.hub import Hub
-from rmas.providers import record_count
+from rmas.providers import record_count, snapshot_of
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 __all__ = ["HubAdminService"]
@@ -61,9 +61,8 @@ class HubAdminService(check_pb2_grpc.HubAdminServicer):
             count = await record_count(p, timeout_s=0.5)
             if count is not None:
                 ps.record_count = count
-            snapshot = getattr(p, "snapshot", None)
-            if callable(snapshot):
-                snap = snapshot()
+            snap = snapshot_of(p)
+            if snap is not None:
                 ps.breaker = str(snap.get("breaker", ""))
                 ps.target = str(snap.get("target", ""))
                 ps.described_states.extend(snap.get("described_states", []))

@@ -72,7 +72,8 @@ from rmas.errors import ConfigError
 from rmas.fanout import LATENCY_BUCKETS_MS
 from rmas.hub import CheckResult, Hub
 from rmas.net import parse_listen
-from rmas.remote.resilience import BreakerState
+from rmas.providers import snapshot_of
+from rmas.resilience import BreakerState
 from rmas.server.interceptors import Ctx, Handler, HandlerInterceptor
 from rmas.verdict import Directive, Outcome, Verdict
 
@@ -394,11 +395,8 @@ class HubMetrics:
                     _buckets(LATENCY_BUCKETS_MS, st.latency_bins, 1000.0),
                     st.latency_sum_ms / 1000.0,
                 )
-            snapshot = getattr(provider, "snapshot", None)
-            if not callable(snapshot):
-                continue
-            snap = snapshot()
-            if isinstance(snap, dict):
+            snap = snapshot_of(provider)
+            if snap is not None:
                 if isinstance(snap.get("in_flight"), int):
                     in_flight.add_metric([pid], snap["in_flight"])
                 state = snap.get("breaker")

@@ -20,7 +20,7 @@ from rmas.client import check_document_request
 from rmas.providers import ProviderInfo
 from rmas.remote.client import RemoteProvider
 from rmas.remote.node import ProviderNode
-from rmas.remote.resilience import BreakerState
+from rmas.resilience import BreakerState
 from rmas.testing import FakeProvider, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2, provider_pb2
 from rmas.verdict import RecordStatus

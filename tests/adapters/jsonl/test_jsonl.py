@@ -15,6 +15,7 @@ from rmas.config import parse_config
 from rmas.providers import build_providers
 from rmas.remote.conformance import run_conformance
 from rmas.remote.node import ProviderNode
+from rmas.resilience import Guarded
 from rmas.testing import running_hub
 from rmas.v1 import check_pb2_grpc
 from tests.remote import node_echoes_keys
@@ -39,9 +40,11 @@ async def test_the_example_adapter_serves_its_export_and_reloads_it(tmp_path: Pa
         "[[providers]]\nid='NZL'\nkind='jsonl'\npath='nzl.jsonl'\nissuing_states=['NZL']\n",
         base_dir=tmp_path,
     )
-    (provider,) = build_providers(cfg.providers)  # through the entry point, as the hub does
+    (guarded,) = build_providers(cfg.providers)  # through the entry point, as the hub does
+    assert isinstance(guarded, Guarded)  # behind the breaker the hub puts around every provider
+    provider = guarded.provider
     assert isinstance(provider, JsonlProvider)
-    async with running_hub([provider]) as hub, grpc.aio.insecure_channel(hub.target) as ch:
+    async with running_hub([guarded]) as hub, grpc.aio.insecure_channel(hub.target) as ch:
         stub = check_pb2_grpc.DocumentCheckStub(ch)
 
         async def verdict(number: str) -> str:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from rmas.remote.resilience import BreakerState, Bulkhead, CircuitBreaker
+from rmas.resilience import BreakerState, Bulkhead, CircuitBreaker
 
 
 class Clock:

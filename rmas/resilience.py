@@ -1,0 +1,318 @@
+"""Isolation for one provider, whatever its kind: a circuit breaker and a bulkhead around its calls.
+
+- :class:`CircuitBreaker` stops calling a provider after ``failures`` consecutive failures (or
+  time-outs), answers "no" at once while open, lets one probe through after ``reset_s`` (half-open),
+  and closes on the probe's success or opens again on its failure.
+- :class:`Bulkhead` bounds the calls in flight to one provider; a call over the bound is refused
+  at once rather than queued behind a provider that may be dead.
+- :class:`Guard` runs one call behind both, judging the provider, not the caller: a call cut short
+  by the caller's own short deadline (a budget under ``min_budget_s``) counts neither way.
+- :func:`guarded` wraps any provider in a Guard (the hub does so for every configured provider,
+  :func:`rmas.providers.build_providers`): ``lookup_many`` and ``lookup_cards`` go through it,
+  every other capability (record count, change feed, start, registry) passes through. A provider
+  that guards its own calls (a national node's client, which also judges Describe) is
+  :class:`SelfGuarded` and is not wrapped twice.
+
+Config, on any ``[[providers]]`` table (:class:`rmas.providers.GuardConfig`)::
+
+    max_in_flight = 64          # bulkhead; absent: the kind's default (64 for grpc, else none)
+    breaker_failures = 5        # consecutive failures that open the breaker
+    breaker_reset_ms = 5000     # how long it stays open before one probe
+    breaker_min_budget_ms = 250 # time-outs of calls given less than this are not the provider's
+
+No I/O here; clocks are injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+
+import structlog
+
+from rmas.changes import ChangeFeed, DocumentChange
+from rmas.documents import DocumentQuery
+from rmas.errors import ProviderTimeout, ProviderUnavailable
+from rmas.providers import (
+    CardProvider,
+    GuardConfig,
+    Provider,
+    ProviderInfo,
+    ProviderSnapshot,
+    Registry,
+    record_count,
+    registry_of,
+    snapshot_of,
+    start_provider,
+)
+from rmas.verdict import Record
+
+if TYPE_CHECKING:
+    from rmas.abtc import CardQuery, CardRecord
+
+__all__ = ["BreakerState", "Bulkhead", "CircuitBreaker", "Guard", "SelfGuarded", "guarded"]
+
+log = structlog.get_logger("rmas.resilience")
+
+T = TypeVar("T")
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    name: str
+    failures: int = 5
+    reset_s: float = 5.0
+    clock: Callable[[], float] = time.monotonic
+    state: BreakerState = BreakerState.CLOSED
+    consecutive: int = 0
+    opened_at: float = 0.0
+    probing: bool = False
+    opened_count: int = 0
+
+    def allow(self) -> bool:
+        """May a call go out now? In half-open state only one probe at a time."""
+        if self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN:
+            if self.clock() - self.opened_at < self.reset_s:
+                return False
+            self._move(BreakerState.HALF_OPEN)
+        if self.probing:
+            return False
+        self.probing = True
+        return True
+
+    def success(self) -> None:
+        self.consecutive = 0
+        self.probing = False
+        if self.state is not BreakerState.CLOSED:
+            self._move(BreakerState.CLOSED)
+
+    def release(self) -> None:
+        """A call ended with no verdict on the provider (the caller gave up): free the probe."""
+        self.probing = False
+
+    def failure(self) -> None:
+        self.consecutive += 1
+        self.probing = False
+        if self.state is BreakerState.HALF_OPEN or (
+            self.state is BreakerState.CLOSED and self.consecutive >= self.failures
+        ):
+            self.opened_at = self.clock()
+            self.opened_count += 1
+            self._move(BreakerState.OPEN)
+
+    def _move(self, to: BreakerState) -> None:
+        log.warning("breaker_state", provider=self.name, state_from=self.state.value,
+                    state_to=to.value, consecutive_failures=self.consecutive)  # fmt: skip
+        self.state = to
+
+
+@dataclass(slots=True)
+class Bulkhead:
+    #: Most calls in flight; 0: no bound (the calls are still counted).
+    limit: int
+    in_flight: int = 0
+    rejected: int = 0
+
+    def try_acquire(self) -> bool:
+        if self.limit and self.in_flight >= self.limit:
+            self.rejected += 1
+            return False
+        self.in_flight += 1
+        return True
+
+    def release(self) -> None:
+        self.in_flight -= 1
+
+
+@dataclass(slots=True)
+class Guard:
+    """One provider's breaker and bulkhead, and the figures of the calls they let through."""
+
+    name: str
+    breaker: CircuitBreaker
+    bulkhead: Bulkhead
+    #: A call given less than this (seconds) that times out says nothing about the provider.
+    min_budget_s: float = 0.25
+    clock: Callable[[], float] = time.monotonic
+    calls: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, name: str, cfg: GuardConfig, default_in_flight: int = 0) -> Guard:
+        limit = cfg.max_in_flight if cfg.max_in_flight is not None else default_in_flight
+        return cls(
+            name,
+            CircuitBreaker(name, cfg.breaker_failures, cfg.breaker_reset_s),
+            Bulkhead(limit),
+            cfg.breaker_min_budget_s,
+        )
+
+    async def run(
+        self,
+        call: Callable[[], Awaitable[T]],
+        deadline: float,
+        admit: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """``call()`` behind the breaker and the bulkhead. ``admit``, awaited once the breaker
+        lets the call through and before it takes a bulkhead slot, may refuse it (by raising):
+        that says nothing about the provider (a half-open probe is freed)."""
+        if not self.breaker.allow():
+            raise ProviderUnavailable(f"circuit open for {self.name}")
+        if admit is not None:
+            try:
+                await admit()
+            except BaseException:
+                self.breaker.release()
+                raise
+        if not self.bulkhead.try_acquire():
+            self.breaker.release()
+            raise ProviderUnavailable(f"{self.name}: {self.bulkhead.limit} calls in flight")
+        start = self.clock()
+        budget = deadline - start
+        try:
+            result = await call()
+        except (ProviderTimeout, asyncio.CancelledError):
+            # No answer in time. A provider that had a fair budget failed; a call the caller's
+            # own short deadline cut off says nothing about it (but frees a half-open probe).
+            if budget >= self.min_budget_s:
+                self.breaker.failure()
+            else:
+                self.breaker.release()
+            raise
+        except BaseException:
+            # Anything else, an answer that could not be read included, is the provider's failure.
+            self.breaker.failure()
+            raise
+        finally:
+            self.bulkhead.release()
+        self.breaker.success()
+        self.calls += 1
+        self.latencies_ms.append((self.clock() - start) * 1000)
+        if len(self.latencies_ms) > 1000:
+            del self.latencies_ms[:500]
+        return result
+
+    def snapshot(self) -> ProviderSnapshot:
+        """Breaker, bulkhead and latency figures (for ``rmas status``, metrics and logs)."""
+        lat = sorted(self.latencies_ms)
+
+        def pct(q: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
+
+        return ProviderSnapshot(
+            provider=self.name,
+            breaker=self.breaker.state.value,
+            consecutive_failures=self.breaker.consecutive,
+            times_opened=self.breaker.opened_count,
+            in_flight=self.bulkhead.in_flight,
+            rejected_by_bulkhead=self.bulkhead.rejected,
+            calls=self.calls,
+            p50_ms=pct(0.5),
+            p99_ms=pct(0.99),
+        )
+
+
+@runtime_checkable
+class SelfGuarded(Protocol):
+    """A provider that runs its own calls through a :class:`Guard` (not wrapped again)."""
+
+    @property
+    def guard(self) -> Guard: ...
+
+
+class Guarded:
+    """Any provider behind a :class:`Guard`; see the module. Use :func:`guarded` to make one."""
+
+    #: Only these: an attribute set on the wrapper would not reach the provider it wraps.
+    __slots__ = ("guard", "provider")
+
+    def __init__(self, provider: Provider, guard: Guard) -> None:
+        self.provider = provider
+        self.guard = guard
+
+    @property
+    def info(self) -> ProviderInfo:
+        return self.provider.info
+
+    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        return await self.guard.run(lambda: self.provider.lookup_many(queries, deadline), deadline)
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+    async def start(self) -> None:
+        await start_provider(self.provider)
+
+    async def record_count(self) -> int | None:
+        return await record_count(self.provider)
+
+    @property
+    def registry(self) -> Registry | None:
+        return registry_of(self.provider)
+
+    def snapshot(self) -> ProviderSnapshot:
+        """The provider's own snapshot (if it has one) with the guard's figures."""
+        return ProviderSnapshot(**(snapshot_of(self.provider) or {}), **self.guard.snapshot())
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else the provider offers (its own attributes, for its tests and tools).
+        return getattr(self.provider, name)
+
+    def __repr__(self) -> str:
+        return f"Guarded({self.provider!r})"
+
+
+class _GuardedCards(Guarded):
+    __slots__ = ()
+
+    async def lookup_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
+        cards = self.provider
+        assert isinstance(cards, CardProvider)
+        return await self.guard.run(lambda: cards.lookup_cards(queries, deadline), deadline)
+
+
+class _GuardedChanges(Guarded):
+    __slots__ = ()
+
+    async def current_position(self) -> str:
+        feed = self.provider
+        assert isinstance(feed, ChangeFeed)
+        return await feed.current_position()
+
+    def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
+        feed = self.provider
+        assert isinstance(feed, ChangeFeed)
+        return feed.watch_changes(since)
+
+
+class _GuardedCardsChanges(_GuardedCards, _GuardedChanges):
+    __slots__ = ()
+
+
+def guarded(provider: Provider, cfg: GuardConfig | None = None) -> Provider:
+    """``provider`` behind a breaker and a bulkhead configured by ``cfg`` (defaults: see
+    :class:`~rmas.providers.GuardConfig`), with the same capabilities (CardProvider, ChangeFeed)
+    as ``provider``; a :class:`SelfGuarded` provider as it is."""
+    if isinstance(provider, (SelfGuarded, Guarded)):
+        return provider
+    guard = Guard.from_config(provider.info.id, cfg or GuardConfig())
+    cards, changes = isinstance(provider, CardProvider), isinstance(provider, ChangeFeed)
+    cls = {
+        (False, False): Guarded,
+        (True, False): _GuardedCards,
+        (False, True): _GuardedChanges,
+        (True, True): _GuardedCardsChanges,
+    }[(cards, changes)]
+    return cls(provider, guard)
