@@ -1,5 +1,6 @@
-"""The SLTD-style provider behind the breaker the hub puts around every configured provider:
-a real service over HTTP goes down, the real hub stops calling it."""
+"""The adapter kit on the SLTD-style adapter, with a real service over HTTP: the breaker the hub
+puts around every configured provider (the service goes down, the real hub stops calling it),
+and the in-process conformance checks."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from typing import Any
 
 import grpc
 
+from adapters.sltd.adapter import SltdProvider
 from adapters.sltd.service import RunningService
 from rmas.client import check_document_request, result_to_dict
 from rmas.config import parse_config
-from rmas.providers import build_providers
+from rmas.providers import ProviderInfo, Scope, build_providers
 from rmas.resilience import BreakerState, Guarded
-from rmas.testing import FakeProvider, running_hub
+from rmas.testing import FakeProvider, check_provider, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 
@@ -75,3 +77,15 @@ def test_the_breaker_and_bulkhead_keys_are_common_to_every_kind(tmp_path: Path) 
     # Absent: no bulkhead bound for a local or HTTP store, the breaker's defaults.
     plain = configured("http://127.0.0.1:1", tmp_path).guard
     assert (plain.bulkhead.limit, plain.breaker.failures, plain.breaker.reset_s) == (0, 5, 5.0)
+
+
+async def test_the_sltd_adapter_conforms(service: RunningService) -> None:
+    p = SltdProvider(ProviderInfo(id="SLTD", scope=Scope.GLOBAL), service.url, "nz-token")
+    try:
+        results = await check_provider(p, states=["NZL"], known=[("NZL", "LS900001", "STOLEN")])
+    finally:
+        await p.aclose()
+    status = {r.name: r.status for r in results}
+    assert {r.name: r.detail for r in results if r.status == "FAIL"} == {}
+    assert status["known_statuses"] == "PASS"
+    assert status["abtc_cards"] == "SKIPPED"  # no cards in an SLTD-style store
