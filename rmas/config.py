@@ -1,14 +1,11 @@
 """The hub's configuration: TOML in, frozen dataclasses out, every error naming its key.
 
-Example::
+Example (every section and key: docs/operations.md)::
 
     [hub]
     listen = "127.0.0.1:50051"
     deadline_ms = 1500
     on_incomplete = "contact"   # or "board"
-    metrics_listen = "127.0.0.1:9464"   # Prometheus GET /metrics; absent or "": off
-    economy = "NZL"             # this hub's economy: where ABTC cards are checked for
-    console_listen = "127.0.0.1:8443"   # web console (docs/console.md); absent or "": off
 
     [[providers]]
     id = "NZL"
@@ -16,17 +13,6 @@ Example::
     url = "sqlite+aiosqlite:///var/nzl.db"
     issuing_states = ["NZL"]
     contact = "NZ 24/7 desk +64 4 000 0000"
-    abtc = true                 # ABTC card lookups: absent = if the kind can, false = never
-                                # (docs/abtc.md)
-
-Keys a provider kind understands beyond the common ones (``url``, ``registry``...) are kept in
-:attr:`ProviderConfig.options` for its factory, which reports its own errors the same way.
-
-A key no table knows is an error naming it and the closest known key (:mod:`rmas.confkeys`);
-for a provider's options that is checked when its factory has run (:func:`build_providers`).
-A hub needs at least one provider (:func:`require_providers`).
-
-Security (docs/operations.md)::
 
     [tls]                       # absent: development mode, loopback only
     cert = "certs/hub.pem"
@@ -36,22 +22,14 @@ Security (docs/operations.md)::
     [[callers]]                 # identity (URI SAN of the client certificate) -> role
     identity = "rmas://airline/*"
     role = "airline"            # airline, officer, operator, node
-    documents_per_s = 200       # optional, else [limits]
-    burst = 1000
-    senders = ["QF", "QANTAS"]  # optional: the UNB/UNG sender ids its PAXLSTs may carry
 
-    [limits]
-    documents_per_s = 0         # per caller; 0: unlimited
-    burst = 0
-
-    [audit]                     # absent: no audit trail (development)
-    url = "sqlite+aiosqlite:///var/audit.db"
-    key_file = "secrets/audit.key"   # HMAC key for document keys, 16+ bytes (raw or hex)
-    required = true             # no answer leaves the hub unless its entries are written
-    hub_id = "hub-akl-1"        # recorded in every entry; default: the host name
-
-Relative paths are resolved from the config file's folder. The hub's TLS settings also serve its
-links to national nodes and to the SLTD-style service.
+``[limits]``, ``[audit]`` and ``[iapi]`` complete it. Keys a provider kind understands beyond the
+common ones (``url``, ``registry``...) are kept in :attr:`ProviderConfig.options` for its factory.
+A key no table knows is an error naming it and the closest known key (:mod:`rmas.confkeys`); for
+a provider's options that is checked when its factory has run (:func:`build_providers`). A hub
+needs at least one provider (:func:`require_providers`). Relative paths are resolved from the
+config file's folder. The hub's TLS settings also serve its links to national nodes and to the
+SLTD-style service.
 
 Every section is declared in :data:`SECTIONS` (keys, checks, the object it builds) and read by
 the one section reader of :mod:`rmas.confread`. A new section is a dataclass, a ``Section(...)``
