@@ -321,9 +321,7 @@ class ProviderSnapshot(TypedDict, total=False):
     #: Calls in flight, and calls the bulkhead refused since start.
     in_flight: int
     rejected_by_bulkhead: int
-    calls: int
-    p50_ms: float | None
-    p99_ms: float | None
+    #: A national node's batch limit, from its Describe.
     max_batch: int
     #: The states a national node's last Describe named, and why it is not asked ("" if it is).
     described_states: list[str]

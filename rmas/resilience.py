@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import structlog
@@ -59,6 +59,7 @@ __all__ = ["BreakerState", "Bulkhead", "CircuitBreaker", "Guard", "SelfGuarded",
 log = structlog.get_logger("rmas.resilience")
 
 T = TypeVar("T")
+Q = TypeVar("Q")
 
 
 class BreakerState(enum.StrEnum):
@@ -138,7 +139,8 @@ class Bulkhead:
 
 @dataclass(slots=True)
 class Guard:
-    """One provider's breaker and bulkhead, and the figures of the calls they let through."""
+    """One provider's breaker and bulkhead. (Its calls' latencies are the fan-out's to keep:
+    :class:`rmas.fanout.ProviderStats`.)"""
 
     name: str
     breaker: CircuitBreaker
@@ -146,8 +148,6 @@ class Guard:
     #: A call given less than this (seconds) that times out says nothing about the provider.
     min_budget_s: float = 0.25
     clock: Callable[[], float] = time.monotonic
-    calls: int = 0
-    latencies_ms: list[float] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, name: str, cfg: GuardConfig, default_in_flight: int = 0) -> Guard:
@@ -161,14 +161,17 @@ class Guard:
 
     async def run(
         self,
-        call: Callable[[], Awaitable[T]],
+        call: Callable[[Q, float], Awaitable[T]],
+        queries: Q,
         deadline: float,
         admit: Callable[[], Awaitable[None]] | None = None,
     ) -> T:
-        """``call()`` behind the breaker and the bulkhead. ``admit``, awaited once the breaker
-        lets the call through and before it takes a bulkhead slot, may refuse it (by raising):
-        that says nothing about the provider (a half-open probe is freed)."""
-        if not self.breaker.allow():
+        """``call(queries, deadline)`` behind the breaker and the bulkhead. ``admit``, awaited
+        once the breaker lets the call through and before it takes a bulkhead slot, may refuse
+        it (by raising): that says nothing about the provider (a half-open probe is freed)."""
+        breaker = self.breaker
+        # (The closed breaker's checks inlined: this runs on every call of every provider.)
+        if breaker.state is not BreakerState.CLOSED and not breaker.allow():
             raise ProviderUnavailable(f"circuit open for {self.name}")
         if admit is not None:
             try:
@@ -179,10 +182,9 @@ class Guard:
         if not self.bulkhead.try_acquire():
             self.breaker.release()
             raise ProviderUnavailable(f"{self.name}: {self.bulkhead.limit} calls in flight")
-        start = self.clock()
-        budget = deadline - start
+        budget = deadline - self.clock()
         try:
-            result = await call()
+            result = await call(queries, deadline)
         except (ProviderTimeout, asyncio.CancelledError):
             # No answer in time. A provider that had a fair budget failed; a call the caller's
             # own short deadline cut off says nothing about it (but frees a half-open probe).
@@ -197,30 +199,20 @@ class Guard:
             raise
         finally:
             self.bulkhead.release()
-        self.breaker.success()
-        self.calls += 1
-        self.latencies_ms.append((self.clock() - start) * 1000)
-        if len(self.latencies_ms) > 1000:
-            del self.latencies_ms[:500]
+        if breaker.consecutive or breaker.state is not BreakerState.CLOSED:
+            breaker.success()
         return result
 
     def snapshot(self) -> ProviderSnapshot:
-        """Breaker, bulkhead and latency figures (for ``rmas status``, metrics and logs)."""
-        lat = sorted(self.latencies_ms)
-
-        def pct(q: float) -> float | None:
-            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
-
+        """Breaker and bulkhead figures (for ``rmas status``, metrics and logs)."""
+        breaker = self.breaker
         return ProviderSnapshot(
             provider=self.name,
-            breaker=self.breaker.state.value,
-            consecutive_failures=self.breaker.consecutive,
-            times_opened=self.breaker.opened_count,
+            breaker=breaker.state.value,
+            consecutive_failures=breaker.consecutive,
+            times_opened=breaker.opened_count,
             in_flight=self.bulkhead.in_flight,
             rejected_by_bulkhead=self.bulkhead.rejected,
-            calls=self.calls,
-            p50_ms=pct(0.5),
-            p99_ms=pct(0.99),
         )
 
 
@@ -246,8 +238,11 @@ class Guarded:
     def info(self) -> ProviderInfo:
         return self.provider.info
 
-    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
-        return await self.guard.run(lambda: self.provider.lookup_many(queries, deadline), deadline)
+    def lookup_many(
+        self, queries: Sequence[DocumentQuery], deadline: float
+    ) -> Coroutine[Any, Any, list[Record]]:
+        # The guard's coroutine itself, not one awaiting it: one frame less on every call.
+        return self.guard.run(self.provider.lookup_many, queries, deadline)
 
     async def aclose(self) -> None:
         await self.provider.aclose()
@@ -280,7 +275,7 @@ class _GuardedCards(Guarded):
     async def lookup_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
         cards = self.provider
         assert isinstance(cards, CardProvider)
-        return await self.guard.run(lambda: cards.lookup_cards(queries, deadline), deadline)
+        return await self.guard.run(cards.lookup_cards, queries, deadline)
 
 
 class _GuardedChanges(Guarded):

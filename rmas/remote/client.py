@@ -276,7 +276,7 @@ class RemoteProvider:
                     f"{self._info.id} not asked: the node does not answer ABTC"
                 )
 
-        async def lookup() -> list[Any]:
+        async def lookup(queries: Sequence[Any], deadline: float) -> list[Any]:
             limit = self.max_batch
             if limit and len(queries) > limit:
                 parts = await asyncio.gather(*(
@@ -287,7 +287,7 @@ class RemoteProvider:
             records: list[Any] = await call(queries, deadline)
             return records
 
-        return await self.guard.run(lookup, deadline, admit)
+        return await self.guard.run(lookup, queries, deadline, admit)
 
     async def _call_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
         request = provider_pb2.LookupCardsRequest()
