@@ -30,7 +30,7 @@ import enum
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, runtime_checkable
 
 import structlog
 
@@ -259,10 +259,14 @@ class Guarded:
 
     def snapshot(self) -> ProviderSnapshot:
         """The provider's own snapshot (if it has one) with the guard's figures."""
-        return ProviderSnapshot(**(snapshot_of(self.provider) or {}), **self.guard.snapshot())
+        snap = ProviderSnapshot(**(snapshot_of(self.provider) or {}))
+        snap.update(self.guard.snapshot())
+        return snap
 
     def __getattr__(self, name: str) -> Any:
         # Anything else the provider offers (its own attributes, for its tests and tools).
+        if name in Guarded.__slots__:  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self.provider, name)
 
     def __repr__(self) -> str:
@@ -273,8 +277,7 @@ class _GuardedCards(Guarded):
     __slots__ = ()
 
     async def lookup_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
-        cards = self.provider
-        assert isinstance(cards, CardProvider)
+        cards = cast(CardProvider, self.provider)  # chosen by guarded() for card providers
         return await self.guard.run(cards.lookup_cards, queries, deadline)
 
 
@@ -282,14 +285,10 @@ class _GuardedChanges(Guarded):
     __slots__ = ()
 
     async def current_position(self) -> str:
-        feed = self.provider
-        assert isinstance(feed, ChangeFeed)
-        return await feed.current_position()
+        return await cast(ChangeFeed, self.provider).current_position()
 
     def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
-        feed = self.provider
-        assert isinstance(feed, ChangeFeed)
-        return feed.watch_changes(since)
+        return cast(ChangeFeed, self.provider).watch_changes(since)
 
 
 class _GuardedCardsChanges(_GuardedCards, _GuardedChanges):

@@ -16,6 +16,7 @@ from rmas.providers import (
     CardProvider,
     GuardConfig,
     ProviderInfo,
+    ProviderSnapshot,
     Registry,
     card_capable,
     record_count,
@@ -182,3 +183,17 @@ def test_a_provider_with_its_own_guard_is_not_wrapped_again() -> None:
     assert guarded(node) is node
     once = guarded(FakeProvider(info=NZL))
     assert guarded(once) is once
+
+
+def test_the_snapshot_is_the_providers_own_with_the_guards_figures() -> None:
+    class Own(FakeProvider):
+        def snapshot(self) -> ProviderSnapshot:
+            return ProviderSnapshot(provider="inner", target="db.example:5432", breaker="?")
+
+    snap = snapshot_of(guarded(Own(info=NZL)))
+    assert snap is not None
+    assert (snap["target"], snap["provider"], snap["breaker"]) == (
+        "db.example:5432",
+        "NZL",
+        "closed",
+    )
