@@ -25,6 +25,7 @@ PURE = (
     "rmas.changewatch",
     "rmas.config",
     "rmas.confread",
+    "rmas.conformance",
     "rmas.resilience",
     "rmas.net",
     "rmas.runtime",
