@@ -9,9 +9,10 @@ the modules in :data:`PUBLIC_MODULES`: the provider contract and its capabilitie
 (:mod:`rmas.providers`, :mod:`rmas.changes`, :mod:`rmas.resilience`), the values it speaks
 (:mod:`rmas.documents`, :mod:`rmas.verdict`, :mod:`rmas.abtc`, :mod:`rmas.states`,
 :mod:`rmas.errors`), the rules an adapter's own configuration and files follow
-(:mod:`rmas.confkeys`, :mod:`rmas.net`, :mod:`rmas.fileperm`, :mod:`rmas.security.tls`), the shell
-helpers for its commands (:mod:`rmas.runtime`, :mod:`rmas.logs`, :mod:`rmas.cli`'s ``main``) and
-the kit for its tests (:mod:`rmas.testing`). Everything else may change without notice
+(:mod:`rmas.confkeys`, :mod:`rmas.confread` for typed options, :mod:`rmas.net`,
+:mod:`rmas.fileperm`, :mod:`rmas.security.tls`), the shell helpers for its commands
+(:mod:`rmas.runtime`, :mod:`rmas.logs`, :mod:`rmas.cli`'s ``main``) and the kit for its tests
+(:mod:`rmas.testing`). Everything else may change without notice
 (tests/adapters/test_public_face.py checks the adapters).
 """
 
@@ -47,6 +48,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "rmas.changes",
     "rmas.cli",
     "rmas.confkeys",
+    "rmas.confread",
     "rmas.documents",
     "rmas.errors",
     "rmas.fileperm",

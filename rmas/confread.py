@@ -5,12 +5,13 @@ convert the value, the message when it is required) and a build function that tu
 read into the section's object and checks what spans its keys (raising :class:`Bad`). The reader
 refuses unknown keys (:mod:`rmas.confkeys`), and every error names its dotted key
 (``hub.deadline_ms: must be between 10 and 60000``). :mod:`rmas.config` declares the hub's
-sections with it.
+sections with it; a provider kind declares its typed options the same way
+(:meth:`rmas.providers.ProviderConfig.read_options`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "nonblank",
     "of",
     "one_of",
+    "read_keys",
 ]
 
 
@@ -59,6 +61,21 @@ class Key:
     required: str = ""
     #: The value kept when absent (UNSET: the dataclass field's own default).
     default: Any = UNSET
+
+    def read(self, table: Mapping[str, Any], prefix: str) -> Any:
+        """This key's value in ``table`` (typed and checked; UNSET when absent without a
+        default); ConfigError naming ``prefix.name`` otherwise."""
+        name = f"{prefix}.{self.name}"
+        value = table.get(self.name, UNSET)
+        if value is UNSET or (self.required and value == ""):
+            if self.required:
+                raise ConfigError(name, self.required)
+            return self.default
+        value = _typed(value, self.typ, name)
+        try:
+            return self.check(value) if self.check is not None else value
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,25 +112,21 @@ class Section:
             raise ConfigError(prefix, "must be a table")
         if not self.open:
             refuse_unknown(table, prefix, [k.name for k in self.keys])
-        values: dict[str, Any] = {}
-        for key in self.keys:
-            name = f"{prefix}.{key.name}"
-            value = table.get(key.name, UNSET)
-            if value is UNSET or (key.required and value == ""):
-                if key.required:
-                    raise ConfigError(name, key.required)
-                if key.default is not UNSET:
-                    values[key.name] = key.default
-                continue
-            value = _typed(value, key.typ, name)
-            try:
-                values[key.name] = key.check(value) if key.check is not None else value
-            except ValueError as exc:
-                raise ConfigError(name, str(exc)) from None
+        values = read_keys(self.keys, table, prefix)
         try:
             return self.build(values, At(prefix, index, table, base_dir, before))
         except Bad as exc:
             raise ConfigError(f"{prefix}.{exc.key}", exc.message) from None
+
+
+def read_keys(keys: Sequence[Key], table: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """Every key's value in ``table``, by name (absent keys without a default left out)."""
+    values: dict[str, Any] = {}
+    for key in keys:
+        value = key.read(table, prefix)
+        if value is not UNSET:
+            values[key.name] = value
+    return values
 
 
 class Bad(Exception):

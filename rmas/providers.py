@@ -41,6 +41,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 from rmas.confkeys import unknown_key
+from rmas.confread import Key, read_keys
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError
 from rmas.verdict import Record
@@ -233,6 +234,13 @@ class ProviderConfig:
             timeout_s=self.timeout_s,
             abtc=self.abtc is not False,
         )
+
+    def read_options(self, *keys: Key) -> dict[str, Any]:
+        """This kind's options declared as :class:`rmas.confread.Key` (type, check, default,
+        required message), read, typed and checked, by name; an absent option without a default
+        is left out. Errors name ``providers[i].name``; an option not declared is refused
+        (:func:`build_providers`)."""
+        return read_keys(keys, self.options, f"providers[{self.index}]")
 
     def option(self, name: str, typ: type[Any], default: Any = ...) -> Any:
         """Read a kind-specific option, raising ConfigError naming ``providers[i].name``."""

@@ -71,3 +71,34 @@ def test_a_required_key_is_refused_when_absent_or_empty() -> None:
         with pytest.raises(ConfigError) as err:
             section.read(table, "tls", 0, ".", {})
         assert (err.value.key, err.value.message) == ("tls.cert", "required (a PEM file)")
+
+
+def test_a_provider_kind_declares_its_typed_options_with_the_same_keys() -> None:
+    from rmas.providers import ProviderConfig, Scope, build_one
+    from rmas.testing import FakeProvider
+
+    def config(**options: Any) -> ProviderConfig:
+        return ProviderConfig(id="X", kind="plugin", issuing_states=frozenset({"NZL"}),
+                              scope=Scope.ISSUER, required=True, contact="", max_batch=0,
+                              timeout_s=0.0, options=options, index=2)  # fmt: skip
+
+    seen: list[dict[str, Any]] = []
+
+    def factory(cfg: ProviderConfig) -> Any:
+        seen.append(cfg.read_options(
+            Key("url", str, required="required for kind 'plugin'"),
+            Key("pool", int, between(1, 8, "must be between 1 and 8"), default=2),
+        ))  # fmt: skip
+        return FakeProvider.issuer("X", ["NZL"])
+
+    build_one(factory, config(url="db://x"))
+    assert seen == [{"url": "db://x", "pool": 2}]
+    for options, key, message in [
+        ({}, "providers[2].url", "required for kind 'plugin'"),
+        ({"url": "db://x", "pool": 9}, "providers[2].pool", "must be between 1 and 8"),
+        ({"url": "db://x", "pool": "9"}, "providers[2].pool", "must be int, got str"),
+        ({"url": "db://x", "pol": 3}, "providers[2].pol", 'unknown key (did you mean "pool"?)'),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            build_one(factory, config(**options))
+        assert (err.value.key, err.value.message) == (key, message)
