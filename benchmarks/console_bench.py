@@ -42,11 +42,11 @@ from rmas.audit.trail import AuditTrail
 from rmas.config import HubConfig
 from rmas.grpckit.auth import Admitted
 from rmas.grpckit.mapping import result_to_pb, scanned_from_lines
-from rmas.mrz import Layout, compose
+from rmas.mrz import Layout
 from rmas.security.access import View
 from rmas.server.app import HubServer
 from rmas.server.pipeline import CheckOutcome, CheckRequest
-from rmas.testing import FakeProvider
+from rmas.testing import FakeProvider, compose
 from rmas.v1 import check_pb2
 from rmas.verdict import RecordStatus
 

@@ -339,7 +339,8 @@ async def _send_paxlst(ch: grpc.aio.Channel, msg: bytes) -> tuple[grpc.StatusCod
 def mrz_corpus() -> list[list[str]]:
     golden = json.loads((ROOT / "fixtures" / "mrz" / "golden.json").read_text())
     out = [list(c["lines"]) for c in golden["cases"] if c["lines"]]
-    from rmas.mrz import Layout, compose
+    from rmas.mrz import Layout
+    from rmas.testing import compose
 
     rng = random.Random(0)
     for layout in Layout:

@@ -1,14 +1,11 @@
 """The hub's configuration: TOML in, frozen dataclasses out, every error naming its key.
 
-Example::
+Example (every section and key: docs/operations.md)::
 
     [hub]
     listen = "127.0.0.1:50051"
     deadline_ms = 1500
     on_incomplete = "contact"   # or "board"
-    metrics_listen = "127.0.0.1:9464"   # Prometheus GET /metrics; absent or "": off
-    economy = "NZL"             # this hub's economy: where ABTC cards are checked for
-    console_listen = "127.0.0.1:8443"   # web console (docs/console.md); absent or "": off
 
     [[providers]]
     id = "NZL"
@@ -16,17 +13,6 @@ Example::
     url = "sqlite+aiosqlite:///var/nzl.db"
     issuing_states = ["NZL"]
     contact = "NZ 24/7 desk +64 4 000 0000"
-    abtc = true                 # ABTC card lookups: absent = if the kind can, false = never
-                                # (docs/abtc.md)
-
-Keys a provider kind understands beyond the common ones (``url``, ``registry``...) are kept in
-:attr:`ProviderConfig.options` for its factory, which reports its own errors the same way.
-
-A key no table knows is an error naming it and the closest known key (:mod:`rmas.confkeys`);
-for a provider's options that is checked when its factory has run (:func:`build_providers`).
-A hub needs at least one provider (:func:`require_providers`).
-
-Security (docs/operations.md)::
 
     [tls]                       # absent: development mode, loopback only
     cert = "certs/hub.pem"
@@ -36,22 +22,18 @@ Security (docs/operations.md)::
     [[callers]]                 # identity (URI SAN of the client certificate) -> role
     identity = "rmas://airline/*"
     role = "airline"            # airline, officer, operator, node
-    documents_per_s = 200       # optional, else [limits]
-    burst = 1000
-    senders = ["QF", "QANTAS"]  # optional: the UNB/UNG sender ids its PAXLSTs may carry
 
-    [limits]
-    documents_per_s = 0         # per caller; 0: unlimited
-    burst = 0
+``[limits]``, ``[audit]`` and ``[iapi]`` complete it. Keys a provider kind understands beyond the
+common ones (``url``, ``registry``...) are kept in :attr:`ProviderConfig.options` for its factory.
+A key no table knows is an error naming it and the closest known key (:mod:`rmas.confkeys`); for
+a provider's options that is checked when its factory has run (:func:`build_providers`). A hub
+needs at least one provider (:func:`require_providers`). Relative paths are resolved from the
+config file's folder. The hub's TLS settings also serve its links to national nodes and to the
+SLTD-style service.
 
-    [audit]                     # absent: no audit trail (development)
-    url = "sqlite+aiosqlite:///var/audit.db"
-    key_file = "secrets/audit.key"   # HMAC key for document keys, 16+ bytes (raw or hex)
-    required = true             # no answer leaves the hub unless its entries are written
-    hub_id = "hub-akl-1"        # recorded in every entry; default: the host name
-
-Relative paths are resolved from the config file's folder. The hub's TLS settings also serve its
-links to national nodes and to the SLTD-style service.
+Every section is declared in :data:`SECTIONS` (keys, checks, the object it builds) and read by
+the one section reader of :mod:`rmas.confread`. A new section is a dataclass, a ``Section(...)``
+entry and a field of :class:`RmasConfig` of the same name.
 """
 
 from __future__ import annotations
@@ -63,11 +45,25 @@ from pathlib import Path
 from typing import Any
 
 from rmas.confkeys import refuse_unknown
+from rmas.confread import (
+    UNSET,
+    At,
+    Bad,
+    Key,
+    Section,
+    at_least,
+    between,
+    choice,
+    listen,
+    nonblank,
+    of,
+    one_of,
+)
 from rmas.errors import ConfigError
 from rmas.iapiconfig import CODE_KEYS as _CODE_KEYS
 from rmas.iapiconfig import CusresCodes, IapiConfig
 from rmas.net import parse_listen, require_loopback_unless_tls
-from rmas.providers import COMMON_KEYS, ProviderConfig, Scope
+from rmas.providers import COMMON_KEYS, GuardConfig, ProviderConfig, Scope
 from rmas.security.access import CallerRule, Role
 from rmas.security.certs import identity_problem
 from rmas.security.tls import TlsConfig
@@ -75,6 +71,7 @@ from rmas.states import canonical_economy, to_alpha3
 from rmas.verdict import IncompletePolicy
 
 __all__ = [
+    "SECTIONS",
     "AuditConfig",
     "HubConfig",
     "LimitsConfig",
@@ -85,21 +82,6 @@ __all__ = [
     "read_toml",
     "require_providers",
 ]
-
-_HUB_KEYS = {
-    "listen",
-    "deadline_ms",
-    "on_incomplete",
-    "max_manifest",
-    "max_message_bytes",
-    "log_level",
-    "metrics_listen",
-    "max_in_flight",
-    "drain_grace_ms",
-    "economy",
-    "console_listen",
-}
-_SECTIONS = ("hub", "providers", "iapi", "tls", "callers", "limits", "audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +116,6 @@ class HubConfig:
     console_listen: str = ""
 
 
-_HUB_DEFAULTS = HubConfig()
-
-
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """The ``[limits]`` table: defaults for callers whose ``[[callers]]`` table sets none."""
@@ -168,7 +147,7 @@ class AuditConfig:
 
 @dataclass(frozen=True, slots=True)
 class RmasConfig:
-    """A whole config file."""
+    """A whole config file: one field per section of :data:`SECTIONS`, of the same name."""
 
     hub: HubConfig
     providers: tuple[ProviderConfig, ...]
@@ -180,6 +159,212 @@ class RmasConfig:
     callers: tuple[CallerRule, ...] = ()
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     audit: AuditConfig | None = None
+
+
+def _economy(value: str) -> str:
+    code = to_alpha3(value) if value else ""
+    if code is None:
+        raise ValueError(f"unknown economy code {value[:8]!r}")
+    return canonical_economy(code) if code else ""
+
+
+def _visa_issuer(value: str) -> str:
+    code = to_alpha3(value) if value else ""
+    if code is None:
+        raise ValueError(f"unknown state code {value!r} ('' to not check)")
+    return code
+
+
+# -- sections -----------------------------------------------------------------------------------
+
+
+def _hub(v: dict[str, Any], _at: At) -> HubConfig:
+    hub = HubConfig(**v)
+    if hub.metrics_listen:
+        m_host, m_port = parse_listen(hub.metrics_listen, "hub.metrics_listen")
+        if m_port != 0 and (m_host, m_port) == parse_listen(hub.listen):
+            raise Bad("metrics_listen", "must differ from hub.listen")
+    if hub.max_in_flight < hub.max_manifest:
+        raise Bad("max_in_flight", f"must be at least hub.max_manifest ({hub.max_manifest})")
+    return hub
+
+
+def _code(value: str) -> str:
+    if not (1 <= len(value) <= 3 and value.isalnum()):
+        raise ValueError("must be 1-3 letters or digits")
+    return value
+
+
+def _iapi(v: dict[str, Any], _at: At) -> IapiConfig:
+    """``<key>_code`` / ``<key>_text`` for each entry of the code table (rmas.iapiconfig)."""
+    codes = CusresCodes()
+    overrides = {}
+    for key in _CODE_KEYS:
+        code, text = getattr(codes, key)
+        overrides[key] = (v.pop(f"{key}_code", code), v.pop(f"{key}_text", text))
+    return IapiConfig(codes=CusresCodes(**overrides), **v)
+
+
+def _tls(v: dict[str, Any], at: At) -> TlsConfig:
+    return TlsConfig.load(v["cert"], v["key"], v["ca"], base_dir=at.base_dir)
+
+
+def _identity(value: str) -> str:
+    if "*" in value[:-1]:
+        raise ValueError(_IDENTITY)
+    problem = identity_problem(value)
+    if problem is not None:
+        raise ValueError(f"{value!r} {problem}")
+    return value
+
+
+def _caller(v: dict[str, Any], _at: At) -> CallerRule:
+    if v.get("documents_per_s", 0.0) < 0 or v.get("burst", 0) < 0:
+        raise Bad("documents_per_s", "rate and burst must be 0 or more")
+    senders = v.get("senders", [])
+    if not all(isinstance(x, str) and x.strip() for x in senders):
+        raise Bad("senders", "must be a list of UNB/UNG sender ids")
+    v["senders"] = tuple(x.strip() for x in senders)
+    return CallerRule(**v)
+
+
+def _audit_url(url: str) -> str:
+    if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ValueError(_AUDIT_URL)
+    return url
+
+
+def _hub_id(value: str) -> str:
+    """``[audit] hub_id``: printable text, at most 64 characters ("" for the host name)."""
+    if len(value) > 64 or not value.isprintable() or value != value.strip():
+        raise ValueError("must be printable text of at most 64 characters, no outer spaces")
+    return value
+
+
+def _audit(v: dict[str, Any], at: At) -> AuditConfig:
+    url = v["url"]
+    if url.startswith("sqlite+aiosqlite:///") and not url.startswith("sqlite+aiosqlite:////"):
+        rel = url.removeprefix("sqlite+aiosqlite:///")
+        if rel and not rel.startswith(":memory:"):
+            v["url"] = f"sqlite+aiosqlite:///{Path(at.base_dir) / rel}"
+    v["key_file"] = Path(at.base_dir) / v["key_file"]
+    return AuditConfig(**v)
+
+
+def _states(raw: list[Any]) -> frozenset[str]:
+    states: set[str] = set()
+    for j, s in enumerate(raw):
+        code = to_alpha3(s) if isinstance(s, str) else None
+        if code is None:
+            raise Bad(f"issuing_states[{j}]", f"unknown state code {s!r}")
+        states.add(canonical_economy(code))
+    return frozenset(states)
+
+
+def _provider(v: dict[str, Any], at: At) -> ProviderConfig:
+    scope, states = v["scope"], _states(v["issuing_states"])
+    if scope is Scope.ISSUER and not states:
+        raise Bad("issuing_states", "an issuer provider must name its states")
+    if scope is Scope.GLOBAL and states:
+        raise Bad("issuing_states", "a global provider answers for every state")
+    if scope is Scope.ISSUER and not v["required"]:
+        raise Bad("required", "the issuing economy's provider is always required")
+    return ProviderConfig(
+        id=v["id"],
+        kind=v["kind"],
+        issuing_states=states,
+        scope=scope,
+        required=v["required"],
+        contact=v["contact"],
+        max_batch=v["max_batch"],
+        timeout_s=v["timeout_ms"] / 1000.0,
+        options={k: val for k, val in at.table.items() if k not in COMMON_KEYS},
+        base_dir=at.base_dir,
+        index=at.index,
+        tls=at.before.get("tls"),
+        abtc=v["abtc"],
+        guard=GuardConfig(
+            max_in_flight=v["max_in_flight"],
+            breaker_failures=v["breaker_failures"],
+            breaker_reset_s=v["breaker_reset_ms"] / 1000,
+            breaker_min_budget_s=v["breaker_min_budget_ms"] / 1000,
+        ),
+    )
+
+
+_IDENTITY = "required: an identity, or a prefix ending in * (rmas://airline/*)"
+_AUDIT_URL = "must be sqlite+aiosqlite:///FILE or postgresql+asyncpg://…"
+_KIND = "required (e.g. sql, grpc, sltd)"
+_ROLES = f"must be one of {', '.join(r.value for r in Role)}"
+
+#: Every section of a config file, in the order they are read (a build may use those before it).
+SECTIONS: tuple[Section, ...] = (
+    Section("hub", (
+        Key("listen", str, listen("hub.listen")),
+        Key("deadline_ms", int, between(10, 60_000, "must be between 10 and 60000")),
+        Key("on_incomplete", str, one_of(IncompletePolicy, 'must be "contact" or "board"')),
+        Key("max_manifest", int, between(1, 100_000, "must be between 1 and 100000")),
+        Key("max_message_bytes", int,
+            between(1024, 256 * 1024 * 1024, "must be between 1 KiB and 256 MiB")),
+        Key("log_level", str, one_of(choice("debug", "info", "warning", "error"),
+                                     "must be debug, info, warning or error")),
+        Key("metrics_listen", str, listen("hub.metrics_listen")),
+        Key("max_in_flight", int,
+            between(1, 10_000_000, "must be between 1 and 10000000 (documents)")),
+        Key("drain_grace_ms", int, between(0, 600_000, "must be between 0 and 600000")),
+        Key("economy", str, _economy),
+        Key("console_listen", str, listen("hub.console_listen")),
+    ), _hub),
+    Section("iapi", (
+        Key("hub_id", str),
+        *(Key(f"{k}_code", str, _code) for k in _CODE_KEYS),
+        *(Key(f"{k}_text", str) for k in _CODE_KEYS),
+        Key("max_bytes", int, between(1024, 64 * 1024 * 1024, "must be between 1 KiB and 64 MiB")),
+        Key("remember", int, at_least(0, "must be 0 or more")),
+        Key("resend_window_s", float, between(0, 3600, "must be between 0 and 3600 seconds")),
+        Key("visa_issuer", str, _visa_issuer),
+    ), _iapi),
+    Section("tls", tuple(Key(n, str, required="required (a PEM file)")
+                         for n in ("cert", "key", "ca")), _tls, absent=None),
+    Section("callers", (
+        Key("identity", str, _identity, required=_IDENTITY),
+        Key("role", str, one_of(Role, _ROLES), required=_ROLES),
+        Key("documents_per_s", float),
+        Key("burst", int),
+        Key("senders", list),
+    ), _caller, many=True),
+    Section("limits", (
+        Key("documents_per_s", float, at_least(0, "must be 0 (unlimited) or more")),
+        Key("burst", int, at_least(0, "must be 0 or more")),
+    ), of(LimitsConfig)),
+    Section("audit", (
+        Key("url", str, _audit_url, required=_AUDIT_URL),
+        Key("key_file", str, required="required: a file holding the HMAC key"),
+        Key("required", bool),
+        Key("synchronous", str, one_of(choice("FULL", "NORMAL", upper=True),
+                                       'must be "FULL" or "NORMAL"')),
+        Key("linger_ms", float, between(0.0, 50.0, "must be from 0 to 50 milliseconds")),
+        Key("hub_id", str, _hub_id),
+    ), _audit, absent=None),
+    Section("providers", (
+        Key("id", str, nonblank("required"), required="required"),
+        Key("kind", str, nonblank(_KIND), required=_KIND),
+        Key("scope", str, one_of(Scope, 'must be "issuer" or "global"'), default=Scope.ISSUER),
+        Key("issuing_states", list, default=[]),
+        Key("required", bool, default=True),
+        Key("contact", str, default=""),
+        Key("max_batch", int, at_least(0, "must be 0 (no limit) or more"), default=0),
+        Key("timeout_ms", int, at_least(0, "must be 0 (the whole deadline) or more"), default=0),
+        Key("abtc", bool, default=None),
+        Key("max_in_flight", int, at_least(1, "must be at least 1"), default=None),
+        Key("breaker_failures", int, at_least(1, "must be at least 1"), default=5),
+        Key("breaker_reset_ms", int, at_least(10, "must be at least 10"), default=5000),
+        Key("breaker_min_budget_ms", int, at_least(0, "must be at least 0"), default=250),
+    ), _provider, many=True, open=True),
+)  # fmt: skip
+
+
+# -- the file -----------------------------------------------------------------------------------
 
 
 def load_config(path: str | Path, *, node: bool = False) -> RmasConfig:
@@ -220,25 +405,40 @@ def parse_tables(
     node: bool = False,
 ) -> RmasConfig:
     """:func:`parse_config` on tables already read (``node``: see :func:`load_config`)."""
-    refuse_unknown(data, "", _SECTIONS, what="section")
-    hub = _hub(_table(data.get("hub", {}), "hub"))
-    iapi = _iapi(_table(data.get("iapi", {}), "iapi"))
+    refuse_unknown(data, "", [s.name for s in SECTIONS], what="section")
     base = str(base_dir or Path.cwd())
-    tls = _tls(_table(data["tls"], "tls"), base) if "tls" in data else None
+    read: dict[str, Any] = {}
+    for s in SECTIONS:
+        raw = data.get(s.name, UNSET)
+        if s.many:
+            raw = [] if raw is UNSET else raw
+            if not isinstance(raw, list):
+                raise ConfigError(s.name, f"must be an array of tables: [[{s.name}]]")
+            read[s.name] = tuple(
+                s.read(t, f"{s.name}[{i}]", i, base, read) for i, t in enumerate(raw)
+            )
+        elif raw is UNSET and s.absent is not UNSET:
+            read[s.name] = s.absent
+        else:
+            read[s.name] = s.read({} if raw is UNSET else raw, s.name, 0, base, read)
+    _across(read, node)
+    return RmasConfig(path=path, **read)
+
+
+def _across(read: Mapping[str, Any], node: bool) -> None:
+    """The checks that span sections."""
+    hub: HubConfig = read["hub"]
+    tls = read["tls"] is not None
     if hub.metrics_listen:
         host, _port = parse_listen(hub.metrics_listen, "hub.metrics_listen")
         require_loopback_unless_tls(
             host,
-            tls=tls is not None,
+            tls=tls,
             key="hub.metrics_listen",
             message=f"{host} is not a loopback address; "
             "without [tls] metrics bind to loopback only",
         )
-    callers = tuple(
-        _caller(_table(raw, f"callers[{i}]"), i)
-        for i, raw in enumerate(_array(data.get("callers", []), "callers"))
-    )
-    if tls is not None and not callers and not node:
+    if tls and not read["callers"] and not node:
         raise ConfigError(
             "callers",
             "with [tls], a hub names its callers and their roles in [[callers]] tables "
@@ -247,51 +447,18 @@ def parse_tables(
         )
     require_loopback_unless_tls(
         parse_listen(hub.listen)[0],
-        tls=tls is not None,
+        tls=tls,
         key="hub.listen",
         message="without [tls] the hub binds to loopback addresses only (development)",
     )
-    limits = _limits(_table(data.get("limits", {}), "limits"))
-    audit = _audit(_table(data["audit"], "audit"), base) if "audit" in data else None
-    raw_providers = _array(data.get("providers", []), "providers")
-    providers = tuple(
-        _provider(_table(raw, f"providers[{i}]"), i, base, tls)
-        for i, raw in enumerate(raw_providers)
-    )
     seen: dict[str, int] = {}
-    for pc in providers:
+    for pc in read["providers"]:
         if pc.id in seen:
             raise ConfigError(
                 f"providers[{pc.index}].id",
                 f"duplicate id {pc.id!r} (see providers[{seen[pc.id]}])",
             )
         seen[pc.id] = pc.index
-    return RmasConfig(
-        hub=hub,
-        providers=providers,
-        iapi=iapi,
-        path=path,
-        tls=tls,
-        callers=callers,
-        limits=limits,
-        audit=audit,
-    )
-
-
-def _table(value: Any, key: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(key, "must be a table")
-    return value
-
-
-def _array(value: Any, key: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ConfigError(key, f"must be an array of tables: [[{key}]]")
-    return value
-
-
-def _only(t: Mapping[str, Any], prefix: str, allowed: set[str]) -> None:
-    refuse_unknown(t, prefix, allowed)
 
 
 def require_providers(cfg: RmasConfig) -> None:
@@ -304,255 +471,3 @@ def require_providers(cfg: RmasConfig) -> None:
             f"no [[providers]] table{where}: every check would be INCOMPLETE "
             "(a truncated file?); name at least one provider",
         )
-
-
-def _tls(t: Mapping[str, Any], base_dir: str) -> TlsConfig:
-    _only(t, "tls", {"cert", "key", "ca"})
-    files = {}
-    for name in ("cert", "key", "ca"):
-        value = _get(t, name, "tls", str, "")
-        if not value:
-            raise ConfigError(f"tls.{name}", "required (a PEM file)")
-        files[name] = value
-    return TlsConfig.load(files["cert"], files["key"], files["ca"], base_dir=base_dir)
-
-
-def _caller(t: Mapping[str, Any], i: int) -> CallerRule:
-    prefix = f"callers[{i}]"
-    _only(t, prefix, {"identity", "role", "documents_per_s", "burst", "senders"})
-    identity = _get(t, "identity", prefix, str, "")
-    if not identity or "*" in identity[:-1]:
-        raise ConfigError(
-            f"{prefix}.identity",
-            "required: an identity, or a prefix ending in * (rmas://airline/*)",
-        )
-    problem = identity_problem(identity)
-    if problem is not None:
-        raise ConfigError(f"{prefix}.identity", f"{identity!r} {problem}")
-    role_raw = _get(t, "role", prefix, str, "")
-    try:
-        role = Role(role_raw)
-    except ValueError:
-        raise ConfigError(
-            f"{prefix}.role", f"must be one of {', '.join(r.value for r in Role)}"
-        ) from None
-    rate = _get(t, "documents_per_s", prefix, float, 0.0)
-    burst = _get(t, "burst", prefix, int, 0)
-    if rate < 0 or burst < 0:
-        raise ConfigError(f"{prefix}.documents_per_s", "rate and burst must be 0 or more")
-    senders = _get(t, "senders", prefix, list, [])
-    if not all(isinstance(x, str) and x.strip() for x in senders):
-        raise ConfigError(f"{prefix}.senders", "must be a list of UNB/UNG sender ids")
-    return CallerRule(identity, role, rate, burst, tuple(x.strip() for x in senders))
-
-
-def _limits(t: Mapping[str, Any]) -> LimitsConfig:
-    _only(t, "limits", {"documents_per_s", "burst"})
-    rate = _get(t, "documents_per_s", "limits", float, 0.0)
-    burst = _get(t, "burst", "limits", int, 0)
-    if rate < 0:
-        raise ConfigError("limits.documents_per_s", "must be 0 (unlimited) or more")
-    if burst < 0:
-        raise ConfigError("limits.burst", "must be 0 or more")
-    return LimitsConfig(rate, burst)
-
-
-def _audit(t: Mapping[str, Any], base_dir: str) -> AuditConfig:
-    _only(t, "audit", {"url", "key_file", "required", "synchronous", "linger_ms", "hub_id"})
-    url = _get(t, "url", "audit", str, "")
-    if not url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-        raise ConfigError("audit.url", "must be sqlite+aiosqlite:///FILE or postgresql+asyncpg://…")
-    if url.startswith("sqlite+aiosqlite:///") and not url.startswith("sqlite+aiosqlite:////"):
-        rel = url.removeprefix("sqlite+aiosqlite:///")
-        if rel and not rel.startswith(":memory:"):
-            url = f"sqlite+aiosqlite:///{Path(base_dir) / rel}"
-    key_file = _get(t, "key_file", "audit", str, "")
-    if not key_file:
-        raise ConfigError("audit.key_file", "required: a file holding the HMAC key")
-    sync = _get(t, "synchronous", "audit", str, "FULL").upper()
-    if sync not in ("FULL", "NORMAL"):
-        raise ConfigError("audit.synchronous", 'must be "FULL" or "NORMAL"')
-    linger_ms = _get(t, "linger_ms", "audit", float, 4.0)
-    if not 0.0 <= linger_ms <= 50.0:
-        raise ConfigError("audit.linger_ms", "must be from 0 to 50 milliseconds")
-    return AuditConfig(
-        url=url,
-        key_file=Path(base_dir) / key_file,
-        required=_get(t, "required", "audit", bool, True),
-        synchronous=sync,
-        linger_ms=linger_ms,
-        hub_id=_hub_id(_get(t, "hub_id", "audit", str, "")),
-    )
-
-
-def _hub_id(value: str) -> str:
-    """``[audit] hub_id``: printable text, at most 64 characters ("" for the host name)."""
-    if len(value) > 64 or not value.isprintable() or value != value.strip():
-        raise ConfigError(
-            "audit.hub_id", "must be printable text of at most 64 characters, no outer spaces"
-        )
-    return value
-
-
-def _get(table: Mapping[str, Any], key: str, prefix: str, typ: type[Any], default: Any) -> Any:
-    if key not in table:
-        return default
-    value = table[key]
-    if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, typ) or (typ in (int, float) and isinstance(value, bool)):
-        raise ConfigError(f"{prefix}.{key}", f"must be {typ.__name__}, got {type(value).__name__}")
-    return value
-
-
-def _hub(t: Mapping[str, Any]) -> HubConfig:
-    _only(t, "hub", _HUB_KEYS)
-    listen = _get(t, "listen", "hub", str, _HUB_DEFAULTS.listen)
-    parse_listen(listen)
-    deadline_ms = _get(t, "deadline_ms", "hub", int, _HUB_DEFAULTS.deadline_ms)
-    if not 10 <= deadline_ms <= 60_000:
-        raise ConfigError("hub.deadline_ms", "must be between 10 and 60000")
-    policy_raw = _get(t, "on_incomplete", "hub", str, _HUB_DEFAULTS.on_incomplete.value)
-    try:
-        policy = IncompletePolicy(policy_raw)
-    except ValueError:
-        raise ConfigError("hub.on_incomplete", 'must be "contact" or "board"') from None
-    max_manifest = _get(t, "max_manifest", "hub", int, _HUB_DEFAULTS.max_manifest)
-    if not 1 <= max_manifest <= 100_000:
-        raise ConfigError("hub.max_manifest", "must be between 1 and 100000")
-    max_bytes = _get(t, "max_message_bytes", "hub", int, _HUB_DEFAULTS.max_message_bytes)
-    if not 1024 <= max_bytes <= 256 * 1024 * 1024:
-        raise ConfigError("hub.max_message_bytes", "must be between 1 KiB and 256 MiB")
-    level = _get(t, "log_level", "hub", str, _HUB_DEFAULTS.log_level)
-    if level not in ("debug", "info", "warning", "error"):
-        raise ConfigError("hub.log_level", "must be debug, info, warning or error")
-    metrics_listen = _get(t, "metrics_listen", "hub", str, _HUB_DEFAULTS.metrics_listen)
-    if metrics_listen:
-        m_host, m_port = parse_listen(metrics_listen, "hub.metrics_listen")
-        if m_port != 0 and (m_host, m_port) == parse_listen(listen):
-            raise ConfigError("hub.metrics_listen", "must differ from hub.listen")
-    max_in_flight = _get(t, "max_in_flight", "hub", int, _HUB_DEFAULTS.max_in_flight)
-    if not 1 <= max_in_flight <= 10_000_000:
-        raise ConfigError("hub.max_in_flight", "must be between 1 and 10000000 (documents)")
-    if max_in_flight < max_manifest:
-        raise ConfigError(
-            "hub.max_in_flight", f"must be at least hub.max_manifest ({max_manifest})"
-        )
-    grace = _get(t, "drain_grace_ms", "hub", int, _HUB_DEFAULTS.drain_grace_ms)
-    if not 0 <= grace <= 600_000:
-        raise ConfigError("hub.drain_grace_ms", "must be between 0 and 600000")
-    economy_raw = _get(t, "economy", "hub", str, "")
-    economy = ""
-    if economy_raw:
-        code = to_alpha3(economy_raw)
-        if code is None:
-            raise ConfigError("hub.economy", f"unknown economy code {economy_raw[:8]!r}")
-        economy = canonical_economy(code)
-    console_listen = _get(t, "console_listen", "hub", str, _HUB_DEFAULTS.console_listen)
-    if console_listen:
-        parse_listen(console_listen, "hub.console_listen")
-    return HubConfig(
-        listen,
-        deadline_ms,
-        policy,
-        max_manifest,
-        max_bytes,
-        level,
-        metrics_listen=metrics_listen,
-        max_in_flight=max_in_flight,
-        drain_grace_ms=grace,
-        economy=economy,
-        console_listen=console_listen,
-    )
-
-
-def _iapi(t: Mapping[str, Any]) -> IapiConfig:
-    """``[iapi]``: hub_id, max_bytes, remember, resend_window_s, visa_issuer, and
-    ``<key>_code`` / ``<key>_text`` for each entry of the code table (rmas.iapiconfig)."""
-    allowed = {"hub_id", "max_bytes", "remember", "resend_window_s", "visa_issuer"} | {
-        f"{k}_{part}" for k in _CODE_KEYS for part in ("code", "text")
-    }
-    _only(t, "iapi", allowed)
-    defaults = IapiConfig()
-    codes = CusresCodes()
-    overrides: dict[str, tuple[str, str]] = {}
-    for key in _CODE_KEYS:
-        code, text = getattr(codes, key)
-        code = _get(t, f"{key}_code", "iapi", str, code)
-        text = _get(t, f"{key}_text", "iapi", str, text)
-        if not (1 <= len(code) <= 3 and code.isalnum()):
-            raise ConfigError(f"iapi.{key}_code", "must be 1-3 letters or digits")
-        overrides[key] = (code, text)
-    max_bytes = _get(t, "max_bytes", "iapi", int, defaults.max_bytes)
-    if not 1024 <= max_bytes <= 64 * 1024 * 1024:
-        raise ConfigError("iapi.max_bytes", "must be between 1 KiB and 64 MiB")
-    remember = _get(t, "remember", "iapi", int, defaults.remember)
-    if remember < 0:
-        raise ConfigError("iapi.remember", "must be 0 or more")
-    window = _get(t, "resend_window_s", "iapi", float, defaults.resend_window_s)
-    if not 0 <= window <= 3600:
-        raise ConfigError("iapi.resend_window_s", "must be between 0 and 3600 seconds")
-    visa = _get(t, "visa_issuer", "iapi", str, defaults.visa_issuer)
-    visa_state = to_alpha3(visa) if visa else ""
-    if visa_state is None:
-        raise ConfigError("iapi.visa_issuer", f"unknown state code {visa!r} ('' to not check)")
-    return IapiConfig(
-        hub_id=_get(t, "hub_id", "iapi", str, defaults.hub_id),
-        codes=CusresCodes(**overrides),
-        max_bytes=max_bytes,
-        remember=remember,
-        resend_window_s=window,
-        visa_issuer=visa_state,
-    )
-
-
-def _provider(
-    t: Mapping[str, Any], i: int, base_dir: str, tls: TlsConfig | None = None
-) -> ProviderConfig:
-    prefix = f"providers[{i}]"
-    pid = _get(t, "id", prefix, str, "")
-    if not pid.strip():
-        raise ConfigError(f"{prefix}.id", "required")
-    kind = _get(t, "kind", prefix, str, "")
-    if not kind.strip():
-        raise ConfigError(f"{prefix}.kind", "required (e.g. sql, grpc, sltd)")
-    scope_raw = _get(t, "scope", prefix, str, Scope.ISSUER.value)
-    try:
-        scope = Scope(scope_raw)
-    except ValueError:
-        raise ConfigError(f"{prefix}.scope", 'must be "issuer" or "global"') from None
-    states_raw = _get(t, "issuing_states", prefix, list, [])
-    states: set[str] = set()
-    for j, s in enumerate(states_raw):
-        code = to_alpha3(s) if isinstance(s, str) else None
-        if code is None:
-            raise ConfigError(f"{prefix}.issuing_states[{j}]", f"unknown state code {s!r}")
-        states.add(canonical_economy(code))
-    if scope is Scope.ISSUER and not states:
-        raise ConfigError(f"{prefix}.issuing_states", "an issuer provider must name its states")
-    if scope is Scope.GLOBAL and states:
-        raise ConfigError(f"{prefix}.issuing_states", "a global provider answers for every state")
-    required = _get(t, "required", prefix, bool, True)
-    if scope is Scope.ISSUER and not required:
-        raise ConfigError(f"{prefix}.required", "the issuing economy's provider is always required")
-    max_batch = _get(t, "max_batch", prefix, int, 0)
-    if max_batch < 0:
-        raise ConfigError(f"{prefix}.max_batch", "must be 0 (no limit) or more")
-    timeout_ms = _get(t, "timeout_ms", prefix, int, 0)
-    if timeout_ms < 0:
-        raise ConfigError(f"{prefix}.timeout_ms", "must be 0 (the whole deadline) or more")
-    return ProviderConfig(
-        id=pid,
-        kind=kind,
-        issuing_states=frozenset(states),
-        scope=scope,
-        required=required,
-        contact=_get(t, "contact", prefix, str, ""),
-        max_batch=max_batch,
-        timeout_s=timeout_ms / 1000.0,
-        options={k: v for k, v in t.items() if k not in COMMON_KEYS},
-        base_dir=base_dir,
-        index=i,
-        tls=tls,
-        abtc=_get(t, "abtc", prefix, bool, None),
-    )

@@ -16,7 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -31,6 +31,10 @@ __all__ = ["LATENCY_BUCKETS_MS", "FanOut", "ProviderStats", "Router"]
 log = structlog.get_logger("rmas.fanout")
 
 _ANY_TYPE = DocumentType.UNSPECIFIED
+
+#: A query the fan-out routes (a document or a card) and the answer it gives per provider.
+_Q = TypeVar("_Q", DocumentQuery, CardQuery)
+_A = TypeVar("_A", SourceAnswer, CardAnswer)
 
 
 class Router:
@@ -155,53 +159,7 @@ class FanOut:
         # caller named, so no provider can let a type filter hide a hit (the type is shown to
         # officers from the query and from the record's own ``document_type``).
         queries = [q if q.type is _ANY_TYPE else replace(q, type=_ANY_TYPE) for q in queries]
-        jobs: dict[int, _Job] = {}
-        for i, q in enumerate(queries):
-            routed = self.router.route(q)
-            for p in routed:
-                job = jobs.get(id(p))
-                if job is None:
-                    info = p.info
-                    job = jobs[id(p)] = _Job(p, info, info.scope is Scope.ISSUER, [])
-                job.indices.append(i)
-        answers: list[list[SourceAnswer]] = [[] for _ in queries]
-        if not jobs:
-            return answers
-        if len(jobs) == 1:
-            # The common single-document, single-provider case: no task to schedule.
-            (job,) = jobs.values()
-            self._collect(job, await self._call(job, queries, deadline, _LOOKUP), answers)
-            return answers
-        job_list = list(jobs.values())
-        results = await asyncio.gather(
-            *(self._call(j, queries, deadline, _LOOKUP) for j in job_list)
-        )
-        for job, res in zip(job_list, results, strict=True):
-            self._collect(job, res, answers)
-        return answers
-
-    @staticmethod
-    def _collect(
-        job: _Job,
-        result: tuple[Outcome, list[Record] | None, float, str],
-        answers: list[list[SourceAnswer]],
-    ) -> None:
-        outcome, records, latency_ms, error = result
-        info = job.info
-        required = info.required or job.issuer
-        for pos, i in enumerate(job.indices):
-            answers[i].append(
-                SourceAnswer(
-                    provider_id=info.id,
-                    outcome=outcome,
-                    required=required,
-                    issuer=job.issuer,
-                    latency_ms=latency_ms,
-                    record=records[pos] if records is not None else None,
-                    contact=info.contact,
-                    error=error,
-                )
-            )
+        return await self._ask(queries, deadline, self.router.route, _LOOKUP, SourceAnswer)
 
     async def ask_cards(
         self, queries: Sequence[CardQuery], deadline: float
@@ -209,35 +167,40 @@ class FanOut:
         """Every ABTC provider's answer for each card (same order as ``queries``), with the
         machinery of :meth:`ask`: one batch per provider, one deadline, failures as outcomes. A
         card no provider covers gets an empty list (rmas.abtc makes it INCOMPLETE)."""
+        return await self._ask(queries, deadline, self.router.route_card, _LOOKUP_CARDS, CardAnswer)
+
+    async def _ask(
+        self,
+        queries: Sequence[_Q],
+        deadline: float,
+        route: Callable[[_Q], list[Provider]],
+        lookup: _Lookup,
+        answer: Callable[..., _A],
+    ) -> list[list[_A]]:
+        """The one fan-out loop: group ``queries`` by routed provider, ask each provider once (no
+        task when only one is routed), and give every query one ``answer`` per provider."""
         jobs: dict[int, _Job] = {}
         for i, q in enumerate(queries):
-            for p in self.router.route_card(q):
+            for p in route(q):
                 job = jobs.get(id(p))
                 if job is None:
                     info = p.info
-                    issuer = info.scope is Scope.ISSUER
-                    job = jobs[id(p)] = _Job(p, info, issuer, [])
+                    job = jobs[id(p)] = _Job(p, info, info.scope is Scope.ISSUER, [])
                 job.indices.append(i)
-        answers: list[list[CardAnswer]] = [[] for _ in queries]
+        answers: list[list[_A]] = [[] for _ in queries]
+        if not jobs:
+            return answers
+        if len(jobs) == 1:
+            # The common single-document, single-provider case: no task to schedule.
+            (job,) = jobs.values()
+            _collect(job, await self._call(job, queries, deadline, lookup), answers, answer)
+            return answers
         job_list = list(jobs.values())
         results = await asyncio.gather(
-            *(self._call(j, queries, deadline, _LOOKUP_CARDS) for j in job_list)
+            *(self._call(j, queries, deadline, lookup) for j in job_list)
         )
-        for job, (outcome, records, latency_ms, error) in zip(job_list, results, strict=True):
-            info = job.info
-            for pos, i in enumerate(job.indices):
-                answers[i].append(
-                    CardAnswer(
-                        provider_id=info.id,
-                        outcome=outcome,
-                        required=info.required or job.issuer,
-                        issuer=job.issuer,
-                        latency_ms=latency_ms,
-                        record=records[pos] if records is not None else None,
-                        contact=info.contact,
-                        error=error,
-                    )
-                )
+        for job, res in zip(job_list, results, strict=True):
+            _collect(job, res, answers, answer)
         return answers
 
     async def _call(
@@ -299,6 +262,30 @@ class FanOut:
 
 class _BadAnswer(Exception):
     pass
+
+
+def _collect(
+    job: _Job,
+    result: tuple[Outcome, list[Any] | None, float, str],
+    answers: list[list[_A]],
+    answer: Callable[..., _A],
+) -> None:
+    outcome, records, latency_ms, error = result
+    info = job.info
+    required = info.required or job.issuer
+    for pos, i in enumerate(job.indices):
+        answers[i].append(
+            answer(
+                provider_id=info.id,
+                outcome=outcome,
+                required=required,
+                issuer=job.issuer,
+                latency_ms=latency_ms,
+                record=records[pos] if records is not None else None,
+                contact=info.contact,
+                error=error,
+            )
+        )
 
 
 def _describe(exc: BaseException) -> str:

@@ -12,6 +12,14 @@ absolute ``time.monotonic()`` instant; a provider should stop work when it passe
 cancels the call then anyway). Failures are raised as :class:`~rmas.errors.ProviderError`
 subclasses (or any exception); the fan-out turns them into TIMEOUT / UNAVAILABLE / ERROR outcomes.
 
+Optional capabilities, each a runtime-checkable Protocol the hub tests with ``isinstance``:
+:class:`CardProvider` (ABTC cards), :class:`rmas.changes.ChangeFeed` (record changes),
+:class:`Countable` (``rmas status`` and Describe show the record count), :class:`Startable` (opened
+at hub start-up), :class:`Observable` (a :class:`ProviderSnapshot` for status and metrics),
+:class:`KnowsRegistry` (a national node's Describe names the registry kind). The hub puts every
+configured provider behind a circuit breaker and a bulkhead (:mod:`rmas.resilience`), which keeps
+these capabilities.
+
 Plug-ins register a factory under the entry-point group ``rmas.providers``; the config's ``kind``
 selects it. A factory takes the provider's :class:`ProviderConfig` and returns a Provider.
 
@@ -30,9 +38,10 @@ import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 from rmas.confkeys import unknown_key
+from rmas.confread import Key, read_keys
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError
 from rmas.verdict import Record
@@ -45,18 +54,27 @@ __all__ = [
     "COMMON_KEYS",
     "ENTRY_POINT_GROUP",
     "CardProvider",
+    "Countable",
+    "GuardConfig",
+    "KnowsRegistry",
+    "Observable",
     "Options",
     "Provider",
     "ProviderConfig",
     "ProviderFactory",
     "ProviderInfo",
+    "ProviderSnapshot",
     "Registry",
     "Scope",
+    "Startable",
     "build_one",
     "build_providers",
     "card_capable",
     "load_factory",
     "record_count",
+    "registry_of",
+    "snapshot_of",
+    "start_provider",
 ]
 
 ENTRY_POINT_GROUP = "rmas.providers"
@@ -65,7 +83,7 @@ ENTRY_POINT_GROUP = "rmas.providers"
 #: key is an option of the kind, for its factory.
 COMMON_KEYS = frozenset(
     {"id", "kind", "issuing_states", "scope", "required", "contact", "max_batch", "timeout_ms",
-     "abtc"}
+     "abtc", "max_in_flight", "breaker_failures", "breaker_reset_ms", "breaker_min_budget_ms"}
 )  # fmt: skip
 
 
@@ -155,6 +173,21 @@ class Options(Mapping[str, Any]):
 
 
 @dataclass(frozen=True, slots=True)
+class GuardConfig:
+    """The circuit breaker and bulkhead around one provider's calls (:mod:`rmas.resilience`)."""
+
+    #: Most calls in flight; None (absent): the kind's default (64 for a national node, else no
+    #: bound).
+    max_in_flight: int | None = None
+    #: Consecutive failures that open the breaker.
+    breaker_failures: int = 5
+    #: How long the breaker stays open before it lets one probe through, in seconds.
+    breaker_reset_s: float = 5.0
+    #: A call given less than this (seconds) that times out is not counted against the provider.
+    breaker_min_budget_s: float = 0.25
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderConfig:
     """One ``[[providers]]`` table of the hub's config, as parsed.
 
@@ -182,6 +215,8 @@ class ProviderConfig:
     #: ``abtc``: None (absent) = asked about ABTC cards if the kind can answer them (CardProvider);
     #: False = never; True = required to (a kind that cannot is a configuration error).
     abtc: bool | None = None
+    #: The breaker and bulkhead the hub puts around the provider.
+    guard: GuardConfig = field(default_factory=GuardConfig)
 
     def __post_init__(self) -> None:
         if not isinstance(self.options, Options):
@@ -199,6 +234,13 @@ class ProviderConfig:
             timeout_s=self.timeout_s,
             abtc=self.abtc is not False,
         )
+
+    def read_options(self, *keys: Key) -> dict[str, Any]:
+        """This kind's options declared as :class:`rmas.confread.Key` (type, check, default,
+        required message), read, typed and checked, by name; an absent option without a default
+        is left out. Errors name ``providers[i].name``; an option not declared is refused
+        (:func:`build_providers`)."""
+        return read_keys(keys, self.options, f"providers[{self.index}]")
 
     def option(self, name: str, typ: type[Any], default: Any = ...) -> Any:
         """Read a kind-specific option, raising ConfigError naming ``providers[i].name``."""
@@ -257,21 +299,91 @@ def card_capable(provider: object) -> bool:
     return isinstance(provider, CardProvider) and provider.info.abtc
 
 
+@runtime_checkable
+class Countable(Protocol):
+    """The optional capability of saying how many records a provider holds (``rmas status``, a
+    node's Describe). None: it cannot say."""
+
+    async def record_count(self) -> int | None: ...
+
+
+@runtime_checkable
+class Startable(Protocol):
+    """The optional capability of opening early: ``start()`` runs at hub start-up (and for a
+    provider a reload adds), so a store on an outdated schema stops the hub there. Raising
+    :class:`~rmas.errors.ProviderError` means "not reachable yet": the hub starts all the same."""
+
+    async def start(self) -> None: ...
+
+
+class ProviderSnapshot(TypedDict, total=False):
+    """What a provider tells ``rmas status`` and the metrics endpoint of its own state."""
+
+    provider: str
+    #: Where it is reached (a national node's host:port).
+    target: str
+    #: The circuit breaker's state: "closed", "open" or "half_open".
+    breaker: str
+    consecutive_failures: int
+    times_opened: int
+    #: Calls in flight, and calls the bulkhead refused since start.
+    in_flight: int
+    rejected_by_bulkhead: int
+    #: A national node's batch limit, from its Describe.
+    max_batch: int
+    #: The states a national node's last Describe named, and why it is not asked ("" if it is).
+    described_states: list[str]
+    describe_problem: str
+
+
+@runtime_checkable
+class Observable(Protocol):
+    """The optional capability of reporting a :class:`ProviderSnapshot`."""
+
+    def snapshot(self) -> ProviderSnapshot: ...
+
+
+@runtime_checkable
+class KnowsRegistry(Protocol):
+    """The optional capability of saying what an issuer's store holds (a node's Describe)."""
+
+    @property
+    def registry(self) -> Registry | None: ...
+
+
 ProviderFactory = Callable[[ProviderConfig], Provider]
 
 
-async def record_count(provider: Provider, timeout_s: float = 2.0) -> int | None:
-    """How many records a provider holds, when it can say (the optional ``record_count()``
-    method; remote nodes report their Describe figure). None when it cannot say in time."""
-    method = getattr(provider, "record_count", None)
-    if not callable(method):
+async def record_count(provider: object, timeout_s: float = 2.0) -> int | None:
+    """How many records a provider holds, when it can say (:class:`Countable`; remote nodes
+    report their Describe figure). None when it cannot say in time."""
+    if not isinstance(provider, Countable):
         return None
     try:
         async with asyncio.timeout(timeout_s):
-            n = await method()
+            n = await provider.record_count()
     except Exception:  # a count is a courtesy: never let it fail a Describe or a status
         return None
     return int(n) if n is not None else None
+
+
+def snapshot_of(provider: object) -> ProviderSnapshot | None:
+    """The provider's :class:`ProviderSnapshot` (:class:`Observable`); None when it has none."""
+    return provider.snapshot() if isinstance(provider, Observable) else None
+
+
+def registry_of(provider: object) -> Registry | None:
+    """What the provider's store holds (:class:`KnowsRegistry`); None when it does not say."""
+    if not isinstance(provider, KnowsRegistry):
+        return None
+    registry = provider.registry
+    return registry if isinstance(registry, Registry) else None
+
+
+async def start_provider(provider: object) -> None:
+    """Open ``provider`` early when it can (:class:`Startable`); nothing otherwise."""
+    if isinstance(provider, Startable):
+        await provider.start()
 
 
 def load_factory(kind: str) -> ProviderFactory:
@@ -285,11 +397,14 @@ def load_factory(kind: str) -> ProviderFactory:
 
 
 def build_providers(configs: Sequence[ProviderConfig]) -> list[Provider]:
-    """Instantiate every configured provider through its kind's registered factory.
+    """Instantiate every configured provider through its kind's registered factory, behind its
+    circuit breaker and bulkhead (:func:`rmas.resilience.guarded`, ``cfg.guard``).
 
     Raises ConfigError naming ``providers[i].kind`` for an unknown kind; factories raise their own
     ConfigErrors for their options; an option the factory did not read is an unknown key.
     """
+    from rmas.resilience import guarded  # it builds on this module
+
     out: list[Provider] = []
     for cfg in configs:
         try:
@@ -301,7 +416,7 @@ def build_providers(configs: Sequence[ProviderConfig]) -> list[Provider]:
             raise ConfigError(
                 f"providers[{cfg.index}].abtc", f"kind {cfg.kind!r} does not answer ABTC lookups"
             )
-        out.append(provider)
+        out.append(guarded(provider, cfg.guard))
     return out
 
 

@@ -1,7 +1,11 @@
 """Test helpers that ship with rmas, for its own tests and for adapter authors' tests.
 
-- :class:`FakeProvider`: a provider with scripted records, latency and failures, which records every
-  call it gets (so a test can assert "one batch call per provider").
+- :class:`FakeProvider`: a provider that answers through a handler function (``handler(queries,
+  deadline) -> records``) and records every call it gets (so a test can assert "one batch call
+  per provider"); without a handler it answers from scripted records, latency and failures.
+- :func:`check_provider`: the conformance checks, in-process, for a Python plug-in
+  (:mod:`rmas.conformance`).
+- :func:`compose`: a machine-readable zone with correct check digits, for fixtures.
 - :func:`running_hub`: a real hub gRPC server on an ephemeral loopback port, in-process.
 """
 
@@ -9,13 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rmas.conformance import CheckResult, check_provider
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
+from rmas.mrz import Layout, check_digit
 from rmas.providers import ProviderConfig, ProviderInfo, Scope
 from rmas.verdict import NO_RECORD, Record, RecordStatus
 
@@ -25,16 +31,29 @@ if TYPE_CHECKING:
     from rmas.security.access import CallerRule
     from rmas.security.tls import TlsConfig
 
-__all__ = ["FakeProvider", "HubHandle", "running_hub"]
+__all__ = [
+    "CheckResult",
+    "FakeProvider",
+    "Handler",
+    "HubHandle",
+    "check_provider",
+    "compose",
+    "running_hub",
+]
 
 _FAILURES = ("", "hang", "timeout", "unavailable", "error", "garbage")
+
+#: How a :class:`FakeProvider` answers: the queries of one ``lookup_many`` call and its deadline
+#: in, one Record per query out (or a raised ProviderError, or never: whatever the test needs).
+Handler = Callable[[Sequence[DocumentQuery], float], Awaitable[list[Record]]]
 
 
 @dataclass(slots=True)
 class FakeProvider:
-    """A provider whose answers, delays and failures a test scripts.
+    """A provider that answers through ``handler`` and records every call it gets.
 
-    ``records`` maps (economy, number) to a Record; anything else answers ``default``.
+    Without a handler it answers from a script the test may change at any time: ``records``
+    maps (economy, number) to a Record; anything else answers ``default``, after ``latency_s``.
     ``failure`` is one of: "" (answer), "hang" (never answer), "timeout" / "unavailable" / "error"
     (raise the matching exception), "garbage" (return the wrong number of records).
     """
@@ -46,6 +65,22 @@ class FakeProvider:
     failure: str = ""
     calls: list[list[DocumentQuery]] = field(default_factory=list)
     closed: bool = False
+    handler: Handler | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.handler is None:
+            self.handler = self.scripted
+
+    @classmethod
+    def answering(
+        cls, info: ProviderInfo | str, handler: Handler, *, states: Iterable[str] = ()
+    ) -> FakeProvider:
+        """A provider that answers through ``handler``: an issuer of ``states``, or a global
+        provider when none are named (``info``: a ProviderInfo, or the id)."""
+        if isinstance(info, str):
+            states = frozenset(states)
+            info = ProviderInfo(info, states, Scope.ISSUER if states else Scope.GLOBAL)
+        return cls(info=info, handler=handler)
 
     @classmethod
     def issuer(
@@ -111,6 +146,11 @@ class FakeProvider:
         self.calls.append(list(queries))
         if len(self.calls) > 10_000:  # a fake node under a long benchmark must not grow forever
             del self.calls[:5_000]
+        assert self.handler is not None
+        return await self.handler(queries, deadline)
+
+    async def scripted(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        """The handler of a FakeProvider made without one: its script (see the class)."""
         if self.failure == "hang":
             await asyncio.Event().wait()
         if self.latency_s:
@@ -203,3 +243,75 @@ async def running_hub(
         yield HubHandle(f"127.0.0.1:{port}", port, metrics_port, console_port)
     finally:
         await server.stop(grace=0.5)
+
+
+# -- machine-readable zones for fixtures ----------------------------------------------------------
+
+
+def _pad(s: str, n: int) -> str:
+    return (s + "<" * n)[:n]
+
+
+def _name_field(surname: str, given: str, n: int) -> str:
+    primary = "<".join(surname.upper().split())
+    secondary = "<".join(given.upper().split())
+    return _pad(f"{primary}<<{secondary}" if secondary else primary, n)
+
+
+def compose(
+    layout: Layout,
+    *,
+    document_code: str,
+    issuing_state: str,
+    surname: str,
+    given_names: str,
+    document_number: str,
+    nationality: str,
+    birth_date: str,
+    sex: str,
+    expiry_date: str,
+    optional_data: str = "",
+    optional_data_2: str = "",
+) -> list[str]:
+    """Write a zone with correct check digits. Dates are YYMMDD; ``D`` becomes ``D<<``.
+
+    TD1 and TD2 numbers longer than 9 characters use the long-number scheme.
+    """
+    code = _pad(document_code, 2)
+    state = _pad(issuing_state, 3)
+    nat = _pad(nationality, 3)
+    number = document_number
+    if layout in (Layout.TD3, Layout.MRV_A, Layout.TD2, Layout.MRV_B):
+        width = 44 if layout in (Layout.TD3, Layout.MRV_A) else 36
+        line1 = code + state + _name_field(surname, given_names, width - 5)
+        if len(number) > 9 and layout is Layout.TD2:
+            num_field = number[:9] + "<"
+            opt = _pad(number[9:] + check_digit(number) + "<" + optional_data, 7)
+        else:
+            num_field = _pad(number, 9) + check_digit(_pad(number, 9))
+            opt = optional_data
+        head = num_field + nat + birth_date + check_digit(birth_date) + sex
+        head += expiry_date + check_digit(expiry_date)
+        if layout is Layout.TD3:
+            opt14 = _pad(opt, 14)
+            digit = "<" if not opt.strip("<") else check_digit(opt14)
+            body = head + opt14 + digit
+            line2 = body + check_digit(body[0:10] + body[13:20] + body[21:43])
+        elif layout is Layout.TD2:
+            body = head + _pad(opt, 7)
+            line2 = body + check_digit(body[0:10] + body[13:20] + body[21:35])
+        else:
+            line2 = head + _pad(opt, width - 28)
+        return [line1, line2]
+    # TD1
+    if len(number) > 9:
+        num_field = number[:9] + "<"
+        opt1 = _pad(number[9:] + check_digit(number) + "<" + optional_data, 15)
+    else:
+        num_field = _pad(number, 9) + check_digit(_pad(number, 9))
+        opt1 = _pad(optional_data, 15)
+    line1 = code + state + num_field + opt1
+    l2 = birth_date + check_digit(birth_date) + sex + expiry_date + check_digit(expiry_date)
+    l2 += nat + _pad(optional_data_2, 11)
+    line2 = l2 + check_digit(line1[5:30] + l2[0:7] + l2[8:15] + l2[18:29])
+    return [line1, line2, _name_field(surname, given_names, 30)]

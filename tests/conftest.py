@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,34 @@ FIXTURES = ROOT / "fixtures"
 @pytest.fixture
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+#: The demo's economies: their fixture file's registry kind.
+REGISTRIES = {"NZL": "alerts", "AUS": "complete", "PHL": "alerts"}
+
+EconomyStores = Callable[..., Awaitable[list[Any]]]
+
+
+@pytest.fixture
+def economy_stores(tmp_path: Path) -> EconomyStores:
+    """Builds the SQL stores of the demo's economies from fixtures/records (real SQLite files):
+    ``await economy_stores("NZL", "AUS", contact=True)``, one SqlStoreProvider per economy, with
+    the registry kind of its file (AUS: complete) and, with ``contact``, a 24/7 desk."""
+    from adapters.sqlstore.importer import import_csv
+    from adapters.sqlstore.provider import SqlStoreProvider
+    from rmas.providers import ProviderInfo, Registry
+
+    async def build(*states: str, contact: bool = False) -> list[Any]:
+        out: list[Any] = []
+        for state in states:
+            url = f"sqlite+aiosqlite:///{tmp_path / state}.db"
+            await import_csv(url, FIXTURES / "records" / f"{state.lower()}.csv")
+            desk = f"{state} 24/7 desk" if contact else ""
+            info = ProviderInfo(id=state, issuing_states=frozenset({state}), contact=desk)
+            out.append(SqlStoreProvider(info, url, registry=Registry(REGISTRIES[state])))
+        return out
+
+    return build
 
 
 @pytest.fixture

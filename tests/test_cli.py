@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.hubproc import free_port
+
 HUB_TOML = """
 [hub]
 listen = "127.0.0.1:{port}"
@@ -32,12 +34,6 @@ scope = "global"
 required = false
 failure = "hang"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rmas(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

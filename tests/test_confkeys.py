@@ -9,7 +9,7 @@ import pytest
 
 from rmas.config import parse_config
 from rmas.errors import ConfigError
-from rmas.providers import Provider, ProviderConfig, Scope, build_one, build_providers
+from rmas.providers import Provider, ProviderConfig, Scope, build_one, build_providers, snapshot_of
 from rmas.testing import FakeProvider
 
 
@@ -141,3 +141,26 @@ def test_reading_an_option_in_one_build_does_not_excuse_it_in_the_next() -> None
     assert build_one(lambda c: FakeProvider.issuer("X", ["NZL"], failure=c.options["colour"]), cfg)
     with pytest.raises(ConfigError, match="colour: unknown key"):
         build_one(lambda c: FakeProvider.issuer("X", ["NZL"]), cfg)
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+async def test_the_breaker_keys_are_common_to_every_kind_and_their_typos_refused(
+    kind: str, tmp_path: Any
+) -> None:
+    """Every kind gets a breaker and a bulkhead (rmas.resilience): the keys are common keys,
+    read for every kind, and a mistyped one is refused like any other."""
+    (tmp_path / "nzl.db").touch()
+    options = KINDS[kind].replace("{dir}", str(tmp_path))
+    (provider,) = await build(provider_toml(kind, options + "breaker_failures = 3\n"))
+    snapshot = snapshot_of(provider)
+    assert snapshot is not None and snapshot["breaker"] == "closed"
+    with pytest.raises(ConfigError) as err:
+        await build(provider_toml(kind, options + "breaker_failurs = 3\n"))
+    assert err.value.key == "providers[0].breaker_failurs"
+    assert 'did you mean "breaker_failures"?' in err.value.message
+    with pytest.raises(ConfigError) as err:
+        await build(provider_toml(kind, options + "breaker_reset_ms = 1\n"))
+    assert (err.value.key, err.value.message) == (
+        "providers[0].breaker_reset_ms",
+        "must be at least 10",
+    )

@@ -20,9 +20,9 @@ from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
 from rmas.client import check_document_request, document_type_pb
 from rmas.documents import DocumentType
-from rmas.mrz import Layout, compose
+from rmas.mrz import Layout
 from rmas.providers import ProviderInfo
-from rmas.testing import FakeProvider, running_hub
+from rmas.testing import FakeProvider, compose, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
 
 PASSPORT, CARD, VISA, OTHER = (

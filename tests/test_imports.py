@@ -26,6 +26,9 @@ PURE = (
     "rmas.changes",
     "rmas.changewatch",
     "rmas.config",
+    "rmas.confread",
+    "rmas.conformance",
+    "rmas.resilience",
     "rmas.net",
     "rmas.runtime",
 )

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from rmas.mrz import DigitState, Layout, check_digit, compose, read_mrz
+from rmas.mrz import DigitState, Layout, check_digit, read_mrz
+from rmas.testing import compose
 
 GOLDEN = json.loads(
     (Path(__file__).resolve().parent.parent / "fixtures" / "mrz" / "golden.json").read_text()

@@ -25,11 +25,14 @@ from pathlib import Path
 
 import structlog
 
+from rmas.confread import Key, one_of
 from rmas.documents import DocumentQuery, normalise_number
-from rmas.errors import ConfigError, ProviderUnavailable
+from rmas.errors import ProviderUnavailable
 from rmas.providers import ProviderConfig, ProviderInfo, Registry
 from rmas.states import canonical_economy, to_alpha3
 from rmas.verdict import Record, RecordStatus
+
+REGISTRY = 'must be "alerts" or "complete"'
 
 __all__ = ["JsonlProvider", "load_records"]
 
@@ -84,14 +87,12 @@ class JsonlProvider:
 
     @classmethod
     def from_config(cls, cfg: ProviderConfig) -> JsonlProvider:
-        path = Path(cfg.base_dir) / cfg.option("path", str)
-        try:
-            registry = Registry(cfg.option("registry", str, "alerts"))
-        except ValueError:
-            raise ConfigError(
-                f"providers[{cfg.index}].registry", 'must be "alerts" or "complete"'
-            ) from None
-        return cls(cfg.info, path, registry)
+        """``kind = "jsonl"``: ``path`` (required), ``registry`` ("alerts" or "complete")."""
+        options = cfg.read_options(
+            Key("path", str, required="required for kind 'jsonl'"),
+            Key("registry", str, one_of(Registry, REGISTRY), default=Registry.ALERTS),
+        )
+        return cls(cfg.info, Path(cfg.base_dir) / options["path"], options["registry"])
 
     @property
     def info(self) -> ProviderInfo:

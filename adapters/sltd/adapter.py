@@ -41,6 +41,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from adapters.sltd.codes import country_to_sltd, status_from_sltd
+from rmas.confread import Key, between
 from rmas.documents import DocumentQuery, DocumentType
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.net import require_loopback_unless_tls
@@ -50,6 +51,12 @@ from rmas.verdict import NO_RECORD, Record
 __all__ = ["SltdProvider"]
 
 _NOT_SEARCHABLE = Record(NO_RECORD.status, detail="issuing state has no code in the central store")
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return url
 
 
 class SltdProvider:
@@ -74,9 +81,14 @@ class SltdProvider:
     @classmethod
     def from_config(cls, cfg: ProviderConfig) -> SltdProvider:
         key = f"providers[{cfg.index}]"
-        url = cfg.option("url", str)
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{key}.url", "must be an http:// or https:// URL")
+        options = cfg.read_options(
+            Key("url", str, _http_url, required="required for kind 'sltd'"),
+            Key("token", str, default=""),
+            Key("token_file", str, default=""),
+            Key("pool_size", int, between(1, 256, "must be between 1 and 256"), default=16),
+            Key("bulk_max", int, between(1, 1000, "must be between 1 and 1000"), default=500),
+        )
+        url = options["url"]
         host = (urlsplit(url).hostname or "").strip("[]")
         require_loopback_unless_tls(
             host,
@@ -91,8 +103,7 @@ class SltdProvider:
                     f"{key}.url", "https:// needs the hub's [tls] (client certificate)"
                 )
             ssl_context = cfg.tls.client_ssl_context()
-        token = cfg.option("token", str, "")
-        token_file = cfg.option("token_file", str, "")
+        token, token_file = options["token"], options["token_file"]
         if token_file:
             path = Path(cfg.base_dir) / token_file
             try:
@@ -101,13 +112,14 @@ class SltdProvider:
                 raise ConfigError(f"{key}.token_file", f"cannot read: {exc.strerror}") from None
         if not token:
             raise ConfigError(f"{key}.token", "required (or token_file)")
-        pool = cfg.option("pool_size", int, 16)
-        bulk = cfg.option("bulk_max", int, 500)
-        if not 1 <= pool <= 256:
-            raise ConfigError(f"{key}.pool_size", "must be between 1 and 256")
-        if not 1 <= bulk <= 1000:
-            raise ConfigError(f"{key}.bulk_max", "must be between 1 and 1000")
-        return cls(cfg.info, url, token, pool_size=pool, bulk_max=bulk, ssl_context=ssl_context)
+        return cls(
+            cfg.info,
+            url,
+            token,
+            pool_size=options["pool_size"],
+            bulk_max=options["bulk_max"],
+            ssl_context=ssl_context,
+        )
 
     @property
     def info(self) -> ProviderInfo:

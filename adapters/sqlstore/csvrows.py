@@ -126,7 +126,7 @@ def parse_date(raw: str, name: str) -> dt.date | None:
 
 def _iso_date(raw: str, name: str) -> str | None:
     """A date as SQLAlchemy's SQLite ``Date`` stores it (ISO text): the SQLite load writes through
-    the driver, and building a ``date`` only to format it again cost 1.5 µs a row."""
+    the driver, so a ``date`` built only to be formatted again is not built."""
     iso = _ISO_DATES.get(raw)
     if iso is not None:
         return iso
@@ -234,8 +234,8 @@ class _Columns:
     """Where the known columns sit in a CSV header, and which columns the rows carry.
 
     ``every_column``: rows carry all of ``COLUMNS`` (what PostgreSQL's COPY needs); otherwise
-    only the columns the file has, the others being constants in the SQL (SQLite: binding seven
-    empty values a row cost about 1 µs). ``iso_dates``: dates as ISO text instead of ``date``.
+    only the columns the file has, the others being constants in the SQL (SQLite: no empty values
+    bound for every row). ``iso_dates``: dates as ISO text instead of ``date``.
     """
 
     def __init__(self, header: list[str], *, every_column: bool, iso_dates: bool) -> None:
@@ -337,7 +337,7 @@ class CsvChunks:
         width, size = self.cols.width, self.chunk_size
         reader, make, rejected = self.reader, _row_maker(self.cols), self.rejected
         # Rows by number alone: a number seldom repeats across states within a chunk, and a
-        # string key costs half of a (state, number) tuple key (0.5 µs a row less, measured).
+        # string key is cheaper than a (state, number) tuple key (docs/benchmarks.md).
         # A number that another state also uses goes to ``clashes``, by the full key.
         rows: dict[str, Row] = {}
         clashes: dict[Row, Row] = {}

@@ -13,6 +13,8 @@
   node. A circuit breaker stops calling a node that keeps failing and probes it again later. It
   judges the node, not the caller: a call cut short by a caller's own short deadline (given less
   than ``breaker_min_budget_ms``) counts neither way, and any failure to read an answer counts.
+  Both are the :class:`~rmas.resilience.Guard` every configured provider has; this client runs
+  its own (it also counts a Describe that fails), so the hub does not wrap it again.
 - Retries only for errors worth retrying (UNAVAILABLE), and only while time remains; an optional
   hedged request goes out after ``hedge_after_ms`` if the first has not answered.
 
@@ -52,8 +54,8 @@ from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.grpckit.lookup import cards_from, cards_request, lookup_request, records_from
 from rmas.net import require_loopback_unless_tls
-from rmas.providers import ProviderConfig, ProviderInfo
-from rmas.resilience import Bulkhead, CircuitBreaker
+from rmas.providers import ProviderConfig, ProviderInfo, ProviderSnapshot
+from rmas.resilience import Bulkhead, CircuitBreaker, Guard
 from rmas.security.tls import TlsConfig
 from rmas.states import canonical_economy
 from rmas.v1 import provider_pb2, provider_pb2_grpc
@@ -97,12 +99,16 @@ class RemoteProvider:
         self.target = target
         self.tls = tls
         self.server_name = server_name
-        self.bulkhead = Bulkhead(max_in_flight)
-        self.breaker = CircuitBreaker(info.id, breaker_failures, breaker_reset_s)
+        #: The breaker and bulkhead every lookup goes through (:mod:`rmas.resilience`).
+        self.guard = Guard(
+            info.id,
+            CircuitBreaker(info.id, breaker_failures, breaker_reset_s),
+            Bulkhead(max_in_flight),
+            breaker_min_budget_s,
+        )
         self.retries = retries
         self.hedge_after_s = hedge_after_s
         self.describe_refresh_s = describe_refresh_s
-        self.breaker_min_budget_s = breaker_min_budget_s
         self.described: provider_pb2.DescribeResponse | None = None
         #: Why the node is not asked: its last Describe does not name the states it is configured
         #: for, or it could not be read ("" when it describes what it is configured for, or has
@@ -113,8 +119,6 @@ class RemoteProvider:
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self._refresher: asyncio.Task[None] | None = None
-        self.calls = 0
-        self.latencies_ms: list[float] = []
 
     @classmethod
     def from_config(cls, cfg: ProviderConfig) -> RemoteProvider:
@@ -136,16 +140,17 @@ class RemoteProvider:
             key=f"{key}.target",
             message="without [tls] a node must be on a loopback address",
         )
+        guard = cfg.guard
         return cls(
             cfg.info,
             target,
-            max_in_flight=positive("max_in_flight", int, 64, 1),
-            breaker_failures=positive("breaker_failures", int, 5, 1),
-            breaker_reset_s=positive("breaker_reset_ms", int, 5000, 10) / 1000,
+            max_in_flight=64 if guard.max_in_flight is None else guard.max_in_flight,
+            breaker_failures=guard.breaker_failures,
+            breaker_reset_s=guard.breaker_reset_s,
             retries=positive("retries", int, 1),
             hedge_after_s=positive("hedge_after_ms", int, 0) / 1000,
             describe_refresh_s=positive("describe_refresh_s", float, 60.0, 1),
-            breaker_min_budget_s=positive("breaker_min_budget_ms", int, 250) / 1000,
+            breaker_min_budget_s=guard.breaker_min_budget_s,
             tls=cfg.tls,
             server_name=cfg.option("server_name", str, ""),
         )
@@ -153,6 +158,14 @@ class RemoteProvider:
     @property
     def info(self) -> ProviderInfo:
         return self._info
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.guard.breaker
+
+    @property
+    def bulkhead(self) -> Bulkhead:
+        return self.guard.bulkhead
 
     @property
     def max_batch(self) -> int:
@@ -246,55 +259,35 @@ class RemoteProvider:
         return await self._guarded(self._call_cards, queries, deadline)
 
     async def _guarded(self, call: Any, queries: Sequence[Any], deadline: float) -> list[Any]:
-        """A lookup behind the node's Describe check, breaker and bulkhead, split to its batch
-        limit (documents and cards alike)."""
+        """A lookup behind the node's Describe check and its :class:`~rmas.resilience.Guard`
+        (breaker and bulkhead), split to its batch limit (documents and cards alike)."""
         self._begin()
-        if not self.breaker.allow():
-            raise ProviderUnavailable(f"circuit open for {self._info.id}")
-        if self.described is None:
-            await self._await_describe(deadline)
-        if self.described is None or self.describe_problem:
-            self.breaker.release()
-            why = self.describe_problem or "not described yet"
-            raise ProviderUnavailable(f"{self._info.id} not asked: {why}")
-        if call == self._call_cards and not self.described.abtc:
-            self.breaker.release()
-            raise ProviderUnavailable(f"{self._info.id} not asked: the node does not answer ABTC")
-        if not self.bulkhead.try_acquire():
-            self.breaker.release()
-            raise ProviderUnavailable(f"{self._info.id}: {self.bulkhead.limit} calls in flight")
-        start = time.monotonic()
-        budget = deadline - start
-        try:
+
+        async def admit() -> None:
+            # Not asking a node that does not (yet) describe what it is configured for says
+            # nothing about the node's health: the guard frees the breaker's probe.
+            if self.described is None:
+                await self._await_describe(deadline)
+            if self.described is None or self.describe_problem:
+                why = self.describe_problem or "not described yet"
+                raise ProviderUnavailable(f"{self._info.id} not asked: {why}")
+            if call == self._call_cards and not self.described.abtc:
+                raise ProviderUnavailable(
+                    f"{self._info.id} not asked: the node does not answer ABTC"
+                )
+
+        async def lookup(queries: Sequence[Any], deadline: float) -> list[Any]:
             limit = self.max_batch
             if limit and len(queries) > limit:
                 parts = await asyncio.gather(*(
                     call(queries[i : i + limit], deadline)
                     for i in range(0, len(queries), limit)
                 ))  # fmt: skip
-                records = [r for part in parts for r in part]
-            else:
-                records = await call(queries, deadline)
-        except (ProviderTimeout, asyncio.CancelledError):
-            # No answer in time. A node that had a fair budget failed; a call the caller's own
-            # short deadline cut off says nothing about the node (but frees a half-open probe).
-            if budget >= self.breaker_min_budget_s:
-                self.breaker.failure()
-            else:
-                self.breaker.release()
-            raise
-        except BaseException:
-            # Anything else, an answer that could not be read included, is the node's failure.
-            self.breaker.failure()
-            raise
-        finally:
-            self.bulkhead.release()
-        self.breaker.success()
-        self.calls += 1
-        self.latencies_ms.append((time.monotonic() - start) * 1000)
-        if len(self.latencies_ms) > 1000:
-            del self.latencies_ms[:500]
-        return records
+                return [r for part in parts for r in part]
+            records: list[Any] = await call(queries, deadline)
+            return records
+
+        return await self.guard.run(lookup, queries, deadline, admit)
 
     async def _call_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
         request = cards_request(queries)
@@ -381,28 +374,15 @@ class RemoteProvider:
             return None
         return int(self.described.record_count)
 
-    def snapshot(self) -> dict[str, Any]:
-        """Breaker, bulkhead and latency figures (for ``rmas status`` and logs)."""
-        lat = sorted(self.latencies_ms)
-
-        def pct(q: float) -> float | None:
-            return round(lat[min(len(lat) - 1, int(q * len(lat)))], 2) if lat else None
-
-        return {
-            "provider": self._info.id,
-            "target": self.target,
-            "breaker": self.breaker.state.value,
-            "consecutive_failures": self.breaker.consecutive,
-            "times_opened": self.breaker.opened_count,
-            "in_flight": self.bulkhead.in_flight,
-            "rejected_by_bulkhead": self.bulkhead.rejected,
-            "calls": self.calls,
-            "p50_ms": pct(0.5),
-            "p99_ms": pct(0.99),
-            "max_batch": self.max_batch,
-            "described_states": list(self.described.issuing_states) if self.described else [],
-            "describe_problem": self.describe_problem,
-        }
+    def snapshot(self) -> ProviderSnapshot:
+        """The guard's figures, and what the node described (for ``rmas status`` and logs)."""
+        return ProviderSnapshot(
+            **self.guard.snapshot(),
+            target=self.target,
+            max_batch=self.max_batch,
+            described_states=list(self.described.issuing_states) if self.described else [],
+            describe_problem=self.describe_problem,
+        )
 
     async def aclose(self) -> None:
         if self._describing is not None and not self._describing.done():

@@ -33,15 +33,17 @@ check that could not run, for want of ``--known`` documents, a declared batch li
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from rmas.conformance import FAIL, PASS, SHARED_CHECKS, SKIPPED, CheckResult, run_checks
+from rmas.conformance import Fail as _Fail
+from rmas.conformance import Skip as _Skip
+from rmas.conformance import unknown_number as _unknown_number
 from rmas.documents import normalise_number
 from rmas.security.tls import TlsConfig
 from rmas.states import canonical_economy, is_known_state, to_alpha3
@@ -52,40 +54,11 @@ __all__ = ["FAIL", "PASS", "SKIPPED", "CheckResult", "run_conformance"]
 _STATUS = {v: k.removeprefix("RECORD_STATUS_") for k, v in common_pb2.RecordStatus.items()}
 _CARD_STATUS = {v: k.removeprefix("CARD_STATUS_") for k, v in common_pb2.CardStatus.items()}
 
-PASS, FAIL, SKIPPED = "PASS", "FAIL", "SKIPPED"
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    name: str
-    #: PASS, FAIL or SKIPPED (could not run; the detail says why).
-    status: str
-    detail: str
-
-    @property
-    def passed(self) -> bool:
-        return self.status == PASS
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"passed": self.passed}
-
-
-class _Fail(Exception):
-    pass
-
-
-class _Skip(Exception):
-    """The check could not run (nothing to check it with); never counted as passed."""
-
 
 def _item(ref: str, state: str, number: str) -> provider_pb2.LookupItem:
     return provider_pb2.LookupItem(
         ref=ref, document=common_pb2.Document(issuing_state=state, number=number)
     )
-
-
-def _unknown_number() -> str:
-    return "ZQ" + os.urandom(5).hex().upper()[:8]
 
 
 async def run_conformance(
@@ -113,37 +86,36 @@ async def run_conformance(
     async with channel:
         stub = provider_pb2_grpc.DocumentStatusProviderStub(channel)
         ctx = _Context(stub, call_timeout_s, list(states), list(known), list(known_cards))
+        shared = {name: _bind(check, ctx) for name, check in SHARED_CHECKS.items()}
         checks: list[tuple[str, Callable[[], Awaitable[str]]]] = [
             ("describe", ctx.describe),
-            ("unknown_documents", ctx.unknown_documents),
-            ("known_statuses", ctx.known_statuses),
+            ("unknown_documents", shared["unknown_documents"]),
+            ("known_statuses", shared["known_statuses"]),
             ("refs_in_order", ctx.refs_in_order),
             ("key_echo", ctx.key_echo),
             ("batch_limit", ctx.batch_limit),
-            ("deadline", ctx.deadline),
+            ("deadline", shared["deadline"]),
             ("malformed_requests", ctx.malformed),
-            ("large_batch", ctx.large_batch),
-            ("concurrency", ctx.concurrency),
+            ("large_batch", shared["large_batch"]),
+            ("concurrency", shared["concurrency"]),
             ("abtc_cards", ctx.abtc_cards),
         ]
-        out: list[CheckResult] = []
-        for name, check in checks:
+
+        def ready(name: str) -> str:
             if name != "describe" and not ctx.states:
-                out.append(CheckResult(name, SKIPPED, "no issuing state to ask about: "
-                                       "describe failed and no --state was given"))  # fmt: skip
-                continue
-            try:
-                detail = await check()
-                out.append(CheckResult(name, PASS, detail))
-            except _Skip as exc:
-                out.append(CheckResult(name, SKIPPED, str(exc)))
-            except _Fail as exc:
-                out.append(CheckResult(name, FAIL, str(exc)))
-            except grpc.aio.AioRpcError as exc:
-                out.append(CheckResult(name, FAIL, _rpc_failure(exc, tls is not None)))
-            except Exception as exc:  # an answer the kit could not even read
-                out.append(CheckResult(name, FAIL, f"{type(exc).__name__}: {exc}"))
-        return out
+                return "no issuing state to ask about: describe failed and no --state was given"
+            return ""
+
+        def failure(exc: Exception) -> str | None:
+            if isinstance(exc, grpc.aio.AioRpcError):
+                return _rpc_failure(exc, tls is not None)
+            return None
+
+        return await run_checks(checks, ready=ready, failure=failure)
+
+
+def _bind(check: Callable[[Any], Awaitable[str]], ctx: Any) -> Callable[[], Awaitable[str]]:
+    return lambda: check(ctx)
 
 
 def _rpc_failure(exc: grpc.aio.AioRpcError, tls: bool) -> str:
@@ -176,6 +148,26 @@ class _Context:
     def limit(self) -> int:
         return int(self.described.max_batch_size) if self.described else 0
 
+    @property
+    def complete(self) -> bool:
+        return (
+            self.described is not None
+            and self.described.registry == provider_pb2.REGISTRY_KIND_COMPLETE
+        )
+
+    async def statuses(
+        self, keys: Sequence[tuple[str, str]], budget_s: float | None = None
+    ) -> list[str]:
+        """The shared checks' question (:class:`rmas.conformance.Asker`), as a LookupBatch."""
+        items = [_item(str(i), state, number) for i, (state, number) in enumerate(keys)]
+        try:
+            resp = await self._lookup(items, budget_s)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise TimeoutError from None
+            raise
+        return [_STATUS.get(r.record.status, "?") for r in resp.results]
+
     async def describe(self) -> str:
         d: provider_pb2.DescribeResponse = await self.stub.Describe(
             provider_pb2.DescribeRequest(), timeout=self.timeout
@@ -194,33 +186,6 @@ class _Context:
         if missing:
             raise _Fail(f"--state {sorted(missing)} not among the node's states")
         return f"{d.provider_id}: states {list(d.issuing_states)}, batch limit {d.max_batch_size}"
-
-    async def unknown_documents(self) -> str:
-        complete = (
-            self.described is not None
-            and self.described.registry == provider_pb2.REGISTRY_KIND_COMPLETE
-        )
-        expected = "NOT_ISSUED" if complete else "NO_RECORD"
-        items = [_item(str(i), s, _unknown_number()) for i, s in enumerate(self.states)]
-        resp = await self._lookup(items)
-        got = [_STATUS.get(r.record.status, "?") for r in resp.results]
-        if got != [expected] * len(items):
-            raise _Fail(f"unknown numbers answered {got}, expected {expected} for each state")
-        return f"{expected} for {len(items)} state(s)"
-
-    async def known_statuses(self) -> str:
-        if not self.known:
-            raise _Skip("no --known documents given (STATE:NUMBER:STATUS)")
-        items = [_item(str(i), s, n) for i, (s, n, _st) in enumerate(self.known)]
-        resp = await self._lookup(items)
-        wrong = [
-            f"{s}:{n} answered {_STATUS.get(r.record.status, '?')}, expected {st}"
-            for (s, n, st), r in zip(self.known, resp.results, strict=False)
-            if _STATUS.get(r.record.status) != st
-        ]
-        if wrong or len(resp.results) != len(items):
-            raise _Fail("; ".join(wrong) or "wrong number of results")
-        return f"{len(items)} known document(s) answered their status"
 
     async def refs_in_order(self) -> str:
         n = max(2, min(10, self.limit or 10))
@@ -274,40 +239,6 @@ class _Context:
             f"{len(resp.results)} results instead of INVALID_ARGUMENT or RESOURCE_EXHAUSTED"
         )
 
-    async def deadline(self) -> str:
-        """Calls abandoned at a 50 ms deadline must not keep the node busy afterwards.
-
-        From outside, a node that stops work when the deadline passes and one that finishes
-        it anyway differ in one way: the second is still busy with abandoned work when the next
-        call arrives. So: three abandoned full batches, then one small call that must be
-        answered within a second.
-        """
-        state = self.states[0]
-        items = [_item(str(i), state, _unknown_number()) for i in range(max(1, self.limit or 100))]
-        for _ in range(3):
-            start = time.monotonic()
-            try:
-                await self._lookup(items, budget_s=0.05)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
-                    raise
-            if time.monotonic() - start > 0.5:
-                raise _Fail("a call with a 50 ms deadline did not end within 500 ms")
-        start = time.monotonic()
-        try:
-            await self._lookup([_item("0", state, _unknown_number())], budget_s=1.0)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                raise _Fail(
-                    "after three calls abandoned at their deadline the node took over 1 s to "
-                    "answer a one-item call: it keeps working on abandoned calls"
-                ) from None
-            raise
-        return (
-            f"short deadlines end promptly; next call answered in "
-            f"{(time.monotonic() - start) * 1000:.0f} ms"
-        )
-
     async def malformed(self) -> str:
         state = self.states[0]
         cases = {
@@ -326,24 +257,6 @@ class _Context:
         if wrong:
             raise _Fail("expected INVALID_ARGUMENT; " + "; ".join(wrong))
         return "INVALID_ARGUMENT for each"
-
-    async def large_batch(self) -> str:
-        n = min(self.limit or 1000, 1000)
-        state = self.states[0]
-        resp = await self._lookup([_item(str(i), state, _unknown_number()) for i in range(n)])
-        if len(resp.results) != n:
-            raise _Fail(f"{n} items got {len(resp.results)} results")
-        return f"{n} items answered"
-
-    async def concurrency(self) -> str:
-        state = self.states[0]
-        number = _unknown_number()
-        calls = [self._lookup([_item(str(i), state, number)]) for i in range(32)]
-        answers = await asyncio.gather(*calls)
-        statuses = {a.results[0].record.status for a in answers if len(a.results) == 1}
-        if len(statuses) != 1 or any(len(a.results) != 1 for a in answers):
-            raise _Fail("32 concurrent calls for one document did not all answer alike")
-        return "32 concurrent calls answered alike"
 
     async def abtc_cards(self) -> str:
         d = self.described

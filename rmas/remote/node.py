@@ -38,7 +38,14 @@ from rmas.grpckit.errors import abort_invalid
 from rmas.grpckit.lookup import cards_response, describe_response, lookup_response
 from rmas.grpckit.mapping import query_from_document
 from rmas.net import parse_listen, require_loopback_unless_tls
-from rmas.providers import CardProvider, Provider, Scope, card_capable, record_count
+from rmas.providers import (
+    CardProvider,
+    Provider,
+    Scope,
+    card_capable,
+    record_count,
+    registry_of,
+)
 from rmas.security.access import node_policy
 from rmas.security.tls import TlsConfig
 from rmas.v1 import provider_pb2, provider_pb2_grpc
@@ -63,7 +70,7 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
         self, request: provider_pb2.DescribeRequest, context: Ctx
     ) -> provider_pb2.DescribeResponse:
         info = self.provider.info
-        registry = getattr(self.provider, "registry", None)
+        registry = registry_of(self.provider)
         count = await record_count(self.provider)
         return describe_response(
             record_count=count or 0,

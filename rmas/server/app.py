@@ -34,7 +34,7 @@ from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel
 from rmas.iapiconfig import IapiConfig
 from rmas.net import parse_listen, require_loopback_unless_tls
-from rmas.providers import Provider, build_providers
+from rmas.providers import Provider, build_providers, start_provider
 from rmas.security.access import AccessPolicy
 from rmas.security.tls import TlsConfig
 from rmas.server.admin_service import HubAdminService
@@ -160,11 +160,8 @@ class HubServer:
         here, with its message, rather than failing every check; one that is merely unreachable
         is logged and tried again at the first check."""
         for p in self.hub.providers:
-            start = getattr(p, "start", None)
-            if not callable(start):
-                continue
             try:
-                await start()
+                await start_provider(p)
             except ProviderError as exc:
                 log.warning("provider_not_ready", provider=p.info.id, error=type(exc).__name__)
 
@@ -342,9 +339,7 @@ class HubServer:
                 (provider,) = build_providers([pc])
                 fresh.append(provider)
                 providers.append(provider)
-                start = getattr(provider, "start", None)
-                if callable(start):
-                    await start()
+                await start_provider(provider)
         except Exception:
             for p in fresh:
                 await _close(p)

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 from rmas import __version__
 from rmas.hub import Hub
-from rmas.providers import record_count
+from rmas.providers import record_count, snapshot_of
 from rmas.verdict import Outcome
 
-__all__ = ["HubSnapshot", "ProviderSnapshot", "ReloadOutcome", "record_counts", "take_snapshot"]
+__all__ = ["HubSnapshot", "ProviderReading", "ReloadOutcome", "record_counts", "take_snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ class CallFigures:
 
 
 @dataclass(frozen=True, slots=True)
-class ProviderSnapshot:
+class ProviderReading:
     id: str
     scope: str
     required: bool
@@ -73,7 +73,7 @@ class HubSnapshot:
     uptime_s: float
     checks: int
     in_flight: int
-    providers: tuple[ProviderSnapshot, ...] = ()
+    providers: tuple[ProviderReading, ...] = ()
     last_reload: ReloadOutcome | None = field(default=None)
 
 
@@ -110,7 +110,7 @@ def take_snapshot(
         in_flight = reported.get("in_flight")
         described = reported.get("described_states", ())
         providers.append(
-            ProviderSnapshot(
+            ProviderReading(
                 id=info.id,
                 scope=info.scope.value,
                 required=info.required,
@@ -146,9 +146,5 @@ def take_snapshot(
 
 
 def _reported(provider: object) -> Mapping[str, object]:
-    """What a provider reports of itself (its optional ``snapshot()``), or nothing."""
-    snapshot = getattr(provider, "snapshot", None)
-    if not callable(snapshot):
-        return {}
-    snap = snapshot()
-    return snap if isinstance(snap, dict) else {}
+    """What a provider reports of itself (:class:`~rmas.providers.Observable`), or nothing."""
+    return snapshot_of(provider) or {}

@@ -27,8 +27,9 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from adapters.sqlstore.cards import import_cards
 from adapters.sqlstore.importer import import_csv
-from rmas.mrz import Layout, compose
+from rmas.mrz import Layout
 from rmas.security.certs import init_dir
+from rmas.testing import compose
 from tests.hubproc import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -286,7 +286,8 @@ def make_case(rng: random.Random, w: World, channel: str) -> Case:
 def _mrz_case(
     rng: random.Random, state: str, number: str, holder: HolderData | None, tag: str, channel: str
 ) -> Case:
-    from rmas.mrz import Layout, compose
+    from rmas.mrz import Layout
+    from rmas.testing import compose
 
     layout = rng.choice(list(MRZ_CODES))
     code = rng.choice(MRZ_CODES[layout])

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
 from rmas.iapi.syntax import segment_texts
 from rmas.iapiconfig import IapiConfig
-from rmas.providers import ProviderInfo, Registry
 from rmas.testing import running_hub
 from rmas.v1 import common_pb2
+from tests.conftest import EconomyStores
 from tests.iapi.dcs import DcsRejects, apply, send
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
@@ -41,14 +40,8 @@ PARTS = {
 
 
 @pytest.fixture
-async def stores(tmp_path: Path) -> list[SqlStoreProvider]:
-    out = []
-    for state, registry in (("NZL", Registry.ALERTS), ("AUS", Registry.COMPLETE)):
-        url = f"sqlite+aiosqlite:///{tmp_path / state}.db"
-        await import_csv(url, FIX / "records" / f"{state.lower()}.csv")
-        info = ProviderInfo(id=state, issuing_states=frozenset({state}))
-        out.append(SqlStoreProvider(info, url, registry=registry))
-    return out
+async def stores(economy_stores: EconomyStores) -> list[SqlStoreProvider]:
+    return await economy_stores("NZL", "AUS")
 
 
 def masked(data: bytes) -> list[bytes]:

@@ -20,7 +20,6 @@ from rmas.testing import FakeProvider
 from rmas.v1 import common_pb2, provider_pb2, provider_pb2_grpc
 from rmas.verdict import Record, RecordStatus
 from tests.conftest import Pki
-from tests.remote import node_echoes_keys
 
 
 async def test_our_node_passes_every_check() -> None:
@@ -40,16 +39,14 @@ async def test_our_node_passes_every_check() -> None:
              "--known", "NZL:LA000002:STOLEN", "--json"],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
-        echoes = await node_echoes_keys(port)
     finally:
         await node.stop(0)
-    # Our node echoes each result's key once the lead's change for issue 15 is in
-    # (rmas/remote/node.py); until then key_echo is the one check it fails.
-    assert [r.name for r in results if not r.passed] == ([] if echoes else ["key_echo"]), results
+    # Our node passes every check, key_echo included (it echoes each result's key).
+    assert [r.name for r in results if not r.passed] == [], results
     assert len(results) == 11
-    assert out.returncode == (0 if echoes else 1), out.stdout + out.stderr
+    assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
-    assert report["passed"] is echoes
+    assert report["passed"] is True
     statuses = {c["name"]: c["status"] for c in report["checks"]}
     assert statuses["known_statuses"] == "PASS"
 

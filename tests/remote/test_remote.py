@@ -25,14 +25,9 @@ from rmas.resilience import BreakerState
 from rmas.testing import FakeProvider, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2, provider_pb2, provider_pb2_grpc
 from rmas.verdict import Record, RecordStatus
+from tests.hubproc import free_port
 
 NZL = ProviderInfo(id="NZL", issuing_states=frozenset({"NZL"}))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def node_for(provider: object, max_batch: int = 1000) -> ProviderNode:

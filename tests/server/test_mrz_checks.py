@@ -10,9 +10,9 @@ import pytest
 from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
 from rmas.client import check_document_request, field_violations, result_to_dict
-from rmas.mrz import Layout, compose
+from rmas.mrz import Layout
 from rmas.providers import ProviderInfo
-from rmas.testing import running_hub
+from rmas.testing import compose, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 # The issuer (Utopia) has L898902C3 on record as STOLEN.

@@ -7,26 +7,18 @@ from pathlib import Path
 import grpc
 import pytest
 
-from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
 from rmas.iapi.cusres import read_cusres
-from rmas.providers import ProviderInfo, Registry
 from rmas.testing import running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc
+from tests.conftest import EconomyStores
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 @pytest.fixture
-async def stores(tmp_path: Path) -> list[SqlStoreProvider]:
-    out = []
-    for state, registry in (("NZL", Registry.ALERTS), ("AUS", Registry.COMPLETE),
-                            ("PHL", Registry.ALERTS)):  # fmt: skip
-        url = f"sqlite+aiosqlite:///{tmp_path / state}.db"
-        await import_csv(url, FIX / "records" / f"{state.lower()}.csv")
-        info = ProviderInfo(id=state, issuing_states=frozenset({state}))
-        out.append(SqlStoreProvider(info, url, registry=registry))
-    return out
+async def stores(economy_stores: EconomyStores) -> list[SqlStoreProvider]:
+    return await economy_stores("NZL", "AUS", "PHL")
 
 
 async def check_paxlst(target: str, data: bytes) -> check_pb2.CheckPaxlstResponse:

@@ -14,17 +14,15 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from adapters.sqlstore.importer import import_csv
-from adapters.sqlstore.provider import SqlStoreProvider
 from rmas.client import document_pb
-from rmas.providers import ProviderInfo, Registry, Scope
+from rmas.providers import ProviderInfo, Scope
 from rmas.remote.client import RemoteProvider
 from rmas.remote.node import ProviderNode
 from rmas.security.access import CallerRule, Role
 from rmas.testing import FakeProvider, HubHandle, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc
 from rmas.verdict import Record, RecordStatus
-from tests.conftest import Pki
+from tests.conftest import EconomyStores, Pki
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
 
@@ -38,19 +36,10 @@ STOLEN = ("NZL", "LA000002")
 
 
 @pytest.fixture
-async def stores(tmp_path: Path) -> list[Any]:
+async def stores(economy_stores: EconomyStores) -> list[Any]:
     """The demo's NZL, AUS and PHL stores (PAXLST fixtures name their documents), and an SLTD
     fake that reports nothing."""
-    out: list[Any] = []
-    for state, registry in (("NZL", Registry.ALERTS), ("AUS", Registry.COMPLETE),
-                            ("PHL", Registry.ALERTS)):  # fmt: skip
-        url = f"sqlite+aiosqlite:///{tmp_path / state}.db"
-        await import_csv(url, FIX / "records" / f"{state.lower()}.csv")
-        info = ProviderInfo(id=state, issuing_states=frozenset({state}),
-                            contact=f"{state} 24/7 desk")  # fmt: skip
-        out.append(SqlStoreProvider(info, url, registry=registry))
-    out.append(FakeProvider.global_("SLTD"))
-    return out
+    return [*await economy_stores("NZL", "AUS", "PHL", contact=True), FakeProvider.global_("SLTD")]
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,30 +30,7 @@ from rmas.providers import ProviderInfo, Scope
 from rmas.testing import running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
 from rmas.verdict import RecordStatus
-
-TOKENS = {"nz-token": "NZ", "au-token": "AU"}
-ADMIN = "admin-token"
-SEED = [
-    {"country": "NZ", "doc_type": "PASSPORT", "number": "LS900001", "status": "STOLEN",
-     "event_date": "2025-03-01", "circumstances": "stolen abroad", "reporting_country": "NZ"},
-    {"country": "AU", "doc_type": "PASSPORT", "number": "LA900001", "status": "LOST",
-     "event_date": "2024-02-02", "circumstances": "", "reporting_country": "AU"},
-    {"country": "NZ", "doc_type": "PASSPORT", "number": "LA9OO002", "status": "REVOKED",
-     "event_date": "", "circumstances": "", "reporting_country": "NZ"},
-    {"country": "PH", "doc_type": "PASSPORT", "number": "PX000001", "status": "STOLEN_BLANK",
-     "event_date": "", "circumstances": "", "reporting_country": "PH"},
-]  # fmt: skip
-
-
-@pytest.fixture
-async def service(tmp_path: Path) -> AsyncIterator[RunningService]:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'sltd.db'}"
-    svc = await start_service(url, ServiceConfig(dict(TOKENS), ADMIN))
-    await svc.store.bulk_load(SEED)
-    try:
-        yield svc
-    finally:
-        await svc.close()
+from tests.adapters.sltd import ADMIN, SEED, TOKENS
 
 
 def provider(url: str, *, required: bool = True, token: str = "nz-token") -> SltdProvider:

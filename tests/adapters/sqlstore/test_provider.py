@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from adapters.sqlstore.importer import build_synthetic, import_csv, synthetic_number
-from adapters.sqlstore.provider import MAX_KEYS_PER_QUERY, SqlStoreProvider, batch_sql
+from adapters.sqlstore.provider import (
+    MAX_KEYS_PER_QUERY,
+    SqlStoreProvider,
+    _Coalescer,
+    _InlineCoalescer,
+    batch_sql,
+)
 from rmas.config import parse_config
 from rmas.documents import DocumentQuery, Holder
 from rmas.errors import ConfigError, ProviderUnavailable
@@ -51,6 +57,18 @@ def io(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def reads_through(p: SqlStoreProvider) -> str:
+    """How the started provider actually reads: "inline" (a sqlite3 connection on the loop's
+    thread), "thread" (aiosqlite reader threads) or "postgres" (asyncpg). A test named for a
+    mode checks it ran in that mode, not in the other one with the same answers."""
+    coalescer = p._coalescer
+    if isinstance(coalescer, _InlineCoalescer):
+        return "inline"
+    assert isinstance(coalescer, _Coalescer)
+    module = type(coalescer.readers[0]).__module__
+    return "thread" if module.startswith("aiosqlite") else "postgres"
+
+
 def soon() -> float:
     return time.monotonic() + 5
 
@@ -60,6 +78,7 @@ async def test_every_status_round_trips(store_url: str, io: str) -> None:
     try:
         numbers = [f"LA00000{i}" for i in range(1, 7)]
         records = await p.lookup_many([q(n) for n in numbers], soon())
+        assert reads_through(p) == (io if store_url.startswith("sqlite") else "postgres")
     finally:
         await p.aclose()
     assert [r.status for r in records] == [
@@ -136,6 +155,7 @@ async def test_concurrent_lookups_are_coalesced_into_fewer_queries(db_url: str, 
         keys = [synthetic_number("NZL", k) for k in range(200)]
         results = await asyncio.gather(*(p.lookup_many([q(k)], soon()) for k in keys))
         assert p.queries < 50
+        assert reads_through(p) == (io if url.startswith("sqlite") else "postgres")
     finally:
         await p.aclose()
     assert all(r[0].status is not RecordStatus.NO_RECORD for r in results)
