@@ -150,7 +150,8 @@ async def _demo(
     from adapters.sqlstore.cards import import_cards
     from adapters.sqlstore.importer import import_csv
     from rmas.config import HubConfig
-    from rmas.providers import ProviderConfig, Scope, build_providers
+    from rmas.plugins import build_providers
+    from rmas.providers import ProviderConfig, Scope
     from rmas.server.app import HubServer
 
     configs: list[ProviderConfig] = []

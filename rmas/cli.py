@@ -207,7 +207,7 @@ async def _serve(cfg: RmasConfig, overrides: dict[str, str] | None = None) -> in
     ``hub.drain_grace_ms``, flush the audit trail, close providers) and exits 0; a second SIGTERM,
     or the grace period's end, cuts the remaining checks off and exits 1.
     """
-    from rmas.providers import build_providers
+    from rmas.plugins import build_providers
     from rmas.server.app import HubServer
 
     providers = build_providers(cfg.providers)

@@ -26,8 +26,8 @@ Example (every section and key: docs/operations.md)::
 ``[limits]``, ``[audit]`` and ``[iapi]`` complete it. Keys a provider kind understands beyond the
 common ones (``url``, ``registry``...) are kept in :attr:`ProviderConfig.options` for its factory.
 A key no table knows is an error naming it and the closest known key (:mod:`rmas.confkeys`); for
-a provider's options that is checked when its factory has run (:func:`build_providers`). A hub
-needs at least one provider (:func:`require_providers`). Relative paths are resolved from the
+a provider's options that is checked when its factory has run
+(:func:`rmas.plugins.build_providers`). A hub needs at least one provider (:func:`require_providers`). Relative paths are resolved from the
 config file's folder. The hub's TLS settings also serve its links to national nodes and to the
 SLTD-style service.
 

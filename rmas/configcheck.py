@@ -117,7 +117,7 @@ async def check_file(path: Path, *, node: bool = False) -> tuple[str, list[str]]
     good."""
     from rmas.audit.trail import AuditTrail
     from rmas.config import require_providers
-    from rmas.providers import build_providers
+    from rmas.plugins import build_providers
 
     cfg, errors = _parse_all(path, node)
     if cfg is None:

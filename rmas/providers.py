@@ -25,7 +25,7 @@ selects it. A factory takes the provider's :class:`ProviderConfig` and returns a
 
 A factory reads its kind's options (``cfg.option(name, type, default)``, or the ``cfg.options``
 mapping) before it returns; every option it did not ask for is an unknown key, refused by
-:func:`build_providers` after the factory ran, naming the closest option it did ask for
+:func:`rmas.plugins.build_providers` after the factory ran, naming the closest option it did ask for
 (``providers[0].registy: unknown key (did you mean "registry"?)``). A plug-in declares nothing:
 what it reads is what it knows.
 """
@@ -33,14 +33,11 @@ what it reads is what it knows.
 from __future__ import annotations
 
 import asyncio
-import difflib
 import enum
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from importlib.metadata import entry_points
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
-from rmas.confkeys import unknown_key
 from rmas.confread import Key, read_keys
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError
@@ -67,10 +64,7 @@ __all__ = [
     "Registry",
     "Scope",
     "Startable",
-    "build_one",
-    "build_providers",
     "card_capable",
-    "load_factory",
     "record_count",
     "registry_of",
     "snapshot_of",
@@ -239,7 +233,7 @@ class ProviderConfig:
         """This kind's options declared as :class:`rmas.confread.Key` (type, check, default,
         required message), read, typed and checked, by name; an absent option without a default
         is left out. Errors name ``providers[i].name``; an option not declared is refused
-        (:func:`build_providers`)."""
+        (:func:`rmas.plugins.build_providers`)."""
         return read_keys(keys, self.options, f"providers[{self.index}]")
 
     def option(self, name: str, typ: type[Any], default: Any = ...) -> Any:
@@ -384,73 +378,3 @@ async def start_provider(provider: object) -> None:
     """Open ``provider`` early when it can (:class:`Startable`); nothing otherwise."""
     if isinstance(provider, Startable):
         await provider.start()
-
-
-def load_factory(kind: str) -> ProviderFactory:
-    """The factory registered for ``kind`` under the ``rmas.providers`` entry-point group."""
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == kind:
-            factory: ProviderFactory = ep.load()
-            return factory
-    known = sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    raise LookupError(f"no provider kind {kind!r} (installed kinds: {', '.join(known) or 'none'})")
-
-
-def build_providers(configs: Sequence[ProviderConfig]) -> list[Provider]:
-    """Instantiate every configured provider through its kind's registered factory, behind its
-    circuit breaker and bulkhead (:func:`rmas.resilience.guarded`, ``cfg.guard``).
-
-    Raises ConfigError naming ``providers[i].kind`` for an unknown kind; factories raise their own
-    ConfigErrors for their options; an option the factory did not read is an unknown key.
-    """
-    from rmas.resilience import guarded  # it builds on this module
-
-    out: list[Provider] = []
-    for cfg in configs:
-        try:
-            factory = load_factory(cfg.kind)
-        except LookupError as exc:
-            raise ConfigError(f"providers[{cfg.index}].kind", str(exc)) from None
-        provider = build_one(factory, cfg)
-        if cfg.abtc is True and not isinstance(provider, CardProvider):
-            raise ConfigError(
-                f"providers[{cfg.index}].abtc", f"kind {cfg.kind!r} does not answer ABTC lookups"
-            )
-        out.append(guarded(provider, cfg.guard))
-    return out
-
-
-def build_one(factory: ProviderFactory, cfg: ProviderConfig) -> Provider:
-    """Run ``factory`` on ``cfg``, then refuse every option it did not read."""
-    assert isinstance(cfg.options, Options)
-    options = cfg.options.tracking()
-    prefix = f"providers[{cfg.index}]"
-    try:
-        provider = factory(replace(cfg, options=options))
-    except ConfigError as exc:
-        # A required option "missing" because it was mistyped: name the typo, not the absence.
-        # A mistyped common key (``contcat``) likewise, whatever else the factory stopped on.
-        known = options.asked | COMMON_KEYS
-        for name in options.unasked():
-            if difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6):
-                raise unknown_key(prefix, name, known) from exc
-        raise
-    unasked = options.unasked()
-    if unasked:
-        _discard(provider)
-        raise unknown_key(prefix, unasked[0], options.asked | COMMON_KEYS)
-    return provider
-
-
-_discarded: set[asyncio.Task[None]] = set()
-
-
-def _discard(provider: Provider) -> None:
-    """Close a provider built for nothing (factories should open nothing; some may)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    task = loop.create_task(provider.aclose())
-    _discarded.add(task)
-    task.add_done_callback(_discarded.discard)

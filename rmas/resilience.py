@@ -8,7 +8,7 @@
 - :class:`Guard` runs one call behind both, judging the provider, not the caller: a call cut short
   by the caller's own short deadline (a budget under ``min_budget_s``) counts neither way.
 - :func:`guarded` wraps any provider in a Guard (the hub does so for every configured provider,
-  :func:`rmas.providers.build_providers`): ``lookup_many`` and ``lookup_cards`` go through it,
+  :func:`rmas.plugins.build_providers`): ``lookup_many`` and ``lookup_cards`` go through it,
   every other capability (record count, change feed, start, registry) passes through. A provider
   that guards its own calls (a national node's client, which also judges Describe) is
   :class:`SelfGuarded` and is not wrapped twice.

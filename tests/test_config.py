@@ -155,7 +155,7 @@ def test_the_hubs_economy_and_abtc_providers() -> None:
 
 
 def test_abtc_on_a_kind_without_card_lookups_is_refused() -> None:
-    from rmas.providers import build_providers
+    from rmas.plugins import build_providers
 
     cfg = parse_config(
         '[[providers]]\nid = "X"\nkind = "fake"\nissuing_states = ["NZL"]\nabtc = true\n'

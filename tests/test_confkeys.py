@@ -9,7 +9,8 @@ import pytest
 
 from rmas.config import parse_config
 from rmas.errors import ConfigError
-from rmas.providers import Provider, ProviderConfig, Scope, build_one, build_providers, snapshot_of
+from rmas.plugins import build_one, build_providers
+from rmas.providers import Provider, ProviderConfig, Scope, snapshot_of
 from rmas.testing import FakeProvider
 
 

@@ -74,7 +74,8 @@ def test_a_required_key_is_refused_when_absent_or_empty() -> None:
 
 
 def test_a_provider_kind_declares_its_typed_options_with_the_same_keys() -> None:
-    from rmas.providers import ProviderConfig, Scope, build_one
+    from rmas.plugins import build_one
+    from rmas.providers import ProviderConfig, Scope
     from rmas.testing import FakeProvider
 
     def config(**options: Any) -> ProviderConfig:

@@ -20,6 +20,7 @@ PURE = (
     "rmas.mrz",
     "rmas.verdict",
     "rmas.providers",
+    "rmas.plugins",
     "rmas.fanout",
     "rmas.hub",
     "rmas.abtc",

@@ -53,7 +53,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 async def _serve(
     pcfg: Any, listen: str, max_batch: int, tls: Any = None, allow: Sequence[str] = ()
 ) -> int:
-    from rmas.providers import build_providers
+    from rmas.plugins import build_providers
     from rmas.remote.node import ProviderNode
 
     (provider,) = build_providers([pcfg])

@@ -34,7 +34,8 @@ from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel
 from rmas.iapiconfig import IapiConfig
 from rmas.net import parse_listen, require_loopback_unless_tls
-from rmas.providers import Provider, build_providers, start_provider
+from rmas.plugins import build_providers
+from rmas.providers import Provider, start_provider
 from rmas.security.access import AccessPolicy
 from rmas.security.tls import TlsConfig
 from rmas.server.admin_service import HubAdminService

@@ -9,7 +9,7 @@ import pytest
 
 from rmas.config import RmasConfig, load_config
 from rmas.errors import ConfigError
-from rmas.providers import build_providers
+from rmas.plugins import build_providers
 from rmas.security.access import AccessPolicy, CallerRule, RateLimited, Role, TokenBucket
 from tests.conftest import Pki
 

@@ -12,7 +12,7 @@ import grpc
 from adapters.jsonl.provider import JsonlProvider
 from rmas.client import check_document_request, result_to_dict
 from rmas.config import parse_config
-from rmas.providers import build_providers
+from rmas.plugins import build_providers
 from rmas.remote.conformance import run_conformance
 from rmas.remote.node import ProviderNode
 from rmas.resilience import Guarded

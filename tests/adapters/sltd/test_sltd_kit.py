@@ -13,7 +13,8 @@ from adapters.sltd.adapter import SltdProvider
 from adapters.sltd.service import RunningService
 from rmas.client import check_document_request, result_to_dict
 from rmas.config import parse_config
-from rmas.providers import ProviderInfo, Scope, build_providers
+from rmas.plugins import build_providers
+from rmas.providers import ProviderInfo, Scope
 from rmas.resilience import BreakerState, Guarded
 from rmas.testing import FakeProvider, check_provider, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc
