@@ -27,9 +27,9 @@ Example (every section and key: docs/operations.md)::
 common ones (``url``, ``registry``...) are kept in :attr:`ProviderConfig.options` for its factory.
 A key no table knows is an error naming it and the closest known key (:mod:`rmas.confkeys`); for
 a provider's options that is checked when its factory has run
-(:func:`rmas.plugins.build_providers`). A hub needs at least one provider (:func:`require_providers`). Relative paths are resolved from the
-config file's folder. The hub's TLS settings also serve its links to national nodes and to the
-SLTD-style service.
+(:func:`rmas.plugins.build_providers`). A hub needs at least one provider
+(:func:`require_providers`). Relative paths are resolved from the config file's folder. The hub's
+TLS settings also serve its links to national nodes and to the SLTD-style service.
 
 Every section is declared in :data:`SECTIONS` (keys, checks, the object it builds) and read by
 the one section reader of :mod:`rmas.confread`. A new section is a dataclass, a ``Section(...)``
