@@ -46,7 +46,7 @@ async def test_our_node_passes_every_check() -> None:
     # Our node echoes each result's key once the lead's change for issue 15 is in
     # (rmas/remote/node.py); until then key_echo is the one check it fails.
     assert [r.name for r in results if not r.passed] == ([] if echoes else ["key_echo"]), results
-    assert len(results) == 11
+    assert len(results) == 12
     assert out.returncode == (0 if echoes else 1), out.stdout + out.stderr
     report = json.loads(out.stdout)
     assert report["passed"] is echoes
