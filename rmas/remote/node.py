@@ -280,6 +280,11 @@ class ProviderNode:
             options=[
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),
+                # The hub pings every 10 s (rmas.remote.client) to notice a dead node, also on a
+                # WatchChanges stream that is quiet for hours: accept those pings instead of
+                # answering GOAWAY "too_many_pings", which would cut the stream every ~30 s.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ],
         )
         provider_pb2_grpc.add_DocumentStatusProviderServicer_to_server(self.service, server)

@@ -273,3 +273,18 @@ async def test_the_kit_fails_a_node_that_takes_positions_it_never_gave() -> None
         await server.stop(0)
     watch = next(r for r in results if r.name == "watch_changes")
     assert watch.status == "FAIL" and "never handed out" in watch.detail, watch
+
+
+async def test_a_quiet_stream_outlives_the_hubs_keepalive_pings(
+    sql_node: tuple[ProviderNode, str],
+) -> None:
+    """The hub pings every 10 s; a node that refused those pings (GOAWAY too_many_pings, after
+    about 30 s) would cut every stream that stays quiet, as a change stream mostly does."""
+    _node, target = sql_node
+    client = RemoteProvider(NZL, target)
+    try:
+        it = client.watch_changes(await client.current_position())
+        with pytest.raises(TimeoutError):  # no change, and no failure, for 40 s
+            await asyncio.wait_for(anext(it), 40)
+    finally:
+        await client.aclose()
