@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from adapters.sqlstore import changelog
 from adapters.sqlstore.feeds import apply_feed
 from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
-from adapters.sqlstore.schema import make_engine
+from adapters.sqlstore.schema import change_log, make_engine
 from rmas.changes import ChangesLost, DocumentChange, change_capable
 from rmas.changewatch import ChangeWatcher, MemoryPositions
 from rmas.providers import ProviderInfo
@@ -126,6 +127,10 @@ async def test_pruned_and_unknown_positions_are_lost(tmp_path: Path, db_url: str
         engine = make_engine(db_url, create=False)
         try:
             assert await changelog.prune(engine, retention_s=0) >= 2
+            async with engine.connect() as conn:
+                left = (await conn.execute(select(func.count()).select_from(change_log))).scalar()
+            assert left == 0
+            assert await changelog.retention(engine) == 0
         finally:
             await engine.dispose()
         for since in ("0", str(int(old) - 1), "999999", "not-a-position"):
