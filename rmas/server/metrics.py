@@ -382,6 +382,12 @@ class HubMetrics:
             "Circuit breaker of a national node: 1 for its current state, 0 for the others.",
             labels=["provider", "state"],
         )
+        dropped = CounterMetricFamily(
+            "rmas_provider_changes_dropped",
+            "Record changes a national node streamed that the hub dropped (another economy's "
+            "document, a number not normalised, no position: rmas.remote.changefeed).",
+            labels=["provider"],
+        )
         stats = self.hub.fanout.stats
         for provider in self.hub.providers:
             pid = provider.info.id
@@ -401,12 +407,15 @@ class HubMetrics:
             if isinstance(snap, dict):
                 if isinstance(snap.get("in_flight"), int):
                     in_flight.add_metric([pid], snap["in_flight"])
+                if isinstance(snap.get("changes_dropped"), int):
+                    dropped.add_metric([pid], snap["changes_dropped"])
                 state = snap.get("breaker")
                 if state in _BREAKER_STATES:
                     for s in _BREAKER_STATES:
                         breaker.add_metric([pid, s], 1.0 if s == state else 0.0)
         # Gauges only national nodes report: no empty families when the hub has none.
-        yield from (m for m in (calls, latency, in_flight, breaker) if m.samples or m is calls)
+        families = (calls, latency, in_flight, breaker, dropped)
+        yield from (m for m in families if m.samples or m is calls)
 
     def _collect_hub(self) -> Iterable[Metric]:
         yield GaugeMetricFamily(
