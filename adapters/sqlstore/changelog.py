@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -198,7 +198,8 @@ def _parse(since: str) -> int:
     return position
 
 
-async def _page(engine: AsyncEngine, position: int, limit: int) -> Sequence[Any]:
+async def _page(engine_of: Callable[[], AsyncEngine], position: int, limit: int) -> Sequence[Any]:
+    engine = engine_of()  # raises ProviderUnavailable once the provider is closed
     try:
         async with engine.connect() as conn:
             low, high = await _bounds(conn)
@@ -221,12 +222,15 @@ async def _page(engine: AsyncEngine, position: int, limit: int) -> Sequence[Any]
 
 
 async def watch(
-    engine: AsyncEngine, since: str, *, poll_interval: float, batch: int
+    engine_of: Callable[[], AsyncEngine], since: str, *, poll_interval: float, batch: int
 ) -> AsyncIterator[Sequence[DocumentChange]]:
-    """The changes after ``since``, oldest first, polled without end (rmas.changes contract)."""
+    """The changes after ``since``, oldest first, polled without end (rmas.changes contract).
+
+    ``engine_of`` gives the provider's engine at each read, and fails once it is closed (a
+    disposed engine would quietly open a fresh pool)."""
     position = _parse(since)
     while True:
-        rows = await _page(engine, position, batch)
+        rows = await _page(engine_of, position, batch)
         changes: list[DocumentChange] = []
         for row_id, kind, state, number in rows:
             if kind == "reload":

@@ -395,11 +395,16 @@ class SqlStoreProvider:
     async def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
         """ChangeFeed (rmas.changes): the change log after ``since``, polled every
         ``poll_interval`` seconds (adapters.sqlstore.changelog)."""
-        engine = await self._log_engine()
+        await self._log_engine()
         async for batch in changelog.watch(
-            engine, since, poll_interval=self.poll_interval, batch=self.change_batch
+            self._open_engine, since, poll_interval=self.poll_interval, batch=self.change_batch
         ):
             yield batch
+
+    def _open_engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise ProviderUnavailable(f"store {self._info.id} is closed")
+        return self._engine
 
     async def _check_schema(self, engine: AsyncEngine) -> None:
         """Refuse to serve a store whose schema is older than this code expects."""

@@ -20,6 +20,7 @@ from adapters.sqlstore.provider import SqlStoreProvider
 from adapters.sqlstore.schema import change_log, make_engine
 from rmas.changes import ChangesLost, DocumentChange, change_capable
 from rmas.changewatch import ChangeWatcher, MemoryPositions
+from rmas.errors import ProviderError
 from rmas.providers import ProviderInfo
 
 INFO = ProviderInfo(id="NZL", issuing_states=frozenset({"NZL"}))
@@ -198,3 +199,17 @@ async def test_a_running_watcher_sees_rmas_store_apply_from_another_process(
     finally:
         await watcher.aclose()
         await p.aclose()
+
+
+async def test_a_closed_provider_ends_its_feed_with_an_error(tmp_path: Path, db_url: str) -> None:
+    await seeded(tmp_path, db_url)
+    p = provider(db_url)
+    it = p.watch_changes(await p.current_position())
+    with pytest.raises(TimeoutError):  # polling, nothing new
+        await asyncio.wait_for(anext(it), 0.3)
+    it = p.watch_changes(await p.current_position())
+    await apply_feed(db_url, feed(tmp_path, "a.jsonl", ("LA000001", "STOLEN", 1)))
+    assert len(await take(it, 1)) == 1
+    await p.aclose()
+    with pytest.raises(ProviderError):
+        await asyncio.wait_for(anext(it), 15)
