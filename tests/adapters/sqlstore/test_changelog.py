@@ -213,3 +213,25 @@ async def test_a_closed_provider_ends_its_feed_with_an_error(tmp_path: Path, db_
     await p.aclose()
     with pytest.raises(ProviderError):
         await asyncio.wait_for(anext(it), 15)
+
+
+async def test_concurrent_writers_lose_no_change_to_a_reader(tmp_path: Path, db_url: str) -> None:
+    """Writers (`rmas store apply` processes) that commit in another order than they took ids
+    must not make a reader skip a change (on PostgreSQL the log lock orders them)."""
+    await seeded(tmp_path, db_url)
+    p = provider(db_url)
+    try:
+        it = p.watch_changes(await p.current_position())
+        files = [feed(tmp_path, f"w{w}.jsonl", *((f"LB{w}{k:05d}", "STOLEN", 1) for k in range(5)))
+                 for w in range(4)]  # fmt: skip
+        reader = asyncio.ensure_future(take(it, 20))
+        runs = [asyncio.to_thread(_rmas, "store", "apply", "--url", db_url, str(f)) for f in files]
+        outs = await asyncio.gather(*runs)
+        assert all(o.returncode == 0 for o in outs), [o.stderr for o in outs]
+        got = await reader
+        await it.aclose()
+        assert {c.number for c in got} == {f"LB{w}{k:05d}" for w in range(4) for k in range(5)}
+        positions = [int(c.position) for c in got]
+        assert positions == sorted(positions) and len(set(positions)) == 20
+    finally:
+        await p.aclose()
