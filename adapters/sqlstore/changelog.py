@@ -20,7 +20,10 @@ Table ``change_log`` (migration 0004): ``id`` (increasing, never reused: the fee
   seen id N has seen every id below it.
 
 The reader polls by high-water mark (``id > position``, ``poll_interval`` seconds apart, pages
-of ``change_batch`` rows; a full page is followed at once by the next).
+of ``change_batch`` rows; a full page is followed at once by the next). On PostgreSQL a writer
+also sends ``NOTIFY rmas_store_changes`` (delivered at its commit), and the provider listens on
+one connection of its own (:class:`Waker`) to read at once instead of at the next poll; the poll
+stays, so a lost notification (or a listener connection that dropped) costs only latency.
 """
 
 from __future__ import annotations
@@ -39,7 +42,9 @@ from rmas.changes import ChangesLost, DocumentChange
 from rmas.errors import ProviderUnavailable
 
 __all__ = [
+    "CHANNEL",
     "DEFAULT_RETENTION_S",
+    "Waker",
     "log_changes",
     "log_reload",
     "prune",
@@ -92,9 +97,14 @@ _SET_META = (
 )
 
 
+#: The PostgreSQL notification channel writers signal on (payload empty: readers read the log).
+CHANNEL = "rmas_store_changes"
+
+
 async def _lock(sql: _Sql) -> None:
     if sql.pg:
         await sql.execute("LOCK TABLE change_log IN SHARE ROW EXCLUSIVE MODE")
+        await sql.execute(f"NOTIFY {CHANNEL}")  # sent at commit, dropped on rollback
 
 
 async def log_changes(driver: Any, dialect: str, keys: Iterable[tuple[str, str]]) -> int:
@@ -188,6 +198,61 @@ async def read_position(engine: AsyncEngine) -> str:
         raise ProviderUnavailable(f"change log unreadable: {type(exc).__name__}") from exc
 
 
+class Waker:
+    """Wakes the provider's change feeds when a PostgreSQL writer commits (LISTEN on one
+    connection of the provider's engine); on SQLite, or without a listener, feeds just poll."""
+
+    def __init__(self) -> None:
+        self._events: set[asyncio.Event] = set()
+        self._conn: Any = None
+        self._driver: Any = None
+        self._starting = asyncio.Lock()
+
+    async def start(self, engine: AsyncEngine) -> None:
+        if engine.dialect.name != "postgresql":
+            return
+        async with self._starting:
+            if self._conn is None:
+                await self._listen(engine)
+
+    async def _listen(self, engine: AsyncEngine) -> None:
+        try:
+            conn = await engine.connect()
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection
+            await driver.add_listener(CHANNEL, self._notified)
+        except Exception as exc:  # polling still works
+            log.warning("change_listener_failed", error=type(exc).__name__)
+            return
+        self._conn, self._driver = conn, driver
+
+    def _notified(self, *_args: Any) -> None:
+        for event in self._events:
+            event.set()
+
+    async def sleep(self, seconds: float, event: asyncio.Event) -> None:
+        """Sleep until a writer's notification, at most ``seconds``."""
+        self._events.add(event)
+        try:
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        except TimeoutError:
+            pass
+        finally:
+            event.clear()
+            self._events.discard(event)
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await self._driver.remove_listener(CHANNEL, self._notified)
+            except Exception as exc:  # the connection may be gone already
+                log.debug("change_listener_close_failed", error=type(exc).__name__)
+            await conn.invalidate()  # not back to the pool with a LISTEN on it
+            await conn.close()
+
+
 def _parse(since: str) -> int:
     try:
         position = int(since)
@@ -222,13 +287,19 @@ async def _page(engine_of: Callable[[], AsyncEngine], position: int, limit: int)
 
 
 async def watch(
-    engine_of: Callable[[], AsyncEngine], since: str, *, poll_interval: float, batch: int
+    engine_of: Callable[[], AsyncEngine],
+    since: str,
+    *,
+    poll_interval: float,
+    batch: int,
+    waker: Waker | None = None,
 ) -> AsyncIterator[Sequence[DocumentChange]]:
     """The changes after ``since``, oldest first, polled without end (rmas.changes contract).
 
     ``engine_of`` gives the provider's engine at each read, and fails once it is closed (a
     disposed engine would quietly open a fresh pool)."""
     position = _parse(since)
+    woken = asyncio.Event()
     while True:
         rows = await _page(engine_of, position, batch)
         changes: list[DocumentChange] = []
@@ -242,4 +313,7 @@ async def watch(
         if changes:
             yield changes
         if len(rows) < batch:
-            await asyncio.sleep(poll_interval)
+            if waker is None:
+                await asyncio.sleep(poll_interval)
+            else:
+                await waker.sleep(poll_interval, woken)

@@ -265,6 +265,7 @@ class SqlStoreProvider:
         self._n_readers = readers
         #: How the change log is followed (adapters.sqlstore.changelog).
         self.poll_interval, self.change_batch = poll_interval, change_batch
+        self._waker = changelog.Waker()
         self._engine: AsyncEngine | None = None
         self._count: tuple[int, float] | None = None
         self._has_cards: tuple[bool, float] | None = None
@@ -395,10 +396,11 @@ class SqlStoreProvider:
     async def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
         """ChangeFeed (rmas.changes): the change log after ``since``, polled every
         ``poll_interval`` seconds (adapters.sqlstore.changelog)."""
-        await self._log_engine()
+        await self._waker.start(await self._log_engine())  # PostgreSQL: LISTEN, read at once
         async for batch in changelog.watch(
-            self._open_engine, since, poll_interval=self.poll_interval, batch=self.change_batch
-        ):
+            self._open_engine, since, poll_interval=self.poll_interval,
+            batch=self.change_batch, waker=self._waker,
+        ):  # fmt: skip
             yield batch
 
     def _open_engine(self) -> AsyncEngine:
@@ -530,6 +532,7 @@ class SqlStoreProvider:
 
     async def aclose(self) -> None:
         async with self._lock:
+            await self._waker.aclose()
             for conn in self._conns:
                 await conn.close()
             self._conns.clear()

@@ -235,3 +235,25 @@ async def test_concurrent_writers_lose_no_change_to_a_reader(tmp_path: Path, db_
         assert positions == sorted(positions) and len(set(positions)) == 20
     finally:
         await p.aclose()
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_on_postgresql_a_commit_wakes_the_feed_before_its_next_poll(
+    tmp_path: Path, db_url: str
+) -> None:
+    """LISTEN/NOTIFY: with a 60 s poll interval the change still arrives within seconds (SQLite
+    has no notifications: its feeds only poll)."""
+    await seeded(tmp_path, db_url)
+    p = SqlStoreProvider(INFO, db_url, poll_interval=60)
+    try:
+        it = p.watch_changes(await p.current_position())
+        first = asyncio.ensure_future(anext(it))
+        await asyncio.sleep(0.5)  # the feed has read the log once and sleeps
+        f = feed(tmp_path, "n.jsonl", ("LA000001", "STOLEN", 1))
+        out = await asyncio.to_thread(_rmas, "store", "apply", "--url", db_url, str(f))
+        assert out.returncode == 0, out.stderr
+        batch = await asyncio.wait_for(first, 10)
+        assert [c.number for c in batch] == ["LA000001"]
+        await it.aclose()
+    finally:
+        await p.aclose()
