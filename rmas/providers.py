@@ -328,6 +328,10 @@ class ProviderSnapshot(TypedDict, total=False):
     #: The states a national node's last Describe named, and why it is not asked ("" if it is).
     described_states: list[str]
     describe_problem: str
+    #: Record changes a national node streamed that the hub dropped (rmas.remote.changefeed).
+    changes_dropped: int
+    #: Whether a national node's Describe offers its record changes (WatchChanges).
+    watch_changes: bool
 
 
 @runtime_checkable

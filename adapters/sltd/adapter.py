@@ -20,6 +20,12 @@ Config::
     token_file = "sltd-token.txt"   # or token = "..."
     pool_size = 16                  # keep-alive connections
     bulk_max = 500                  # documents per bulk search
+    poll_interval = 0.5             # seconds between reads of the store's change list
+
+Record changes (rmas.changes.ChangeFeed): the adapter polls ``GET /v1/records/changes?since=SEQ``
+(the position is the store's ``seq``); a ``reload`` entry (a bulk load) or a cursor the store
+calls gone (410) is :class:`~rmas.changes.ChangesLost`; a country the store should never send is
+dropped.
 
 An ``https://`` URL uses the hub's ``[tls]``: the service's certificate is verified against the
 hub's CA and the hub's certificate is presented as the client certificate (``rmas sltd serve
@@ -33,16 +39,17 @@ import datetime as dt
 import json
 import ssl
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from adapters.sltd.codes import country_to_sltd, status_from_sltd
+from adapters.sltd.codes import country_from_sltd, country_to_sltd, status_from_sltd
+from rmas.changes import ChangesLost, DocumentChange
 from rmas.confread import Key, between
-from rmas.documents import DocumentQuery, DocumentType
+from rmas.documents import DocumentQuery, DocumentType, normalise_number, number_problem
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.net import require_loopback_unless_tls
 from rmas.providers import ProviderConfig, ProviderInfo
@@ -69,6 +76,7 @@ class SltdProvider:
         pool_size: int = 16,
         bulk_max: int = 500,
         ssl_context: ssl.SSLContext | None = None,
+        poll_interval: float = 0.5,
     ) -> None:
         self._info = info
         self._ssl = ssl_context
@@ -76,6 +84,7 @@ class SltdProvider:
         self._headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._pool_size = pool_size
         self._bulk_max = bulk_max
+        self.poll_interval = poll_interval
         self._session: aiohttp.ClientSession | None = None
 
     @classmethod
@@ -87,6 +96,9 @@ class SltdProvider:
             Key("token_file", str, default=""),
             Key("pool_size", int, between(1, 256, "must be between 1 and 256"), default=16),
             Key("bulk_max", int, between(1, 1000, "must be between 1 and 1000"), default=500),
+            Key(
+                "poll_interval", float, between(0.01, 60, "must be 0.01 to 60 seconds"), default=0.5
+            ),
         )
         url = options["url"]
         host = (urlsplit(url).hostname or "").strip("[]")
@@ -119,6 +131,7 @@ class SltdProvider:
             pool_size=options["pool_size"],
             bulk_max=options["bulk_max"],
             ssl_context=ssl_context,
+            poll_interval=options["poll_interval"],
         )
 
     @property
@@ -139,13 +152,20 @@ class SltdProvider:
         return self._session
 
     async def _post(self, path: str, body: dict[str, Any], deadline: float) -> dict[str, Any]:
+        return await self._request("POST", path, body, deadline)
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None, deadline: float
+    ) -> dict[str, Any]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ProviderTimeout("deadline passed")
         try:
-            async with self._http().post(
-                self.url + path, json=body, timeout=aiohttp.ClientTimeout(total=remaining)
+            async with self._http().request(
+                method, self.url + path, json=body, timeout=aiohttp.ClientTimeout(total=remaining)
             ) as resp:
+                if resp.status == 410:
+                    raise ChangesLost(f"central store: {(await resp.text())[:200]}")
                 if resp.status >= 500:
                     raise ProviderUnavailable(f"central store answered HTTP {resp.status}")
                 if resp.status != 200:
@@ -231,10 +251,59 @@ class SltdProvider:
             raise ProviderError("bulk fetch answer has no record list")
         return {r["record_id"]: r for r in recs if isinstance(r, dict) and "record_id" in r}
 
+    async def current_position(self) -> str:
+        """ChangeFeed: the store's newest change seq."""
+        data = await self._request("GET", "/v1/records/changes", None, time.monotonic() + 10)
+        return str(_seq(data.get("last_seq")))
+
+    async def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
+        """ChangeFeed: the store's change list after ``since``, polled (see the module)."""
+        if not since.isdigit() or len(since) > 18:
+            raise ChangesLost(f"not a position of the central store: {since[:40]!r}")
+        position = int(since)
+        while True:
+            data = await self._request(
+                "GET", f"/v1/records/changes?since={position}&limit={_CHANGE_PAGE}", None,
+                time.monotonic() + 10,
+            )  # fmt: skip
+            entries = data.get("changes")
+            if not isinstance(entries, list):
+                raise ProviderError("central store change list is malformed")
+            batch: list[DocumentChange] = []
+            for entry in entries:
+                if not isinstance(entry, dict):
+                    raise ProviderError("central store change list is malformed")
+                seq = _seq(entry.get("seq"))
+                if seq <= position:
+                    raise ProviderError("central store change list is out of order")
+                if entry.get("kind") == "reload":
+                    if batch:
+                        yield batch
+                    raise ChangesLost("the central store's records were reloaded in bulk")
+                position = seq
+                state = country_from_sltd(str(entry.get("country", "")))
+                number = normalise_number(str(entry.get("number", "")))
+                if state is not None and number_problem(number) is None:
+                    batch.append(DocumentChange(state, number, str(seq)))
+            if batch:
+                yield batch
+            if len(entries) < _CHANGE_PAGE:
+                await asyncio.sleep(self.poll_interval)
+
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+
+#: Entries read from the store's change list at once.
+_CHANGE_PAGE = 500
+
+
+def _seq(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ProviderError("central store sent a change seq that is not a number")
+    return value
 
 
 def _matches(rec: dict[str, Any], number: str, country: str) -> bool:

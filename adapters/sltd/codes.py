@@ -15,6 +15,7 @@ __all__ = [
     "COUNTRIES",
     "STATUSES",
     "TYPES",
+    "country_from_sltd",
     "country_to_sltd",
     "status_from_sltd",
     "type_from_sltd",
@@ -39,6 +40,14 @@ def country_to_sltd(state: str) -> str | None:
     """rmas state code (alpha-3 or ICAO) -> alpha-2; None when it has none (UTO, XXA...)."""
     entry = ISO_ALPHA3.get(canonical_economy(state))
     return entry[0] if entry else None
+
+
+_FROM_ALPHA2 = {a2: a3 for a3, (a2, _name) in ISO_ALPHA3.items()}
+
+
+def country_from_sltd(country: str) -> str | None:
+    """The store's alpha-2 -> rmas's alpha-3; None for a code it should never send."""
+    return _FROM_ALPHA2.get(country)
 
 
 def type_from_sltd(t: str) -> DocumentType:

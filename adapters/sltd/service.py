@@ -16,11 +16,18 @@ administrator's):
 ``GET /v1/records/{id}``    a full record
 ``POST /v1/records/fetch``  ``{record_ids: [...]}`` -> ``{records: [...]}``
 ``GET /v1/records``         ``?country=XX&limit=&cursor=`` -> a page of a country's records
+``GET /v1/records/changes`` ``?since=SEQ&limit=`` -> the documents changed after ``since``
 ``POST /v1/records``        submit a record for the caller's own country
 ``PUT /v1/records/{id}``    change one of the caller's own records
 ``DELETE /v1/records/{id}`` withdraw one of the caller's own records
 ``PUT /v1/admin/faults``    ``{latency_ms, jitter_ms, error_rate, hang_rate}`` (admin token)
 ==========================  ================================================================
+
+The change list (``GET /v1/records/changes``) is how a hub learns that a record changed: each
+entry is ``{seq, kind, country, number}`` (``kind`` "change", or "reload" after a bulk load: any
+record may have changed), oldest first, with ``last_seq``, the newest seq overall. Without
+``since`` it gives only ``last_seq`` (where a new reader starts). A ``since`` beyond ``last_seq``
+is not a cursor this store handed out: 410 ``cursor_gone``.
 """
 
 from __future__ import annotations
@@ -271,6 +278,22 @@ async def list_records(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def list_changes(request: web.Request) -> web.Response:
+    store = request.app[_STORE]
+    raw = request.query.get("since")
+    limit = _limit(dict(request.query), 100, MAX_PAGE)
+    if raw is None:
+        _none, newest = await store.changes_since(0, 1)
+        return web.json_response({"changes": [], "last_seq": newest})
+    if not raw.isdigit() or len(raw) > 18:
+        raise _Error(422, "invalid_field", "since must be a seq this store handed out", "since")
+    found, newest = await store.changes_since(int(raw), limit)
+    if int(raw) > newest:
+        raise _Error(410, "cursor_gone", f"since {raw} is beyond the newest change ({newest})",
+                     "since")  # fmt: skip
+    return web.json_response({"changes": [c.to_json() for c in found], "last_seq": newest})
+
+
 def _record_fields(data: Mapping[str, Any], *, partial: bool) -> dict[str, str]:
     allowed = {"country", "type", "number", "status", "event_date", "circumstances"}
     unknown = set(data) - allowed - ({"record_id"} if not partial else set())
@@ -367,6 +390,7 @@ def build_app(store: SltdStore, config: ServiceConfig) -> web.Application:
     app.router.add_post("/v1/search/bulk", search_bulk)
     app.router.add_post("/v1/records/fetch", fetch_records)
     app.router.add_get("/v1/records", list_records)
+    app.router.add_get("/v1/records/changes", list_changes)  # before /v1/records/{record_id}
     app.router.add_post("/v1/records", submit)
     app.router.add_get("/v1/records/{record_id}", get_record)
     app.router.add_put("/v1/records/{record_id}", update)

@@ -5,6 +5,10 @@ match on ``number_key``, the number with the characters OCR confuses folded toge
 B->8, S->5, Z->2, G->6), so that a search returns near misses as *candidates*; the adapter keeps
 only candidates whose full record matches the query exactly.
 
+Every write also appends to ``sltd_changes`` in its own transaction: one row per document a
+submit, change or withdrawal touched (``kind`` "change"), or a single "reload" row for a bulk
+load. Its ``seq`` is the cursor of ``GET /v1/records/changes`` (AUTOINCREMENT: never reused).
+
 Schema and writes go through SQLAlchemy's async engine. Searches, the hot path, run on a read-only
 sqlite3 connection as one ``WITH k(...) AS (VALUES ...)`` join on the ``number_key`` index (a
 row-value IN would scan the table in SQLite).
@@ -21,13 +25,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Index, MetaData, String, Table, UniqueConstraint, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    func,
+    select,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from rmas.fileperm import create_private
 
-__all__ = ["Record", "SltdStore", "fold", "records"]
+__all__ = ["Change", "Record", "SltdStore", "changes", "fold", "records"]
 
 metadata = MetaData()
 records = Table(
@@ -46,6 +61,18 @@ records = Table(
     Column("withdrawn", Boolean, nullable=False, default=False),
     UniqueConstraint("country", "doc_type", "number", name="uq_sltd_document"),
     Index("ix_sltd_number_key", "number_key"),
+)
+
+#: The change list read by cursor (adapters.sltd.service: GET /v1/records/changes).
+changes = Table(
+    "sltd_changes",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),
+    Column("country", String(2), nullable=False, default=""),
+    Column("number", String(20), nullable=False, default=""),
+    Column("changed_at", String(32), nullable=False),
+    sqlite_autoincrement=True,
 )
 
 _FOLD = str.maketrans("OIBSZG", "018526")
@@ -72,6 +99,24 @@ class Record:
 
     def to_json(self) -> dict[str, str]:
         return {("type" if k == "doc_type" else k): getattr(self, k) for k in _COLUMNS}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One entry of the change list: a document touched, or a bulk reload (country, number "")."""
+
+    seq: int
+    kind: str
+    country: str
+    number: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "kind": self.kind, "country": self.country, "number": self.number}
+
+
+async def _log(conn: Any, now: str, *touched: tuple[str, str], kind: str = "change") -> None:
+    rows = [{"kind": kind, "country": c, "number": n, "changed_at": now} for c, n in touched]
+    await conn.execute(changes.insert(), rows)
 
 
 @functools.lru_cache(maxsize=64)
@@ -203,6 +248,7 @@ class SltdStore:
             if existing is not None:
                 await conn.execute(records.delete().where(records.c.record_id == existing[0]))
             await conn.execute(records.insert().values(**row))
+            await _log(conn, now, (rec["country"], rec["number"]))
         return Record(*(str(row[c]) for c in _COLUMNS))
 
     async def update(self, record_id: str, changes: dict[str, str]) -> Record | None:
@@ -211,9 +257,19 @@ class SltdStore:
         if "number" in changes:
             values["number_key"] = fold(changes["number"])
         async with self.engine.begin() as conn:
+            before = (
+                await conn.execute(
+                    select(records.c.country, records.c.number).where(
+                        records.c.record_id == record_id
+                    )
+                )
+            ).first()
             await conn.execute(
                 records.update().where(records.c.record_id == record_id).values(**values)
             )
+            if before is not None:
+                after = (changes.get("country", before[0]), changes.get("number", before[1]))
+                await _log(conn, now, *dict.fromkeys([(before[0], before[1]), after]))
         return self.fetch([record_id]).get(record_id)
 
     async def withdraw(self, record_id: str) -> None:
@@ -224,6 +280,15 @@ class SltdStore:
                 .where(records.c.record_id == record_id)
                 .values(withdrawn=True, updated_at=now)
             )
+            row = (
+                await conn.execute(
+                    select(records.c.country, records.c.number).where(
+                        records.c.record_id == record_id
+                    )
+                )
+            ).first()
+            if row is not None:
+                await _log(conn, now, (row[0], row[1]))
 
     async def bulk_load(self, rows: Sequence[dict[str, str]]) -> int:
         """Load seed records (``reporting_country`` given per row), replacing equal documents."""
@@ -243,4 +308,20 @@ class SltdStore:
                 "withdrawn) VALUES (?,?,?,?,?,?,?,?,?,?,0)",
                 params,
             )
+            # Any record may have changed: one "reload" entry, not one per seed row.
+            await _log(conn, now, ("", ""), kind="reload")
         return len(params)
+
+    async def changes_since(self, since: int, limit: int) -> tuple[Sequence[Change], int]:
+        """The change list after ``since`` (at most ``limit``), and the newest seq overall."""
+        async with self.engine.connect() as conn:
+            newest = (await conn.execute(select(func.max(changes.c.seq)))).scalar()
+            rows = (
+                await conn.execute(
+                    select(changes.c.seq, changes.c.kind, changes.c.country, changes.c.number)
+                    .where(changes.c.seq > since)
+                    .order_by(changes.c.seq)
+                    .limit(limit)
+                )
+            ).all()
+        return [Change(int(r[0]), r[1], r[2], r[3]) for r in rows], int(newest or 0)

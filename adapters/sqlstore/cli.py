@@ -34,6 +34,12 @@ def register(subparsers: Any) -> None:
     apply.add_argument("file", type=Path)
     apply.set_defaults(func=_cmd_apply)
 
+    prune = sub.add_parser("prune", help="remove change-log rows older than the retention")
+    prune.add_argument("--url", required=True)
+    prune.add_argument("--retention", type=float, metavar="SECONDS",
+                       help="first set the change-log retention (default 7 days)")  # fmt: skip
+    prune.set_defaults(func=_cmd_prune)
+
     stats = sub.add_parser("stats", help="record counts by state and status")
     stats.add_argument("--url", required=True)
     stats.add_argument("--json", action="store_true")
@@ -105,6 +111,32 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     else:
         print(f"applied {report.applied} changes, skipped {report.stale} stale ones "
               f"in {report.seconds:.2f}s")  # fmt: skip
+    return 0
+
+
+def _cmd_prune(args: argparse.Namespace) -> int:
+    from adapters.sqlstore import changelog
+    from adapters.sqlstore.schema import make_engine
+    from rmas.runtime import run_async
+
+    if args.retention is not None and not 0 <= args.retention <= 10 * 365 * 86400:
+        print("rmas store prune: --retention must be 0 to 3650 days in seconds", file=sys.stderr)
+        return 2
+
+    async def go() -> tuple[int, float]:
+        engine = make_engine(args.url, create=False)
+        try:
+            removed = await changelog.prune(engine, args.retention)
+            return removed, await changelog.retention(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        removed, kept = run_async(go())
+    except RmasError as exc:
+        print(f"rmas store prune: {exc}", file=sys.stderr)
+        return 2
+    print(f"removed {removed} change-log rows (retention {kept:g}s)")
     return 0
 
 

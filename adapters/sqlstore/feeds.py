@@ -40,6 +40,7 @@ from typing import Any
 from sqlalchemy import select
 
 from adapters.sqlstore.cards import apply_card_changes, card_change
+from adapters.sqlstore.changelog import log_changes
 from adapters.sqlstore.importer import ensure_schema, record_key, record_values
 from adapters.sqlstore.schema import feeds, make_engine
 from rmas.confkeys import suggestion
@@ -215,6 +216,8 @@ async def apply_feed(url: str, path: Path) -> FeedReport:
             rows = [_row(c, dialect) for c in fresh]
             if rows:
                 await driver.executemany(_upsert_sql(dialect), rows)
+                # In the same transaction: a hub following the log sees these documents change.
+                await log_changes(driver, dialect, [(c.state, c.number) for c in fresh])
             cards_applied, cards_stale = await apply_card_changes(conn, card_changes)
             await conn.execute(
                 feeds.insert().values(

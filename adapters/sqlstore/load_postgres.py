@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from adapters.sqlstore.bulk import UPSERT, Phases, pipeline
+from adapters.sqlstore.changelog import log_reload
 from adapters.sqlstore.csvrows import COLUMNS, Row
 from rmas.errors import StoreError
 
@@ -73,6 +74,7 @@ async def load_pg(
             phases.mark("upsert")
             if replace:
                 phases.marks["in_place_because"] = blocker
+        await log_reload(driver, "postgresql")  # any record may have changed (changelog)
     phases.mark("commit")
     if path == "swap" and PG_VACUUM_AFTER_SWAP:
         # Outside the transaction (VACUUM cannot run in one): the new rows are committed, and the

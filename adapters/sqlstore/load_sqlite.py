@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.sqlstore.bulk import UPDATE_ALL, UPSERT, Phases, pipeline
+from adapters.sqlstore.changelog import log_reload
 from adapters.sqlstore.csvrows import ABSENT, COLUMNS, Row
 from rmas.errors import StoreError
 
@@ -79,6 +80,7 @@ async def load_sqlite(
             phases.mark("upsert")
             if replace:
                 phases.marks["in_place_because"] = blocker
+        await log_reload(driver, "sqlite")  # any record may have changed (changelog)
         await driver.commit()
     except BaseException:
         await driver.rollback()

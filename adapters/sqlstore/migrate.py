@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["HEAD", "current_revision", "migrate_engine"]
 
-HEAD = "0003"
+HEAD = "0004"
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 

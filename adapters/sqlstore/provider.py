@@ -33,7 +33,7 @@ import datetime as dt
 import functools
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +42,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.sqlstore import cards
+from adapters.sqlstore import cards, changelog
 from adapters.sqlstore.migrate import HEAD, current_revision
 from adapters.sqlstore.schema import (
     documents,
@@ -52,6 +52,7 @@ from adapters.sqlstore.schema import (
     sqlite_file,
 )
 from rmas.abtc import UNKNOWN_CARD, CardQuery, CardRecord
+from rmas.changes import DocumentChange
 from rmas.documents import EMPTY_HOLDER, DocumentQuery, Holder, match_holder
 from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable, StoreError
 from rmas.providers import ProviderConfig, ProviderInfo, Registry
@@ -248,6 +249,8 @@ class SqlStoreProvider:
         registry: Registry = Registry.ALERTS,
         readers: int = 2,
         io: str = "inline",
+        poll_interval: float = 0.5,
+        change_batch: int = 500,
     ) -> None:
         if io not in ("inline", "thread"):
             raise ValueError(f"io must be 'inline' or 'thread', not {io!r}")
@@ -260,6 +263,9 @@ class SqlStoreProvider:
             detail="not in the issuing economy's registry" if registry is Registry.COMPLETE else "",
         )
         self._n_readers = readers
+        #: How the change log is followed (adapters.sqlstore.changelog).
+        self.poll_interval, self.change_batch = poll_interval, change_batch
+        self._waker = changelog.Waker()
         self._engine: AsyncEngine | None = None
         self._count: tuple[int, float] | None = None
         self._has_cards: tuple[bool, float] | None = None
@@ -294,10 +300,17 @@ class SqlStoreProvider:
         io = cfg.option("io", str, "inline")
         if io not in ("inline", "thread"):
             raise ConfigError(f"providers[{cfg.index}].io", 'must be "inline" or "thread"')
+        poll = cfg.option("poll_interval", float, 0.5)
+        if not 0.01 <= poll <= 60:
+            raise ConfigError(f"providers[{cfg.index}].poll_interval", "must be 0.01 to 60 seconds")
+        change_batch = cfg.option("change_batch", int, 500)
+        if not 1 <= change_batch <= 10_000:
+            raise ConfigError(f"providers[{cfg.index}].change_batch", "must be 1 to 10000")
         path = sqlite_file(url)
         if path is not None and not path.is_file():
             raise ConfigError(f"providers[{cfg.index}].url", missing_store(path, url))
-        return cls(cfg.info, url, registry=registry, readers=readers, io=io)
+        return cls(cfg.info, url, registry=registry, readers=readers, io=io,
+                   poll_interval=poll, change_batch=change_batch)  # fmt: skip
 
     @property
     def info(self) -> ProviderInfo:
@@ -368,6 +381,32 @@ class SqlStoreProvider:
                 ) from exc
             self._engine = engine
             self._coalescer = _Coalescer(readers, _pg_rows if postgres else _sqlite_rows)
+
+    async def _log_engine(self) -> AsyncEngine:
+        if self._engine is None:
+            await self.start()
+        if self._engine is None:
+            raise ProviderUnavailable(f"store {self._info.id} is closed")
+        return self._engine
+
+    async def current_position(self) -> str:
+        """ChangeFeed (rmas.changes): the newest id of the store's change log."""
+        return await changelog.read_position(await self._log_engine())
+
+    async def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
+        """ChangeFeed (rmas.changes): the change log after ``since``, polled every
+        ``poll_interval`` seconds (adapters.sqlstore.changelog)."""
+        await self._waker.start(await self._log_engine())  # PostgreSQL: LISTEN, read at once
+        async for batch in changelog.watch(
+            self._open_engine, since, poll_interval=self.poll_interval,
+            batch=self.change_batch, waker=self._waker,
+        ):  # fmt: skip
+            yield batch
+
+    def _open_engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise ProviderUnavailable(f"store {self._info.id} is closed")
+        return self._engine
 
     async def _check_schema(self, engine: AsyncEngine) -> None:
         """Refuse to serve a store whose schema is older than this code expects."""
@@ -493,6 +532,7 @@ class SqlStoreProvider:
 
     async def aclose(self) -> None:
         async with self._lock:
+            await self._waker.aclose()
             for conn in self._conns:
                 await conn.close()
             self._conns.clear()

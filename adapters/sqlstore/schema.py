@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     Date,
+    Float,
     Integer,
     MetaData,
     String,
@@ -34,6 +35,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "abtc_cards",
+    "change_log",
     "documents",
     "feeds",
     "make_engine",
@@ -103,6 +105,20 @@ feeds = Table(
     Column("applied_at", String(32), nullable=False),
     Column("changes", Integer, nullable=False),
     Column("stale", Integer, nullable=False),
+)
+
+#: One row per document a write changed (``kind`` "change"), or a bulk import's single "reload"
+#: row; read by high-water mark on ``id`` (adapters.sqlstore.changelog).
+_LOG_ID = BigInteger().with_variant(Integer, "sqlite")
+change_log = Table(
+    "change_log",
+    metadata,
+    Column("id", _LOG_ID, primary_key=True, autoincrement=True),
+    Column("kind", String(8), nullable=False),
+    Column("issuing_state", String(3), nullable=False, server_default=""),
+    Column("number", String(20), nullable=False, server_default=""),
+    Column("recorded_at", Float, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 store_meta = Table(

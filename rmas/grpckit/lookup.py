@@ -156,6 +156,8 @@ def describe_response(
     registry: object,
     software_version: str,
     abtc: bool,
+    watch_changes: bool = False,
+    current_position: str = "",
 ) -> provider_pb2.DescribeResponse:
     """A node's Describe; ``registry`` is the provider's :class:`~rmas.providers.Registry`, or
     anything else when it does not say (UNSPECIFIED)."""
@@ -170,4 +172,6 @@ def describe_response(
         else provider_pb2.REGISTRY_KIND_UNSPECIFIED,
         software_version=software_version,
         abtc=abtc,
+        watch_changes=watch_changes,
+        current_position=current_position,
     )

@@ -83,6 +83,9 @@ def register_conformance(subparsers: Any) -> None:
                    help="a document the node holds, with its expected status (repeat)")  # fmt: skip
     p.add_argument("--known-card", action="append", default=[], metavar="ECONOMY:CARD:STATUS",
                    help="an ABTC card the node holds, with its status (repeat)")  # fmt: skip
+    p.add_argument("--change-command", metavar="CMD",
+                   help="a shell command that changes a record at the node (e.g. rmas store "
+                   "apply ...), run while the kit watches WatchChanges")  # fmt: skip
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--json", action="store_true")
     g = p.add_argument_group("mutual TLS (a node with [tls], as every production node runs)")
@@ -95,6 +98,19 @@ def register_conformance(subparsers: Any) -> None:
         help="name to verify in the node's certificate when it differs from the host",
     )
     p.set_defaults(func=_cmd_conformance)
+
+
+def _shell(command: str) -> Any:
+    """``--change-command``: run it (its output to stderr), failing the check if it fails."""
+
+    async def run() -> None:
+        import sys
+
+        proc = await asyncio.create_subprocess_shell(command, stdout=sys.stderr.fileno())
+        if await proc.wait() != 0:
+            raise RuntimeError(f"--change-command exited with {proc.returncode}")
+
+    return run
 
 
 def _cmd_conformance(args: argparse.Namespace) -> int:
@@ -132,6 +148,7 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
             call_timeout_s=args.timeout,
             tls=tls,
             server_name=args.server_name,
+            make_change=_shell(args.change_command) if args.change_command else None,
         )
     )
     counts = {s: sum(r.status == s for r in results) for s in (PASS, FAIL, SKIPPED)}

@@ -17,6 +17,8 @@
   its own (it also counts a Describe that fails), so the hub does not wrap it again.
 - Retries only for errors worth retrying (UNAVAILABLE), and only while time remains; an optional
   hedged request goes out after ``hedge_after_ms`` if the first has not answered.
+- Record changes: the node's ``WatchChanges`` stream, when its Describe offers it, is this
+  provider's :class:`~rmas.changes.ChangeFeed` (rules: :mod:`rmas.remote.changefeed`).
 
 Config::
 
@@ -43,18 +45,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
 import structlog
 
 from rmas.abtc import CardQuery, CardRecord
+from rmas.changes import DocumentChange
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.grpckit.lookup import cards_from, cards_request, lookup_request, records_from
 from rmas.net import require_loopback_unless_tls
 from rmas.providers import ProviderConfig, ProviderInfo, ProviderSnapshot
+from rmas.remote import changefeed
 from rmas.resilience import Bulkhead, CircuitBreaker, Guard
 from rmas.security.tls import TlsConfig
 from rmas.states import canonical_economy
@@ -119,6 +123,8 @@ class RemoteProvider:
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self._refresher: asyncio.Task[None] | None = None
+        #: Changes from the node's stream dropped by the trust rules (rmas.remote.changefeed).
+        self.changes_dropped = 0
 
     @classmethod
     def from_config(cls, cfg: ProviderConfig) -> RemoteProvider:
@@ -244,6 +250,23 @@ class RemoteProvider:
         self._begin()
         if self.described is None and self._describing is None:
             self._describing = asyncio.get_running_loop().create_task(self._describe_first())
+
+    def stub(self) -> Any:
+        """The node's stub on the provider's one channel."""
+        return self._connect()
+
+    def start_background(self) -> None:
+        """Connect and keep the node's Describe fresh (done by the first call otherwise)."""
+        self._begin()
+
+    async def current_position(self) -> str:
+        """ChangeFeed: the node's current change position, from its Describe."""
+        return await changefeed.current_position(self)
+
+    async def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
+        """ChangeFeed: the node's WatchChanges stream, checked (rmas.remote.changefeed)."""
+        async for batch in changefeed.watch(self, since):
+            yield batch
 
     def _begin(self) -> None:
         if self._refresher is None:
@@ -382,6 +405,8 @@ class RemoteProvider:
             max_batch=self.max_batch,
             described_states=list(self.described.issuing_states) if self.described else [],
             describe_problem=self.describe_problem,
+            watch_changes=bool(self.described and self.described.watch_changes),
+            changes_dropped=self.changes_dropped,
         )
 
     async def aclose(self) -> None:

@@ -29,6 +29,11 @@ check that could not run, for want of ``--known`` documents, a declared batch li
   answer NOT_ISSUED, every ``--known-card`` answers its status, results come back in order with
   their refs echoing the key asked (home economy, number), and a malformed card gets
   INVALID_ARGUMENT. A node that does not describe ABTC must answer LookupCards UNIMPLEMENTED.
+- ``watch_changes`` (record changes, issue 17): UNIMPLEMENTED from a node that does not describe
+  it; otherwise a ``current_position``, OUT_OF_RANGE for a position never handed out, and, with
+  ``--change-command CMD`` (run while the kit watches: something that changes a record at the
+  node), the change streamed with distinct positions, resumable and replayable
+  (rmas.remote.conformance_changes). SKIPPED after the parts that can run without the command.
 """
 
 from __future__ import annotations
@@ -45,6 +50,11 @@ from rmas.conformance import Fail as _Fail
 from rmas.conformance import Skip as _Skip
 from rmas.conformance import unknown_number as _unknown_number
 from rmas.documents import normalise_number
+from rmas.remote.conformance_changes import (
+    ChangeCheckFailed,
+    ChangeCheckSkipped,
+    check_watch_changes,
+)
 from rmas.security.tls import TlsConfig
 from rmas.states import canonical_economy, is_known_state, to_alpha3
 from rmas.v1 import common_pb2, provider_pb2, provider_pb2_grpc
@@ -70,11 +80,13 @@ async def run_conformance(
     call_timeout_s: float = 5.0,
     tls: TlsConfig | None = None,
     server_name: str = "",
+    make_change: Callable[[], Awaitable[object]] | None = None,
 ) -> list[CheckResult]:
     """Run every check against ``target``; one result per check, in the order listed above.
 
-    With ``tls``, over mutual TLS (``server_name``: the name to verify in the node's
-    certificate when it differs from the target's host)."""
+        With ``tls``, over mutual TLS (``server_name``: the name to verify in the node's
+        certificate when it differs from the target's host; ``make_change``: changes a record at the
+    node, for the ``watch_changes`` check)."""
     options: list[tuple[str, Any]] = [("grpc.max_receive_message_length", 64 << 20)]
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
@@ -85,7 +97,8 @@ async def run_conformance(
     )
     async with channel:
         stub = provider_pb2_grpc.DocumentStatusProviderStub(channel)
-        ctx = _Context(stub, call_timeout_s, list(states), list(known), list(known_cards))
+        ctx = _Context(stub, call_timeout_s, list(states), list(known), list(known_cards),
+                       make_change)  # fmt: skip
         shared = {name: _bind(check, ctx) for name, check in SHARED_CHECKS.items()}
         checks: list[tuple[str, Callable[[], Awaitable[str]]]] = [
             ("describe", ctx.describe),
@@ -99,6 +112,7 @@ async def run_conformance(
             ("large_batch", shared["large_batch"]),
             ("concurrency", shared["concurrency"]),
             ("abtc_cards", ctx.abtc_cards),
+            ("watch_changes", ctx.watch_changes),
         ]
 
         def ready(name: str) -> str:
@@ -134,7 +148,18 @@ class _Context:
     states: list[str]
     known: list[tuple[str, str, str]]
     known_cards: list[tuple[str, str, str]]
+    make_change: Callable[[], Awaitable[object]] | None = None
     described: provider_pb2.DescribeResponse | None = None
+
+    async def watch_changes(self) -> str:
+        try:
+            return await check_watch_changes(
+                self.stub, self.described, self.timeout, self.make_change
+            )
+        except ChangeCheckFailed as exc:
+            raise _Fail(str(exc)) from None
+        except ChangeCheckSkipped as exc:
+            raise _Skip(str(exc)) from None
 
     async def _lookup(
         self, items: Sequence[provider_pb2.LookupItem], budget_s: float | None = None

@@ -10,12 +10,19 @@ serve (INVALID_ARGUMENT): a misrouted query gets an error, never a NO_RECORD.
 ``LookupCards`` (APEC Business Travel Cards, rmas.abtc) is served the same way when the provider
 answers card lookups (a CardProvider not configured ``abtc = false``; Describe then says
 ``abtc``), and is UNIMPLEMENTED otherwise.
+
+``WatchChanges`` (issue 17) streams the provider's record changes when it is a
+:class:`~rmas.changes.ChangeFeed` (Describe then says ``watch_changes`` and gives its
+``current_position``), and is UNIMPLEMENTED otherwise. A position the provider can no longer
+serve is OUT_OF_RANGE; a provider that fails mid-stream ends it UNAVAILABLE (the hub resumes from
+the last position it acted on). An issuer's node streams only changes of the states it serves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -25,10 +32,12 @@ from grpc_reflection.v1alpha import reflection
 
 from rmas import __version__
 from rmas.abtc import CardQuery, validate_economy
+from rmas.changes import ChangeFeed, ChangesLost, change_capable
 from rmas.documents import DocumentQuery, normalise_number, number_problem
 from rmas.errors import (
     ConfigError,
     FieldViolation,
+    ProviderError,
     ProviderTimeout,
     ProviderUnavailable,
     ValidationError,
@@ -46,8 +55,10 @@ from rmas.providers import (
     record_count,
     registry_of,
 )
+from rmas.remote.changefeed import MAX_POSITION_CHARS
 from rmas.security.access import node_policy
 from rmas.security.tls import TlsConfig
+from rmas.states import canonical_economy
 from rmas.v1 import provider_pb2, provider_pb2_grpc
 
 __all__ = ["ProviderNode", "ProviderService"]
@@ -81,7 +92,50 @@ class ProviderService(provider_pb2_grpc.DocumentStatusProviderServicer):
             registry=registry,
             software_version=f"rmas {__version__}",
             abtc=card_capable(self.provider),
+            watch_changes=change_capable(self.provider),
+            current_position=await self._current_position(),
         )
+
+    async def _current_position(self) -> str:
+        """The provider's current change position ("" when it has none, or cannot say now: a
+        Describe must not fail for want of it)."""
+        provider = self.provider
+        if not isinstance(provider, ChangeFeed):
+            return ""
+        try:
+            return await provider.current_position()
+        except ProviderError as exc:
+            log.warning("change_position_unavailable", error=type(exc).__name__)
+            return ""
+
+    async def WatchChanges(
+        self, request: provider_pb2.WatchChangesRequest, context: Ctx
+    ) -> AsyncIterator[provider_pb2.ChangeBatch]:
+        provider = self.provider
+        if not isinstance(provider, ChangeFeed):
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this node reports no changes")
+            return
+        if len(request.since) > MAX_POSITION_CHARS:
+            await abort_invalid(
+                context, [FieldViolation("since", f"at most {MAX_POSITION_CHARS} characters")]
+            )
+        try:
+            since = request.since or await provider.current_position()
+            async for batch in provider.watch_changes(since):
+                out = provider_pb2.ChangeBatch()
+                for c in batch:
+                    if self.served and canonical_economy(c.issuing_state) not in self.served:
+                        continue  # not this node's to tell
+                    out.changes.add(
+                        issuing_state=c.issuing_state, number=c.number, position=c.position
+                    )
+                if out.changes:
+                    yield out
+        except ChangesLost as exc:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, f"changes lost: {exc}"[:300])
+        except ProviderError as exc:
+            log.warning("change_feed_failed", error=type(exc).__name__)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"change feed failed: {exc}"[:300])
 
     async def LookupBatch(
         self, request: provider_pb2.LookupBatchRequest, context: Ctx
@@ -219,6 +273,11 @@ class ProviderNode:
             options=[
                 ("grpc.max_receive_message_length", self.max_message_bytes),
                 ("grpc.max_send_message_length", self.max_message_bytes),
+                # The hub pings every 10 s (rmas.remote.client) to notice a dead node, also on a
+                # WatchChanges stream that is quiet for hours: accept those pings instead of
+                # answering GOAWAY "too_many_pings", which would cut the stream every ~30 s.
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ],
         )
         provider_pb2_grpc.add_DocumentStatusProviderServicer_to_server(self.service, server)

@@ -82,6 +82,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/rmas.v1.DocumentStatusProvider/Describe": frozenset({Role.NODE}),
     "/rmas.v1.DocumentStatusProvider/LookupBatch": frozenset({Role.NODE}),
     "/rmas.v1.DocumentStatusProvider/LookupCards": frozenset({Role.NODE}),
+    "/rmas.v1.DocumentStatusProvider/WatchChanges": frozenset({Role.NODE}),
     "/grpc.health.v1.Health/Check": _EVERYONE,
     "/grpc.health.v1.Health/Watch": _EVERYONE,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": _EVERYONE,

@@ -226,6 +226,12 @@ class HubMetrics:
             "Circuit breaker of a national node: 1 for its current state, 0 for the others.",
             labels=["provider", "state"],
         )
+        dropped = CounterMetricFamily(
+            "rmas_provider_changes_dropped",
+            "Record changes a national node streamed that the hub dropped (another economy's "
+            "document, a number not normalised, no position: rmas.remote.changefeed).",
+            labels=["provider"],
+        )
         for p in take_snapshot(self.hub).providers:
             pid = p.id
             if p.figures is not None:
@@ -238,11 +244,14 @@ class HubMetrics:
                 )
             if p.in_flight is not None:
                 in_flight.add_metric([pid], p.in_flight)
+            if p.changes_dropped is not None:
+                dropped.add_metric([pid], p.changes_dropped)
             if p.breaker in _BREAKER_STATES:
                 for s in _BREAKER_STATES:
                     breaker.add_metric([pid, s], 1.0 if s == p.breaker else 0.0)
         # Gauges only national nodes report: no empty families when the hub has none.
-        yield from (m for m in (calls, latency, in_flight, breaker) if m.samples or m is calls)
+        families = (calls, latency, in_flight, breaker, dropped)
+        yield from (m for m in families if m.samples or m is calls)
 
     def _collect_hub(self) -> Iterable[Metric]:
         yield GaugeMetricFamily(

@@ -62,6 +62,8 @@ class ProviderReading:
     #: What a provider reports of itself (national nodes do): "" / None when it does not.
     breaker: str = ""
     in_flight: int | None = None
+    #: Record changes a national node streamed that the hub dropped (None: not a node).
+    changes_dropped: int | None = None
     target: str = ""
     described_states: tuple[str, ...] = ()
     describe_problem: str = ""
@@ -108,6 +110,7 @@ def take_snapshot(
         if breaker == "open" or describe_problem:
             health = "down"
         in_flight = reported.get("in_flight")
+        dropped = reported.get("changes_dropped")
         described = reported.get("described_states", ())
         providers.append(
             ProviderReading(
@@ -128,6 +131,7 @@ def take_snapshot(
                 record_count=None if counts is None else counts.get(info.id),
                 breaker=breaker,
                 in_flight=in_flight if isinstance(in_flight, int) else None,
+                changes_dropped=dropped if isinstance(dropped, int) else None,
                 target=str(reported.get("target", "")),
                 described_states=tuple(str(s) for s in described)
                 if isinstance(described, list | tuple)

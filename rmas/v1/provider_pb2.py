@@ -25,35 +25,41 @@ _sym_db = _symbol_database.Default()
 from rmas.v1 import common_pb2 as rmas_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16rmas/v1/provider.proto\x12\x07rmas.v1\x1a\x14rmas/v1/common.proto\"\x11\n\x0f\x44\x65scribeRequest\"\xcf\x01\n\x10\x44\x65scribeResponse\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12\x16\n\x0eissuing_states\x18\x02 \x03(\t\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\r\x12\'\n\x08registry\x18\x05 \x01(\x0e\x32\x15.rmas.v1.RegistryKind\x12\x14\n\x0crecord_count\x18\x06 \x01(\x04\x12\x18\n\x10software_version\x18\x07 \x01(\t\x12\x0c\n\x04\x61\x62tc\x18\x08 \x01(\x08\">\n\nLookupItem\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12#\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x11.rmas.v1.Document\"8\n\x12LookupBatchRequest\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.rmas.v1.LookupItem\"c\n\x0cLookupResult\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x1f\n\x06record\x18\x02 \x01(\x0b\x32\x0f.rmas.v1.Record\x12\x15\n\rissuing_state\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\t\"=\n\x13LookupBatchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.rmas.v1.LookupResult\"=\n\x08\x43\x61rdItem\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x14\n\x0chome_economy\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\t\"6\n\x12LookupCardsRequest\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.rmas.v1.CardItem\"b\n\nCardResult\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12!\n\x04\x63\x61rd\x18\x02 \x01(\x0b\x32\x13.rmas.v1.CardRecord\x12\x14\n\x0chome_economy\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\t\";\n\x13LookupCardsResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.rmas.v1.CardResult*c\n\x0cRegistryKind\x12\x1d\n\x19REGISTRY_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14REGISTRY_KIND_ALERTS\x10\x01\x12\x1a\n\x16REGISTRY_KIND_COMPLETE\x10\x02\x32\xed\x01\n\x16\x44ocumentStatusProvider\x12?\n\x08\x44\x65scribe\x12\x18.rmas.v1.DescribeRequest\x1a\x19.rmas.v1.DescribeResponse\x12H\n\x0bLookupBatch\x12\x1b.rmas.v1.LookupBatchRequest\x1a\x1c.rmas.v1.LookupBatchResponse\x12H\n\x0bLookupCards\x12\x1b.rmas.v1.LookupCardsRequest\x1a\x1c.rmas.v1.LookupCardsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16rmas/v1/provider.proto\x12\x07rmas.v1\x1a\x14rmas/v1/common.proto\"\x11\n\x0f\x44\x65scribeRequest\"\x80\x02\n\x10\x44\x65scribeResponse\x12\x13\n\x0bprovider_id\x18\x01 \x01(\t\x12\x16\n\x0eissuing_states\x18\x02 \x03(\t\x12\x0f\n\x07\x63ontact\x18\x03 \x01(\t\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\r\x12\'\n\x08registry\x18\x05 \x01(\x0e\x32\x15.rmas.v1.RegistryKind\x12\x14\n\x0crecord_count\x18\x06 \x01(\x04\x12\x18\n\x10software_version\x18\x07 \x01(\t\x12\x0c\n\x04\x61\x62tc\x18\x08 \x01(\x08\x12\x15\n\rwatch_changes\x18\t \x01(\x08\x12\x18\n\x10\x63urrent_position\x18\n \x01(\t\">\n\nLookupItem\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12#\n\x08\x64ocument\x18\x02 \x01(\x0b\x32\x11.rmas.v1.Document\"8\n\x12LookupBatchRequest\x12\"\n\x05items\x18\x01 \x03(\x0b\x32\x13.rmas.v1.LookupItem\"c\n\x0cLookupResult\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x1f\n\x06record\x18\x02 \x01(\x0b\x32\x0f.rmas.v1.Record\x12\x15\n\rissuing_state\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\t\"=\n\x13LookupBatchResponse\x12&\n\x07results\x18\x01 \x03(\x0b\x32\x15.rmas.v1.LookupResult\"=\n\x08\x43\x61rdItem\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x14\n\x0chome_economy\x18\x02 \x01(\t\x12\x0e\n\x06number\x18\x03 \x01(\t\"6\n\x12LookupCardsRequest\x12 \n\x05items\x18\x01 \x03(\x0b\x32\x11.rmas.v1.CardItem\"b\n\nCardResult\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12!\n\x04\x63\x61rd\x18\x02 \x01(\x0b\x32\x13.rmas.v1.CardRecord\x12\x14\n\x0chome_economy\x18\x03 \x01(\t\x12\x0e\n\x06number\x18\x04 \x01(\t\";\n\x13LookupCardsResponse\x12$\n\x07results\x18\x01 \x03(\x0b\x32\x13.rmas.v1.CardResult\"$\n\x13WatchChangesRequest\x12\r\n\x05since\x18\x01 \x01(\t\"J\n\x0f\x43hangedDocument\x12\x15\n\rissuing_state\x18\x01 \x01(\t\x12\x0e\n\x06number\x18\x02 \x01(\t\x12\x10\n\x08position\x18\x03 \x01(\t\"8\n\x0b\x43hangeBatch\x12)\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x18.rmas.v1.ChangedDocument*c\n\x0cRegistryKind\x12\x1d\n\x19REGISTRY_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14REGISTRY_KIND_ALERTS\x10\x01\x12\x1a\n\x16REGISTRY_KIND_COMPLETE\x10\x02\x32\xb3\x02\n\x16\x44ocumentStatusProvider\x12?\n\x08\x44\x65scribe\x12\x18.rmas.v1.DescribeRequest\x1a\x19.rmas.v1.DescribeResponse\x12H\n\x0bLookupBatch\x12\x1b.rmas.v1.LookupBatchRequest\x1a\x1c.rmas.v1.LookupBatchResponse\x12H\n\x0bLookupCards\x12\x1b.rmas.v1.LookupCardsRequest\x1a\x1c.rmas.v1.LookupCardsResponse\x12\x44\n\x0cWatchChanges\x12\x1c.rmas.v1.WatchChangesRequest\x1a\x14.rmas.v1.ChangeBatch0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rmas.v1.provider_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REGISTRYKIND']._serialized_start=852
-  _globals['_REGISTRYKIND']._serialized_end=951
+  _globals['_REGISTRYKIND']._serialized_start=1073
+  _globals['_REGISTRYKIND']._serialized_end=1172
   _globals['_DESCRIBEREQUEST']._serialized_start=57
   _globals['_DESCRIBEREQUEST']._serialized_end=74
   _globals['_DESCRIBERESPONSE']._serialized_start=77
-  _globals['_DESCRIBERESPONSE']._serialized_end=284
-  _globals['_LOOKUPITEM']._serialized_start=286
-  _globals['_LOOKUPITEM']._serialized_end=348
-  _globals['_LOOKUPBATCHREQUEST']._serialized_start=350
-  _globals['_LOOKUPBATCHREQUEST']._serialized_end=406
-  _globals['_LOOKUPRESULT']._serialized_start=408
-  _globals['_LOOKUPRESULT']._serialized_end=507
-  _globals['_LOOKUPBATCHRESPONSE']._serialized_start=509
-  _globals['_LOOKUPBATCHRESPONSE']._serialized_end=570
-  _globals['_CARDITEM']._serialized_start=572
-  _globals['_CARDITEM']._serialized_end=633
-  _globals['_LOOKUPCARDSREQUEST']._serialized_start=635
-  _globals['_LOOKUPCARDSREQUEST']._serialized_end=689
-  _globals['_CARDRESULT']._serialized_start=691
-  _globals['_CARDRESULT']._serialized_end=789
-  _globals['_LOOKUPCARDSRESPONSE']._serialized_start=791
-  _globals['_LOOKUPCARDSRESPONSE']._serialized_end=850
-  _globals['_DOCUMENTSTATUSPROVIDER']._serialized_start=954
-  _globals['_DOCUMENTSTATUSPROVIDER']._serialized_end=1191
+  _globals['_DESCRIBERESPONSE']._serialized_end=333
+  _globals['_LOOKUPITEM']._serialized_start=335
+  _globals['_LOOKUPITEM']._serialized_end=397
+  _globals['_LOOKUPBATCHREQUEST']._serialized_start=399
+  _globals['_LOOKUPBATCHREQUEST']._serialized_end=455
+  _globals['_LOOKUPRESULT']._serialized_start=457
+  _globals['_LOOKUPRESULT']._serialized_end=556
+  _globals['_LOOKUPBATCHRESPONSE']._serialized_start=558
+  _globals['_LOOKUPBATCHRESPONSE']._serialized_end=619
+  _globals['_CARDITEM']._serialized_start=621
+  _globals['_CARDITEM']._serialized_end=682
+  _globals['_LOOKUPCARDSREQUEST']._serialized_start=684
+  _globals['_LOOKUPCARDSREQUEST']._serialized_end=738
+  _globals['_CARDRESULT']._serialized_start=740
+  _globals['_CARDRESULT']._serialized_end=838
+  _globals['_LOOKUPCARDSRESPONSE']._serialized_start=840
+  _globals['_LOOKUPCARDSRESPONSE']._serialized_end=899
+  _globals['_WATCHCHANGESREQUEST']._serialized_start=901
+  _globals['_WATCHCHANGESREQUEST']._serialized_end=937
+  _globals['_CHANGEDDOCUMENT']._serialized_start=939
+  _globals['_CHANGEDDOCUMENT']._serialized_end=1013
+  _globals['_CHANGEBATCH']._serialized_start=1015
+  _globals['_CHANGEBATCH']._serialized_end=1071
+  _globals['_DOCUMENTSTATUSPROVIDER']._serialized_start=1175
+  _globals['_DOCUMENTSTATUSPROVIDER']._serialized_end=1482
 # @@protoc_insertion_point(module_scope)

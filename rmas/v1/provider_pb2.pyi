@@ -68,6 +68,8 @@ class DescribeResponse(_message.Message):
     RECORD_COUNT_FIELD_NUMBER: _builtins.int
     SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
     ABTC_FIELD_NUMBER: _builtins.int
+    WATCH_CHANGES_FIELD_NUMBER: _builtins.int
+    CURRENT_POSITION_FIELD_NUMBER: _builtins.int
     provider_id: _builtins.str
     contact: _builtins.str
     """24/7 operations desk"""
@@ -80,6 +82,12 @@ class DescribeResponse(_message.Message):
     abtc: _builtins.bool
     """The node answers LookupCards: it is the complete registry of the ABTC cards its economies
     issued (an unknown card number is NOT_ISSUED).
+    """
+    watch_changes: _builtins.bool
+    """The node answers WatchChanges: it tells the hub which documents' records changed."""
+    current_position: _builtins.str
+    """With watch_changes: the position just after the newest change recorded so far (a hub that
+    starts watching the node starts here; no history is replayed).
     """
     @_builtins.property
     def issuing_states(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -94,10 +102,12 @@ class DescribeResponse(_message.Message):
         record_count: _builtins.int = ...,
         software_version: _builtins.str = ...,
         abtc: _builtins.bool = ...,
+        watch_changes: _builtins.bool = ...,
+        current_position: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["abtc", b"abtc", "contact", b"contact", "issuing_states", b"issuing_states", "max_batch_size", b"max_batch_size", "provider_id", b"provider_id", "record_count", b"record_count", "registry", b"registry", "software_version", b"software_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["abtc", b"abtc", "contact", b"contact", "current_position", b"current_position", "issuing_states", b"issuing_states", "max_batch_size", b"max_batch_size", "provider_id", b"provider_id", "record_count", b"record_count", "registry", b"registry", "software_version", b"software_version", "watch_changes", b"watch_changes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -299,3 +309,77 @@ class LookupCardsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LookupCardsResponse: _TypeAlias = LookupCardsResponse  # noqa: Y015
+
+@_typing.final
+class WatchChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    since: _builtins.str
+    """A position the node handed out (current_position, or a ChangedDocument's position); empty
+    means current_position.
+    """
+    def __init__(
+        self,
+        *,
+        since: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchChangesRequest: _TypeAlias = WatchChangesRequest  # noqa: Y015
+
+@_typing.final
+class ChangedDocument(_message.Message):
+    """One document whose record changed (added, changed or withdrawn). Never the new status: the hub
+    asks again with LookupBatch. The key is as LookupResult echoes it; `position` is opaque text,
+    increasing in the node's own order, that the hub resumes from (WatchChangesRequest.since).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ISSUING_STATE_FIELD_NUMBER: _builtins.int
+    NUMBER_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    issuing_state: _builtins.str
+    number: _builtins.str
+    position: _builtins.str
+    def __init__(
+        self,
+        *,
+        issuing_state: _builtins.str = ...,
+        number: _builtins.str = ...,
+        position: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["issuing_state", b"issuing_state", "number", b"number", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangedDocument: _TypeAlias = ChangedDocument  # noqa: Y015
+
+@_typing.final
+class ChangeBatch(_message.Message):
+    """What the node read at once, oldest first; never empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChangedDocument]: ...
+    def __init__(
+        self,
+        *,
+        changes: _abc.Iterable[Global___ChangedDocument] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChangeBatch: _TypeAlias = ChangeBatch  # noqa: Y015

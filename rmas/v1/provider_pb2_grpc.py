@@ -49,6 +49,11 @@ class DocumentStatusProviderStub:
                 request_serializer=rmas_dot_v1_dot_provider__pb2.LookupCardsRequest.SerializeToString,
                 response_deserializer=rmas_dot_v1_dot_provider__pb2.LookupCardsResponse.FromString,
                 _registered_method=True)
+        self.WatchChanges = channel.unary_stream(
+                '/rmas.v1.DocumentStatusProvider/WatchChanges',
+                request_serializer=rmas_dot_v1_dot_provider__pb2.WatchChangesRequest.SerializeToString,
+                response_deserializer=rmas_dot_v1_dot_provider__pb2.ChangeBatch.FromString,
+                _registered_method=True)
 
 
 class DocumentStatusProviderServicer:
@@ -76,6 +81,17 @@ class DocumentStatusProviderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchChanges(self, request, context):
+        """The documents whose records changed after position `since`, oldest first, in batches, and
+        then each new change as it is recorded: the stream does not end on its own (only when Describe
+        says watch_changes; UNIMPLEMENTED otherwise). A position the node can no longer serve (its
+        history was pruned past it, or it never handed it out) is refused with OUT_OF_RANGE: the hub
+        then re-checks everything it holds for the node and starts again from current_position.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DocumentStatusProviderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +109,11 @@ def add_DocumentStatusProviderServicer_to_server(servicer, server):
                     servicer.LookupCards,
                     request_deserializer=rmas_dot_v1_dot_provider__pb2.LookupCardsRequest.FromString,
                     response_serializer=rmas_dot_v1_dot_provider__pb2.LookupCardsResponse.SerializeToString,
+            ),
+            'WatchChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchChanges,
+                    request_deserializer=rmas_dot_v1_dot_provider__pb2.WatchChangesRequest.FromString,
+                    response_serializer=rmas_dot_v1_dot_provider__pb2.ChangeBatch.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +197,33 @@ class DocumentStatusProvider:
             '/rmas.v1.DocumentStatusProvider/LookupCards',
             rmas_dot_v1_dot_provider__pb2.LookupCardsRequest.SerializeToString,
             rmas_dot_v1_dot_provider__pb2.LookupCardsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rmas.v1.DocumentStatusProvider/WatchChanges',
+            rmas_dot_v1_dot_provider__pb2.WatchChangesRequest.SerializeToString,
+            rmas_dot_v1_dot_provider__pb2.ChangeBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,13 @@ class DocumentStatusProviderStub:
     """APEC Business Travel Cards, many in one call (only when Describe says abtc; UNIMPLEMENTED
     otherwise). One result per item, in order, with its ref, echoing the key it answers.
     """
+    WatchChanges: _grpc.UnaryStreamMultiCallable[_provider_pb2.WatchChangesRequest, _provider_pb2.ChangeBatch]
+    """The documents whose records changed after position `since`, oldest first, in batches, and
+    then each new change as it is recorded: the stream does not end on its own (only when Describe
+    says watch_changes; UNIMPLEMENTED otherwise). A position the node can no longer serve (its
+    history was pruned past it, or it never handed it out) is refused with OUT_OF_RANGE: the hub
+    then re-checks everything it holds for the node and starts again from current_position.
+    """
 
 @_typing.type_check_only
 class DocumentStatusProviderAsyncStub(DocumentStatusProviderStub):
@@ -50,6 +57,13 @@ class DocumentStatusProviderAsyncStub(DocumentStatusProviderStub):
     LookupCards: _aio.UnaryUnaryMultiCallable[_provider_pb2.LookupCardsRequest, _provider_pb2.LookupCardsResponse]  # type: ignore[assignment]
     """APEC Business Travel Cards, many in one call (only when Describe says abtc; UNIMPLEMENTED
     otherwise). One result per item, in order, with its ref, echoing the key it answers.
+    """
+    WatchChanges: _aio.UnaryStreamMultiCallable[_provider_pb2.WatchChangesRequest, _provider_pb2.ChangeBatch]  # type: ignore[assignment]
+    """The documents whose records changed after position `since`, oldest first, in batches, and
+    then each new change as it is recorded: the stream does not end on its own (only when Describe
+    says watch_changes; UNIMPLEMENTED otherwise). A position the node can no longer serve (its
+    history was pruned past it, or it never handed it out) is refused with OUT_OF_RANGE: the hub
+    then re-checks everything it holds for the node and starts again from current_position.
     """
 
 class DocumentStatusProviderServicer(metaclass=_abc_1.ABCMeta):
@@ -77,6 +91,19 @@ class DocumentStatusProviderServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_provider_pb2.LookupCardsResponse, _abc.Awaitable[_provider_pb2.LookupCardsResponse]]:
         """APEC Business Travel Cards, many in one call (only when Describe says abtc; UNIMPLEMENTED
         otherwise). One result per item, in order, with its ref, echoing the key it answers.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchChanges(
+        self,
+        request: _provider_pb2.WatchChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_provider_pb2.ChangeBatch], _abc.AsyncIterator[_provider_pb2.ChangeBatch]]:
+        """The documents whose records changed after position `since`, oldest first, in batches, and
+        then each new change as it is recorded: the stream does not end on its own (only when Describe
+        says watch_changes; UNIMPLEMENTED otherwise). A position the node can no longer serve (its
+        history was pruned past it, or it never handed it out) is refused with OUT_OF_RANGE: the hub
+        then re-checks everything it holds for the node and starts again from current_position.
         """
 
 def add_DocumentStatusProviderServicer_to_server(servicer: DocumentStatusProviderServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

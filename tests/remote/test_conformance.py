@@ -43,7 +43,7 @@ async def test_our_node_passes_every_check() -> None:
         await node.stop(0)
     # Our node passes every check, key_echo included (it echoes each result's key).
     assert [r.name for r in results if not r.passed] == [], results
-    assert len(results) == 11
+    assert len(results) == 12
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
     assert report["passed"] is True

@@ -293,6 +293,8 @@ async def test_a_national_nodes_breaker_and_in_flight_are_exposed() -> None:
     assert after.get(breaker, provider="NZL", state="half_open") == 0
     assert after.get("rmas_provider_in_flight", provider="NZL") == 0
     assert ("rmas_provider_in_flight", frozenset({("provider", "NZL")})) in after.samples
+    dropped = ("rmas_provider_changes_dropped_total", frozenset({("provider", "NZL")}))
+    assert dropped in after.samples and after.samples[dropped] == 0
     assert delta(after, before, "rmas_provider_calls_total", provider="NZL",
                  outcome="UNAVAILABLE") == 1  # fmt: skip
 

@@ -24,7 +24,8 @@ async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "DROP TABLE IF EXISTS documents, abtc_cards, store_meta, feeds, alembic_version "
+                "DROP TABLE IF EXISTS documents, abtc_cards, store_meta, feeds, change_log, "
+                "alembic_version "
                 "CASCADE"
             )
         )

@@ -453,7 +453,10 @@ async def test_a_swap_waits_for_a_long_reader_without_stalling_the_others(
     engine = create_async_engine(postgres_url)
     async with engine.begin() as conn:
         await conn.execute(
-            text("DROP TABLE IF EXISTS documents, abtc_cards, store_meta, feeds, alembic_version")
+            text(
+                "DROP TABLE IF EXISTS documents, abtc_cards, store_meta, feeds, change_log, "
+                "alembic_version"
+            )
         )
     await engine.dispose()
     await import_csv(postgres_url, big_csv(tmp_path / "first.csv", "STOLEN", extra=0))

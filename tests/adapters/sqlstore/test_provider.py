@@ -216,7 +216,10 @@ async def test_the_postgres_batch_query_uses_the_unique_index(postgres_url: str)
     engine = create_async_engine(postgres_url)
     async with engine.begin() as conn:
         await conn.execute(
-            text("DROP TABLE IF EXISTS documents, abtc_cards, store_meta, feeds, alembic_version")
+            text(
+                "DROP TABLE IF EXISTS documents, abtc_cards, store_meta, feeds, change_log, "
+                "alembic_version"
+            )
         )
     await build_synthetic(postgres_url, 20_000, ["NZL"], seed=1)
     try:
