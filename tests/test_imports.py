@@ -141,6 +141,8 @@ PB2_USERS = {
     "rmas.remote.node",  # the node's RPC types, registration, health
     "rmas.remote.client",  # the hub's client of a node: its stub and answer types
     "rmas.remote.conformance",  # the kit that probes a node as a client
+    "rmas.remote.conformance_changes",  # its WatchChanges check, a client of the stream
+    "rmas.remote.changefeed",  # the hub's client of a node's WatchChanges stream
     "rmas.client",  # the command line's requests and answers
     "rmas.check_cli",  # `rmas check`: the DocumentCheck stub
     "rmas.cli",  # `rmas status` and `rmas paxlst`: their stubs
