@@ -18,7 +18,8 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rmas.mrz import _VALUES, Layout, compose, read_mrz
+from rmas.mrz import Layout, compose, read_mrz
+from rmas.mrz.charset import VALUES as _VALUES
 
 TODAY = dt.date(2026, 11, 22)
 STATES = ["UTO", "NZL", "AUS", "PHL", "D", "GBD", "XXA", "UNO", "BEL", "USA"]
