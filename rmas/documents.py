@@ -299,6 +299,18 @@ class DocumentQuery:
         """(economy, number): what a store is keyed by."""
         return (canonical_economy(self.issuing_state), self.number)
 
+    def untyped(self) -> DocumentQuery:
+        """This query without its type: what providers are asked (they match on issuing state
+        and number alone). ``dataclasses.replace`` costs more than twice as much per document."""
+        return DocumentQuery(
+            self.issuing_state,
+            self.number,
+            DocumentType.UNSPECIFIED,
+            self.holder,
+            self.expiry_date,
+            self.ref,
+        )
+
 
 def validate_document(
     *,

@@ -15,7 +15,7 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -154,7 +154,7 @@ class FanOut:
         # Providers match on issuing state and number alone: they are never told the type the
         # caller named, so no provider can let a type filter hide a hit (the type is shown to
         # officers from the query and from the record's own ``document_type``).
-        queries = [q if q.type is _ANY_TYPE else replace(q, type=_ANY_TYPE) for q in queries]
+        queries = [q if q.type is _ANY_TYPE else q.untyped() for q in queries]
         jobs: dict[int, _Job] = {}
         for i, q in enumerate(queries):
             routed = self.router.route(q)

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
-from rmas.documents import DocumentType, normalise_name, normalise_number, validate_document
+from rmas.documents import (
+    DocumentQuery,
+    DocumentType,
+    Holder,
+    normalise_name,
+    normalise_number,
+    validate_document,
+)
 from rmas.errors import ValidationError
 from rmas.states import canonical_economy, is_known_state, to_alpha3
 
@@ -110,3 +118,21 @@ def test_holders_match_on_every_field_both_sides_give() -> None:
     assert match_holder(asked, Holder(given_names="ANNA")) is HolderMatch.NOT_CHECKED
     assert match_holder(Holder(), Holder(surname="SMITH")) is HolderMatch.NOT_CHECKED
     assert match_holder(Holder(sex="F"), Holder(sex="M")) is HolderMatch.MISMATCH
+
+
+def test_an_untyped_query_is_the_same_query_without_its_type() -> None:
+    # untyped() builds the query field by field (dataclasses.replace is slower): every field but
+    # the type must come through, including any field added later.
+    full = DocumentQuery(
+        issuing_state="NZL",
+        number="LA123456",
+        type=DocumentType.PASSPORT,
+        holder=Holder("SMITH", "JANE", dt.date(1990, 2, 3), "F", "NZL"),
+        expiry_date=dt.date(2031, 4, 5),
+        ref="row 7",
+    )
+    assert [f.name for f in dataclasses.fields(DocumentQuery)] == [
+        "issuing_state", "number", "type", "holder", "expiry_date", "ref",
+    ]  # fmt: skip
+    assert full.untyped() == dataclasses.replace(full, type=DocumentType.UNSPECIFIED)
+    assert full.untyped().type is DocumentType.UNSPECIFIED

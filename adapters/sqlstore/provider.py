@@ -257,11 +257,12 @@ class SqlStoreProvider:
             assert coalescer is not None
         if time.monotonic() >= deadline:
             raise ProviderTimeout("deadline passed before the lookup started")
-        found = await coalescer.fetch([q.key for q in queries])
+        keys = [q.key for q in queries]  # computed once per document
+        found = await coalescer.fetch(keys)
         missing = self._missing
         out: list[Record] = []
-        for q in queries:
-            row = found.get(q.key)
+        for q, key in zip(queries, keys, strict=True):
+            row = found.get(key)
             out.append(missing if row is None or row[11] else self._record(q, row))
         return out
 
