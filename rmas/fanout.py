@@ -189,19 +189,24 @@ class FanOut:
         outcome, records, latency_ms, error = result
         info = job.info
         required = info.required or job.issuer
+        # Answers are immutable and differ only by record: documents given the same record
+        # object (a provider's shared "no record", or none when the call failed) share one.
+        shared: dict[int, SourceAnswer] = {}
         for pos, i in enumerate(job.indices):
-            answers[i].append(
-                SourceAnswer(
+            record = records[pos] if records is not None else None
+            answer = shared.get(id(record))
+            if answer is None:
+                answer = shared[id(record)] = SourceAnswer(
                     provider_id=info.id,
                     outcome=outcome,
                     required=required,
                     issuer=job.issuer,
                     latency_ms=latency_ms,
-                    record=records[pos] if records is not None else None,
+                    record=record,
                     contact=info.contact,
                     error=error,
                 )
-            )
+            answers[i].append(answer)
 
     async def ask_cards(
         self, queries: Sequence[CardQuery], deadline: float
