@@ -218,9 +218,11 @@ class Hub:
             finally:
                 self.in_flight -= len(pending)
             policy = self.policy.on_incomplete
-            today = dt.date.today()  # once per call: it costs a localtime() call
+            today: dt.date | None = None  # read once per call, and only when needed
             at = 0
             for p in pending:
+                if today is None and p.query.expiry_date is not None:
+                    today = dt.date.today()
                 sources = answers[at]
                 at += 1
                 for pos, number in p.candidates:
@@ -230,7 +232,11 @@ class Hub:
         return [r for r in results if r is not None]
 
     def _result(
-        self, p: _Pending, sources: list[SourceAnswer], policy: IncompletePolicy, today: dt.date
+        self,
+        p: _Pending,
+        sources: list[SourceAnswer],
+        policy: IncompletePolicy,
+        today: dt.date | None,
     ) -> CheckResult:
         query, reading = p.query, p.reading
         suspect = reading is not None and not reading.check_digits_ok
@@ -244,7 +250,7 @@ class Hub:
                 f"the issuer ({query.economy}) was not consulted: no provider answers for it here; "
                 "checked against the global stores only"
             )
-        if query.expiry_date is not None and query.expiry_date < today:
+        if query.expiry_date is not None and today is not None and query.expiry_date < today:
             warnings.append(f"document expired on {query.expiry_date.isoformat()}")
         problems: tuple[FieldViolation, ...] = ()
         if reading is not None:
