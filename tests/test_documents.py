@@ -136,3 +136,20 @@ def test_an_untyped_query_is_the_same_query_without_its_type() -> None:
     ]  # fmt: skip
     assert full.untyped() == dataclasses.replace(full, type=DocumentType.UNSPECIFIED)
     assert full.untyped().type is DocumentType.UNSPECIFIED
+
+
+def test_dates_a_channel_has_read_are_taken_as_they_are() -> None:
+    # A channel that parsed a date hands it over typed; the query is the one ISO text gives.
+    as_text = validate_document(
+        issuing_state="NZL", number="LA1", surname="X", birth_date="1980-01-02",
+        expiry_date="2031-04-05",
+    )  # fmt: skip
+    typed = validate_document(
+        issuing_state="NZL", number="LA1", surname="X", birth_date=dt.date(1980, 1, 2),
+        expiry_date=dt.date(2031, 4, 5),
+    )  # fmt: skip
+    assert typed == as_text
+    assert typed.holder.birth_date == dt.date(1980, 1, 2)
+    assert (
+        validate_document(issuing_state="NZL", number="LA1", expiry_date=None).expiry_date is None
+    )
