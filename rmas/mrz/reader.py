@@ -324,7 +324,7 @@ def _filler_convention(lines: Sequence[str], number_text: str, found: str) -> Ch
 # Cleared when the day changes or the memo reaches _DATES_MAX entries.
 _dates: dict[tuple[str, bool], tuple[str, str]] = {}
 _dates_day = dt.date.min
-_DATES_MAX = 20_000
+_DATES_MAX = 4096  # about 1 MB at most
 
 
 def _date(raw: str, name: str, today: dt.date, problems: dict[str, str]) -> str:
