@@ -1,6 +1,6 @@
 """Where the hub's CPU goes, in one process: µs per document by stage (issue 20).
 
-    python -m benchmarks.inprocess [manifest|single|paxlst ...] [--profile]
+    python -m benchmarks.inprocess [manifest|single|coalescing|paxlst ...] [--profile]
 
 No server and no load generator: the stages the hub runs for a request are called directly and
 timed with the thread's CPU clock (``time.thread_time``), so other work on this machine inflates
@@ -12,6 +12,9 @@ the demo's stores for the PAXLST (as ``benchmarks.bench_iapi`` uses them).
   writing the result messages, serialising the reply; µs per document.
 - ``single``: 64 single checks at once (as 64 in flight): the same stages, µs per check, and
   ``Hub.check`` with in-memory providers (``FakeProvider``) to separate the store lookup.
+- ``coalescing``: ``Hub.check`` for single checks, 64 at once and one at a time, with the sql
+  provider's inline coalescer against a synchronous query per ``lookup_many`` call (no
+  suspension), swapped between interleaved rounds; µs per check.
 - ``paxlst``: the 480-passenger PAXLST: parsing alone, and the channel's whole answer (parse,
   validation, fan-out, CUSRES); ms of CPU per interchange.
 
@@ -179,6 +182,53 @@ async def single(profile: bool) -> dict[str, float]:
     return _best(rows)
 
 
+async def coalescing(profile: bool) -> dict[str, float]:
+    from adapters.sqlstore.lookup import batch_sql
+    from adapters.sqlstore.provider import SqlStoreProvider
+    from rmas.hub import Hub
+    from rmas.server.mapping import document_from_pb
+
+    async def synchronous(self: Any, queries: Any, deadline: float) -> list[Any]:
+        # The alternative measured: one query per call, on the loop thread, no suspension.
+        self.calls += 1
+        keys = [q.key for q in queries]
+        distinct = list(dict.fromkeys(keys))
+        params = [v for k in distinct for v in k]
+        found = {(r[0], r[1]): r for r in self._coalescer.conn.execute(
+            batch_sql(len(distinct)), params)}  # fmt: skip
+        out = []
+        for q, k in zip(queries, keys, strict=True):
+            row = found.get(k)
+            out.append(self._missing if row is None or row[11] else self._record(q, row))
+        return out
+
+    hub = await _sql_hub()
+    assert isinstance(hub, Hub)
+    queries = [document_from_pb(d, ref="", prefix="document") for d in _documents(64)]
+    coalesced = SqlStoreProvider.lookup_many
+    variants: dict[str, Any] = {"coalesced": coalesced, "synchronous": synchronous}
+    rows: dict[str, list[float]] = {}
+    clock = time.thread_time
+    try:
+        for _ in range(REPEATS):
+            for name, lookup in variants.items():
+                SqlStoreProvider.lookup_many = lookup  # type: ignore[method-assign]
+                for _ in range(3):
+                    await asyncio.gather(*(hub.check([q], hub.deadline(5.0)) for q in queries))
+                t0 = clock()
+                for _ in range(30):
+                    await asyncio.gather(*(hub.check([q], hub.deadline(5.0)) for q in queries))
+                t1 = clock()
+                for q in queries * 10:
+                    await hub.check([q], hub.deadline(5.0))
+                t2 = clock()
+                rows.setdefault(f"{name}, 64 at once", []).append((t1 - t0) / (30 * 64) * 1e6)
+                rows.setdefault(f"{name}, one at a time", []).append((t2 - t1) / 640 * 1e6)
+    finally:
+        SqlStoreProvider.lookup_many = coalesced  # type: ignore[method-assign]
+    return _best(rows)
+
+
 async def paxlst(profile: bool) -> dict[str, float]:
     from adapters.sqlstore.provider import SqlStoreProvider
     from benchmarks.bench_iapi import PAX
@@ -234,7 +284,12 @@ async def _profiled(work: Callable[[], Awaitable[object]], times: int) -> None:
     pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
-SECTIONS = {"manifest": manifest, "single": single, "paxlst": paxlst}
+SECTIONS = {
+    "manifest": manifest,
+    "single": single,
+    "coalescing": coalescing,
+    "paxlst": paxlst,
+}
 
 
 def main(argv: list[str]) -> None:
