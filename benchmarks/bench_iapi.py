@@ -19,6 +19,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PAX = ROOT / "fixtures" / "paxlst" / "manifest_480.edi"
+#: p99 of the 480-passenger PAXLST end to end (issue 20; 100 ms in issue 4).
+P99_MS = 50.0
 
 
 def parse_rate() -> dict[str, float]:
@@ -101,7 +103,10 @@ def run(quick: bool = False) -> dict[str, Any]:
             {"text": "PAXLST parsing, segments/s", "value": parse["segments_per_s"],
              "op": ">=", "bound": 50_000.0, "met": parse["segments_per_s"] >= 50_000},
             {"text": "480-passenger PAXLST end to end, p99 ms", "value": e2e["p99_ms"],
-             "op": "<=", "bound": 100.0, "met": e2e["p99_ms"] <= 100.0},
+             "op": "<=", "bound": P99_MS, "met": e2e["p99_ms"] <= P99_MS,
+             "reference": f"p50 {e2e['p50_ms']:.1f} ms over {e2e['calls']:.0f} calls; parsing "
+                          f"alone {parse['parse_ms']:.1f} ms (absolute target, no same-run "
+                          "reference)"},
         ],
     }  # fmt: skip
 

@@ -11,7 +11,7 @@ CheckDocument at 64 in flight (checks/s) and CheckManifest of 400 documents at
 ``MANIFESTS_IN_FLIGHT`` (documents/s). Each pair gives a ratio; the figure is the median
 ratio, so that a slow spell of this shared machine hits both sides of a pair instead of one
 hub's whole run.
-Target: secure/plain at least 0.7 on both.
+Target: secure/plain at least 0.8 on both (issue 20; 0.7 in issue 8).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from benchmarks.loadgen import closed_loop
 from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
 
 SIZE = 400
+#: secure / plain, both RPCs (issue 20).
+TARGET = 0.8
 #: Manifests in flight: enough to keep both hubs' core busy. With 4 (the hub bench's figure), the
 #: secure hub's core idles while all four wait for the same commit to reach the disk (measured:
 #: hub 87% of its core, writer 13%, and 20-30% more hub CPU per document than with 8, from waking
@@ -281,9 +283,13 @@ def run(
     med["reply_bytes_secure"] = secure["reply_bytes"][0]
     targets = [
         {"text": "mTLS+audit CheckDocument(64) / plain", "value": med["ratio_64"],
-         "op": ">=", "bound": 0.7, "met": med["ratio_64"] >= 0.7},
+         "op": ">=", "bound": TARGET, "met": med["ratio_64"] >= TARGET,
+         "reference": f"plain {med['plain_64_rate']:,.0f} checks/s, secure "
+                      f"{med['secure_64_rate']:,.0f} (medians of {pairs} pairs)"},
         {"text": "mTLS+audit CheckManifest(400) / plain", "value": med["ratio_manifest"],
-         "op": ">=", "bound": 0.7, "met": med["ratio_manifest"] >= 0.7},
+         "op": ">=", "bound": TARGET, "met": med["ratio_manifest"] >= TARGET,
+         "reference": f"plain {med['plain_manifest_docs_s']:,.0f} documents/s, secure "
+                      f"{med['secure_manifest_docs_s']:,.0f} (medians of {pairs} pairs)"},
     ]  # fmt: skip
     return {"records": records, "pairs": pairs, "seconds": seconds, "linger_ms": linger_ms,
             "parts": parts, "manifests_in_flight": manifests_in_flight,

@@ -15,7 +15,7 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
@@ -158,7 +158,7 @@ class FanOut:
         # Providers match on issuing state and number alone: they are never told the type the
         # caller named, so no provider can let a type filter hide a hit (the type is shown to
         # officers from the query and from the record's own ``document_type``).
-        queries = [q if q.type is _ANY_TYPE else replace(q, type=_ANY_TYPE) for q in queries]
+        queries = [q if q.type is _ANY_TYPE else q.untyped() for q in queries]
         return await self._ask(queries, deadline, self.router.route, _LOOKUP, SourceAnswer)
 
     async def ask_cards(
@@ -273,19 +273,24 @@ def _collect(
     outcome, records, latency_ms, error = result
     info = job.info
     required = info.required or job.issuer
+    # Answers are immutable and differ only by record: documents given the same record object
+    # (a provider's shared "no record", or none when the call failed) share one answer.
+    shared: dict[int, _A] = {}
     for pos, i in enumerate(job.indices):
-        answers[i].append(
-            answer(
+        record = records[pos] if records is not None else None
+        made = shared.get(id(record))
+        if made is None:
+            made = shared[id(record)] = answer(
                 provider_id=info.id,
                 outcome=outcome,
                 required=required,
                 issuer=job.issuer,
                 latency_ms=latency_ms,
-                record=records[pos] if records is not None else None,
+                record=record,
                 contact=info.contact,
                 error=error,
             )
-        )
+        answers[i].append(made)
 
 
 def _describe(exc: BaseException) -> str:

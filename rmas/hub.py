@@ -218,18 +218,25 @@ class Hub:
             finally:
                 self.in_flight -= len(pending)
             policy = self.policy.on_incomplete
+            today: dt.date | None = None  # read once per call, and only when needed
             at = 0
             for p in pending:
+                if today is None and p.query.expiry_date is not None:
+                    today = dt.date.today()
                 sources = answers[at]
                 at += 1
                 for pos, number in p.candidates:
                     sources = [*sources, *(replace(a, queried_number=number) for a in answers[pos])]
                     at += 1
-                results[p.index] = self._result(p, sources, policy)
+                results[p.index] = self._result(p, sources, policy, today)
         return [r for r in results if r is not None]
 
     def _result(
-        self, p: _Pending, sources: list[SourceAnswer], policy: IncompletePolicy
+        self,
+        p: _Pending,
+        sources: list[SourceAnswer],
+        policy: IncompletePolicy,
+        today: dt.date | None,
     ) -> CheckResult:
         query, reading = p.query, p.reading
         suspect = reading is not None and not reading.check_digits_ok
@@ -243,7 +250,7 @@ class Hub:
                 f"the issuer ({query.economy}) was not consulted: no provider answers for it here; "
                 "checked against the global stores only"
             )
-        if query.expiry_date is not None and query.expiry_date < dt.date.today():
+        if query.expiry_date is not None and today is not None and query.expiry_date < today:
             warnings.append(f"document expired on {query.expiry_date.isoformat()}")
         problems: tuple[FieldViolation, ...] = ()
         if reading is not None:

@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
 
-from rmas.documents import DocumentType, normalise_name, normalise_number, validate_document
+from rmas.documents import (
+    DocumentQuery,
+    DocumentType,
+    Holder,
+    normalise_name,
+    normalise_number,
+    validate_document,
+)
 from rmas.errors import ValidationError
 from rmas.states import canonical_economy, is_known_state, to_alpha3
 
@@ -110,3 +118,38 @@ def test_holders_match_on_every_field_both_sides_give() -> None:
     assert match_holder(asked, Holder(given_names="ANNA")) is HolderMatch.NOT_CHECKED
     assert match_holder(Holder(), Holder(surname="SMITH")) is HolderMatch.NOT_CHECKED
     assert match_holder(Holder(sex="F"), Holder(sex="M")) is HolderMatch.MISMATCH
+
+
+def test_an_untyped_query_is_the_same_query_without_its_type() -> None:
+    # untyped() builds the query field by field (dataclasses.replace is slower): every field but
+    # the type must come through, including any field added later.
+    full = DocumentQuery(
+        issuing_state="NZL",
+        number="LA123456",
+        type=DocumentType.PASSPORT,
+        holder=Holder("SMITH", "JANE", dt.date(1990, 2, 3), "F", "NZL"),
+        expiry_date=dt.date(2031, 4, 5),
+        ref="row 7",
+    )
+    assert [f.name for f in dataclasses.fields(DocumentQuery)] == [
+        "issuing_state", "number", "type", "holder", "expiry_date", "ref",
+    ]  # fmt: skip
+    assert full.untyped() == dataclasses.replace(full, type=DocumentType.UNSPECIFIED)
+    assert full.untyped().type is DocumentType.UNSPECIFIED
+
+
+def test_dates_a_channel_has_read_are_taken_as_they_are() -> None:
+    # A channel that parsed a date hands it over typed; the query is the one ISO text gives.
+    as_text = validate_document(
+        issuing_state="NZL", number="LA1", surname="X", birth_date="1980-01-02",
+        expiry_date="2031-04-05",
+    )  # fmt: skip
+    typed = validate_document(
+        issuing_state="NZL", number="LA1", surname="X", birth_date=dt.date(1980, 1, 2),
+        expiry_date=dt.date(2031, 4, 5),
+    )  # fmt: skip
+    assert typed == as_text
+    assert typed.holder.birth_date == dt.date(1980, 1, 2)
+    assert (
+        validate_document(issuing_state="NZL", number="LA1", expiry_date=None).expiry_date is None
+    )

@@ -167,3 +167,33 @@ def test_a_misread_check_digit_itself_is_suggested_too() -> None:
         ("composite_check_digit", "O", "0")
     ]
     assert r.candidate_numbers() == []  # the number as read stands
+
+
+def test_shared_check_digit_evidence_names_the_fields_of_its_own_layout() -> None:
+    # Evidence objects are shared between readings; a TD1's composite (over five fields) must
+    # not stand in for a TD2's (over four) that has the same digits. The '#' in the names makes
+    # both zones unclean, so every digit takes the general path.
+    def zone(layout: Layout, number: str) -> list[str]:
+        lines = compose(layout, document_code="I", issuing_state="UTO", surname="ERIKSSON",
+                        given_names="ANNA", document_number=number, nationality="UTO",
+                        birth_date="740812", sex="F", expiry_date="320415")  # fmt: skip
+        lines[-1 if layout is Layout.TD1 else 0] = (
+            lines[-1 if layout is Layout.TD1 else 0][:-1] + "#"
+        )
+        return lines
+
+    td1 = zone(Layout.TD1, "D23145890")
+    digit = td1[1][-1]
+    td2 = next(z for z in (zone(Layout.TD2, f"X{n:08d}") for n in range(100)) if z[1][-1] == digit)
+    covers = {
+        Layout.TD1: ("document_number", "optional_data", "birth_date", "expiry_date",
+                     "optional_data_2"),
+        Layout.TD2: ("document_number", "birth_date", "expiry_date", "optional_data"),
+    }  # fmt: skip
+    for first, second in ((td1, td2), (td2, td1)):
+        read_mrz(first, today=TODAY)
+        r = read_mrz(second, today=TODAY)
+        assert r.layout is not None
+        (composite,) = [c for c in r.check_digits if c.name == "composite"]
+        assert composite.state is DigitState.VERIFIED
+        assert composite.covers == covers[r.layout]

@@ -18,7 +18,8 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rmas.mrz import _VALUES, Layout, read_mrz
+from rmas.mrz import Layout, read_mrz
+from rmas.mrz.charset import VALUES as _VALUES
 from rmas.testing import compose
 
 TODAY = dt.date(2026, 11, 22)

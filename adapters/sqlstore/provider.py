@@ -30,11 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import functools
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -43,6 +41,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.sqlstore import cards, changelog
+from adapters.sqlstore.lookup import (
+    MAX_KEYS_PER_QUERY,
+    PG_BATCH_SQL,
+    READER_PRAGMAS,
+    Coalescer,
+    InlineCoalescer,
+    batch_sql,
+    pg_rows,
+    sqlite_rows,
+)
 from adapters.sqlstore.migrate import HEAD, current_revision
 from adapters.sqlstore.schema import (
     documents,
@@ -58,48 +66,11 @@ from rmas.errors import ConfigError, ProviderTimeout, ProviderUnavailable, Store
 from rmas.providers import ProviderConfig, ProviderInfo, Registry
 from rmas.verdict import HolderMatch, Record, RecordStatus
 
-__all__ = ["MAX_KEYS_PER_QUERY", "SqlStoreProvider", "batch_sql"]
+__all__ = ["MAX_KEYS_PER_QUERY", "PG_BATCH_SQL", "SqlStoreProvider", "batch_sql"]
 
 log = structlog.get_logger("adapters.sqlstore")
 
-#: Keys per query: two bound variables each, far below SQLite's variable limit (32766).
-MAX_KEYS_PER_QUERY = 500
-
-# The withdrawn flag is selected, not filtered in SQL: an extra condition on the joined table
-# can make SQLite's planner build an automatic index instead of using the unique one.
-_SELECT = (
-    "d.issuing_state, d.number, d.status, d.reported_on, d.record_ref, d.reporting_authority, "
-    "d.detail, d.surname, d.given_names, d.birth_date, d.sex, d.withdrawn, d.document_type"
-)
-
-
-@functools.lru_cache(maxsize=64)
-def batch_sql(n: int) -> str:
-    """The batch query for ``n`` distinct keys (parameters: state, number, state, number...)."""
-    values = ",".join(["(?,?)"] * n)
-    return (
-        f"WITH k(c, n) AS (VALUES {values}) "
-        f"SELECT {_SELECT} FROM k JOIN documents d ON d.issuing_state = k.c AND d.number = k.n"
-    )
-
-
-#: PostgreSQL's batch form: arrays typed like the columns, or the planner does not use the index
-#: (performance.md: an untyped or text[] unnest falls back to a sequential scan).
-PG_BATCH_SQL = (
-    f"SELECT {_SELECT} FROM unnest($1::varchar[], $2::varchar[]) AS k(c, n) "
-    "JOIN documents d ON d.issuing_state = k.c AND d.number = k.n"
-)
-
 _STATUS = {s.value: s for s in RecordStatus}
-
-# Readers never write; a larger page cache and memory-mapped reads keep the index's hot pages out
-# of the read() path.
-_READER_PRAGMAS = (
-    "PRAGMA query_only = 1",
-    "PRAGMA cache_size = -65536",
-    "PRAGMA mmap_size = 268435456",
-    "PRAGMA temp_store = MEMORY",
-)
 
 
 def _holder_match(q: DocumentQuery, row: Sequence[Any]) -> HolderMatch:
@@ -113,129 +84,6 @@ def _holder_match(q: DocumentQuery, row: Sequence[Any]) -> HolderMatch:
         surname=row[7] or "", given_names=row[8] or "", birth_date=birth, sex=row[10] or ""
     )
     return match_holder(q.holder, known)
-
-
-Row = tuple[Any, ...]
-
-
-@dataclass(slots=True)
-class _Waiter:
-    keys: list[tuple[str, str]]
-    future: asyncio.Future[dict[tuple[str, str], Row]]
-
-
-async def _sqlite_rows(reader: Any, chunk: list[tuple[str, str]]) -> Any:
-    rows = await reader.execute_fetchall(batch_sql(len(chunk)), [v for key in chunk for v in key])
-    return rows
-
-
-async def _pg_rows(reader: Any, chunk: list[tuple[str, str]]) -> Any:
-    return await reader.fetch(PG_BATCH_SQL, [k[0] for k in chunk], [k[1] for k in chunk])
-
-
-@dataclass(slots=True)
-class _Coalescer:
-    """Merges concurrent key lookups into as few queries as the reader connections allow."""
-
-    readers: list[Any]
-    run: Any = _sqlite_rows
-    queries: int = 0
-    pending: list[_Waiter] = field(default_factory=list)
-    idle: list[Any] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.idle = list(self.readers)
-
-    async def fetch(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
-        fut: asyncio.Future[dict[tuple[str, str], tuple[Any, ...]]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self.pending.append(_Waiter(keys, fut))
-        if self.idle:
-            # Drain in a task of its own: a caller cancelled by its deadline must not cancel the
-            # query that other callers' answers ride on.
-            asyncio.get_running_loop().create_task(self._drain(self.idle.pop()))
-        return await fut
-
-    async def _drain(self, reader: Any) -> None:
-        try:
-            while self.pending:
-                batch: list[_Waiter] = []
-                keys: dict[tuple[str, str], None] = {}
-                while self.pending and len(keys) < MAX_KEYS_PER_QUERY:
-                    w = self.pending.pop(0)
-                    if w.future.done():  # its caller gave up
-                        continue
-                    batch.append(w)
-                    keys.update(dict.fromkeys(w.keys))
-                if not batch:
-                    continue
-                try:
-                    found = await self._query(reader, list(keys))
-                except Exception as exc:
-                    for w in batch:
-                        if not w.future.done():
-                            w.future.set_exception(
-                                ProviderUnavailable(f"store query failed: {type(exc).__name__}")
-                            )
-                    continue
-                for w in batch:
-                    if not w.future.done():
-                        w.future.set_result(found)
-        finally:
-            self.idle.append(reader)
-
-    async def _query(
-        self, reader: Any, keys: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[Any, ...]]:
-        found: dict[tuple[str, str], tuple[Any, ...]] = {}
-        for i in range(0, len(keys), MAX_KEYS_PER_QUERY):
-            chunk = keys[i : i + MAX_KEYS_PER_QUERY]
-            self.queries += 1
-            for row in await self.run(reader, chunk):
-                found[(row[0], row[1])] = row
-        return found
-
-
-@dataclass(slots=True)
-class _InlineCoalescer:
-    """Looks up, in one query at the end of the loop iteration, every key asked for during it."""
-
-    conn: sqlite3.Connection
-    queries: int = 0
-    pending: list[_Waiter] = field(default_factory=list)
-    scheduled: bool = False
-
-    def fetch(self, keys: list[tuple[str, str]]) -> asyncio.Future[dict[tuple[str, str], Row]]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[dict[tuple[str, str], Row]] = loop.create_future()
-        self.pending.append(_Waiter(keys, fut))
-        if not self.scheduled:
-            self.scheduled = True
-            loop.call_soon(self._flush)
-        return fut
-
-    def _flush(self) -> None:
-        self.scheduled = False
-        batch, self.pending = self.pending, []
-        live = [w for w in batch if not w.future.done()]
-        keys = list(dict.fromkeys(k for w in live for k in w.keys))
-        found: dict[tuple[str, str], Row] = {}
-        try:
-            for i in range(0, len(keys), MAX_KEYS_PER_QUERY):
-                chunk = keys[i : i + MAX_KEYS_PER_QUERY]
-                self.queries += 1
-                for row in self.conn.execute(batch_sql(len(chunk)), [v for k in chunk for v in k]):
-                    found[(row[0], row[1])] = row
-        except sqlite3.Error as exc:
-            error = ProviderUnavailable(f"store query failed: {type(exc).__name__}")
-            for w in live:
-                if not w.future.done():
-                    w.future.set_exception(error)
-            return
-        for w in live:
-            if not w.future.done():
-                w.future.set_result(found)
 
 
 class SqlStoreProvider:
@@ -270,7 +118,7 @@ class SqlStoreProvider:
         self._count: tuple[int, float] | None = None
         self._has_cards: tuple[bool, float] | None = None
         self._conns: list[AsyncConnection] = []
-        self._coalescer: _Coalescer | _InlineCoalescer | None = None
+        self._coalescer: Coalescer | InlineCoalescer | None = None
         self._lock = asyncio.Lock()
         #: lookup_many calls served (tests assert one per manifest).
         self.calls = 0
@@ -354,7 +202,7 @@ class SqlStoreProvider:
             postgres = engine.dialect.name == "postgresql"
             try:
                 if self.io == "inline" and not postgres:
-                    self._coalescer = _InlineCoalescer(await self._inline_connection(engine))
+                    self._coalescer = InlineCoalescer(await self._inline_connection(engine))
                     self._engine = engine
                     return
                 for _ in range(self._n_readers):
@@ -364,9 +212,9 @@ class SqlStoreProvider:
                     driver: Any = raw.driver_connection
                     if postgres:
                         # Fail now, with a clear message, if the database holds no store.
-                        await _pg_rows(driver, [("", "")])
+                        await pg_rows(driver, [("", "")])
                     else:
-                        for pragma in _READER_PRAGMAS:
+                        for pragma in READER_PRAGMAS:
                             await driver.execute(pragma)
                         await driver.execute_fetchall(batch_sql(1), ["", ""])
                     readers.append(driver)
@@ -380,7 +228,7 @@ class SqlStoreProvider:
                     f"store {self._info.id} cannot be opened: {type(exc).__name__}"
                 ) from exc
             self._engine = engine
-            self._coalescer = _Coalescer(readers, _pg_rows if postgres else _sqlite_rows)
+            self._coalescer = Coalescer(readers, pg_rows if postgres else sqlite_rows)
 
     async def _log_engine(self) -> AsyncEngine:
         if self._engine is None:
@@ -435,7 +283,7 @@ class SqlStoreProvider:
             await driver.execute_fetchall(batch_sql(1), ["", ""])  # fails now if not a store
         path = make_url(self.url).database
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, cached_statements=256)
-        for pragma in _READER_PRAGMAS:
+        for pragma in READER_PRAGMAS:
             db.execute(pragma)
         return db
 
@@ -448,11 +296,12 @@ class SqlStoreProvider:
             assert coalescer is not None
         if time.monotonic() >= deadline:
             raise ProviderTimeout("deadline passed before the lookup started")
-        found = await coalescer.fetch([q.key for q in queries])
+        keys = [q.key for q in queries]  # computed once per document
+        found = await coalescer.fetch(keys)
         missing = self._missing
         out: list[Record] = []
-        for q in queries:
-            row = found.get(q.key)
+        for q, key in zip(queries, keys, strict=True):
+            row = found.get(key)
             out.append(missing if row is None or row[11] else self._record(q, row))
         return out
 
@@ -485,7 +334,7 @@ class SqlStoreProvider:
             return self._has_cards[0]
         sql = "SELECT 1 FROM abtc_cards WHERE withdrawn = false LIMIT 1"
         coalescer = self._coalescer
-        if isinstance(coalescer, _InlineCoalescer):
+        if isinstance(coalescer, InlineCoalescer):
             held = coalescer.conn.execute(sql).fetchone() is not None
         else:
             assert self._engine is not None
@@ -500,7 +349,7 @@ class SqlStoreProvider:
         for i in range(0, len(keys), MAX_KEYS_PER_QUERY):
             chunk = keys[i : i + MAX_KEYS_PER_QUERY]
             params = [v for key in chunk for v in key]
-            if isinstance(coalescer, _InlineCoalescer):  # the loop's own read-only connection
+            if isinstance(coalescer, InlineCoalescer):  # the loop's own read-only connection
                 rows.extend(coalescer.conn.execute(cards.sqlite_batch(len(chunk)), params))
                 continue
             assert self._engine is not None
@@ -536,7 +385,7 @@ class SqlStoreProvider:
             for conn in self._conns:
                 await conn.close()
             self._conns.clear()
-            if isinstance(self._coalescer, _InlineCoalescer):
+            if isinstance(self._coalescer, InlineCoalescer):
                 self._coalescer.conn.close()
             self._coalescer = None
             if self._engine is not None:

@@ -26,8 +26,8 @@ only the edges that must name a message type:
   ``rmas.remote.client`` (the hub's client of a node: its stub, the Describe it keeps, the
   answer types it checks), ``rmas.remote.changefeed`` (its client of a node's ``WatchChanges``
   stream), ``rmas.remote.conformance`` and ``rmas.remote.conformance_changes`` (the kit that
-  probes a node), ``rmas.client``, ``rmas.check_cli`` and ``rmas.cli`` (the command line's: ``rmas check``,
-  ``rmas status``, ``rmas paxlst``).
+  probes a node), ``rmas.client``, ``rmas.check_cli`` and ``rmas.cli`` (the command line's:
+  ``rmas check``, ``rmas status``, ``rmas paxlst``).
 
 The console (:mod:`rmas.console`) names none: it renders the hub's snapshot and the check
 pipeline's outcome directly.

@@ -61,7 +61,7 @@ class Document:
     #: The DOC code as sent (P, V, I, C, A, VS, IP...): rmas.documents decides the type.
     type_code: str = ""
     number: str = ""
-    expiry_date: str = ""  # ISO 8601, "" when absent
+    expiry_date: dt.date | None = None  # handed to validation as read, never as text
     issuing_state: str = ""
     segment: int = 0
     #: Whether a LOC+91 was given for it (a visa's issuer is often implied).
@@ -80,7 +80,7 @@ class Traveller:
     surname: str = ""
     given_names: str = ""
     sex: str = ""
-    birth_date: str = ""
+    birth_date: dt.date | None = None
     nationality: str = ""
     booking_ref: str = ""  # RFF+AVF
     passenger_ref: str = ""  # RFF+ABO
@@ -163,11 +163,11 @@ class Manifest:
     parts: list[Part] = field(default_factory=list)
 
 
-def _date(raw: str, kind: str, today: dt.date) -> str:
-    """YYMMDD or CCYYMMDD to ISO; raises ValueError."""
+def _date(raw: str, kind: str, today: dt.date) -> dt.date:
+    """YYMMDD or CCYYMMDD; raises ValueError."""
     if len(raw) == 8 and raw.isdigit():
-        return dt.date(int(raw[:4]), int(raw[4:6]), int(raw[6:])).isoformat()
-    return yymmdd(raw, kind, today).isoformat()
+        return dt.date(int(raw[:4]), int(raw[4:6]), int(raw[6:]))
+    return yymmdd(raw, kind, today)
 
 
 def _datetime(raw: str) -> str:

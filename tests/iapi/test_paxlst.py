@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -42,12 +43,12 @@ def test_every_field_of_a_passenger_is_read() -> None:
     assert m.reporting_party == "AIR NEW ZEALAND DCS"
     t = m.travellers[0]
     assert (t.surname, t.given_names, t.sex, t.birth_date, t.nationality) == (
-        "TAYLOR", "ANNA", "F", "1980-01-01", "NZL",
+        "TAYLOR", "ANNA", "F", dt.date(1980, 1, 1), "NZL",
     )  # fmt: skip
     assert (t.booking_ref, t.passenger_ref, t.seat) == ("ABC123", "P1", "12A")
     (d,) = t.documents
     assert (d.type_code, d.number, d.expiry_date, d.issuing_state) == (
-        "P", "LA000002", "2030-01-01", "NZL",
+        "P", "LA000002", dt.date(2030, 1, 1), "NZL",
     )  # fmt: skip
 
 

@@ -1,0 +1,186 @@
+"""The store's batch lookup: the query text, and the two ways of running it (``io`` option).
+
+See :mod:`adapters.sqlstore.provider` for why the lookup looks the way it does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from rmas.errors import ProviderUnavailable
+
+__all__ = [
+    "MAX_KEYS_PER_QUERY",
+    "PG_BATCH_SQL",
+    "READER_PRAGMAS",
+    "Coalescer",
+    "InlineCoalescer",
+    "Row",
+    "batch_sql",
+    "pg_rows",
+    "sqlite_rows",
+]
+
+#: Keys per query: two bound variables each, far below SQLite's variable limit (32766).
+MAX_KEYS_PER_QUERY = 500
+
+# The withdrawn flag is selected, not filtered in SQL: an extra condition on the joined table
+# can make SQLite's planner build an automatic index instead of using the unique one.
+_SELECT = (
+    "d.issuing_state, d.number, d.status, d.reported_on, d.record_ref, d.reporting_authority, "
+    "d.detail, d.surname, d.given_names, d.birth_date, d.sex, d.withdrawn, d.document_type"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def batch_sql(n: int) -> str:
+    """The batch query for ``n`` distinct keys (parameters: state, number, state, number...)."""
+    values = ",".join(["(?,?)"] * n)
+    return (
+        f"WITH k(c, n) AS (VALUES {values}) "
+        f"SELECT {_SELECT} FROM k JOIN documents d ON d.issuing_state = k.c AND d.number = k.n"
+    )
+
+
+#: PostgreSQL's batch form: arrays typed like the columns, or the planner does not use the index
+#: (performance.md: an untyped or text[] unnest falls back to a sequential scan).
+PG_BATCH_SQL = (
+    f"SELECT {_SELECT} FROM unnest($1::varchar[], $2::varchar[]) AS k(c, n) "
+    "JOIN documents d ON d.issuing_state = k.c AND d.number = k.n"
+)
+
+# Readers never write; a larger page cache and memory-mapped reads keep the index's hot pages out
+# of the read() path.
+READER_PRAGMAS = (
+    "PRAGMA query_only = 1",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA mmap_size = 268435456",
+    "PRAGMA temp_store = MEMORY",
+)
+
+
+Row = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class _Waiter:
+    keys: list[tuple[str, str]]
+    future: asyncio.Future[dict[tuple[str, str], Row]]
+
+
+async def sqlite_rows(reader: Any, chunk: list[tuple[str, str]]) -> Any:
+    rows = await reader.execute_fetchall(batch_sql(len(chunk)), [v for key in chunk for v in key])
+    return rows
+
+
+async def pg_rows(reader: Any, chunk: list[tuple[str, str]]) -> Any:
+    return await reader.fetch(PG_BATCH_SQL, [k[0] for k in chunk], [k[1] for k in chunk])
+
+
+@dataclass(slots=True)
+class Coalescer:
+    """Merges concurrent key lookups into as few queries as the reader connections allow."""
+
+    readers: list[Any]
+    run: Any = sqlite_rows
+    queries: int = 0
+    pending: list[_Waiter] = field(default_factory=list)
+    idle: list[Any] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.idle = list(self.readers)
+
+    async def fetch(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+        fut: asyncio.Future[dict[tuple[str, str], tuple[Any, ...]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.pending.append(_Waiter(keys, fut))
+        if self.idle:
+            # Drain in a task of its own: a caller cancelled by its deadline must not cancel the
+            # query that other callers' answers ride on.
+            asyncio.get_running_loop().create_task(self._drain(self.idle.pop()))
+        return await fut
+
+    async def _drain(self, reader: Any) -> None:
+        try:
+            while self.pending:
+                batch: list[_Waiter] = []
+                keys: dict[tuple[str, str], None] = {}
+                while self.pending and len(keys) < MAX_KEYS_PER_QUERY:
+                    w = self.pending.pop(0)
+                    if w.future.done():  # its caller gave up
+                        continue
+                    batch.append(w)
+                    keys.update(dict.fromkeys(w.keys))
+                if not batch:
+                    continue
+                try:
+                    found = await self._query(reader, list(keys))
+                except Exception as exc:
+                    for w in batch:
+                        if not w.future.done():
+                            w.future.set_exception(
+                                ProviderUnavailable(f"store query failed: {type(exc).__name__}")
+                            )
+                    continue
+                for w in batch:
+                    if not w.future.done():
+                        w.future.set_result(found)
+        finally:
+            self.idle.append(reader)
+
+    async def _query(
+        self, reader: Any, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[Any, ...]]:
+        found: dict[tuple[str, str], tuple[Any, ...]] = {}
+        for i in range(0, len(keys), MAX_KEYS_PER_QUERY):
+            chunk = keys[i : i + MAX_KEYS_PER_QUERY]
+            self.queries += 1
+            for row in await self.run(reader, chunk):
+                found[(row[0], row[1])] = row
+        return found
+
+
+@dataclass(slots=True)
+class InlineCoalescer:
+    """Looks up, in one query at the end of the loop iteration, every key asked for during it."""
+
+    conn: sqlite3.Connection
+    queries: int = 0
+    pending: list[_Waiter] = field(default_factory=list)
+    scheduled: bool = False
+
+    def fetch(self, keys: list[tuple[str, str]]) -> asyncio.Future[dict[tuple[str, str], Row]]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[dict[tuple[str, str], Row]] = loop.create_future()
+        self.pending.append(_Waiter(keys, fut))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        batch, self.pending = self.pending, []
+        live = [w for w in batch if not w.future.done()]
+        keys = list(dict.fromkeys(k for w in live for k in w.keys))
+        found: dict[tuple[str, str], Row] = {}
+        try:
+            for i in range(0, len(keys), MAX_KEYS_PER_QUERY):
+                chunk = keys[i : i + MAX_KEYS_PER_QUERY]
+                self.queries += 1
+                for row in self.conn.execute(batch_sql(len(chunk)), [v for k in chunk for v in k]):
+                    found[(row[0], row[1])] = row
+        except sqlite3.Error as exc:
+            error = ProviderUnavailable(f"store query failed: {type(exc).__name__}")
+            for w in live:
+                if not w.future.done():
+                    w.future.set_exception(error)
+            return
+        for w in live:
+            if not w.future.done():
+                w.future.set_result(found)

@@ -1,0 +1,311 @@
+"""Where the hub's CPU goes, in one process: µs per document by stage (issue 20).
+
+    python -m benchmarks.inprocess [manifest|single|coalescing|paxlst ...] [--profile]
+
+No server and no load generator: the stages the hub runs for a request are called directly and
+timed with the thread's CPU clock (``time.thread_time``), so other work on this machine inflates
+them far less than it does wall-clock figures. Minimum of 7 repeats. Stores: two SQLite stores of
+100,000 records (NZL, AUS; half the numbers asked are known) built once in ``bench-out/``, and
+the demo's stores for the PAXLST (as ``benchmarks.bench_iapi`` uses them).
+
+- ``manifest``: 400-document CheckManifest: validation (``document_from_pb``), ``Hub.check``,
+  writing the result messages, serialising the reply; µs per document.
+- ``single``: 64 single checks at once (as 64 in flight): the same stages, µs per check, and
+  ``Hub.check`` with in-memory providers (``FakeProvider``) to separate the store lookup.
+- ``coalescing``: ``Hub.check`` for single checks, 64 at once and one at a time, with the sql
+  provider's inline coalescer against a synchronous query per ``lookup_many`` call (no
+  suspension), swapped between interleaved rounds; µs per check.
+- ``paxlst``: the 480-passenger PAXLST: parsing alone, and the channel's whole answer (parse,
+  validation, fan-out, CUSRES); ms of CPU per interchange.
+
+``--profile`` prints cProfile's top functions for each section instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import cProfile
+import pstats
+import random
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench-out"
+RECORDS = 100_000
+STATES = ("NZL", "AUS")
+REPEATS = 7
+
+
+def _stores() -> dict[str, Path]:
+    from adapters.sqlstore.importer import build_synthetic
+
+    OUT.mkdir(exist_ok=True)
+    paths = {}
+    for i, state in enumerate(STATES):
+        path = OUT / f"bench-{state.lower()}-{RECORDS}.db"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.unlink(missing_ok=True)
+            asyncio.run(build_synthetic(f"sqlite+aiosqlite:///{tmp}", RECORDS, [state], seed=i))
+            tmp.rename(path)
+        paths[state] = path
+    return paths
+
+
+def _documents(n: int, seed: int = 42) -> list[Any]:
+    from adapters.sqlstore.importer import synthetic_number
+    from rmas.v1 import common_pb2
+
+    rnd = random.Random(seed)
+    out: list[Any] = []
+    for _ in range(n):
+        state = STATES[rnd.randrange(len(STATES))]
+        k = rnd.randrange(RECORDS) if rnd.random() < 0.5 else RECORDS + rnd.randrange(RECORDS)
+        out.append(common_pb2.Document(issuing_state=state, number=synthetic_number(state, k)))
+    return out
+
+
+async def _sql_hub() -> object:
+    from adapters.sqlstore.provider import SqlStoreProvider
+    from rmas.hub import Hub
+    from rmas.providers import ProviderInfo, Scope
+
+    providers = [
+        SqlStoreProvider(
+            ProviderInfo(id=state, scope=Scope.ISSUER, issuing_states=(state,)),
+            f"sqlite+aiosqlite:///{path}",
+        )
+        for state, path in _stores().items()
+    ]
+    for p in providers:
+        await p.start()
+    return Hub(providers)
+
+
+def _best(rows: dict[str, list[float]]) -> dict[str, float]:
+    return {k: round(min(v), 2) for k, v in rows.items()}
+
+
+async def manifest(profile: bool) -> dict[str, float]:
+    from rmas.server.mapping import document_from_pb, result_to_pb
+
+    from rmas.hub import Hub
+    from rmas.v1 import check_pb2
+
+    hub = await _sql_hub()
+    assert isinstance(hub, Hub)
+    pool = _documents(2000)
+    rnd = random.Random(7)
+    manifests: list[list[Any]] = [[rnd.choice(pool) for _ in range(400)] for _ in range(16)]
+    clock = time.thread_time
+    rows: dict[str, list[float]] = {"validate": [], "hub.check": [], "to_pb": [], "serialise": []}
+
+    async def one(m: list[Any]) -> tuple[float, float, float, float]:
+        t0 = clock()
+        items = [document_from_pb(d, ref=str(j), prefix="t") for j, d in enumerate(m)]
+        t1 = clock()
+        results = await hub.check(items, time.monotonic() + 5)
+        t2 = clock()
+        resp = check_pb2.CheckManifestResponse()
+        for r in results:
+            result_to_pb(r, resp.results.add())
+        t3 = clock()
+        resp.SerializeToString()
+        return t1 - t0, t2 - t1, t3 - t2, clock() - t3
+
+    for m in manifests:
+        await one(m)
+    if profile:
+        await _profiled(lambda: asyncio.gather(*(one(m) for m in manifests)), 10)
+        return {}
+    for _ in range(REPEATS):
+        sums = [0.0] * 4
+        for m in manifests:
+            for k, t in enumerate(await one(m)):
+                sums[k] += t
+        n = len(manifests) * 400
+        for key, total in zip(rows, sums, strict=True):
+            rows[key].append(total / n * 1e6)
+    return _best(rows)
+
+
+async def single(profile: bool) -> dict[str, float]:
+    from rmas.server.mapping import document_from_pb, result_to_pb
+
+    from rmas.hub import Hub
+    from rmas.providers import ProviderInfo, Scope
+    from rmas.testing import FakeProvider
+    from rmas.v1 import check_pb2
+
+    hub = await _sql_hub()
+    assert isinstance(hub, Hub)
+    fakes = [
+        FakeProvider(ProviderInfo(id=s, scope=Scope.ISSUER, issuing_states=(s,))) for s in STATES
+    ]
+    fake = Hub(fakes)
+    docs = _documents(64)
+    clock = time.thread_time
+    rows: dict[str, list[float]] = {
+        "validate": [], "hub.check": [], "hub.check, in-memory providers": [], "to_pb+serialise": []
+    }  # fmt: skip
+
+    async def round_() -> list[float]:
+        t0 = clock()
+        queries = [document_from_pb(d, ref="", prefix="document") for d in docs]
+        t1 = clock()
+        results = await asyncio.gather(*(hub.check([q], hub.deadline(5.0)) for q in queries))
+        t2 = clock()
+        await asyncio.gather(*(fake.check([q], fake.deadline(5.0)) for q in queries))
+        t3 = clock()
+        for f in fakes:
+            f.calls.clear()
+        for r in results:
+            out = check_pb2.CheckDocumentResponse()
+            result_to_pb(r[0], out.result)
+            out.SerializeToString()
+        return [t1 - t0, t2 - t1, t3 - t2, clock() - t3]
+
+    for _ in range(20):
+        await round_()
+    if profile:
+        await _profiled(round_, 200)
+        return {}
+    for _ in range(REPEATS):
+        sums = [0.0] * 4
+        for _ in range(30):
+            for k, t in enumerate(await round_()):
+                sums[k] += t
+        for key, total in zip(rows, sums, strict=True):
+            rows[key].append(total / (30 * len(docs)) * 1e6)
+    return _best(rows)
+
+
+async def coalescing(profile: bool) -> dict[str, float]:
+    from rmas.server.mapping import document_from_pb
+
+    from adapters.sqlstore.lookup import batch_sql
+    from adapters.sqlstore.provider import SqlStoreProvider
+    from rmas.hub import Hub
+
+    async def synchronous(self: Any, queries: Any, deadline: float) -> list[Any]:
+        # The alternative measured: one query per call, on the loop thread, no suspension.
+        self.calls += 1
+        keys = [q.key for q in queries]
+        distinct = list(dict.fromkeys(keys))
+        params = [v for k in distinct for v in k]
+        found = {(r[0], r[1]): r for r in self._coalescer.conn.execute(
+            batch_sql(len(distinct)), params)}  # fmt: skip
+        out = []
+        for q, k in zip(queries, keys, strict=True):
+            row = found.get(k)
+            out.append(self._missing if row is None or row[11] else self._record(q, row))
+        return out
+
+    hub = await _sql_hub()
+    assert isinstance(hub, Hub)
+    queries = [document_from_pb(d, ref="", prefix="document") for d in _documents(64)]
+    coalesced = SqlStoreProvider.lookup_many
+    variants: dict[str, Any] = {"coalesced": coalesced, "synchronous": synchronous}
+    rows: dict[str, list[float]] = {}
+    clock = time.thread_time
+    try:
+        for _ in range(REPEATS):
+            for name, lookup in variants.items():
+                SqlStoreProvider.lookup_many = lookup  # type: ignore[method-assign]
+                for _ in range(3):
+                    await asyncio.gather(*(hub.check([q], hub.deadline(5.0)) for q in queries))
+                t0 = clock()
+                for _ in range(30):
+                    await asyncio.gather(*(hub.check([q], hub.deadline(5.0)) for q in queries))
+                t1 = clock()
+                for q in queries * 10:
+                    await hub.check([q], hub.deadline(5.0))
+                t2 = clock()
+                rows.setdefault(f"{name}, 64 at once", []).append((t1 - t0) / (30 * 64) * 1e6)
+                rows.setdefault(f"{name}, one at a time", []).append((t2 - t1) / 640 * 1e6)
+    finally:
+        SqlStoreProvider.lookup_many = coalesced  # type: ignore[method-assign]
+    return _best(rows)
+
+
+async def paxlst(profile: bool) -> dict[str, float]:
+    from adapters.sqlstore.provider import SqlStoreProvider
+    from benchmarks.bench_iapi import PAX
+    from benchmarks.bench_iapi import _stores as demo_stores
+    from rmas.hub import Hub
+    from rmas.iapi.channel import IapiChannel
+    from rmas.iapi.paxlst import read_paxlst
+    from rmas.providers import ProviderInfo, Registry, Scope
+
+    workdir = OUT / "iapi"
+    workdir.mkdir(parents=True, exist_ok=True)
+    providers = [
+        SqlStoreProvider(
+            ProviderInfo(id=s, scope=Scope.ISSUER, issuing_states=(s,)), url,
+            registry=Registry(registry),
+        )
+        for s, url, registry in await demo_stores(workdir)
+    ]  # fmt: skip
+    for p in providers:
+        await p.start()
+    channel = IapiChannel(Hub(providers))
+    base = PAX.read_bytes()
+    counter = iter(range(1, 1 << 30))
+
+    async def answer() -> None:
+        data = base.replace(b"ICR0480", f"B{next(counter):06d}".encode())
+        await channel.answer(data, time.monotonic() + 5)
+
+    for _ in range(5):
+        await answer()
+    if profile:
+        await _profiled(answer, 20)
+        return {}
+    clock = time.thread_time
+    rows: dict[str, list[float]] = {"parse (ms)": [], "whole answer (ms)": []}
+    for _ in range(REPEATS):
+        t0 = clock()
+        read_paxlst(base)
+        t1 = clock()
+        await answer()
+        t2 = clock()
+        rows["parse (ms)"].append((t1 - t0) * 1000)
+        rows["whole answer (ms)"].append((t2 - t1) * 1000)
+    return _best(rows)
+
+
+async def _profiled(work: Callable[[], Awaitable[object]], times: int) -> None:
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(times):
+        await work()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+SECTIONS = {
+    "manifest": manifest,
+    "single": single,
+    "coalescing": coalescing,
+    "paxlst": paxlst,
+}
+
+
+def main(argv: list[str]) -> None:
+    import uvloop
+
+    profile = "--profile" in argv
+    chosen = [a for a in argv if a in SECTIONS] or list(SECTIONS)
+    _stores()  # built outside the event loop
+    for name in chosen:
+        result = uvloop.run(SECTIONS[name](profile))
+        if result:
+            print(f"{name}: {result}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
