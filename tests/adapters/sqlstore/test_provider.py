@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from adapters.sqlstore.importer import build_synthetic, import_csv, synthetic_number
-from adapters.sqlstore.provider import (
-    MAX_KEYS_PER_QUERY,
-    SqlStoreProvider,
-    _Coalescer,
-    _InlineCoalescer,
-    batch_sql,
-)
+from adapters.sqlstore.lookup import Coalescer, InlineCoalescer
+from adapters.sqlstore.provider import MAX_KEYS_PER_QUERY, SqlStoreProvider, batch_sql
 from rmas.config import parse_config
 from rmas.documents import DocumentQuery, Holder
 from rmas.errors import ConfigError, ProviderUnavailable
@@ -62,9 +57,9 @@ def reads_through(p: SqlStoreProvider) -> str:
     thread), "thread" (aiosqlite reader threads) or "postgres" (asyncpg). A test named for a
     mode checks it ran in that mode, not in the other one with the same answers."""
     coalescer = p._coalescer
-    if isinstance(coalescer, _InlineCoalescer):
+    if isinstance(coalescer, InlineCoalescer):
         return "inline"
-    assert isinstance(coalescer, _Coalescer)
+    assert isinstance(coalescer, Coalescer)
     module = type(coalescer.readers[0]).__module__
     return "thread" if module.startswith("aiosqlite") else "postgres"
 
