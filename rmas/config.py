@@ -64,6 +64,7 @@ from typing import Any
 
 from rmas.confkeys import refuse_unknown
 from rmas.errors import ConfigError
+from rmas.flights.config import FlightsConfig, parse_flights
 from rmas.iapiconfig import CODE_KEYS as _CODE_KEYS
 from rmas.iapiconfig import CusresCodes, IapiConfig
 from rmas.net import parse_listen, require_loopback_unless_tls
@@ -99,7 +100,7 @@ _HUB_KEYS = {
     "economy",
     "console_listen",
 }
-_SECTIONS = ("hub", "providers", "iapi", "tls", "callers", "limits", "audit")
+_SECTIONS = ("hub", "providers", "iapi", "tls", "callers", "limits", "audit", "flights")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,8 @@ class RmasConfig:
     callers: tuple[CallerRule, ...] = ()
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     audit: AuditConfig | None = None
+    #: Open flights and status changes (rmas.flights); None: each PAXLST is answered once.
+    flights: FlightsConfig | None = None
 
 
 def load_config(path: str | Path, *, node: bool = False) -> RmasConfig:
@@ -253,6 +256,11 @@ def parse_tables(
     )
     limits = _limits(_table(data.get("limits", {}), "limits"))
     audit = _audit(_table(data["audit"], "audit"), base) if "audit" in data else None
+    flights = None
+    if "flights" in data:
+        flights = parse_flights(
+            _table(data["flights"], "flights"), base, audit.key_file if audit else None
+        )
     raw_providers = _array(data.get("providers", []), "providers")
     providers = tuple(
         _provider(_table(raw, f"providers[{i}]"), i, base, tls)
@@ -275,6 +283,7 @@ def parse_tables(
         callers=callers,
         limits=limits,
         audit=audit,
+        flights=flights,
     )
 
 

@@ -41,16 +41,10 @@ from rmas.iapi.cusres import ErrorHeader, PassengerAnswer, write_cusres, write_e
 from rmas.iapi.paxlst import Manifest, Part, Traveller, read_paxlst
 from rmas.iapi.syntax import SYNTAX_IDS, EdifactError, Group, Interchange, quote, tokenize
 from rmas.iapiconfig import IapiConfig
-from rmas.verdict import Directive
+from rmas.verdict import Directive, most_severe
 
 __all__ = ["IapiAnswer", "IapiChannel", "PassengerResult"]
 
-_SEVERITY = {
-    Directive.OK_TO_BOARD: 0,
-    Directive.INSUFFICIENT_DATA: 1,
-    Directive.CONTACT_AUTHORITY: 2,
-    Directive.DO_NOT_BOARD: 3,
-}
 #: Longest message-level error kept in an answer's ``errors``.
 MAX_ERROR = 300
 #: Estimated answer bytes per traveller (CUSRES group and PassengerDirective, without refs), per
@@ -289,11 +283,7 @@ class IapiChannel:
         passengers = []
         for t in manifest.travellers:
             rs = by_traveller.get(t.position, [])
-            directive = max(
-                (r.directive for r in rs),
-                key=_SEVERITY.__getitem__,
-                default=Directive.INSUFFICIENT_DATA,
-            )
+            directive = most_severe(r.directive for r in rs)
             passengers.append(
                 PassengerResult(
                     position=t.position,
