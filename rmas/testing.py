@@ -21,6 +21,7 @@ from rmas.verdict import NO_RECORD, Record, RecordStatus
 
 if TYPE_CHECKING:
     from rmas.audit.trail import AuditTrail
+    from rmas.flights.config import FlightsConfig
     from rmas.iapiconfig import IapiConfig
     from rmas.security.access import CallerRule
     from rmas.security.tls import TlsConfig
@@ -161,6 +162,7 @@ async def running_hub(
     max_message_bytes: int = 16 * 1024 * 1024,
     economy: str = "",
     console_listen: str = "",
+    flights: FlightsConfig | None = None,
 ) -> AsyncIterator[HubHandle]:
     """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
 
@@ -168,7 +170,8 @@ async def running_hub(
     (:class:`~rmas.security.access.CallerRule`); ``audit`` is opened and flushed with the hub.
     ``metrics_listen`` (e.g. ``"127.0.0.1:0"``) serves Prometheus metrics; the bound port is
     ``HubHandle.metrics_port``. ``iapi`` configures the airline channel; ``console_listen``
-    serves the web console (the bound port is ``HubHandle.console_port``). ``economy`` is the
+    serves the web console (the bound port is ``HubHandle.console_port``); ``flights`` keeps
+    open flights and serves their status changes (rmas.flights). ``economy`` is the
     hub's own (the default checking economy of ABTC checks).
     """
     from rmas.config import HubConfig
@@ -195,7 +198,7 @@ async def running_hub(
     policy = None
     if tls is not None:
         policy = AccessPolicy(callers, documents_per_s=documents_per_s, burst=burst)
-    server = HubServer(cfg, provs, iapi, tls=tls, policy=policy, audit=audit)
+    server = HubServer(cfg, provs, iapi, tls=tls, policy=policy, audit=audit, flights=flights)
     port = await server.start()
     try:
         metrics_port = server.metrics.port if server.metrics is not None else 0

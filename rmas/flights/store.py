@@ -344,20 +344,22 @@ class FlightStore:
             sa.and_(passengers.c.override_expires > 0, passengers.c.override_expires <= now)
         )
 
-    async def by_check_id(self, check_id: str) -> tuple[PassengerRow, str] | None:
+    async def by_check_id(self, check_id: str) -> tuple[PassengerRow, str, float] | None:
         """The open flight's passenger whose answer carries ``check_id``, with the flight's
-        owner."""
+        owner and departure (time.time(); 0 when unknown)."""
         sub = sa.select(documents.c.passenger_id).where(documents.c.check_id == check_id)
         rows = await self._passengers(passengers.c.id.in_(sub))
         if not rows:
             return None
         async with self.engine.connect() as conn:
-            owner = (
+            r = (
                 await conn.execute(
-                    sa.select(flights.c.owner).where(flights.c.id == rows[0].flight_id)
+                    sa.select(flights.c.owner, flights.c.departure_at).where(
+                        flights.c.id == rows[0].flight_id
+                    )
                 )
-            ).scalar_one()
-        return rows[0], str(owner)
+            ).one()
+        return rows[0], str(r.owner), float(r.departure_at)
 
     async def _passengers(self, where: Any) -> list[PassengerRow]:
         q = (

@@ -33,17 +33,38 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
+
+import structlog
 
 from rmas.documents import DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
+from rmas.flights.model import FlightReport, LegInfo, ReportedPassenger, event_of
 from rmas.hub import CheckResult, Hub, InvalidDocument
-from rmas.iapi.cusres import ErrorHeader, PassengerAnswer, write_cusres, write_error_cusres
+from rmas.iapi.cusres import (
+    ErrorHeader,
+    PassengerAnswer,
+    read_acknowledgment,
+    write_cusres,
+    write_error_cusres,
+)
 from rmas.iapi.paxlst import Manifest, Part, Traveller, read_paxlst
 from rmas.iapi.syntax import SYNTAX_IDS, EdifactError, Group, Interchange, quote, tokenize
 from rmas.iapiconfig import IapiConfig
-from rmas.verdict import Directive, most_severe
+from rmas.verdict import Directive, Verdict, most_severe
 
-__all__ = ["IapiAnswer", "IapiChannel", "PassengerResult"]
+__all__ = ["FlightHook", "IapiAnswer", "IapiChannel", "PassengerResult"]
+
+log = structlog.get_logger("rmas.iapi")
+
+
+class FlightHook(Protocol):
+    """Where the channel reports answered flights and acknowledgments (rmas.flights)."""
+
+    async def record(self, report: FlightReport) -> None: ...
+
+    async def acknowledge(self, owner: str, change_ids: Sequence[str]) -> list[str]: ...
+
 
 #: Longest message-level error kept in an answer's ``errors``.
 MAX_ERROR = 300
@@ -112,6 +133,9 @@ class IapiChannel:
         self.config = config or IapiConfig()
         self._clock = clock
         self._seen: OrderedDict[tuple[str, str, str], _Seen] = OrderedDict()
+        #: The hub's open flights (``[flights]``): every answered PAXLST is reported to it, and
+        #: a CUSRES BGM+312 (an acknowledgment of a status change) is accepted. None: off.
+        self.flights: FlightHook | None = None
         #: Split flights: (caller, sender, flight key) -> {part number: (travellers, total, last)}.
         self._parts: OrderedDict[tuple[str, str, str], dict[int, tuple[int, int, bool]]] = (
             OrderedDict()
@@ -137,6 +161,7 @@ class IapiChannel:
         0) refuses a message whose answer could exceed it, ``full_results`` saying whether the
         answer carries every document's full result."""
         cfg = self.config
+        received_at = time.time()
         now = dt.datetime.now(dt.UTC)
         answer_id = _ref()
         if len(data) > cfg.max_bytes:
@@ -146,6 +171,10 @@ class IapiChannel:
         try:
             manifest = read_paxlst(data)
         except EdifactError as exc:
+            if self.flights is not None:
+                acked = await self._acknowledge(self.flights, data, caller, answer_id, now)
+                if acked is not None:
+                    return acked
             ic, header = _envelope(data)
             return self._error(ic, header, str(exc), answer_id, now)
         ic = manifest.interchange
@@ -183,6 +212,12 @@ class IapiChannel:
         answer = replace(answer, resend=resend)
         if record is not None:
             await record(answer)
+        if self.flights is not None:
+            try:
+                await self.flights.record(_flight_report(manifest, answer, caller, received_at))
+            except Exception as exc:  # the airline still gets its answer; say what was lost
+                log.error("flight_not_recorded", flight=manifest.flight.number,
+                          error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
         self._remember_parts(manifest, caller)
         if not answer.duplicate:
             # Remember only what a resend is compared with: full results would keep thousands of
@@ -193,6 +228,25 @@ class IapiChannel:
             while len(self._seen) > cfg.remember:
                 self._seen.popitem(last=False)
         return answer
+
+    async def _acknowledge(
+        self, flights: FlightHook, data: bytes, caller: str, answer_id: str, now: dt.datetime
+    ) -> IapiAnswer | None:
+        """A CUSRES BGM+312 acknowledging status changes: answered with no CUSRES when every
+        change it names is the caller's, with an ERP+1 otherwise; None when ``data`` is no
+        CUSRES at all."""
+        try:
+            ids = read_acknowledgment(data)
+        except EdifactError as exc:
+            ic, header = _envelope(data)
+            return self._error(ic, header, str(exc), answer_id, now)
+        if ids is None:
+            return None
+        problems = await flights.acknowledge(caller, ids)
+        if problems:
+            ic, header = _envelope(data)
+            return self._error(ic, header, "; ".join(problems), answer_id, now)
+        return IapiAnswer(b"", (), (), ids[0], answer_id=answer_id)
 
     def _size_refusal(self, manifest: Manifest, limit: int, full: bool) -> str:
         if not limit:
@@ -334,6 +388,46 @@ class IapiChannel:
         )
         tn = header.transaction_ref if header is not None and header.transaction_ref else answer_id
         return IapiAnswer(_encode(text, ic), (), (detail,), tn, answer_id=answer_id)
+
+
+def _flight_report(
+    manifest: Manifest, answer: IapiAnswer, caller: str, received_at: float
+) -> FlightReport:
+    """What an answered PAXLST tells the hub's open flights (rmas.flights.model)."""
+    ic = manifest.interchange
+    first = manifest.parts[0]
+    passengers = tuple(
+        ReportedPassenger(
+            booking_ref=p.booking_ref,
+            passenger_ref=p.passenger_ref,
+            crew=p.crew,
+            directive=p.directive,
+            unchecked=p.unchecked,
+            incomplete=any(r.verdict is Verdict.INCOMPLETE for r in p.results),
+            floor=(
+                Directive.INSUFFICIENT_DATA
+                if any(r.document is None for r in p.results) or not p.results
+                else None
+            ),
+            documents=tuple((r.document, r.check_id) for r in p.results if r.document),
+            check_ids=p.check_ids,
+        )
+        for p in answer.passengers
+    )
+    legs = tuple(LegInfo(leg.number, tuple(leg.places), tuple(leg.times)) for leg in first.legs)
+    return FlightReport(
+        owner=caller,
+        event=event_of(first.function),
+        carrier=manifest.flight.carrier,
+        number=manifest.flight.number,
+        departure=manifest.flight.departure_time,
+        legs=legs,
+        sender=ic.sender,
+        recipient=ic.recipient,
+        syntax=ic.syntax,
+        received_at=received_at,
+        passengers=passengers,
+    )
 
 
 def _same(a: IapiAnswer, b: IapiAnswer) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -17,8 +17,17 @@ __all__ = ["HubAdminService"]
 
 
 class HubAdminService(check_pb2_grpc.HubAdminServicer):
-    def __init__(self, hub: Hub, *, reload_outcome: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        *,
+        reload_outcome: Callable[[], Any] | None = None,
+        flights: Callable[[], Awaitable[tuple[int, list[tuple[str, str, str, int]], int]]]
+        | None = None,
+    ) -> None:
         self._hub = hub
+        #: The open flights' summary (rmas.flights.store.FlightStore.summary), when kept.
+        self._flights = flights
         #: Returns the hub server's last ReloadOutcome (at, ok, detail), or None.
         self._reload_outcome = reload_outcome
 
@@ -41,6 +50,17 @@ class HubAdminService(check_pb2_grpc.HubAdminServicer):
             out.last_reload_at = last.at.isoformat(timespec="milliseconds")
             out.last_reload_ok = last.ok
             out.last_reload_detail = last.detail
+        if self._flights is not None:
+            try:
+                n, outages, pending = await self._flights()
+            except Exception:  # the flight store is down: the rest of the status still shows
+                n, outages, pending = 0, [], 0
+            out.open_flights = n
+            out.unacknowledged_changes = pending
+            for owner, flight, departure, held in outages:
+                out.incomplete_flights.add(
+                    owner=owner, flight=flight, departure=departure, incomplete=held
+                )
         for p in hub.providers:
             info = p.info
             st = hub.fanout.stats.get(info.id)
