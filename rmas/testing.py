@@ -2,6 +2,7 @@
 
 - :class:`FakeProvider`: a provider with scripted records, latency and failures, which records every
   call it gets (so a test can assert "one batch call per provider").
+- :class:`ChangingProvider`: a FakeProvider that reports its record changes (a ChangeFeed).
 - :func:`running_hub`: a real hub gRPC server on an ephemeral loopback port, in-process.
 """
 
@@ -14,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rmas.changes import DocumentChange
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
 from rmas.providers import ProviderConfig, ProviderInfo, Scope
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from rmas.security.access import CallerRule
     from rmas.security.tls import TlsConfig
 
-__all__ = ["FakeProvider", "HubHandle", "running_hub"]
+__all__ = ["ChangingProvider", "FakeProvider", "HubHandle", "running_hub"]
 
 _FAILURES = ("", "hang", "timeout", "unavailable", "error", "garbage")
 
@@ -131,6 +133,44 @@ class FakeProvider:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+@dataclass(slots=True)
+class ChangingProvider(FakeProvider):
+    """A :class:`FakeProvider` that reports its record changes (:class:`rmas.changes.ChangeFeed`):
+    :meth:`change` sets (or, with None, withdraws) a record and logs the change; positions are
+    the log's length. For tests of the hub's open flights and for adapter authors' tests of a
+    feed's consumer."""
+
+    log: list[DocumentChange] = field(default_factory=list)
+    _news: asyncio.Event | None = None
+
+    def change(self, economy: str, number: str, status: Record | RecordStatus | None) -> None:
+        if status is None:
+            self.records.pop((economy, number), None)
+        else:
+            self.records[(economy, number)] = (
+                status if isinstance(status, Record) else Record(status)
+            )
+        self.log.append(DocumentChange(economy, number, str(len(self.log) + 1)))
+        if self._news is not None:
+            self._news.set()
+
+    async def current_position(self) -> str:
+        return str(len(self.log))
+
+    async def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
+        at = int(since or "0")
+        if self._news is None:
+            self._news = asyncio.Event()
+        while True:
+            self._news.clear()
+            if len(self.log) > at:
+                batch = self.log[at:]
+                at = len(self.log)
+                yield batch
+                continue
+            await self._news.wait()
 
 
 @dataclass(frozen=True, slots=True)
