@@ -8,13 +8,15 @@ import contextlib
 import datetime as dt
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from pydifact.segmentcollection import Interchange
 
 from rmas.flights.config import FlightsConfig
+from rmas.testing import HubHandle, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc
 
 
@@ -132,8 +134,8 @@ class Subscriber:
         async for change in self.call:
             await self.queue.put(change)
 
-    async def get(self, timeout: float = 20.0) -> check_pb2.StatusChange:
-        return await asyncio.wait_for(self.queue.get(), timeout)
+    async def get(self, within: float = 20.0) -> check_pb2.StatusChange:
+        return await asyncio.wait_for(self.queue.get(), within)
 
     async def nothing(self, wait: float = 2.0) -> bool:
         """True when no status change arrives within ``wait`` seconds."""
@@ -153,3 +155,16 @@ class Subscriber:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self.task
+
+
+@contextlib.asynccontextmanager
+async def flight_hub(
+    providers: Sequence[object], cfg: FlightsConfig, **kw: object
+) -> AsyncIterator[tuple[HubHandle, check_pb2_grpc.DocumentCheckStub, grpc.aio.Channel]]:
+    """A hub keeping open flights, and a plain channel to it (development mode: the caller is
+    ``insecure:127.0.0.1``, as any process on this host)."""
+    async with (
+        running_hub(providers, flights=cfg, **kw) as hub,  # type: ignore[arg-type]
+        grpc.aio.insecure_channel(hub.target) as channel,
+    ):
+        yield hub, check_pb2_grpc.DocumentCheckStub(channel), channel

@@ -10,16 +10,23 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import grpc
 import pytest
 
 from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
 from rmas.providers import ProviderInfo, Scope
-from rmas.testing import ChangingProvider, running_hub
+from rmas.testing import ChangingProvider
 from rmas.v1 import check_pb2, check_pb2_grpc
 from rmas.verdict import RecordStatus
-from tests.flights.kit import TAYLOR, WIREMU, Subscriber, flights_config, paxlst, read_status_change
+from tests.flights.kit import (
+    TAYLOR,
+    WIREMU,
+    Subscriber,
+    flight_hub,
+    flights_config,
+    paxlst,
+    read_status_change,
+)
 
 HEADER = "issuing_state,document_number,document_type,status,reported_on,record_ref"
 
@@ -39,9 +46,9 @@ async def watch_process(target: str, *extra: str) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
-async def line(proc: asyncio.subprocess.Process, timeout: float = 30.0) -> bytes:
+async def line(proc: asyncio.subprocess.Process, within: float = 30.0) -> bytes:
     assert proc.stdout is not None
-    return await asyncio.wait_for(proc.stdout.readline(), timeout)
+    return await asyncio.wait_for(proc.stdout.readline(), within)
 
 
 async def stop(proc: asyncio.subprocess.Process) -> None:
@@ -55,30 +62,28 @@ async def test_a_passport_reported_stolen_after_check_in_reaches_the_airline(
 ) -> None:
     nzl = ChangingProvider.issuer("NZL", ["NZL"])
     cfg = flights_config(tmp_path, resend_initial_s=1.0)
-    async with running_hub([nzl, await sltd(tmp_path)], flights=cfg) as hub:
-        async with grpc.aio.insecure_channel(hub.target) as channel:
-            stub = check_pb2_grpc.DocumentCheckStub(channel)
-            answer = await stub.CheckPaxlst(
-                check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR]))
-            )
-            assert [p.directive for p in answer.passengers] == [check_pb2.DIRECTIVE_OK_TO_BOARD] * 2
-            proc = await watch_process(hub.target)
-            try:
-                nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
-                got = read_status_change((await line(proc)).rstrip(b"\n"))
-                assert got["BGM"] == "132"
-                assert got["ERC"] == "1Z"
-                assert got["RFF+ABO"] == WIREMU.abo and got["RFF+AVF"] == WIREMU.avf
-                assert got["RFF+AF"] == "NZ103"
-                # Acknowledged by the watcher: nothing is sent again, even after the resend time.
-                assert proc.stdout is not None
-                with pytest.raises(TimeoutError):
-                    await asyncio.wait_for(proc.stdout.readline(), 3.5)
-            finally:
-                await stop(proc)
-            status = await check_pb2_grpc.HubAdminStub(channel).Status(check_pb2.StatusRequest())
-            assert status.open_flights == 1
-            assert status.unacknowledged_changes == 0
+    async with flight_hub([nzl, await sltd(tmp_path)], cfg) as (hub, stub, channel):
+        answer = await stub.CheckPaxlst(
+            check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR]))
+        )
+        assert [p.directive for p in answer.passengers] == [check_pb2.DIRECTIVE_OK_TO_BOARD] * 2
+        proc = await watch_process(hub.target)
+        try:
+            nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
+            got = read_status_change((await line(proc)).rstrip(b"\n"))
+            assert got["BGM"] == "132"
+            assert got["ERC"] == "1Z"
+            assert got["RFF+ABO"] == WIREMU.abo and got["RFF+AVF"] == WIREMU.avf
+            assert got["RFF+AF"] == "NZ103"
+            # Acknowledged by the watcher: nothing is sent again, even after the resend time.
+            assert proc.stdout is not None
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(proc.stdout.readline(), 3.5)
+        finally:
+            await stop(proc)
+        status = await check_pb2_grpc.HubAdminStub(channel).Status(check_pb2.StatusRequest())
+        assert status.open_flights == 1
+        assert status.unacknowledged_changes == 0
     # What the flight store holds: no number, no name, no birth date.
     _assert_no_clear_data(tmp_path / "flights.db")
 
@@ -98,18 +103,16 @@ def _assert_no_clear_data(db: Path) -> None:
 
 async def test_watch_json_prints_one_object_per_change(tmp_path: Path) -> None:
     nzl = ChangingProvider.issuer("NZL", ["NZL"])
-    async with running_hub([nzl], flights=flights_config(tmp_path)) as hub:
-        async with grpc.aio.insecure_channel(hub.target) as channel:
-            stub = check_pb2_grpc.DocumentCheckStub(channel)
-            answer = await stub.CheckPaxlst(
-                check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR]))
-            )
-            proc = await watch_process(hub.target, "--json", "--count", "1")
-            try:
-                nzl.change("NZL", TAYLOR.number, RecordStatus.REVOKED)
-                got = json.loads(await line(proc))
-            finally:
-                await stop(proc)
+    async with flight_hub([nzl], flights_config(tmp_path)) as (hub, stub, _channel):
+        answer = await stub.CheckPaxlst(
+            check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR]))
+        )
+        proc = await watch_process(hub.target, "--json", "--count", "1")
+        try:
+            nzl.change("NZL", TAYLOR.number, RecordStatus.REVOKED)
+            got = json.loads(await line(proc))
+        finally:
+            await stop(proc)
     assert got["flight"] == "NZ103"
     assert (got["passenger_ref"], got["booking_ref"]) == (TAYLOR.abo, TAYLOR.avf)
     assert got["directive"] == "DO_NOT_BOARD"
@@ -119,33 +122,31 @@ async def test_watch_json_prints_one_object_per_change(tmp_path: Path) -> None:
 
 async def test_offload_and_close_end_the_conversation(tmp_path: Path) -> None:
     nzl = ChangingProvider.issuer("NZL", ["NZL"])
-    async with running_hub([nzl], flights=flights_config(tmp_path)) as hub:
-        async with grpc.aio.insecure_channel(hub.target) as channel:
-            stub = check_pb2_grpc.DocumentCheckStub(channel)
-            await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR])))
-            # Wiremu is offloaded (BGM+745+XR): a change of his passport is never sent.
+    async with flight_hub([nzl], flights_config(tmp_path)) as (_hub, stub, _channel):
+        await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR])))
+        # Wiremu is offloaded (BGM+745+XR): a change of his passport is never sent.
+        await stub.CheckPaxlst(
+            check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU], function="XR", ref="2"))
+        )
+        sub = Subscriber(stub)
+        try:
+            nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
+            assert await sub.nothing(2.0)
+            # Taylor is still on the flight: her change is sent.
+            nzl.change("NZL", TAYLOR.number, RecordStatus.STOLEN)
+            got = await sub.get()
+            assert got.passenger_ref == TAYLOR.abo
+            await sub.ack(got)
+            # The flight closes (BGM+266+CLOB): nothing more, for anyone on it.
             await stub.CheckPaxlst(
-                check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU], function="XR", ref="2"))
-            )
-            sub = Subscriber(stub)
-            try:
-                nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
-                assert await sub.nothing(2.0)
-                # Taylor is still on the flight: her change is sent.
-                nzl.change("NZL", TAYLOR.number, RecordStatus.STOLEN)
-                got = await sub.get()
-                assert got.passenger_ref == TAYLOR.abo
-                await sub.ack(got)
-                # The flight closes (BGM+266+CLOB): nothing more, for anyone on it.
-                await stub.CheckPaxlst(
-                    check_pb2.CheckPaxlstRequest(
-                        message=paxlst([TAYLOR], bgm="266", function="CLOB", ref="3")
-                    )
+                check_pb2.CheckPaxlstRequest(
+                    message=paxlst([TAYLOR], bgm="266", function="CLOB", ref="3")
                 )
-                nzl.change("NZL", TAYLOR.number, None)  # withdrawn: would be OK TO BOARD again
-                assert await sub.nothing(2.0)
-            finally:
-                await sub.close()
+            )
+            nzl.change("NZL", TAYLOR.number, None)  # withdrawn: would be OK TO BOARD again
+            assert await sub.nothing(2.0)
+        finally:
+            await sub.close()
     con = sqlite3.connect(tmp_path / "flights.db")
     try:
         assert con.execute("select count(*) from flight_passengers").fetchone() == (0,)
@@ -157,29 +158,25 @@ async def test_offload_and_close_end_the_conversation(tmp_path: Path) -> None:
 async def test_an_unacknowledged_change_is_sent_again_after_a_restart(tmp_path: Path) -> None:
     cfg = flights_config(tmp_path)
     nzl = ChangingProvider.issuer("NZL", ["NZL"])
-    async with running_hub([nzl], flights=cfg) as hub:
-        async with grpc.aio.insecure_channel(hub.target) as channel:
-            stub = check_pb2_grpc.DocumentCheckStub(channel)
-            await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])))
-            sub = Subscriber(stub)
-            try:
-                nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
-                first = await sub.get()
-                assert first.attempt == 1
-            finally:
-                await sub.close()  # never acknowledged
+    async with flight_hub([nzl], cfg) as (hub, stub, channel):
+        await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])))
+        sub = Subscriber(stub)
+        try:
+            nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
+            first = await sub.get()
+            assert first.attempt == 1
+        finally:
+            await sub.close()  # never acknowledged
     nzl2 = ChangingProvider.issuer("NZL", ["NZL"], {("NZL", WIREMU.number): RecordStatus.STOLEN})
-    async with running_hub([nzl2], flights=cfg) as hub:
-        async with grpc.aio.insecure_channel(hub.target) as channel:
-            stub = check_pb2_grpc.DocumentCheckStub(channel)
-            sub = Subscriber(stub)
-            try:
-                again = await sub.get()
-                assert again.change_id == first.change_id
-                assert again.attempt == 2
-                assert again.directive == check_pb2.DIRECTIVE_DO_NOT_BOARD
-                assert read_status_change(again.cusres)["RFF+TN"] == first.change_id
-                await sub.ack(again)
-                assert await sub.nothing(1.0)
-            finally:
-                await sub.close()
+    async with flight_hub([nzl2], cfg) as (_hub, stub, _channel):
+        sub = Subscriber(stub)
+        try:
+            again = await sub.get()
+            assert again.change_id == first.change_id
+            assert again.attempt == 2
+            assert again.directive == check_pb2.DIRECTIVE_DO_NOT_BOARD
+            assert read_status_change(again.cusres)["RFF+TN"] == first.change_id
+            await sub.ack(again)
+            assert await sub.nothing(1.0)
+        finally:
+            await sub.close()
