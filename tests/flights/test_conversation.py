@@ -158,7 +158,7 @@ async def test_offload_and_close_end_the_conversation(tmp_path: Path) -> None:
 async def test_an_unacknowledged_change_is_sent_again_after_a_restart(tmp_path: Path) -> None:
     cfg = flights_config(tmp_path)
     nzl = ChangingProvider.issuer("NZL", ["NZL"])
-    async with flight_hub([nzl], cfg) as (hub, stub, channel):
+    async with flight_hub([nzl], cfg) as (_hub, stub, _channel):
         await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])))
         sub = Subscriber(stub)
         try:
