@@ -1,0 +1,113 @@
+"""What the hub keeps of a flight: the newest answer stands, outages are seen and caught up,
+and two hubs on PostgreSQL share their open flights without telling the airline twice."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from rmas.flights.store import metadata
+from rmas.testing import ChangingProvider
+from rmas.v1 import check_pb2, check_pb2_grpc
+from rmas.verdict import RecordStatus
+from tests.flights.kit import TAYLOR, WIREMU, Subscriber, flight_hub, flights_config, paxlst
+
+SECRETS = (WIREMU.number, TAYLOR.number, WIREMU.surname, TAYLOR.surname, "1988-10-12")
+
+
+async def test_the_newest_request_stands_for_a_passenger_checked_again(tmp_path: Path) -> None:
+    nzl = ChangingProvider.issuer("NZL", ["NZL"])
+    renewed = replace(WIREMU, number="LA910009")
+    async with flight_hub([nzl], flights_config(tmp_path)) as (_hub, stub, _channel):
+        await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR])))
+        # BGM+745+CP: Wiremu travels on his new passport.
+        await stub.CheckPaxlst(
+            check_pb2.CheckPaxlstRequest(message=paxlst([renewed], function="CP", ref="2"))
+        )
+        sub = Subscriber(stub)
+        try:
+            nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)  # the old one: not his now
+            assert await sub.nothing(1.5)
+            nzl.change("NZL", renewed.number, RecordStatus.STOLEN)
+            got = await sub.get()
+            assert (got.passenger_ref, got.directive) == (
+                WIREMU.abo,
+                check_pb2.DIRECTIVE_DO_NOT_BOARD,
+            )
+        finally:
+            await sub.close()
+
+
+async def test_an_outage_is_seen_and_its_passengers_checked_again_once_over(
+    tmp_path: Path,
+) -> None:
+    nzl = ChangingProvider.issuer("NZL", ["NZL"], failure="unavailable")
+    cfg = flights_config(tmp_path, recheck_s=0.3)
+    async with flight_hub([nzl], cfg) as (_hub, stub, channel):
+        answer = await stub.CheckPaxlst(
+            check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR]))
+        )
+        assert {p.directive for p in answer.passengers} == {check_pb2.DIRECTIVE_CONTACT_AUTHORITY}
+        admin = check_pb2_grpc.HubAdminStub(channel)
+        status = await admin.Status(check_pb2.StatusRequest())
+        assert [(f.flight, f.incomplete) for f in status.incomplete_flights] == [("NZ103", 2)]
+        sub = Subscriber(stub)
+        try:
+            nzl.failure = ""  # the provider is back
+            got = {(await sub.get()).passenger_ref, (await sub.get()).passenger_ref}
+            assert got == {WIREMU.abo, TAYLOR.abo}
+        finally:
+            await sub.close()
+        status = await admin.Status(check_pb2.StatusRequest())
+        assert list(status.incomplete_flights) == []
+        assert status.unacknowledged_changes == 2
+
+
+async def test_two_hubs_on_postgres_share_open_flights(tmp_path: Path, postgres_url: str) -> None:
+    engine = create_async_engine(postgres_url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+    cfg = flights_config(tmp_path, url=postgres_url)
+    nzl_a = ChangingProvider.issuer("NZL", ["NZL"])
+    nzl_b = ChangingProvider.issuer("NZL", ["NZL"])
+    async with (
+        flight_hub([nzl_a], cfg) as (_a, hub_a, _ca),
+        flight_hub([nzl_b], cfg) as (_b, hub_b, _cb),
+    ):
+        await hub_a.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR])))
+        # Hub B takes a message for the flight hub A opened.
+        await hub_b.CheckPaxlst(
+            check_pb2.CheckPaxlstRequest(message=paxlst([TAYLOR], function="CP", ref="2"))
+        )
+        sub = Subscriber(hub_a)  # the airline is subscribed at hub A
+        try:
+            nzl_b.change("NZL", WIREMU.number, RecordStatus.STOLEN)  # only hub B hears of it
+            got = await sub.get()
+            assert got.passenger_ref == WIREMU.abo
+            await sub.ack(got)
+            # Both hubs hear of the next change: the airline is told once.
+            nzl_a.change("NZL", TAYLOR.number, RecordStatus.LOST)
+            nzl_b.change("NZL", TAYLOR.number, RecordStatus.LOST)
+            got = await sub.get()
+            assert got.passenger_ref == TAYLOR.abo
+            await sub.ack(got)
+            assert await sub.nothing(2.0)
+        finally:
+            await sub.close()
+    async with engine.connect() as conn:
+        n = (await conn.execute(sa.text("select count(*) from flights"))).scalar_one()
+        assert n == 1
+        changes = (
+            await conn.execute(sa.text("select count(*) from flight_status_changes"))
+        ).scalar_one()
+        assert changes == 2
+        for table in metadata.sorted_tables:
+            rows = (await conn.execute(sa.select(table))).all()
+            dump = repr(rows)
+            for secret in SECRETS:
+                assert secret not in dump, (table.name, secret)
+                assert secret.encode().hex() not in dump.lower()
+    await engine.dispose()
