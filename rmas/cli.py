@@ -302,6 +302,8 @@ async def _status(args: argparse.Namespace) -> int:
                              always_print_fields_with_no_presence=True)  # fmt: skip
         # Protobuf's JSON mapping writes 64-bit counters as strings; operators' tools want numbers.
         data["checks"] = int(data["checks"])
+        data["open_flights"] = int(data["open_flights"])
+        data["unacknowledged_changes"] = int(data["unacknowledged_changes"])
         for p in data["providers"]:
             p["calls"], p["failures"] = int(p["calls"]), int(p["failures"])
             p["record_count"] = int(p["record_count"])
@@ -314,6 +316,12 @@ async def _status(args: argparse.Namespace) -> int:
         print(f"last reload {st.last_reload_at}: {outcome}: {st.last_reload_detail}")
     else:
         print("last reload: none since start")
+    if st.open_flights or st.incomplete_flights or st.unacknowledged_changes:
+        print(f"open flights {st.open_flights}  status changes not acknowledged "
+              f"{st.unacknowledged_changes}")  # fmt: skip
+        for f in st.incomplete_flights:
+            print(f"  INCOMPLETE: flight {f.flight} {f.departure} of {f.owner}: {f.incomplete} "
+                  "passengers checked again until their providers answer")  # fmt: skip
     print(f"{'provider':<10} {'scope':<7} {'health':<9} {'breaker':<10} {'calls':>7} "
           f"{'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'records':>10}  covers")  # fmt: skip
     for p in st.providers:

@@ -102,9 +102,13 @@ class FlightTracker:
         self._task: asyncio.Task[None] | None = None
         #: Status changes enqueued by this hub since start (for metrics).
         self.enqueued = 0
+        #: The store's summary at the last periodic pass (for metrics): open flights, flights
+        #: holding incomplete passengers (owner, flight, departure, how many), unacknowledged.
+        self.summary: tuple[int, list[tuple[str, str, str, int]], int] = (0, [], 0)
 
     async def start(self) -> None:
         await self.store.open()
+        self.summary = await self.store.summary()
         self._task = asyncio.get_running_loop().create_task(self._periodic())
 
     async def aclose(self) -> None:
@@ -337,6 +341,7 @@ class FlightTracker:
         purged = await self.store.purge(now, self.config.purge_after_h * 3600.0)
         if purged:
             log.info("flights_purged", flights=purged)
+        self.summary = await self.store.summary()
 
     async def _periodic(self) -> None:
         while True:

@@ -130,6 +130,8 @@ class HubServer:
         #: Open flights and status changes ([flights]); None: each PAXLST is answered once.
         self.flights = _tracker(self.hub, flights, audit)
         self.iapi.flights = self.flights
+        if self.metrics is not None:
+            self.metrics.flights = self.flights
         #: Watches the change-capable providers for the open flights (started with the hub).
         self.changes: ChangeWatcher | None = None
         self.service = FlightCheckService(

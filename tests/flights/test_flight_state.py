@@ -3,9 +3,12 @@ and two hubs on PostgreSQL share their open flights without telling the airline 
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -46,7 +49,7 @@ async def test_an_outage_is_seen_and_its_passengers_checked_again_once_over(
 ) -> None:
     nzl = ChangingProvider.issuer("NZL", ["NZL"], failure="unavailable")
     cfg = flights_config(tmp_path, recheck_s=0.3)
-    async with flight_hub([nzl], cfg) as (_hub, stub, channel):
+    async with flight_hub([nzl], cfg, metrics_listen="127.0.0.1:0") as (hub, stub, channel):
         answer = await stub.CheckPaxlst(
             check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR]))
         )
@@ -54,6 +57,22 @@ async def test_an_outage_is_seen_and_its_passengers_checked_again_once_over(
         admin = check_pb2_grpc.HubAdminStub(channel)
         status = await admin.Status(check_pb2.StatusRequest())
         assert [(f.flight, f.incomplete) for f in status.incomplete_flights] == [("NZ103", 2)]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "rmas.cli", "status", "--hub", hub.target,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        assert "INCOMPLETE: flight NZ103" in out.decode()
+        assert "2 passengers" in out.decode()
+        await asyncio.sleep(cfg.recheck_s * 2)  # the metrics are as of the last periodic pass
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{hub.metrics_port}/metrics") as resp,
+        ):
+            text = await resp.text()
+        assert "rmas_flights_incomplete_passengers 2.0" in text
+        assert "rmas_flights_open 1.0" in text
         sub = Subscriber(stub)
         try:
             nzl.failure = ""  # the provider is back
