@@ -4,19 +4,31 @@ and two hubs on PostgreSQL share their open flights without telling the airline 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import sqlite3
 import sys
-from dataclasses import replace
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from rmas.changes import ChangesLost, DocumentChange
 from rmas.flights.store import metadata
 from rmas.testing import ChangingProvider
 from rmas.v1 import check_pb2, check_pb2_grpc
-from rmas.verdict import RecordStatus
-from tests.flights.kit import TAYLOR, WIREMU, Subscriber, flight_hub, flights_config, paxlst
+from rmas.verdict import Record, RecordStatus
+from tests.flights.kit import (
+    TAYLOR,
+    WIREMU,
+    Subscriber,
+    departure,
+    flight_hub,
+    flights_config,
+    paxlst,
+)
 
 SECRETS = (WIREMU.number, TAYLOR.number, WIREMU.surname, TAYLOR.surname, "1988-10-12")
 
@@ -130,3 +142,115 @@ async def test_two_hubs_on_postgres_share_open_flights(tmp_path: Path, postgres_
                 assert secret not in dump, (table.name, secret)
                 assert secret.encode().hex() not in dump.lower()
     await engine.dispose()
+
+
+async def test_a_cancelled_flight_keeps_nothing_and_a_departed_one_is_purged(
+    tmp_path: Path,
+) -> None:
+    nzl = ChangingProvider.issuer("NZL", ["NZL"])
+    cfg = flights_config(tmp_path, recheck_s=0.2, purge_after_h=1.0)
+    async with flight_hub([nzl], cfg) as (_hub, stub, _channel):
+        await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])))
+        cancel = await stub.CheckPaxlst(
+            check_pb2.CheckPaxlstRequest(message=paxlst([], bgm="266", function="XF", ref="2"))
+        )
+        assert list(cancel.errors) == []
+        # A flight that left two hours ago (purged one hour after departure).
+        await stub.CheckPaxlst(
+            check_pb2.CheckPaxlstRequest(
+                message=paxlst([TAYLOR], flight="NZ105", dep=departure(-2 / 24), ref="3")
+            )
+        )
+        sub = Subscriber(stub)
+        try:
+            nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
+            assert await sub.nothing(1.0)
+        finally:
+            await sub.close()
+        await asyncio.sleep(cfg.recheck_s * 3)  # a periodic pass or more
+    con = sqlite3.connect(tmp_path / "flights.db")
+    try:
+        flights = con.execute("select number, state from flights").fetchall()
+        kept = con.execute("select count(*) from flight_passengers").fetchone()
+    finally:
+        con.close()
+    assert flights == [("NZ103", "cancelled")]
+    assert kept == (0,)
+
+
+async def test_an_override_ends_when_it_expires(tmp_path: Path) -> None:
+    nzl = ChangingProvider.issuer("NZL", ["NZL"], {("NZL", WIREMU.number): RecordStatus.STOLEN})
+    async with flight_hub([nzl], flights_config(tmp_path, recheck_s=0.2)) as (
+        _hub,
+        stub,
+        _channel,
+    ):
+        answer = await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])))
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+        await stub.OverrideDirective(
+            check_pb2.OverrideDirectiveRequest(
+                check_id=answer.passengers[0].check_ids[0],
+                reason="one visit to the desk",
+                expires=until.isoformat(),
+            )
+        )
+        sub = Subscriber(stub)
+        try:
+            first = await sub.get()
+            assert (first.directive, first.overridden) == (check_pb2.DIRECTIVE_OK_TO_BOARD, True)
+            await sub.ack(first)
+            ended = await sub.get()
+            assert (ended.directive, ended.overridden) == (check_pb2.DIRECTIVE_DO_NOT_BOARD, False)
+        finally:
+            await sub.close()
+
+
+@dataclass(slots=True)
+class PrunedProvider(ChangingProvider):
+    """A feed whose history is pruned: a record changes without a change it can still serve."""
+
+    pruned: bool = False
+
+    def prune(self, economy: str, number: str, status: RecordStatus) -> None:
+        self.records[(economy, number)] = Record(status)
+        self.pruned = True
+        if self._news is not None:
+            self._news.set()
+
+    async def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
+        if self._news is None:
+            self._news = asyncio.Event()
+        at = int(since or "0")
+        while True:
+            self._news.clear()
+            if self.pruned:
+                self.pruned = False
+                raise ChangesLost(f"history pruned past {since}")
+            if len(self.log) > at:
+                batch, at = self.log[at:], len(self.log)
+                yield batch
+            else:
+                await self._news.wait()
+
+    async def current_position(self) -> str:
+        return str(len(self.log))
+
+
+async def test_lost_changes_recheck_every_passenger_the_provider_answers_for(
+    tmp_path: Path,
+) -> None:
+    nzl = PrunedProvider.issuer("NZL", ["NZL"])
+    async with flight_hub([nzl], flights_config(tmp_path)) as (_hub, stub, _channel):
+        await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR])))
+        sub = Subscriber(stub)
+        try:
+            nzl.prune("NZL", TAYLOR.number, RecordStatus.STOLEN)
+            got = await sub.get()
+            assert (got.passenger_ref, got.directive) == (
+                TAYLOR.abo,
+                check_pb2.DIRECTIVE_DO_NOT_BOARD,
+            )
+            await sub.ack(got)
+            assert await sub.nothing(1.0)
+        finally:
+            await sub.close()
