@@ -26,7 +26,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from rmas.errors import ConfigError
 from rmas.fileperm import create_private
-from rmas.flights.model import FlightReport, LegInfo, PassengerRow, StatusChange
+from rmas.flights.model import FlightReport, PassengerRow, StatusChange
+from rmas.flights.schema import (
+    change_row,
+    changes,
+    documents,
+    epoch,
+    flights,
+    metadata,
+    passenger_row,
+    passengers,
+    positions,
+)
 from rmas.verdict import Directive
 
 __all__ = ["OPEN", "FlightStore", "PassengerUpdate", "new_change_id"]
@@ -34,88 +45,6 @@ __all__ = ["OPEN", "FlightStore", "PassengerUpdate", "new_change_id"]
 OPEN = "open"
 CLOSED = "closed"
 CANCELLED = "cancelled"
-
-metadata = sa.MetaData()
-
-flights = sa.Table(
-    "flights",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("owner", sa.String(300), nullable=False),
-    sa.Column("flight_key", sa.String(200), nullable=False),
-    sa.Column("carrier", sa.String(8), nullable=False),
-    sa.Column("number", sa.String(40), nullable=False),
-    sa.Column("departure", sa.String(20), nullable=False),
-    sa.Column("departure_at", sa.Float, nullable=False),
-    sa.Column("legs", sa.Text, nullable=False),
-    sa.Column("sender", sa.String(40), nullable=False),
-    sa.Column("recipient", sa.String(40), nullable=False),
-    sa.Column("syntax", sa.String(8), nullable=False),
-    sa.Column("state", sa.String(12), nullable=False),
-    sa.Column("opened_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("owner", "flight_key", name="flights_owner_key"),
-)
-
-passengers = sa.Table(
-    "flight_passengers",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("flight_id", sa.String(32), nullable=False, index=True),
-    sa.Column("pax_key", sa.String(200), nullable=False),
-    sa.Column("booking_ref", sa.String(80), nullable=False),
-    sa.Column("passenger_ref", sa.String(80), nullable=False),
-    sa.Column("directive", sa.String(24), nullable=False),
-    sa.Column("unchecked", sa.Boolean, nullable=False),
-    sa.Column("incomplete", sa.Boolean, nullable=False),
-    sa.Column("floor", sa.String(24), nullable=False),
-    sa.Column("checked_directive", sa.String(24), nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("received_at", sa.Float, nullable=False),
-    sa.Column("check_ids", sa.Text, nullable=False),
-    sa.Column("override_by", sa.Text, nullable=False),
-    sa.Column("override_reason", sa.Text, nullable=False),
-    sa.Column("override_expires", sa.Float, nullable=False),
-    sa.UniqueConstraint("flight_id", "pax_key", name="flight_passengers_key"),
-)
-
-documents = sa.Table(
-    "flight_documents",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("passenger_id", sa.Integer, nullable=False, index=True),
-    sa.Column("doc_key", sa.String(64), nullable=False, index=True),
-    sa.Column("economy", sa.String(3), nullable=False),
-    sa.Column("sealed", sa.LargeBinary, nullable=False),
-    sa.Column("check_id", sa.String(40), nullable=False, index=True),
-)
-
-changes = sa.Table(
-    "flight_status_changes",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("owner", sa.String(300), nullable=False, index=True),
-    sa.Column("flight_id", sa.String(32), nullable=False, index=True),
-    sa.Column("passenger_id", sa.Integer, nullable=False),
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("passenger_ref", sa.String(80), nullable=False),
-    sa.Column("booking_ref", sa.String(80), nullable=False),
-    sa.Column("directive", sa.String(24), nullable=False),
-    sa.Column("unchecked", sa.Boolean, nullable=False),
-    sa.Column("check_ids", sa.Text, nullable=False),
-    sa.Column("overridden", sa.Boolean, nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("acked_at", sa.Float, nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.UniqueConstraint("passenger_id", "version", name="flight_status_changes_once"),
-)
-
-positions = sa.Table(
-    "flight_watch_positions",
-    metadata,
-    sa.Column("provider_id", sa.String(200), primary_key=True),
-    sa.Column("position", sa.Text, nullable=False),
-)
 
 
 def new_change_id() -> str:
@@ -212,7 +141,7 @@ class FlightStore:
         values = dict(
             id=secrets.token_hex(16), owner=report.owner, flight_key=key,
             carrier=report.carrier[:8], number=report.number[:40], departure=report.departure,
-            departure_at=_epoch(report.departure), legs=legs, sender=report.sender[:40],
+            departure_at=epoch(report.departure), legs=legs, sender=report.sender[:40],
             recipient=report.recipient[:40], syntax=report.syntax[:8], state=OPEN,
             opened_at=now, updated_at=now,
         )  # fmt: skip
@@ -256,69 +185,73 @@ class FlightStore:
             await conn.execute(passengers.delete().where(passengers.c.id.in_(ids)))
         return len(ids)
 
-    async def put_passenger(
+    async def put_passengers(
         self,
         conn: AsyncConnection,
         flight_id: str,
-        pax_key: str,
-        row: PassengerRow,
-    ) -> bool:
-        """Record a passenger's answer unless a newer request's answer is already recorded;
-        True when recorded. Unacknowledged changes of the passenger are dropped: the new answer
-        supersedes them."""
-        found = (
-            await conn.execute(
-                sa.select(passengers.c.id, passengers.c.received_at).where(
-                    passengers.c.flight_id == flight_id, passengers.c.pax_key == pax_key
-                )
-            )
-        ).first()
-        values: dict[str, Any] = dict(
-            booking_ref=row.booking_ref, passenger_ref=row.passenger_ref,
-            directive=row.directive.value, unchecked=row.unchecked, incomplete=row.incomplete,
-            floor=row.floor.value if row.floor else "", checked_directive=row.directive.value,
-            received_at=row.received_at, check_ids=json.dumps(list(row.check_ids)),
-            override_by="", override_reason="", override_expires=0.0,
-        )  # fmt: skip
-        if found is None:
-            await conn.execute(
-                self._insert_ignore(
-                    passengers, {**values, "flight_id": flight_id, "pax_key": pax_key, "version": 1}
-                )
-            )
-            found = (
+        items: Sequence[tuple[str, PassengerRow]],
+    ) -> int:
+        """Record passengers' answers (``(passenger key, row)``), each unless a newer request's
+        answer is already recorded for it; returns how many were. Unacknowledged changes of a
+        passenger recorded again are dropped: the new answer supersedes them. A few statements
+        per message, whatever its size (a 480-passenger manifest is not 2,000 round trips)."""
+        latest = dict(items)  # a passenger listed twice: the later listing
+        stored = await self._stored(conn, flight_id, list(latest))
+        fresh = [k for k in latest if k not in stored]
+        if fresh:
+            rows = [
+                {**_values(latest[k]), "flight_id": flight_id, "pax_key": k, "version": 1}
+                for k in fresh
+            ]
+            await conn.execute(self._insert_ignore_stmt(passengers), rows)
+            for k, (pid, at) in (await self._stored(conn, flight_id, fresh)).items():
+                if at == latest[k].received_at:
+                    stored[k] = (pid, -1.0)  # inserted now
+                else:
+                    stored[k] = (pid, at)  # another hub inserted it first
+        recorded: list[tuple[int, PassengerRow]] = []
+        again: list[int] = []  # recorded before: their documents and changes are replaced
+        for k, row in latest.items():
+            pid, at = stored[k]
+            if at < 0:
+                recorded.append((pid, row))
+            elif at <= row.received_at:
                 await conn.execute(
-                    sa.select(passengers.c.id, passengers.c.received_at).where(
-                        passengers.c.flight_id == flight_id, passengers.c.pax_key == pax_key
-                    )
+                    passengers.update()
+                    .where(passengers.c.id == pid)
+                    .values(**_values(row), version=passengers.c.version + 1)
                 )
-            ).first()
-            assert found is not None
-            if found.received_at != row.received_at:
-                return False  # another hub recorded it first, and newer
-            pid = int(found.id)
-        else:
-            if float(found.received_at) > row.received_at:
-                return False
-            pid = int(found.id)
+                recorded.append((pid, row))
+                again.append(pid)
+        for start in range(0, len(again), 500):
+            chunk = again[start : start + 500]
+            await conn.execute(documents.delete().where(documents.c.passenger_id.in_(chunk)))
             await conn.execute(
-                passengers.update()
-                .where(passengers.c.id == pid)
-                .values(**values, version=passengers.c.version + 1)
+                changes.delete().where(
+                    changes.c.passenger_id.in_(chunk), changes.c.acked_at.is_(None)
+                )
             )
-            await conn.execute(documents.delete().where(documents.c.passenger_id == pid))
-            await conn.execute(
-                changes.delete().where(changes.c.passenger_id == pid, changes.c.acked_at.is_(None))
+        docs = [
+            dict(passenger_id=pid, doc_key=k, economy=e, sealed=sealed, check_id=c)
+            for pid, row in recorded
+            for k, e, sealed, c in row.documents
+        ]
+        if docs:
+            await conn.execute(documents.insert(), docs)
+        return len(recorded)
+
+    async def _stored(
+        self, conn: AsyncConnection, flight_id: str, keys: Sequence[str]
+    ) -> dict[str, tuple[int, float]]:
+        out: dict[str, tuple[int, float]] = {}
+        for start in range(0, len(keys), 500):
+            q = sa.select(passengers.c.pax_key, passengers.c.id, passengers.c.received_at).where(
+                passengers.c.flight_id == flight_id,
+                passengers.c.pax_key.in_(list(keys[start : start + 500])),
             )
-        if row.documents:
-            await conn.execute(
-                documents.insert(),
-                [
-                    dict(passenger_id=pid, doc_key=k, economy=e, sealed=s, check_id=c)
-                    for k, e, s, c in row.documents
-                ],
-            )
-        return True
+            for r in await conn.execute(q):
+                out[str(r.pax_key)] = (int(r.id), float(r.received_at))
+        return out
 
     # -- passengers ------------------------------------------------------------------------
 
@@ -369,7 +302,7 @@ class FlightStore:
             .order_by(passengers.c.id)
         )
         async with self.engine.connect() as conn:
-            rows = [_passenger(r) for r in await conn.execute(q)]
+            rows = [passenger_row(r) for r in await conn.execute(q)]
             if rows:
                 by_id = {r.id: r for r in rows}
                 for start in range(0, len(rows), 500):
@@ -456,7 +389,7 @@ class FlightStore:
     async def change(self, change_id: str) -> StatusChange | None:
         async with self.engine.connect() as conn:
             r = (await conn.execute(self._change_query().where(changes.c.id == change_id))).first()
-        return _change(r) if r is not None else None
+        return change_row(r) if r is not None else None
 
     async def unacknowledged(self, owner: str, limit: int = 500) -> list[StatusChange]:
         """The owner's status changes not yet acknowledged, oldest first, on open flights."""
@@ -467,7 +400,7 @@ class FlightStore:
             .limit(limit)
         )
         async with self.engine.connect() as conn:
-            return [_change(r) for r in await conn.execute(q)]
+            return [change_row(r) for r in await conn.execute(q)]
 
     async def mark_sent(self, change_id: str) -> None:
         async with self.engine.begin() as conn:
@@ -561,54 +494,24 @@ class FlightStore:
                 )
 
     def _insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> Any:
+        return self._insert_ignore_stmt(table).values(**values)
+
+    def _insert_ignore_stmt(self, table: sa.Table) -> Any:
+        """INSERT that skips rows whose unique key exists (another hub inserted them)."""
         if self.kind == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return pg_insert(table).values(**values).on_conflict_do_nothing()
+            return pg_insert(table).on_conflict_do_nothing()
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return sqlite_insert(table).values(**values).on_conflict_do_nothing()
+        return sqlite_insert(table).on_conflict_do_nothing()
 
 
-def _epoch(iso: str) -> float:
-    """ISO 8601 minutes (as the PAXLST gave them, taken as UTC) to time.time(); 0 when absent."""
-    import datetime as dt
-
-    if not iso:
-        return 0.0
-    try:
-        d = dt.datetime.fromisoformat(iso)
-    except ValueError:
-        return 0.0
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.UTC)
-    return d.timestamp()
-
-
-def _passenger(r: Any) -> PassengerRow:
-    return PassengerRow(
-        id=int(r.id), flight_id=str(r.flight_id), booking_ref=r.booking_ref,
-        passenger_ref=r.passenger_ref, directive=Directive(r.directive),
-        unchecked=bool(r.unchecked), incomplete=bool(r.incomplete),
-        floor=Directive(r.floor) if r.floor else None,
-        checked_directive=Directive(r.checked_directive), version=int(r.version),
-        received_at=float(r.received_at), check_ids=tuple(json.loads(r.check_ids)),
-        override_by=r.override_by, override_reason=r.override_reason,
-        override_expires=float(r.override_expires),
-    )  # fmt: skip
-
-
-def _change(r: Any) -> StatusChange:
-    legs = tuple(
-        LegInfo(n, tuple(tuple(p) for p in places), tuple(tuple(t) for t in times))
-        for n, places, times in json.loads(r.legs)
-    )
-    return StatusChange(
-        change_id=r.id, owner=r.owner, flight_id=r.flight_id, passenger_id=int(r.passenger_id),
-        version=int(r.version), flight=r.flight, departure=r.departure,
-        passenger_ref=r.passenger_ref, booking_ref=r.booking_ref,
-        directive=Directive(r.directive), unchecked=bool(r.unchecked),
-        check_ids=tuple(json.loads(r.check_ids)), overridden=bool(r.overridden),
-        created_at=float(r.created_at), attempts=int(r.attempts), sender=r.sender,
-        recipient=r.recipient, syntax=r.syntax, legs=legs,
+def _values(row: PassengerRow) -> dict[str, Any]:
+    return dict(
+        booking_ref=row.booking_ref, passenger_ref=row.passenger_ref,
+        directive=row.directive.value, unchecked=row.unchecked, incomplete=row.incomplete,
+        floor=row.floor.value if row.floor else "", checked_directive=row.directive.value,
+        received_at=row.received_at, check_ids=json.dumps(list(row.check_ids)),
+        override_by="", override_reason="", override_expires=0.0,
     )  # fmt: skip

@@ -152,8 +152,11 @@ class FlightTracker:
                 n = await self.store.remove_passengers(conn, fid, keys)
                 log.info("passengers_offloaded", flight=report.number, passengers=n)
                 return
-            for key, p in zip(keys, report.passengers, strict=True):
-                await self.store.put_passenger(conn, fid, key, self._row(p, report.received_at))
+            items = [
+                (key, self._row(p, report.received_at))
+                for key, p in zip(keys, report.passengers, strict=True)
+            ]
+            await self.store.put_passengers(conn, fid, items)
 
     def _pax_key(self, p: ReportedPassenger) -> str:
         """A passenger within its flight: RFF+ABO, else RFF+AVF and its first document."""
