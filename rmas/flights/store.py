@@ -211,18 +211,27 @@ class FlightStore:
                     stored[k] = (pid, at)  # another hub inserted it first
         recorded: list[tuple[int, PassengerRow]] = []
         again: list[int] = []  # recorded before: their documents and changes are replaced
+        updates: list[dict[str, Any]] = []
         for k, row in latest.items():
             pid, at = stored[k]
             if at < 0:
                 recorded.append((pid, row))
             elif at <= row.received_at:
-                await conn.execute(
-                    passengers.update()
-                    .where(passengers.c.id == pid)
-                    .values(**_values(row), version=passengers.c.version + 1)
-                )
+                updates.append({"pid": pid, **{f"v_{c}": v for c, v in _values(row).items()}})
                 recorded.append((pid, row))
                 again.append(pid)
+        if updates:
+            await conn.execute(
+                passengers.update()
+                .where(passengers.c.id == sa.bindparam("pid"))
+                .values(
+                    {
+                        **{c: sa.bindparam(f"v_{c}") for c in _UPDATED},
+                        "version": passengers.c.version + 1,
+                    }
+                ),
+                updates,
+            )
         for start in range(0, len(again), 500):
             chunk = again[start : start + 500]
             await conn.execute(documents.delete().where(documents.c.passenger_id.in_(chunk)))
@@ -505,6 +514,14 @@ class FlightStore:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         return sqlite_insert(table).on_conflict_do_nothing()
+
+
+#: The columns a passenger's new answer sets.
+_UPDATED = (
+    "booking_ref", "passenger_ref", "directive", "unchecked", "incomplete", "floor",
+    "checked_directive", "received_at", "check_ids", "override_by", "override_reason",
+    "override_expires",
+)  # fmt: skip
 
 
 def _values(row: PassengerRow) -> dict[str, Any]:

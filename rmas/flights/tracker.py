@@ -56,6 +56,8 @@ log = structlog.get_logger("rmas.flights")
 RECHECK_CALLER = Caller("rmas://hub/recheck", "hub")
 #: Passengers checked again in one hub batch.
 RECHECK_BATCH = 500
+#: Answered flights waiting to be recorded before an answer waits for the store.
+REPORTS_QUEUED = 1000
 
 
 class FlightError(RmasError):
@@ -100,6 +102,10 @@ class FlightTracker:
         self.audit = audit
         self._waiters: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
+        #: Answered flights waiting to be recorded, in the order they were answered: the
+        #: airline's answer never waits for the flight store (see record).
+        self._reports: asyncio.Queue[FlightReport] = asyncio.Queue(maxsize=REPORTS_QUEUED)
+        self._recorder: asyncio.Task[None] | None = None
         #: Status changes enqueued by this hub since start (for metrics).
         self.enqueued = 0
         #: The store's summary at the last periodic pass (for metrics): open flights, flights
@@ -109,9 +115,18 @@ class FlightTracker:
     async def start(self) -> None:
         await self.store.open()
         self.summary = await self.store.summary()
-        self._task = asyncio.get_running_loop().create_task(self._periodic())
+        loop = asyncio.get_running_loop()
+        self._task = loop.create_task(self._periodic())
+        self._recorder = loop.create_task(self._record_all())
 
     async def aclose(self) -> None:
+        if self._recorder is not None:
+            with contextlib.suppress(TimeoutError):  # what was answered is recorded first
+                await asyncio.wait_for(self._reports.join(), 10.0)
+            self._recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._recorder
+            self._recorder = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -136,6 +151,34 @@ class FlightTracker:
     # -- answers ---------------------------------------------------------------------------
 
     async def record(self, report: FlightReport) -> None:
+        """Queue what an answered PAXLST does to its flight, to be recorded in the order the
+        messages were answered, right after (waits only when REPORTS_QUEUED are waiting: the
+        store is slower than the traffic). Whatever acts on recorded passengers (a record
+        change, an override) waits until every report queued before it is recorded."""
+        await self._reports.put(report)
+
+    async def status(self) -> tuple[int, list[tuple[str, str, str, int]], int]:
+        """The store's summary (rmas status), once what was answered is recorded."""
+        await self.recorded()
+        return await self.store.summary()
+
+    async def recorded(self) -> None:
+        """Return once every report queued so far is recorded."""
+        if self._recorder is not None:
+            await self._reports.join()
+
+    async def _record_all(self) -> None:
+        while True:
+            report = await self._reports.get()
+            try:
+                await self.record_now(report)
+            except Exception as exc:  # the store is down: the conversation of this one is lost
+                log.error("flight_not_recorded", flight=report.number,
+                          error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+            finally:
+                self._reports.task_done()
+
+    async def record_now(self, report: FlightReport) -> None:
         """What an answered PAXLST does to its flight (rmas.flights.model's table)."""
         now = time.time()
         async with self.store.engine.begin() as conn:
@@ -180,6 +223,7 @@ class FlightTracker:
     # -- record changes --------------------------------------------------------------------
 
     async def on_changes(self, provider_id: str, changes: Sequence[DocumentChange]) -> None:
+        await self.recorded()
         keys = sorted(
             {self.keys.document_key(canonical_economy(c.issuing_state), c.number) for c in changes}
         )
@@ -195,6 +239,7 @@ class FlightTracker:
             return
         info = provider.info
         economies = None if info.scope is Scope.GLOBAL else info.issuing_states
+        await self.recorded()
         rows = await self.store.answered_by(economies)
         log.warning("record_changes_lost", provider=provider_id, passengers=len(rows))
         await self.recheck(rows)
@@ -279,6 +324,7 @@ class FlightTracker:
         airline is told OK_TO_BOARD until ``expires`` (default: until the flight is purged);
         the providers' records are untouched; the audit trail records it first (AuditError: no
         override)."""
+        await self.recorded()
         found = await self.store.by_check_id(check_id)
         if found is None:
             raise UnknownCheck(f"no passenger of an open flight has check id {check_id[:40]!r}")

@@ -150,7 +150,7 @@ class HubServer:
         self.admin = HubAdminService(
             self.hub,
             reload_outcome=lambda: self.last_reload,
-            flights=self.flights.store.summary if self.flights is not None else None,
+            flights=self.flights.status if self.flights is not None else None,
         )
         #: The officer and operator web console (``hub.console_listen``); None when off.
         self.console = WebConsole(self) if config.console_listen else None
