@@ -49,7 +49,15 @@ from rmas.iapi.cusres import (
     write_error_cusres,
 )
 from rmas.iapi.paxlst import Manifest, Part, Traveller, read_paxlst
-from rmas.iapi.syntax import SYNTAX_IDS, EdifactError, Group, Interchange, quote, tokenize
+from rmas.iapi.syntax import (
+    SYNTAX_IDS,
+    EdifactError,
+    Group,
+    Interchange,
+    parse_interchange,
+    quote,
+    tokenize,
+)
 from rmas.iapiconfig import IapiConfig
 from rmas.verdict import Directive, Verdict, most_severe
 
@@ -235,6 +243,12 @@ class IapiChannel:
         """A CUSRES BGM+312 acknowledging status changes: answered with no CUSRES when every
         change it names is the caller's, with an ERP+1 otherwise; None when ``data`` is no
         CUSRES at all."""
+        try:
+            messages = parse_interchange(data).messages
+        except EdifactError:
+            return None  # not readable: the PAXLST's own error stands
+        if not messages or messages[0].type != "CUSRES":
+            return None
         try:
             ids = read_acknowledgment(data)
         except EdifactError as exc:

@@ -29,6 +29,8 @@ from tests.flights.kit import (
     read_status_change,
 )
 
+FIX = Path(__file__).resolve().parents[2] / "fixtures"
+
 
 def acknowledgment(*change_ids: str, ref: str = "ACK1") -> bytes:
     """A CUSRES BGM+312, as the airline acknowledges a status change by EDIFACT."""
@@ -179,3 +181,21 @@ async def test_an_airline_sees_only_its_own_flights_and_can_never_override(
         finally:
             await qf_sub.close()
             await zz_sub.close()
+
+
+async def test_broken_messages_are_still_refused_with_an_erp_1(tmp_path: Path) -> None:
+    """With [flights] a CUSRES is read as an acknowledgment; anything broken still gets the
+    ERP+1 it got before, never a crash."""
+    nzl = ChangingProvider.issuer("NZL", ["NZL"])
+    async with flight_hub([nzl], flights_config(tmp_path)) as (_hub, stub, _channel):
+        broken = sorted((FIX / "paxlst").glob("broken_*.edi"))
+        assert broken
+        bad_acks = [
+            acknowledgment("X").replace(b"BGM+312", b"BGM+962"),
+            acknowledgment("X").replace(b"UNT+4", b"UNT+9"),
+            b"UNA:+.? 'UNB+UNOA:4+A+B+1:1+R'UNH+1+CUSRES:D:05B:UN:IATA'BGM+312'UNT+3+1'UNZ+1+R'",
+        ]
+        for data in [p.read_bytes() for p in broken] + bad_acks:
+            answer = await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=data))
+            assert answer.errors, data[:80]
+            assert b"ERP+1" in answer.cusres
