@@ -180,3 +180,23 @@ async def test_an_unacknowledged_change_is_sent_again_after_a_restart(tmp_path: 
             assert await sub.nothing(1.0)
         finally:
             await sub.close()
+
+
+async def test_an_unacknowledged_change_is_sent_again_with_backoff(tmp_path: Path) -> None:
+    nzl = ChangingProvider.issuer("NZL", ["NZL"])
+    cfg = flights_config(tmp_path, resend_initial_s=0.5, resend_max_s=1.0)
+    async with flight_hub([nzl], cfg) as (_hub, stub, _channel):
+        await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])))
+        sub = Subscriber(stub)
+        try:
+            nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
+            sent = [await sub.get() for _ in range(3)]  # first, then two resends
+            assert {c.change_id for c in sent} == {sent[0].change_id}
+            assert [c.attempt for c in sent] == [1, 2, 3]
+            assert {read_status_change(c.cusres)["RFF+TN"] for c in sent} == {sent[0].change_id}
+            await sub.ack(sent[-1])
+            while not sub.queue.empty():  # a resend may have crossed the acknowledgment
+                sub.queue.get_nowait()
+            assert await sub.nothing(2.5)
+        finally:
+            await sub.close()
