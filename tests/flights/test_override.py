@@ -96,6 +96,10 @@ async def test_an_officer_overrides_no_board_and_the_trail_says_who_when_why(
     entries = await find_check(audit_url, wiremu.check_ids[0])
     overrides = [e for e in entries if e["channel"] == "override"]
     assert len(overrides) == 1
+    # The officer's view of the check (rmas audit find --check-id, the console): the original
+    # answer with the provider's status, and the override.
+    (original,) = [e for e in entries if e["channel"] == "paxlst"]
+    assert original["directive"] == "DO_NOT_BOARD" and "STOLEN" in original["sources"]
     entry = overrides[0]
     assert entry["caller"].startswith("insecure:")
     assert entry["role"] == "officer"
