@@ -144,6 +144,20 @@ class ChangingProvider(FakeProvider):
 
     log: list[DocumentChange] = field(default_factory=list)
     _news: asyncio.Event | None = None
+    _watched: asyncio.Event | None = None
+
+    def mark_watched(self) -> None:
+        """Tell :meth:`watched` that the feed is followed (a subclass's own watch_changes)."""
+        if self._watched is None:
+            self._watched = asyncio.Event()
+        self._watched.set()
+
+    async def watched(self) -> None:
+        """Return once someone (the hub's change watcher) follows this feed: a change made
+        before that would be history, which a first watch does not replay."""
+        if self._watched is None:
+            self._watched = asyncio.Event()
+        await self._watched.wait()
 
     def change(self, economy: str, number: str, status: Record | RecordStatus | None) -> None:
         if status is None:
@@ -163,6 +177,7 @@ class ChangingProvider(FakeProvider):
         at = int(since or "0")
         if self._news is None:
             self._news = asyncio.Event()
+        self.mark_watched()
         while True:
             self._news.clear()
             if len(self.log) > at:

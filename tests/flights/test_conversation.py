@@ -69,6 +69,7 @@ async def test_a_passport_reported_stolen_after_check_in_reaches_the_airline(
         assert [p.directive for p in answer.passengers] == [check_pb2.DIRECTIVE_OK_TO_BOARD] * 2
         proc = await watch_process(hub.target)
         try:
+            await nzl.watched()
             nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
             got = read_status_change((await line(proc)).rstrip(b"\n"))
             assert got["BGM"] == "132"
@@ -109,6 +110,7 @@ async def test_watch_json_prints_one_object_per_change(tmp_path: Path) -> None:
         )
         proc = await watch_process(hub.target, "--json", "--count", "1")
         try:
+            await nzl.watched()
             nzl.change("NZL", TAYLOR.number, RecordStatus.REVOKED)
             got = json.loads(await line(proc))
         finally:
@@ -130,6 +132,7 @@ async def test_offload_and_close_end_the_conversation(tmp_path: Path) -> None:
         )
         sub = Subscriber(stub)
         try:
+            await nzl.watched()
             nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
             assert await sub.nothing(2.0)
             # Taylor is still on the flight: her change is sent.
@@ -162,6 +165,7 @@ async def test_an_unacknowledged_change_is_sent_again_after_a_restart(tmp_path: 
         await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])))
         sub = Subscriber(stub)
         try:
+            await nzl.watched()
             nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
             first = await sub.get()
             assert first.attempt == 1
@@ -189,6 +193,7 @@ async def test_an_unacknowledged_change_is_sent_again_with_backoff(tmp_path: Pat
         await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])))
         sub = Subscriber(stub)
         try:
+            await nzl.watched()
             nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
             sent = [await sub.get() for _ in range(3)]  # first, then two resends
             assert {c.change_id for c in sent} == {sent[0].change_id}

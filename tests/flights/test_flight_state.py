@@ -44,6 +44,7 @@ async def test_the_newest_request_stands_for_a_passenger_checked_again(tmp_path:
         )
         sub = Subscriber(stub)
         try:
+            await nzl.watched()
             nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)  # the old one: not his now
             assert await sub.nothing(1.5)
             nzl.change("NZL", renewed.number, RecordStatus.STOLEN)
@@ -115,11 +116,13 @@ async def test_two_hubs_on_postgres_share_open_flights(tmp_path: Path, postgres_
         )
         sub = Subscriber(hub_a)  # the airline is subscribed at hub A
         try:
+            await nzl_b.watched()
             nzl_b.change("NZL", WIREMU.number, RecordStatus.STOLEN)  # only hub B hears of it
             got = await sub.get()
             assert got.passenger_ref == WIREMU.abo
             await sub.ack(got)
             # Both hubs hear of the next change: the airline is told once.
+            await nzl_a.watched()
             nzl_a.change("NZL", TAYLOR.number, RecordStatus.LOST)
             nzl_b.change("NZL", TAYLOR.number, RecordStatus.LOST)
             got = await sub.get()
@@ -163,6 +166,7 @@ async def test_a_cancelled_flight_keeps_nothing_and_a_departed_one_is_purged(
         )
         sub = Subscriber(stub)
         try:
+            await nzl.watched()
             nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
             assert await sub.nothing(1.0)
         finally:
@@ -220,6 +224,7 @@ class PrunedProvider(ChangingProvider):
     async def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
         if self._news is None:
             self._news = asyncio.Event()
+        self.mark_watched()
         at = int(since or "0")
         while True:
             self._news.clear()
@@ -244,6 +249,7 @@ async def test_lost_changes_recheck_every_passenger_the_provider_answers_for(
         await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR])))
         sub = Subscriber(stub)
         try:
+            await nzl.watched()
             nzl.prune("NZL", TAYLOR.number, RecordStatus.STOLEN)
             got = await sub.get()
             assert (got.passenger_ref, got.directive) == (

@@ -114,6 +114,7 @@ async def test_a_bgm_312_acknowledges_a_status_change(tmp_path: Path) -> None:
         await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])))
         sub = Subscriber(stub)
         try:
+            await nzl.watched()
             nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)
             change = await sub.get()
         finally:
