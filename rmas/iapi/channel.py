@@ -26,6 +26,7 @@ the reference ambiguous; after the window the reference may be reused.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -70,6 +71,8 @@ class FlightHook(Protocol):
     """Where the channel reports answered flights and acknowledgments (rmas.flights)."""
 
     async def record(self, report: FlightReport) -> None: ...
+
+    def answering(self) -> contextlib.AbstractContextManager[None]: ...
 
     async def acknowledge(self, owner: str, change_ids: Sequence[str]) -> list[str]: ...
 
@@ -209,23 +212,27 @@ class IapiChannel:
                 now,
             )
         resend = seen is not None and seen.digest == digest
-        answer = await self._check(manifest, deadline, answer_id, now, admit)
-        if resend and not fresh and seen is not None and _same(seen.answer, answer):
-            answer = replace(
-                answer,
-                cusres=seen.answer.cusres,
-                transaction_ref=seen.answer.transaction_ref,
-                duplicate=True,
-            )
-        answer = replace(answer, resend=resend)
-        if record is not None:
-            await record(answer)
-        if self.flights is not None:
-            try:
-                await self.flights.record(_flight_report(manifest, answer, caller, received_at))
-            except Exception as exc:  # the airline still gets its answer; say what was lost
-                log.error("flight_not_recorded", flight=manifest.flight.number,
-                          error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+        flights = self.flights
+        # From the first provider answer until the flight is queued for recording, a record
+        # change must wait for this answer, or the passenger would not be found yet.
+        with flights.answering() if flights is not None else contextlib.nullcontext():
+            answer = await self._check(manifest, deadline, answer_id, now, admit)
+            if resend and not fresh and seen is not None and _same(seen.answer, answer):
+                answer = replace(
+                    answer,
+                    cusres=seen.answer.cusres,
+                    transaction_ref=seen.answer.transaction_ref,
+                    duplicate=True,
+                )
+            answer = replace(answer, resend=resend)
+            if record is not None:
+                await record(answer)
+            if flights is not None:
+                try:
+                    await flights.record(_flight_report(manifest, answer, caller, received_at))
+                except Exception as exc:  # the airline still gets its answer; say what was lost
+                    log.error("flight_not_recorded", flight=manifest.flight.number,
+                              error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
         self._remember_parts(manifest, caller)
         if not answer.duplicate:
             # Remember only what a resend is compared with: full results would keep thousands of

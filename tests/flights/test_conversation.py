@@ -8,16 +8,19 @@ import asyncio
 import json
 import sqlite3
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
+from rmas.documents import DocumentQuery
 from rmas.providers import ProviderInfo, Scope
 from rmas.testing import ChangingProvider
 from rmas.v1 import check_pb2, check_pb2_grpc
-from rmas.verdict import RecordStatus
+from rmas.verdict import Record, RecordStatus
 from tests.flights.kit import (
     TAYLOR,
     WIREMU,
@@ -203,5 +206,44 @@ async def test_an_unacknowledged_change_is_sent_again_with_backoff(tmp_path: Pat
             while not sub.queue.empty():  # a resend may have crossed the acknowledgment
                 sub.queue.get_nowait()
             assert await sub.nothing(2.5)
+        finally:
+            await sub.close()
+
+
+@dataclass(slots=True)
+class SlowToAnswer(ChangingProvider):
+    """Reads its records at once, answers a second later: a change can fall in between."""
+
+    asked: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        out = [self.records.get(q.key, self.default) for q in queries]
+        self.asked.set()
+        await asyncio.sleep(1.0)
+        return out
+
+
+async def test_a_change_while_the_paxlst_is_being_answered_is_not_lost(tmp_path: Path) -> None:
+    nzl = SlowToAnswer.issuer("NZL", ["NZL"])
+    async with flight_hub([nzl], flights_config(tmp_path), deadline_ms=5000) as (
+        _hub,
+        stub,
+        _channel,
+    ):
+        await nzl.watched()
+        sub = Subscriber(stub)
+        try:
+            pending = asyncio.ensure_future(
+                stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU])), timeout=10)
+            )
+            await nzl.asked.wait()
+            nzl.change("NZL", WIREMU.number, RecordStatus.STOLEN)  # after the provider read it
+            answer = await pending
+            assert answer.passengers[0].directive == check_pb2.DIRECTIVE_OK_TO_BOARD
+            got = await sub.get()
+            assert (got.passenger_ref, got.directive) == (
+                WIREMU.abo,
+                check_pb2.DIRECTIVE_DO_NOT_BOARD,
+            )
         finally:
             await sub.close()
