@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -106,6 +106,8 @@ class FlightTracker:
         #: airline's answer never waits for the flight store (see record).
         self._reports: asyncio.Queue[FlightReport] = asyncio.Queue(maxsize=REPORTS_QUEUED)
         self._recorder: asyncio.Task[None] | None = None
+        #: PAXLSTs being checked and not yet queued for recording (see answering).
+        self._answering: set[asyncio.Event] = set()
         #: Status changes enqueued by this hub since start (for metrics).
         self.enqueued = 0
         #: The store's summary at the last periodic pass (for metrics): open flights, flights
@@ -157,13 +159,30 @@ class FlightTracker:
         change, an override) waits until every report queued before it is recorded."""
         await self._reports.put(report)
 
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Around a PAXLST's check and its ``record``: a record change that arrives meanwhile
+        waits for it (:meth:`recorded`), so that the passenger checked before the change is
+        found and checked again."""
+        done = asyncio.Event()
+        self._answering.add(done)
+        try:
+            yield
+        finally:
+            done.set()
+            self._answering.discard(done)
+
     async def status(self) -> tuple[int, list[tuple[str, str, str, int]], int]:
         """The store's summary (rmas status), once what was answered is recorded."""
         await self.recorded()
         return await self.store.summary()
 
     async def recorded(self) -> None:
-        """Return once every report queued so far is recorded."""
+        """Return once every PAXLST being answered now is answered and every report queued so
+        far is recorded."""
+        answering = list(self._answering)
+        if answering:
+            await asyncio.gather(*(e.wait() for e in answering))
         if self._recorder is not None:
             await self._reports.join()
 
