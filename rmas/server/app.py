@@ -355,7 +355,8 @@ class HubServer:
         Reloadable: providers (added, removed, changed: an unchanged provider keeps its
         connections, breaker and statistics), callers and limits, deadlines and policy, the
         manifest and in-flight limits, the airline channel's settings. Only a restart changes
-        the listening addresses, TLS material, message size limit, the audit trail and metrics.
+        the listening addresses, TLS material, message size limit, the audit trail, metrics and
+        ``[flights]``.
         """
         old = self.source
         if old is None:
@@ -369,6 +370,7 @@ class HubServer:
             "hub.log_level": (old.hub.log_level, cfg.hub.log_level),
             "tls": (old.tls, cfg.tls),
             "audit": (old.audit, cfg.audit),
+            "flights": (old.flights, cfg.flights),
         }
         for key, (before, after) in fixed.items():
             if before != after:
