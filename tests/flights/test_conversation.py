@@ -5,6 +5,7 @@ it, its flight store in a real SQLite file), an airline subscribed with the real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import sys
@@ -55,9 +56,12 @@ async def line(proc: asyncio.subprocess.Process, within: float = 30.0) -> bytes:
 
 
 async def stop(proc: asyncio.subprocess.Process) -> None:
+    """End the watcher (when it has not ended by itself) and read its pipes to the end, so that
+    nothing of the process is left to the event loop's teardown."""
     if proc.returncode is None:
-        proc.terminate()
-        await proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+    await asyncio.wait_for(proc.communicate(), 30)
 
 
 async def test_a_passport_reported_stolen_after_check_in_reaches_the_airline(
