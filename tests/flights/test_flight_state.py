@@ -106,14 +106,20 @@ async def test_two_hubs_on_postgres_share_open_flights(tmp_path: Path, postgres_
     nzl_a = ChangingProvider.issuer("NZL", ["NZL"])
     nzl_b = ChangingProvider.issuer("NZL", ["NZL"])
     async with (
-        flight_hub([nzl_a], cfg) as (_a, hub_a, _ca),
-        flight_hub([nzl_b], cfg) as (_b, hub_b, _cb),
+        flight_hub([nzl_a], cfg) as (_a, hub_a, chan_a),
+        flight_hub([nzl_b], cfg) as (_b, hub_b, chan_b),
     ):
         await hub_a.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=paxlst([WIREMU, TAYLOR])))
         # Hub B takes a message for the flight hub A opened.
         await hub_b.CheckPaxlst(
             check_pb2.CheckPaxlstRequest(message=paxlst([TAYLOR], function="CP", ref="2"))
         )
+        # Each hub records what it answered right after answering; every hub watches every
+        # provider, so the one that answered a passenger always finds it. Here only hub B hears
+        # of the next change: wait until both have recorded (Status waits for it).
+        for channel in (chan_a, chan_b):
+            status = await check_pb2_grpc.HubAdminStub(channel).Status(check_pb2.StatusRequest())
+            assert status.open_flights == 1
         sub = Subscriber(hub_a)  # the airline is subscribed at hub A
         try:
             await nzl_b.watched()
