@@ -18,6 +18,7 @@ import json
 import secrets
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,27 +54,18 @@ def new_change_id() -> str:
     return secrets.token_hex(7).upper()
 
 
+@dataclass(frozen=True, slots=True)
 class PassengerUpdate:
     """A passenger's directive after a re-check or an override (see FlightStore.update)."""
 
-    __slots__ = ("checked", "directive", "documents", "floor_kept", "incomplete", "unchecked")
-
-    def __init__(
-        self,
-        *,
-        checked: Directive,
-        directive: Directive,
-        unchecked: bool,
-        incomplete: bool,
-        documents: Sequence[tuple[str, str]] = (),
-    ) -> None:
-        self.checked = checked
-        self.directive = directive
-        self.unchecked = unchecked
-        self.incomplete = incomplete
-        #: (document key, new check id) per document, in order.
-        self.documents = list(documents)
-        self.floor_kept = True
+    #: What the providers' answers give.
+    checked: Directive
+    #: What the airline is told (OK_TO_BOARD while an override lasts).
+    directive: Directive
+    unchecked: bool
+    incomplete: bool
+    #: (document key, new check id) per document, in order; empty: the check ids stay.
+    documents: Sequence[tuple[str, str]] = ()
 
 
 class FlightStore:
