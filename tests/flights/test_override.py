@@ -204,3 +204,22 @@ async def test_broken_messages_are_still_refused_with_an_erp_1(tmp_path: Path) -
             answer = await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=data))
             assert answer.errors, data[:80]
             assert b"ERP+1" in answer.cusres
+
+
+async def test_a_hub_without_flights_says_so() -> None:
+    async with (
+        running_hub([ChangingProvider.issuer("NZL", ["NZL"])]) as hub,
+        grpc.aio.insecure_channel(hub.target) as channel,
+    ):
+        stub = check_pb2_grpc.DocumentCheckStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as watch:
+            async for _change in stub.WatchStatusChanges(check_pb2.WatchStatusChangesRequest()):
+                pass
+        assert watch.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        assert "[flights]" in (watch.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as ack:
+            await stub.AckStatusChange(check_pb2.AckStatusChangeRequest(change_id="X"))
+        assert ack.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+        # A BGM+312 is then no acknowledgment: a CUSRES is not a PAXLST (ERP+1).
+        answer = await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=acknowledgment("X")))
+        assert answer.errors
