@@ -91,8 +91,7 @@ def _best(rows: dict[str, list[float]]) -> dict[str, float]:
 
 
 async def manifest(profile: bool) -> dict[str, float]:
-    from rmas.server.mapping import document_from_pb, result_to_pb
-
+    from rmas.grpckit.mapping import document_from_pb, result_to_pb
     from rmas.hub import Hub
     from rmas.v1 import check_pb2
 
@@ -134,8 +133,7 @@ async def manifest(profile: bool) -> dict[str, float]:
 
 
 async def single(profile: bool) -> dict[str, float]:
-    from rmas.server.mapping import document_from_pb, result_to_pb
-
+    from rmas.grpckit.mapping import document_from_pb, result_to_pb
     from rmas.hub import Hub
     from rmas.providers import ProviderInfo, Scope
     from rmas.testing import FakeProvider
@@ -185,10 +183,9 @@ async def single(profile: bool) -> dict[str, float]:
 
 
 async def coalescing(profile: bool) -> dict[str, float]:
-    from rmas.server.mapping import document_from_pb
-
     from adapters.sqlstore.lookup import batch_sql
     from adapters.sqlstore.provider import SqlStoreProvider
+    from rmas.grpckit.mapping import document_from_pb
     from rmas.hub import Hub
 
     async def synchronous(self: Any, queries: Any, deadline: float) -> list[Any]:

@@ -28,6 +28,7 @@ from rmas.check_cli import add_check_parser
 from rmas.client import add_tls_arguments
 from rmas.config import RmasConfig, load_config
 from rmas.errors import AuditError, ConfigError, RmasError
+from rmas.flights_cli import add_override_parser, is_watch, watch_main
 from rmas.logs import configure_logging
 from rmas.net import parse_listen
 from rmas.runtime import run_async
@@ -70,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=_cmd_status)
 
     iapi = sub.add_parser(
-        "iapi", help="send a PAXLST file to a hub and print its CUSRES byte for byte"
+        "iapi",
+        help="send a PAXLST file to a hub and print its CUSRES byte for byte; "
+        "`rmas iapi watch --hub HOST:PORT`: receive the airline's status changes",
     )
     iapi.add_argument("--hub", default="127.0.0.1:50051", help="hub address HOST:PORT")
     iapi.add_argument("file", help="PAXLST interchange file ('-': standard input)")
@@ -79,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     iapi.add_argument("--json", action="store_true", help="print the per-passenger summary")
     add_tls_arguments(iapi)
     iapi.set_defaults(func=_cmd_iapi)
+    add_override_parser(sub)
 
     for ep in entry_points(group=COMMANDS_GROUP):
         try:
@@ -93,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; everyday mistakes end in one line on stderr and exit code 2
     (docs/operations.md, "Exit codes"), never in a traceback."""
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = None if is_watch(words) else build_parser().parse_args(words)
     try:
-        code: int = args.func(args)
+        code: int = watch_main(words[2:]) if args is None else args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's shutdown
     except BrokenPipeError:
         return _broken_pipe()
@@ -297,6 +302,8 @@ async def _status(args: argparse.Namespace) -> int:
                              always_print_fields_with_no_presence=True)  # fmt: skip
         # Protobuf's JSON mapping writes 64-bit counters as strings; operators' tools want numbers.
         data["checks"] = int(data["checks"])
+        data["open_flights"] = int(data["open_flights"])
+        data["unacknowledged_changes"] = int(data["unacknowledged_changes"])
         for p in data["providers"]:
             p["calls"], p["failures"] = int(p["calls"]), int(p["failures"])
             p["record_count"] = int(p["record_count"])
@@ -309,6 +316,12 @@ async def _status(args: argparse.Namespace) -> int:
         print(f"last reload {st.last_reload_at}: {outcome}: {st.last_reload_detail}")
     else:
         print("last reload: none since start")
+    if st.open_flights or st.incomplete_flights or st.unacknowledged_changes:
+        print(f"open flights {st.open_flights}  status changes not acknowledged "
+              f"{st.unacknowledged_changes}")  # fmt: skip
+        for f in st.incomplete_flights:
+            print(f"  INCOMPLETE: flight {f.flight} {f.departure} of {f.owner}: {f.incomplete} "
+                  "passengers checked again until their providers answer")  # fmt: skip
     print(f"{'provider':<10} {'scope':<7} {'health':<9} {'breaker':<10} {'calls':>7} "
           f"{'errors':>7} {'p50 ms':>8} {'p99 ms':>8} {'records':>10}  covers")  # fmt: skip
     for p in st.providers:

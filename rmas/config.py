@@ -60,6 +60,7 @@ from rmas.confread import (
     one_of,
 )
 from rmas.errors import ConfigError
+from rmas.flights.config import FLIGHTS_KEYS, FlightsConfig, build_flights
 from rmas.iapiconfig import CODE_KEYS as _CODE_KEYS
 from rmas.iapiconfig import CusresCodes, IapiConfig
 from rmas.net import parse_listen, require_loopback_unless_tls
@@ -159,6 +160,8 @@ class RmasConfig:
     callers: tuple[CallerRule, ...] = ()
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     audit: AuditConfig | None = None
+    #: Open flights and status changes (rmas.flights); None: each PAXLST is answered once.
+    flights: FlightsConfig | None = None
 
 
 def _economy(value: str) -> str:
@@ -346,6 +349,7 @@ SECTIONS: tuple[Section, ...] = (
         Key("linger_ms", float, between(0.0, 50.0, "must be from 0 to 50 milliseconds")),
         Key("hub_id", str, _hub_id),
     ), _audit, absent=None),
+    Section("flights", FLIGHTS_KEYS, build_flights, absent=None),
     Section("providers", (
         Key("id", str, nonblank("required"), required="required"),
         Key("kind", str, nonblank(_KIND), required=_KIND),

@@ -149,6 +149,13 @@ async def check_file(path: Path, *, node: bool = False) -> tuple[str, list[str]]
             )
         except RmasError as exc:
             errors.append(str(exc))
+    if cfg.flights is not None:
+        from rmas.flights.sealing import FlightKeys
+
+        try:  # reads the key of document keys and sealed queries
+            FlightKeys.from_file(cfg.flights.key_file)
+        except RmasError as exc:
+            errors.append(str(exc))
     if errors:
         return "", errors
     tls = f"TLS as {cfg.tls.identity}" if cfg.tls is not None else "no TLS (loopback only)"
@@ -157,5 +164,6 @@ async def check_file(path: Path, *, node: bool = False) -> tuple[str, list[str]]
         f"{len(cfg.providers)} provider{'s' if len(cfg.providers) != 1 else ''} "
         f"({', '.join(kinds)}); {tls}; {len(cfg.callers)} caller rule"
         f"{'s' if len(cfg.callers) != 1 else ''}; audit {audit}"
+        + ("; open flights kept" if cfg.flights is not None else "")
     )
     return summary, []

@@ -6,6 +6,7 @@
 - :func:`check_provider`: the conformance checks, in-process, for a Python plug-in
   (:mod:`rmas.conformance`).
 - :func:`compose`: a machine-readable zone with correct check digits, for fixtures.
+- :class:`ChangingProvider`: a FakeProvider that reports its record changes (a ChangeFeed).
 - :func:`running_hub`: a real hub gRPC server on an ephemeral loopback port, in-process.
 """
 
@@ -18,6 +19,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from rmas.changes import DocumentChange
 from rmas.conformance import CheckResult, check_provider
 from rmas.documents import DocumentQuery
 from rmas.errors import ConfigError, ProviderError, ProviderTimeout, ProviderUnavailable
@@ -27,11 +29,13 @@ from rmas.verdict import NO_RECORD, Record, RecordStatus
 
 if TYPE_CHECKING:
     from rmas.audit.trail import AuditTrail
+    from rmas.flights.config import FlightsConfig
     from rmas.iapiconfig import IapiConfig
     from rmas.security.access import CallerRule
     from rmas.security.tls import TlsConfig
 
 __all__ = [
+    "ChangingProvider",
     "CheckResult",
     "FakeProvider",
     "Handler",
@@ -172,6 +176,59 @@ class FakeProvider:
         self.closed = True
 
 
+@dataclass(slots=True)
+class ChangingProvider(FakeProvider):
+    """A :class:`FakeProvider` that reports its record changes (:class:`rmas.changes.ChangeFeed`):
+    :meth:`change` sets (or, with None, withdraws) a record and logs the change; positions are
+    the log's length. For tests of the hub's open flights and for adapter authors' tests of a
+    feed's consumer."""
+
+    log: list[DocumentChange] = field(default_factory=list)
+    _news: asyncio.Event | None = None
+    _watched: asyncio.Event | None = None
+
+    def mark_watched(self) -> None:
+        """Tell :meth:`watched` that the feed is followed (a subclass's own watch_changes)."""
+        if self._watched is None:
+            self._watched = asyncio.Event()
+        self._watched.set()
+
+    async def watched(self) -> None:
+        """Return once someone (the hub's change watcher) follows this feed: a change made
+        before that would be history, which a first watch does not replay."""
+        if self._watched is None:
+            self._watched = asyncio.Event()
+        await self._watched.wait()
+
+    def change(self, economy: str, number: str, status: Record | RecordStatus | None) -> None:
+        if status is None:
+            self.records.pop((economy, number), None)
+        else:
+            self.records[(economy, number)] = (
+                status if isinstance(status, Record) else Record(status)
+            )
+        self.log.append(DocumentChange(economy, number, str(len(self.log) + 1)))
+        if self._news is not None:
+            self._news.set()
+
+    async def current_position(self) -> str:
+        return str(len(self.log))
+
+    async def watch_changes(self, since: str) -> AsyncIterator[Sequence[DocumentChange]]:
+        at = int(since or "0")
+        if self._news is None:
+            self._news = asyncio.Event()
+        self.mark_watched()
+        while True:
+            self._news.clear()
+            if len(self.log) > at:
+                batch = self.log[at:]
+                at = len(self.log)
+                yield batch
+                continue
+            await self._news.wait()
+
+
 @dataclass(frozen=True, slots=True)
 class HubHandle:
     """A hub running in-process: ``target`` is its ``host:port``."""
@@ -201,6 +258,7 @@ async def running_hub(
     max_message_bytes: int = 16 * 1024 * 1024,
     economy: str = "",
     console_listen: str = "",
+    flights: FlightsConfig | None = None,
 ) -> AsyncIterator[HubHandle]:
     """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
 
@@ -208,7 +266,8 @@ async def running_hub(
     (:class:`~rmas.security.access.CallerRule`); ``audit`` is opened and flushed with the hub.
     ``metrics_listen`` (e.g. ``"127.0.0.1:0"``) serves Prometheus metrics; the bound port is
     ``HubHandle.metrics_port``. ``iapi`` configures the airline channel; ``console_listen``
-    serves the web console (the bound port is ``HubHandle.console_port``). ``economy`` is the
+    serves the web console (the bound port is ``HubHandle.console_port``); ``flights`` keeps
+    open flights and serves their status changes (rmas.flights). ``economy`` is the
     hub's own (the default checking economy of ABTC checks).
     """
     from rmas.config import HubConfig
@@ -235,7 +294,7 @@ async def running_hub(
     policy = None
     if tls is not None:
         policy = AccessPolicy(callers, documents_per_s=documents_per_s, burst=burst)
-    server = HubServer(cfg, provs, iapi, tls=tls, policy=policy, audit=audit)
+    server = HubServer(cfg, provs, iapi, tls=tls, policy=policy, audit=audit, flights=flights)
     port = await server.start()
     try:
         metrics_port = server.metrics.port if server.metrics is not None else 0

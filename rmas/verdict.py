@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
     "ALERTING",
+    "DIRECTIVE_SEVERITY",
     "NO_RECORD",
     "Decision",
     "Directive",
@@ -37,6 +38,7 @@ __all__ = [
     "SourceAnswer",
     "Verdict",
     "merge",
+    "most_severe",
 ]
 
 
@@ -94,6 +96,21 @@ class Directive(enum.StrEnum):
     DO_NOT_BOARD = "DO_NOT_BOARD"
     CONTACT_AUTHORITY = "CONTACT_AUTHORITY"
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
+
+
+#: How severe a directive is: a traveller's directive is the most severe of its documents'.
+DIRECTIVE_SEVERITY = {
+    Directive.OK_TO_BOARD: 0,
+    Directive.INSUFFICIENT_DATA: 1,
+    Directive.CONTACT_AUTHORITY: 2,
+    Directive.DO_NOT_BOARD: 3,
+}
+
+
+def most_severe(directives: Iterable[Directive]) -> Directive:
+    """The most severe of ``directives`` (DO_NOT_BOARD, then CONTACT_AUTHORITY, then
+    INSUFFICIENT_DATA, then OK_TO_BOARD); INSUFFICIENT_DATA when there is none."""
+    return max(directives, key=DIRECTIVE_SEVERITY.__getitem__, default=Directive.INSUFFICIENT_DATA)
 
 
 class IncompletePolicy(enum.StrEnum):

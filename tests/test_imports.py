@@ -136,6 +136,7 @@ PB2_USERS = {
     "rmas.grpckit.lookup",  # the provider protocol's requests and answers, both sides
     "rmas.grpckit.errors",  # google.rpc status details
     "rmas.server.check_service",  # the check RPCs' request and response types
+    "rmas.server.flight_service",  # the flight conversation's RPC types (status changes)
     "rmas.server.admin_service",  # writes a HubSnapshot into a StatusResponse
     "rmas.server.app",  # service names, registration, health's SERVING
     "rmas.remote.node",  # the node's RPC types, registration, health
@@ -146,6 +147,7 @@ PB2_USERS = {
     "rmas.client",  # the command line's requests and answers
     "rmas.check_cli",  # `rmas check`: the DocumentCheck stub
     "rmas.cli",  # `rmas status` and `rmas paxlst`: their stubs
+    "rmas.flights_cli",  # `rmas iapi watch` and `rmas override`: their stubs
 }
 
 

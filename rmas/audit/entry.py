@@ -35,6 +35,7 @@ __all__ = [
     "DocumentKeyer",
     "encode_entries",
     "entries_for",
+    "read_key_file",
     "utc_timestamp",
 ]
 
@@ -48,6 +49,10 @@ class Channel(enum.StrEnum):
     DOCUMENT = "document"
     MANIFEST = "manifest"
     PAXLST = "paxlst"
+    #: A government officer's override of a directive on an open flight (rmas.flights).
+    OVERRIDE = "override"
+    #: A re-check of an open flight's passenger after a record changed (rmas.flights).
+    RECHECK = "recheck"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +94,7 @@ class DocumentKeyer:
         Content that is entirely hex digits (an even count) is decoded; anything else is taken
         byte for byte. ``rmas audit keygen`` writes 32 random bytes as hex.
         """
-        p = Path(path)
-        try:
-            data = p.read_bytes()
-        except OSError as exc:
-            raise ConfigError("audit.key_file", f"cannot read {p}: {exc.strerror}") from None
-        key = _decode_key(data)
-        if len(key) < MIN_KEY_BYTES:
-            raise ConfigError(
-                "audit.key_file",
-                f"{p} holds a {len(key)}-byte key; {MIN_KEY_BYTES} bytes or more are needed "
-                "(raw, or as hex text)",
-            )
-        return cls(key)
+        return cls(read_key_file(path))
 
     def key_of(self, issuing_state: str, number: str) -> str:
         """Hex HMAC-SHA256 of ``"{issuing_state}:{number}"`` (both already normalised)."""
@@ -117,6 +110,24 @@ class DocumentKeyer:
 
 _IPAD = bytes(b ^ 0x36 for b in range(256))
 _OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
+def read_key_file(path: str | Path, key: str = "audit.key_file") -> bytes:
+    """The key a key file holds (see :meth:`DocumentKeyer.from_file`); ConfigError naming
+    ``key`` (the config key that named the file) when it cannot be read or is too short."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(key, f"cannot read {p}: {exc.strerror}") from None
+    secret = _decode_key(data)
+    if len(secret) < MIN_KEY_BYTES:
+        raise ConfigError(
+            key,
+            f"{p} holds a {len(secret)}-byte key; {MIN_KEY_BYTES} bytes or more are needed "
+            "(raw, or as hex text)",
+        )
+    return secret
 
 
 def _decode_key(data: bytes) -> bytes:

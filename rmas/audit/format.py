@@ -82,7 +82,7 @@ class AuditEntry:
     caller: str
     #: ``"airline"``, ``"officer"``, ``"operator"`` or ``"node"``.
     role: str
-    #: ``document``, ``manifest`` or ``paxlst``.
+    #: ``document``, ``manifest``, ``paxlst``; ``override`` and ``recheck`` (rmas.flights).
     channel: str
     check_id: str
     #: The state code as the document gave it (``D``, ``NZL``); "" when it had no valid state.

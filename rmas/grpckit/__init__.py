@@ -18,8 +18,9 @@ node read or write, and :mod:`~rmas.grpckit.errors` for google.rpc's status deta
 only the edges that must name a message type:
 
 - the servicers' thin edge: ``rmas.server.check_service`` (request and response types of the
-  check RPCs, the manifest's answer-size bound), ``rmas.server.admin_service`` (writes the
-  ``StatusResponse`` from a ``HubSnapshot``), ``rmas.remote.node`` (Describe and the lookup
+  check RPCs, the manifest's answer-size bound), ``rmas.server.flight_service`` (the flight
+  conversation's status changes, acknowledgments and overrides), ``rmas.server.admin_service``
+  (writes the ``StatusResponse`` from a ``HubSnapshot``), ``rmas.remote.node`` (Describe and the lookup
   responses), the server and node lifecycles (``rmas.server.app``, ``rmas.remote.node``: service
   registration, health's SERVING);
 - gRPC clients, which build requests and read answers on the caller's side:
@@ -27,7 +28,8 @@ only the edges that must name a message type:
   answer types it checks), ``rmas.remote.changefeed`` (its client of a node's ``WatchChanges``
   stream), ``rmas.remote.conformance`` and ``rmas.remote.conformance_changes`` (the kit that
   probes a node), ``rmas.client``, ``rmas.check_cli`` and ``rmas.cli`` (the command line's:
-  ``rmas check``, ``rmas status``, ``rmas paxlst``).
+  ``rmas check``, ``rmas status``, ``rmas paxlst``) and ``rmas.flights_cli`` (``rmas iapi watch``,
+  ``rmas override``).
 
 The console (:mod:`rmas.console`) names none: it renders the hub's snapshot and the check
 pipeline's outcome directly.

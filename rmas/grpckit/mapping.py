@@ -51,6 +51,7 @@ __all__ = [
     "card_query_from_pb",
     "card_record_from_pb",
     "card_record_to_pb",
+    "directive_to_pb",
     "document_from_pb",
     "document_to_pb",
     "paxlst_answer_to_pb",
@@ -72,6 +73,13 @@ _MATCH_TO_PB = {m: common_pb2.HolderMatch.Value(f"HOLDER_MATCH_{m.name}") for m 
 _MATCH_FROM_PB = {v: k for k, v in _MATCH_TO_PB.items()}
 _VERDICT_TO_PB = {v: check_pb2.Verdict.Value(f"VERDICT_{v.name}") for v in Verdict}
 _DIRECTIVE_TO_PB = {d: check_pb2.Directive.Value(f"DIRECTIVE_{d.name}") for d in Directive}
+
+
+def directive_to_pb(directive: Directive) -> check_pb2.Directive.ValueType:
+    """A directive's wire form."""
+    return _DIRECTIVE_TO_PB[directive]
+
+
 _OUTCOME_TO_PB = {o: check_pb2.Outcome.Value(f"OUTCOME_{o.name}") for o in Outcome}
 _CARD_TO_PB = {c: common_pb2.CardStatus.Value(f"CARD_STATUS_{c.name}") for c in CardStatus}
 _CARD_FROM_PB = {v: k for k, v in _CARD_TO_PB.items()}

@@ -26,6 +26,7 @@ the reference ambiguous; after the window the reference may be reused.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -33,24 +34,49 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
+
+import structlog
 
 from rmas.documents import DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
+from rmas.flights.model import FlightReport, LegInfo, ReportedPassenger, event_of
 from rmas.hub import CheckResult, Hub, InvalidDocument
-from rmas.iapi.cusres import ErrorHeader, PassengerAnswer, write_cusres, write_error_cusres
+from rmas.iapi.cusres import (
+    ErrorHeader,
+    PassengerAnswer,
+    read_acknowledgment,
+    write_cusres,
+    write_error_cusres,
+)
 from rmas.iapi.paxlst import Manifest, Part, Traveller, read_paxlst
-from rmas.iapi.syntax import SYNTAX_IDS, EdifactError, Group, Interchange, quote, tokenize
+from rmas.iapi.syntax import (
+    SYNTAX_IDS,
+    EdifactError,
+    Group,
+    Interchange,
+    parse_interchange,
+    quote,
+    tokenize,
+)
 from rmas.iapiconfig import IapiConfig
-from rmas.verdict import Directive
+from rmas.verdict import Directive, Verdict, most_severe
 
-__all__ = ["IapiAnswer", "IapiChannel", "PassengerResult"]
+__all__ = ["FlightHook", "IapiAnswer", "IapiChannel", "PassengerResult"]
 
-_SEVERITY = {
-    Directive.OK_TO_BOARD: 0,
-    Directive.INSUFFICIENT_DATA: 1,
-    Directive.CONTACT_AUTHORITY: 2,
-    Directive.DO_NOT_BOARD: 3,
-}
+log = structlog.get_logger("rmas.iapi")
+
+
+class FlightHook(Protocol):
+    """Where the channel reports answered flights and acknowledgments (rmas.flights)."""
+
+    async def record(self, report: FlightReport) -> None: ...
+
+    def answering(self) -> contextlib.AbstractContextManager[None]: ...
+
+    async def acknowledge(self, owner: str, change_ids: Sequence[str]) -> list[str]: ...
+
+
 #: Longest message-level error kept in an answer's ``errors``.
 MAX_ERROR = 300
 #: Estimated answer bytes per traveller (CUSRES group and PassengerDirective, without refs), per
@@ -118,6 +144,9 @@ class IapiChannel:
         self.config = config or IapiConfig()
         self._clock = clock
         self._seen: OrderedDict[tuple[str, str, str], _Seen] = OrderedDict()
+        #: The hub's open flights (``[flights]``): every answered PAXLST is reported to it, and
+        #: a CUSRES BGM+312 (an acknowledgment of a status change) is accepted. None: off.
+        self.flights: FlightHook | None = None
         #: Split flights: (caller, sender, flight key) -> {part number: (travellers, total, last)}.
         self._parts: OrderedDict[tuple[str, str, str], dict[int, tuple[int, int, bool]]] = (
             OrderedDict()
@@ -143,6 +172,7 @@ class IapiChannel:
         0) refuses a message whose answer could exceed it, ``full_results`` saying whether the
         answer carries every document's full result."""
         cfg = self.config
+        received_at = time.time()
         now = dt.datetime.now(dt.UTC)
         answer_id = _ref()
         if len(data) > cfg.max_bytes:
@@ -152,6 +182,10 @@ class IapiChannel:
         try:
             manifest = read_paxlst(data)
         except EdifactError as exc:
+            if self.flights is not None:
+                acked = await self._acknowledge(self.flights, data, caller, answer_id, now)
+                if acked is not None:
+                    return acked
             ic, header = _envelope(data)
             return self._error(ic, header, str(exc), answer_id, now)
         ic = manifest.interchange
@@ -178,17 +212,27 @@ class IapiChannel:
                 now,
             )
         resend = seen is not None and seen.digest == digest
-        answer = await self._check(manifest, deadline, answer_id, now, admit)
-        if resend and not fresh and seen is not None and _same(seen.answer, answer):
-            answer = replace(
-                answer,
-                cusres=seen.answer.cusres,
-                transaction_ref=seen.answer.transaction_ref,
-                duplicate=True,
-            )
-        answer = replace(answer, resend=resend)
-        if record is not None:
-            await record(answer)
+        flights = self.flights
+        # From the first provider answer until the flight is queued for recording, a record
+        # change must wait for this answer, or the passenger would not be found yet.
+        with flights.answering() if flights is not None else contextlib.nullcontext():
+            answer = await self._check(manifest, deadline, answer_id, now, admit)
+            if resend and not fresh and seen is not None and _same(seen.answer, answer):
+                answer = replace(
+                    answer,
+                    cusres=seen.answer.cusres,
+                    transaction_ref=seen.answer.transaction_ref,
+                    duplicate=True,
+                )
+            answer = replace(answer, resend=resend)
+            if record is not None:
+                await record(answer)
+            if flights is not None:
+                try:
+                    await flights.record(_flight_report(manifest, answer, caller, received_at))
+                except Exception as exc:  # the airline still gets its answer; say what was lost
+                    log.error("flight_not_recorded", flight=manifest.flight.number,
+                              error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
         self._remember_parts(manifest, caller)
         if not answer.duplicate:
             # Remember only what a resend is compared with: full results would keep thousands of
@@ -199,6 +243,31 @@ class IapiChannel:
             while len(self._seen) > cfg.remember:
                 self._seen.popitem(last=False)
         return answer
+
+    async def _acknowledge(
+        self, flights: FlightHook, data: bytes, caller: str, answer_id: str, now: dt.datetime
+    ) -> IapiAnswer | None:
+        """A CUSRES BGM+312 acknowledging status changes: answered with no CUSRES when every
+        change it names is the caller's, with an ERP+1 otherwise; None when ``data`` is no
+        CUSRES at all."""
+        try:
+            messages = parse_interchange(data).messages
+        except EdifactError:
+            return None  # not readable: the PAXLST's own error stands
+        if not messages or messages[0].type != "CUSRES":
+            return None
+        try:
+            ids = read_acknowledgment(data)
+        except EdifactError as exc:
+            ic, header = _envelope(data)
+            return self._error(ic, header, str(exc), answer_id, now)
+        if ids is None:
+            return None
+        problems = await flights.acknowledge(caller, ids)
+        if problems:
+            ic, header = _envelope(data)
+            return self._error(ic, header, "; ".join(problems), answer_id, now)
+        return IapiAnswer(b"", (), (), ids[0], answer_id=answer_id)
 
     def _size_refusal(self, manifest: Manifest, limit: int, full: bool) -> str:
         if not limit:
@@ -289,11 +358,7 @@ class IapiChannel:
         passengers = []
         for t in manifest.travellers:
             rs = by_traveller.get(t.position, [])
-            directive = max(
-                (r.directive for r in rs),
-                key=_SEVERITY.__getitem__,
-                default=Directive.INSUFFICIENT_DATA,
-            )
+            directive = most_severe(r.directive for r in rs)
             passengers.append(
                 PassengerResult(
                     position=t.position,
@@ -344,6 +409,46 @@ class IapiChannel:
         )
         tn = header.transaction_ref if header is not None and header.transaction_ref else answer_id
         return IapiAnswer(_encode(text, ic), (), (detail,), tn, answer_id=answer_id)
+
+
+def _flight_report(
+    manifest: Manifest, answer: IapiAnswer, caller: str, received_at: float
+) -> FlightReport:
+    """What an answered PAXLST tells the hub's open flights (rmas.flights.model)."""
+    ic = manifest.interchange
+    first = manifest.parts[0]
+    passengers = tuple(
+        ReportedPassenger(
+            booking_ref=p.booking_ref,
+            passenger_ref=p.passenger_ref,
+            crew=p.crew,
+            directive=p.directive,
+            unchecked=p.unchecked,
+            incomplete=any(r.verdict is Verdict.INCOMPLETE for r in p.results),
+            floor=(
+                Directive.INSUFFICIENT_DATA
+                if any(r.document is None for r in p.results) or not p.results
+                else None
+            ),
+            documents=tuple((r.document, r.check_id) for r in p.results if r.document),
+            check_ids=p.check_ids,
+        )
+        for p in answer.passengers
+    )
+    legs = tuple(LegInfo(leg.number, tuple(leg.places), tuple(leg.times)) for leg in first.legs)
+    return FlightReport(
+        owner=caller,
+        event=event_of(first.function),
+        carrier=manifest.flight.carrier,
+        number=manifest.flight.number,
+        departure=manifest.flight.departure_time,
+        legs=legs,
+        sender=ic.sender,
+        recipient=ic.recipient,
+        syntax=ic.syntax,
+        received_at=received_at,
+        passengers=passengers,
+    )
 
 
 def _same(a: IapiAnswer, b: IapiAnswer) -> bool:

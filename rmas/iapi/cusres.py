@@ -21,8 +21,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from rmas.flights.model import StatusChange
 from rmas.iapi.paxlst import Manifest, Part
-from rmas.iapi.syntax import DEFAULT_SEPARATORS, Interchange, parse_interchange
+from rmas.iapi.syntax import (
+    DEFAULT_SEPARATORS,
+    EdifactError,
+    Interchange,
+    parse_interchange,
+    quote,
+)
 from rmas.iapi.syntax import write_segments as _write
 from rmas.iapiconfig import CusresCodes
 from rmas.verdict import Directive
@@ -31,9 +38,11 @@ __all__ = [
     "ErrorHeader",
     "PassengerAnswer",
     "fit_text",
+    "read_acknowledgment",
     "read_cusres",
     "write_cusres",
     "write_error_cusres",
+    "write_status_change",
 ]
 
 Seg = list[str | list[str]]
@@ -324,3 +333,74 @@ def _flush(
         passengers.append(
             (cur.get("AVF", ""), cur.get("ABO", ""), cur.get("ERC", ""), cur.get("FTX", ""))
         )
+
+
+def write_status_change(
+    change: StatusChange,
+    *,
+    stamp: tuple[str, str],
+    codes: CusresCodes | None = None,
+    hub_id: str = "RMAS",
+) -> str:
+    """An unsolicited CUSRES telling the airline a passenger's new directive (``BGM+132``).
+
+    Addressed back the way the flight's PAXLST came (UNB sender and recipient swapped, its
+    syntax level, application reference ``IAPI``); the change id is the interchange control
+    reference, the message reference and ``RFF+TN`` (which the airline's ``BGM+312``
+    acknowledgment echoes). Then the flight group as the PAXLST sent its legs, and one ``ERP+2``
+    passenger group: ``RFF+AVF`` / ``RFF+ABO`` echoed, ``ERC`` and ``FTX+AAP``."""
+    c = codes or CusresCodes()
+    ref = _p(change.change_id)[:14] or "0"
+    syntax = change.syntax or "UNOA"
+    body: list[Seg] = [["BGM", "132"], ["RFF", ["TN", ref]]]
+    for leg in change.legs:
+        if leg.number:
+            body.append(["RFF", ["AF", _p(leg.number)]])
+        body += [["DTM", [q, _p(value), _p(fmt)]] for q, value, fmt in leg.times]
+        body += [["LOC", q, _p(place)] for q, place in leg.places if place]
+    code, text = c.for_directive(change.directive, unchecked=change.unchecked)
+    body.append(["ERP", "2"])
+    if change.booking_ref:
+        body.append(["RFF", ["AVF", _p(change.booking_ref)]])
+    if change.passenger_ref:
+        body.append(["RFF", ["ABO", _p(change.passenger_ref)]])
+    body += [["ERC", code], ["FTX", "AAP", "", "", fit_text(text, syntax)]]
+    segs: list[Seg] = [
+        [
+            "UNB",
+            [syntax, "4"],
+            [_p(change.recipient) or hub_id],
+            [_p(change.sender) or "UNKNOWN"],
+            list(stamp),
+            ref,
+            "",
+            "IAPI",
+        ],
+        *_message(ref, ErrorHeader(), body),
+        ["UNZ", "1", ref],
+    ]
+    return _write(segs, DEFAULT_SEPARATORS, una=True)
+
+
+def read_acknowledgment(data: bytes | str) -> list[str] | None:
+    """The status changes an airline's CUSRES ``BGM+312`` acknowledges (each message's
+    ``RFF+TN``); None when the interchange is not a CUSRES (a PAXLST, say). Raises EdifactError
+    when it is a CUSRES but not a readable acknowledgment."""
+    ic = parse_interchange(data)
+    if not ic.messages or ic.messages[0].type != "CUSRES":
+        return None
+    ids: list[str] = []
+    for msg in ic.messages:
+        if msg.type != "CUSRES":
+            raise msg.segments[0].error(f"message type {quote(msg.type)} is not CUSRES", 2, 1)
+        bgm = next((s for s in msg.segments if s.tag == "BGM"), None)
+        if bgm is None or bgm.get(1) != "312":
+            seg = bgm or msg.segments[0]
+            raise seg.error("a CUSRES sent to the hub must be an acknowledgment (BGM+312)", 1, 1)
+        tn = [s.get(1, 1) for s in msg.segments if s.tag == "RFF" and s.get(1, 0) == "TN"]
+        if not tn or not tn[0]:
+            raise bgm.error("the acknowledgment names no status change (RFF+TN)", 1, 1)
+        ids += [t for t in tn if t]
+    if not ids:
+        raise EdifactError("the acknowledgment names no status change", segment=1, tag="UNB")
+    return ids

@@ -135,6 +135,9 @@ class Part:
     travellers: list[Traveller]
     #: CNT+42 as sent (None when absent).
     declared: int | None
+    #: BGM's document identifier (element 2): "" for a new list, CP, XR, RP (passengers
+    #: changed, cancelled, party reduced), CL, CLOB, CLNB (flight closed), XF (flight cancelled).
+    function: str = ""
 
     @property
     def multipart(self) -> bool:
@@ -266,6 +269,7 @@ def _read_message(
     today: dt.date,
 ) -> Part:
     mtype = ""
+    function = ""
     party = ""
     tn = ""
     legs: list[Leg] = []
@@ -277,6 +281,7 @@ def _read_message(
         tag = seg.tag
         if tag == "BGM":
             mtype = seg.get(1)
+            function = seg.get(2, 0).strip().upper()[:8]
             if mtype not in ("745", "250", "266"):
                 warnings.append(
                     f"segment {seg.number}: BGM document code {quote(mtype)} unexpected"
@@ -374,7 +379,7 @@ def _read_message(
                     doc.issuing_state = state
         elif tag not in KNOWN_TAGS:
             warnings.append(f"segment {seg.number}: unknown segment {tag} ignored")
-    return Part(msg, mtype, party, tn, legs, own, declared)
+    return Part(msg, mtype, party, tn, legs, own, declared, function)
 
 
 def _header(seg: Segment, legs: list[Leg], tag: str) -> None:

@@ -78,6 +78,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "/rmas.v1.DocumentCheck/CheckDocument": _CHECKERS,
     "/rmas.v1.DocumentCheck/CheckManifest": _CHECKERS,
     "/rmas.v1.DocumentCheck/CheckPaxlst": _CHECKERS,
+    # Each caller watches and acknowledges its own flights' status changes only.
+    "/rmas.v1.DocumentCheck/WatchStatusChanges": _CHECKERS,
+    "/rmas.v1.DocumentCheck/AckStatusChange": _CHECKERS,
+    # A government officer's override: never an airline.
+    "/rmas.v1.DocumentCheck/OverrideDirective": frozenset({Role.OFFICER}),
     "/rmas.v1.HubAdmin/Status": frozenset({Role.OPERATOR}),
     "/rmas.v1.DocumentStatusProvider/Describe": frozenset({Role.NODE}),
     "/rmas.v1.DocumentStatusProvider/LookupBatch": frozenset({Role.NODE}),

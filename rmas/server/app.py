@@ -25,10 +25,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rmas.audit.trail import AuditTrail
+from rmas.changewatch import ChangeWatcher
 from rmas.config import HubConfig, RmasConfig, require_providers
 from rmas.console.app import WebConsole
 from rmas.errors import ConfigError, ProviderError
 from rmas.fileperm import readable_by_others
+from rmas.flights.config import FlightsConfig
+from rmas.flights.sealing import FlightKeys
+from rmas.flights.store import FlightStore
+from rmas.flights.tracker import FlightTracker
 from rmas.grpckit.auth import AccessInterceptor
 from rmas.hub import Hub, HubPolicy
 from rmas.iapi.channel import IapiChannel
@@ -39,7 +44,7 @@ from rmas.providers import Provider, start_provider
 from rmas.security.access import AccessPolicy
 from rmas.security.tls import TlsConfig
 from rmas.server.admin_service import HubAdminService
-from rmas.server.check_service import DocumentCheckService
+from rmas.server.flight_service import FlightCheckService
 from rmas.server.metrics import HubMetrics
 from rmas.server.snapshot import ReloadOutcome
 from rmas.v1 import check_pb2, check_pb2_grpc
@@ -67,6 +72,7 @@ class HubServer:
         tls: TlsConfig | None = None,
         policy: AccessPolicy | None = None,
         audit: AuditTrail | None = None,
+        flights: FlightsConfig | None = None,
     ) -> None:
         # Every listener of a hub (gRPC, metrics, console): loopback only unless [tls].
         listeners = {
@@ -113,7 +119,14 @@ class HubServer:
         #: The config this hub was built from (``from_config``): what a reload compares with.
         self.source: RmasConfig | None = None
         self.access = AccessInterceptor(self.policy)
-        self.service = DocumentCheckService(
+        #: Open flights and status changes ([flights]); None: each PAXLST is answered once.
+        self.flights = _tracker(self.hub, flights, audit)
+        self.iapi.flights = self.flights
+        if self.metrics is not None:
+            self.metrics.flights = self.flights
+        #: Watches the change-capable providers for the open flights (started with the hub).
+        self.changes: ChangeWatcher | None = None
+        self.service = FlightCheckService(
             self.hub,
             self.iapi,
             max_manifest=config.max_manifest,
@@ -122,10 +135,15 @@ class HubServer:
             metrics=self.metrics,
             max_in_flight=config.max_in_flight,
             max_message_bytes=config.max_message_bytes,
+            flights=self.flights,
         )
         #: The last reload's outcome (``note_reload``), for HubAdmin.Status; None: none yet.
         self.last_reload: ReloadOutcome | None = None
-        self.admin = HubAdminService(self.hub, reload_outcome=lambda: self.last_reload)
+        self.admin = HubAdminService(
+            self.hub,
+            reload_outcome=lambda: self.last_reload,
+            flights=self.flights.status if self.flights is not None else None,
+        )
         #: The officer and operator web console (``hub.console_listen``); None when off.
         self.console = WebConsole(self) if config.console_listen else None
         self._watcher: asyncio.Task[None] | None = None
@@ -152,7 +170,10 @@ class HubServer:
                 linger_s=a.linger_ms / 1000.0,
                 hub_id=a.hub_id or None,
             )
-        server = cls(cfg.hub, providers, cfg.iapi, tls=cfg.tls, policy=policy, audit=audit)
+        server = cls(
+            cfg.hub, providers, cfg.iapi, tls=cfg.tls, policy=policy, audit=audit,
+            flights=cfg.flights,
+        )  # fmt: skip
         server.source = cfg
         return server
 
@@ -190,6 +211,9 @@ class HubServer:
         await self.open_providers()
         if self.audit is not None:
             await self.audit.start()
+        if self.flights is not None:
+            await self.flights.start()
+            self._watch_changes()
         limit = self.config.max_message_bytes
         server = grpc.aio.server(
             # Metrics first: the outermost handler, so calls the access check refuses count too.
@@ -269,6 +293,16 @@ class HubServer:
                 log.warning("certificate_expires_soon", expires=self.tls.not_after.isoformat())
         return self.port
 
+    def _watch_changes(self) -> None:
+        """Watch the providers that report record changes, for the open flights."""
+        if self.flights is None:
+            return
+        tracker = self.flights
+        self.changes = ChangeWatcher(
+            self.hub.providers, tracker.store, tracker.on_changes, tracker.on_lost
+        )
+        self.changes.start()
+
     async def _set_health(self, serving: bool) -> None:
         status = (
             health_pb2.HealthCheckResponse.SERVING
@@ -310,7 +344,8 @@ class HubServer:
         Reloadable: providers (added, removed, changed: an unchanged provider keeps its
         connections, breaker and statistics), callers and limits, deadlines and policy, the
         manifest and in-flight limits, the airline channel's settings. Only a restart changes
-        the listening addresses, TLS material, message size limit, the audit trail and metrics.
+        the listening addresses, TLS material, message size limit, the audit trail, metrics and
+        ``[flights]``.
         """
         old = self.source
         if old is None:
@@ -324,6 +359,7 @@ class HubServer:
             "hub.log_level": (old.hub.log_level, cfg.hub.log_level),
             "tls": (old.tls, cfg.tls),
             "audit": (old.audit, cfg.audit),
+            "flights": (old.flights, cfg.flights),
         }
         for key, (before, after) in fixed.items():
             if before != after:
@@ -367,6 +403,9 @@ class HubServer:
             max_manifest=cfg.hub.max_manifest, max_in_flight=cfg.hub.max_in_flight, policy=policy
         )
         self.iapi.config = cfg.iapi
+        if self.changes is not None:  # the watcher follows the providers now configured
+            await self.changes.aclose()
+            self._watch_changes()
         self.config = cfg.hub
         self.source = cfg
         if removed:
@@ -419,6 +458,11 @@ class HubServer:
             self._watcher = None
         if self.metrics is not None:
             await self.metrics.stop()
+        if self.changes is not None:
+            await self.changes.aclose()
+            self.changes = None
+        if self.flights is not None:
+            await self.flights.aclose()
         if self.audit is not None:
             await self.audit.aclose()
         for task in list(self._closing):
@@ -433,6 +477,15 @@ class HubServer:
         self._forced = True
         if self._server is not None:
             await self._server.stop(0)
+
+
+def _tracker(
+    hub: Hub, flights: FlightsConfig | None, audit: AuditTrail | None
+) -> FlightTracker | None:
+    if flights is None:
+        return None
+    keys = FlightKeys.from_file(flights.key_file)
+    return FlightTracker(hub, FlightStore(flights.url), keys, flights, audit=audit)
 
 
 def _can_bind(host: str, port: int) -> bool:

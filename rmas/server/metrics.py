@@ -46,6 +46,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -73,6 +74,9 @@ from rmas.resilience import BreakerState
 from rmas.server.rpc_metrics import Bins, MetricsInterceptor, buckets
 from rmas.server.snapshot import take_snapshot
 from rmas.verdict import Directive, Outcome, Verdict
+
+if TYPE_CHECKING:
+    from rmas.flights.tracker import FlightTracker
 
 __all__ = ["CONTENT_TYPE", "HubMetrics"]
 
@@ -119,6 +123,8 @@ class HubMetrics:
         self.registry.register(self)
         self.port = 0
         self._runner: web.AppRunner | None = None
+        #: The hub's open flights (rmas.flights.tracker.FlightTracker), when it keeps them.
+        self.flights: FlightTracker | None = None
 
     # -- the hot path --------------------------------------------------------------------------
 
@@ -177,7 +183,34 @@ class HubMetrics:
         yield from self._collect_hub()
         if self.audit is not None:
             yield from self._collect_audit(self.audit)
+        if self.flights is not None:
+            yield from self._collect_flights(self.flights)
         yield from self._collect_grpc()
+
+    def _collect_flights(self, flights: FlightTracker) -> Iterable[Metric]:
+        """Open flights as of the tracker's last periodic pass (``[flights] recheck_s``)."""
+        open_flights, outages, pending = flights.summary
+        yield GaugeMetricFamily("rmas_flights_open", "Open flights kept.", value=open_flights)
+        yield GaugeMetricFamily(
+            "rmas_flights_incomplete",
+            "Open flights holding passengers whose check was incomplete (provider outage).",
+            value=len(outages),
+        )
+        yield GaugeMetricFamily(
+            "rmas_flights_incomplete_passengers",
+            "Passengers of open flights whose check was incomplete, checked again until not.",
+            value=sum(n for *_f, n in outages),
+        )
+        yield GaugeMetricFamily(
+            "rmas_flights_unacknowledged_changes",
+            "Status changes sent to airlines (or waiting) and not acknowledged yet.",
+            value=pending,
+        )
+        yield CounterMetricFamily(
+            "rmas_flights_status_changes",
+            "Status changes this hub enqueued since start.",
+            value=flights.enqueued,
+        )
 
     def _collect_checks(self) -> Iterable[Metric]:
         checks = CounterMetricFamily(

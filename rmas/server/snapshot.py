@@ -19,7 +19,14 @@ from rmas.hub import Hub
 from rmas.providers import record_count, snapshot_of
 from rmas.verdict import Outcome
 
-__all__ = ["HubSnapshot", "ProviderReading", "ReloadOutcome", "record_counts", "take_snapshot"]
+__all__ = [
+    "FlightsReading",
+    "HubSnapshot",
+    "ProviderReading",
+    "ReloadOutcome",
+    "record_counts",
+    "take_snapshot",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,17 @@ class ProviderReading:
 
 
 @dataclass(frozen=True, slots=True)
+class FlightsReading:
+    """The open flights (rmas.flights), when the hub keeps them: how many, those holding
+    INCOMPLETE passengers (owner, flight, departure, how many), and status changes the airlines
+    have not acknowledged yet."""
+
+    open_flights: int
+    incomplete: tuple[tuple[str, str, str, int], ...]
+    unacknowledged_changes: int
+
+
+@dataclass(frozen=True, slots=True)
 class HubSnapshot:
     version: str
     uptime_s: float
@@ -77,6 +95,7 @@ class HubSnapshot:
     in_flight: int
     providers: tuple[ProviderReading, ...] = ()
     last_reload: ReloadOutcome | None = field(default=None)
+    flights: FlightsReading | None = None
 
 
 async def record_counts(hub: Hub, timeout_s: float = 0.5) -> dict[str, int]:
@@ -94,6 +113,7 @@ def take_snapshot(
     *,
     last_reload: ReloadOutcome | None = None,
     counts: Mapping[str, int] | None = None,
+    flights: FlightsReading | None = None,
 ) -> HubSnapshot:
     """Read the hub now (no I/O: record ``counts`` are read beforehand, see
     :func:`record_counts`)."""
@@ -146,6 +166,7 @@ def take_snapshot(
         in_flight=hub.in_flight,
         providers=tuple(providers),
         last_reload=last_reload,
+        flights=flights,
     )
 
 

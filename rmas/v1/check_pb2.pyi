@@ -822,6 +822,193 @@ class CheckPaxlstResponse(_message.Message):
 Global___CheckPaxlstResponse: _TypeAlias = CheckPaxlstResponse  # noqa: Y015
 
 @_typing.final
+class WatchStatusChangesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchStatusChangesRequest: _TypeAlias = WatchStatusChangesRequest  # noqa: Y015
+
+@_typing.final
+class StatusChange(_message.Message):
+    """One passenger's new directive on one of the caller's open flights."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_ID_FIELD_NUMBER: _builtins.int
+    FLIGHT_FIELD_NUMBER: _builtins.int
+    DEPARTURE_FIELD_NUMBER: _builtins.int
+    PASSENGER_REF_FIELD_NUMBER: _builtins.int
+    BOOKING_REF_FIELD_NUMBER: _builtins.int
+    DIRECTIVE_FIELD_NUMBER: _builtins.int
+    CHECK_IDS_FIELD_NUMBER: _builtins.int
+    UNCHECKED_FIELD_NUMBER: _builtins.int
+    CUSRES_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    OVERRIDDEN_FIELD_NUMBER: _builtins.int
+    change_id: _builtins.str
+    """quote it in AckStatusChange (or RFF+TN of a BGM+312)"""
+    flight: _builtins.str
+    """as the PAXLST's TDT gave it, e.g. QF35"""
+    departure: _builtins.str
+    """ISO 8601, as the PAXLST gave it"""
+    passenger_ref: _builtins.str
+    """RFF+ABO, echoed"""
+    booking_ref: _builtins.str
+    """RFF+AVF, echoed"""
+    directive: Global___Directive.ValueType
+    unchecked: _builtins.bool
+    """OK_TO_BOARD although a document could not be checked"""
+    cusres: _builtins.bytes
+    """the same change as a CUSRES status change (BGM+132)"""
+    attempt: _builtins.int
+    """1 the first time it is sent, then 2, 3... (resends)"""
+    created_at: _builtins.str
+    """ISO 8601 UTC"""
+    overridden: _builtins.bool
+    """the directive is a government officer's override"""
+    @_builtins.property
+    def check_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        change_id: _builtins.str = ...,
+        flight: _builtins.str = ...,
+        departure: _builtins.str = ...,
+        passenger_ref: _builtins.str = ...,
+        booking_ref: _builtins.str = ...,
+        directive: Global___Directive.ValueType = ...,
+        check_ids: _abc.Iterable[_builtins.str] | None = ...,
+        unchecked: _builtins.bool = ...,
+        cusres: _builtins.bytes = ...,
+        attempt: _builtins.int = ...,
+        created_at: _builtins.str = ...,
+        overridden: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "booking_ref", b"booking_ref", "change_id", b"change_id", "check_ids", b"check_ids", "created_at", b"created_at", "cusres", b"cusres", "departure", b"departure", "directive", b"directive", "flight", b"flight", "overridden", b"overridden", "passenger_ref", b"passenger_ref", "unchecked", b"unchecked"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusChange: _TypeAlias = StatusChange  # noqa: Y015
+
+@_typing.final
+class AckStatusChangeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_ID_FIELD_NUMBER: _builtins.int
+    change_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        change_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_id", b"change_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckStatusChangeRequest: _TypeAlias = AckStatusChangeRequest  # noqa: Y015
+
+@_typing.final
+class AckStatusChangeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALREADY_FIELD_NUMBER: _builtins.int
+    already: _builtins.bool
+    """it had been acknowledged before"""
+    def __init__(
+        self,
+        *,
+        already: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["already", b"already"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AckStatusChangeResponse: _TypeAlias = AckStatusChangeResponse  # noqa: Y015
+
+@_typing.final
+class OverrideDirectiveRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPIRES_FIELD_NUMBER: _builtins.int
+    check_id: _builtins.str
+    """a check id of the passenger's answer (PAXLST or status change)"""
+    reason: _builtins.str
+    """required; recorded in the audit trail"""
+    expires: _builtins.str
+    """ISO 8601; empty: when the flight leaves"""
+    def __init__(
+        self,
+        *,
+        check_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expires: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["check_id", b"check_id", "expires", b"expires", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OverrideDirectiveRequest: _TypeAlias = OverrideDirectiveRequest  # noqa: Y015
+
+@_typing.final
+class OverrideDirectiveResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANGE_ID_FIELD_NUMBER: _builtins.int
+    FLIGHT_FIELD_NUMBER: _builtins.int
+    PASSENGER_REF_FIELD_NUMBER: _builtins.int
+    BOOKING_REF_FIELD_NUMBER: _builtins.int
+    ORIGINAL_FIELD_NUMBER: _builtins.int
+    DIRECTIVE_FIELD_NUMBER: _builtins.int
+    EXPIRES_FIELD_NUMBER: _builtins.int
+    change_id: _builtins.str
+    """the status change sent to the airline"""
+    flight: _builtins.str
+    passenger_ref: _builtins.str
+    booking_ref: _builtins.str
+    original: Global___Directive.ValueType
+    """the directive the providers' answers give (unchanged)"""
+    directive: Global___Directive.ValueType
+    """what the airline is told now"""
+    expires: _builtins.str
+    def __init__(
+        self,
+        *,
+        change_id: _builtins.str = ...,
+        flight: _builtins.str = ...,
+        passenger_ref: _builtins.str = ...,
+        booking_ref: _builtins.str = ...,
+        original: Global___Directive.ValueType = ...,
+        directive: Global___Directive.ValueType = ...,
+        expires: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["booking_ref", b"booking_ref", "change_id", b"change_id", "directive", b"directive", "expires", b"expires", "flight", b"flight", "original", b"original", "passenger_ref", b"passenger_ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OverrideDirectiveResponse: _TypeAlias = OverrideDirectiveResponse  # noqa: Y015
+
+@_typing.final
 class StatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -927,6 +1114,9 @@ class StatusResponse(_message.Message):
     LAST_RELOAD_AT_FIELD_NUMBER: _builtins.int
     LAST_RELOAD_OK_FIELD_NUMBER: _builtins.int
     LAST_RELOAD_DETAIL_FIELD_NUMBER: _builtins.int
+    OPEN_FLIGHTS_FIELD_NUMBER: _builtins.int
+    INCOMPLETE_FLIGHTS_FIELD_NUMBER: _builtins.int
+    UNACKNOWLEDGED_CHANGES_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     uptime_s: _builtins.float
     checks: _builtins.int
@@ -941,8 +1131,16 @@ class StatusResponse(_message.Message):
     """true: applied; false: refused, the running config stays"""
     last_reload_detail: _builtins.str
     """what changed, or why it was refused (the key at fault)"""
+    open_flights: _builtins.int
+    """Open flights ([flights]): how many, and those holding passengers whose check was
+    INCOMPLETE (a required provider did not answer); they are checked again until complete.
+    """
+    unacknowledged_changes: _builtins.int
+    """status changes sent or waiting, not yet acknowledged"""
     @_builtins.property
     def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___ProviderStatus]: ...
+    @_builtins.property
+    def incomplete_flights(self) -> _containers.RepeatedCompositeFieldContainer[Global___FlightOutage]: ...
     def __init__(
         self,
         *,
@@ -954,11 +1152,44 @@ class StatusResponse(_message.Message):
         last_reload_at: _builtins.str = ...,
         last_reload_ok: _builtins.bool = ...,
         last_reload_detail: _builtins.str = ...,
+        open_flights: _builtins.int = ...,
+        incomplete_flights: _abc.Iterable[Global___FlightOutage] | None = ...,
+        unacknowledged_changes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "in_flight", b"in_flight", "last_reload_at", b"last_reload_at", "last_reload_detail", b"last_reload_detail", "last_reload_ok", b"last_reload_ok", "providers", b"providers", "uptime_s", b"uptime_s", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checks", b"checks", "in_flight", b"in_flight", "incomplete_flights", b"incomplete_flights", "last_reload_at", b"last_reload_at", "last_reload_detail", b"last_reload_detail", "last_reload_ok", b"last_reload_ok", "open_flights", b"open_flights", "providers", b"providers", "unacknowledged_changes", b"unacknowledged_changes", "uptime_s", b"uptime_s", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StatusResponse: _TypeAlias = StatusResponse  # noqa: Y015
+
+@_typing.final
+class FlightOutage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_FIELD_NUMBER: _builtins.int
+    FLIGHT_FIELD_NUMBER: _builtins.int
+    DEPARTURE_FIELD_NUMBER: _builtins.int
+    INCOMPLETE_FIELD_NUMBER: _builtins.int
+    owner: _builtins.str
+    """the airline's identity"""
+    flight: _builtins.str
+    departure: _builtins.str
+    incomplete: _builtins.int
+    """passengers whose check is incomplete"""
+    def __init__(
+        self,
+        *,
+        owner: _builtins.str = ...,
+        flight: _builtins.str = ...,
+        departure: _builtins.str = ...,
+        incomplete: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["departure", b"departure", "flight", b"flight", "incomplete", b"incomplete", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlightOutage: _TypeAlias = FlightOutage  # noqa: Y015

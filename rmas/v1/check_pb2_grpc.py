@@ -49,6 +49,21 @@ class DocumentCheckStub:
                 request_serializer=rmas_dot_v1_dot_check__pb2.CheckPaxlstRequest.SerializeToString,
                 response_deserializer=rmas_dot_v1_dot_check__pb2.CheckPaxlstResponse.FromString,
                 _registered_method=True)
+        self.WatchStatusChanges = channel.unary_stream(
+                '/rmas.v1.DocumentCheck/WatchStatusChanges',
+                request_serializer=rmas_dot_v1_dot_check__pb2.WatchStatusChangesRequest.SerializeToString,
+                response_deserializer=rmas_dot_v1_dot_check__pb2.StatusChange.FromString,
+                _registered_method=True)
+        self.AckStatusChange = channel.unary_unary(
+                '/rmas.v1.DocumentCheck/AckStatusChange',
+                request_serializer=rmas_dot_v1_dot_check__pb2.AckStatusChangeRequest.SerializeToString,
+                response_deserializer=rmas_dot_v1_dot_check__pb2.AckStatusChangeResponse.FromString,
+                _registered_method=True)
+        self.OverrideDirective = channel.unary_unary(
+                '/rmas.v1.DocumentCheck/OverrideDirective',
+                request_serializer=rmas_dot_v1_dot_check__pb2.OverrideDirectiveRequest.SerializeToString,
+                response_deserializer=rmas_dot_v1_dot_check__pb2.OverrideDirectiveResponse.FromString,
+                _registered_method=True)
 
 
 class DocumentCheckServicer:
@@ -77,6 +92,34 @@ class DocumentCheckServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchStatusChanges(self, request, context):
+        """The airline's side of the flight conversation (docs/airline.md): status changes of its own
+        open flights' passengers after their first answer (a CUSRES BGM+132 each), sent until
+        acknowledged, resent with backoff, kept across hub restarts. A hub without [flights]
+        answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AckStatusChange(self, request, context):
+        """Acknowledges one status change (as a CUSRES BGM+312 through CheckPaxlst does); only the
+        caller whose flight it is may (PERMISSION_DENIED otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def OverrideDirective(self, request, context):
+        """A government officer overrides a DO_NOT_BOARD for one passenger on one flight, named by a
+        check id of its answer: the airline receives OK_TO_BOARD as a status change; the
+        provider's record is never changed; the audit trail records who, when and why. Officers
+        only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DocumentCheckServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +137,21 @@ def add_DocumentCheckServicer_to_server(servicer, server):
                     servicer.CheckPaxlst,
                     request_deserializer=rmas_dot_v1_dot_check__pb2.CheckPaxlstRequest.FromString,
                     response_serializer=rmas_dot_v1_dot_check__pb2.CheckPaxlstResponse.SerializeToString,
+            ),
+            'WatchStatusChanges': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchStatusChanges,
+                    request_deserializer=rmas_dot_v1_dot_check__pb2.WatchStatusChangesRequest.FromString,
+                    response_serializer=rmas_dot_v1_dot_check__pb2.StatusChange.SerializeToString,
+            ),
+            'AckStatusChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.AckStatusChange,
+                    request_deserializer=rmas_dot_v1_dot_check__pb2.AckStatusChangeRequest.FromString,
+                    response_serializer=rmas_dot_v1_dot_check__pb2.AckStatusChangeResponse.SerializeToString,
+            ),
+            'OverrideDirective': grpc.unary_unary_rpc_method_handler(
+                    servicer.OverrideDirective,
+                    request_deserializer=rmas_dot_v1_dot_check__pb2.OverrideDirectiveRequest.FromString,
+                    response_serializer=rmas_dot_v1_dot_check__pb2.OverrideDirectiveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +235,87 @@ class DocumentCheck:
             '/rmas.v1.DocumentCheck/CheckPaxlst',
             rmas_dot_v1_dot_check__pb2.CheckPaxlstRequest.SerializeToString,
             rmas_dot_v1_dot_check__pb2.CheckPaxlstResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchStatusChanges(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rmas.v1.DocumentCheck/WatchStatusChanges',
+            rmas_dot_v1_dot_check__pb2.WatchStatusChangesRequest.SerializeToString,
+            rmas_dot_v1_dot_check__pb2.StatusChange.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AckStatusChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmas.v1.DocumentCheck/AckStatusChange',
+            rmas_dot_v1_dot_check__pb2.AckStatusChangeRequest.SerializeToString,
+            rmas_dot_v1_dot_check__pb2.AckStatusChangeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OverrideDirective(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rmas.v1.DocumentCheck/OverrideDirective',
+            rmas_dot_v1_dot_check__pb2.OverrideDirectiveRequest.SerializeToString,
+            rmas_dot_v1_dot_check__pb2.OverrideDirectiveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,22 @@ class DocumentCheckStub:
     """A raw UN/EDIFACT PAXLST interchange (airline API/iAPI), answered with a CUSRES. A message
     that cannot be read is answered with a CUSRES carrying an ERP+1 message-level error.
     """
+    WatchStatusChanges: _grpc.UnaryStreamMultiCallable[_check_pb2.WatchStatusChangesRequest, _check_pb2.StatusChange]
+    """The airline's side of the flight conversation (docs/airline.md): status changes of its own
+    open flights' passengers after their first answer (a CUSRES BGM+132 each), sent until
+    acknowledged, resent with backoff, kept across hub restarts. A hub without [flights]
+    answers FAILED_PRECONDITION.
+    """
+    AckStatusChange: _grpc.UnaryUnaryMultiCallable[_check_pb2.AckStatusChangeRequest, _check_pb2.AckStatusChangeResponse]
+    """Acknowledges one status change (as a CUSRES BGM+312 through CheckPaxlst does); only the
+    caller whose flight it is may (PERMISSION_DENIED otherwise).
+    """
+    OverrideDirective: _grpc.UnaryUnaryMultiCallable[_check_pb2.OverrideDirectiveRequest, _check_pb2.OverrideDirectiveResponse]
+    """A government officer overrides a DO_NOT_BOARD for one passenger on one flight, named by a
+    check id of its answer: the airline receives OK_TO_BOARD as a status change; the
+    provider's record is never changed; the audit trail records who, when and why. Officers
+    only.
+    """
 
 @_typing.type_check_only
 class DocumentCheckAsyncStub(DocumentCheckStub):
@@ -59,6 +75,22 @@ class DocumentCheckAsyncStub(DocumentCheckStub):
     CheckPaxlst: _aio.UnaryUnaryMultiCallable[_check_pb2.CheckPaxlstRequest, _check_pb2.CheckPaxlstResponse]  # type: ignore[assignment]
     """A raw UN/EDIFACT PAXLST interchange (airline API/iAPI), answered with a CUSRES. A message
     that cannot be read is answered with a CUSRES carrying an ERP+1 message-level error.
+    """
+    WatchStatusChanges: _aio.UnaryStreamMultiCallable[_check_pb2.WatchStatusChangesRequest, _check_pb2.StatusChange]  # type: ignore[assignment]
+    """The airline's side of the flight conversation (docs/airline.md): status changes of its own
+    open flights' passengers after their first answer (a CUSRES BGM+132 each), sent until
+    acknowledged, resent with backoff, kept across hub restarts. A hub without [flights]
+    answers FAILED_PRECONDITION.
+    """
+    AckStatusChange: _aio.UnaryUnaryMultiCallable[_check_pb2.AckStatusChangeRequest, _check_pb2.AckStatusChangeResponse]  # type: ignore[assignment]
+    """Acknowledges one status change (as a CUSRES BGM+312 through CheckPaxlst does); only the
+    caller whose flight it is may (PERMISSION_DENIED otherwise).
+    """
+    OverrideDirective: _aio.UnaryUnaryMultiCallable[_check_pb2.OverrideDirectiveRequest, _check_pb2.OverrideDirectiveResponse]  # type: ignore[assignment]
+    """A government officer overrides a DO_NOT_BOARD for one passenger on one flight, named by a
+    check id of its answer: the airline receives OK_TO_BOARD as a status change; the
+    provider's record is never changed; the audit trail records who, when and why. Officers
+    only.
     """
 
 class DocumentCheckServicer(metaclass=_abc_1.ABCMeta):
@@ -88,6 +120,40 @@ class DocumentCheckServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_check_pb2.CheckPaxlstResponse, _abc.Awaitable[_check_pb2.CheckPaxlstResponse]]:
         """A raw UN/EDIFACT PAXLST interchange (airline API/iAPI), answered with a CUSRES. A message
         that cannot be read is answered with a CUSRES carrying an ERP+1 message-level error.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchStatusChanges(
+        self,
+        request: _check_pb2.WatchStatusChangesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_check_pb2.StatusChange], _abc.AsyncIterator[_check_pb2.StatusChange]]:
+        """The airline's side of the flight conversation (docs/airline.md): status changes of its own
+        open flights' passengers after their first answer (a CUSRES BGM+132 each), sent until
+        acknowledged, resent with backoff, kept across hub restarts. A hub without [flights]
+        answers FAILED_PRECONDITION.
+        """
+
+    @_abc_1.abstractmethod
+    def AckStatusChange(
+        self,
+        request: _check_pb2.AckStatusChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_check_pb2.AckStatusChangeResponse, _abc.Awaitable[_check_pb2.AckStatusChangeResponse]]:
+        """Acknowledges one status change (as a CUSRES BGM+312 through CheckPaxlst does); only the
+        caller whose flight it is may (PERMISSION_DENIED otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def OverrideDirective(
+        self,
+        request: _check_pb2.OverrideDirectiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_check_pb2.OverrideDirectiveResponse, _abc.Awaitable[_check_pb2.OverrideDirectiveResponse]]:
+        """A government officer overrides a DO_NOT_BOARD for one passenger on one flight, named by a
+        check id of its answer: the airline receives OK_TO_BOARD as a status change; the
+        provider's record is never changed; the audit trail records who, when and why. Officers
+        only.
         """
 
 def add_DocumentCheckServicer_to_server(servicer: DocumentCheckServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
