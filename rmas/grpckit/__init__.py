@@ -17,11 +17,11 @@ Where ``*_pb2`` messages are used (tests/test_imports.py keeps the list): the to
 node read or write, and :mod:`~rmas.grpckit.errors` for google.rpc's status details. Besides,
 only the edges that must name a message type:
 
-- the servicers' thin edge: ``rmas.server.check_service`` (request and response types of the
-  check RPCs, the manifest's answer-size bound), ``rmas.server.flight_service`` (the flight
-  conversation's status changes, acknowledgments and overrides), ``rmas.server.admin_service``
-  (writes the ``StatusResponse`` from a ``HubSnapshot``), ``rmas.remote.node`` (Describe and the
-  lookup responses), the server and node lifecycles (``rmas.server.app``, ``rmas.remote.node``: service
+- the servicers' thin edge: ``rmas.server.check_service`` (request and response types of the check
+  RPCs, the manifest's answer-size bound), ``rmas.server.flight_service`` (the flight conversation's
+  status changes, acknowledgments and overrides), ``rmas.server.admin_service`` (writes the
+  ``StatusResponse`` from a ``HubSnapshot``), ``rmas.remote.node`` (Describe and the lookup
+  responses), the server and node lifecycles (``rmas.server.app``, ``rmas.remote.node``: service
   registration, health's SERVING);
 - gRPC clients, which build requests and read answers on the caller's side:
   ``rmas.remote.client`` (the hub's client of a node: its stub, the Describe it keeps, the
