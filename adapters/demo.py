@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import fcntl
 import importlib
 import json
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -150,6 +152,7 @@ async def _demo(
     from adapters.sqlstore.cards import import_cards
     from adapters.sqlstore.importer import import_csv
     from rmas.config import HubConfig
+    from rmas.flights.config import FlightsConfig
     from rmas.plugins import build_providers
     from rmas.providers import ProviderConfig, Scope
     from rmas.server.app import HubServer
@@ -158,6 +161,8 @@ async def _demo(
     print("Building demo stores from fixtures/records ...")
     for i, (state, csv_name, registry, contact) in enumerate(ECONOMIES):
         db = workdir / f"{state.lower()}.db"
+        for stale in (db, db.with_name(f"{db.name}-wal"), db.with_name(f"{db.name}-shm")):
+            stale.unlink(missing_ok=True)  # a fresh store each run: feeds apply again
         url = f"sqlite+aiosqlite:///{db}"
         report = await import_csv(url, FIXTURES / "records" / csv_name, replace=True)
         print(f"  {state}: {report.loaded} records ({registry} registry) -> {db}")
@@ -209,8 +214,20 @@ async def _demo(
             economy="NZL",
         )
         hub_tls, policy, audit = _security(workdir, tls)
+        # Open flights kept (the flight as a conversation): a fresh flight store each run.
+        (workdir / "flights.db").unlink(missing_ok=True)
+        flights = FlightsConfig(
+            url=f"sqlite+aiosqlite:///{workdir / 'flights.db'}",
+            key_file=workdir / "audit.key",
+            resend_initial_s=10.0,
+        )
         server = HubServer(
-            hub_cfg, build_providers(configs), tls=hub_tls, policy=policy, audit=audit
+            hub_cfg,
+            build_providers(configs),
+            tls=hub_tls,
+            policy=policy,
+            audit=audit,
+            flights=flights,
         )
         port = await server.start()
         stack.push_async_callback(server.stop, 1.0)
@@ -242,6 +259,7 @@ async def _demo(
                 airline=airline,
                 audit=workdir / "audit.db",
                 key=workdir / "audit.key",
+                nzl=workdir / "nzl.db",
             )
         )
         if exit_after:
@@ -326,7 +344,7 @@ async def _sample_paxlst(channel: Any) -> None:
     """An airline's PAXLST for four passengers, and the CUSRES the hub answers with."""
     from rmas.v1 import check_pb2, check_pb2_grpc
 
-    data = (FIXTURES / "paxlst" / "four_passengers.edi").read_bytes()
+    data = _departing_tomorrow((FIXTURES / "paxlst" / "four_passengers.edi").read_bytes())
     resp = await check_pb2_grpc.DocumentCheckStub(channel).CheckPaxlst(
         check_pb2.CheckPaxlstRequest(message=data), timeout=5
     )
@@ -337,6 +355,13 @@ async def _sample_paxlst(channel: Any) -> None:
         print(f"  passenger {abo}: ERC+{erc}  {text}")
 
 
+def _departing_tomorrow(paxlst: bytes) -> bytes:
+    """The fixture's flight moved to tomorrow (same times), so the hub keeps it open while the
+    demo runs (a departed flight is purged ``[flights] purge_after_h`` after departure)."""
+    day = (dt.date.today() + dt.timedelta(days=1)).strftime("%y%m%d").encode()
+    return re.sub(rb"DTM\+(189|232):\d{6}", rb"DTM+\1:" + day, paxlst)
+
+
 _HOW_TO = """
 Try your own (in another terminal):
   .venv/bin/rmas check --hub {target}{flags} --state NZL --number LA000001
@@ -344,6 +369,11 @@ Try your own (in another terminal):
   .venv/bin/rmas check --hub {target}{flags} --state AUS --number PA0000001 --surname SMITH
   .venv/bin/rmas check --hub {target}{flags} --state AUS --number PA0000101 --abtc AU0000101
   .venv/bin/rmas iapi --hub {target}{airline} fixtures/paxlst/release_obrien.edi
+The flight stays open (docs/airline.md): subscribe as the airline, then report passenger P3's
+passport (NZL LA900001, OK TO BOARD above) stolen in New Zealand's store from another terminal;
+the airline receives a status change (CUSRES BGM+132, 1Z) within a second or so:
+  .venv/bin/rmas iapi watch --hub {target}{airline} --json
+  .venv/bin/rmas store apply --url sqlite+aiosqlite:///{nzl} fixtures/flights/demo_stolen.jsonl
 Documents to try are listed in fixtures/records/README.md. Every check is in the audit trail:
   .venv/bin/rmas audit verify --url sqlite+aiosqlite:///{audit}
   .venv/bin/rmas audit find --url sqlite+aiosqlite:///{audit} --key-file {key} \\

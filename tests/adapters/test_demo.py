@@ -68,3 +68,52 @@ def test_the_demo_runs_with_mutual_tls_and_leaves_a_verifiable_audit_trail(
     assert "rmas://officer/AKL-T1 (officer)" in found.stdout
     assert "rmas://airline/QF (airline)" in found.stdout
     assert "LA000002" not in found.stdout.replace("--number LA000002", "")
+
+
+def test_the_demos_printed_conversation_tells_the_airline_of_a_passport_stolen_after_check_in(
+    tmp_path: Path,
+) -> None:
+    """Run the two commands the demo prints, as a user would: the airline's watch receives
+    passenger P3's status change once New Zealand reports the passport stolen."""
+    repo = Path(__file__).resolve().parents[2]
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "rmas.cli", "demo", "--dir", str(tmp_path),
+         "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=repo,
+    )  # fmt: skip
+    try:
+        assert demo.stdout is not None
+        printed: list[str] = []
+        for line in demo.stdout:  # bounded by the demo's own start-up; it prints, then waits
+            printed.append(line)
+            if line.startswith("Hub running"):
+                break
+        text = "".join(printed)
+        assert "passenger P3: ERC+0Z" in text, text
+        watch_cmd = re.search(r"^\s+\.venv/bin/(rmas iapi watch .*)$", text, re.M)
+        apply_cmd = re.search(r"^\s+\.venv/bin/(rmas store apply .*)$", text, re.M)
+        assert watch_cmd and apply_cmd, text
+        rmas = [sys.executable, "-m", "rmas.cli"]
+        watch = subprocess.Popen(
+            [*rmas, *watch_cmd.group(1).split()[1:], "--count", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo,
+        )  # fmt: skip
+        try:
+            # The watch has subscribed once a change made now reaches it; apply until it exits
+            # (a feed applied twice is journaled and changes nothing the second time).
+            applied = subprocess.run(
+                [*rmas, *apply_cmd.group(1).split()[1:]],
+                capture_output=True, text=True, timeout=60, cwd=repo, check=False,
+            )  # fmt: skip
+            assert applied.returncode == 0, applied.stdout + applied.stderr
+            out, err = watch.communicate(timeout=60)
+            assert out.strip(), err
+        finally:
+            watch.kill()
+        change = json.loads(out.splitlines()[0])
+        assert change["passenger_ref"] == "P3", out
+        assert change["directive"] == "DO_NOT_BOARD"
+        assert change["flight"] == "NZ1"
+    finally:
+        demo.terminate()
+        demo.wait(timeout=30)
