@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -122,7 +122,7 @@ class _Pending:
     query: DocumentQuery
     reading: MrzReading | None = None
     #: Positions in the fan-out batch of this document's OCR candidates, with their numbers.
-    candidates: list[tuple[int, str]] = field(default_factory=list)
+    candidates: Sequence[tuple[int, str]] = ()
 
 
 class Hub:
@@ -191,7 +191,10 @@ class Hub:
         pending: list[_Pending] = []
         batch: list[DocumentQuery] = []
         for i, item in enumerate(items):
-            if isinstance(item, InvalidDocument):
+            if type(item) is DocumentQuery:  # the usual case first
+                pending.append(_Pending(i, item))
+                batch.append(item)
+            elif isinstance(item, InvalidDocument):
                 d = merge((), data_valid=False)
                 results[i] = CheckResult(
                     check_id=new_check_id(),
@@ -201,11 +204,11 @@ class Hub:
                     problems=item.violations,
                 )
             elif isinstance(item, ScannedDocument):
-                p = _Pending(i, item.query, item.reading)
-                pending.append(p)
+                candidates: list[tuple[int, str]] = []
+                pending.append(_Pending(i, item.query, item.reading, candidates))
                 batch.append(item.query)
                 for number in item.reading.candidate_numbers():
-                    p.candidates.append((len(batch), number))
+                    candidates.append((len(batch), number))
                     batch.append(replace(item.query, number=number))
             else:
                 pending.append(_Pending(i, item))
