@@ -280,7 +280,7 @@ async def _profiled(work: Callable[[], Awaitable[object]], times: int) -> None:
     for _ in range(times):
         await work()
     prof.disable()
-    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    pstats.Stats(prof).sort_stats("tottime" if "--cumulative" not in sys.argv else "cumulative").print_stats(25)
 
 
 SECTIONS = {

@@ -22,6 +22,7 @@ from rmas.abtc import CardQuery, CardResult, judge_card
 from rmas.documents import DocumentQuery
 from rmas.errors import FieldViolation, ValidationError
 from rmas.fanout import FanOut, Router
+from rmas.frozen import fast_init
 from rmas.mrz import MrzReading
 from rmas.providers import Provider
 from rmas.verdict import Decision, Directive, IncompletePolicy, SourceAnswer, Verdict, merge
@@ -94,6 +95,7 @@ class ScannedDocument:
 Item = DocumentQuery | InvalidDocument | ScannedDocument
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """One document's verdict, with everything an officer may see (edges filter for others)."""
@@ -287,7 +289,7 @@ class Hub:
                     + (f" (number {sug.document_number} also checked)"
                        if sug.document_number != query.number else "")
                 )  # fmt: skip
-        return _new_result(
+        return CheckResult(
             new_check_id(),
             query.ref,
             d.verdict,
@@ -300,47 +302,3 @@ class Hub:
             reading,
             consulted,
         )
-
-
-# CheckResult's frozen ``__init__`` sets each of its 12 fields with ``object.__setattr__`` (1.7
-# µs a result); setting the slots through their descriptors builds the same object in 0.8 µs. For
-# the hub's own results only; anything else builds them with the constructor.
-_SLOTS = (
-    "check_id", "ref", "verdict", "directive", "unchecked", "sources", "problems", "warnings",
-    "document", "mrz", "issuer_consulted", "abtc",
-)  # fmt: skip
-assert CheckResult.__slots__ == _SLOTS, "CheckResult's fields changed: update _new_result"
-_object_new = object.__new__
-(_check_id, _ref, _verdict, _directive, _unchecked, _sources, _problems, _warnings, _document,
- _mrz, _consulted, _abtc) = (getattr(CheckResult, f).__set__ for f in _SLOTS)  # fmt: skip
-
-
-def _new_result(  # noqa: PLR0917 - one argument per field, positional for speed
-    check_id: str,
-    ref: str,
-    verdict: Verdict,
-    directive: Directive,
-    unchecked: bool,
-    sources: tuple[SourceAnswer, ...],
-    problems: tuple[FieldViolation, ...],
-    warnings: tuple[str, ...],
-    document: DocumentQuery,
-    mrz: MrzReading | None,
-    consulted: bool,
-) -> CheckResult:
-    """``CheckResult(...)`` with every field given (``abtc`` None), equal to what the
-    constructor builds (tests/test_hub.py compares them)."""
-    r: CheckResult = _object_new(CheckResult)
-    _check_id(r, check_id)
-    _ref(r, ref)
-    _verdict(r, verdict)
-    _directive(r, directive)
-    _unchecked(r, unchecked)
-    _sources(r, sources)
-    _problems(r, problems)
-    _warnings(r, warnings)
-    _document(r, document)
-    _mrz(r, mrz)
-    _consulted(r, consulted)
-    _abtc(r, None)
-    return r

@@ -3,29 +3,12 @@ builds them (issue 20's per-document savings must not change a verdict)."""
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as dt
 import time
 
 from rmas.documents import DocumentQuery
-from rmas.hub import CheckResult, Hub, _new_result
+from rmas.hub import Hub
 from rmas.testing import FakeProvider
 from rmas.verdict import Directive, Record, RecordStatus, SourceAnswer, Verdict, merge
-
-
-def test_the_fast_result_is_the_constructors_result() -> None:
-    q = DocumentQuery("NZL", "LA000001", expiry_date=dt.date(2030, 1, 1), ref="7")
-    args = ("id1", "7", Verdict.ALERT, Directive.DO_NOT_BOARD, True, (), (), ("w",), q, None, True)
-    fast = _new_result(*args)
-    built = CheckResult(
-        check_id="id1", ref="7", verdict=Verdict.ALERT, directive=Directive.DO_NOT_BOARD,
-        unchecked=True, sources=(), problems=(), warnings=("w",), document=q, mrz=None,
-        issuer_consulted=True, abtc=None,
-    )  # fmt: skip
-    assert fast == built
-    for f in dataclasses.fields(CheckResult):
-        assert getattr(fast, f.name) == getattr(built, f.name), f.name
-    assert dataclasses.replace(fast, abtc=None) == built
 
 
 async def test_documents_sharing_answers_get_each_their_own_merge() -> None:
