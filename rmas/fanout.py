@@ -216,10 +216,28 @@ class FanOut:
         try:
             if remaining <= 0:
                 raise TimeoutError
-            async with asyncio.timeout(remaining):
+            # The deadline as one timer that cancels this task (what ``asyncio.timeout`` does, 1.5
+            # µs of CPU a call under uvloop against its 4): on expiry, the cancellation this timer
+            # caused, and only that one, becomes a TimeoutError.
+            task = asyncio.current_task()
+            assert task is not None
+            cancelling = task.cancelling()
+            expiry = _Expiry(task)
+            timer = asyncio.get_running_loop().call_later(remaining, expiry)
+            try:
                 records = await _lookup_split(
                     job.provider, batch, own_deadline, info.max_batch, lookup
                 )
+            except asyncio.CancelledError:
+                if expiry.fired:
+                    expiry.fired = False  # its cancellation taken back here, once
+                    if task.uncancel() <= cancelling:
+                        raise TimeoutError from None
+                raise
+            finally:
+                timer.cancel()
+                if expiry.fired:  # fired, but the call ended another way: taken back too
+                    task.uncancel()
             if len(records) != len(batch):
                 raise _BadAnswer(f"{len(records)} records for {len(batch)} documents")
         except (TimeoutError, ProviderTimeout) as exc:
@@ -262,6 +280,20 @@ class FanOut:
 
 class _BadAnswer(Exception):
     pass
+
+
+class _Expiry:
+    """A provider call's deadline timer: cancels the calling task once, and says it did."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
 
 
 def _collect(
