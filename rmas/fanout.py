@@ -225,9 +225,12 @@ class FanOut:
             expiry = _Expiry(task)
             timer = asyncio.get_running_loop().call_later(remaining, expiry)
             try:
-                records = await _lookup_split(
-                    job.provider, batch, own_deadline, info.max_batch, lookup
-                )
+                if info.max_batch <= 0 or len(batch) <= info.max_batch:  # no split: no frame
+                    records = await lookup(job.provider, batch, own_deadline)
+                else:
+                    records = await _lookup_split(
+                        job.provider, batch, own_deadline, info.max_batch, lookup
+                    )
             except asyncio.CancelledError:
                 if expiry.fired:
                     expiry.fired = False  # its cancellation taken back here, once
@@ -355,8 +358,7 @@ _LOOKUP_CARDS: _Lookup = _lookup_cards
 async def _lookup_split(
     provider: Any, batch: list[Any], deadline: float, max_batch: int, lookup: _Lookup
 ) -> list[Any]:
-    if max_batch <= 0 or len(batch) <= max_batch:
-        return await lookup(provider, batch, deadline)
+    """``lookup`` of ``batch`` in chunks of ``max_batch`` at once (a batch over the limit)."""
     # A TaskGroup, not gather: when one chunk fails, its siblings are cancelled, not orphaned.
     try:
         async with asyncio.TaskGroup() as tg:
