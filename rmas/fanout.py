@@ -15,7 +15,7 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 import structlog
@@ -314,18 +314,20 @@ def _collect(
     for pos, i in enumerate(job.indices):
         record = records[pos] if records is not None else None
         made = shared.get(id(record))
-        if made is None:
+        if made is None:  # positional (0.6 µs against 0.85 by keywords): see _ANSWER_FIELDS
             made = shared[id(record)] = answer(
-                provider_id=info.id,
-                outcome=outcome,
-                required=required,
-                issuer=job.issuer,
-                latency_ms=latency_ms,
-                record=record,
-                contact=info.contact,
-                error=error,
+                info.id, outcome, required, job.issuer, latency_ms, record, info.contact, error
             )
         answers[i].append(made)
+
+
+#: The leading fields of both answer types, in the order ``_collect`` passes them.
+_ANSWER_FIELDS = (
+    "provider_id", "outcome", "required", "issuer", "latency_ms", "record", "contact", "error",
+)  # fmt: skip
+for _cls in (SourceAnswer, CardAnswer):
+    if tuple(f.name for f in fields(_cls))[: len(_ANSWER_FIELDS)] != _ANSWER_FIELDS:
+        raise TypeError(f"{_cls.__name__}'s fields changed: update rmas.fanout._collect")
 
 
 def _describe(exc: BaseException) -> str:
