@@ -14,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass
 
 from rmas.errors import FieldViolation, ValidationError
+from rmas.frozen import fast_init
 from rmas.states import canonical_economy, to_alpha3
 from rmas.verdict import HolderMatch
 
@@ -234,6 +235,7 @@ def parse_date(raw: str) -> dt.date | None:
     return dt.date.fromisoformat(s)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Holder:
     """Holder data carried by a query or a registry record (names already normalised)."""
@@ -275,6 +277,7 @@ def match_holder(asked: Holder, known: Holder) -> HolderMatch:
     return HolderMatch.MATCH if compared else HolderMatch.NOT_CHECKED
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class DocumentQuery:
     """One document to check, normalised and validated.

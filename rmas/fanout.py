@@ -15,7 +15,7 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 import structlog
@@ -216,10 +216,31 @@ class FanOut:
         try:
             if remaining <= 0:
                 raise TimeoutError
-            async with asyncio.timeout(remaining):
-                records = await _lookup_split(
-                    job.provider, batch, own_deadline, info.max_batch, lookup
-                )
+            # The deadline as one timer that cancels this task (what ``asyncio.timeout`` does, 1.5
+            # µs of CPU a call under uvloop against its 4): on expiry, the cancellation this timer
+            # caused, and only that one, becomes a TimeoutError.
+            task = asyncio.current_task()
+            assert task is not None
+            cancelling = task.cancelling()
+            expiry = _Expiry(task)
+            timer = asyncio.get_running_loop().call_later(remaining, expiry)
+            try:
+                if info.max_batch <= 0 or len(batch) <= info.max_batch:  # no split: no frame
+                    records = await lookup(job.provider, batch, own_deadline)
+                else:
+                    records = await _lookup_split(
+                        job.provider, batch, own_deadline, info.max_batch, lookup
+                    )
+            except asyncio.CancelledError:
+                if expiry.fired:
+                    expiry.fired = False  # its cancellation taken back here, once
+                    if task.uncancel() <= cancelling:
+                        raise TimeoutError from None
+                raise
+            finally:
+                timer.cancel()
+                if expiry.fired:  # fired, but the call ended another way: taken back too
+                    task.uncancel()
             if len(records) != len(batch):
                 raise _BadAnswer(f"{len(records)} records for {len(batch)} documents")
         except (TimeoutError, ProviderTimeout) as exc:
@@ -264,6 +285,20 @@ class _BadAnswer(Exception):
     pass
 
 
+class _Expiry:
+    """A provider call's deadline timer: cancels the calling task once, and says it did."""
+
+    __slots__ = ("fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.fired = False
+
+    def __call__(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+
 def _collect(
     job: _Job,
     result: tuple[Outcome, list[Any] | None, float, str],
@@ -279,18 +314,20 @@ def _collect(
     for pos, i in enumerate(job.indices):
         record = records[pos] if records is not None else None
         made = shared.get(id(record))
-        if made is None:
+        if made is None:  # positional (0.6 µs against 0.85 by keywords): see _ANSWER_FIELDS
             made = shared[id(record)] = answer(
-                provider_id=info.id,
-                outcome=outcome,
-                required=required,
-                issuer=job.issuer,
-                latency_ms=latency_ms,
-                record=record,
-                contact=info.contact,
-                error=error,
+                info.id, outcome, required, job.issuer, latency_ms, record, info.contact, error
             )
         answers[i].append(made)
+
+
+#: The leading fields of both answer types, in the order ``_collect`` passes them.
+_ANSWER_FIELDS = (
+    "provider_id", "outcome", "required", "issuer", "latency_ms", "record", "contact", "error",
+)  # fmt: skip
+for _cls in (SourceAnswer, CardAnswer):
+    if tuple(f.name for f in fields(_cls))[: len(_ANSWER_FIELDS)] != _ANSWER_FIELDS:
+        raise TypeError(f"{_cls.__name__}'s fields changed: update rmas.fanout._collect")
 
 
 def _describe(exc: BaseException) -> str:
@@ -323,8 +360,7 @@ _LOOKUP_CARDS: _Lookup = _lookup_cards
 async def _lookup_split(
     provider: Any, batch: list[Any], deadline: float, max_batch: int, lookup: _Lookup
 ) -> list[Any]:
-    if max_batch <= 0 or len(batch) <= max_batch:
-        return await lookup(provider, batch, deadline)
+    """``lookup`` of ``batch`` in chunks of ``max_batch`` at once (a batch over the limit)."""
     # A TaskGroup, not gather: when one chunk fails, its siblings are cancelled, not orphaned.
     try:
         async with asyncio.TaskGroup() as tg:

@@ -14,7 +14,7 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -22,9 +22,10 @@ from rmas.abtc import CardQuery, CardResult, judge_card
 from rmas.documents import DocumentQuery
 from rmas.errors import FieldViolation, ValidationError
 from rmas.fanout import FanOut, Router
+from rmas.frozen import fast_init
 from rmas.mrz import MrzReading
 from rmas.providers import Provider
-from rmas.verdict import Directive, IncompletePolicy, SourceAnswer, Verdict, merge
+from rmas.verdict import Decision, Directive, IncompletePolicy, SourceAnswer, Verdict, merge
 
 __all__ = [
     "MAX_REF_LENGTH",
@@ -94,6 +95,7 @@ class ScannedDocument:
 Item = DocumentQuery | InvalidDocument | ScannedDocument
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """One document's verdict, with everything an officer may see (edges filter for others)."""
@@ -122,7 +124,7 @@ class _Pending:
     query: DocumentQuery
     reading: MrzReading | None = None
     #: Positions in the fan-out batch of this document's OCR candidates, with their numbers.
-    candidates: list[tuple[int, str]] = field(default_factory=list)
+    candidates: Sequence[tuple[int, str]] = ()
 
 
 class Hub:
@@ -191,7 +193,10 @@ class Hub:
         pending: list[_Pending] = []
         batch: list[DocumentQuery] = []
         for i, item in enumerate(items):
-            if isinstance(item, InvalidDocument):
+            if type(item) is DocumentQuery:  # the usual case first
+                pending.append(_Pending(i, item))
+                batch.append(item)
+            elif isinstance(item, InvalidDocument):
                 d = merge((), data_valid=False)
                 results[i] = CheckResult(
                     check_id=new_check_id(),
@@ -201,11 +206,11 @@ class Hub:
                     problems=item.violations,
                 )
             elif isinstance(item, ScannedDocument):
-                p = _Pending(i, item.query, item.reading)
-                pending.append(p)
+                candidates: list[tuple[int, str]] = []
+                pending.append(_Pending(i, item.query, item.reading, candidates))
                 batch.append(item.query)
                 for number in item.reading.candidate_numbers():
-                    p.candidates.append((len(batch), number))
+                    candidates.append((len(batch), number))
                     batch.append(replace(item.query, number=number))
             else:
                 pending.append(_Pending(i, item))
@@ -219,30 +224,52 @@ class Hub:
                 self.in_flight -= len(pending)
             policy = self.policy.on_incomplete
             today: dt.date | None = None  # read once per call, and only when needed
+            # Documents answered by the same SourceAnswer objects (the fan-out shares them: every
+            # "no record", every failed call) get the same decision: merged once per distinct
+            # answer set in this call, keyed by the answers' identities (they are alive in
+            # ``answers`` until the loop ends). Still the one rule: rmas.verdict.merge.
+            shared: dict[tuple[int, ...], tuple[Decision, bool, tuple[SourceAnswer, ...]]] = {}
             at = 0
             for p in pending:
                 if today is None and p.query.expiry_date is not None:
                     today = dt.date.today()
                 sources = answers[at]
                 at += 1
+                if p.reading is None:
+                    key = tuple(map(id, sources))
+                    joined = shared.get(key)
+                    if joined is None:
+                        joined = shared[key] = (
+                            merge(sources, policy),
+                            any(a.issuer for a in sources),
+                            tuple(sources),
+                        )
+                    results[p.index] = self._result(p.query, None, *joined, today)
+                    continue
                 for pos, number in p.candidates:
                     sources = [*sources, *(replace(a, queried_number=number) for a in answers[pos])]
                     at += 1
-                results[p.index] = self._result(p, sources, policy, today)
+                suspect = not p.reading.check_digits_ok
+                results[p.index] = self._result(
+                    p.query,
+                    p.reading,
+                    merge(sources, policy, data_suspect=suspect),
+                    any(a.issuer for a in sources),
+                    tuple(sources),
+                    today,
+                )
         return [r for r in results if r is not None]
 
-    def _result(
-        self,
-        p: _Pending,
-        sources: list[SourceAnswer],
-        policy: IncompletePolicy,
+    @staticmethod
+    def _result(  # noqa: PLR0917 - private, positional for speed (once per document)
+        query: DocumentQuery,
+        reading: MrzReading | None,
+        d: Decision,
+        consulted: bool,
+        sources: tuple[SourceAnswer, ...],
         today: dt.date | None,
     ) -> CheckResult:
-        query, reading = p.query, p.reading
-        suspect = reading is not None and not reading.check_digits_ok
-        d = merge(sources, policy, data_suspect=suspect)
         warnings: list[str] = []
-        consulted = any(a.issuer for a in sources)
         if not sources:
             warnings.append(f"no provider answers for documents of {query.issuing_state}")
         elif not consulted:
@@ -263,15 +290,15 @@ class Hub:
                        if sug.document_number != query.number else "")
                 )  # fmt: skip
         return CheckResult(
-            check_id=new_check_id(),
-            ref=query.ref,
-            verdict=d.verdict,
-            directive=d.directive,
-            unchecked=d.unchecked,
-            sources=tuple(sources),
-            problems=problems,
-            warnings=tuple(warnings),
-            document=query,
-            mrz=reading,
-            issuer_consulted=consulted,
+            new_check_id(),
+            query.ref,
+            d.verdict,
+            d.directive,
+            d.unchecked,
+            sources,
+            problems,
+            tuple(warnings) if warnings else (),
+            query,
+            reading,
+            consulted,
         )

@@ -179,9 +179,12 @@ class Guard:
             except BaseException:
                 self.breaker.release()
                 raise
-        if not self.bulkhead.try_acquire():
-            self.breaker.release()
-            raise ProviderUnavailable(f"{self.name}: {self.bulkhead.limit} calls in flight")
+        bulkhead = self.bulkhead  # (Bulkhead.try_acquire and release inlined, as above)
+        if bulkhead.limit and bulkhead.in_flight >= bulkhead.limit:
+            bulkhead.rejected += 1
+            breaker.release()
+            raise ProviderUnavailable(f"{self.name}: {bulkhead.limit} calls in flight")
+        bulkhead.in_flight += 1
         budget = deadline - self.clock()
         try:
             result = await call(queries, deadline)
@@ -189,16 +192,16 @@ class Guard:
             # No answer in time. A provider that had a fair budget failed; a call the caller's
             # own short deadline cut off says nothing about it (but frees a half-open probe).
             if budget >= self.min_budget_s:
-                self.breaker.failure()
+                breaker.failure()
             else:
-                self.breaker.release()
+                breaker.release()
             raise
         except BaseException:
             # Anything else, an answer that could not be read included, is the provider's failure.
-            self.breaker.failure()
+            breaker.failure()
             raise
         finally:
-            self.bulkhead.release()
+            bulkhead.in_flight -= 1
         if breaker.consecutive or breaker.state is not BreakerState.CLOSED:
             breaker.success()
         return result

@@ -331,6 +331,8 @@ def to_alpha3(code: str) -> str | None:
     Germany's alpha-2 ``DE`` becomes ``DEU``; the ICAO ``D`` stays ``D``: both name Germany and both
     are valid on documents, so routing treats them as one economy (see ``canonical_economy``).
     """
+    if code in STATE_NAMES:  # already a code as written (the usual case): nothing to clean
+        return code
     c = code.strip().upper().replace("<", "")
     if c in STATE_NAMES:
         return c

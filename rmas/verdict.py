@@ -24,6 +24,8 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rmas.frozen import fast_init
+
 __all__ = [
     "ALERTING",
     "DIRECTIVE_SEVERITY",
@@ -120,6 +122,7 @@ class IncompletePolicy(enum.StrEnum):
     BOARD = "board"  # fail-open: OK_TO_BOARD, flagged unchecked
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Record:
     """A provider's answer for one document (what a store or service knows)."""
@@ -138,6 +141,7 @@ class Record:
 NO_RECORD = Record(RecordStatus.NO_RECORD)
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class SourceAnswer:
     """One provider's contribution to one document's verdict."""

@@ -116,3 +116,50 @@ async def test_cancelling_the_caller_cancels_provider_calls() -> None:
     await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
     assert sorted(cancelled) == ["A", "B"]
+
+
+class _Hang(FakeProvider):
+    """Never answers; ``also_cancel`` makes it cancel its caller's task when the deadline's
+    cancellation reaches it (a caller's cancel arriving at the same moment)."""
+
+    also_cancel = False
+
+    async def lookup_many(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            if self.also_cancel:
+                task = asyncio.current_task()
+                assert task is not None
+                task.cancel()
+            raise
+        return []
+
+
+async def test_a_single_provider_deadline_leaves_the_caller_uncancelled() -> None:
+    # One provider: no task of its own, the deadline cancels the caller's task and takes it back.
+    fan = FanOut(Router([_Hang.issuer("NZL", ["NZL"])]))
+    (answers,) = await fan.ask([q("NZL", "A1")], time.monotonic() + 0.05)
+    assert answers[0].outcome is Outcome.TIMEOUT
+    task = asyncio.current_task()
+    assert task is not None and task.cancelling() == 0
+    await asyncio.sleep(0.01)  # still a live task: no cancellation left pending
+
+
+async def test_a_caller_cancelled_during_a_single_provider_call_is_cancelled_not_timed_out() -> (
+    None
+):
+    fan = FanOut(Router([_Hang.issuer("NZL", ["NZL"])]))
+    task = asyncio.create_task(fan.ask([q("NZL", "A1")], time.monotonic() + 5))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    # A caller's cancel that arrives together with the deadline's is the caller's: cancelled.
+    both = _Hang.issuer("NZL", ["NZL"])
+    both.also_cancel = True
+    task = asyncio.create_task(
+        FanOut(Router([both])).ask([q("NZL", "A1")], time.monotonic() + 0.02)
+    )
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()

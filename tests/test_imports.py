@@ -32,6 +32,7 @@ PURE = (
     "rmas.resilience",
     "rmas.net",
     "rmas.runtime",
+    "rmas.frozen",
 )
 FORBIDDEN = ("grpc", "sqlalchemy", "aiohttp", "asyncpg", "rmas.iapi")
 

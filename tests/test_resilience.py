@@ -172,9 +172,11 @@ async def test_the_bulkhead_refuses_past_its_bound_at_once() -> None:
     await asyncio.sleep(0.01)
     with pytest.raises(ProviderUnavailable, match="1 calls in flight"):
         await p.lookup_many([DocumentQuery("NZL", "A2")], soon())
+    assert (p.guard.bulkhead.in_flight, p.guard.bulkhead.rejected) == (1, 1)
     first.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await first
+    assert p.guard.bulkhead.in_flight == 0  # the slot is given back however the call ends
 
 
 def test_a_provider_with_its_own_guard_is_not_wrapped_again() -> None:

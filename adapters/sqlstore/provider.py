@@ -371,7 +371,9 @@ class SqlStoreProvider:
             reported = dt.date.fromisoformat(reported)
         return Record(
             status=_STATUS[row[2]],
-            holder_match=_holder_match(q, row),
+            holder_match=(
+                HolderMatch.NOT_CHECKED if q.holder is EMPTY_HOLDER else _holder_match(q, row)
+            ),
             reported_on=reported or None,
             record_ref=row[4] or "",
             reporting_authority=row[5] or "",

@@ -100,6 +100,15 @@ def query_from_document(
     doc_type = _TYPE_FROM_PB.get(doc.type)
     if doc_type is None:
         raise ValidationError([FieldViolation(f"{prefix}.type", f"unknown type {doc.type}")])
+    if not doc.HasField("holder"):  # no holder data (most manifests): five reads fewer
+        return validate_document(
+            issuing_state=doc.issuing_state,
+            number=doc.number,
+            type_code=doc_type.letter,
+            expiry_date=doc.expiry_date,
+            ref=ref,
+            prefix=prefix,
+        )
     h = doc.holder
     return validate_document(
         issuing_state=doc.issuing_state,
@@ -341,8 +350,19 @@ def _set_document(q: DocumentQuery, out: common_pb2.Document) -> None:
         oh.nationality = h.nationality
 
 
-def result_to_pb(r: CheckResult, out: check_pb2.CheckResult, view: View = View.FULL) -> None:
-    """Write a CheckResult as ``view`` may see it: the one place results are filtered."""
+def result_to_pb(
+    r: CheckResult,
+    out: check_pb2.CheckResult,
+    view: View = View.FULL,
+    shared: dict[tuple[int, Verdict, bool], bytes] | None = None,
+) -> None:
+    """Write a CheckResult as ``view`` may see it: the one place results are filtered.
+
+    ``shared`` (a batch's, from :func:`results_to_pb`): the verdict and sources of results that
+    share one ``sources`` tuple (the hub gives documents with the same answers the same tuple),
+    from the second such result on, are written once as bytes and merged into the others. The
+    dict must not outlive the results it was filled from (it is keyed by the tuples' identities).
+    """
     out.check_id = r.check_id
     if r.ref:
         out.ref = r.ref
@@ -353,6 +373,34 @@ def result_to_pb(r: CheckResult, out: check_pb2.CheckResult, view: View = View.F
         out.unchecked = True
     if view is not View.FULL:
         return
+    if shared is None or not r.sources:
+        _set_answers(r, out)
+    else:
+        key = (id(r.sources), r.verdict, r.issuer_consulted)
+        part = shared.get(key)
+        if part is None:  # first seen: written field by field (most answers are not shared)
+            shared[key] = b""
+            _set_answers(r, out)
+        else:
+            if not part:  # seen again: written once more, kept as bytes for the next ones
+                msg = check_pb2.CheckResult()
+                _set_answers(r, msg)
+                part = shared[key] = msg.SerializeToString()
+            out.MergeFromString(part)
+    for p in r.problems:
+        out.problems.add(field=p.field, description=p.description)
+    if r.warnings:
+        out.warnings.extend(r.warnings)
+    if r.document is not None:
+        _set_document(r.document, out.document)
+    if r.mrz is not None:
+        _set_mrz(r.mrz, out.mrz)
+    if r.abtc is not None:
+        _set_abtc(r.abtc, out.abtc)
+
+
+def _set_answers(r: CheckResult, out: check_pb2.CheckResult) -> None:
+    """The full view's verdict, ``issuer_consulted`` and sources."""
     out.verdict = _VERDICT_TO_PB[r.verdict]
     if r.issuer_consulted:
         out.issuer_consulted = True
@@ -371,16 +419,6 @@ def result_to_pb(r: CheckResult, out: check_pb2.CheckResult, view: View = View.F
             o.queried_number = s.queried_number
         if s.record is not None:
             _set_record(s.record, o.record)
-    for p in r.problems:
-        out.problems.add(field=p.field, description=p.description)
-    if r.warnings:
-        out.warnings.extend(r.warnings)
-    if r.document is not None:
-        _set_document(r.document, out.document)
-    if r.mrz is not None:
-        _set_mrz(r.mrz, out.mrz)
-    if r.abtc is not None:
-        _set_abtc(r.abtc, out.abtc)
 
 
 def paxlst_answer_to_pb(
@@ -402,9 +440,10 @@ def paxlst_answer_to_pb(
         )  # fmt: skip
     if view is View.FULL:
         add = out.results.add
+        shared: dict[tuple[int, Verdict, bool], bytes] = {}
         for p in a.passengers:
             for r in p.results:
-                result_to_pb(r, add(), view)
+                result_to_pb(r, add(), view, shared)
     return out
 
 
@@ -412,5 +451,6 @@ def results_to_pb(
     results: Sequence[CheckResult], out: check_pb2.CheckManifestResponse, view: View = View.FULL
 ) -> None:
     add = out.results.add
+    shared: dict[tuple[int, Verdict, bool], bytes] = {}
     for r in results:
-        result_to_pb(r, add(), view)
+        result_to_pb(r, add(), view, shared)

@@ -166,7 +166,8 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                     context,
                     [FieldViolation("travellers", f"{n} travellers; at most {self._max_manifest}")],
                 )
-            size = _answer_size(request, who.view is View.FULL, len(self._hub.providers))
+            size = _answer_size(request, who.view is View.FULL, len(self._hub.providers),
+                                self._max_message_bytes)  # fmt: skip
             if size > self._max_message_bytes:
                 # Refused before anything is checked, charged or audited: an answer the hub
                 # could not send would leave checks recorded that nobody received.
@@ -243,18 +244,20 @@ def _travellers_in(request: check_pb2.CheckManifestRequest) -> list[Item]:
     INVALID_DATA with the rest) naming ``travellers[i].<field>``."""
     items: list[Item] = []
     for i, t in enumerate(request.travellers):
-        prefix = f"travellers[{i}]"
-        if len(t.ref) > MAX_REF_LENGTH:
-            items.append(InvalidDocument(t.ref[:MAX_REF_LENGTH], (FieldViolation(
-                f"{prefix}.ref", f"longer than {MAX_REF_LENGTH} characters"),)))  # fmt: skip
+        ref = t.ref
+        if len(ref) > MAX_REF_LENGTH:
+            items.append(InvalidDocument(ref[:MAX_REF_LENGTH], (FieldViolation(
+                f"travellers[{i}].ref", f"longer than {MAX_REF_LENGTH} characters"),)))  # fmt: skip
         elif t.mrz_lines:
-            items.append(scanned_or_invalid(t.mrz_lines, ref=t.ref, prefix=f"{prefix}.mrz_lines"))
+            items.append(
+                scanned_or_invalid(t.mrz_lines, ref=ref, prefix=f"travellers[{i}].mrz_lines")
+            )
         elif not t.HasField("document"):
             items.append(
-                InvalidDocument(t.ref, (FieldViolation(f"{prefix}.document", "required"),))
+                InvalidDocument(ref, (FieldViolation(f"travellers[{i}].document", "required"),))
             )
         else:
-            items.append(document_from_pb(t.document, ref=t.ref, prefix=f"{prefix}.document"))
+            items.append(document_from_pb(t.document, ref=ref, prefix=f"travellers[{i}].document"))
     return items
 
 
@@ -268,14 +271,16 @@ _MRZ_EVIDENCE_BYTES = 3000
 _DIRECTIVE_RESULT_BYTES = 64
 
 
-def _answer_size(request: check_pb2.CheckManifestRequest, full: bool, providers: int) -> int:
-    """A bound on the size of a manifest's answer, known before anything is checked."""
+def _answer_size(
+    request: check_pb2.CheckManifestRequest, full: bool, providers: int, limit: int
+) -> int:
+    """A bound on the size of a manifest's answer, known before anything is checked. The
+    scanned travellers are counted only when the bound with every traveller scanned is over
+    ``limit`` (counting them cost 0.2 µs a traveller)."""
     n = len(request.travellers)
     if not full:
         return n * _DIRECTIVE_RESULT_BYTES + n * MAX_REF_LENGTH
-    scanned = sum(1 for t in request.travellers if t.mrz_lines)
-    return (
-        request.ByteSize()
-        + n * (_FULL_RESULT_BYTES + _SOURCE_BYTES * providers)
-        + scanned * _MRZ_EVIDENCE_BYTES
-    )
+    size = request.ByteSize() + n * (_FULL_RESULT_BYTES + _SOURCE_BYTES * providers)
+    if size + n * _MRZ_EVIDENCE_BYTES <= limit:
+        return size + n * _MRZ_EVIDENCE_BYTES
+    return size + sum(1 for t in request.travellers if t.mrz_lines) * _MRZ_EVIDENCE_BYTES

@@ -216,3 +216,22 @@ async def test_providers_are_closed_when_the_hub_stops() -> None:
     async with running_hub([nzl, sltd]):
         pass
     assert nzl.closed and sltd.closed
+
+
+def test_the_answer_bound_counts_scanned_travellers_only_when_it_must() -> None:
+    from rmas.server.check_service import _answer_size
+
+    request = check_pb2.CheckManifestRequest()
+    for i in range(10):
+        t = request.travellers.add(ref=str(i))
+        if i < 3:
+            t.mrz_lines.extend(["P<UTO", "L898902C3"])
+        else:
+            t.document.issuing_state, t.document.number = "NZL", f"A{i}"
+    plain = _answer_size(request, True, 2, 1 << 30)  # far under: every traveller counted scanned
+    exact = request.ByteSize() + 10 * (1200 + 800 * 2) + 3 * 3000
+    assert plain == exact + 7 * 3000
+    # Between the exact bound and the worst case: the exact bound, so the manifest is not refused.
+    assert _answer_size(request, True, 2, exact + 1) == exact
+    assert _answer_size(request, True, 2, exact - 1) == exact  # over: refused as before
+    assert _answer_size(request, False, 2, 0) == 10 * (64 + 70)

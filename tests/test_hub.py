@@ -1,0 +1,53 @@
+"""The hub's batch of results: one decision per distinct answer set, results as the constructor
+builds them (issue 20's per-document savings must not change a verdict)."""
+
+from __future__ import annotations
+
+import time
+
+from rmas.documents import DocumentQuery
+from rmas.hub import Hub
+from rmas.testing import FakeProvider
+from rmas.verdict import Directive, Record, RecordStatus, SourceAnswer, Verdict, merge
+
+
+async def test_documents_sharing_answers_get_each_their_own_merge() -> None:
+    # An issuer that knows some numbers (STOLEN, VALID) and a global store that knows others:
+    # documents with the same answers share a decision, the others must each get their own.
+    nzl = FakeProvider.issuer(
+        "nzl", ["NZL"], {("NZL", "S1"): RecordStatus.STOLEN, ("NZL", "V1"): RecordStatus.VALID}
+    )
+    sltd = FakeProvider.global_("sltd", {("NZL", "L1"): RecordStatus.LOST}, required=False)
+    hub = Hub([nzl, sltd])
+    numbers = ["N1", "S1", "N2", "V1", "L1", "N3", "S1", "L1", "N4"]
+    queries = [DocumentQuery("NZL", n, ref=str(i)) for i, n in enumerate(numbers)]
+    results = await hub.check([*queries, DocumentQuery("FRA", "F1")], time.monotonic() + 5)
+    expected = {"S1": Verdict.ALERT, "L1": Verdict.ALERT}
+    for q, r in zip(queries, results, strict=False):
+        assert r.ref == q.ref and r.document == q
+        assert r.verdict is expected.get(q.number, Verdict.CLEAR), q.number
+        assert merge(r.sources).verdict is r.verdict
+        assert [a.provider_id for a in r.sources] == ["nzl", "sltd"]
+        assert r.issuer_consulted
+        assert r.warnings == ()
+    stolen = [r for r in results if r.document and r.document.number == "S1"]
+    assert all(s.record == Record(RecordStatus.STOLEN) for s in stolen[0].sources[:1])
+    # The French document is asked of the global store only: not consulted, and a warning.
+    fra = results[-1]
+    assert not fra.issuer_consulted and fra.verdict is Verdict.CLEAR
+    assert "the issuer (FRA) was not consulted" in fra.warnings[0]
+    assert len({r.check_id for r in results}) == len(results)
+
+
+async def test_a_failed_call_and_no_record_are_not_mixed_up() -> None:
+    up = FakeProvider.issuer("nzl", ["NZL"])
+    down = FakeProvider.issuer("aus", ["AUS"], failure="unavailable")
+    hub = Hub([up, down])
+    docs = [DocumentQuery(s, f"X{i}") for i, s in enumerate(["NZL", "AUS", "NZL", "AUS"])]
+    results = await hub.check(docs, time.monotonic() + 5)
+    assert [r.verdict for r in results] == [
+        Verdict.CLEAR, Verdict.INCOMPLETE, Verdict.CLEAR, Verdict.INCOMPLETE
+    ]  # fmt: skip
+    assert [r.directive for r in results][1] is Directive.CONTACT_AUTHORITY
+    answers: list[SourceAnswer] = [r.sources[0] for r in results]
+    assert answers[0] is answers[2] and answers[1] is answers[3]
