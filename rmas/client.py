@@ -14,6 +14,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from rmas.documents import DocumentType
+from rmas.grpckit.enums import TYPE_TO_PB
 from rmas.v1 import check_pb2, common_pb2
 
 __all__ = [
@@ -34,13 +35,12 @@ __all__ = [
 ]
 
 # The proto enum's names are the type's names: no second table of codes.
-_TYPE_TO_PB = {t: common_pb2.DocumentType.Value(f"DOCUMENT_TYPE_{t.name}") for t in DocumentType}
 
 
 def document_type_pb(code: str) -> common_pb2.DocumentType.ValueType:
     """A document code as typed by a person (``P``, ``C``, ``ID``, ``VISA``...) as the proto enum;
     raises ValueError for a code no channel defines (:meth:`DocumentType.parse`)."""
-    return _TYPE_TO_PB[DocumentType.parse(code)]
+    return TYPE_TO_PB[DocumentType.parse(code)]
 
 
 def document_pb(

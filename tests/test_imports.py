@@ -133,6 +133,7 @@ def test_the_edges_import_the_toolkit_not_each_other(
 #: the toolkit's translation, the servicers' thin edge and service registration, and the gRPC
 #: clients that build requests and read answers on the caller's side.
 PB2_USERS = {
+    "rmas.grpckit.enums",  # the domain's enums in their wire form, one table each
     "rmas.grpckit.mapping",  # protobuf <-> domain for the check and provider messages
     "rmas.grpckit.lookup",  # the provider protocol's requests and answers, both sides
     "rmas.grpckit.errors",  # google.rpc status details

@@ -31,6 +31,7 @@ from rmas.abtc import (
 )
 from rmas.documents import EMPTY_HOLDER, DocumentQuery, DocumentType, validate_document
 from rmas.errors import FieldViolation, ValidationError
+from rmas.grpckit import enums
 from rmas.hub import CheckResult, InvalidDocument, ScannedDocument
 from rmas.mrz import DigitState, MrzReading, read_mrz
 from rmas.security.access import View
@@ -40,7 +41,6 @@ from rmas.verdict import (
     HolderMatch,
     Outcome,
     Record,
-    RecordStatus,
     Verdict,
 )
 
@@ -65,14 +65,14 @@ __all__ = [
     "scanned_or_invalid",
 ]
 
-_TYPE_TO_PB = {t: common_pb2.DocumentType.Value(f"DOCUMENT_TYPE_{t.name}") for t in DocumentType}
+_TYPE_TO_PB = enums.TYPE_TO_PB
 _TYPE_FROM_PB = {v: k for k, v in _TYPE_TO_PB.items()}
-_STATUS_TO_PB = {s: common_pb2.RecordStatus.Value(f"RECORD_STATUS_{s.name}") for s in RecordStatus}
+_STATUS_TO_PB = enums.STATUS_TO_PB
 _STATUS_FROM_PB = {v: k for k, v in _STATUS_TO_PB.items()}
-_MATCH_TO_PB = {m: common_pb2.HolderMatch.Value(f"HOLDER_MATCH_{m.name}") for m in HolderMatch}
+_MATCH_TO_PB = enums.MATCH_TO_PB
 _MATCH_FROM_PB = {v: k for k, v in _MATCH_TO_PB.items()}
-_VERDICT_TO_PB = {v: check_pb2.Verdict.Value(f"VERDICT_{v.name}") for v in Verdict}
-_DIRECTIVE_TO_PB = {d: check_pb2.Directive.Value(f"DIRECTIVE_{d.name}") for d in Directive}
+_VERDICT_TO_PB = enums.VERDICT_TO_PB
+_DIRECTIVE_TO_PB = enums.DIRECTIVE_TO_PB
 
 
 def directive_to_pb(directive: Directive) -> check_pb2.Directive.ValueType:
