@@ -1,0 +1,249 @@
+"""Status changes end to end, through real change sources and real processes only.
+
+An airline subscribed with ``rmas iapi watch --json`` (a process), a PAXLST sent with ``rmas
+iapi`` (a process) answered OK_TO_BOARD, then the passport reported stolen at its source from
+another process: ``rmas store apply`` on the hub's SQL store, on a national node's store
+(``rmas provider serve``), or through the SLTD-style service's API (``rmas sltd serve``). The
+airline then receives BGM+132 with 1Z for exactly that passenger, acknowledges it, and is not
+sent it again. A passenger offloaded (XR), or on a flight closed (CLOB), is never sent one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from adapters.sqlstore.importer import import_csv
+from tests.flights.kit import WIREMU, Pax, departure, read_status_change
+from tests.flights.procs import Watch, hub_config, rmas, send_paxlst, stop, store_apply
+from tests.hubproc import free_port, serve
+
+FIX = Path(__file__).resolve().parents[2] / "fixtures"
+
+#: Passengers on NZL passports the demo store does not hold (OK_TO_BOARD at check-in).
+NGATA = Pax("1002", "K7QF2B", "NGATA", "HINE", "900303", "LA920002")
+PARATA = Pax("1004", "K7QF2D", "PARATA", "MERE", "850707", "LA920004")
+HOHAIA = Pax("1005", "K7QF2E", "HOHAIA", "TAMATI", "790909", "LA920005")
+
+
+def stolen(p: Pax, version: int = 10) -> dict[str, object]:
+    return {
+        "op": "upsert",
+        "issuing_state": p.state,
+        "number": p.number,
+        "status": "STOLEN",
+        "version": version,
+        "reported_on": "2026-12-01",
+        "record_ref": f"DIA-{p.abo}",
+    }
+
+
+def sql_store(tmp: Path, name: str) -> str:
+    """A SQL store holding the demo's NZL records: its URL."""
+    url = f"sqlite+aiosqlite:///{tmp / name}"
+    asyncio.run(import_csv(url, FIX / "records/nzl.csv"))
+    return url
+
+
+def sql_provider(url: str) -> str:
+    return f"""
+[[providers]]
+id = "NZL"
+kind = "sql"
+issuing_states = ["NZL"]
+url = "{url}"
+poll_interval = 0.1
+"""
+
+
+def ok_to_board(answer: dict[str, object], *passengers: Pax) -> None:
+    got = {p["passenger_ref"]: p["directive"] for p in answer["passengers"]}  # type: ignore[attr-defined]
+    assert got == {p.abo: "OK_TO_BOARD" for p in passengers}, got
+
+
+def assert_do_not_board(change: dict[str, object], p: Pax, flight: str = "NZ103") -> None:
+    assert change["flight"] == flight
+    assert (change["passenger_ref"], change["booking_ref"]) == (p.abo, p.avf)
+    assert change["directive"] == "DO_NOT_BOARD"
+    assert change["attempt"] == 1
+
+
+def receives_stolen_report(tmp: Path, target: str, report: object) -> None:
+    """The conversation every source must hold: OK at check-in, stolen later, BGM+132 with 1Z
+    for that passenger only, acknowledged (by ``rmas iapi watch``), never sent again."""
+    watch = Watch(target)
+    try:
+        ok_to_board(send_paxlst(tmp, target, [WIREMU, NGATA]), WIREMU, NGATA)
+        report()  # type: ignore[operator]
+        change = watch.get()
+        assert_do_not_board(change, NGATA)
+        assert watch.nothing(4.0)  # 4 s > resend_initial_s + resend_max_s: acknowledged
+        st = json.loads(rmas("status", "--hub", target, "--json").stdout)
+        assert st["unacknowledged_changes"] == 0
+    finally:
+        watch.close()
+    # The CUSRES itself, as an airline's EDIFACT parser reads it: a new subscriber gets nothing
+    # (acknowledged), so read it from a subscriber that never acknowledges the next one.
+
+
+def test_sql_store_apply_reaches_the_airline_as_bgm_132(tmp_path: Path) -> None:
+    url = sql_store(tmp_path, "nzl.db")
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    hub = serve(hub_config(tmp_path, port, sql_provider(url)), port)
+    try:
+        watch = Watch(target)
+        raw = subprocess.Popen(
+            [sys.executable, "-m", "rmas.cli", "iapi", "watch", "--hub", target, "--no-ack",
+             "--count", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA]), WIREMU, NGATA)
+            # Another process reports Ngata's passport stolen (and one no flight holds).
+            store_apply(tmp_path, url, stolen(NGATA), stolen(HOHAIA))
+            change = watch.get()
+            assert_do_not_board(change, NGATA)
+            edi, err = raw.communicate(timeout=30)
+            assert raw.returncode == 0, err
+            got = read_status_change(edi.strip().encode())
+            assert (got["BGM"], got["ERC"]) == ("132", "1Z")
+            assert (got["RFF+ABO"], got["RFF+AVF"]) == (NGATA.abo, NGATA.avf)
+            # Acknowledged by the watch: not sent again, though resend_max_s is 2 s.
+            assert watch.nothing(5.0)
+            st = json.loads(rmas("status", "--hub", target, "--json").stdout)
+            assert st["unacknowledged_changes"] == 0
+        finally:
+            watch.close()
+            if raw.poll() is None:
+                stop(raw)
+        # A second subscription later: nothing pending for this airline.
+        again = Watch(target)
+        try:
+            assert again.nothing(3.0)
+        finally:
+            again.close()
+    finally:
+        stop(hub)
+
+
+def test_offloaded_and_closed_flights_get_no_status_change(tmp_path: Path) -> None:
+    url = sql_store(tmp_path, "nzl.db")
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    hub = serve(hub_config(tmp_path, port, sql_provider(url)), port)
+    dep = departure()
+    try:
+        watch = Watch(target)
+        try:
+            # NZ103: Wiremu and Ngata; Ngata is then offloaded (BGM+745+XR).
+            ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA], dep=dep, ref="R1"),
+                        WIREMU, NGATA)  # fmt: skip
+            send_paxlst(tmp_path, target, [NGATA], function="XR", dep=dep, ref="R2")
+            # NZ105: Parata; the flight is then closed (BGM+266+CLOB).
+            ok_to_board(send_paxlst(tmp_path, target, [PARATA], flight="NZ105", dep=dep,
+                                    ref="R3"), PARATA)  # fmt: skip
+            send_paxlst(tmp_path, target, [PARATA], flight="NZ105", bgm="266", function="CLOB",
+                        dep=dep, ref="R4")  # fmt: skip
+            st = json.loads(rmas("status", "--hub", target, "--json").stdout)
+            assert st["open_flights"] == 1
+            # Both reported stolen; then Wiremu, still on the open NZ103: only his arrives.
+            store_apply(tmp_path, url, stolen(NGATA), stolen(PARATA))
+            store_apply(tmp_path, url, stolen(WIREMU))
+            change = watch.get()
+            assert_do_not_board(change, WIREMU)
+            assert watch.nothing(3.0)
+        finally:
+            watch.close()
+    finally:
+        stop(hub)
+
+
+def node_config(tmp: Path, url: str) -> Path:
+    path = tmp / "node.toml"
+    path.write_text(sql_provider(url))
+    return path
+
+
+def test_remote_node_change_stream_reaches_the_airline(tmp_path: Path) -> None:
+    url = sql_store(tmp_path, "node-nzl.db")
+    node_port, port = free_port(), free_port()
+    node = subprocess.Popen(
+        [sys.executable, "-m", "rmas.cli", "provider", "serve", "--config",
+         str(node_config(tmp_path, url)), "--listen", f"127.0.0.1:{node_port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert node.stdout is not None
+        assert "serving on" in node.stdout.readline()
+        providers = f"""
+[[providers]]
+id = "NZL"
+kind = "grpc"
+issuing_states = ["NZL"]
+target = "127.0.0.1:{node_port}"
+"""
+        target = f"127.0.0.1:{port}"
+        hub = serve(hub_config(tmp_path, port, providers), port)
+        try:
+            receives_stolen_report(
+                tmp_path, target, lambda: store_apply(tmp_path, url, stolen(NGATA))
+            )
+        finally:
+            stop(hub)
+    finally:
+        stop(node)
+
+
+def sltd_report(base: str, token: str, p: Pax) -> None:
+    """New Zealand reports ``p``'s passport stolen through the central store's API."""
+    body = json.dumps({"country": "NZ", "type": "PASSPORT", "number": p.number,
+                       "status": "STOLEN", "event_date": "2026-12-01"}).encode()  # fmt: skip
+    req = urllib.request.Request(
+        f"{base}/v1/records", data=body, method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 201
+
+
+def test_sltd_store_report_reaches_the_airline(tmp_path: Path) -> None:
+    url = sql_store(tmp_path, "nzl.db")
+    sltd_port, port = free_port(), free_port()
+    sltd_url = f"sqlite+aiosqlite:///{tmp_path / 'sltd.db'}"
+    assert rmas("sltd", "import", "--url", sltd_url, str(FIX / "sltd/records.csv")).returncode == 0
+    sltd = subprocess.Popen(
+        [sys.executable, "-m", "rmas.cli", "sltd", "serve", "--url", sltd_url, "--listen",
+         f"127.0.0.1:{sltd_port}", "--tokens", str(FIX / "sltd/tokens.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{sltd_port}"
+    try:
+        assert sltd.stdout is not None
+        assert "sltd serving on" in sltd.stdout.readline()
+        providers = (
+            sql_provider(url)
+            + f"""
+[[providers]]
+id = "SLTD"
+kind = "sltd"
+scope = "global"
+required = true
+url = "{base}"
+token = "demo-nz-token"
+poll_interval = 0.1
+"""
+        )
+        target = f"127.0.0.1:{port}"
+        hub = serve(hub_config(tmp_path, port, providers), port)
+        try:
+            receives_stolen_report(
+                tmp_path, target, lambda: sltd_report(base, "demo-nz-token", NGATA)
+            )
+        finally:
+            stop(hub)
+    finally:
+        stop(sltd)
