@@ -247,3 +247,142 @@ poll_interval = 0.1
             stop(hub)
     finally:
         stop(sltd)
+
+
+async def _empty_postgres(url: str) -> None:
+    """No store and no flight state left by an earlier test in the database."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from rmas.flights.store import metadata
+
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+        await conn.execute(text(
+            "DROP TABLE IF EXISTS documents, abtc_cards, store_meta, feeds, change_log, "
+            "alembic_version CASCADE"
+        ))  # fmt: skip
+    await engine.dispose()
+
+
+def test_two_hubs_on_postgres_the_airline_on_hub_b_is_told_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Store and flight state on PostgreSQL, shared by two hubs: the PAXLST answered by hub A,
+    the airline subscribed to hub B, the passport reported stolen with ``rmas store apply``:
+    both hubs see the change, the airline is told once."""
+    asyncio.run(_empty_postgres(postgres_url))
+    asyncio.run(import_csv(postgres_url, FIX / "records/nzl.csv"))
+    port_a, port_b = free_port(), free_port()
+    flights = f'url = "{postgres_url}"'
+    cfg_a = hub_config(tmp_path, port_a, sql_provider(postgres_url), flights=flights,
+                       name="a.toml")  # fmt: skip
+    cfg_b = hub_config(tmp_path, port_b, sql_provider(postgres_url), flights=flights,
+                       name="b.toml")  # fmt: skip
+    hub_a, hub_b = serve(cfg_a, port_a), serve(cfg_b, port_b)
+    try:
+        watch = Watch(f"127.0.0.1:{port_b}")
+        try:
+            answer = send_paxlst(tmp_path, f"127.0.0.1:{port_a}", [WIREMU, NGATA])
+            ok_to_board(answer, WIREMU, NGATA)
+            store_apply(tmp_path, postgres_url, stolen(NGATA))
+            assert_do_not_board(watch.get(), NGATA)
+            assert watch.nothing(5.0)  # not twice (two hubs saw it), not again (acknowledged)
+            for port in (port_a, port_b):
+                st = json.loads(rmas("status", "--hub", f"127.0.0.1:{port}", "--json").stdout)
+                assert (st["open_flights"], st["unacknowledged_changes"]) == (1, 0)
+        finally:
+            watch.close()
+    finally:
+        stop(hub_a)
+        stop(hub_b)
+
+
+def test_a_bulk_import_rechecks_the_open_passengers(tmp_path: Path) -> None:
+    """``rmas store import`` logs no keys (a ``reload``): the hub checks every open passenger
+    the store answers for again, and tells the airline of the one whose answer changed."""
+    url = sql_store(tmp_path, "nzl.db")
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    hub = serve(hub_config(tmp_path, port, sql_provider(url)), port)
+    try:
+        watch = Watch(target)
+        try:
+            ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA]), WIREMU, NGATA)
+            csv = tmp_path / "more.csv"
+            header = (FIX / "records/nzl.csv").read_text().splitlines()[0]
+            csv.write_text(f"{header}\nNZL,{NGATA.number},P,STOLEN,2026-12-01,NZL-9,,,,,,DIA,\n")
+            done = rmas("store", "import", "--url", url, str(csv))
+            assert done.returncode == 0, done.stderr
+            assert_do_not_board(watch.get(), NGATA)
+            assert watch.nothing(4.0)
+        finally:
+            watch.close()
+    finally:
+        stop(hub)
+
+
+def test_a_change_made_while_the_hub_is_down_reaches_the_airline_after_restart(
+    tmp_path: Path,
+) -> None:
+    url = sql_store(tmp_path, "nzl.db")
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    cfg = hub_config(tmp_path, port, sql_provider(url))
+    hub = serve(cfg, port)
+    try:
+        ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA]), WIREMU, NGATA)
+    finally:
+        stop(hub)
+    store_apply(tmp_path, url, stolen(NGATA))  # nobody watching: the hub resumes from its mark
+    hub = serve(cfg, port)
+    try:
+        watch = Watch(target)
+        try:
+            assert_do_not_board(watch.get(), NGATA)
+            assert watch.nothing(4.0)
+        finally:
+            watch.close()
+    finally:
+        stop(hub)
+
+
+def test_a_change_made_while_the_node_is_down_reaches_the_airline_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    url = sql_store(tmp_path, "node-nzl.db")
+    node_port, port = free_port(), free_port()
+    node_cmd = [sys.executable, "-m", "rmas.cli", "provider", "serve", "--config",
+                str(node_config(tmp_path, url)), "--listen", f"127.0.0.1:{node_port}"]  # fmt: skip
+
+    def start_node() -> subprocess.Popen[str]:
+        node = subprocess.Popen(node_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert node.stdout is not None
+        assert "serving on" in node.stdout.readline()
+        return node
+
+    node = start_node()
+    providers = f"""
+[[providers]]
+id = "NZL"
+kind = "grpc"
+issuing_states = ["NZL"]
+target = "127.0.0.1:{node_port}"
+"""
+    target = f"127.0.0.1:{port}"
+    hub = serve(hub_config(tmp_path, port, providers), port)
+    try:
+        watch = Watch(target)
+        try:
+            ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA]), WIREMU, NGATA)
+            stop(node)
+            store_apply(tmp_path, url, stolen(NGATA))
+            node = start_node()
+            assert_do_not_board(watch.get(), NGATA)
+            assert watch.nothing(4.0)
+        finally:
+            watch.close()
+    finally:
+        stop(hub)
+        stop(node)
