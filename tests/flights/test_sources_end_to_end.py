@@ -386,3 +386,86 @@ target = "127.0.0.1:{node_port}"
     finally:
         stop(hub)
         stop(node)
+
+
+def test_a_bulk_import_at_a_node_rechecks_the_open_passengers(tmp_path: Path) -> None:
+    """The node's store reloaded in bulk: its WatchChanges says changes were lost, the hub
+    checks its open passengers again."""
+    url = sql_store(tmp_path, "node-nzl.db")
+    node_port, port = free_port(), free_port()
+    node = subprocess.Popen(
+        [sys.executable, "-m", "rmas.cli", "provider", "serve", "--config",
+         str(node_config(tmp_path, url)), "--listen", f"127.0.0.1:{node_port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert node.stdout is not None
+        assert "serving on" in node.stdout.readline()
+        providers = f"""
+[[providers]]
+id = "NZL"
+kind = "grpc"
+issuing_states = ["NZL"]
+target = "127.0.0.1:{node_port}"
+"""
+        target = f"127.0.0.1:{port}"
+        hub = serve(hub_config(tmp_path, port, providers), port)
+        try:
+
+            def reload() -> None:
+                csv = tmp_path / "more.csv"
+                header = (FIX / "records/nzl.csv").read_text().splitlines()[0]
+                csv.write_text(f"{header}\nNZL,{NGATA.number},P,STOLEN,2026-12-01,N9,,,,,,DIA,\n")
+                done = rmas("store", "import", "--url", url, str(csv))
+                assert done.returncode == 0, done.stderr
+
+            receives_stolen_report(tmp_path, target, reload)
+        finally:
+            stop(hub)
+    finally:
+        stop(node)
+
+
+def test_a_bulk_load_of_the_sltd_store_rechecks_the_open_passengers(tmp_path: Path) -> None:
+    url = sql_store(tmp_path, "nzl.db")
+    sltd_port, port = free_port(), free_port()
+    sltd_url = f"sqlite+aiosqlite:///{tmp_path / 'sltd.db'}"
+    assert rmas("sltd", "import", "--url", sltd_url, str(FIX / "sltd/records.csv")).returncode == 0
+    sltd = subprocess.Popen(
+        [sys.executable, "-m", "rmas.cli", "sltd", "serve", "--url", sltd_url, "--listen",
+         f"127.0.0.1:{sltd_port}", "--tokens", str(FIX / "sltd/tokens.json")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{sltd_port}"
+    try:
+        assert sltd.stdout is not None
+        assert "sltd serving on" in sltd.stdout.readline()
+        providers = (
+            sql_provider(url)
+            + f"""
+[[providers]]
+id = "SLTD"
+kind = "sltd"
+scope = "global"
+required = true
+url = "{base}"
+token = "demo-nz-token"
+poll_interval = 0.1
+"""
+        )
+        target = f"127.0.0.1:{port}"
+        hub = serve(hub_config(tmp_path, port, providers), port)
+        try:
+
+            def reload() -> None:
+                seed = tmp_path / "seed.csv"
+                head = (FIX / "sltd/records.csv").read_text().splitlines()[0]
+                seed.write_text(f"{head}\nNZ,PASSPORT,{NGATA.number},STOLEN,2026-12-01,x,NZ\n")
+                done = rmas("sltd", "import", "--url", sltd_url, str(seed))
+                assert done.returncode == 0, done.stderr
+
+            receives_stolen_report(tmp_path, target, reload)
+        finally:
+            stop(hub)
+    finally:
+        stop(sltd)
