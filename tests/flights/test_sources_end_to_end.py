@@ -469,3 +469,29 @@ poll_interval = 0.1
             stop(hub)
     finally:
         stop(sltd)
+
+
+def test_after_a_change_of_passport_only_the_new_one_counts(tmp_path: Path) -> None:
+    """BGM+745+CP gives Ngata a new passport: a stolen report on the old one sends nothing,
+    one on the new one sends BGM+132."""
+    url = sql_store(tmp_path, "nzl.db")
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    hub = serve(hub_config(tmp_path, port, sql_provider(url)), port)
+    dep = departure()
+    renewed = Pax(NGATA.abo, NGATA.avf, NGATA.surname, NGATA.given, NGATA.birth, "LA920012")
+    try:
+        watch = Watch(target)
+        try:
+            ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA], dep=dep, ref="R1"),
+                        WIREMU, NGATA)  # fmt: skip
+            ok_to_board(send_paxlst(tmp_path, target, [renewed], function="CP", dep=dep,
+                                    ref="R2"), renewed)  # fmt: skip
+            store_apply(tmp_path, url, stolen(NGATA))
+            store_apply(tmp_path, url, stolen(renewed))
+            assert_do_not_board(watch.get(), renewed)
+            assert watch.nothing(3.0)
+        finally:
+            watch.close()
+    finally:
+        stop(hub)
