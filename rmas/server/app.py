@@ -357,6 +357,7 @@ class HubServer:
         # The console stops taking checks with the gRPC server, and its checks under way
         # drain with theirs (they count in service.idle / cancelled too).
         console = self.console.stop() if self.console is not None else None
+        self.service.end_subscriptions()  # they never end on their own
         if self._server is not None:
             cancelled = self.service.cancelled
             await asyncio.gather(self._server.stop(grace), *([console] if console else []))

@@ -45,6 +45,7 @@ def hub_config(
     *,
     flights: str = 'path = "flights.db"',
     name: str = "hub.toml",
+    hub: str = "",
 ) -> Path:
     """A hub's config: ``providers`` (TOML ``[[providers]]`` tables) and ``[flights]`` with a
     short resend interval (a second delivery of an acknowledged change would show)."""
@@ -55,6 +56,7 @@ def hub_config(
     path.write_text(f"""
 [hub]
 listen = "127.0.0.1:{port}"
+{hub}
 
 {providers}
 

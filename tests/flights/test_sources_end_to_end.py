@@ -495,3 +495,34 @@ def test_after_a_change_of_passport_only_the_new_one_counts(tmp_path: Path) -> N
             watch.close()
     finally:
         stop(hub)
+
+
+def test_a_subscribed_airline_does_not_hold_up_a_stop_and_gets_the_change_again(
+    tmp_path: Path,
+) -> None:
+    """A subscription never ends on its own: a stopping hub ends it (the drain does not wait
+    out its grace, here ten minutes, for it); the airline's ``rmas iapi watch`` subscribes again
+    once the hub is back and receives the change it had not acknowledged, sent again."""
+    url = sql_store(tmp_path, "nzl.db")
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    cfg = hub_config(tmp_path, port, sql_provider(url), hub="drain_grace_ms = 600000")
+    hub = serve(cfg, port)
+    watch = Watch(target, "--no-ack")
+    try:
+        ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA]), WIREMU, NGATA)
+        store_apply(tmp_path, url, stolen(NGATA))
+        first = watch.get()
+        assert_do_not_board(first, NGATA)
+        hub.terminate()
+        _out, err = hub.communicate(timeout=60)  # well before the grace period's end
+        assert hub.returncode == 0, err[-2000:]
+        assert '"drained": true' in err
+        assert watch.proc.poll() is None  # the airline's client waits for the hub
+        hub = serve(cfg, port)
+        again = watch.get(60)
+        assert again["change_id"] == first["change_id"]
+        assert again["attempt"] == 2
+    finally:
+        watch.close()
+        stop(hub)
