@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -525,4 +527,36 @@ def test_a_subscribed_airline_does_not_hold_up_a_stop_and_gets_the_change_again(
         assert again["attempt"] == 2
     finally:
         watch.close()
+        stop(hub)
+
+
+def test_after_a_reload_that_replaces_the_store_provider_changes_still_arrive(
+    tmp_path: Path,
+) -> None:
+    """SIGHUP with the SQL provider's settings changed: the provider is replaced, the change
+    watcher follows the new one from the position it had reached (nothing missed)."""
+    url = sql_store(tmp_path, "nzl.db")
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    cfg = hub_config(tmp_path, port, sql_provider(url))
+    hub = serve(cfg, port)
+    try:
+        watch = Watch(target)
+        try:
+            ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA]), WIREMU, NGATA)
+            cfg.write_text(cfg.read_text().replace("poll_interval = 0.1", "poll_interval = 0.2"))
+            hub.send_signal(signal.SIGHUP)
+            for _ in range(100):
+                st = json.loads(rmas("status", "--hub", target, "--json").stdout)
+                if st["last_reload_at"]:
+                    break
+                time.sleep(0.1)
+            assert st["last_reload_ok"], st["last_reload_detail"]
+            assert "replaced NZL" in st["last_reload_detail"], st["last_reload_detail"]
+            store_apply(tmp_path, url, stolen(NGATA))
+            assert_do_not_board(watch.get(), NGATA)
+            assert watch.nothing(3.0)
+        finally:
+            watch.close()
+    finally:
         stop(hub)
