@@ -533,8 +533,8 @@ def test_a_subscribed_airline_does_not_hold_up_a_stop_and_gets_the_change_again(
 def test_after_a_reload_that_replaces_the_store_provider_changes_still_arrive(
     tmp_path: Path,
 ) -> None:
-    """SIGHUP with the SQL provider's settings changed: the provider is replaced, the change
-    watcher follows the new one from the position it had reached (nothing missed)."""
+    """SIGHUP with the SQL provider's store moved: the provider is replaced, and the change
+    watcher follows the new one."""
     url = sql_store(tmp_path, "nzl.db")
     port = free_port()
     target = f"127.0.0.1:{port}"
@@ -544,7 +544,8 @@ def test_after_a_reload_that_replaces_the_store_provider_changes_still_arrive(
         watch = Watch(target)
         try:
             ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA]), WIREMU, NGATA)
-            cfg.write_text(cfg.read_text().replace("poll_interval = 0.1", "poll_interval = 0.2"))
+            moved = sql_store(tmp_path, "nzl-moved.db")  # the same records, moved
+            cfg.write_text(cfg.read_text().replace(url, moved))
             hub.send_signal(signal.SIGHUP)
             for _ in range(100):
                 st = json.loads(rmas("status", "--hub", target, "--json").stdout)
@@ -553,7 +554,7 @@ def test_after_a_reload_that_replaces_the_store_provider_changes_still_arrive(
                 time.sleep(0.1)
             assert st["last_reload_ok"], st["last_reload_detail"]
             assert "replaced NZL" in st["last_reload_detail"], st["last_reload_detail"]
-            store_apply(tmp_path, url, stolen(NGATA))
+            store_apply(tmp_path, moved, stolen(NGATA))
             assert_do_not_board(watch.get(), NGATA)
             assert watch.nothing(3.0)
         finally:
