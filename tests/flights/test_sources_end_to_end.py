@@ -561,3 +561,32 @@ def test_after_a_reload_that_replaces_the_store_provider_changes_still_arrive(
             watch.close()
     finally:
         stop(hub)
+
+
+def test_an_officer_overrides_the_do_not_board_a_stolen_report_caused(tmp_path: Path) -> None:
+    """The check id the airline received with BGM+132 is the one an officer names: ``rmas
+    override`` turns the 1Z into 0Z, sent to the airline as one more status change."""
+    url = sql_store(tmp_path, "nzl.db")
+    port = free_port()
+    target = f"127.0.0.1:{port}"
+    hub = serve(hub_config(tmp_path, port, sql_provider(url)), port)
+    try:
+        watch = Watch(target)
+        try:
+            ok_to_board(send_paxlst(tmp_path, target, [WIREMU, NGATA]), WIREMU, NGATA)
+            store_apply(tmp_path, url, stolen(NGATA))
+            change = watch.get()
+            assert_do_not_board(change, NGATA)
+            done = rmas("override", "--hub", target, "--check-id", change["check_ids"][0],
+                        "--reason", "holder verified at the counter", "--json")  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            summary = json.loads(done.stdout)
+            assert (summary["original"], summary["directive"]) == ("DO_NOT_BOARD", "OK_TO_BOARD")
+            after = watch.get()
+            assert (after["passenger_ref"], after["directive"]) == (NGATA.abo, "OK_TO_BOARD")
+            assert after["overridden"] is True
+            assert watch.nothing(3.0)
+        finally:
+            watch.close()
+    finally:
+        stop(hub)
