@@ -130,6 +130,11 @@ def test_sql_store_apply_reaches_the_airline_as_bgm_132(tmp_path: Path) -> None:
             again.close()
     finally:
         stop(hub)
+    # What the hub kept of the flight, every byte of its files: no number, no name in clear.
+    kept = b"".join(p.read_bytes() for p in tmp_path.glob("flights.db*"))
+    assert kept
+    for secret in (WIREMU.number, NGATA.number, WIREMU.surname, NGATA.surname, NGATA.given):
+        assert secret.encode() not in kept, secret
 
 
 def test_offloaded_and_closed_flights_get_no_status_change(tmp_path: Path) -> None:
