@@ -291,6 +291,8 @@ class HubServer:
             self.hub.providers, tracker.store, tracker.on_changes, tracker.on_lost
         )
         self.changes.start()
+        if self.metrics is not None:
+            self.metrics.changes = self.changes
 
     async def _set_health(self, serving: bool) -> None:
         status = (

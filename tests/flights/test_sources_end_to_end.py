@@ -139,9 +139,10 @@ def test_sql_store_apply_reaches_the_airline_as_bgm_132(tmp_path: Path) -> None:
 
 def test_offloaded_and_closed_flights_get_no_status_change(tmp_path: Path) -> None:
     url = sql_store(tmp_path, "nzl.db")
-    port = free_port()
+    port, metrics = free_port(), free_port()
     target = f"127.0.0.1:{port}"
-    hub = serve(hub_config(tmp_path, port, sql_provider(url)), port)
+    extra = f'metrics_listen = "127.0.0.1:{metrics}"'
+    hub = serve(hub_config(tmp_path, port, sql_provider(url), hub=extra), port)
     dep = departure()
     try:
         watch = Watch(target)
@@ -163,6 +164,12 @@ def test_offloaded_and_closed_flights_get_no_status_change(tmp_path: Path) -> No
             change = watch.get()
             assert_do_not_board(change, WIREMU)
             assert watch.nothing(3.0)
+            # The operator sees the store's change feed followed, and the three changes.
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            assert 'rmas_change_feed_connected{provider="NZL"} 1.0' in text
+            assert 'rmas_change_feed_changes_total{provider="NZL"} 3.0' in text
+            assert 'rmas_change_feed_failures_total{provider="NZL"} 0.0' in text
         finally:
             watch.close()
     finally:
