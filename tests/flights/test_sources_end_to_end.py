@@ -5,7 +5,11 @@ iapi`` (a process) answered OK_TO_BOARD, then the passport reported stolen at it
 another process: ``rmas store apply`` on the hub's SQL store, on a national node's store
 (``rmas provider serve``), or through the SLTD-style service's API (``rmas sltd serve``). The
 airline then receives BGM+132 with 1Z for exactly that passenger, acknowledges it, and is not
-sent it again. A passenger offloaded (XR), or on a flight closed (CLOB), is never sent one.
+sent it again. A passenger offloaded (XR), or on a flight closed (CLOB), or a passport replaced
+(CP), is never sent one. Bulk loads at each source (changes lost: every open passenger checked
+again), a change made while the hub or the node is down, a reload that moves the store, a stop
+with a subscribed airline, an officer's override, and two hubs on PostgreSQL (the airline told
+once) go through the same processes.
 """
 
 from __future__ import annotations
@@ -88,8 +92,6 @@ def receives_stolen_report(tmp: Path, target: str, report: object) -> None:
         assert st["unacknowledged_changes"] == 0
     finally:
         watch.close()
-    # The CUSRES itself, as an airline's EDIFACT parser reads it: a new subscriber gets nothing
-    # (acknowledged), so read it from a subscriber that never acknowledges the next one.
 
 
 def test_sql_store_apply_reaches_the_airline_as_bgm_132(tmp_path: Path) -> None:
