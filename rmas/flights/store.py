@@ -9,11 +9,13 @@ never a number or a name in clear.
 Two hubs acting on the same record change must not tell the airline twice: a passenger's row
 carries a ``version``, every change of its directive is a compare-and-set on it, and the outbox
 is unique on ``(passenger_id, version)``.
+
+Beside it: :mod:`rmas.flights.database` (the engine, the tables, the watch positions) and
+:mod:`rmas.flights.outbox` (the status changes sent and acknowledged).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import time
@@ -22,14 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from rmas.errors import ConfigError
-from rmas.fileperm import create_private
+from rmas.flights.database import CANCELLED, CLOSED, OPEN
 from rmas.flights.model import FlightReport, PassengerRow, StatusChange
+from rmas.flights.outbox import Outbox
 from rmas.flights.schema import (
-    change_row,
     changes,
     documents,
     epoch,
@@ -37,15 +37,18 @@ from rmas.flights.schema import (
     metadata,
     passenger_row,
     passengers,
-    positions,
 )
 from rmas.verdict import Directive
 
-__all__ = ["OPEN", "FlightStore", "PassengerUpdate", "new_change_id"]
-
-OPEN = "open"
-CLOSED = "closed"
-CANCELLED = "cancelled"
+__all__ = [
+    "CANCELLED",
+    "CLOSED",
+    "OPEN",
+    "FlightStore",
+    "PassengerUpdate",
+    "metadata",
+    "new_change_id",
+]
 
 
 def new_change_id() -> str:
@@ -68,51 +71,10 @@ class PassengerUpdate:
     documents: Sequence[tuple[str, str]] = ()
 
 
-class FlightStore:
+class FlightStore(Outbox):
     """The flight store of one hub (or of several sharing PostgreSQL); also the change
-    watcher's :class:`~rmas.changewatch.PositionStore`."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._engine: AsyncEngine | None = None
-        u = make_url(url)
-        self.kind = u.get_backend_name()
-        if self.kind not in ("sqlite", "postgresql"):
-            raise ConfigError("flights.url", "must be sqlite+aiosqlite or postgresql+asyncpg")
-
-    async def open(self) -> None:
-        if self._engine is not None:
-            return
-        if self.kind == "sqlite":
-            path = make_url(self.url).database or ""
-            if path and not path.startswith(":memory:"):
-                with contextlib.suppress(OSError):
-                    create_private(path)
-            engine = create_async_engine(self.url, connect_args={"timeout": 30})
-
-            @sa.event.listens_for(engine.sync_engine, "connect")
-            def _pragmas(dbapi: Any, _record: Any) -> None:
-                cur = dbapi.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.close()
-        else:
-            engine = create_async_engine(self.url, pool_size=5, max_overflow=5)
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-        self._engine = engine
-
-    async def aclose(self) -> None:
-        if self._engine is not None:
-            await self._engine.dispose()
-            self._engine = None
-
-    @property
-    def engine(self) -> AsyncEngine:
-        if self._engine is None:
-            raise RuntimeError("the flight store is not open")
-        return self._engine
+    watcher's :class:`~rmas.changewatch.PositionStore` (:mod:`rmas.flights.database`) and the
+    status changes' outbox (:mod:`rmas.flights.outbox`)."""
 
     # -- flights ---------------------------------------------------------------------------
 
@@ -374,62 +336,6 @@ class FlightStore:
             )  # fmt: skip
         return await self.change(cid)
 
-    # -- the outbox ------------------------------------------------------------------------
-
-    def _change_query(self) -> sa.Select[Any]:
-        return sa.select(
-            changes,
-            flights.c.number.label("flight"),
-            flights.c.departure,
-            flights.c.sender,
-            flights.c.recipient,
-            flights.c.syntax,
-            flights.c.legs,
-        ).join(flights, flights.c.id == changes.c.flight_id)
-
-    async def change(self, change_id: str) -> StatusChange | None:
-        async with self.engine.connect() as conn:
-            r = (await conn.execute(self._change_query().where(changes.c.id == change_id))).first()
-        return change_row(r) if r is not None else None
-
-    async def unacknowledged(self, owner: str, limit: int = 500) -> list[StatusChange]:
-        """The owner's status changes not yet acknowledged, oldest first, on open flights."""
-        q = (
-            self._change_query()
-            .where(changes.c.owner == owner, changes.c.acked_at.is_(None), flights.c.state == OPEN)
-            .order_by(changes.c.created_at, changes.c.id)
-            .limit(limit)
-        )
-        async with self.engine.connect() as conn:
-            return [change_row(r) for r in await conn.execute(q)]
-
-    async def mark_sent(self, change_id: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                changes.update()
-                .where(changes.c.id == change_id)
-                .values(attempts=changes.c.attempts + 1)
-            )
-
-    async def acknowledge(self, change_id: str, owner: str) -> str:
-        """``"ok"``, ``"already"``, ``"not_found"`` or ``"denied"`` (another caller's)."""
-        async with self.engine.begin() as conn:
-            r = (
-                await conn.execute(
-                    sa.select(changes.c.owner, changes.c.acked_at).where(changes.c.id == change_id)
-                )
-            ).first()
-            if r is None:
-                return "not_found"
-            if r.owner != owner:
-                return "denied"
-            if r.acked_at is not None:
-                return "already"
-            await conn.execute(
-                changes.update().where(changes.c.id == change_id).values(acked_at=time.time())
-            )
-        return "ok"
-
     # -- state for rmas status, and purging ------------------------------------------------
 
     async def summary(self) -> tuple[int, list[tuple[str, str, str, int]], int]:
@@ -468,44 +374,6 @@ class FlightStore:
             if ids:
                 await conn.execute(flights.delete().where(flights.c.id.in_(ids)))
         return len(ids)
-
-    # -- PositionStore ---------------------------------------------------------------------
-
-    async def load_position(self, provider_id: str) -> str | None:
-        async with self.engine.connect() as conn:
-            r = (
-                await conn.execute(
-                    sa.select(positions.c.position).where(positions.c.provider_id == provider_id)
-                )
-            ).first()
-        return str(r.position) if r is not None else None
-
-    async def save_position(self, provider_id: str, position: str) -> None:
-        async with self.engine.begin() as conn:
-            done = await conn.execute(
-                positions.update()
-                .where(positions.c.provider_id == provider_id)
-                .values(position=position)
-            )
-            if done.rowcount == 0:
-                await conn.execute(
-                    self._insert_ignore(
-                        positions, {"provider_id": provider_id, "position": position}
-                    )
-                )
-
-    def _insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> Any:
-        return self._insert_ignore_stmt(table).values(**values)
-
-    def _insert_ignore_stmt(self, table: sa.Table) -> Any:
-        """INSERT that skips rows whose unique key exists (another hub inserted them)."""
-        if self.kind == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            return pg_insert(table).on_conflict_do_nothing()
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(table).on_conflict_do_nothing()
 
 
 #: The columns a passenger's new answer sets.

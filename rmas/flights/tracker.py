@@ -146,7 +146,8 @@ class FlightTracker:
     def forget(self, event: asyncio.Event) -> None:
         self._waiters.discard(event)
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake every subscriber's stream of this hub (to look in the outbox, or to end)."""
         for event in self._waiters:
             event.set()
 
@@ -269,7 +270,7 @@ class FlightTracker:
         for start in range(0, len(rows), RECHECK_BATCH):
             out += await self._recheck(rows[start : start + RECHECK_BATCH])
         if out:
-            self._wake()
+            self.wake()
         return out
 
     async def _recheck(self, rows: Sequence[PassengerRow]) -> list[StatusChange]:
@@ -383,7 +384,7 @@ class FlightTracker:
             raise FlightError("the passenger changed while overriding; try again")
         log.warning("directive_overridden", officer=caller.identity, check_id=check_id,
                     until=when, change_id=change.change_id if change else "")  # fmt: skip
-        self._wake()
+        self.wake()
         return Overridden(change, row, row.checked_directive, until)
 
     # -- periodic work ---------------------------------------------------------------------
@@ -405,7 +406,7 @@ class FlightTracker:
             if await self.store.update(row, update, clear_override=True) is not None:
                 self.enqueued += 1
         if ended:
-            self._wake()
+            self.wake()
         purged = await self.store.purge(now, self.config.purge_after_h * 3600.0)
         if purged:
             log.info("flights_purged", flights=purged)

@@ -22,6 +22,10 @@ passenger's answer is still the same, the resend gets the very same CUSRES bytes
 otherwise (the window passed, or any document changed status since) it gets a fresh CUSRES. The
 same reference with different content inside the window is refused, since answering it would make
 the reference ambiguous; after the window the reference may be reused.
+
+Beside it: :mod:`rmas.iapi.items` (a traveller's documents as hub items),
+:mod:`rmas.iapi.answer` (the answer, and what it tells the open flights) and
+:mod:`rmas.iapi.envelope` (the references of an unreadable message, the senders, the encoding).
 """
 
 from __future__ import annotations
@@ -38,10 +42,10 @@ from typing import Protocol
 
 import structlog
 
-from rmas.documents import DocumentQuery, DocumentType, validate_document
-from rmas.errors import FieldViolation, ValidationError
-from rmas.flights.model import FlightReport, LegInfo, ReportedPassenger, event_of
+from rmas.documents import DocumentQuery
+from rmas.flights.model import FlightReport
 from rmas.hub import CheckResult, Hub, InvalidDocument
+from rmas.iapi.answer import IapiAnswer, PassengerResult, flight_report, same_answers
 from rmas.iapi.cusres import (
     ErrorHeader,
     PassengerAnswer,
@@ -49,18 +53,17 @@ from rmas.iapi.cusres import (
     write_cusres,
     write_error_cusres,
 )
-from rmas.iapi.paxlst import Manifest, Part, Traveller, read_paxlst
+from rmas.iapi.envelope import encode, error_header, read_envelope, sender_refusal
+from rmas.iapi.items import traveller_items
+from rmas.iapi.paxlst import Manifest, Part, read_paxlst
 from rmas.iapi.syntax import (
-    SYNTAX_IDS,
     EdifactError,
-    Group,
     Interchange,
     parse_interchange,
     quote,
-    tokenize,
 )
 from rmas.iapiconfig import IapiConfig
-from rmas.verdict import Directive, Verdict, most_severe
+from rmas.verdict import Directive, most_severe
 
 __all__ = ["FlightHook", "IapiAnswer", "IapiChannel", "PassengerResult"]
 
@@ -84,35 +87,6 @@ MAX_ERROR = 300
 _PER_TRAVELLER = 160
 _PER_DOCUMENT = 48
 _PER_FULL_RESULT = 2048
-
-
-@dataclass(frozen=True, slots=True)
-class PassengerResult:
-    position: int
-    booking_ref: str
-    passenger_ref: str
-    crew: bool
-    directive: Directive
-    check_ids: tuple[str, ...]
-    #: Full results for audit and officers; never sent to the airline.
-    results: tuple[CheckResult, ...] = ()
-    #: OK_TO_BOARD although a document was not checked (``on_incomplete = "board"``).
-    unchecked: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class IapiAnswer:
-    cusres: bytes
-    passengers: tuple[PassengerResult, ...]
-    errors: tuple[str, ...]
-    #: The CUSRES's RFF+TN: the request's own when it sent one.
-    transaction_ref: str
-    #: The very same CUSRES as the first answer to this interchange (a resend, still the same).
-    duplicate: bool = False
-    #: This hub's id of the answer (the audit entries' reference).
-    answer_id: str = ""
-    #: A resend of an interchange answered before (whether or not the CUSRES is the same).
-    resend: bool = False
 
 
 @dataclass(slots=True)
@@ -186,12 +160,12 @@ class IapiChannel:
                 acked = await self._acknowledge(self.flights, data, caller, answer_id, now)
                 if acked is not None:
                     return acked
-            ic, header = _envelope(data)
+            ic, header = read_envelope(data)
             return self._error(ic, header, str(exc), answer_id, now)
         ic = manifest.interchange
-        header = _header(manifest.parts[0])
+        header = error_header(manifest.parts[0])
         refusal = (
-            _sender_refusal(ic, senders)
+            sender_refusal(ic, senders)
             or self._size_refusal(manifest, max_answer_bytes, full_results)
             or self._parts_refusal(manifest, caller)
         )
@@ -217,7 +191,7 @@ class IapiChannel:
         # change must wait for this answer, or the passenger would not be found yet.
         with flights.answering() if flights is not None else contextlib.nullcontext():
             answer = await self._check(manifest, deadline, answer_id, now, admit)
-            if resend and not fresh and seen is not None and _same(seen.answer, answer):
+            if resend and not fresh and seen is not None and same_answers(seen.answer, answer):
                 answer = replace(
                     answer,
                     cusres=seen.answer.cusres,
@@ -229,7 +203,7 @@ class IapiChannel:
                 await record(answer)
             if flights is not None:
                 try:
-                    await flights.record(_flight_report(manifest, answer, caller, received_at))
+                    await flights.record(flight_report(manifest, answer, caller, received_at))
                 except Exception as exc:  # the airline still gets its answer; say what was lost
                     log.error("flight_not_recorded", flight=manifest.flight.number,
                               error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
@@ -259,13 +233,13 @@ class IapiChannel:
         try:
             ids = read_acknowledgment(data)
         except EdifactError as exc:
-            ic, header = _envelope(data)
+            ic, header = read_envelope(data)
             return self._error(ic, header, str(exc), answer_id, now)
         if ids is None:
             return None
         problems = await flights.acknowledge(caller, ids)
         if problems:
-            ic, header = _envelope(data)
+            ic, header = read_envelope(data)
             return self._error(ic, header, "; ".join(problems), answer_id, now)
         return IapiAnswer(b"", (), (), ids[0], answer_id=answer_id)
 
@@ -346,7 +320,7 @@ class IapiChannel:
         items: list[DocumentQuery | InvalidDocument] = []
         owners: list[int] = []
         for t in manifest.travellers:
-            for item in _traveller_items(t, self.config.visa_issuer):
+            for item in traveller_items(t, self.config.visa_issuer):
                 items.append(item)
                 owners.append(t.position)
         if admit is not None:
@@ -385,7 +359,7 @@ class IapiChannel:
         )
         tn = manifest.parts[0].transaction_ref or answer_id
         return IapiAnswer(
-            _encode(cusres, manifest.interchange), tuple(passengers), (), tn, answer_id=answer_id
+            encode(cusres, manifest.interchange), tuple(passengers), (), tn, answer_id=answer_id
         )
 
     def _error(
@@ -408,169 +382,4 @@ class IapiChannel:
             header=header,
         )
         tn = header.transaction_ref if header is not None and header.transaction_ref else answer_id
-        return IapiAnswer(_encode(text, ic), (), (detail,), tn, answer_id=answer_id)
-
-
-def _flight_report(
-    manifest: Manifest, answer: IapiAnswer, caller: str, received_at: float
-) -> FlightReport:
-    """What an answered PAXLST tells the hub's open flights (rmas.flights.model)."""
-    ic = manifest.interchange
-    first = manifest.parts[0]
-    passengers = tuple(
-        ReportedPassenger(
-            booking_ref=p.booking_ref,
-            passenger_ref=p.passenger_ref,
-            crew=p.crew,
-            directive=p.directive,
-            unchecked=p.unchecked,
-            incomplete=any(r.verdict is Verdict.INCOMPLETE for r in p.results),
-            floor=(
-                Directive.INSUFFICIENT_DATA
-                if any(r.document is None for r in p.results) or not p.results
-                else None
-            ),
-            documents=tuple((r.document, r.check_id) for r in p.results if r.document),
-            check_ids=p.check_ids,
-        )
-        for p in answer.passengers
-    )
-    legs = tuple(LegInfo(leg.number, tuple(leg.places), tuple(leg.times)) for leg in first.legs)
-    return FlightReport(
-        owner=caller,
-        event=event_of(first.function),
-        carrier=manifest.flight.carrier,
-        number=manifest.flight.number,
-        departure=manifest.flight.departure_time,
-        legs=legs,
-        sender=ic.sender,
-        recipient=ic.recipient,
-        syntax=ic.syntax,
-        received_at=received_at,
-        passengers=passengers,
-    )
-
-
-def _same(a: IapiAnswer, b: IapiAnswer) -> bool:
-    """Whether every passenger's answer is what it was."""
-    return [(p.position, p.directive, p.unchecked) for p in a.passengers] == [
-        (p.position, p.directive, p.unchecked) for p in b.passengers
-    ]
-
-
-def _header(part: Part) -> ErrorHeader:
-    m = part.message
-    return ErrorHeader(
-        m.ref, m.common_access_ref, (m.sequence, m.sequence_marker), part.transaction_ref
-    )
-
-
-def _sender_refusal(ic: Interchange, senders: Sequence[str]) -> str:
-    if not senders:
-        return ""
-    for who in (ic.sender, *(g.sender for g in ic.groups)):
-        if who not in senders:
-            return f"sender {quote(who)} is not an identity of the calling airline"
-    return ""
-
-
-def _encode(text: str, ic: Interchange | None) -> bytes:
-    # "ignore", never "replace": a replacement "?" would be read as the release character.
-    return text.encode("latin-1" if ic is not None and ic.syntax == "UNOC" else "ascii", "ignore")
-
-
-def _envelope(data: bytes) -> tuple[Interchange | None, ErrorHeader | None]:
-    """The envelope of an unreadable PAXLST, as far as it can be read, to address the answer:
-    UNB (and whether a UNG follows), and the first message's UNH references and RFF+TN, read up
-    to the first fault."""
-    try:
-        segments, seps, una = tokenize(data)
-    except EdifactError as exc:
-        try:
-            segments, seps, una = tokenize(data[: max(exc.offset, 0)])
-        except EdifactError:
-            return None, None
-    if not segments or segments[0].tag != "UNB":
-        return None, None
-    unb = segments[0]
-    ung = next((s for s in segments[1:4] if s.tag == "UNG"), None)
-    syntax = unb.get(1, 0) if unb.get(1, 0) in SYNTAX_IDS else "UNOA"
-    ic = Interchange(
-        separators=seps,
-        una_present=una,
-        syntax=syntax,
-        syntax_version=unb.get(1, 1)[:2],
-        sender=unb.get(2, 0)[:35],
-        sender_qualifier=unb.get(2, 1)[:4],
-        recipient=unb.get(3, 0)[:35],
-        recipient_qualifier=unb.get(3, 1)[:4],
-        prepared_date=unb.get(4, 0)[:8],
-        prepared_time=unb.get(4, 1)[:4],
-        control_ref=unb.get(5)[:14],
-        groups=[Group(ung.get(5)[:14], "", "", "")] if ung is not None else [],
-        messages=[],
-        segment_count=len(segments),
-        application_ref=unb.get(7)[:14],
-    )
-    unh = next((s for s in segments[1:4] if s.tag == "UNH"), None)
-    if unh is None:
-        return ic, None
-    tn = ""
-    for s in segments[unh.number : unh.number + 12]:
-        if s.tag == "RFF" and s.get(1, 0) == "TN":
-            tn = s.get(1, 1)[:70]
-            break
-        if s.tag == "NAD" and s.get(1) != "MS":
-            break
-    return ic, ErrorHeader(
-        unh.get(1)[:14], unh.get(3)[:35], (unh.get(4, 0)[:4], unh.get(4, 1)[:1]), tn
-    )
-
-
-def _traveller_items(t: Traveller, visa_issuer: str) -> list[DocumentQuery | InvalidDocument]:
-    """One item per document to check. A traveller-level fault (no surname, a malformed birth
-    date) is INSUFFICIENT_DATA: it joins the first invalid document's item, or is one more item
-    when every document can be checked (the documents are checked with the valid data)."""
-    ref = t.passenger_ref or t.booking_ref or str(t.position)
-    prefix = f"travellers[{t.position - 1}]"
-    out: list[DocumentQuery | InvalidDocument] = []
-    for j, d in enumerate(t.documents):
-        state = d.issuing_state
-        if not d.issuer_given and DocumentType.from_code(d.type_code) is DocumentType.VISA:
-            if not visa_issuer:
-                continue  # not checked: its issuer is implied and not configured
-            state = visa_issuer
-        if d.problems:
-            out.append(InvalidDocument(ref, tuple(d.problems)))
-            continue
-        try:
-            out.append(
-                validate_document(
-                    issuing_state=state,
-                    number=d.number,
-                    type_code=d.type_code,
-                    surname=t.surname,
-                    given_names=t.given_names,
-                    birth_date=t.birth_date,
-                    sex=t.sex,
-                    nationality=t.nationality,
-                    expiry_date=d.expiry_date,
-                    ref=ref,
-                    prefix=f"{prefix}.documents[{j}]",
-                )
-            )
-        except ValidationError as exc:
-            out.append(InvalidDocument.from_error(ref, exc))
-    problems = list(t.problems)
-    if not out:
-        what = "no DOC segment" if not t.documents else "no document that can be checked"
-        problems.append(FieldViolation(f"{prefix}.documents", what))
-    if problems:
-        i = next((i for i, x in enumerate(out) if isinstance(x, InvalidDocument)), None)
-        if i is None:
-            out.append(InvalidDocument(ref, tuple(problems)))
-        else:
-            bad = out[i]
-            assert isinstance(bad, InvalidDocument)
-            out[i] = InvalidDocument(ref, (*problems, *bad.violations))
-    return out
+        return IapiAnswer(encode(text, ic), (), (detail,), tn, answer_id=answer_id)

@@ -35,17 +35,17 @@ from rmas.flights.sealing import FlightKeys
 from rmas.flights.store import FlightStore
 from rmas.flights.tracker import FlightTracker
 from rmas.grpckit.auth import AccessInterceptor
-from rmas.hub import Hub, HubPolicy
+from rmas.hub import Hub
 from rmas.iapi.channel import IapiChannel
 from rmas.iapiconfig import IapiConfig
 from rmas.net import parse_listen, require_loopback_unless_tls
-from rmas.plugins import build_providers
 from rmas.providers import Provider, start_provider
 from rmas.security.access import AccessPolicy
 from rmas.security.tls import TlsConfig
 from rmas.server.admin_service import HubAdminService
 from rmas.server.flight_service import FlightCheckService
 from rmas.server.metrics import HubMetrics
+from rmas.server.reload import access_policy, close_later, close_provider, hub_policy, reload_hub
 from rmas.server.snapshot import ReloadOutcome
 from rmas.v1 import check_pb2, check_pb2_grpc
 
@@ -97,14 +97,7 @@ class HubServer:
         self.tls = tls
         self.policy = policy if tls is not None else None
         self.audit = audit
-        self.hub = Hub(
-            providers,
-            HubPolicy(
-                on_incomplete=config.on_incomplete,
-                max_deadline_s=config.deadline_ms / 1000.0,
-                economy=config.economy,
-            ),
-        )
+        self.hub = Hub(providers, hub_policy(config))
         # grpc_health's stubs omit the aio sub-module; it is public API (grpc_health.v1.health.aio).
         self.iapi = IapiChannel(self.hub, iapi)
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
@@ -154,11 +147,7 @@ class HubServer:
     def from_config(cls, cfg: RmasConfig, providers: Sequence[Provider]) -> HubServer:
         """A hub with everything a config file names: TLS, callers, limits, audit."""
         require_providers(cfg)
-        policy = None
-        if cfg.tls is not None:
-            policy = AccessPolicy(
-                cfg.callers, documents_per_s=cfg.limits.documents_per_s, burst=cfg.limits.burst
-            )
+        policy = access_policy(cfg)
         audit = None
         if cfg.audit is not None:
             a = cfg.audit
@@ -213,7 +202,7 @@ class HubServer:
             await self.audit.start()
         if self.flights is not None:
             await self.flights.start()
-            self._watch_changes()
+            self.watch_changes()
         limit = self.config.max_message_bytes
         server = grpc.aio.server(
             # Metrics first: the outermost handler, so calls the access check refuses count too.
@@ -293,7 +282,7 @@ class HubServer:
                 log.warning("certificate_expires_soon", expires=self.tls.not_after.isoformat())
         return self.port
 
-    def _watch_changes(self) -> None:
+    def watch_changes(self) -> None:
         """Watch the providers that report record changes, for the open flights."""
         if self.flights is None:
             return
@@ -302,6 +291,8 @@ class HubServer:
             self.hub.providers, tracker.store, tracker.on_changes, tracker.on_lost
         )
         self.changes.start()
+        if self.metrics is not None:
+            self.metrics.changes = self.changes
 
     async def _set_health(self, serving: bool) -> None:
         status = (
@@ -339,89 +330,14 @@ class HubServer:
 
     async def reload(self, cfg: RmasConfig) -> dict[str, list[str]]:
         """Apply a new configuration without dropping a check; raise ConfigError (and change
-        nothing) when it cannot be applied.
+        nothing) when it cannot be applied (what is reloadable: :mod:`rmas.server.reload`)."""
+        return await reload_hub(self, cfg)
 
-        Reloadable: providers (added, removed, changed: an unchanged provider keeps its
-        connections, breaker and statistics), callers and limits, deadlines and policy, the
-        manifest and in-flight limits, the airline channel's settings. Only a restart changes
-        the listening addresses, TLS material, message size limit, the audit trail, metrics and
-        ``[flights]``.
-        """
-        old = self.source
-        if old is None:
-            raise ConfigError("config", "this hub was not started from a config file")
-        require_providers(cfg)
-        fixed = {
-            "hub.listen": (old.hub.listen, cfg.hub.listen),
-            "hub.max_message_bytes": (old.hub.max_message_bytes, cfg.hub.max_message_bytes),
-            "hub.metrics_listen": (old.hub.metrics_listen, cfg.hub.metrics_listen),
-            "hub.console_listen": (old.hub.console_listen, cfg.hub.console_listen),
-            "hub.log_level": (old.hub.log_level, cfg.hub.log_level),
-            "tls": (old.tls, cfg.tls),
-            "audit": (old.audit, cfg.audit),
-            "flights": (old.flights, cfg.flights),
-        }
-        for key, (before, after) in fixed.items():
-            if before != after:
-                raise ConfigError(key, "changes only with a restart; nothing was reloaded")
-        current = dict(zip((pc.id for pc in old.providers), self.hub.providers, strict=True))
-        previous = {pc.id: pc for pc in old.providers}
-        providers: list[Provider] = []
-        fresh: list[Provider] = []
-        try:
-            for pc in cfg.providers:
-                if previous.get(pc.id) == pc:
-                    providers.append(current[pc.id])
-                    continue
-                (provider,) = build_providers([pc])
-                fresh.append(provider)
-                providers.append(provider)
-                await start_provider(provider)
-        except Exception:
-            for p in fresh:
-                await _close(p)
-            raise
-        removed = [p for pid, p in current.items() if p not in providers]
-        policy = None
-        if cfg.tls is not None:
-            policy = AccessPolicy(
-                cfg.callers, documents_per_s=cfg.limits.documents_per_s, burst=cfg.limits.burst
-            )
-        self.hub.reconfigure(
-            providers,
-            HubPolicy(
-                on_incomplete=cfg.hub.on_incomplete,
-                max_deadline_s=cfg.hub.deadline_ms / 1000.0,
-                economy=cfg.hub.economy,
-            ),
-        )
-        if policy is not None and self.policy is not None:
-            policy.carry_over(self.policy)  # no fresh burst for anyone from a reload
-        self.policy = policy
-        self.access.policy = policy
-        self.service.reconfigure(
-            max_manifest=cfg.hub.max_manifest, max_in_flight=cfg.hub.max_in_flight, policy=policy
-        )
-        self.iapi.config = cfg.iapi
-        if self.changes is not None:  # the watcher follows the providers now configured
-            await self.changes.aclose()
-            self._watch_changes()
-        self.config = cfg.hub
-        self.source = cfg
-        if removed:
-            # Checks that started before the reload may still be asking them: close them once
-            # the longest deadline either configuration allows has passed.
-            linger = max(old.hub.deadline_ms, cfg.hub.deadline_ms) / 1000.0 + 1.0
-            task = asyncio.get_running_loop().create_task(_close_later(removed, linger))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        changes = {
-            "added": [p.info.id for p in fresh if p.info.id not in current],
-            "replaced": [p.info.id for p in fresh if p.info.id in current],
-            "removed": [p.info.id for p in removed if p.info.id not in {q.info.id for q in fresh}],
-        }
-        log.info("config_reloaded", **changes, callers=len(cfg.callers))
-        return changes
+    def close_later(self, providers: Sequence[Provider], delay_s: float) -> None:
+        """Close ``providers`` after ``delay_s`` (checks under way may still be asking them)."""
+        task = asyncio.get_running_loop().create_task(close_later(providers, delay_s))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def note_reload(self, *, ok: bool, detail: str) -> None:
         """Keep a reload's outcome (applied, or refused and why) for ``rmas status``."""
@@ -443,6 +359,7 @@ class HubServer:
         # The console stops taking checks with the gRPC server, and its checks under way
         # drain with theirs (they count in service.idle / cancelled too).
         console = self.console.stop() if self.console is not None else None
+        self.service.end_subscriptions()  # they never end on their own
         if self._server is not None:
             cancelled = self.service.cancelled
             await asyncio.gather(self._server.stop(grace), *([console] if console else []))
@@ -468,7 +385,7 @@ class HubServer:
         for task in list(self._closing):
             task.cancel()
         for p in self.hub.providers:
-            await _close(p)
+            await close_provider(p)
         log.info("hub_stopped", drained=drained)
         return drained
 
@@ -499,16 +416,3 @@ def _can_bind(host: str, port: int) -> bool:
 
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-async def _close(p: Provider) -> None:
-    try:
-        await p.aclose()
-    except Exception as exc:
-        log.warning("provider_close_failed", provider=p.info.id, error=type(exc).__name__)
-
-
-async def _close_later(providers: Sequence[Provider], delay_s: float) -> None:
-    await asyncio.sleep(delay_s)
-    for p in providers:
-        await _close(p)

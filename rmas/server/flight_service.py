@@ -11,7 +11,8 @@ more RPCs, answered from the hub's open flights (:mod:`rmas.flights`):
   looks in the flight store every ``[flights] poll_ms`` (and at once when this hub enqueues),
   so a subscriber on one hub receives what another hub sharing the store enqueued: polling
   rather than LISTEN/NOTIFY, because it works the same on SQLite and PostgreSQL and needs no
-  connection held per subscriber.
+  connection held per subscriber. When the hub stops, every subscription ends at once with
+  UNAVAILABLE (it would otherwise hold up the drain for its whole grace period).
 - ``AckStatusChange`` — by change id, only by the caller whose flight it is.
 - ``OverrideDirective`` — officers only (the access policy refuses every other role).
 
@@ -51,6 +52,17 @@ class FlightCheckService(DocumentCheckService):
     def __init__(self, *args: Any, flights: FlightTracker | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.flights = flights
+        #: The hub is stopping: subscriptions end (UNAVAILABLE), they do not hold up the drain.
+        self.stopping = False
+
+    def end_subscriptions(self) -> None:
+        """End every WatchStatusChanges stream now (the hub is stopping): a subscription never
+        ends on its own, so the drain would otherwise wait its whole grace period for them. The
+        airline subscribes again (to this hub once restarted, or to another) and gets every
+        change it has not acknowledged."""
+        self.stopping = True
+        if self.flights is not None:
+            self.flights.wake()
 
     async def _tracker(self, context: Ctx) -> FlightTracker:
         if self.flights is None:
@@ -96,7 +108,7 @@ class FlightCheckService(DocumentCheckService):
         #: Per change sent on this stream: (times sent here, when it is due again).
         sent: dict[str, tuple[int, float]] = {}
         try:
-            while True:
+            while not self.stopping:
                 event.clear()
                 pending = await tracker.store.unacknowledged(owner)
                 now = time.monotonic()
@@ -115,6 +127,10 @@ class FlightCheckService(DocumentCheckService):
                     await asyncio.wait_for(event.wait(), poll)
         finally:
             tracker.forget(event)
+        await context.abort(
+            grpc.StatusCode.UNAVAILABLE,
+            "the hub is stopping: subscribe again (unacknowledged status changes are sent again)",
+        )
 
     async def AckStatusChange(
         self, request: check_pb2.AckStatusChangeRequest, context: Ctx

@@ -76,6 +76,7 @@ from rmas.server.snapshot import take_snapshot
 from rmas.verdict import Directive, Outcome, Verdict
 
 if TYPE_CHECKING:
+    from rmas.changewatch import ChangeWatcher
     from rmas.flights.tracker import FlightTracker
 
 __all__ = ["CONTENT_TYPE", "HubMetrics"]
@@ -125,6 +126,8 @@ class HubMetrics:
         self._runner: web.AppRunner | None = None
         #: The hub's open flights (rmas.flights.tracker.FlightTracker), when it keeps them.
         self.flights: FlightTracker | None = None
+        #: The watcher of the providers' record changes (with the open flights).
+        self.changes: ChangeWatcher | None = None
 
     # -- the hot path --------------------------------------------------------------------------
 
@@ -185,6 +188,8 @@ class HubMetrics:
             yield from self._collect_audit(self.audit)
         if self.flights is not None:
             yield from self._collect_flights(self.flights)
+        if self.changes is not None:
+            yield from self._collect_changes(self.changes)
         yield from self._collect_grpc()
 
     def _collect_flights(self, flights: FlightTracker) -> Iterable[Metric]:
@@ -211,6 +216,29 @@ class HubMetrics:
             "Status changes this hub enqueued since start.",
             value=flights.enqueued,
         )
+
+    def _collect_changes(self, watcher: ChangeWatcher) -> Iterable[Metric]:
+        """Per change-capable provider: is its feed followed, what came, what failed."""
+        connected = GaugeMetricFamily(
+            "rmas_change_feed_connected",
+            "1 while the provider's record changes are followed, 0 while its feed is retried.",
+            labels=["provider"],
+        )
+        changes = CounterMetricFamily(
+            "rmas_change_feed_changes",
+            "Record changes the hub acted on, by provider.",
+            labels=["provider"],
+        )
+        failures = CounterMetricFamily(
+            "rmas_change_feed_failures",
+            "Times the provider's change feed failed and was followed again from its position.",
+            labels=["provider"],
+        )
+        for st in watcher.states():
+            connected.add_metric([st.provider_id], 1.0 if st.connected else 0.0)
+            changes.add_metric([st.provider_id], st.changes)
+            failures.add_metric([st.provider_id], st.failures)
+        yield from (connected, changes, failures)
 
     def _collect_checks(self) -> Iterable[Metric]:
         checks = CounterMetricFamily(

@@ -1,0 +1,111 @@
+"""The flight store's database: its engine (SQLite with WAL and a busy timeout, or PostgreSQL
+shared by several hubs), the tables created at opening, and the change watcher's positions.
+
+:class:`FlightDatabase` is the base of :class:`~rmas.flights.store.FlightStore`; it is also the
+change watcher's :class:`~rmas.changewatch.PositionStore` (per provider, the position of the
+last record change the hubs acted on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from rmas.errors import ConfigError
+from rmas.fileperm import create_private
+from rmas.flights.schema import metadata, positions
+
+__all__ = ["CANCELLED", "CLOSED", "OPEN", "FlightDatabase"]
+
+#: A flight's states.
+OPEN = "open"
+CLOSED = "closed"
+CANCELLED = "cancelled"
+
+
+class FlightDatabase:
+    """The connection to the flight store, and the watch positions kept in it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: AsyncEngine | None = None
+        u = make_url(url)
+        self.kind = u.get_backend_name()
+        if self.kind not in ("sqlite", "postgresql"):
+            raise ConfigError("flights.url", "must be sqlite+aiosqlite or postgresql+asyncpg")
+
+    async def open(self) -> None:
+        if self._engine is not None:
+            return
+        if self.kind == "sqlite":
+            path = make_url(self.url).database or ""
+            if path and not path.startswith(":memory:"):
+                with contextlib.suppress(OSError):
+                    create_private(path)
+            engine = create_async_engine(self.url, connect_args={"timeout": 30})
+
+            @sa.event.listens_for(engine.sync_engine, "connect")
+            def _pragmas(dbapi: Any, _record: Any) -> None:
+                cur = dbapi.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.close()
+        else:
+            engine = create_async_engine(self.url, pool_size=5, max_overflow=5)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        self._engine = engine
+
+    async def aclose(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the flight store is not open")
+        return self._engine
+
+    # -- PositionStore ---------------------------------------------------------------------
+
+    async def load_position(self, provider_id: str) -> str | None:
+        async with self.engine.connect() as conn:
+            r = (
+                await conn.execute(
+                    sa.select(positions.c.position).where(positions.c.provider_id == provider_id)
+                )
+            ).first()
+        return str(r.position) if r is not None else None
+
+    async def save_position(self, provider_id: str, position: str) -> None:
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                positions.update()
+                .where(positions.c.provider_id == provider_id)
+                .values(position=position)
+            )
+            if done.rowcount == 0:
+                await conn.execute(
+                    self._insert_ignore(
+                        positions, {"provider_id": provider_id, "position": position}
+                    )
+                )
+
+    def _insert_ignore(self, table: sa.Table, values: dict[str, Any]) -> Any:
+        return self._insert_ignore_stmt(table).values(**values)
+
+    def _insert_ignore_stmt(self, table: sa.Table) -> Any:
+        """INSERT that skips rows whose unique key exists (another hub inserted them)."""
+        if self.kind == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing()
