@@ -117,15 +117,28 @@ def _pct(xs: list[float], q: float) -> float:
 
 # -- 1. latency from a store change to the airline --------------------------------------------
 
+#: The applying process, started before this process opens any gRPC channel (a process with
+#: gRPC's threads running must not fork: its children crashed with SIGSEGV before their exec now
+#: and then). Per line ``api FEED``: ``apply_feed``, the function ``rmas store apply`` runs, in
+#: this long-running process; ``cli FEED``: the real ``rmas store apply`` command, a subprocess.
+#: Prints ``started returned ok`` (time.time()) for each.
 APPLIER = """
-import asyncio, sys, time
+import asyncio, subprocess, sys, time
 from pathlib import Path
 from adapters.sqlstore.feeds import apply_feed
 url = sys.argv[1]
 for line in sys.stdin:
+    how, feed = line.split()
     t0 = time.time()
-    report = asyncio.run(apply_feed(url, Path(line.strip())))
-    print(f"{t0} {time.time()} {report.applied}", flush=True)
+    if how == "api":
+        ok = asyncio.run(apply_feed(url, Path(feed))).applied == 1
+    else:
+        cmd = [sys.executable, "-m", "rmas.cli", "store", "apply", "--url", url, feed]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        ok = done.returncode == 0
+        if not ok:
+            print("rmas store apply:", done.returncode, done.stderr[-300:], file=sys.stderr)
+    print(f"{t0} {time.time()} {int(ok)}", flush=True)
 """
 
 
@@ -209,26 +222,16 @@ async def _latency_run(
                                             "version": 1}) + "\n")  # fmt: skip
                 await asyncio.sleep(rnd.uniform(0, poll))
                 is_real = i >= changes
-                if is_real:
-                    t0 = time.time()
-                    proc = await asyncio.create_subprocess_exec(
-                        "taskset", "-c", "1", sys.executable, "-m", "rmas.cli", "store", "apply",
-                        "--url", url, str(feed), cwd=OUT.parent, env=env,
-                        stdout=asyncio.subprocess.DEVNULL,
-                    )  # fmt: skip
-                else:
-                    applier.stdin.write(f"{feed}\n".encode())
-                    await applier.stdin.drain()
-                when, change = await asyncio.wait_for(sub.queue.get(), 30)
-                if is_real:
-                    if await proc.wait() != 0:
-                        raise RuntimeError("rmas store apply failed")
-                    real_wall.append(time.time() - t0)
-                else:
-                    started, returned, applied = (await applier.stdout.readline()).split()
-                    if int(applied) != 1:
-                        raise RuntimeError("the feed was not applied")
-                    apply_s.append(float(returned) - float(started))
+                applier.stdin.write(f"{'cli' if is_real else 'api'} {feed}\n".encode())
+                await applier.stdin.drain()
+                try:
+                    when, change = await asyncio.wait_for(sub.queue.get(), 30)
+                except TimeoutError:
+                    raise RuntimeError(f"no status change 30 s after change {i + 1}") from None
+                started, returned, ok = (await applier.stdout.readline()).split()
+                if ok != b"1":
+                    raise RuntimeError(f"change {i + 1} was not applied")
+                (real_wall if is_real else apply_s).append(float(returned) - float(started))
                 if (change.passenger_ref != str(i + 1)
                         or change.directive != check_pb2.DIRECTIVE_DO_NOT_BOARD
                         or b"BGM+132" not in change.cusres):  # fmt: skip
@@ -392,8 +395,9 @@ def build_fleet(stores: dict[str, Path], records: int) -> tuple[Path, dict[str, 
     import uvloop
 
     path = _fleet_path()
+    notes = path.with_suffix(".json")  # how it was filled, kept for the runs that reuse it
     if path.exists():
-        return path, {}
+        return path, json.loads(notes.read_text()) if notes.exists() else {}
     WORK.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.db")
     for p in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
@@ -413,6 +417,7 @@ def build_fleet(stores: dict[str, Path], records: int) -> tuple[Path, dict[str, 
     tmp.with_suffix(".key").rename(path.with_suffix(".key"))
     tmp.rename(path)
     fill["build_s"] = time.perf_counter() - t0
+    notes.write_text(json.dumps(fill))
     print(f"  built {path.name} in {fill['build_s']:.0f}s ({fill['recorded_pax_s']:.0f} "
           "passengers/s recorded)", file=sys.stderr, flush=True)  # fmt: skip
     return path, fill
