@@ -386,6 +386,35 @@ async def _send_flights(
     }  # fmt: skip
 
 
+async def _manifest_rate(target: str, pax: list[list[tuple[str, str]]], seconds: float) -> float:
+    """CheckManifest of the same 400 documents, 4 in flight: documents/s. No flight is recorded
+    for a manifest: this is what keeping the open flights costs the other checks."""
+    import grpc
+
+    from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
+
+    requests = [
+        check_pb2.CheckManifestRequest(travellers=[
+            check_pb2.Traveller(ref=str(j), document=common_pb2.Document(issuing_state=st,
+                                                                         number=n))
+            for j, (st, n) in enumerate(docs)
+        ])
+        for docs in pax
+    ]  # fmt: skip
+    opts = [("grpc.max_receive_message_length", 64 << 20)]
+    async with grpc.aio.insecure_channel(target, options=opts) as ch:
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        counter = iter(range(1 << 40))
+
+        async def one() -> None:
+            await stub.CheckManifest(requests[next(counter) % len(requests)], timeout=30)
+
+        res = await closed_loop(one, in_flight=4, seconds=seconds)
+    if res.errors:
+        raise RuntimeError(f"{res.errors} failed manifests")
+    return res.rate * len(pax[0])
+
+
 def _fleet_path() -> Path:
     return WORK / f"fleet-{FLEET[0]}x{FLEET[1]}.db"
 
@@ -461,6 +490,9 @@ def fleet(rounds: int, seconds: float) -> dict[str, Any]:
                                                prefix="QF", seconds=seconds))  # fmt: skip
                 got["rss_mb"] = _rss_mb(proc.pid)
                 got["rss_idle_mb"] = idle
+                got["manifest_docs_s"] = uvloop.run(
+                    _manifest_rate(f"127.0.0.1:{port}", pax, seconds / 2)
+                )
             first += int(got["all_calls"]) + 100  # every round's flights are new ones
             if got["errors"]:
                 raise RuntimeError(f"{got['errors']:.0f} failed PAXLSTs")
@@ -470,6 +502,8 @@ def fleet(rounds: int, seconds: float) -> dict[str, Any]:
     ratios = [w["recorded_pax_s"] / o["recorded_pax_s"]
               for w, o in zip(rows["with"], rows["without"], strict=True)]  # fmt: skip
     ratios_answered = [w["answered_pax_s"] / o["answered_pax_s"]
+                       for w, o in zip(rows["with"], rows["without"], strict=True)]  # fmt: skip
+    ratios_manifest = [w["manifest_docs_s"] / o["manifest_docs_s"]
                        for w, o in zip(rows["with"], rows["without"], strict=True)]  # fmt: skip
 
     def med(mode: str, key: str) -> float:
@@ -486,6 +520,9 @@ def fleet(rounds: int, seconds: float) -> dict[str, Any]:
         "with_answered_pax_s": med("with", "answered_pax_s"),
         "without_answered_pax_s": med("without", "answered_pax_s"),
         "ratio_answered": statistics.median(ratios_answered),
+        "with_manifest_docs_s": med("with", "manifest_docs_s"),
+        "without_manifest_docs_s": med("without", "manifest_docs_s"),
+        "ratio_manifest": statistics.median(ratios_manifest),
         "with_rss_mb": med("with", "rss_mb"),
         "without_rss_mb": med("without", "rss_mb"),
         "with_rss_idle_mb": med("with", "rss_idle_mb"),
@@ -502,6 +539,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     cost = fleet(1 if quick else 3, 4.0 if quick else 8.0)
     default = lat[0]
     short = lat[1]
+    ratio_p99 = default["p99_ms"] / (default["poll_interval_s"] * 1000)
     return {
         "latency": lat,
         "fleet_cost": cost,
@@ -512,10 +550,11 @@ def run(quick: bool = False) -> dict[str, Any]:
              "reference": f"with {cost['with_pax_s']:,.0f}/s, without "
                           f"{cost['without_pax_s']:,.0f}/s; RSS {cost['with_rss_mb']:.0f} vs "
                           f"{cost['without_rss_mb']:.0f} MB; store "
-                          f"{cost['fleet']['disk_mb']:.0f} MB"},
+                          f"{cost['fleet']['disk_mb']:.0f} MB; answered only "
+                          f"{cost['ratio_answered']:.2f}x; CheckManifest(400) "
+                          f"{cost['ratio_manifest']:.2f}x"},
             {"text": "store apply -> airline BGM+132, p99 ms / poll interval (0.5 s)",
-             "value": default["p99_ms"] / 500, "op": "<=", "bound": 1.5,
-             "met": default["p99_ms"] <= 750,
+             "value": ratio_p99, "op": "<=", "bound": 1.5, "met": ratio_p99 <= 1.5,
              "reference": f"p50 {default['p50_ms']:.0f} ms, p99 {default['p99_ms']:.0f} ms over "
                           f"{default['changes']:.0f} changes; at 0.1 s: p50 "
                           f"{short['p50_ms']:.0f}, p99 {short['p99_ms']:.0f} ms"},
