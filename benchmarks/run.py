@@ -2,7 +2,7 @@
 
     python -m benchmarks.run [SECTION ...] [--quick]
 
-Sections: hub, mrz, iapi, remote, sltd, metrics, security, audit, console (default: all).
+Sections: hub, mrz, iapi, remote, sltd, metrics, security, audit, console, flights (default: all).
 Results go to bench-out/results.json and a summary with each target's ratio is printed;
 docs/benchmarks.md records them with this command.
 """
@@ -50,6 +50,7 @@ SECTIONS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "security": _module("security_bench"),
     "audit": _module("audit_micro"),
     "console": _module("console_bench"),
+    "flights": _module("flights_bench"),
 }
 
 # Targets computed here from a section's figures (issue 20's bounds; issue 2's were 0.5 / 2.0 /
