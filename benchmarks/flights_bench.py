@@ -206,6 +206,7 @@ async def _latency_run(
     lat_real: list[float] = []
     apply_s: list[float] = []
     real_wall: list[float] = []
+    others = 0
     try:
         async with grpc.aio.insecure_channel(target) as ch:
             stub = check_pb2_grpc.DocumentCheckStub(ch)
@@ -227,6 +228,12 @@ async def _latency_run(
                 await applier.stdin.drain()
                 try:
                     when, change = await asyncio.wait_for(sub.queue.get(), 30)
+                    # Changes of the held flights (the hub's periodic pass checks their
+                    # incomplete passengers again) are acknowledged and counted, not measured.
+                    while change.flight != "NZ901":
+                        others += 1
+                        await sub.ack(change)
+                        when, change = await asyncio.wait_for(sub.queue.get(), 30)
                 except TimeoutError:
                     raise RuntimeError(f"no status change 30 s after change {i + 1}") from None
                 started, returned, ok = (await applier.stdout.readline()).split()
@@ -236,12 +243,18 @@ async def _latency_run(
                 if (change.passenger_ref != str(i + 1)
                         or change.directive != check_pb2.DIRECTIVE_DO_NOT_BOARD
                         or b"BGM+132" not in change.cusres):  # fmt: skip
-                    raise RuntimeError(f"unexpected status change for passenger {i + 1}")
+                    raise RuntimeError(
+                        f"expected passenger {i + 1} DO_NOT_BOARD, got {change.flight} "
+                        f"{change.passenger_ref} {change.directive} attempt {change.attempt}"
+                    )
                 (lat_real if is_real else lat).append(when - _recorded_at(store, number))
                 await sub.ack(change)
             with contextlib.suppress(TimeoutError):
-                extra = await asyncio.wait_for(sub.queue.get(), 1.0)
-                raise RuntimeError(f"a status change too many: {extra[1].passenger_ref}")
+                while True:
+                    extra = (await asyncio.wait_for(sub.queue.get(), 1.0))[1]
+                    if extra.flight == "NZ901":
+                        raise RuntimeError(f"a status change too many: {extra.passenger_ref}")
+                    others += 1
             await sub.close()
     finally:
         applier.stdin.close()
@@ -257,6 +270,7 @@ async def _latency_run(
         "max_ms": max(ms),
         "mean_ms": statistics.fmean(ms),
         "apply_p50_ms": _pct(apply_s, 0.5) * 1000,
+        "other_flights_changes": float(others),
     }
     if lat_real:
         out |= {
