@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -314,30 +314,34 @@ class RemoteProvider:
 
     async def _call_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
         request = cards_request(queries)
-        attempt = 0
-        while True:
-            try:
-                resp = await self._once_rpc("LookupCards", request, deadline)
-                if not isinstance(resp, provider_pb2.LookupCardsResponse):
-                    raise ProviderError("node sent an answer that cannot be decoded")
-                return cards_from(resp, queries)
-            except ProviderUnavailable:
-                attempt += 1
-                pause = 0.01 * attempt
-                if attempt > self.retries or deadline - time.monotonic() < pause + 0.005:
-                    raise
-                await asyncio.sleep(pause)
+
+        async def once() -> list[CardRecord]:
+            resp = await self._once_rpc("LookupCards", request, deadline)
+            if not isinstance(resp, provider_pb2.LookupCardsResponse):
+                raise ProviderError("node sent an answer that cannot be decoded")
+            return cards_from(resp, queries)
+
+        return await self._retrying(once, deadline)
 
     async def _call(self, queries: Sequence[DocumentQuery], deadline: float) -> list[Record]:
         request = lookup_request(queries)
+
+        async def once() -> list[Record]:
+            if self.hedge_after_s > 0:
+                resp = await self._hedged(request, deadline)
+            else:
+                resp = await self._once(request, deadline)
+            return records_from(resp, queries)
+
+        return await self._retrying(once, deadline)
+
+    async def _retrying(self, once: Callable[[], Awaitable[T]], deadline: float) -> T:
+        """``once()``, again after a short pause while the node is UNAVAILABLE, up to
+        ``retries`` times and only while the deadline leaves time for it."""
         attempt = 0
         while True:
             try:
-                if self.hedge_after_s > 0:
-                    resp = await self._hedged(request, deadline)
-                else:
-                    resp = await self._once(request, deadline)
-                return records_from(resp, queries)
+                return await once()
             except ProviderUnavailable:
                 attempt += 1
                 pause = 0.01 * attempt

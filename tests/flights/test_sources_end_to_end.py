@@ -15,12 +15,14 @@ once) go through the same processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from adapters.sqlstore.importer import import_csv
@@ -229,23 +231,28 @@ def sltd_report(base: str, token: str, p: Pax) -> None:
         assert resp.status == 201
 
 
-def test_sltd_store_report_reaches_the_airline(tmp_path: Path) -> None:
-    url = sql_store(tmp_path, "nzl.db")
-    sltd_port, port = free_port(), free_port()
-    sltd_url = f"sqlite+aiosqlite:///{tmp_path / 'sltd.db'}"
+@contextlib.contextmanager
+def sltd_service(tmp: Path) -> Iterator[tuple[str, str]]:
+    """A real `rmas sltd serve` over a store loaded from fixtures: (its base URL, its store)."""
+    sltd_port = free_port()
+    sltd_url = f"sqlite+aiosqlite:///{tmp / 'sltd.db'}"
     assert rmas("sltd", "import", "--url", sltd_url, str(FIX / "sltd/records.csv")).returncode == 0
     sltd = subprocess.Popen(
         [sys.executable, "-m", "rmas.cli", "sltd", "serve", "--url", sltd_url, "--listen",
          f"127.0.0.1:{sltd_port}", "--tokens", str(FIX / "sltd/tokens.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    base = f"http://127.0.0.1:{sltd_port}"
     try:
         assert sltd.stdout is not None
         assert "sltd serving on" in sltd.stdout.readline()
-        providers = (
-            sql_provider(url)
-            + f"""
+        yield f"http://127.0.0.1:{sltd_port}", sltd_url
+    finally:
+        stop(sltd)
+
+
+def sltd_provider(base: str) -> str:
+    """The hub's global ``sltd`` provider of that service, polling its change list quickly."""
+    return f"""
 [[providers]]
 id = "SLTD"
 kind = "sltd"
@@ -255,7 +262,13 @@ url = "{base}"
 token = "demo-nz-token"
 poll_interval = 0.1
 """
-        )
+
+
+def test_sltd_store_report_reaches_the_airline(tmp_path: Path) -> None:
+    url = sql_store(tmp_path, "nzl.db")
+    port = free_port()
+    with sltd_service(tmp_path) as (base, _store):
+        providers = sql_provider(url) + sltd_provider(base)
         target = f"127.0.0.1:{port}"
         hub = serve(hub_config(tmp_path, port, providers), port)
         try:
@@ -264,8 +277,6 @@ poll_interval = 0.1
             )
         finally:
             stop(hub)
-    finally:
-        stop(sltd)
 
 
 async def _empty_postgres(url: str) -> None:
@@ -447,31 +458,9 @@ target = "127.0.0.1:{node_port}"
 
 def test_a_bulk_load_of_the_sltd_store_rechecks_the_open_passengers(tmp_path: Path) -> None:
     url = sql_store(tmp_path, "nzl.db")
-    sltd_port, port = free_port(), free_port()
-    sltd_url = f"sqlite+aiosqlite:///{tmp_path / 'sltd.db'}"
-    assert rmas("sltd", "import", "--url", sltd_url, str(FIX / "sltd/records.csv")).returncode == 0
-    sltd = subprocess.Popen(
-        [sys.executable, "-m", "rmas.cli", "sltd", "serve", "--url", sltd_url, "--listen",
-         f"127.0.0.1:{sltd_port}", "--tokens", str(FIX / "sltd/tokens.json")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{sltd_port}"
-    try:
-        assert sltd.stdout is not None
-        assert "sltd serving on" in sltd.stdout.readline()
-        providers = (
-            sql_provider(url)
-            + f"""
-[[providers]]
-id = "SLTD"
-kind = "sltd"
-scope = "global"
-required = true
-url = "{base}"
-token = "demo-nz-token"
-poll_interval = 0.1
-"""
-        )
+    port = free_port()
+    with sltd_service(tmp_path) as (base, sltd_url):
+        providers = sql_provider(url) + sltd_provider(base)
         target = f"127.0.0.1:{port}"
         hub = serve(hub_config(tmp_path, port, providers), port)
         try:
@@ -486,8 +475,6 @@ poll_interval = 0.1
             receives_stolen_report(tmp_path, target, reload)
         finally:
             stop(hub)
-    finally:
-        stop(sltd)
 
 
 def test_after_a_change_of_passport_only_the_new_one_counts(tmp_path: Path) -> None:
