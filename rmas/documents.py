@@ -30,6 +30,7 @@ __all__ = [
     "number_problem",
     "parse_date",
     "parse_sex",
+    "valid_plain",
     "validate_document",
     "yymmdd",
 ]
@@ -368,6 +369,24 @@ def validate_document(
         expiry_date=expiry,
         ref=ref,
     )
+
+
+_UNTYPED = DocumentType.UNSPECIFIED
+
+
+def valid_plain(issuing_state: str, number: str, ref: str = "") -> DocumentQuery | None:
+    """:func:`validate_document` of a document given by state and number alone (no type, holder
+    or expiry date: most manifest lines), or None when either is not valid; then
+    :func:`validate_document` says why. The same rules (:func:`~rmas.states.to_alpha3`,
+    :func:`normalise_number`, :func:`number_problem`), without the keyword call and the checks
+    of absent fields: a 400-document manifest validates every line on the hub's one core."""
+    state = to_alpha3(issuing_state) if issuing_state else None
+    if state is None:
+        return None
+    num = normalise_number(number)
+    if number_problem(num) is not None:
+        return None
+    return DocumentQuery(state, num, _UNTYPED, EMPTY_HOLDER, None, ref)
 
 
 def _holder(  # noqa: PLR0917 - private helper of validate_document

@@ -189,14 +189,53 @@ class Hub:
 
     async def check(self, items: Sequence[Item], deadline: float) -> list[CheckResult]:
         """A result per item, in order. Items that failed validation are INVALID_DATA."""
+        self.checked += len(items)
+        for item in items:
+            if type(item) is not DocumentQuery:
+                return await self._check_mixed(items, deadline)
+        # Only plain documents (most manifests): the batch is the items themselves.
+        queries: Sequence[DocumentQuery] = items  # type: ignore[assignment]
+        self.in_flight += len(queries)
+        try:
+            answers = await self.fanout.ask(queries, deadline)
+        finally:
+            self.in_flight -= len(queries)
+        return self._merged(queries, answers)
+
+    def _merged(
+        self, queries: Sequence[DocumentQuery], answers: Sequence[tuple[SourceAnswer, ...]]
+    ) -> list[CheckResult]:
+        """The results of plain documents from their answers (same order).
+
+        Documents answered by the same tuple of answers (the fan-out shares them: every "no
+        record", every failed call) get the same decision: merged once per distinct tuple in
+        this call, keyed by its identity (alive in ``answers`` until the loop ends). Still the
+        one rule: rmas.verdict.merge.
+        """
+        policy = self.policy.on_incomplete
+        today: dt.date | None = None  # read once per call, and only when needed
+        shared: dict[int, tuple[Decision, bool]] = {}
+        result = self._result
+        out: list[CheckResult] = []
+        for q, sources in zip(queries, answers, strict=True):
+            joined = shared.get(id(sources))
+            if joined is None:
+                joined = shared[id(sources)] = (
+                    merge(sources, policy),
+                    any(a.issuer for a in sources),
+                )
+            if today is None and q.expiry_date is not None:
+                today = dt.date.today()
+            out.append(result(q, None, joined[0], joined[1], sources, today))
+        return out
+
+    async def _check_mixed(self, items: Sequence[Item], deadline: float) -> list[CheckResult]:
+        """:meth:`check` of a batch with invalid or scanned documents among its items."""
         results: list[CheckResult | None] = [None] * len(items)
         pending: list[_Pending] = []
         batch: list[DocumentQuery] = []
         for i, item in enumerate(items):
-            if type(item) is DocumentQuery:  # the usual case first
-                pending.append(_Pending(i, item))
-                batch.append(item)
-            elif isinstance(item, InvalidDocument):
+            if isinstance(item, InvalidDocument):
                 d = merge((), data_valid=False)
                 results[i] = CheckResult(
                     check_id=new_check_id(),
@@ -215,7 +254,6 @@ class Hub:
             else:
                 pending.append(_Pending(i, item))
                 batch.append(item)
-        self.checked += len(items)
         if pending:
             self.in_flight += len(pending)
             try:
@@ -223,31 +261,17 @@ class Hub:
             finally:
                 self.in_flight -= len(pending)
             policy = self.policy.on_incomplete
-            today: dt.date | None = None  # read once per call, and only when needed
-            # Documents answered by the same SourceAnswer objects (the fan-out shares them: every
-            # "no record", every failed call) get the same decision: merged once per distinct
-            # answer set in this call, keyed by the answers' identities (they are alive in
-            # ``answers`` until the loop ends). Still the one rule: rmas.verdict.merge.
-            shared: dict[tuple[int, ...], tuple[Decision, bool, tuple[SourceAnswer, ...]]] = {}
+            today = dt.date.today()
             at = 0
+            plain: list[tuple[_Pending, int]] = []  # with where its answers are
             for p in pending:
-                if today is None and p.query.expiry_date is not None:
-                    today = dt.date.today()
                 sources = answers[at]
                 at += 1
                 if p.reading is None:
-                    key = tuple(map(id, sources))
-                    joined = shared.get(key)
-                    if joined is None:
-                        joined = shared[key] = (
-                            merge(sources, policy),
-                            any(a.issuer for a in sources),
-                            tuple(sources),
-                        )
-                    results[p.index] = self._result(p.query, None, *joined, today)
+                    plain.append((p, at - 1))
                     continue
                 for pos, number in p.candidates:
-                    sources = [*sources, *(replace(a, queried_number=number) for a in answers[pos])]
+                    sources = (*sources, *(replace(a, queried_number=number) for a in answers[pos]))
                     at += 1
                 suspect = not p.reading.check_digits_ok
                 results[p.index] = self._result(
@@ -255,9 +279,15 @@ class Hub:
                     p.reading,
                     merge(sources, policy, data_suspect=suspect),
                     any(a.issuer for a in sources),
-                    tuple(sources),
+                    sources,
                     today,
                 )
+            if plain:
+                merged = self._merged(
+                    [p.query for p, _ in plain], [answers[pos] for _, pos in plain]
+                )
+                for (p, _), r in zip(plain, merged, strict=True):
+                    results[p.index] = r
         return [r for r in results if r is not None]
 
     @staticmethod
@@ -269,6 +299,9 @@ class Hub:
         sources: tuple[SourceAnswer, ...],
         today: dt.date | None,
     ) -> CheckResult:
+        if consulted and reading is None and query.expiry_date is None:  # nothing to warn about
+            return CheckResult(new_check_id(), query.ref, d.verdict, d.directive, d.unchecked,
+                               sources, (), (), query, None, True)  # fmt: skip
         warnings: list[str] = []
         if not sources:
             warnings.append(f"no provider answers for documents of {query.issuing_state}")

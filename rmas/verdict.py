@@ -122,6 +122,13 @@ class IncompletePolicy(enum.StrEnum):
     BOARD = "board"  # fail-open: OK_TO_BOARD, flagged unchecked
 
 
+# Members as module constants for the hot paths: ``Outcome.ANSWERED`` is a class attribute
+# lookup through the enum's metaclass (about 0.1 µs on Python 3.11), a constant is a global.
+_ANSWERED = Outcome.ANSWERED
+_MISMATCH = HolderMatch.MISMATCH
+_BOARD = IncompletePolicy.BOARD
+
+
 @fast_init
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -161,11 +168,11 @@ class SourceAnswer:
     @property
     def alerting(self) -> bool:
         r = self.record
-        if r is None or self.outcome is not Outcome.ANSWERED:
+        if r is None or self.outcome is not _ANSWERED:
             return False
         if r.status in ALERTING:
             return True
-        return self.issuer and r.holder_match is HolderMatch.MISMATCH
+        return self.issuer and r.holder_match is _MISMATCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +199,7 @@ def merge(
     answered = False
     missing_required = False
     for a in answers:
-        if a.outcome is Outcome.ANSWERED:
+        if a.outcome is _ANSWERED:
             answered = True
             if a.alerting:
                 return _ALERT
@@ -202,7 +209,7 @@ def merge(
     # rule: when only optional providers were asked, at least one of them must have answered.
     if answered and not missing_required:
         return _CLEAR
-    if policy is IncompletePolicy.BOARD:
+    if policy is _BOARD:
         return _INCOMPLETE_BOARD
     return _INCOMPLETE_CONTACT
 

@@ -4,6 +4,8 @@ import dataclasses
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rmas.documents import (
     DocumentQuery,
@@ -11,6 +13,7 @@ from rmas.documents import (
     Holder,
     normalise_name,
     normalise_number,
+    valid_plain,
     validate_document,
 )
 from rmas.errors import ValidationError
@@ -153,3 +156,28 @@ def test_dates_a_channel_has_read_are_taken_as_they_are() -> None:
     assert (
         validate_document(issuing_state="NZL", number="LA1", expiry_date=None).expiry_date is None
     )
+
+
+_RAW_STATES = st.sampled_from(
+    ["NZL", "nzl", " AUS", "D", "D<<", "DE", "XXX", "", "Z", "UTO", "ÅUS"]
+)
+_RAW_NUMBERS = st.one_of(
+    st.sampled_from(["N1234567", "ab 123-456<", "", "ß12", "X" * 21, "12345678901234567890"]),
+    st.text(alphabet="AZaz09 -<ﬁß", max_size=24),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_RAW_STATES, _RAW_NUMBERS, st.text(max_size=4))
+def test_the_plain_fast_path_agrees_with_validate_document(
+    state: str, number: str, ref: str
+) -> None:
+    """valid_plain (a manifest line with a state and a number) gives validate_document's query,
+    or None exactly where validate_document refuses."""
+    fast = valid_plain(state, number, ref)
+    try:
+        slow = validate_document(issuing_state=state, number=number, ref=ref)
+    except ValidationError:
+        assert fast is None
+        return
+    assert fast == slow

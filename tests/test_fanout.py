@@ -6,6 +6,9 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from rmas.documents import DocumentQuery
 from rmas.fanout import FanOut, Router
 from rmas.testing import FakeProvider
@@ -163,3 +166,61 @@ async def test_a_caller_cancelled_during_a_single_provider_call_is_cancelled_not
     )
     await asyncio.gather(task, return_exceptions=True)
     assert task.cancelled()
+
+
+_STATES = ("NZL", "AUS", "D", "DEU", "USA")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(_STATES), st.sampled_from(["A1", "A2", "B7", "C9"])),
+        max_size=30,
+    ),
+    st.booleans(),
+)
+async def test_grouped_fan_out_answers_each_document_as_a_per_document_route_would(
+    docs: list[tuple[str, str]], with_global: bool
+) -> None:
+    """Interleaved economies, ICAO ``D`` beside ``DEU``, a global provider asked about every
+    group: each document gets exactly its route's providers, in route order, each with the
+    record for its own number (a grouping bug would hand one group another's answers)."""
+    stolen = {("NZL", "A2"): RecordStatus.STOLEN, ("DEU", "B7"): RecordStatus.LOST}
+    nzl = FakeProvider.issuer("NZL", ["NZL"], stolen)
+    deu = FakeProvider.issuer("DEU", ["DEU"], stolen)
+    aus = FakeProvider.issuer("AUS", ["AUS"], stolen, failure="unavailable")
+    providers = [nzl, deu, aus]
+    if with_global:
+        providers.append(FakeProvider.global_("SLTD", records={("AUS", "C9"): RecordStatus.STOLEN}))
+    router = Router(providers)
+    queries = [q(s, n) for s, n in docs]
+    answers = await FanOut(router).ask(queries, time.monotonic() + 1)
+    assert len(answers) == len(queries)
+    for query, got in zip(queries, answers, strict=True):
+        assert isinstance(got, tuple)
+        assert [a.provider_id for a in got] == [p.info.id for p in router.route(query)]
+        for a, p in zip(got, router.route(query), strict=True):
+            if p is aus:
+                assert a.outcome is Outcome.UNAVAILABLE and a.record is None
+                continue
+            assert a.outcome is Outcome.ANSWERED and a.record is not None
+            script = (
+                stolen
+                if p is not providers[-1] or not with_global
+                else {("AUS", "C9"): RecordStatus.STOLEN}
+            )
+            expected = script.get(query.key, RecordStatus.NO_RECORD)
+            assert a.record.status is expected, (query, p.info.id)
+    # One call per routed provider, each asked about its documents exactly once.
+    for p in providers:
+        asked = sorted((x.issuing_state, x.number) for c in p.calls for x in c)
+        expected = sorted(docs[i] for i, x in enumerate(queries) if p in router.route(x))
+        assert asked == expected and len(p.calls) <= 1
+
+
+async def test_documents_with_the_same_answers_share_one_tuple() -> None:
+    nzl = FakeProvider.issuer("NZL", ["NZL"], {("NZL", "A2"): RecordStatus.STOLEN})
+    answers = await FanOut(Router([nzl])).ask(
+        [q("NZL", "A1"), q("NZL", "A2"), q("NZL", "A3")], time.monotonic() + 1
+    )
+    assert answers[0] is answers[2] and answers[1] is not answers[0]

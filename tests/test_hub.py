@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from rmas.documents import DocumentQuery
-from rmas.hub import Hub
+from rmas.hub import CheckResult, Hub
 from rmas.testing import FakeProvider
 from rmas.verdict import Directive, Record, RecordStatus, SourceAnswer, Verdict, merge
 
@@ -51,3 +51,45 @@ async def test_a_failed_call_and_no_record_are_not_mixed_up() -> None:
     assert [r.directive for r in results][1] is Directive.CONTACT_AUTHORITY
     answers: list[SourceAnswer] = [r.sources[0] for r in results]
     assert answers[0] is answers[2] and answers[1] is answers[3]
+
+
+async def test_a_batch_of_plain_documents_is_answered_as_within_a_mixed_batch() -> None:
+    """The plain-documents path (every item a DocumentQuery) and the mixed path (here with an
+    invalid document among them) give the same results, warnings and decisions included."""
+    import datetime as dt
+
+    from rmas.errors import FieldViolation
+    from rmas.hub import InvalidDocument
+
+    nzl = FakeProvider.issuer("nzl", ["NZL"], {("NZL", "S1"): RecordStatus.STOLEN})
+    down = FakeProvider.issuer("aus", ["AUS"], failure="unavailable")
+    sltd = FakeProvider.global_("sltd", {("FRA", "F2"): RecordStatus.LOST}, required=False)
+    hub = Hub([nzl, down, sltd])
+    past = dt.date(2001, 1, 1)
+    queries = [
+        DocumentQuery("NZL", "S1", ref="a"),
+        DocumentQuery("AUS", "A1", ref="b"),
+        DocumentQuery("FRA", "F2", ref="c"),
+        DocumentQuery("NZL", "N1", ref="d", expiry_date=past),
+        DocumentQuery("FRA", "F3", ref="e"),
+        DocumentQuery("NZL", "N2", ref="f"),
+    ]
+    plain = await hub.check(queries, time.monotonic() + 5)
+    bad = InvalidDocument("x", (FieldViolation("number", "required"),))
+    mixed = await hub.check([bad, *queries], time.monotonic() + 5)
+    assert mixed[0].verdict is Verdict.INVALID_DATA
+
+    def seen(r: CheckResult) -> tuple[object, ...]:
+        names = ("ref", "verdict", "directive", "unchecked", "warnings", "issuer_consulted")
+        return (*(getattr(r, f) for f in names), r.document)
+
+    assert [seen(r) for r in plain] == [seen(r) for r in mixed[1:]]
+    assert [[(a.provider_id, a.outcome, a.record) for a in r.sources] for r in plain] == [
+        [(a.provider_id, a.outcome, a.record) for a in r.sources] for r in mixed[1:]
+    ]
+    assert [r.verdict for r in plain] == [
+        Verdict.ALERT, Verdict.INCOMPLETE, Verdict.ALERT, Verdict.CLEAR, Verdict.CLEAR,
+        Verdict.CLEAR,
+    ]  # fmt: skip
+    assert plain[3].warnings == ("document expired on 2001-01-01",)
+    assert "was not consulted" in plain[4].warnings[0]

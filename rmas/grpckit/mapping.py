@@ -29,7 +29,13 @@ from rmas.abtc import (
     validate_card,
     validate_economy,
 )
-from rmas.documents import EMPTY_HOLDER, DocumentQuery, DocumentType, validate_document
+from rmas.documents import (
+    EMPTY_HOLDER,
+    DocumentQuery,
+    DocumentType,
+    valid_plain,
+    validate_document,
+)
 from rmas.errors import FieldViolation, ValidationError
 from rmas.grpckit import enums
 from rmas.hub import CheckResult, InvalidDocument, ScannedDocument
@@ -55,6 +61,7 @@ __all__ = [
     "document_from_pb",
     "document_to_pb",
     "paxlst_answer_to_pb",
+    "plain_from_pb",
     "query_from_document",
     "query_from_lookup_pb",
     "record_from_pb",
@@ -87,6 +94,13 @@ _REASON_TO_PB = {
     r: check_pb2.AbtcReason.Value(f"ABTC_REASON_{r.name}" if r.value else "ABTC_REASON_UNSPECIFIED")
     for r in CardReason
 }
+
+
+# Enum members read in the per-document code, as constants (a member read through its class is
+# about 0.1 µs on Python 3.11).
+_NOT_CHECKED = HolderMatch.NOT_CHECKED
+_UNSPECIFIED = DocumentType.UNSPECIFIED
+_FULL = View.FULL
 
 
 def _iso(d: dt.date | None) -> str:
@@ -123,6 +137,15 @@ def query_from_document(
         ref=ref,
         prefix=prefix,
     )
+
+
+def plain_from_pb(doc: common_pb2.Document, ref: str) -> DocumentQuery | None:
+    """The query of a document that gives only a valid state and number (most manifest lines,
+    :func:`rmas.documents.valid_plain`), read without building its field path; None for any
+    other document (absent included): :func:`document_from_pb` reads and names it then."""
+    if doc.type or doc.expiry_date or doc.HasField("holder"):
+        return None
+    return valid_plain(doc.issuing_state, doc.number, ref)
 
 
 def document_from_pb(
@@ -319,7 +342,7 @@ def _set_abtc(c: CardResult, out: check_pb2.AbtcResult) -> None:
 
 def _set_record(r: Record, out: common_pb2.Record) -> None:
     out.status = _STATUS_TO_PB[r.status]
-    if r.holder_match is not HolderMatch.NOT_CHECKED:
+    if r.holder_match is not _NOT_CHECKED:
         out.holder_match = _MATCH_TO_PB[r.holder_match]
     if r.reported_on is not None:
         out.reported_on = r.reported_on.isoformat()
@@ -336,7 +359,7 @@ def _set_record(r: Record, out: common_pb2.Record) -> None:
 def _set_document(q: DocumentQuery, out: common_pb2.Document) -> None:
     out.issuing_state = q.issuing_state
     out.number = q.number
-    if q.type is not DocumentType.UNSPECIFIED:
+    if q.type is not _UNSPECIFIED:
         out.type = _TYPE_TO_PB[q.type]
     if q.expiry_date is not None:
         out.expiry_date = q.expiry_date.isoformat()
@@ -371,7 +394,7 @@ def result_to_pb(
     # be able to tell it from a checked one.
     if r.unchecked:
         out.unchecked = True
-    if view is not View.FULL:
+    if view is not _FULL:
         return
     if shared is None or not r.sources:
         _set_answers(r, out)

@@ -29,6 +29,7 @@ from rmas.grpckit.mapping import (
     card_query_from_pb,
     document_from_pb,
     paxlst_answer_to_pb,
+    plain_from_pb,
     query_from_document,
     result_to_pb,
     results_to_pb,
@@ -243,8 +244,16 @@ def _travellers_in(request: check_pb2.CheckManifestRequest) -> list[Item]:
     """A manifest's documents, in order; a bad one becomes an InvalidDocument (answered
     INVALID_DATA with the rest) naming ``travellers[i].<field>``."""
     items: list[Item] = []
+    append = items.append
     for i, t in enumerate(request.travellers):
         ref = t.ref
+        if len(ref) <= MAX_REF_LENGTH and not t.mrz_lines:
+            # The usual line first: a state and a number, both valid (an absent document has
+            # neither, so it falls through to be named below).
+            q = plain_from_pb(t.document, ref)
+            if q is not None:
+                append(q)
+                continue
         if len(ref) > MAX_REF_LENGTH:
             items.append(InvalidDocument(ref[:MAX_REF_LENGTH], (FieldViolation(
                 f"travellers[{i}].ref", f"longer than {MAX_REF_LENGTH} characters"),)))  # fmt: skip
