@@ -39,6 +39,9 @@ __all__ = [
 MAX_NUMBER_LENGTH = 20
 
 _NUMBER_JUNK = re.compile(r"[\s\-./<]+")
+#: A document number as the hub keeps it: what :func:`number_problem` accepts, and what
+#: :func:`normalise_number` leaves as it is (ASCII capitals and digits).
+_NORMAL_NUMBER = re.compile(rf"[A-Z0-9]{{1,{MAX_NUMBER_LENGTH}}}")
 _NAME_JUNK = re.compile(r"[^A-Z ]+")
 _SPACES = re.compile(r"\s+")
 
@@ -137,6 +140,8 @@ def normalise_number(raw: str) -> str:
 
 def number_problem(number: str) -> str | None:
     """Why a normalised number cannot be a document number, or None when it can."""
+    if _NORMAL_NUMBER.fullmatch(number):
+        return None
     if not number:
         return "required"
     if len(number) > MAX_NUMBER_LENGTH:
@@ -383,10 +388,11 @@ def valid_plain(issuing_state: str, number: str, ref: str = "") -> DocumentQuery
     state = to_alpha3(issuing_state) if issuing_state else None
     if state is None:
         return None
-    num = normalise_number(number)
-    if number_problem(num) is not None:
-        return None
-    return DocumentQuery(state, num, _UNTYPED, EMPTY_HOLDER, None, ref)
+    if _NORMAL_NUMBER.fullmatch(number) is None:  # not already normal and valid (rare)
+        number = normalise_number(number)
+        if number_problem(number) is not None:
+            return None
+    return DocumentQuery(state, number, _UNTYPED, EMPTY_HOLDER, None, ref)
 
 
 def _holder(  # noqa: PLR0917 - private helper of validate_document

@@ -53,7 +53,7 @@ def new_check_id() -> str:
     From a generator seeded by the OS, not a syscall per id: os.urandom cost ~1 µs per document
     in a manifest's profile. Uniqueness is what matters here; the id grants nothing.
     """
-    return f"{_ids.getrandbits(128):032x}"
+    return _ids.getrandbits(128).to_bytes(16, "big").hex()  # half the time of a format
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +217,7 @@ class Hub:
         shared: dict[int, tuple[Decision, bool]] = {}
         result = self._result
         out: list[CheckResult] = []
+        new_id = new_check_id
         for q, sources in zip(queries, answers, strict=True):
             joined = shared.get(id(sources))
             if joined is None:
@@ -224,9 +225,15 @@ class Hub:
                     merge(sources, policy),
                     any(a.issuer for a in sources),
                 )
+            d, consulted = joined
+            if consulted and q.expiry_date is None:  # nothing to warn about: _result, inlined
+                out.append(CheckResult(new_id(), q.ref, d.verdict,
+                                       d.directive, d.unchecked, sources, (), (), q, None,
+                                       True))  # fmt: skip
+                continue
             if today is None and q.expiry_date is not None:
                 today = dt.date.today()
-            out.append(result(q, None, joined[0], joined[1], sources, today))
+            out.append(result(q, None, d, consulted, sources, today))
         return out
 
     async def _check_mixed(self, items: Sequence[Item], deadline: float) -> list[CheckResult]:
