@@ -185,6 +185,8 @@ class FanOut:
         """The one fan-out loop: group ``queries`` by the code they are routed by (routed once
         per group, not once per query), ask each routed provider once about all its groups (no
         task when only one is routed), and give every query one ``answer`` per provider."""
+        if len(queries) == 1:  # a single check: nothing to group
+            return [await self._ask_one(queries, deadline, route, lookup, answer)]
         groups: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
             g = groups.get(group_of(q))
@@ -221,6 +223,24 @@ class FanOut:
         for indices, at in routed:
             _assemble(indices, [(columns[id(job)], start) for job, start in at], answers)
         return answers
+
+    async def _ask_one(
+        self,
+        queries: Sequence[_Q],
+        deadline: float,
+        route: Callable[[_Q], list[Provider]],
+        lookup: _Lookup,
+        answer: Callable[..., _A],
+    ) -> tuple[_A, ...]:
+        """:meth:`_ask` of one query: each routed provider's answer, in route order."""
+        jobs = [_Job(p, p.info, p.info.scope is Scope.ISSUER, [0]) for p in route(queries[0])]
+        if not jobs:
+            return ()
+        if len(jobs) == 1:
+            res = await self._call(jobs[0], queries, deadline, lookup)
+            return (_column(jobs[0], res, answer)[0],)
+        results = await asyncio.gather(*(self._call(j, queries, deadline, lookup) for j in jobs))
+        return tuple(_column(j, r, answer)[0] for j, r in zip(jobs, results, strict=True))
 
     async def _call(
         self, job: _Job, queries: Sequence[Any], deadline: float, lookup: _Lookup
