@@ -285,5 +285,5 @@ def entries_for(
 ) -> list[AuditEntry]:
     """The entries :func:`encode_entries` makes, as :class:`AuditEntry` values (one encoder,
     so the two can never differ)."""
-    return decode(encode_entries(results, caller, channel, keyer, hub=hub, reference=reference,
-                                 now=now))  # fmt: skip
+    body = encode_entries(results, caller, channel, keyer, hub=hub, reference=reference, now=now)
+    return decode(body) if body else []

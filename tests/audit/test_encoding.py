@@ -155,7 +155,7 @@ def results(draw: st.DrawFn) -> CheckResult:
     return r
 
 
-batches = st.lists(results(), min_size=1, max_size=8)
+batches = st.lists(results(), max_size=8)
 
 
 @settings(max_examples=300, deadline=None)
@@ -181,10 +181,13 @@ def test_the_fast_encoder_writes_what_the_rules_say_and_always_well_formed(
     expected = [reference_entry(r, caller, channel, hub, reference, time) for r in batch]
     assert reference_bytes(expected) == body
     assert encode([[getattr(e, f) for f in FIELDS] for e in expected]) == body
-    assert expected == decode(body)
+    assert expected == (decode(body) if batch else [])
     assert expected == entries_for(
         batch, caller, channel, KEYER, hub=hub, reference=reference, now=NOW
     )
+    if not batch:  # nothing to record (the trail queues nothing then)
+        assert body == b""
+        return
     # What lets the sink skip its scans for the trail's own bytes (AuditTrail.submit).
     assert well_formed(len(batch), body)
     # And the writer seals it into a block that verifies.
