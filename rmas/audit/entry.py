@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rmas.audit.format import AuditEntry, clean, encode
+from rmas.audit.format import AuditEntry, clean, decode
 from rmas.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -153,21 +153,23 @@ def utc_timestamp(now: dt.datetime | None = None) -> str:
 
 # Sources JSON by the answers' (provider, outcome, status, candidate) tuples: a few providers
 # and outcomes give few distinct values, so after warm-up an entry's sources are a dict lookup.
-_SOURCES_CACHE: dict[tuple[tuple[str, str, str, str], ...], str] = {}
+# One answer (the common case) is keyed by its own 4-tuple, several by a tuple of them.
+_SourceItem = tuple[str, str, str, str]
+_SOURCES_CACHE: dict[tuple[_SourceItem, ...] | _SourceItem, str] = {}
 _SOURCES_CACHE_MAX = 4096
 
 
-def _sources_json(key: tuple[tuple[str, str, str, str], ...]) -> str:
-    text = _SOURCES_CACHE.get(key)
-    if text is None:
-        text = json.dumps(key, separators=(",", ":"), ensure_ascii=False)
-        if len(_SOURCES_CACHE) >= _SOURCES_CACHE_MAX:
-            _SOURCES_CACHE.clear()
-        _SOURCES_CACHE[key] = text
+def _sources_json(
+    key: tuple[_SourceItem, ...], cache_key: tuple[_SourceItem, ...] | _SourceItem
+) -> str:
+    text = json.dumps(key, separators=(",", ":"), ensure_ascii=False)
+    if len(_SOURCES_CACHE) >= _SOURCES_CACHE_MAX:
+        _SOURCES_CACHE.clear()
+    _SOURCES_CACHE[cache_key] = text
     return text
 
 
-def _card_item(card: CardResult, key_of: Callable[[str, str], str]) -> tuple[str, str, str, str]:
+def _card_item(card: CardResult, key_of: Callable[[str, str], str]) -> _SourceItem:
     """The ABTC presented with a document, as one more item of the entry's sources:
     ``["abtc:<provider>", outcome, status, "card:<keyed hash> <USABLE|reason> for <economy>"]``.
 
@@ -184,28 +186,51 @@ def _card_item(card: CardResult, key_of: Callable[[str, str], str]) -> tuple[str
     )
 
 
-def _rows(  # noqa: PLR0917 (private: the arguments of entries_for)
+def encode_entries(
     results: Sequence[CheckResult],
     caller: Caller,
     channel: Channel,
     keyer: DocumentKeyer,
-    hub: str,
-    reference: str,
-    now: dt.datetime | None,
-) -> list[tuple[str, ...]]:
-    """Each result's entry as its fields, in :data:`rmas.audit.format.FIELDS` order.
+    *,
+    hub: str = "",
+    reference: str = "",
+    now: dt.datetime | None = None,
+) -> bytes:
+    """Each result's entry, in order, in the byte format (:func:`rmas.audit.format.encode`),
+    all stamped with the same time (``now``, default: now) and the id of the ``hub`` writing
+    them: the hub's hot path, which builds no :class:`AuditEntry`.
 
     A result without a document (data that failed validation) has no issuing state and no
     document key: what the caller sent was not a usable identity. Free texts go through
-    :func:`~rmas.audit.format.clean`; the other fields are codes, hex and JSON.
+    :func:`~rmas.audit.format.clean` (the check ids too, when they are not ASCII free of the
+    separators, as the hub's are); the other fields are codes (the state as validated), hex
+    and JSON, which escapes control characters. So the bytes are well formed whatever the
+    texts (tests hold this on random input), and the sink need not count their separators.
+
+    The fields shared by every entry of the call (time, hub, caller, role, channel and
+    reference) are joined once; each entry is one f-string between them.
     """
-    time = utc_timestamp(now)
-    hub_id, identity, role = clean(hub), clean(caller.identity), clean(caller.role)
-    chan = channel.value
-    ref = clean(reference) if reference else ""
+    head = "\x1f".join(
+        (
+            utc_timestamp(now),
+            clean(hub),
+            clean(caller.identity),
+            clean(caller.role),
+            channel.value,
+            "",
+        )
+    )
+    tail = f"\x1f{clean(reference)}\x1e" if reference else "\x1f\x1e"
     key_of = keyer.key_of
-    rows: list[tuple[str, ...]] = []
-    for r in results:
+    cache = _SOURCES_CACHE
+    # The check ids (the hub's hex) checked all at once: cleaned one by one only if need be.
+    ids = [r.check_id for r in results]
+    joined = "".join(ids)
+    if not joined.isascii() or "\x1e" in joined or "\x1f" in joined or "\x00" in joined:
+        ids = [clean(i) for i in ids]
+    parts: list[str] = []
+    append = parts.append
+    for r, cid in zip(results, ids, strict=True):
         doc = r.document
         if doc is None:
             state = key = ""
@@ -213,27 +238,39 @@ def _rows(  # noqa: PLR0917 (private: the arguments of entries_for)
             state = doc.issuing_state
             economy, number = doc.key
             key = key_of(economy, number) if number else ""
-        skey: tuple[tuple[str, str, str, str], ...] = tuple(
-            [
-                (
-                    a.provider_id,
-                    a.outcome,
-                    a.record.status if a.record is not None else "",
-                    "candidate" if a.queried_number else "",
-                )
-                for a in r.sources
-            ]
-        )
-        card = r.abtc
-        if card is not None:
-            skey = (*skey, _card_item(card, key_of))
-        sources = _SOURCES_CACHE.get(skey) or _sources_json(skey)
+        answers = r.sources
+        if len(answers) == 1 and r.abtc is None:
+            a = answers[0]
+            rec = a.record
+            item: _SourceItem = (
+                a.provider_id,
+                a.outcome,
+                rec.status if rec is not None else "",
+                "candidate" if a.queried_number else "",
+            )
+            sources = cache.get(item) or _sources_json((item,), item)
+        else:
+            items: tuple[_SourceItem, ...] = tuple(
+                [
+                    (
+                        a.provider_id,
+                        a.outcome,
+                        a.record.status if a.record is not None else "",
+                        "candidate" if a.queried_number else "",
+                    )
+                    for a in answers
+                ]
+            )
+            card = r.abtc
+            if card is not None:
+                items = (*items, _card_item(card, key_of))
+            sources = cache.get(items) or _sources_json(items, items)
         # ``_value_``: the plain text, without the cost of the ``value`` property.
-        rows.append(
-            (time, hub_id, identity, role, chan, r.check_id, state, key, sources,
-             r.verdict._value_, r.directive._value_, ref)
-        )  # fmt: skip
-    return rows
+        append(
+            f"{head}{cid}\x1f{state}\x1f{key}\x1f{sources}\x1f{r.verdict._value_}\x1f"
+            f"{r.directive._value_}{tail}"
+        )
+    return "".join(parts).encode("utf-8")
 
 
 def entries_for(
@@ -246,21 +283,7 @@ def entries_for(
     reference: str = "",
     now: dt.datetime | None = None,
 ) -> list[AuditEntry]:
-    """One entry per result, in order, all stamped with the same time (``now``, default: now)
-    and the id of the ``hub`` writing them."""
-    return [AuditEntry(*row) for row in _rows(results, caller, channel, keyer, hub, reference, now)]
-
-
-def encode_entries(
-    results: Sequence[CheckResult],
-    caller: Caller,
-    channel: Channel,
-    keyer: DocumentKeyer,
-    *,
-    hub: str = "",
-    reference: str = "",
-    now: dt.datetime | None = None,
-) -> bytes:
-    """The entries :func:`entries_for` makes, directly in the byte format
-    (:func:`rmas.audit.format.encode`): the hub's hot path builds no AuditEntry."""
-    return encode(_rows(results, caller, channel, keyer, hub, reference, now))
+    """The entries :func:`encode_entries` makes, as :class:`AuditEntry` values (one encoder,
+    so the two can never differ)."""
+    body = encode_entries(results, caller, channel, keyer, hub=hub, reference=reference, now=now)
+    return decode(body) if body else []

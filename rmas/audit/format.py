@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -107,6 +108,8 @@ class AuditEntry:
 #: The fields of an entry, in the order of the bytes.
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AuditEntry))
 NFIELDS = len(FIELDS)
+#: The separator counts of a block's entries when every entry has its fields.
+_ONE_ENTRY = {NFIELDS - 1}
 
 _UNSAFE = str.maketrans({"\x00": "\ufffd", "\x1e": "\ufffd", "\x1f": "\ufffd"})
 
@@ -139,13 +142,16 @@ def entry_bytes(body: bytes) -> list[bytes]:
     :data:`NFIELDS` fields and the body is UTF-8."""
     if not body.endswith(RS):
         raise ValueError("its body does not end an entry")
-    entries = body[:-1].split(RS)
-    if any(e.count(US) != NFIELDS - 1 for e in entries):
+    entries = body.split(RS)
+    entries.pop()  # the empty bytes after the last separator (no copy of the body without it)
+    # The separators of each entry, counted by C code only (map of a method over the list).
+    if set(map(bytes.count, entries, itertools.repeat(US, len(entries)))) != _ONE_ENTRY:
         raise ValueError(f"not {NFIELDS} fields in each entry")
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 at byte {exc.start}") from None
+    if not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 at byte {exc.start}") from None
     return entries
 
 
@@ -162,8 +168,9 @@ def digests(entries: Sequence[bytes]) -> bytes:
 
 def block_hash(fmt: str, prev_hash: str, first: int, last: int, body: bytes) -> str:
     """A block's hash (see the module docstring)."""
-    head = f"{fmt}\n{prev_hash}\n{first}\n{last}\n".encode("utf-8", "surrogateescape")
-    return hashlib.sha256(head + body).hexdigest()
+    h = hashlib.sha256(f"{fmt}\n{prev_hash}\n{first}\n{last}\n".encode("utf-8", "surrogateescape"))
+    h.update(body)  # not ``head + body``: a copy of the whole block
+    return h.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,7 +116,9 @@ class AuditTrail:
             results, caller, channel, self.keyer, hub=self.hub_id, reference=reference
         )
         try:
-            future: asyncio.Future[None] | AuditError = self.sink.submit_encoded(len(results), body)
+            future: asyncio.Future[None] | AuditError = self.sink.submit_encoded(
+                len(results), body, encoded_here=True
+            )
         except AuditError as exc:
             future = exc
         return self._wait(future, len(results), start)

@@ -339,7 +339,8 @@ class _Input:
         size, kind = HEADER.unpack_from(self._buf)
         if not self._fill(HEADER.size + size):
             return None
-        payload = bytes(self._buf[HEADER.size : HEADER.size + size])
+        with memoryview(self._buf) as view:  # one copy (a slice of the bytearray is two)
+            payload = view[HEADER.size : HEADER.size + size].tobytes()
         del self._buf[: HEADER.size + size]
         return kind, payload
 
