@@ -12,6 +12,7 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, count, repeat
 from typing import NamedTuple
 
 from rmas.errors import RmasError
@@ -230,9 +231,64 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
             tag=tail.strip()[:3],
             offset=offset,
         )
+    number = 1 if una else 0
+    if rel not in body:
+        try:
+            return _fast_segments(raw_segments, seps, start, number), seps, una
+        except _Unusual:
+            pass  # the reference path below says exactly what is wrong, or reads the blanks
+    return _reference_segments(raw_segments, seps, start, number), seps, una
+
+
+class _Unusual(Exception):
+    """The fast path met what only the reference path handles (a blank or indented segment, a
+    malformed tag)."""
+
+
+def _fast_segments(raws: list[str], seps: Separators, start: int, number: int) -> list[Segment]:
+    """Segments of raw texts holding no release character, with no blank between terminators.
+
+    Exactly :func:`_reference_segments`'s result: with nothing released ``str.split`` is exact,
+    a well-formed tag is the first three characters, and each segment starts one terminator
+    after the previous one. A segment text seen before in the interchange (``ATT+2++M``,
+    ``NAT+2+NZL``, ``LOC+91+NZL`` repeat in every traveller group) shares its parsed elements
+    (tuples, immutable). Raises _Unusual for anything else.
+    """
+    element, comp = seps.element, seps.component
+    seen: dict[str, tuple[tuple[str, ...], ...]] = {}
+
+    def parse(raw: str) -> tuple[tuple[str, ...], ...]:
+        parts = raw.split(element)
+        tag = parts[0]
+        if tag not in _TAGS:
+            if len(tag) != 3 or not _TAG.fullmatch(tag):
+                raise _Unusual  # indented, blank, or not a tag: the reference path decides
+            if len(_TAGS) < _MAX_TAGS:
+                _TAGS.add(tag)
+        if comp in raw:
+            parsed = tuple([tuple(e.split(comp)) for e in parts[1:]])
+        else:
+            del parts[0]
+            parsed = tuple(zip(parts))  # one component each: (e,)
+        seen[raw] = parsed
+        return parsed
+
+    elements = [seen[r] if r in seen else parse(r) for r in raws]
+    tags = [r[:3] for r in raws]
+    # Offset of segment i: start + the lengths of the i segments before it + i terminators.
+    offsets = map(int.__add__, accumulate(map(len, raws), initial=start), count())
+    return list(map(_new_segment, repeat(Segment), zip(tags, elements, count(number + 1),
+                                                        offsets)))  # fmt: skip
+
+
+def _reference_segments(
+    raw_segments: list[str], seps: Separators, start: int, number: int
+) -> list[Segment]:
+    """Segments of raw segment texts (split on the terminator, releases honoured), one at a time:
+    blanks between terminators skipped, the release character honoured, tags checked."""
+    rel = seps.release
     segments: list[Segment] = []
     offset = start
-    number = 1 if una else 0
     for raw in raw_segments:
         seg_offset = offset
         offset += len(raw) + 1
@@ -260,7 +316,7 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
             if len(_TAGS) < _MAX_TAGS:
                 _TAGS.add(tag)
         segments.append(_new_segment(Segment, (tag, parsed, number, seg_offset)))
-    return segments, seps, una
+    return segments
 
 
 def _unz_index(raw_segments: list[str], element: str) -> int | None:
