@@ -302,10 +302,8 @@ def _read_message(
             if tag == "RFF":
                 value = e1[1] if len(e1) > 1 else ""
                 if q in ("AVF", "ABO") and len(value) > MAX_REF:
-                    trav.problems.append(
-                        _v(trav, f"rff_{q.lower()}", f"RFF+{q} longer than {MAX_REF} characters",
-                           seg)  # fmt: skip
-                    )
+                    long = f"RFF+{q} longer than {MAX_REF} characters"
+                    trav.problems.append(_v(trav, f"rff_{q.lower()}", long, seg))
                     value = value[:MAX_REF]
                 if q == "AVF":
                     trav.booking_ref = value

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, count, repeat
 from typing import NamedTuple
@@ -23,6 +23,7 @@ __all__ = [
     "EdifactError",
     "Segment",
     "Separators",
+    "escaper",
     "quote",
     "segment_texts",
     "tokenize",
@@ -364,6 +365,22 @@ def _specials(seps: Separators) -> re.Pattern[str]:
     )
 
 
+def escaper(seps: Separators) -> Callable[[str], str]:
+    """The function writing a value with ``seps``: each separator and release character in it
+    preceded by the release character."""
+    specials = _specials(seps)
+    search, sub = specials.search, specials.sub
+    rel = seps.release
+
+    def released(m: re.Match[str]) -> str:
+        return rel + m.group(0)
+
+    def escape(value: str) -> str:
+        return value if search(value) is None else sub(released, value)
+
+    return escape
+
+
 def write_segments(
     segments: Iterable[Sequence[str | Sequence[str]]],
     seps: Separators = DEFAULT_SEPARATORS,
@@ -376,25 +393,20 @@ def write_segments(
     Values are escaped with the release character; trailing empty elements and components are
     dropped, as ISO 9735 requires.
     """
-    # Looked up once per call, not per value: hashing the separators for the pattern's cache
+    # Made once per call, not per value: hashing the separators for the pattern's cache
     # cost more than escaping (a CUSRES for 480 passengers escapes about 4,800 values).
-    specials = _specials(seps)
-    search, sub = specials.search, specials.sub
-    rel, component, element = seps.release, seps.component, seps.element
+    escape = escaper(seps)
+    component, element = seps.component, seps.element
     end = seps.segment + ("\n" if newline else "")
-
-    def released(m: re.Match[str]) -> str:
-        return rel + m.group(0)
-
     out = [seps.una + ("\n" if newline else "")] if una else []
     for seg in segments:
         tag, *elements = seg
         parts = [str(tag)]
         for e in elements:
             if isinstance(e, str):
-                parts.append(e if search(e) is None else sub(released, e))
+                parts.append(escape(e))
             else:
-                comps = [c if search(c) is None else sub(released, c) for c in e]
+                comps = [escape(c) for c in e]
                 while comps and not comps[-1]:
                     comps.pop()
                 parts.append(component.join(comps))
