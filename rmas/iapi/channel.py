@@ -211,7 +211,7 @@ class IapiChannel:
         if not answer.duplicate:
             # Remember only what a resend is compared with: full results would keep thousands of
             # objects per interchange alive (and make every garbage collection scan them).
-            slim = tuple(replace(p, results=()) for p in answer.passengers)
+            slim = tuple(map(PassengerResult.slim, answer.passengers))
             self._seen[key] = _Seen(digest, at, replace(answer, passengers=slim))
             self._seen.move_to_end(key)
             while len(self._seen) > cfg.remember:

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rmas.flights.model import StatusChange
+from rmas.frozen import fast_init
 from rmas.iapi.paxlst import Manifest, Part
 from rmas.iapi.segments import escaper
 from rmas.iapi.syntax import (
@@ -69,6 +70,7 @@ def fit_text(text: str, syntax: str, limit: int = 350) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PassengerAnswer:
     booking_ref: str
