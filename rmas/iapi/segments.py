@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, count, repeat
+from operator import add, itemgetter
 from typing import NamedTuple
 
 from rmas.errors import RmasError
@@ -39,6 +40,7 @@ _new_segment = tuple.__new__
 # 480-passenger PAXLST has about 4,800 segments and a few dozen distinct tags).
 _TAGS: set[str] = set()
 _MAX_TAGS = 2048
+_FIRST_THREE = itemgetter(slice(0, 3))
 #: Longest error text: an error names where it is and quotes input values shortened.
 MAX_ERROR_TEXT = 300
 
@@ -275,9 +277,10 @@ def _fast_segments(raws: list[str], seps: Separators, start: int, number: int) -
         return parsed
 
     elements = [seen[r] if r in seen else parse(r) for r in raws]
-    tags = [r[:3] for r in raws]
-    # Offset of segment i: start + the lengths of the i segments before it + i terminators.
-    offsets = map(int.__add__, accumulate(map(len, raws), initial=start), count())
+    tags = list(map(_FIRST_THREE, raws))
+    # Offset of segment i: start + the lengths of the i segments before it, each with its
+    # terminator (one more offset than segments: zip stops at the tags).
+    offsets = accumulate(map(add, map(len, raws), repeat(1)), initial=start)
     return list(map(_new_segment, repeat(Segment), zip(tags, elements, count(number + 1),
                                                         offsets)))  # fmt: skip
 
