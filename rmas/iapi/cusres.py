@@ -18,7 +18,7 @@ character set; under UNOA (the usual level) that means upper case letters, digit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rmas.flights.model import StatusChange
@@ -167,7 +167,7 @@ def _unh(ref: str, head: ErrorHeader) -> Seg:
 
 def _envelope(
     request: Interchange | None,
-    messages: list[list[Seg] | str],
+    messages: Sequence[list[Seg] | str],
     *,
     control_ref: str,
     stamp: tuple[str, str],
