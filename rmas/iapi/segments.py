@@ -244,18 +244,18 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
 
 
 class _Unusual(Exception):
-    """The fast path met what only the reference path handles (a blank or indented segment, a
-    malformed tag)."""
+    """The fast path met what only the reference path handles (a malformed tag: the reference
+    path raises the error)."""
 
 
 def _fast_segments(raws: list[str], seps: Separators, start: int, number: int) -> list[Segment]:
-    """Segments of raw texts holding no release character, with no blank between terminators.
+    """Segments of raw texts holding no release character.
 
     Exactly :func:`_reference_segments`'s result: with nothing released ``str.split`` is exact,
     a well-formed tag is the first three characters, and each segment starts one terminator
-    after the previous one. A segment text seen before in the interchange (``ATT+2++M``,
-    ``NAT+2+NZL``, ``LOC+91+NZL`` repeat in every traveller group) shares its parsed elements
-    (tuples, immutable). Raises _Unusual for anything else.
+    (and any white space) after the previous one. A segment text seen before in the
+    interchange (``ATT+2++M``, ``NAT+2+NZL``, ``LOC+91+NZL`` repeat in every traveller group)
+    shares its parsed elements (tuples, immutable). Raises _Unusual for anything else.
     """
     element, comp = seps.element, seps.component
     seen: dict[str, tuple[tuple[str, ...], ...]] = {}
@@ -265,7 +265,7 @@ def _fast_segments(raws: list[str], seps: Separators, start: int, number: int) -
         tag = parts[0]
         if tag not in _TAGS:
             if len(tag) != 3 or not _TAG.fullmatch(tag):
-                raise _Unusual  # indented, blank, or not a tag: the reference path decides
+                raise _Unusual  # not a tag: the reference path raises the error
             if len(_TAGS) < _MAX_TAGS:
                 _TAGS.add(tag)
         if comp in raw:
@@ -276,11 +276,20 @@ def _fast_segments(raws: list[str], seps: Separators, start: int, number: int) -
         seen[raw] = parsed
         return parsed
 
-    elements = [seen[r] if r in seen else parse(r) for r in raws]
-    tags = list(map(_FIRST_THREE, raws))
     # Offset of segment i: start + the lengths of the i segments before it, each with its
     # terminator (one more offset than segments: zip stops at the tags).
-    offsets = accumulate(map(add, map(len, raws), repeat(1)), initial=start)
+    offsets: Iterable[int] = accumulate(map(add, map(len, raws), repeat(1)), initial=start)
+    stripped = list(map(str.lstrip, raws))
+    if stripped != raws:
+        # CR/LF or spaces between segments: a segment starts after them, and a blank between
+        # two terminators is no segment.
+        kept = [
+            (s, o + len(r) - len(s)) for r, s, o in zip(raws, stripped, offsets, strict=False) if s
+        ]
+        raws = [s for s, _o in kept]
+        offsets = [o for _s, o in kept]
+    elements = [seen[r] if r in seen else parse(r) for r in raws]
+    tags = list(map(_FIRST_THREE, raws))
     return list(map(_new_segment, repeat(Segment), zip(tags, elements, count(number + 1),
                                                         offsets)))  # fmt: skip
 
