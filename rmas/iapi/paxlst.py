@@ -361,8 +361,10 @@ def _read_message(
                 continue
             if tag == "DOC":
                 # The DOC code as sent: rmas.documents.DocumentType.from_code reads it (one table).
-                doc = Document(q.strip().upper(), els[1][0] if len(els) > 1 else "",
-                               segment=seg[2])  # fmt: skip
+                # Every field given in order: half the cost of keywords and defaults (the
+                # tests compare with the reference reader, which names them).
+                doc = Document(q.strip().upper(), els[1][0] if len(els) > 1 else "", None, "",
+                               seg[2], False, [])  # fmt: skip
                 trav.documents.append(doc)
                 continue
             if tag == "LOC":
@@ -398,10 +400,12 @@ def _read_message(
                 continue
             name = els[3] if len(els) > 3 else _ABSENT
             n = len(name)
+            given = name[1] if n > 1 else ""
+            middle = name[2] if n > 2 else ""
             trav = Traveller(
                 len(travellers) + 1, PASSENGER_QUALIFIERS[q], q, name[0],
-                " ".join(x for x in (name[1] if n > 1 else "", name[2] if n > 2 else "") if x),
-                segment=seg[2],
+                f"{given} {middle}" if given and middle else given or middle,
+                "", None, "", "", "", "", [], [], seg[2],
             )  # fmt: skip
             if not trav.surname:
                 trav.problems.append(_v(trav, "surname", "NAD has no surname", seg))
