@@ -239,7 +239,7 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
         try:
             return _fast_segments(raw_segments, seps, start, number), seps, una
         except _Unusual:
-            pass  # the reference path below says exactly what is wrong, or reads the blanks
+            pass  # a malformed tag: the reference path below raises the error naming it
     return _reference_segments(raw_segments, seps, start, number), seps, una
 
 
