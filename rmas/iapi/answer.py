@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rmas.flights.model import FlightReport, LegInfo, ReportedPassenger, event_of
+from rmas.frozen import fast_init
 from rmas.hub import CheckResult
 from rmas.iapi.paxlst import Manifest
 from rmas.verdict import Directive, Verdict
@@ -17,6 +18,7 @@ from rmas.verdict import Directive, Verdict
 __all__ = ["IapiAnswer", "PassengerResult", "flight_report", "same_answers"]
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PassengerResult:
     position: int
@@ -29,6 +31,14 @@ class PassengerResult:
     results: tuple[CheckResult, ...] = ()
     #: OK_TO_BOARD although a document was not checked (``on_incomplete = "board"``).
     unchecked: bool = False
+
+    def slim(self) -> PassengerResult:
+        """The same without ``results`` (what a resend is compared with). Built directly:
+        ``dataclasses.replace`` cost more than the rest of remembering an answer."""
+        return PassengerResult(
+            self.position, self.booking_ref, self.passenger_ref, self.crew, self.directive,
+            self.check_ids, (), self.unchecked,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

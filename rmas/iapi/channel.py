@@ -211,7 +211,7 @@ class IapiChannel:
         if not answer.duplicate:
             # Remember only what a resend is compared with: full results would keep thousands of
             # objects per interchange alive (and make every garbage collection scan them).
-            slim = tuple(replace(p, results=()) for p in answer.passengers)
+            slim = tuple(map(PassengerResult.slim, answer.passengers))
             self._seen[key] = _Seen(digest, at, replace(answer, passengers=slim))
             self._seen.move_to_end(key)
             while len(self._seen) > cfg.remember:
@@ -318,20 +318,22 @@ class IapiChannel:
         admit: Callable[[int], None] | None = None,
     ) -> IapiAnswer:
         items: list[DocumentQuery | InvalidDocument] = []
-        owners: list[int] = []
+        # Each traveller's items are consecutive: its results are items[start:end]'s.
+        ends: list[int] = []
+        visa_issuer = self.config.visa_issuer
         for t in manifest.travellers:
-            for item in traveller_items(t, self.config.visa_issuer):
-                items.append(item)
-                owners.append(t.position)
+            items += traveller_items(t, visa_issuer)
+            ends.append(len(items))
         if admit is not None:
             admit(len(items))
-        results = await self.hub.check(items, deadline)
-        by_traveller: dict[int, list[CheckResult]] = {}
-        for pos, r in zip(owners, results, strict=True):
-            by_traveller.setdefault(pos, []).append(r)
+        results: list[CheckResult] = await self.hub.check(items, deadline)
+        if len(results) != len(items):
+            raise ValueError(f"the hub answered {len(results)} of {len(items)} items")
         passengers = []
-        for t in manifest.travellers:
-            rs = by_traveller.get(t.position, [])
+        start = 0
+        for t, end in zip(manifest.travellers, ends, strict=True):
+            rs = results[start:end]
+            start = end
             directive = most_severe(r.directive for r in rs)
             passengers.append(
                 PassengerResult(

@@ -18,15 +18,18 @@ character set; under UNOA (the usual level) that means upper case letters, digit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rmas.flights.model import StatusChange
+from rmas.frozen import fast_init
 from rmas.iapi.paxlst import Manifest, Part
+from rmas.iapi.segments import escaper
 from rmas.iapi.syntax import (
     DEFAULT_SEPARATORS,
     EdifactError,
     Interchange,
+    Separators,
     parse_interchange,
     quote,
 )
@@ -67,6 +70,7 @@ def fit_text(text: str, syntax: str, limit: int = 350) -> str:
     return out if len(out) <= limit else out[: limit - 3] + "..."
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class PassengerAnswer:
     booking_ref: str
@@ -119,6 +123,8 @@ class ReadCusres:
 def _p(value: str) -> str:
     """An echoed reference in printable ASCII (what every syntax level carries): control and
     other characters cannot come back to break the answer or empty a reference."""
+    if value.isascii() and value.isprintable():
+        return value  # the usual case: ASCII printable is exactly " " .. "~"
     return "".join(c for c in value if " " <= c <= "~")
 
 
@@ -147,17 +153,21 @@ def _unb(
 
 def _message(ref: str, head: ErrorHeader, body: list[Seg]) -> list[Seg]:
     ref = _p(ref) or "1"
+    return [_unh(ref, head), *body, ["UNT", str(len(body) + 2), ref]]
+
+
+def _unh(ref: str, head: ErrorHeader) -> Seg:
     unh: Seg = ["UNH", ref, ["CUSRES", "D", "05B", "UN", "IATA"]]
     if head.common_access_ref or head.sequence[0]:
         unh.append(_p(head.common_access_ref))
     if head.sequence[0]:
         unh.append([_p(x) for x in head.sequence])
-    return [unh, *body, ["UNT", str(len(body) + 2), ref]]
+    return unh
 
 
 def _envelope(
     request: Interchange | None,
-    messages: list[list[Seg]],
+    messages: Sequence[list[Seg] | str],
     *,
     control_ref: str,
     stamp: tuple[str, str],
@@ -171,15 +181,19 @@ def _envelope(
         segs.append(
             ["UNG", "CUSRES", sender, recipient, list(stamp), group_ref, "UN", ["D", "05B"]]
         )
-    for m in messages:
-        segs.extend(m)
+    end: list[Seg] = []
     if grouped:
-        segs.append(["UNE", str(len(messages)), group_ref])
-    segs.append(["UNZ", "1" if grouped else str(len(messages)), control_ref])
+        end.append(["UNE", str(len(messages)), group_ref])
+    end.append(["UNZ", "1" if grouped else str(len(messages)), control_ref])
     seps = request.separators if request else DEFAULT_SEPARATORS
     # UNA when the request had one (or could not be read): a request without it uses the
-    # default separators, and its answer is written the same way.
-    return _write(segs, seps, una=request.una_present if request else True)
+    # default separators, and its answer is written the same way. A message may come written
+    # already (write_cusres): the text of segments is the texts of its segments one after the
+    # other.
+    out = [_write(segs, seps, una=request.una_present if request else True)]
+    out += [m if isinstance(m, str) else _write(m, seps, una=False) for m in messages]
+    out.append(_write(end, seps, una=False))
+    return "".join(out)
 
 
 def _part_header(part: Part, fallback_tn: str) -> ErrorHeader:
@@ -206,7 +220,9 @@ def write_cusres(
     HHMM)."""
     c = codes or CusresCodes()
     ic = manifest.interchange
-    messages = []
+    seps = ic.separators
+    messages: list[list[Seg] | str] = []
+    groups = _PassengerGroups(c, ic.syntax, seps)
     for part in manifest.parts:
         head = _part_header(part, transaction_ref)
         body: list[Seg] = [["BGM", "962"], ["RFF", ["TN", _p(head.transaction_ref)]]]
@@ -215,18 +231,64 @@ def write_cusres(
                 body.append(["RFF", ["AF", _p(leg.number)]])
             body += [["DTM", [q, _p(value), _p(fmt)]] for q, value, fmt in leg.times]
             body += [["LOC", q, _p(place)] for q, place in leg.places if place]
-        for t in part.travellers:
-            p = answers[t.position]
-            code, text = c.for_directive(p.directive, unchecked=p.unchecked)
-            body.append(["ERP", "2"])
-            if p.booking_ref:
-                body.append(["RFF", ["AVF", _p(p.booking_ref)]])
-            if p.passenger_ref:
-                body.append(["RFF", ["ABO", _p(p.passenger_ref)]])
-            body.append(["ERC", code])
-            body.append(["FTX", "AAP", "", "", fit_text(text, ic.syntax)])
-        messages.append(_message(part.message.ref, head, body))
+        passengers, count = groups.write([answers[t.position] for t in part.travellers])
+        ref = _p(part.message.ref) or "1"
+        unt: Seg = ["UNT", str(len(body) + count + 2), ref]
+        messages.append(
+            _write([_unh(ref, head), *body], seps, una=False)
+            + passengers
+            + _write([unt], seps, una=False)
+        )
     return _envelope(ic, messages, control_ref=ic.control_ref, stamp=stamp, hub_id=hub_id)
+
+
+class _PassengerGroups:
+    """The passengers' ERP+2 groups of a CUSRES, written as text: the same text as
+    :func:`~rmas.iapi.syntax.write_segments` gives for ``["ERP", "2"]``, ``["RFF", ["AVF",
+    ref]]``, ``["RFF", ["ABO", ref]]``, ``["ERC", code]``, ``["FTX", "AAP", "", "", text]``, with
+    the constant segments written once per directive rather than once per passenger (a flight
+    has hundreds of passengers and four directives)."""
+
+    def __init__(self, codes: CusresCodes, syntax: str, seps: Separators) -> None:
+        self.codes = codes
+        self.syntax = syntax
+        self.seps = seps
+        self.escape = escaper(seps)
+        self.erp = _write([["ERP", "2"]], seps, una=False)
+        self.avf = _write([["RFF", ["AVF"]]], seps, una=False)[: -len(seps.segment)]
+        self.abo = _write([["RFF", ["ABO"]]], seps, una=False)[: -len(seps.segment)]
+        self.tails: dict[tuple[Directive, bool], str] = {}
+
+    def _tail(self, directive: Directive, unchecked: bool) -> str:
+        code, text = self.codes.for_directive(directive, unchecked=unchecked)
+        tail = _write(
+            [["ERC", code], ["FTX", "AAP", "", "", fit_text(text, self.syntax)]],
+            self.seps,
+            una=False,
+        )
+        self.tails[(directive, unchecked)] = tail
+        return tail
+
+    def write(self, answers: list[PassengerAnswer]) -> tuple[str, int]:
+        """The groups' text and how many segments it holds."""
+        out: list[str] = []
+        append = out.append
+        escape, term, comp = self.escape, self.seps.segment, self.seps.component
+        tails = self.tails
+        count = 3 * len(answers)
+        for p in answers:
+            append(self.erp)
+            if p.booking_ref:
+                ref = escape(_p(p.booking_ref))
+                append(f"{self.avf}{comp}{ref}{term}" if ref else f"{self.avf}{term}")
+                count += 1
+            if p.passenger_ref:
+                ref = escape(_p(p.passenger_ref))
+                append(f"{self.abo}{comp}{ref}{term}" if ref else f"{self.abo}{term}")
+                count += 1
+            key = (p.directive, p.unchecked)
+            append(tails[key] if key in tails else self._tail(*key))
+        return "".join(out), count
 
 
 def write_error_cusres(

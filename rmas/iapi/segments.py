@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, count, repeat
+from operator import add, itemgetter
 from typing import NamedTuple
 
 from rmas.errors import RmasError
@@ -22,6 +24,7 @@ __all__ = [
     "EdifactError",
     "Segment",
     "Separators",
+    "escaper",
     "quote",
     "segment_texts",
     "tokenize",
@@ -37,6 +40,7 @@ _new_segment = tuple.__new__
 # 480-passenger PAXLST has about 4,800 segments and a few dozen distinct tags).
 _TAGS: set[str] = set()
 _MAX_TAGS = 2048
+_FIRST_THREE = itemgetter(slice(0, 3))
 #: Longest error text: an error names where it is and quotes input values shortened.
 MAX_ERROR_TEXT = 300
 
@@ -230,9 +234,74 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
             tag=tail.strip()[:3],
             offset=offset,
         )
+    number = 1 if una else 0
+    if rel not in body:
+        try:
+            return _fast_segments(raw_segments, seps, start, number), seps, una
+        except _Unusual:
+            pass  # a malformed tag: the reference path below raises the error naming it
+    return _reference_segments(raw_segments, seps, start, number), seps, una
+
+
+class _Unusual(Exception):
+    """The fast path met what only the reference path handles (a malformed tag: the reference
+    path raises the error)."""
+
+
+def _fast_segments(raws: list[str], seps: Separators, start: int, number: int) -> list[Segment]:
+    """Segments of raw texts holding no release character.
+
+    Exactly :func:`_reference_segments`'s result: with nothing released ``str.split`` is exact,
+    a well-formed tag is the first three characters, and each segment starts one terminator
+    (and any white space) after the previous one. A segment text seen before in the
+    interchange (``ATT+2++M``, ``NAT+2+NZL``, ``LOC+91+NZL`` repeat in every traveller group)
+    shares its parsed elements (tuples, immutable). Raises _Unusual for anything else.
+    """
+    element, comp = seps.element, seps.component
+    seen: dict[str, tuple[tuple[str, ...], ...]] = {}
+
+    def parse(raw: str) -> tuple[tuple[str, ...], ...]:
+        parts = raw.split(element)
+        tag = parts[0]
+        if tag not in _TAGS:
+            if len(tag) != 3 or not _TAG.fullmatch(tag):
+                raise _Unusual  # not a tag: the reference path raises the error
+            if len(_TAGS) < _MAX_TAGS:
+                _TAGS.add(tag)
+        if comp in raw:
+            parsed = tuple([tuple(e.split(comp)) for e in parts[1:]])
+        else:
+            del parts[0]
+            parsed = tuple(zip(parts))  # one component each: (e,)
+        seen[raw] = parsed
+        return parsed
+
+    # Offset of segment i: start + the lengths of the i segments before it, each with its
+    # terminator (one more offset than segments: zip stops at the tags).
+    offsets: Iterable[int] = accumulate(map(add, map(len, raws), repeat(1)), initial=start)
+    stripped = list(map(str.lstrip, raws))
+    if stripped != raws:
+        # CR/LF or spaces between segments: a segment starts after them, and a blank between
+        # two terminators is no segment.
+        kept = [
+            (s, o + len(r) - len(s)) for r, s, o in zip(raws, stripped, offsets, strict=False) if s
+        ]
+        raws = [s for s, _o in kept]
+        offsets = [o for _s, o in kept]
+    elements = [seen[r] if r in seen else parse(r) for r in raws]
+    tags = list(map(_FIRST_THREE, raws))
+    return list(map(_new_segment, repeat(Segment), zip(tags, elements, count(number + 1),
+                                                        offsets)))  # fmt: skip
+
+
+def _reference_segments(
+    raw_segments: list[str], seps: Separators, start: int, number: int
+) -> list[Segment]:
+    """Segments of raw segment texts (split on the terminator, releases honoured), one at a time:
+    blanks between terminators skipped, the release character honoured, tags checked."""
+    rel = seps.release
     segments: list[Segment] = []
     offset = start
-    number = 1 if una else 0
     for raw in raw_segments:
         seg_offset = offset
         offset += len(raw) + 1
@@ -260,7 +329,7 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
             if len(_TAGS) < _MAX_TAGS:
                 _TAGS.add(tag)
         segments.append(_new_segment(Segment, (tag, parsed, number, seg_offset)))
-    return segments, seps, una
+    return segments
 
 
 def _unz_index(raw_segments: list[str], element: str) -> int | None:
@@ -308,6 +377,22 @@ def _specials(seps: Separators) -> re.Pattern[str]:
     )
 
 
+def escaper(seps: Separators) -> Callable[[str], str]:
+    """The function writing a value with ``seps``: each separator and release character in it
+    preceded by the release character."""
+    specials = _specials(seps)
+    search, sub = specials.search, specials.sub
+    rel = seps.release
+
+    def released(m: re.Match[str]) -> str:
+        return rel + m.group(0)
+
+    def escape(value: str) -> str:
+        return value if search(value) is None else sub(released, value)
+
+    return escape
+
+
 def write_segments(
     segments: Iterable[Sequence[str | Sequence[str]]],
     seps: Separators = DEFAULT_SEPARATORS,
@@ -320,25 +405,20 @@ def write_segments(
     Values are escaped with the release character; trailing empty elements and components are
     dropped, as ISO 9735 requires.
     """
-    # Looked up once per call, not per value: hashing the separators for the pattern's cache
+    # Made once per call, not per value: hashing the separators for the pattern's cache
     # cost more than escaping (a CUSRES for 480 passengers escapes about 4,800 values).
-    specials = _specials(seps)
-    search, sub = specials.search, specials.sub
-    rel, component, element = seps.release, seps.component, seps.element
+    escape = escaper(seps)
+    component, element = seps.component, seps.element
     end = seps.segment + ("\n" if newline else "")
-
-    def released(m: re.Match[str]) -> str:
-        return rel + m.group(0)
-
     out = [seps.una + ("\n" if newline else "")] if una else []
     for seg in segments:
         tag, *elements = seg
         parts = [str(tag)]
         for e in elements:
             if isinstance(e, str):
-                parts.append(e if search(e) is None else sub(released, e))
+                parts.append(escape(e))
             else:
-                comps = [c if search(c) is None else sub(released, c) for c in e]
+                comps = [escape(c) for c in e]
                 while comps and not comps[-1]:
                     comps.pop()
                 parts.append(component.join(comps))

@@ -21,7 +21,9 @@ envelopes, and re-exports the segment level for its callers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from rmas.iapi.segments import (
     DEFAULT_SEPARATORS,
@@ -55,6 +57,9 @@ __all__ = [
 #: departure-control system in service writes in its interactive API traffic (read as UNOA).
 SYNTAX_IDS = frozenset({"UNOA", "UNOB", "UNOC", "UNOD", "UNOE", "UNOF", "UNOW", "UNOY", "IATA",
                         "IATB", "SIRE"})  # fmt: skip
+_TAG_OF = itemgetter(0)
+#: The tags that end a message's body: UNT, or a service segment that must not be inside it.
+_SERVICE_TAGS = re.compile("UN[THZGEB]")
 #: Digits a control count or a traveller count may have (ISO 9735 counts are n..6).
 MAX_COUNT_DIGITS = 6
 
@@ -152,14 +157,30 @@ def parse_interchange(data: bytes | str) -> Interchange:
     messages: list[Message] = []
     group: Group | None = None
     msg: Message | None = None
-    for seg in segments[1:-1]:
+    # Every tag is three characters: "|"-joined, tag k starts at 4k, and a match of a service
+    # tag's pattern lies inside one tag. A message's body is found with one search instead of
+    # a look at each of its segments.
+    tags = "|".join(map(_TAG_OF, segments))
+    end = len(segments) - 1
+    i = 0
+    while i + 1 < end:
+        i += 1
+        seg = segments[i]
         tag = seg.tag
         if msg is not None:
-            msg.segments.append(seg)
+            # Only UNT (closing) or another service segment (an error) ends a message's body.
+            found = _SERVICE_TAGS.search(tags, 4 * i)
+            j = min(found.start() // 4, end) if found else end
+            msg.segments += segments[i : j if j == end else j + 1]
+            i = j
+            if j == end:
+                break  # no UNT before UNZ: the message is reported below
+            seg = segments[j]
+            tag = seg.tag
             if tag == "UNT":
                 _close_message(msg, seg)
                 msg = None
-            elif tag in ("UNH", "UNZ", "UNG", "UNE", "UNB"):
+            else:
                 raise seg.error(f"{tag} inside message {quote(msg.ref)}, which has no UNT")
             continue
         if tag == "UNH":
