@@ -53,8 +53,8 @@ def _state_and_count(path: Path) -> tuple[str, int]:
 
 
 async def run(store: Path, batch: int, rounds: int, repeats: int) -> dict[str, float]:
-    if not store.exists():
-        store.parent.mkdir(parents=True, exist_ok=True)
+    if not await asyncio.to_thread(store.exists):
+        await asyncio.to_thread(store.parent.mkdir, parents=True, exist_ok=True)
         await build_synthetic(f"sqlite+aiosqlite:///{store}", 100_000, ["NZL"])
     state, count = _state_and_count(store)
     rnd = random.Random(7)
@@ -72,13 +72,12 @@ async def run(store: Path, batch: int, rounds: int, repeats: int) -> dict[str, f
         for name, numbers in (("hits", hits), ("misses", misses), ("mixed", mixed)):
             queries = [DocumentQuery(state, n) for n in numbers]
             keys = [q.key for q in queries]
-            deadline = time.monotonic() + 3600
 
             async def query(keys: list[tuple[str, str]] = keys) -> object:
                 return await coalescer.fetch(keys)
 
             async def lookup(queries: list[DocumentQuery] = queries) -> object:
-                return await p.lookup_many(queries, deadline)
+                return await p.lookup_many(queries, time.monotonic() + 3600)
 
             await lookup()  # the statement is prepared once
             out[f"{name} query"] = await _best(query, rounds, repeats) / len(keys) * 1e6
@@ -96,7 +95,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     a = ap.parse_args()
     figures = asyncio.run(run(a.store, a.batch, a.rounds, a.repeats))
-    print(f"store {a.store.name}, batches of {a.batch} keys, µs of CPU per key (best of {a.repeats})")
+    print(f"store {a.store.name}, {a.batch} keys a batch, µs of CPU a key (best of {a.repeats})")
     for name, us in figures.items():
         print(f"  {name:22s} {us:6.2f}")
 

@@ -9,9 +9,9 @@ import asyncio
 import functools
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from collections.abc import Sequence
 from typing import Any
 
 from rmas.errors import ProviderUnavailable
@@ -116,9 +116,7 @@ class Coalescer:
         self.idle = list(self.readers)
 
     async def fetch(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
-        fut: asyncio.Future[dict[tuple[str, str], Row]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        fut: asyncio.Future[dict[tuple[str, str], Row]] = asyncio.get_running_loop().create_future()
         self.pending.append(_Waiter(keys, fut))
         if self.idle:
             # Drain in a task of its own: a caller cancelled by its deadline must not cancel the
@@ -154,9 +152,7 @@ class Coalescer:
         finally:
             self.idle.append(reader)
 
-    async def _query(
-        self, reader: Any, keys: list[tuple[str, str]]
-    ) -> dict[tuple[str, str], Row]:
+    async def _query(self, reader: Any, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Row]:
         found: dict[tuple[str, str], Row] = {}
         for i in range(0, len(keys), MAX_KEYS_PER_QUERY):
             chunk = keys[i : i + MAX_KEYS_PER_QUERY]

@@ -33,8 +33,7 @@ INFO = ProviderInfo(id="X", issuing_states=frozenset({"NZL", "AUS", "D"}))
 ASKED_STATES = ("NZL", "AUS", "D")
 STORED_STATES = ("NZL", "AUS", "DEU")
 
-_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
-                max_size=12)  # fmt: skip
+_text = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), max_size=12)
 _date = st.one_of(st.none(), st.dates(dt.date(1900, 1, 1), dt.date(2099, 12, 31)))
 _number = st.text("AB12", min_size=1, max_size=3)
 _record = st.fixed_dictionaries(
@@ -121,9 +120,7 @@ async def _store(engine: AsyncEngine, records: dict[tuple[str, str], dict[str, A
 
 @pytest.mark.parametrize("io", ["inline", "thread"])
 @pytest.mark.parametrize("registry", [Registry.ALERTS, Registry.COMPLETE])
-def test_lookup_many_answers_as_a_select_per_key(
-    db_url: str, io: str, registry: Registry
-) -> None:
+def test_lookup_many_answers_as_a_select_per_key(db_url: str, io: str, registry: Registry) -> None:
     runner = asyncio.Runner()
     writer = make_engine(db_url)
     runner.run(ensure_schema(writer))
@@ -145,7 +142,9 @@ def test_lookup_many_answers_as_a_select_per_key(
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(_records, _calls)
-    def run(records: dict[tuple[str, str], dict[str, Any]], calls: list[list[DocumentQuery]]) -> None:
+    def run(
+        records: dict[tuple[str, str], dict[str, Any]], calls: list[list[DocumentQuery]]
+    ) -> None:
         runner.run(check(records, calls))
 
     try:
