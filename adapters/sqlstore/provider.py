@@ -51,7 +51,7 @@ from adapters.sqlstore.lookup import (
     pg_rows,
     sqlite_rows,
 )
-from adapters.sqlstore.migrate import HEAD, current_revision
+from adapters.sqlstore.migrate import HEAD, SERVED, current_revision
 from adapters.sqlstore.schema import (
     documents,
     make_engine,
@@ -263,7 +263,7 @@ class SqlStoreProvider:
             raise ProviderUnavailable(
                 f"store {self._info.id} cannot be opened: {type(exc).__name__}"
             ) from exc
-        if revision is not None and revision != HEAD:
+        if revision is not None and revision not in SERVED:
             await engine.dispose()
             raise StoreError(
                 f"store {self._info.id} has schema revision {revision}, this rmas needs {HEAD}: "
