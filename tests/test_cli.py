@@ -217,7 +217,7 @@ def test_serve_refuses_a_store_on_an_old_schema_naming_the_fix(tmp_path: Path) -
     assert f"rmas store migrate --url {url}" in out.stderr
     fixed = rmas("store", "migrate", "--url", url)
     assert fixed.returncode == 0, fixed.stderr
-    assert "0001 -> 0004" in fixed.stdout
+    assert "0001 -> 0005" in fixed.stdout
 
 
 def test_iapi_prints_the_cusres_byte_for_byte_and_reads_stdin(hub: str, fixtures_dir: Path) -> None:

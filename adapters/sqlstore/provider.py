@@ -51,7 +51,7 @@ from adapters.sqlstore.lookup import (
     pg_rows,
     sqlite_rows,
 )
-from adapters.sqlstore.migrate import HEAD, current_revision
+from adapters.sqlstore.migrate import HEAD, SERVED, current_revision
 from adapters.sqlstore.schema import (
     documents,
     make_engine,
@@ -71,18 +71,16 @@ __all__ = ["MAX_KEYS_PER_QUERY", "PG_BATCH_SQL", "SqlStoreProvider", "batch_sql"
 log = structlog.get_logger("adapters.sqlstore")
 
 _STATUS = {s.value: s for s in RecordStatus}
+NOT_CHECKED = HolderMatch.NOT_CHECKED
 
 
 def _holder_match(q: DocumentQuery, row: Sequence[Any]) -> HolderMatch:
-    """The record's holder against the query's (the one rule: rmas.documents.match_holder)."""
-    if q.holder is EMPTY_HOLDER:
-        return HolderMatch.NOT_CHECKED
-    birth = row[9]
+    """The record's holder (a row laid out as adapters.sqlstore.lookup.ROW_LAYOUT says) against
+    the query's (the one rule: rmas.documents.match_holder)."""
+    birth = row[8]
     if isinstance(birth, str):
         birth = dt.date.fromisoformat(birth) if birth else None
-    known = Holder(
-        surname=row[7] or "", given_names=row[8] or "", birth_date=birth, sex=row[10] or ""
-    )
+    known = Holder(row[6] or "", row[7] or "", birth, row[9] or "")
     return match_holder(q.holder, known)
 
 
@@ -265,7 +263,7 @@ class SqlStoreProvider:
             raise ProviderUnavailable(
                 f"store {self._info.id} cannot be opened: {type(exc).__name__}"
             ) from exc
-        if revision is not None and revision != HEAD:
+        if revision is not None and revision not in SERVED:
             await engine.dispose()
             raise StoreError(
                 f"store {self._info.id} has schema revision {revision}, this rmas needs {HEAD}: "
@@ -298,11 +296,30 @@ class SqlStoreProvider:
             raise ProviderTimeout("deadline passed before the lookup started")
         keys = [q.key for q in queries]  # computed once per document
         found = await coalescer.fetch(keys)
-        missing = self._missing
+        missing, get = self._missing, found.get
         out: list[Record] = []
         for q, key in zip(queries, keys, strict=True):
-            row = found.get(key)
-            out.append(missing if row is None or row[11] else self._record(q, row))
+            # A row is laid out as adapters.sqlstore.lookup.ROW_LAYOUT says; row[10] is the
+            # withdrawn flag. Built here, not in a method of its own: the call cost 0.15 µs a hit
+            # (benchmarks/store_micro.py). Record's fields go by position (0.3 µs less).
+            row = get(key)
+            if row is None or row[10]:
+                out.append(missing)
+                continue
+            reported = row[2]
+            if reported and not isinstance(reported, dt.date):
+                reported = dt.date.fromisoformat(reported)
+            out.append(
+                Record(
+                    _STATUS[row[1]],  # status
+                    NOT_CHECKED if q.holder is EMPTY_HOLDER else _holder_match(q, row),
+                    reported or None,  # reported_on
+                    row[3] or "",  # record_ref
+                    row[4] or "",  # reporting_authority
+                    row[5] or "",  # detail
+                    row[11] or "",  # document_type
+                )
+            )
         return out
 
     async def lookup_cards(self, queries: Sequence[CardQuery], deadline: float) -> list[CardRecord]:
@@ -363,23 +380,6 @@ class SqlStoreProvider:
                     rows.extend(await driver.execute_fetchall(
                         cards.sqlite_batch(len(chunk)), params))  # fmt: skip
         return rows
-
-    @staticmethod
-    def _record(q: DocumentQuery, row: tuple[Any, ...]) -> Record:
-        reported = row[3]
-        if reported and not isinstance(reported, dt.date):
-            reported = dt.date.fromisoformat(reported)
-        return Record(
-            status=_STATUS[row[2]],
-            holder_match=(
-                HolderMatch.NOT_CHECKED if q.holder is EMPTY_HOLDER else _holder_match(q, row)
-            ),
-            reported_on=reported or None,
-            record_ref=row[4] or "",
-            reporting_authority=row[5] or "",
-            detail=row[6] or "",
-            document_type=row[12] or "",
-        )
 
     async def aclose(self) -> None:
         async with self._lock:

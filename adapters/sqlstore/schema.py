@@ -74,7 +74,9 @@ documents = Table(
     # (so that a stale upsert arriving later cannot bring the record back).
     Column("version", BigInteger, nullable=False, server_default="0"),
     Column("withdrawn", Boolean, nullable=False, server_default=false()),
-    # The lookup key. Every batch lookup joins on exactly these two columns.
+    # The lookup key. Every batch lookup joins on exactly these two columns. On SQLite, since
+    # revision 0005, it is the primary key of a WITHOUT ROWID table (the table is the key's
+    # B-tree); on PostgreSQL a unique constraint. Queries see no difference.
     UniqueConstraint("issuing_state", "number", name="uq_documents_key"),
 )
 
