@@ -94,8 +94,8 @@ def _best(rows: dict[str, list[float]]) -> dict[str, float]:
 async def manifest(profile: bool) -> dict[str, float]:
     from rmas.grpckit.mapping import results_to_pb
     from rmas.hub import Hub
-    from rmas.server.check_service import _travellers_in
     from rmas.providers import ProviderInfo, Scope
+    from rmas.server.check_service import _travellers_in
     from rmas.testing import FakeProvider
     from rmas.v1 import check_pb2
 
