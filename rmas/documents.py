@@ -44,6 +44,8 @@ _NUMBER_JUNK = re.compile(r"[\s\-./<]+")
 _NORMAL_NUMBER = re.compile(rf"[A-Z0-9]{{1,{MAX_NUMBER_LENGTH}}}")
 _NAME_JUNK = re.compile(r"[^A-Z ]+")
 _SPACES = re.compile(r"\s+")
+#: A name :func:`normalise_name` leaves as it is: words of A-Z, one space between them.
+_NORMAL_NAME = re.compile(r"[A-Z]+(?: [A-Z]+)*")
 
 
 class DocumentType(enum.StrEnum):
@@ -173,6 +175,8 @@ def normalise_name(raw: str) -> str:
     9303 Part 3 recommends (``Müller`` -> ``MUELLER``, ``Øst`` -> ``OEST``, others lose the mark).
     """
     s = raw.upper()
+    if _NORMAL_NAME.fullmatch(s):  # already as an MRZ writes it (most PAXLST names)
+        return s
     if not s.isascii():
         s = _transliterate(s)
     s = s.replace("<", " ").replace("-", " ").replace("'", "")

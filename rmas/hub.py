@@ -214,6 +214,10 @@ class Hub:
         """
         policy = self.policy.on_incomplete
         today: dt.date | None = None  # read once per call, and only when needed
+        for q in queries:
+            if q.expiry_date is not None:
+                today = dt.date.today()
+                break
         shared: dict[int, tuple[Decision, bool]] = {}
         result = self._result
         out: list[CheckResult] = []
@@ -226,13 +230,12 @@ class Hub:
                     any(a.issuer for a in sources),
                 )
             d, consulted = joined
-            if consulted and q.expiry_date is None:  # nothing to warn about: _result, inlined
-                out.append(CheckResult(new_id(), q.ref, d.verdict,
-                                       d.directive, d.unchecked, sources, (), (), q, None,
-                                       True))  # fmt: skip
+            expiry = q.expiry_date
+            if consulted and (expiry is None or expiry >= today):  # type: ignore[operator]
+                # Nothing to warn about: _result, inlined.
+                out.append(CheckResult(new_id(), q.ref, d.verdict, d.directive, d.unchecked,
+                                       sources, (), (), q, None, True))  # fmt: skip
                 continue
-            if today is None and q.expiry_date is not None:
-                today = dt.date.today()
             out.append(result(q, None, d, consulted, sources, today))
         return out
 

@@ -109,10 +109,14 @@ DIRECTIVE_SEVERITY = {
 }
 
 
+_SEVERITY = DIRECTIVE_SEVERITY.__getitem__
+_NO_DIRECTIVE = Directive.INSUFFICIENT_DATA
+
+
 def most_severe(directives: Iterable[Directive]) -> Directive:
     """The most severe of ``directives`` (DO_NOT_BOARD, then CONTACT_AUTHORITY, then
     INSUFFICIENT_DATA, then OK_TO_BOARD); INSUFFICIENT_DATA when there is none."""
-    return max(directives, key=DIRECTIVE_SEVERITY.__getitem__, default=Directive.INSUFFICIENT_DATA)
+    return max(directives, key=_SEVERITY, default=_NO_DIRECTIVE)
 
 
 class IncompletePolicy(enum.StrEnum):

@@ -181,3 +181,24 @@ def test_the_plain_fast_path_agrees_with_validate_document(
         assert fast is None
         return
     assert fast == slow
+
+
+def _reference_name(raw: str) -> str:
+    """normalise_name as written before its fast path (the rule in its long form)."""
+    import re
+    import unicodedata
+
+    s = raw.upper()
+    if not s.isascii():
+        s = s.translate(str.maketrans({"Ä": "AE", "Ö": "OE", "Ü": "UE", "ß": "SS", "Ø": "OE",
+                                       "Å": "AA", "Æ": "AE", "ẞ": "SS"}))  # fmt: skip
+        s = "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+    s = s.replace("<", " ").replace("-", " ").replace("'", "")
+    s = re.sub(r"[^A-Z ]+", "", s)
+    return re.sub(r"\s+", " ", s).strip()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ABCXYZabcxyz -<'.éÄöß\t", max_size=20))
+def test_normalised_names_agree_with_the_long_form_of_the_rule(raw: str) -> None:
+    assert normalise_name(raw) == _reference_name(raw)
