@@ -71,7 +71,7 @@ __all__ = ["MAX_KEYS_PER_QUERY", "PG_BATCH_SQL", "SqlStoreProvider", "batch_sql"
 log = structlog.get_logger("adapters.sqlstore")
 
 _STATUS = {s.value: s for s in RecordStatus}
-NOT_CHECKED = HolderMatch.NOT_CHECKED
+_NOT_CHECKED = HolderMatch.NOT_CHECKED
 
 
 def _holder_match(q: DocumentQuery, row: Sequence[Any]) -> HolderMatch:
@@ -312,7 +312,7 @@ class SqlStoreProvider:
             out.append(
                 Record(
                     _STATUS[row[1]],  # status
-                    NOT_CHECKED if q.holder is EMPTY_HOLDER else _holder_match(q, row),
+                    _NOT_CHECKED if q.holder is EMPTY_HOLDER else _holder_match(q, row),
                     reported or None,  # reported_on
                     row[3] or "",  # record_ref
                     row[4] or "",  # reporting_authority
