@@ -189,9 +189,10 @@ class FanOut:
             return [await self._ask_one(queries, deadline, route, lookup, answer)]
         groups: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
-            g = groups.get(group_of(q))
+            code = group_of(q)
+            g = groups.get(code)
             if g is None:
-                groups[group_of(q)] = [i]
+                groups[code] = [i]
             else:
                 g.append(i)
         jobs: dict[int, _Job] = {}

@@ -231,7 +231,7 @@ class Hub:
                 )
             d, consulted = joined
             expiry = q.expiry_date
-            if consulted and (expiry is None or expiry >= today):  # type: ignore[operator]
+            if consulted and (expiry is None or (today is not None and expiry >= today)):
                 # Nothing to warn about: _result, inlined.
                 out.append(CheckResult(new_id(), q.ref, d.verdict, d.directive, d.unchecked,
                                        sources, (), (), q, None, True))  # fmt: skip
@@ -309,9 +309,6 @@ class Hub:
         sources: tuple[SourceAnswer, ...],
         today: dt.date | None,
     ) -> CheckResult:
-        if consulted and reading is None and query.expiry_date is None:  # nothing to warn about
-            return CheckResult(new_check_id(), query.ref, d.verdict, d.directive, d.unchecked,
-                               sources, (), (), query, None, True)  # fmt: skip
         warnings: list[str] = []
         if not sources:
             warnings.append(f"no provider answers for documents of {query.issuing_state}")
