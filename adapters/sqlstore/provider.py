@@ -15,7 +15,10 @@ Why it looks the way it does (figures: ../shared/design/performance.md and docs/
   together in one query, run on the loop's own thread at the end of that iteration. No thread hop,
   no timer: an indexed batch costs 3-9 µs a key on a warm store (a 400-document manifest blocks
   the loop for about a millisecond), against 20-40 µs of cross-thread wake-ups per aiosqlite round
-  trip. Measured: +15% checks/s and +18% manifest documents/s over ``"thread"``.
+  trip. Measured: +15% checks/s and +18% manifest documents/s over ``"thread"``. A single key
+  asked while no query is waiting is read at once instead (``read_one``: a plain SELECT, no
+  future, no loop turn): gRPC hands the loop one call per iteration, so single checks almost
+  never shared a query anyway.
 
   ``"thread"``: aiosqlite reader threads; while a reader runs one query the keys that arrive queue
   up for the next. Choose it when the store file is on slow or network storage, where one cold
@@ -295,7 +298,10 @@ class SqlStoreProvider:
         if time.monotonic() >= deadline:
             raise ProviderTimeout("deadline passed before the lookup started")
         keys = [q.key for q in queries]  # computed once per document
-        found = await coalescer.fetch(keys)
+        if len(keys) == 1 and type(coalescer) is InlineCoalescer and not coalescer.scheduled:
+            found = coalescer.read_one(keys[0])  # a single check, nobody to share a query with
+        else:
+            found = await coalescer.fetch(keys)
         missing, get = self._missing, found.get
         out: list[Record] = []
         for q, key in zip(queries, keys, strict=True):

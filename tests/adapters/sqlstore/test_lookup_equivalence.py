@@ -155,6 +155,58 @@ def test_lookup_many_answers_as_a_select_per_key(db_url: str, io: str, registry:
         runner.close()
 
 
+# Single checks (one key a call, read at once inline: ``InlineCoalescer.read_one``), alone and
+# beside batches (asked while a batch's query waits, they join it). The index picks a stored key.
+_single_or_batch = st.one_of(
+    st.tuples(_query, st.integers(0, 40)).map(lambda t: [t]),
+    st.lists(st.tuples(_query, st.integers(0, 40)), min_size=2, max_size=6),
+)
+
+
+@pytest.mark.parametrize("io", ["inline", "thread"])
+def test_single_key_lookups_answer_as_a_select_per_key(db_url: str, io: str) -> None:
+    runner = asyncio.Runner()
+    writer = make_engine(db_url)
+    runner.run(ensure_schema(writer))
+    p = SqlStoreProvider(INFO, db_url, io=io)
+
+    async def check(
+        records: dict[tuple[str, str], dict[str, Any]],
+        picked: list[list[tuple[DocumentQuery, int]]],
+        together: bool,
+    ) -> None:
+        await _store(writer, records)
+        stored = [DocumentQuery("D" if s == "DEU" else s, n) for s, n in records]
+        # Three indexes in four ask a stored number (with the query's holder data).
+        calls = [
+            [DocumentQuery(stored[i % len(stored)].issuing_state, stored[i % len(stored)].number,
+                           holder=q.holder) if stored and i % 4 else q for q, i in call]
+            for call in picked
+        ]  # fmt: skip
+        deadline = time.monotonic() + 30
+        if together:
+            got = await asyncio.gather(*(p.lookup_many(c, deadline) for c in calls))
+        else:
+            got = [await p.lookup_many(c, deadline) for c in calls]
+        assert got == await _expected(writer, calls, p._missing)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(_records, st.lists(_single_or_batch, min_size=1, max_size=5), st.booleans())
+    def run(
+        records: dict[tuple[str, str], dict[str, Any]],
+        picked: list[list[tuple[DocumentQuery, int]]],
+        together: bool,
+    ) -> None:
+        runner.run(check(records, picked, together))
+
+    try:
+        run()
+    finally:
+        runner.run(p.aclose())
+        runner.run(writer.dispose())
+        runner.close()
+
+
 @pytest.mark.parametrize("io", ["inline", "thread"])
 async def test_rows_of_every_chunk_go_to_their_own_keys(db_url: str, io: str) -> None:
     """More keys than one query takes: each row found is matched to its own key, whichever

@@ -46,6 +46,12 @@ async def store_url(tmp_path: Path, db_url: str) -> str:
     return url
 
 
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite store URL with no store in it yet (the inline reader is SQLite's alone)."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+
+
 @pytest.fixture(params=["inline", "thread"])
 def io(request: pytest.FixtureRequest) -> str:
     """Both ways of running queries answer the same."""
@@ -148,12 +154,59 @@ async def test_concurrent_lookups_are_coalesced_into_fewer_queries(db_url: str, 
     await p.start()
     try:
         keys = [synthetic_number("NZL", k) for k in range(200)]
-        results = await asyncio.gather(*(p.lookup_many([q(k)], soon()) for k in keys))
+        # Two documents a call: batches (a single key alone is read at once inline, below).
+        pairs = zip(keys[::2], keys[1::2], strict=True)
+        results = await asyncio.gather(*(p.lookup_many([q(a), q(b)], soon()) for a, b in pairs))
         assert p.queries < 50
         assert reads_through(p) == (io if url.startswith("sqlite") else "postgres")
     finally:
         await p.aclose()
-    assert all(r[0].status is not RecordStatus.NO_RECORD for r in results)
+    assert all(r.status is not RecordStatus.NO_RECORD for pair in results for r in pair)
+
+
+async def test_inline_single_key_is_read_at_once_unless_a_query_is_waiting(sqlite_url: str) -> None:
+    """A single check reads its key without a loop turn (nothing to share a query with); a key
+    asked while a batch's query is scheduled joins that query instead."""
+    await build_synthetic(sqlite_url, 100, ["NZL"], seed=1)
+    p = SqlStoreProvider(INFO, sqlite_url, io="inline")
+    await p.start()
+    try:
+        coalescer = p._coalescer
+        assert isinstance(coalescer, InlineCoalescer)
+        known, unknown = synthetic_number("NZL", 3), synthetic_number("NZL", 500)
+        # No suspension: the coroutine finishes on its first step.
+        for number in (known, unknown):
+            coro = p.lookup_many([q(number)], soon())
+            with pytest.raises(StopIteration) as done:
+                coro.send(None)
+            (record,) = done.value.value
+            assert (record.status is RecordStatus.NO_RECORD) is (number == unknown)
+        assert p.queries == 2
+        # A batch schedules a flush; single keys asked in the same iteration (their tasks run
+        # before the flush) ride on it.
+        got = await asyncio.gather(
+            p.lookup_many([q(known), q(unknown)], soon()),
+            *(p.lookup_many([q(n)], soon()) for n in (known, unknown)),
+        )
+        assert p.queries == 3
+        assert got[1][0] == got[0][0] and got[2][0] == got[0][1]
+    finally:
+        await p.aclose()
+
+
+async def test_inline_single_key_read_failure_is_unavailable(sqlite_url: str) -> None:
+    await build_synthetic(sqlite_url, 10, ["NZL"], seed=1)
+    p = SqlStoreProvider(INFO, sqlite_url, io="inline")
+    await p.start()
+    try:
+        coalescer = p._coalescer
+        assert isinstance(coalescer, InlineCoalescer)
+        coalescer.conn.close()
+        with pytest.raises(ProviderUnavailable, match="store query failed: ProgrammingError"):
+            await p.lookup_many([q(synthetic_number("NZL", 1))], soon())
+    finally:
+        coalescer.conn = sqlite3.connect(":memory:")
+        await p.aclose()
 
 
 async def test_a_cancelled_caller_does_not_break_the_others(db_url: str, io: str) -> None:
@@ -162,8 +215,10 @@ async def test_a_cancelled_caller_does_not_break_the_others(db_url: str, io: str
     p = SqlStoreProvider(INFO, url, readers=1, io=io)
     await p.start()
     try:
+        # Two keys a call: callers that wait for a shared query (a single key is read at once
+        # inline, with nothing to wait for).
         tasks = [
-            asyncio.create_task(p.lookup_many([q(synthetic_number("NZL", k))], soon()))
+            asyncio.create_task(p.lookup_many([q(synthetic_number("NZL", k))] * 2, soon()))
             for k in range(50)
         ]
         await asyncio.sleep(0)
