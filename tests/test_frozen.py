@@ -76,3 +76,47 @@ def test_the_hot_classes_keep_their_signature(cls: Any) -> None:
     for p, f in zip(params, fields, strict=True):
         assert p.default is (inspect.Parameter.empty if f.default is dataclasses.MISSING
                              else f.default)  # fmt: skip
+
+
+def test_what_leaves_init_is_the_frozen_class_itself() -> None:
+    """The builder class is lent to the instance during __init__ only."""
+    f = Fast(1, "x", (2,))
+    assert type(f) is Fast and f.__class__ is Fast
+    assert isinstance(f, Fast)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        f.b = "y"  # type: ignore[misc]
+    assert (f.a, f.b, f.c) == (1, "x", (2,))
+    for cls in (CheckResult, SourceAnswer, Record, DocumentQuery, Holder):
+        assert "Builder" not in type(dataclasses.replace(_sample(cls))).__name__
+
+
+def test_a_subclass_is_built_through_the_descriptors() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Sub(Fast):
+        d: int = 4
+
+    s = Sub(1, "x")
+    assert type(s) is Sub and (s.a, s.b, s.c, s.d) == (1, "x", (), 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.a = 2  # type: ignore[misc]
+
+    class Bare(Fast):  # no slots of its own: the same __init__, on a layout with a __dict__
+        pass
+
+    b = Bare(5)
+    assert type(b) is Bare and (b.a, b.b) == (5, "b")
+
+
+def _sample(cls: Any) -> Any:
+    """An instance of one of the hot classes, with its required fields filled."""
+    from rmas.verdict import Directive, HolderMatch, Outcome, RecordStatus, Verdict
+
+    required = {
+        CheckResult: ("id", "ref", Verdict.CLEAR, Directive.OK_TO_BOARD),
+        Record: (RecordStatus.LOST, HolderMatch.NOT_CHECKED),
+        DocumentQuery: ("NZL", "X1"),
+        Holder: (),
+    }
+    if cls is SourceAnswer:
+        return SourceAnswer("p", Outcome.ANSWERED, True, True, 1.0, _sample(Record))
+    return cls(*required[cls])
