@@ -188,6 +188,10 @@ SPECIMEN = [
     ["I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6",
      "ERIKSSON<<ANNA<MARIA<<<<<<<<<<"], dt.date(2010, 1, 1), True,
 )  # fmt: skip
+@example(["P<UTOVAN<DER<BERG<<<ANNA<<MARIA<<<<<<<<<<<<<", SPECIMEN[1]], None, True)
+@example(["P<UTOERIKSSON<<" + "A" * 28 + "<", SPECIMEN[1]], None, True)
+@example(["P<UTO" + "A" * 38 + "<", SPECIMEN[1]], None, True)
+@example(["P<UTO<ERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<", SPECIMEN[1]], None, True)
 def test_the_reader_reads_every_zone_as_the_reference_does(
     zone: str | list[str] | tuple[str, ...], today: dt.date | None, suggest: bool
 ) -> None:
