@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rmas.mrz import Layout, MrzReading, check_digit, read_mrz
-from rmas.mrz.charset import CONFUSABLE
+from rmas.mrz.charset import CONFUSABLE, encode
+from rmas.mrz.layouts import COMPOSITE, LAYOUTS, WIDTH
+from rmas.mrz.weighing import expected_digits, weighing_of
 from rmas.testing import compose
 from tests.mrz_reference import reference_read_mrz
 
@@ -208,3 +210,23 @@ def test_reads_in_turn_do_not_leak_into_each_other(
 ) -> None:
     for zone in zone_list + zone_list[::-1]:
         assert_same(read_mrz(zone, today=today), reference_read_mrz(zone, today=today))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(list(Layout)), st.data())
+def test_one_weighing_gives_every_check_digit_as_check_digit_does(
+    layout: Layout, data: st.DataObject
+) -> None:
+    """Any text of MRZ characters the size of a layout's zone, even where a zone holds letters
+    in the place of digits: the weighing's expected digits are ``check_digit`` of what each digit
+    covers, in the layout's digits' order."""
+    width = WIDTH[layout]
+    count = 3 if layout is Layout.TD1 else 2
+    flat = data.draw(st.text(alphabet=MRZ_CHARS, min_size=width * count, max_size=width * count))
+    spans, digit_specs = LAYOUTS[layout]
+    want = []
+    for name, (_li, _col, covers) in digit_specs.items():
+        segments = COMPOSITE[layout] if name == "composite" else [spans[covers[0]]]
+        want.append(check_digit("".join(flat[li * width + s : li * width + e]
+                                        for li, s, e in segments)))  # fmt: skip
+    assert expected_digits(weighing_of(layout), encode(flat)) == tuple(want)

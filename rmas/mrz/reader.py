@@ -1,9 +1,10 @@
 """Reading a machine-readable zone: values, check digits, problems and OCR suggestions.
 
-Reading is on the hot path of every scanned check. Each line is turned into character values
-once (:func:`rmas.mrz.charset.encode`, one C-level translate), and every check digit is summed
-from slices of those; check-digit evidence objects are shared; per-field evidence is built only
-when asked for (:attr:`MrzReading.fields`). docs/benchmarks.md has the figures.
+Reading is on the hot path of every scanned check. The lines are turned into character values
+once (:func:`rmas.mrz.charset.encode`, one C-level translate), every check digit's expected value
+comes from one weighing of those (:mod:`rmas.mrz.weighing`); check-digit evidence objects are
+shared; per-field evidence is built only when asked for (:attr:`MrzReading.fields`).
+docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import NamedTuple
 
 from rmas.documents import yymmdd
 from rmas.errors import FieldViolation
-from rmas.mrz.charset import BAD, CONFUSABLE, DIGITS, WEIGHTS, check_digit, digit_of, encode
+from rmas.mrz.charset import BAD, CONFUSABLE, DIGITS, check_digit, digit_of, encode
 from rmas.mrz.layouts import (
     COMPOSITE,
     LAYOUTS,
@@ -28,6 +29,7 @@ from rmas.mrz.layouts import (
     split_lines,
 )
 from rmas.mrz.reading import CheckDigit, DigitState, MrzReading, Suggestion
+from rmas.mrz.weighing import Weighing, expected_digits, weighing_of
 from rmas.states import is_known_state
 
 _VERIFIED = DigitState.VERIFIED
@@ -58,15 +60,12 @@ _Covering = slice | Callable[[bytes], tuple[bytes, ...]]
 #: TD1's alone, is empty elsewhere).
 _FIELD_ORDER = ("document_code", "issuing_state", "names", "document_number", "nationality",
                 "birth_date", "sex", "expiry_date", "optional_data", "optional_data_2")  # fmt: skip
-#: The weighted sum -> its check digit, for every sum a check digit can have (the weighted sum of
-#: 50 characters of value 35 at most is under 12,500): one C-level lookup instead of ``% 10``.
-_DIGIT_OF_SUM = DIGITS * 1300
 
 
 class Plan(NamedTuple):
     """A layout's places as offsets into its lines joined (all lines are as wide), precomputed
-    for the reader: one C-level call takes every field's text, a few big-integer operations
-    weigh every character a check digit covers."""
+    for the reader: one C-level call takes every field's text, one weighing
+    (:mod:`rmas.mrz.weighing`) every check digit's expected value."""
 
     layout: Layout
     spans: dict[str, Span]
@@ -86,24 +85,8 @@ class Plan(NamedTuple):
     verified: tuple[dict[str, CheckDigit], ...]
     #: The evidence of the check digits the layout does not have.
     absent: tuple[CheckDigit, ...]
+    #: How every digit's expected value is computed (``digits``' order too).
     weighing: Weighing
-
-
-class Weighing(NamedTuple):
-    """How :func:`_expected` weighs the characters each check digit covers."""
-
-    #: The slice of the encoded lines every covered character lies in.
-    window: slice
-    #: How many copies of it to weigh: a second one for the composite digit.
-    copies: int
-    #: Bytes of the copies.
-    size: int
-    #: Masks of the characters (bytes of the copies) weighed 7, 3 and 1.
-    weigh_7: int
-    weigh_3: int
-    weigh_1: int
-    #: The weighed copies -> each digit's weighed characters, in ``Plan.digits``' order.
-    weighed: Callable[[bytes], tuple[bytes, ...]]
 
 
 def _plan(layout: Layout) -> Plan:
@@ -123,25 +106,6 @@ def _plan(layout: Layout) -> Plan:
         else cut(*spans[covers[0]])
         for name, covers, _at in digits
     ]  # fmt: skip
-    # Every covered character, per digit: (its offset in the joined lines, its weight).
-    covered: dict[str, list[tuple[int, int]]] = {}
-    for name, covers, _at in digits:
-        segments = COMPOSITE[layout] if name == "composite" else [spans[covers[0]]]
-        offsets = [at(li, col) for li, start, end in segments for col in range(start, end)]
-        covered[name] = [(offset, WEIGHTS[k]) for k, offset in enumerate(offsets)]
-    everywhere = [offset for weighted in covered.values() for offset, _w in weighted]
-    lo, hi = min(everywhere), max(everywhere) + 1
-    copies = 2 if "composite" in covered else 1
-    lanes: dict[int, int] = {}  # lane (a byte of the weighed copies) -> weight
-    weighed: list[slice] = []
-    for name, weighted in covered.items():
-        base = (hi - lo if name == "composite" else 0) - lo
-        mine = {base + offset: w for offset, w in weighted}
-        assert not mine.keys() & lanes.keys(), "a character weighed twice in one copy"
-        lanes.update(mine)
-        weighed.append(slice(min(mine), max(mine) + 1))
-    assert max(map(len, covered.values())) * 7 * 35 < len(_DIGIT_OF_SUM)
-    masks = {w: sum(0xFF << (8 * lane) for lane, lw in lanes.items() if lw == w) for w in (7, 3, 1)}
     return Plan(
         layout,
         spans,
@@ -156,30 +120,11 @@ def _plan(layout: Layout) -> Plan:
             for name, covers, _at in digits
         ),
         _ABSENT[layout],
-        Weighing(
-            slice(lo, hi), copies, (hi - lo) * copies, masks[7], masks[3], masks[1],
-            itemgetter(*weighed),
-        ),
-    )  # fmt: skip
+        weighing_of(layout),
+    )
 
 
 PLANS = {layout: _plan(layout) for layout in LAYOUTS}
-
-
-def _expected(weighing: Weighing, coded: bytes) -> tuple[str, ...]:
-    """Every check digit's expected value, in ``Plan.digits``' order, from the encoded lines
-    (no BAD value in them).
-
-    The characters a digit covers are weighed all at once: their values (under 36) are the bytes
-    of one big integer, each masked by its weight and multiplied (7 x 35 still fits in a byte, so
-    no byte carries into the next), and the weighed bytes of each digit summed. The composite
-    digit weighs some characters otherwise than the digit of their own field does: it weighs a
-    second copy of them.
-    """
-    window, copies, size, weigh_7, weigh_3, weigh_1, weighed = weighing
-    x = int.from_bytes(coded[window] * copies, "little")
-    x = (x & weigh_7) * 7 + (x & weigh_3) * 3 + (x & weigh_1)
-    return tuple(map(_DIGIT_OF_SUM.__getitem__, map(sum, weighed(x.to_bytes(size, "little")))))
 
 
 # Today's date and the local-time window (epoch seconds) it holds for: date.today() costs a
@@ -264,7 +209,7 @@ def _read(lines: tuple[str, ...], plan: Plan, today: dt.date, suggest: bool) -> 
     refuted: list[CheckDigit] = []
     expected: Sequence[str | None]
     if clean:
-        expected = _expected(weighing, coded)
+        expected = expected_digits(weighing, coded)
         all_verified = found == expected
     else:  # None: a digit that covers a character an MRZ cannot hold
         expected = [
