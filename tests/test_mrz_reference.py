@@ -192,6 +192,7 @@ SPECIMEN = [
 )  # fmt: skip
 @example(["P<UTOVAN<DER<BERG<<<ANNA<<MARIA<<<<<<<<<<<<<", SPECIMEN[1]], None, True)
 @example(["P<UTOERIKSSON<<" + "A" * 28 + "<", SPECIMEN[1]], None, True)
+@example(["P<UTOERIKSSON<<<ANNA" + "<" * 24, SPECIMEN[1]], None, True)
 @example(["P<UTO" + "A" * 38 + "<", SPECIMEN[1]], None, True)
 @example(["P<UTO<ERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<", SPECIMEN[1]], None, True)
 def test_the_reader_reads_every_zone_as_the_reference_does(
