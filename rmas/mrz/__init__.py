@@ -18,8 +18,8 @@ document is valid), in which case 19YY (:func:`rmas.documents.yymmdd`).
 
 Modules: :mod:`~rmas.mrz.charset` (character values, check digits), :mod:`~rmas.mrz.layouts`
 (where each field and digit sits), :mod:`~rmas.mrz.reading` (what a reading holds),
-:mod:`~rmas.mrz.reader` (reading). Writing a zone (``compose``) is a test helper:
-:func:`rmas.testing.compose`.
+:mod:`~rmas.mrz.weighing` (every check digit of a zone at once), :mod:`~rmas.mrz.reader`
+(reading). Writing a zone (``compose``) is a test helper: :func:`rmas.testing.compose`.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ def layout_of(lines: Sequence[str]) -> Layout | None:
         if width == 44:
             return Layout.MRV_A if lines[0][:1] == "V" else Layout.TD3
         if width == 36:
-            if lines[0][:1] != "V" and any(c.isdigit() for c in lines[1][10:13]):
+            if lines[0][:1] != "V" and any(map(str.isdigit, lines[1][10:13])):
                 return None  # not ICAO 9303: a TD2 has its holder's nationality there
             return Layout.MRV_B if lines[0][:1] == "V" else Layout.TD2
         return None

@@ -1,9 +1,10 @@
 """Reading a machine-readable zone: values, check digits, problems and OCR suggestions.
 
-Reading is on the hot path of every scanned check. Each line is turned into character values
-once (:func:`rmas.mrz.charset.encode`, one C-level translate), and every check digit is summed
-from slices of those; check-digit evidence objects are shared; per-field evidence is built only
-when asked for (:attr:`MrzReading.fields`). docs/benchmarks.md has the figures.
+Reading is on the hot path of every scanned check. The lines are turned into character values
+once (:func:`rmas.mrz.charset.encode`, one C-level translate), every check digit's expected value
+comes from one weighing of those (:mod:`rmas.mrz.weighing`); check-digit evidence objects are
+shared; per-field evidence is built only when asked for (:attr:`MrzReading.fields`).
+docs/benchmarks.md has the figures.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Sequence
-from operator import getitem, itemgetter, mul
+from operator import getitem, itemgetter
 from typing import NamedTuple
 
 from rmas.documents import yymmdd
 from rmas.errors import FieldViolation
-from rmas.mrz.charset import BAD, CONFUSABLE, DIGITS, WEIGHTS, check_digit, encode
+from rmas.mrz.charset import BAD, CONFUSABLE, DIGITS, check_digit, digit_of, encode
 from rmas.mrz.layouts import (
     COMPOSITE,
     LAYOUTS,
@@ -28,6 +29,7 @@ from rmas.mrz.layouts import (
     split_lines,
 )
 from rmas.mrz.reading import CheckDigit, DigitState, MrzReading, Suggestion
+from rmas.mrz.weighing import Weighing, expected_digits, weighing_of
 from rmas.states import is_known_state
 
 _VERIFIED = DigitState.VERIFIED
@@ -54,14 +56,22 @@ _NO_EXPIRY = CheckDigit("expiry_date", ("expiry_date",), "<", "", DigitState.ABS
 
 _Covering = slice | Callable[[bytes], tuple[bytes, ...]]
 
+#: The canonical order in which :attr:`Plan.fields` gives a zone's fields (``optional_data_2``,
+#: TD1's alone, is empty elsewhere).
+_FIELD_ORDER = ("document_code", "issuing_state", "names", "document_number", "nationality",
+                "birth_date", "sex", "expiry_date", "optional_data", "optional_data_2")  # fmt: skip
+
 
 class Plan(NamedTuple):
     """A layout's places as offsets into its lines joined (all lines are as wide), precomputed
-    for the reader: one C-level call takes every field's text, one slice each check digit's."""
+    for the reader: one C-level call takes every field's text, one weighing
+    (:mod:`rmas.mrz.weighing`) every check digit's expected value."""
 
+    layout: Layout
     spans: dict[str, Span]
-    names: tuple[str, ...]
-    #: The lines joined -> every field's text, in ``names``' order.
+    #: TD1: a second optional data field, and the fields in another order.
+    td1: bool
+    #: The lines joined -> every field's text, in ``_FIELD_ORDER``.
     fields: Callable[[str], tuple[str, ...]]
     #: Where the document number's check digit sits.
     number_digit_at: int
@@ -73,16 +83,23 @@ class Plan(NamedTuple):
     found: Callable[[str], tuple[str, ...]]
     #: Per digit, printed value -> its VERIFIED evidence (shared objects).
     verified: tuple[dict[str, CheckDigit], ...]
+    #: The evidence of the check digits the layout does not have.
+    absent: tuple[CheckDigit, ...]
+    #: How every digit's expected value is computed (``digits``' order too).
+    weighing: Weighing
 
 
 def _plan(layout: Layout) -> Plan:
     spans, digit_specs = LAYOUTS[layout]
     width = WIDTH[layout]
 
-    def cut(li: int, start: int, end: int) -> slice:
-        return slice(li * width + start, li * width + end)
+    def at(li: int, col: int) -> int:
+        return li * width + col
 
-    digits = tuple((name, covers, li * width + col) for name, (li, col, covers) in
+    def cut(li: int, start: int, end: int) -> slice:
+        return slice(at(li, start), at(li, end))
+
+    digits = tuple((name, covers, at(li, col)) for name, (li, col, covers) in
                    digit_specs.items())  # fmt: skip
     coverings: list[_Covering] = [
         itemgetter(*(cut(*seg) for seg in COMPOSITE[layout])) if name == "composite"
@@ -90,9 +107,10 @@ def _plan(layout: Layout) -> Plan:
         for name, covers, _at in digits
     ]  # fmt: skip
     return Plan(
+        layout,
         spans,
-        tuple(spans),
-        itemgetter(*(cut(*span) for span in spans.values())),
+        layout is Layout.TD1,
+        itemgetter(*(cut(*spans[name]) if name in spans else slice(0, 0) for name in _FIELD_ORDER)),
         digits[0][2],
         digits,
         tuple(coverings),
@@ -101,6 +119,8 @@ def _plan(layout: Layout) -> Plan:
             {v: CheckDigit(name, covers, v, v, DigitState.VERIFIED) for v in DIGITS}
             for name, covers, _at in digits
         ),
+        _ABSENT[layout],
+        weighing_of(layout),
     )
 
 
@@ -146,33 +166,37 @@ def read_mrz(
             )
         problem = FieldViolation("mrz_lines", text)
         return MrzReading(tuple(lines), None, {}, (), (problem,), {}, {}, day)
-    return _read(tuple(lines), layout, day, suggest)
+    return _read(tuple(lines), PLANS[layout], day, suggest)
 
 
-def _read(lines: tuple[str, ...], layout: Layout, today: dt.date, suggest: bool) -> MrzReading:
-    plan = PLANS[layout]
-    spans = plan.spans
+_new_reading = tuple.__new__  # MrzReading's own __new__ without its Python-level frame
+
+
+def _read(lines: tuple[str, ...], plan: Plan, today: dt.date, suggest: bool) -> MrzReading:
+    layout, spans, td1, fields, number_at, _d, coverings, found_of, verified, absent, weighing = (
+        plan
+    )
     problems: dict[str, str] = {}
     flat = "".join(lines)  # the lines are all as wide: plan positions are offsets in this
     coded = encode(flat)  # character values, BAD where not an MRZ character
     clean = BAD not in coded
-    values = dict(zip(plan.names, plan.fields(flat), strict=True))
+    code, state, names, number_text, nationality, birth, sex, expiry, optional, optional_2 = fields(
+        flat
+    )
 
     # Long document numbers (TD1, TD2): '<' in the check digit's place, the number continues at
     # the start of the optional data, and the last character before the next '<' is the digit.
-    number_text = values["document_number"]
-    number_found = flat[plan.number_digit_at]
+    number_found = flat[number_at]
     long_number = False
     if number_found == "<" and layout in (Layout.TD1, Layout.TD2) and number_text[-1:] != "<":
-        opt = values["optional_data"]
-        cut = opt.find("<")
-        cont = opt if cut < 0 else opt[:cut]
+        cut = optional.find("<")
+        cont = optional if cut < 0 else optional[:cut]
         if len(cont) >= 2:
             long_number = True
             spans = dict(spans)
             number_text += cont[:-1]
             number_found = cont[-1]
-            values["optional_data"] = "" if cut < 0 else opt[cut + 1 :]
+            optional = "" if cut < 0 else optional[cut + 1 :]
             li, start, _end = spans["document_number"]
             ostart = spans["optional_data"][1]
             spans["document_number"] = (li, start, ostart + len(cont) - 1)
@@ -181,47 +205,72 @@ def _read(lines: tuple[str, ...], layout: Layout, today: dt.date, suggest: bool)
 
     # Every digit's expected value; when each is the one printed (the usual case), the evidence
     # is one shared object per (digit, value).
-    covered = [coded[c] if type(c) is slice else b"".join(c(coded)) for c in plan.coverings]
-    expected = [DIGITS[sum(map(mul, c, WEIGHTS)) % 10] for c in covered]
-    found = plan.found(flat)
-    if clean and found == tuple(expected):
-        digits = list(map(getitem, plan.verified, found))
-        refuted: list[CheckDigit] = []
+    found = found_of(flat)
+    refuted: list[CheckDigit] = []
+    expected: Sequence[str | None]
+    if clean:
+        expected = expected_digits(weighing, coded)
+        all_verified = found == expected
+    else:  # None: a digit that covers a character an MRZ cannot hold
+        expected = [
+            None if BAD in c else digit_of(c)
+            for c in (coded[c] if type(c) is slice else b"".join(c(coded)) for c in coverings)
+        ]
+        all_verified = False
+    if all_verified:
+        digits = tuple(map(getitem, verified, found)) + absent
     else:
         continued = (number_text, number_found) if long_number else None
-        digits, refuted = _digits(
-            plan, lines, covered, expected, values, layout=layout, clean=clean, continued=continued
+        raw = {"optional_data": optional, "expiry_date": expiry}
+        digit_list, refuted = _digits(
+            plan, lines, expected, raw, layout=layout, clean=clean, continued=continued
         )
-    digits.extend(_ABSENT[layout])
+        digits = tuple(digit_list) + absent
 
     # Field values and their problems.
-    values["document_number"] = number = number_text.replace("<", "")
-    values["document_code"] = code = values["document_code"].replace("<", "")
+    number = number_text.replace("<", "")
+    code = code.replace("<", "")
     if not code or not code[0].isalpha():
         problems["document_code"] = "must start with a letter (P, I, A, C, V)"
-    values["issuing_state"] = state = values["issuing_state"].replace("<", "")
+    state = state.replace("<", "")
     if not is_known_state(state):
         problems["issuing_state"] = f"unknown state code {state!r}"
-    values["nationality"] = state = values["nationality"].replace("<", "")
-    if not is_known_state(state):
-        problems["nationality"] = f"unknown state code {state!r}"
-    primary, _sep, secondary = values.pop("names").partition("<<")
-    values["surname"] = surname = " ".join(primary.replace("<", " ").split())
-    values["given_names"] = given = " ".join(secondary.replace("<", " ").split())
+    nationality = nationality.replace("<", "")
+    if not is_known_state(nationality):
+        problems["nationality"] = f"unknown state code {nationality!r}"
+    surname, given = _names(names, clean)
     if not surname and not given:
         problems["names"] = "no name"
-    sex = values["sex"]
     if sex == "<":
-        values["sex"] = "X"
+        sex = "X"
     elif sex not in ("M", "F", "X"):
         problems["sex"] = f"{sex!r} is not M, F or <"
-    values["birth_date"] = _date(values["birth_date"], "birth_date", today, problems)
-    values["expiry_date"] = _date(values["expiry_date"], "expiry_date", today, problems)
+    if today != _dates_day:
+        _new_day(today)
+    birth_iso, problem = _birth_dates.get(birth) or _memo_date(_birth_dates, birth, True, today)
+    if problem:
+        problems["birth_date"] = problem
+    expiry_iso, problem = _expiry_dates.get(expiry) or _memo_date(
+        _expiry_dates, expiry, False, today
+    )
+    if problem:
+        problems["expiry_date"] = problem
     if not number:
         problems["document_number"] = "empty"
-    values["optional_data"] = values["optional_data"].rstrip("<")
-    if "optional_data_2" in values:
-        values["optional_data_2"] = values["optional_data_2"].rstrip("<")
+    if td1:
+        values = {
+            "document_code": code, "issuing_state": state, "document_number": number,
+            "optional_data": optional.rstrip("<"), "birth_date": birth_iso, "sex": sex,
+            "expiry_date": expiry_iso, "nationality": nationality,
+            "optional_data_2": optional_2.rstrip("<"), "surname": surname, "given_names": given,
+        }  # fmt: skip
+    else:
+        values = {
+            "document_code": code, "issuing_state": state, "document_number": number,
+            "nationality": nationality, "birth_date": birth_iso, "sex": sex,
+            "expiry_date": expiry_iso, "optional_data": optional.rstrip("<"),
+            "surname": surname, "given_names": given,
+        }  # fmt: skip
     if not clean:
         width = len(lines[0])
         for at, c in enumerate(coded):
@@ -230,7 +279,9 @@ def _read(lines: tuple[str, ...], layout: Layout, today: dt.date, suggest: bool)
                 problems.setdefault(f"line{li + 1}", f"character {flat[at]!r} at column {col + 1}")
 
     if not problems and not refuted:
-        return MrzReading(lines, layout, values, tuple(digits), (), spans, problems, today)
+        return _new_reading(
+            MrzReading, (lines, layout, values, digits, (), spans, problems, today, ())
+        )
     violations = [FieldViolation(f"mrz.{k}", v) for k, v in problems.items()]
     if refuted:
         violations += [
@@ -238,9 +289,7 @@ def _read(lines: tuple[str, ...], layout: Layout, today: dt.date, suggest: bool)
                            f"check digit {c.found!r} refuted (computed {c.expected or '?'})")
             for c in refuted
         ]  # fmt: skip
-    reading = MrzReading(
-        lines, layout, values, tuple(digits), tuple(violations), spans, problems, today
-    )
+    reading = MrzReading(lines, layout, values, digits, tuple(violations), spans, problems, today)
     if refuted and suggest and clean:
         sugg = _suggestions(reading)
         if sugg:
@@ -248,11 +297,24 @@ def _read(lines: tuple[str, ...], layout: Layout, today: dt.date, suggest: bool)
     return reading
 
 
+def _names(names: str, clean: bool) -> tuple[str, str]:
+    """Surname and given names: the primary and secondary identifiers (split at the first
+    ``<<``), each with its ``<`` runs as single spaces and none at either end."""
+    primary, _sep, secondary = names.partition("<<")
+    secondary = secondary.rstrip("<")
+    # Only MRZ characters, a one-word primary identifier, and no "<<" nor "<" at either end of
+    # the secondary one (the usual case): each "<" is one space, as the general rule below says.
+    if clean and "<" not in primary and secondary[:1] != "<" and "<<" not in secondary:
+        return primary, secondary.replace("<", " ")
+    return " ".join(primary.replace("<", " ").split()), " ".join(
+        secondary.replace("<", " ").split()
+    )
+
+
 def _digits(
     plan: Plan,
     lines: tuple[str, ...],
-    covered: list[bytes],
-    expected: list[str],
+    expected: Sequence[str | None],
     values: dict[str, str],
     *,
     layout: Layout,
@@ -261,14 +323,14 @@ def _digits(
 ) -> tuple[list[CheckDigit], list[CheckDigit]]:
     """Every check digit's evidence, and the refuted ones, when not all of them verify.
 
-    ``continued``: a long number's text and check digit (TD1, TD2), None for a number in its field.
+    ``expected``: each digit's expected value, None where it covers a character an MRZ cannot
+    hold. ``values``: the raw expiry date and optional data. ``continued``: a long number's text
+    and check digit (TD1, TD2), None for a number in its field.
     """
     flat = "".join(lines)
     digits: list[CheckDigit] = []
     refuted: list[CheckDigit] = []
-    for (name, covers, at), covered_values, expect in zip(
-        plan.digits, covered, expected, strict=True
-    ):
+    for (name, covers, at), expect in zip(plan.digits, expected, strict=True):
         found = flat[at]
         if continued is not None and name == "document_number":
             number_text, found = continued
@@ -277,14 +339,14 @@ def _digits(
                 if filler is not None:
                     digits.append(filler)
                     continue
-            values_ = encode(number_text)
-            digit = DIGITS[sum(map(mul, values_, WEIGHTS)) % 10]
+            number_values = encode(number_text)
+            digit = None if BAD in number_values else digit_of(number_values)
         else:
             if name == "expiry_date" and found == "<" and values[name] == "<<<<<<":
                 digits.append(_NO_EXPIRY)  # no expiry printed: nothing to verify, nothing refuted
                 continue
-            values_, digit = covered_values, expect
-        if BAD in values_:
+            digit = expect
+        if digit is None:
             unreadable = CheckDigit(name, covers, found, "", _REFUTED)
             digits.append(unreadable)
             refuted.append(unreadable)
@@ -319,29 +381,31 @@ def _filler_convention(lines: Sequence[str], number_text: str, found: str) -> Ch
     return CheckDigit("document_number", FILLER_COVERS, found, expected, DigitState.VERIFIED)
 
 
-# Dates read, per (raw text, birth?) -> (ISO date or "", problem or ""), for the day in
-# _dates_day: the same dates recur (expiry dates above all), and yymmdd costs more than a lookup.
-# Cleared when the day changes or the memo reaches _DATES_MAX entries.
-_dates: dict[tuple[str, bool], tuple[str, str]] = {}
+# Dates read, per kind, raw text -> (ISO date or "", problem or ""), for the day in _dates_day:
+# the same dates recur (expiry dates above all), and yymmdd costs more than a lookup. Cleared when
+# the day changes or a memo reaches _DATES_MAX entries.
+_birth_dates: dict[str, tuple[str, str]] = {}
+_expiry_dates: dict[str, tuple[str, str]] = {}
 _dates_day = dt.date.min
-_DATES_MAX = 4096  # about 1 MB at most
+_DATES_MAX = 2048  # per kind: about 1 MB at most in all
 
 
-def _date(raw: str, name: str, today: dt.date, problems: dict[str, str]) -> str:
+def _new_day(today: dt.date) -> None:
     global _dates_day
-    birth = name == "birth_date"
-    if today != _dates_day:
-        _dates.clear()
-        _dates_day = today
-    known = _dates.get((raw, birth))
-    if known is None:
-        known = _read_date(raw, birth, today)
-        if len(_dates) >= _DATES_MAX:
-            _dates.clear()
-        _dates[raw, birth] = known
-    if known[1]:
-        problems[name] = known[1]
-    return known[0]
+    _birth_dates.clear()
+    _expiry_dates.clear()
+    _dates_day = today
+
+
+def _memo_date(
+    memo: dict[str, tuple[str, str]], raw: str, birth: bool, today: dt.date
+) -> tuple[str, str]:
+    """Read a date the memo does not hold, and remember it."""
+    known = _read_date(raw, birth, today)
+    if len(memo) >= _DATES_MAX:
+        memo.clear()
+    memo[raw] = known
+    return known
 
 
 def _read_date(raw: str, birth: bool, today: dt.date) -> tuple[str, str]:
@@ -380,7 +444,7 @@ def _suggestions(reading: MrzReading) -> list[Suggestion]:
         line = reading.lines[li]
         lines = list(reading.lines)
         lines[li] = line[:col] + alt + line[col + 1 :]
-        fixed = _read(tuple(lines), layout, reading.today, suggest=False)
+        fixed = _read(tuple(lines), PLANS[layout], reading.today, suggest=False)
         if fixed.check_digits_ok:
             out.append(Suggestion(field, li + 1, col + 1, ch, alt, fixed.document_number))
     return out
