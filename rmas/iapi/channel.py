@@ -45,7 +45,7 @@ import structlog
 from rmas.documents import DocumentQuery
 from rmas.flights.model import FlightReport
 from rmas.hub import CheckResult, Hub, InvalidDocument
-from rmas.iapi.answer import IapiAnswer, PassengerResult, flight_report, same_answers
+from rmas.iapi.answer import IapiAnswer, PassengerResult, flight_report, verdicts
 from rmas.iapi.cusres import (
     ErrorHeader,
     PassengerAnswer,
@@ -89,11 +89,17 @@ _PER_DOCUMENT = 48
 _PER_FULL_RESULT = 2048
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Seen:
+    """What is remembered of an answered interchange: what a resend is compared with, and what
+    an unchanged resend gets again. Atomic values only, no object per passenger (see
+    :func:`~rmas.iapi.answer.verdicts`)."""
+
     digest: bytes
     at: float
-    answer: IapiAnswer
+    cusres: bytes
+    transaction_ref: str
+    verdicts: str
 
 
 def _stamp(now: dt.datetime) -> tuple[str, str]:
@@ -191,11 +197,11 @@ class IapiChannel:
         # change must wait for this answer, or the passenger would not be found yet.
         with flights.answering() if flights is not None else contextlib.nullcontext():
             answer = await self._check(manifest, deadline, answer_id, now, admit)
-            if resend and not fresh and seen is not None and same_answers(seen.answer, answer):
+            if resend and not fresh and seen is not None and seen.verdicts == verdicts(answer):
                 answer = replace(
                     answer,
-                    cusres=seen.answer.cusres,
-                    transaction_ref=seen.answer.transaction_ref,
+                    cusres=seen.cusres,
+                    transaction_ref=seen.transaction_ref,
                     duplicate=True,
                 )
             answer = replace(answer, resend=resend)
@@ -209,10 +215,9 @@ class IapiChannel:
                               error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
         self._remember_parts(manifest, caller)
         if not answer.duplicate:
-            # Remember only what a resend is compared with: full results would keep thousands of
-            # objects per interchange alive (and make every garbage collection scan them).
-            slim = tuple(map(PassengerResult.slim, answer.passengers))
-            self._seen[key] = _Seen(digest, at, replace(answer, passengers=slim))
+            self._seen[key] = _Seen(
+                digest, at, answer.cusres, answer.transaction_ref, verdicts(answer)
+            )
             self._seen.move_to_end(key)
             while len(self._seen) > cfg.remember:
                 self._seen.popitem(last=False)
