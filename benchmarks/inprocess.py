@@ -17,7 +17,10 @@ the demo's stores for the PAXLST (as ``benchmarks.bench_iapi`` uses them).
   provider's inline coalescer against a synchronous query per ``lookup_many`` call (no
   suspension), swapped between interleaved rounds; µs per check.
 - ``paxlst``: the 480-passenger PAXLST: parsing alone, and the channel's whole answer (parse,
-  validation, fan-out, CUSRES); ms of CPU per interchange.
+  validation, fan-out, CUSRES); ms of CPU per interchange. Then the garbage collector over 200
+  answers with a serving hub's settings: its CPU per answer, its longest pause, the full
+  collections, and the objects the answers keep (each a fresh interchange, as remembered for
+  resends).
 
 ``--profile`` prints cProfile's top functions for each section instead.
 """
@@ -292,7 +295,50 @@ async def paxlst(profile: bool) -> dict[str, float]:
         t2 = clock()
         rows["parse (ms)"].append((t1 - t0) * 1000)
         rows["whole answer (ms)"].append((t2 - t1) * 1000)
-    return _best(rows)
+    return {**_best(rows), **await _collector(answer, GC_ANSWERS)}
+
+
+#: Answers over which ``paxlst`` watches the garbage collector.
+GC_ANSWERS = 200
+
+
+async def _collector(work: Callable[[], Awaitable[object]], times: int) -> dict[str, float]:
+    """The garbage collector over ``times`` calls of ``work``, with a serving hub's settings
+    (rmas.runtime.settle_for_serving, undone after): its CPU per call, its longest pause (CPU
+    ms), the full collections, and the objects it tracks more per call at the end (what the
+    calls keep: each is scanned by every full collection after)."""
+    import gc
+
+    from rmas.runtime import settle_for_serving
+
+    threshold = gc.get_threshold()
+    gc.collect()
+    settle_for_serving()
+    pauses: list[tuple[int, float]] = []
+    started = [0.0]
+
+    def probe(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            pauses.append((info["generation"], time.thread_time() - started[0]))
+
+    before = len(gc.get_objects())
+    gc.callbacks.append(probe)
+    try:
+        for _ in range(times):
+            await work()
+    finally:
+        gc.callbacks.remove(probe)
+        kept = (len(gc.get_objects()) - before) / times
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+    return {
+        "gc per answer (ms)": round(sum(p for _g, p in pauses) / times * 1000, 2),
+        "longest gc pause (ms)": round(max((p for _g, p in pauses), default=0.0) * 1000, 2),
+        f"full collections in {times}": float(sum(1 for g, _p in pauses if g == 2)),
+        "objects kept per answer": round(kept, 1),
+    }
 
 
 async def _profiled(work: Callable[[], Awaitable[object]], times: int) -> None:

@@ -1,11 +1,20 @@
-"""Running rmas's coroutines from a command: one event loop policy for every ``rmas`` command."""
+"""Process-wide settings of rmas's commands: one event loop policy for every ``rmas`` command, and
+the garbage collector's settings for a serving hub."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
-__all__ = ["run_async"]
+__all__ = ["SERVING_GC_THRESHOLD", "run_async", "settle_for_serving"]
+
+#: How many allocations (net of deallocations) start a collection of the youngest generation in a
+#: serving hub: 10,000 instead of CPython's 700. An answer holds thousands of objects while it
+#: waits for its stores (a 480-passenger PAXLST about 10,000): with 700, young collections scan
+#: them again and again and promote them into the older generations, scanned again there. 10,000
+#: halved the collector's CPU per PAXLST answer (docs/benchmarks.md, session 8).
+SERVING_GC_THRESHOLD = 10_000
 
 
 def run_async(coro: Any) -> Any:
@@ -15,3 +24,13 @@ def run_async(coro: Any) -> Any:
     except ImportError:
         return asyncio.run(coro)
     return uvloop.run(coro)
+
+
+def settle_for_serving() -> None:
+    """Once a hub has started: what was allocated so far (modules, config, providers, the gRPC
+    server) lives as long as the process, so it is moved out of the collector's way; full
+    collections then scan only what requests allocate (the start-up leaves a few dozen garbage
+    objects uncollected to be frozen with it: measured, not worth a full collection). Then the
+    young generation's threshold for serving (above)."""
+    gc.freeze()
+    gc.set_threshold(SERVING_GC_THRESHOLD, *gc.get_threshold()[1:])

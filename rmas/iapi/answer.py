@@ -15,7 +15,7 @@ from rmas.hub import CheckResult
 from rmas.iapi.paxlst import Manifest
 from rmas.verdict import Directive, Verdict
 
-__all__ = ["IapiAnswer", "PassengerResult", "flight_report", "same_answers"]
+__all__ = ["IapiAnswer", "PassengerResult", "flight_report", "verdicts"]
 
 
 @fast_init
@@ -31,14 +31,6 @@ class PassengerResult:
     results: tuple[CheckResult, ...] = ()
     #: OK_TO_BOARD although a document was not checked (``on_incomplete = "board"``).
     unchecked: bool = False
-
-    def slim(self) -> PassengerResult:
-        """The same without ``results`` (what a resend is compared with). Built directly:
-        ``dataclasses.replace`` cost more than the rest of remembering an answer."""
-        return PassengerResult(
-            self.position, self.booking_ref, self.passenger_ref, self.crew, self.directive,
-            self.check_ids, (), self.unchecked,
-        )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +88,18 @@ def flight_report(
     )
 
 
-def same_answers(a: IapiAnswer, b: IapiAnswer) -> bool:
-    """Whether every passenger's answer is what it was."""
-    return [(p.position, p.directive, p.unchecked) for p in a.passengers] == [
-        (p.position, p.directive, p.unchecked) for p in b.passengers
-    ]
+#: One letter per directive, upper case when the passenger is ``unchecked`` (see :func:`verdicts`);
+#: a directive added to the enum without a letter fails here, at import.
+_MARKS = {d: (m, m.upper()) for d, m in zip(Directive, "bnci", strict=True)}
+
+
+def verdicts(answer: IapiAnswer) -> str:
+    """Every passenger's answer (position, directive, unchecked) as one string: two answers tell
+    each passenger the same exactly when their ``verdicts`` are equal.
+
+    What the channel remembers of an answer for a resend to be compared with: one string, not an
+    object per passenger that every full garbage collection would scan again for as long as the
+    interchange is remembered (``[iapi] remember``, 10,000 by default).
+    """
+    marks = _MARKS
+    return "".join([f"{p.position}{marks[p.directive][p.unchecked]}" for p in answer.passengers])

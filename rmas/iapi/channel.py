@@ -35,7 +35,7 @@ import datetime as dt
 import hashlib
 import os
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -45,7 +45,7 @@ import structlog
 from rmas.documents import DocumentQuery
 from rmas.flights.model import FlightReport
 from rmas.hub import CheckResult, Hub, InvalidDocument
-from rmas.iapi.answer import IapiAnswer, PassengerResult, flight_report, same_answers
+from rmas.iapi.answer import IapiAnswer, PassengerResult, flight_report, verdicts
 from rmas.iapi.cusres import (
     ErrorHeader,
     PassengerAnswer,
@@ -89,11 +89,18 @@ _PER_DOCUMENT = 48
 _PER_FULL_RESULT = 2048
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Seen:
+    """What is remembered of an answered interchange: what a resend is compared with, and what
+    an unchanged resend gets again. Atomic values only, no object per passenger (see
+    :func:`~rmas.iapi.answer.verdicts`)."""
+
     digest: bytes
     at: float
-    answer: IapiAnswer
+    #: None once ``resend_window_s`` has passed: the digest alone is used then.
+    cusres: bytes | None
+    transaction_ref: str = ""
+    verdicts: str = ""
 
 
 def _stamp(now: dt.datetime) -> tuple[str, str]:
@@ -118,6 +125,9 @@ class IapiChannel:
         self.config = config or IapiConfig()
         self._clock = clock
         self._seen: OrderedDict[tuple[str, str, str], _Seen] = OrderedDict()
+        #: When each remembered answer was given, oldest first: once past ``resend_window_s``,
+        #: its CUSRES is let go (about 30 KB for 480 passengers, for up to ``remember`` of them).
+        self._answered: deque[tuple[float, tuple[str, str, str]]] = deque()
         #: The hub's open flights (``[flights]``): every answered PAXLST is reported to it, and
         #: a CUSRES BGM+312 (an acknowledgment of a status change) is accepted. None: off.
         self.flights: FlightHook | None = None
@@ -175,7 +185,7 @@ class IapiChannel:
         key = (caller, ic.sender, ic.control_ref)
         seen = self._seen.get(key)
         at = self._clock()
-        fresh = seen is None or at - seen.at > cfg.resend_window_s
+        fresh = seen is None or self._past_window(seen.at, at)
         if seen is not None and not fresh and seen.digest != digest:
             return self._error(
                 ic,
@@ -191,11 +201,17 @@ class IapiChannel:
         # change must wait for this answer, or the passenger would not be found yet.
         with flights.answering() if flights is not None else contextlib.nullcontext():
             answer = await self._check(manifest, deadline, answer_id, now, admit)
-            if resend and not fresh and seen is not None and same_answers(seen.answer, answer):
+            if (
+                resend
+                and not fresh
+                and seen is not None
+                and seen.cusres is not None
+                and seen.verdicts == verdicts(answer)
+            ):
                 answer = replace(
                     answer,
-                    cusres=seen.answer.cusres,
-                    transaction_ref=seen.answer.transaction_ref,
+                    cusres=seen.cusres,
+                    transaction_ref=seen.transaction_ref,
                     duplicate=True,
                 )
             answer = replace(answer, resend=resend)
@@ -209,14 +225,32 @@ class IapiChannel:
                               error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
         self._remember_parts(manifest, caller)
         if not answer.duplicate:
-            # Remember only what a resend is compared with: full results would keep thousands of
-            # objects per interchange alive (and make every garbage collection scan them).
-            slim = tuple(map(PassengerResult.slim, answer.passengers))
-            self._seen[key] = _Seen(digest, at, replace(answer, passengers=slim))
+            self._seen[key] = _Seen(
+                digest, at, answer.cusres, answer.transaction_ref, verdicts(answer)
+            )
             self._seen.move_to_end(key)
             while len(self._seen) > cfg.remember:
                 self._seen.popitem(last=False)
+            self._answered.append((at, key))
+        self._let_go(self._clock())
         return answer
+
+    def _past_window(self, then: float, now: float) -> bool:
+        """Whether an answer given at ``then`` is past the resend window at ``now``: a resend is
+        answered afresh, and only the message's digest is still needed."""
+        return now - then > self.config.resend_window_s
+
+    def _let_go(self, now: float) -> None:
+        """Keep only the digest of the answers past the resend window."""
+        answered, seen = self._answered, self._seen
+        while answered and self._past_window(answered[0][0], now):
+            at, key = answered.popleft()
+            entry = seen.get(key)
+            if entry is not None and entry.at == at and entry.cusres is not None:
+                seen[key] = _Seen(entry.digest, at, None)  # keeps its place in the order
+        # More than ``remember`` within the window: the oldest are forgotten (see ``answer``).
+        while len(answered) > self.config.remember:
+            answered.popleft()
 
     async def _acknowledge(
         self, flights: FlightHook, data: bytes, caller: str, answer_id: str, now: dt.datetime

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from unittest import mock
 
 from rmas.iapi import segments as seg_module
+from rmas.iapi.answer import IapiAnswer
 from rmas.iapi.cusres import (
     ErrorHeader,
     PassengerAnswer,
@@ -434,3 +435,11 @@ def reference_write_cusres(
             body.append(["FTX", "AAP", "", "", fit_text(text, ic.syntax)])
         messages.append(_message(part.message.ref, head, body))
     return _envelope(ic, messages, control_ref=ic.control_ref, stamp=stamp, hub_id=hub_id)
+
+
+def reference_same_answers(a: IapiAnswer, b: IapiAnswer) -> bool:
+    """Whether every passenger's answer is what it was (rmas/iapi/answer.py at 5fe1883, which
+    compared the remembered ``PassengerResult``s of the first answer with a resend's)."""
+    return [(p.position, p.directive, p.unchecked) for p in a.passengers] == [
+        (p.position, p.directive, p.unchecked) for p in b.passengers
+    ]

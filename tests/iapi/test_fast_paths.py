@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from rmas.iapi import paxlst as paxlst_module
 from rmas.iapi import segments as seg_module
-from rmas.iapi.answer import PassengerResult
+from rmas.iapi.answer import IapiAnswer, PassengerResult, verdicts
 from rmas.iapi.cusres import PassengerAnswer, write_cusres
 from rmas.iapi.paxlst import read_paxlst
 from rmas.iapi.syntax import EdifactError, Separators, parse_interchange, tokenize
@@ -25,6 +25,7 @@ from rmas.verdict import Directive
 from tests.iapi.reference import (
     reference_parse_interchange,
     reference_read_message,
+    reference_same_answers,
     reference_tokenize,
     reference_write_cusres,
 )
@@ -290,17 +291,33 @@ def test_write_cusres_gives_the_reference_bytes(
     )
 
 
-def test_a_slim_passenger_result_keeps_everything_but_the_results() -> None:
-    full = PassengerResult(3, "B", "P", True, Directive.DO_NOT_BOARD, ("c1", "c2"),
-                           (object(),), True)  # type: ignore[arg-type]  # fmt: skip
-    assert full.slim() == dataclasses.replace(full, results=())
-    assert {f.name for f in dataclasses.fields(PassengerResult)} == {
-        "position",
-        "booking_ref",
-        "passenger_ref",
-        "crew",
-        "directive",
-        "check_ids",
-        "results",
-        "unchecked",
-    }, "a new field: PassengerResult.slim must keep it"
+@st.composite
+def answers(draw: st.DrawFn) -> IapiAnswer:
+    passengers = draw(st.lists(st.builds(
+        PassengerResult, position=st.integers(1, 1200), booking_ref=st.just("B"),
+        passenger_ref=st.just("P"), crew=st.booleans(), directive=st.sampled_from(Directive),
+        check_ids=st.just(("c1",)), unchecked=st.booleans(),
+    ), max_size=12))  # fmt: skip
+    return IapiAnswer(b"", tuple(passengers), (), "TN")
+
+
+@SETTINGS
+@given(answers(), answers(), st.data())
+def test_equal_verdicts_are_the_reference_comparison_of_answers(
+    a: IapiAnswer, b: IapiAnswer, data: st.DataObject
+) -> None:
+    """What the channel remembers of an answer (one string) tells a changed resend from an
+    unchanged one exactly as comparing the remembered passengers did."""
+    assert (verdicts(a) == verdicts(b)) == reference_same_answers(a, b)
+    # Mostly unequal at random: also a copy of ``a`` with one passenger changed in one field.
+    if a.passengers:
+        i = data.draw(st.integers(0, len(a.passengers) - 1))
+        field = data.draw(st.sampled_from(["position", "directive", "unchecked", "crew"]))
+        p = a.passengers[i]
+        value = {"position": p.position + data.draw(st.sampled_from([-1, 1, 10, 100])),
+                 "directive": data.draw(st.sampled_from(Directive)),
+                 "unchecked": not p.unchecked, "crew": not p.crew}[field]  # fmt: skip
+        new = dataclasses.replace(p, **{field: value})
+        c = dataclasses.replace(a, passengers=(*a.passengers[:i], new, *a.passengers[i + 1 :]))
+        assert verdicts(a) == verdicts(a) and reference_same_answers(a, a)
+        assert (verdicts(a) == verdicts(c)) == reference_same_answers(a, c)
