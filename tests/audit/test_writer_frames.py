@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,7 +41,7 @@ class ReferenceInput:
         return kind, payload
 
 
-def _through_a_pipe(data: bytes, cuts: list[int], reader: type) -> list[object]:
+def _through_a_pipe(data: bytes, cuts: list[int], reader: type) -> list[Any]:
     """Every frame ``reader`` reads from a pipe fed ``data`` in pieces cut at ``cuts``."""
     r, wfd = os.pipe()
 
@@ -56,7 +57,7 @@ def _through_a_pipe(data: bytes, cuts: list[int], reader: type) -> list[object]:
     feeder.start()
     try:
         inp = reader(r)
-        got: list[object] = []
+        got: list[Any] = []
         while (frame := inp.frame()) is not None:
             got.append(frame)
         return got
@@ -94,7 +95,7 @@ def test_frames_read_exactly_are_the_frames_the_buffered_reader_read(
     got = _through_a_pipe(data, cuts, w._Input)
     assert [
         (kind, w.COMMIT_HEAD.pack(count) + body if kind == ord("C") else body)
-        for kind, count, body in got  # type: ignore[misc]
+        for kind, count, body in got
     ] == expected
-    for kind, count, body in got:  # type: ignore[misc]
+    for kind, count, body in got:
         assert isinstance(body, bytes) and (kind == ord("C") or count == 0)
