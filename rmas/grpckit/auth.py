@@ -75,12 +75,16 @@ def peer_identity(context: Ctx) -> str | None:
     return identity
 
 
+def _peer_pem(context: Ctx) -> bytes | None:
+    """The verified client certificate (PEM); None unless there is exactly one."""
+    pems = list(context.auth_context().get(_PEER_CERT, ()))
+    return pems[0] if len(pems) == 1 else None
+
+
 def _identify(context: Ctx) -> tuple[str | None, str]:
     """(identity, "") or (None, why not)."""
-    pems = list(context.auth_context().get(_PEER_CERT, ()))
-    if len(pems) != 1:
-        return None, _NO_IDENTITY
-    return _identity_in(pems[0])
+    pem = _peer_pem(context)
+    return (None, _NO_IDENTITY) if pem is None else _identity_in(pem)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -152,15 +156,15 @@ class AccessInterceptor(HandlerInterceptor):
             # The peer's address without its ephemeral port: one client, one identity.
             host = context.peer().rpartition(":")[0]
             return Admitted(Caller(f"insecure:{host}", Role.OFFICER.value), View.FULL)
-        pems = list(context.auth_context().get(_PEER_CERT, ()))
-        if len(pems) != 1:
+        pem = _peer_pem(context)
+        if pem is None:
             return Refused(grpc.StatusCode.UNAUTHENTICATED, _NO_IDENTITY)
         admitted = self._admitted
-        key = (method, pems[0])
+        key = (method, pem)
         who = admitted.get(key)
         if who is not None:
             return who
-        decided = _decide(policy, method, *_identity_in(pems[0]))
+        decided = _decide(policy, method, *_identity_in(pem))
         if isinstance(decided, Admitted):
             if len(admitted) >= _ADMITTED_MAX:
                 admitted.clear()
