@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from rmas.audit.format import AuditEntry, clean, decode
 from rmas.errors import ConfigError
+from rmas.states import canonical_economy
 
 if TYPE_CHECKING:
     from rmas.abtc import CardResult
@@ -222,6 +223,7 @@ def encode_entries(
     )
     tail = f"\x1f{clean(reference)}\x1e" if reference else "\x1f\x1e"
     key_of = keyer.key_of
+    economy_of = canonical_economy
     cache = _SOURCES_CACHE
     # The check ids (the hub's hex) checked all at once: cleaned one by one only if need be.
     ids = [r.check_id for r in results]
@@ -235,9 +237,10 @@ def encode_entries(
         if doc is None:
             state = key = ""
         else:
+            # ``doc.key`` read by its parts (no property call, no tuple): the same rule.
             state = doc.issuing_state
-            economy, number = doc.key
-            key = key_of(economy, number) if number else ""
+            number = doc.number
+            key = key_of(economy_of(state), number) if number else ""
         answers = r.sources
         if len(answers) == 1 and r.abtc is None:
             a = answers[0]

@@ -75,12 +75,16 @@ def peer_identity(context: Ctx) -> str | None:
     return identity
 
 
+def _peer_pem(context: Ctx) -> bytes | None:
+    """The verified client certificate (PEM); None unless there is exactly one."""
+    pems = list(context.auth_context().get(_PEER_CERT, ()))
+    return pems[0] if len(pems) == 1 else None
+
+
 def _identify(context: Ctx) -> tuple[str | None, str]:
     """(identity, "") or (None, why not)."""
-    pems = list(context.auth_context().get(_PEER_CERT, ()))
-    if len(pems) != 1:
-        return None, _NO_IDENTITY
-    return _identity_in(pems[0])
+    pem = _peer_pem(context)
+    return (None, _NO_IDENTITY) if pem is None else _identity_in(pem)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -98,34 +102,74 @@ def _identity_in(pem: bytes) -> tuple[str | None, str]:
     return found[0], ""
 
 
+#: Admissions remembered by an interceptor, (method, certificate) -> Admitted, before it
+#: starts again (callers reconnect with the same few certificates).
+_ADMITTED_MAX = 4096
+
+
+def _decide(
+    policy: AccessPolicy, method: str, identity: str | None, why: str
+) -> Admitted | Refused:
+    """Whether the certificate's identity (or why it has none) may call ``method``."""
+    if identity is None:
+        return Refused(grpc.StatusCode.UNAUTHENTICATED, why)
+    rule = policy.resolve(identity)
+    if rule is None:
+        return Refused(
+            grpc.StatusCode.PERMISSION_DENIED, f"{identity} is not a known caller of this hub"
+        )
+    if rule.role not in PERMISSIONS.get(method, ()):
+        return Refused(
+            grpc.StatusCode.PERMISSION_DENIED, f"{identity} ({rule.role}) may not call {method}"
+        )
+    return Admitted(Caller(identity, rule.role.value), view_of(rule.role), rule)
+
+
 class AccessInterceptor(HandlerInterceptor):
-    """Admits or refuses every call; ``policy`` None is development mode (no TLS)."""
+    """Admits or refuses every call; ``policy`` None is development mode (no TLS).
+
+    An admission depends on the method, the client certificate (verified by the handshake) and
+    the policy alone, so it is remembered by method and certificate bytes until the policy is
+    replaced (a reload): a call then costs the certificate's read and one lookup, not its
+    parse, the policy's rules and two new objects. Refusals are worked out every time.
+    """
 
     def __init__(self, policy: AccessPolicy | None) -> None:
         super().__init__()
+        self._admitted: dict[tuple[str, bytes], Admitted] = {}
         self.policy = policy
+
+    @property
+    def policy(self) -> AccessPolicy | None:
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: AccessPolicy | None) -> None:
+        self._policy = policy
+        self._admitted = {}
 
     def admit(self, method: str, context: Ctx) -> Admitted | Refused:
         """The admitted caller, or why it is refused (the status it ends with, the text the
         caller reads)."""
-        policy = self.policy
+        policy = self._policy
         if policy is None:
             # The peer's address without its ephemeral port: one client, one identity.
             host = context.peer().rpartition(":")[0]
             return Admitted(Caller(f"insecure:{host}", Role.OFFICER.value), View.FULL)
-        identity, why = _identify(context)
-        if identity is None:
-            return Refused(grpc.StatusCode.UNAUTHENTICATED, why)
-        rule = policy.resolve(identity)
-        if rule is None:
-            return Refused(
-                grpc.StatusCode.PERMISSION_DENIED, f"{identity} is not a known caller of this hub"
-            )
-        if rule.role not in PERMISSIONS.get(method, ()):
-            return Refused(
-                grpc.StatusCode.PERMISSION_DENIED, f"{identity} ({rule.role}) may not call {method}"
-            )
-        return Admitted(Caller(identity, rule.role.value), view_of(rule.role), rule)
+        pem = _peer_pem(context)
+        if pem is None:
+            return Refused(grpc.StatusCode.UNAUTHENTICATED, _NO_IDENTITY)
+        admitted = self._admitted
+        key = (method, pem)
+        who = admitted.get(key)
+        if who is not None:
+            return who
+        decided = _decide(policy, method, *_identity_in(pem))
+        if isinstance(decided, Admitted):
+            if len(admitted) >= _ADMITTED_MAX:
+                admitted.clear()
+            admitted[key] = decided
+        return decided
 
     def wrap(self, method: str, handler: Handler) -> Handler:
         admit = self.admit
