@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,28 +50,32 @@ def pin(cpu: int) -> None:
 @contextlib.contextmanager
 def server_process(args: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    # taskset, not preexec_fn: the server gets CPU 0, this load generator keeps CPU 1.
-    proc = subprocess.Popen(
-        ["taskset", "-c", "0", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
-                raise RuntimeError(f"server exited: {err[-2000:]}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        yield proc
-    finally:
-        proc.terminate()
+    # The server's stderr goes to a file, not a pipe nobody reads while it runs: a server logging
+    # warnings under load (a provider timing out, say) would fill a pipe's 64 KB and then block
+    # in its write, which looks like a stalled hub.
+    with tempfile.TemporaryFile() as err:
+        # taskset, not preexec_fn: the server gets CPU 0, this load generator keeps CPU 1.
+        proc = subprocess.Popen(
+            ["taskset", "-c", "0", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            stderr=err,
+        )  # fmt: skip
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    err.seek(0)
+                    raise RuntimeError(f"server exited: {err.read().decode()[-2000:]}")
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.1)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def build_stores(records: int) -> dict[str, Path]:
