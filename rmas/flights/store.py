@@ -382,10 +382,14 @@ _PAX_INSERTED = ("flight_id", "pax_key", *_UPDATED)
 _DOC_INSERTED = ("passenger_id", "doc_key", "economy", "sealed", "check_id")
 
 
+#: json.dumps without its per-call set-up (a tuple is written as a list, as json.dumps does).
+_json = json.JSONEncoder().encode
+
+
 def _values(row: PassengerRow) -> tuple[Any, ...]:
     """What a passenger's answer sets (``_UPDATED``), as the driver takes them."""
     return (
         row.booking_ref, row.passenger_ref, row.directive.value, row.unchecked, row.incomplete,
         row.floor.value if row.floor else "", row.directive.value, row.received_at,
-        json.dumps(list(row.check_ids)), "", "", 0.0,
+        _json(row.check_ids), "", "", 0.0,
     )  # fmt: skip
