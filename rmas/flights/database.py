@@ -21,6 +21,9 @@ from rmas.flights.schema import DROPPED_INDEXES, metadata, positions
 
 __all__ = ["CANCELLED", "CLOSED", "OPEN", "FlightDatabase"]
 
+#: SQLite: rows of one multi-row INSERT (at most 15 columns: within SQLite's 32,766 parameters).
+_ROWS_A_STATEMENT = 500
+
 #: A flight's states.
 OPEN = "open"
 CLOSED = "closed"
@@ -124,9 +127,14 @@ class FlightDatabase:
         constants: dict[str, int] | None = None,
     ) -> None:
         """Insert ``rows`` (tuples of ``columns``, in the table's column order, each value of the
-        type the driver takes: str, int, float, bool, bytes) with the driver's ``executemany``:
-        none of SQLAlchemy's per-row parameter processing. ``constants``: columns set to the same
-        integer in every row; ``ignore``: see _insert_ignore_stmt."""
+        type the driver takes: str, int, float, bool, bytes) without SQLAlchemy's per-row
+        parameter processing. ``constants``: columns set to the same integer in every row;
+        ``ignore``: see _insert_ignore_stmt.
+
+        PostgreSQL: the driver's ``executemany``. SQLite: one multi-row ``VALUES`` statement per
+        ``_ROWS_A_STATEMENT`` rows, so that the SQLite thread lets go of the GIL once per
+        statement, not once per row (an ``executemany`` steps each row apart; with the hub on
+        one core, every handover of the GIL between it and the event loop is a context switch)."""
         sql = self._inserts.get((table.name, ignore))
         if sql is None:
             stmt = self._insert_ignore_stmt(table) if ignore else table.insert()
@@ -138,7 +146,16 @@ class FlightDatabase:
             if tuple(compiled.positiontup or ()) != columns:
                 raise RuntimeError(f"{table.name}: columns out of the table's order")
             sql = self._inserts[(table.name, ignore)] = compiled.string
-        await conn.exec_driver_sql(sql, rows)
+        if self.kind != "sqlite":
+            await conn.exec_driver_sql(sql, rows)
+            return
+        head, _, tail = sql.partition(" VALUES ")
+        row, close, rest = tail.partition(")")  # "(?, 1, ?" and what follows the row
+        for start in range(0, len(rows), _ROWS_A_STATEMENT):
+            chunk = rows[start : start + _ROWS_A_STATEMENT]
+            values = ", ".join([row + close] * len(chunk))
+            flat = tuple(v for r in chunk for v in r)
+            await conn.exec_driver_sql(f"{head} VALUES {values}{rest}", flat)
 
 
 def _drop_indexes(conn: sa.Connection) -> None:
