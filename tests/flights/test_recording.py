@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from rmas.documents import DocumentQuery, DocumentType, Holder
+from rmas.flights import database
 from rmas.flights.config import FlightsConfig
 from rmas.flights.model import FlightEvent, FlightReport, LegInfo, ReportedPassenger
 from rmas.flights.schema import DROPPED_INDEXES, documents, flights, metadata, passengers
@@ -152,7 +154,8 @@ def test_batched_recording_leaves_the_store_as_the_reference_does(
         # are simpler; the test database holds both in turn (ref first, then new).
         asyncio.run(_compare_pg(url, reports, cuts))
         return
-    with tempfile.TemporaryDirectory() as tmp:
+    # Three rows a statement: a flight's rows are split over several multi-row INSERTs.
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(database, "_ROWS_A_STATEMENT", 3):
         asyncio.run(_compare(f"sqlite+aiosqlite:///{Path(tmp) / '@@.db'}", reports, cuts))
 
 
