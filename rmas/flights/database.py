@@ -21,8 +21,8 @@ from rmas.flights.schema import DROPPED_INDEXES, metadata, positions
 
 __all__ = ["CANCELLED", "CLOSED", "OPEN", "FlightDatabase"]
 
-#: SQLite: rows of one multi-row INSERT (at most 15 columns: within SQLite's 32,766 parameters).
-_ROWS_A_STATEMENT = 500
+#: SQLite: parameters of one multi-row INSERT at most (SQLite before 3.32 allows no more).
+_PARAMETERS = 999
 
 #: A flight's states.
 OPEN = "open"
@@ -132,7 +132,7 @@ class FlightDatabase:
         ``ignore``: see _insert_ignore_stmt.
 
         PostgreSQL: the driver's ``executemany``. SQLite: one multi-row ``VALUES`` statement per
-        ``_ROWS_A_STATEMENT`` rows, so that the SQLite thread lets go of the GIL once per
+        ``_PARAMETERS`` parameters, so that the SQLite thread lets go of the GIL once per
         statement, not once per row (an ``executemany`` steps each row apart; with the hub on
         one core, every handover of the GIL between it and the event loop is a context switch)."""
         sql = self._inserts.get((table.name, ignore))
@@ -151,8 +151,9 @@ class FlightDatabase:
             return
         head, _, tail = sql.partition(" VALUES ")
         row, close, rest = tail.partition(")")  # "(?, 1, ?" and what follows the row
-        for start in range(0, len(rows), _ROWS_A_STATEMENT):
-            chunk = rows[start : start + _ROWS_A_STATEMENT]
+        step = max(1, _PARAMETERS // len(columns))
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
             values = ", ".join([row + close] * len(chunk))
             flat = tuple(v for r in chunk for v in r)
             await conn.exec_driver_sql(f"{head} VALUES {values}{rest}", flat)

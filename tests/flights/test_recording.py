@@ -154,8 +154,8 @@ def test_batched_recording_leaves_the_store_as_the_reference_does(
         # are simpler; the test database holds both in turn (ref first, then new).
         asyncio.run(_compare_pg(url, reports, cuts))
         return
-    # Three rows a statement: a flight's rows are split over several multi-row INSERTs.
-    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(database, "_ROWS_A_STATEMENT", 3):
+    # 3 rows a statement at most: a flight's rows are split over several multi-row INSERTs.
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(database, "_PARAMETERS", 45):
         asyncio.run(_compare(f"sqlite+aiosqlite:///{Path(tmp) / '@@.db'}", reports, cuts))
 
 
