@@ -1,12 +1,14 @@
 """What recording one answered 400-passenger flight costs the flight store, in one process.
 
 ``python -m benchmarks.flights_micro [--fresh]``: ``FlightTracker.record_now`` (the hub's own
-recording step, without the check) of 60 flights after 20 unmeasured ones, into a copy of the
+recording step, without the check) of 64 flights after 16 unmeasured ones, into a copy of the
 bench's 2,000-flight store (``bench-out/flights/fleet-2000x400.db``, built by
-``python -m benchmarks.flights_bench``) or, with ``--fresh``, an empty one. Per flight: CPU time of
-all threads (SQLite runs in aiosqlite's thread) and wall time, under the store's own settings and
-two variants set on each connection: a 64 MB page cache, and WAL checkpoints postponed. docs/
-benchmarks.md, "Flights (issue 17)".
+``python -m benchmarks.flights_bench``) or, with ``--fresh``, an empty one; one flight per
+transaction (the recorder when one answered flight waits), then ``RECORD_BATCH`` per transaction
+(the recorder under sustained load: the flights waiting are recorded together). Per flight: CPU
+time of all threads (SQLite runs in aiosqlite's thread), of the event loop's thread alone, and
+wall time, under the store's own settings and two variants set on each connection: a 64 MB page
+cache, and WAL checkpoints postponed. docs/benchmarks.md, "Flights (issue 17)".
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _report(i: int) -> Any:
     )  # fmt: skip
 
 
-async def _measure(path: Path, pragmas: tuple[str, ...]) -> tuple[float, float]:
+async def _measure(path: Path, pragmas: tuple[str, ...], batch: int) -> tuple[float, ...]:
     import sqlalchemy as sa
 
     from rmas.flights.sealing import FlightKeys
@@ -70,33 +72,37 @@ async def _measure(path: Path, pragmas: tuple[str, ...]) -> tuple[float, float]:
     # Only record_now runs: it uses the store and the keys, not the hub or the config.
     tracker = FlightTracker(None, store, FlightKeys(os.urandom(32)), None)  # type: ignore[arg-type]
     reports = [_report(10_000 + i) for i in range(80)]
-    for r in reports[:20]:
-        await tracker.record_now(r)
-    cpu = wall = 0.0
-    for r in reports[20:]:
-        c, w = time.process_time(), time.perf_counter()
-        await tracker.record_now(r)
-        cpu += time.process_time() - c
-        wall += time.perf_counter() - w
+    for start in range(0, 16, batch):
+        await tracker.record_now(*reports[start : start + batch])
+    measured = reports[16:]
+    c, t, w = time.process_time(), time.thread_time(), time.perf_counter()
+    for start in range(0, len(measured), batch):
+        await tracker.record_now(*measured[start : start + batch])
+    cpu, loop, wall = time.process_time() - c, time.thread_time() - t, time.perf_counter() - w
     await store.aclose()
-    return cpu / 60 * 1000, wall / 60 * 1000
+    n = len(measured) / 1000
+    return cpu / n, loop / n, wall / n
 
 
 def main(fresh: bool) -> None:
+    from rmas.flights.tracker import RECORD_BATCH
+
     src = _fleet_path()
     if not fresh and not src.exists():
         sys.exit(f"{src} does not exist: run python -m benchmarks.flights_bench first")
     for name, pragmas in VARIANTS.items():
-        path = WORK / "micro.db"
-        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-            p.unlink(missing_ok=True)
-        if not fresh:
-            shutil.copyfile(src, path)
-        cpu, wall = asyncio.run(_measure(path, pragmas))
-        where = "empty store" if fresh else "2,000-flight store"
-        print(f"{where}, {name}: record_now per 400-passenger flight: CPU {cpu:.1f} ms "
-              f"(all threads), wall {wall:.1f} ms")  # fmt: skip
-        path.unlink(missing_ok=True)
+        for batch in (1, RECORD_BATCH):
+            path = WORK / "micro.db"
+            for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+                p.unlink(missing_ok=True)
+            if not fresh:
+                shutil.copyfile(src, path)
+            cpu, loop, wall = asyncio.run(_measure(path, pragmas, batch))
+            where = "empty store" if fresh else "2,000-flight store"
+            print(f"{where}, {name}, {batch} a transaction: record_now per 400-passenger "
+                  f"flight: CPU {cpu:.1f} ms (all threads; {loop:.1f} on the loop's), "
+                  f"wall {wall:.1f} ms", flush=True)  # fmt: skip
+            path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,16 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from rmas.errors import ConfigError
 from rmas.fileperm import create_private
-from rmas.flights.schema import metadata, positions
+from rmas.flights.schema import DROPPED_INDEXES, metadata, positions
 
 __all__ = ["CANCELLED", "CLOSED", "OPEN", "FlightDatabase"]
+
+#: SQLite: parameters of one multi-row INSERT at most (SQLite before 3.32 allows no more).
+_PARAMETERS = 999
 
 #: A flight's states.
 OPEN = "open"
@@ -33,6 +36,8 @@ class FlightDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
         self._engine: AsyncEngine | None = None
+        #: The driver's SQL of the inserts made through _insert_many, per (table, ignore).
+        self._inserts: dict[tuple[str, bool], str] = {}
         u = make_url(url)
         self.kind = u.get_backend_name()
         if self.kind not in ("sqlite", "postgresql"):
@@ -59,6 +64,7 @@ class FlightDatabase:
             engine = create_async_engine(self.url, pool_size=5, max_overflow=5)
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_drop_indexes)
         self._engine = engine
 
     async def aclose(self) -> None:
@@ -109,3 +115,59 @@ class FlightDatabase:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         return sqlite_insert(table).on_conflict_do_nothing()
+
+    async def _insert_many(
+        self,
+        conn: AsyncConnection,
+        table: sa.Table,
+        columns: tuple[str, ...],
+        rows: list[tuple[Any, ...]],
+        *,
+        ignore: bool = False,
+        constants: dict[str, int] | None = None,
+    ) -> None:
+        """Insert ``rows`` (tuples of ``columns``, in the table's column order, each value of the
+        type the driver takes: str, int, float, bool, bytes) without SQLAlchemy's per-row
+        parameter processing. ``constants``: columns set to the same integer in every row;
+        ``ignore``: see _insert_ignore_stmt.
+
+        PostgreSQL: the driver's ``executemany``. SQLite: one multi-row ``VALUES`` statement per
+        ``_PARAMETERS`` parameters, so that the SQLite thread lets go of the GIL once per
+        statement, not once per row (an ``executemany`` steps each row apart; with the hub on
+        one core, every handover of the GIL between it and the event loop is a context switch)."""
+        sql = self._inserts.get((table.name, ignore))
+        if sql is None:
+            stmt = self._insert_ignore_stmt(table) if ignore else table.insert()
+            if constants:
+                stmt = stmt.values(
+                    {c: sa.literal_column(str(int(v))) for c, v in constants.items()}
+                )
+            compiled = stmt.compile(dialect=conn.dialect, column_keys=list(columns))
+            if tuple(compiled.positiontup or ()) != columns:
+                raise RuntimeError(f"{table.name}: columns out of the table's order")
+            sql = self._inserts[(table.name, ignore)] = compiled.string
+        if self.kind != "sqlite":
+            await conn.exec_driver_sql(sql, rows)
+            return
+        head, _, tail = sql.partition(" VALUES ")
+        row, close, rest = tail.partition(")")  # "(?, 1, ?" and what follows the row
+        step = max(1, _PARAMETERS // len(columns))
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            values = ", ".join([row + close] * len(chunk))
+            flat = tuple(v for r in chunk for v in r)
+            await conn.exec_driver_sql(f"{head} VALUES {values}{rest}", flat)
+
+
+def _drop_indexes(conn: sa.Connection) -> None:
+    """The migration of a store an earlier release created: drop the indexes it no longer
+    needs (looked up first, so that an up-to-date store takes no lock for it)."""
+    inspector = sa.inspect(conn)
+    found = {
+        ix["name"]
+        for table in ("flight_passengers", "flight_documents")
+        for ix in inspector.get_indexes(table)
+    }
+    for name in DROPPED_INDEXES:
+        if name in found:
+            conn.execute(sa.text(f"DROP INDEX IF EXISTS {name}"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
@@ -27,6 +28,8 @@ __all__ = ["SEAL_LABEL", "FlightKeys"]
 #: HKDF's info: the sealing key is this label's, never the document key's HMAC key itself.
 SEAL_LABEL = b"rmas flights: sealed document queries v1"
 _NONCE = 12
+#: json.dumps(..., separators=(",", ":")), without its per-call set-up.
+_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class FlightKeys:
@@ -52,24 +55,33 @@ class FlightKeys:
         return self.keyer.key_of(economy, number)
 
     def seal(self, query: DocumentQuery, document_key: str) -> bytes:
-        h = query.holder
-        plain = json.dumps(
-            [
-                query.issuing_state,
-                query.number,
-                query.type.value,
-                h.surname,
-                h.given_names,
-                h.birth_date.isoformat() if h.birth_date else "",
-                h.sex,
-                h.nationality,
-                query.expiry_date.isoformat() if query.expiry_date else "",
-                query.ref,
-            ],
-            separators=(",", ":"),
-        ).encode()
-        nonce = os.urandom(_NONCE)
-        return nonce + self._aead.encrypt(nonce, plain, document_key.encode())
+        return self.seal_all([(query, document_key)])[0]
+
+    def seal_all(self, queries: Sequence[tuple[DocumentQuery, str]]) -> list[bytes]:
+        """Each ``(query, document key)`` sealed: a random nonce (all drawn at once), then the
+        query's fields as JSON, encrypted with the document key as associated data."""
+        nonces = os.urandom(_NONCE * len(queries))
+        encrypt = self._aead.encrypt
+        out = []
+        for i, (query, document_key) in enumerate(queries):
+            h = query.holder
+            plain = _json(
+                [
+                    query.issuing_state,
+                    query.number,
+                    query.type.value,
+                    h.surname,
+                    h.given_names,
+                    h.birth_date.isoformat() if h.birth_date else "",
+                    h.sex,
+                    h.nationality,
+                    query.expiry_date.isoformat() if query.expiry_date else "",
+                    query.ref,
+                ]
+            ).encode()
+            nonce = nonces[i * _NONCE : (i + 1) * _NONCE]
+            out.append(nonce + encrypt(nonce, plain, document_key.encode()))
+        return out
 
     def unseal(self, sealed: bytes, document_key: str) -> DocumentQuery:
         """The query sealed for ``document_key``; raises cryptography's InvalidTag when it was

@@ -78,16 +78,18 @@ class FlightStore(Outbox):
 
     # -- flights ---------------------------------------------------------------------------
 
-    async def flight_id(self, conn: AsyncConnection, report: FlightReport, now: float) -> str:
-        """The id of the report's flight, created (open) when new."""
+    async def flight_id(
+        self, conn: AsyncConnection, report: FlightReport, now: float
+    ) -> tuple[str, str]:
+        """The id and state of the report's flight, created (open) when new."""
         key = report.flight_key
         where = sa.and_(flights.c.owner == report.owner, flights.c.flight_key == key)
-        row = (await conn.execute(sa.select(flights.c.id).where(where))).first()
+        row = (await conn.execute(sa.select(flights.c.id, flights.c.state).where(where))).first()
         if row is not None:
             await conn.execute(
                 flights.update().where(flights.c.id == row.id).values(updated_at=now)
             )
-            return str(row.id)
+            return str(row.id), str(row.state)
         legs = json.dumps(
             [[leg.number, list(map(list, leg.places)), list(map(list, leg.times))]
              for leg in report.legs]
@@ -100,15 +102,9 @@ class FlightStore(Outbox):
             opened_at=now, updated_at=now,
         )  # fmt: skip
         await conn.execute(self._insert_ignore(flights, values))
-        row = (await conn.execute(sa.select(flights.c.id).where(where))).first()
+        row = (await conn.execute(sa.select(flights.c.id, flights.c.state).where(where))).first()
         assert row is not None
-        return str(row.id)
-
-    async def flight_state(self, conn: AsyncConnection, flight_id: str) -> str:
-        row = (
-            await conn.execute(sa.select(flights.c.state).where(flights.c.id == flight_id))
-        ).first()
-        return str(row.state) if row is not None else ""
+        return str(row.id), str(row.state)
 
     async def close_flight(self, conn: AsyncConnection, flight_id: str, state: str) -> None:
         """Closed or cancelled: nothing kept of its passengers, no change sent, ever."""
@@ -148,17 +144,20 @@ class FlightStore(Outbox):
         """Record passengers' answers (``(passenger key, row)``), each unless a newer request's
         answer is already recorded for it; returns how many were. Unacknowledged changes of a
         passenger recorded again are dropped: the new answer supersedes them. A few statements
-        per message, whatever its size (a 480-passenger manifest is not 2,000 round trips)."""
+        per message, whatever its size (a 480-passenger manifest is not 2,000 round trips); the
+        rows of new passengers and of every document go through the driver's ``executemany``."""
         latest = dict(items)  # a passenger listed twice: the later listing
-        stored = await self._stored(conn, flight_id, list(latest))
+        stored = await self._stored(conn, flight_id)
         fresh = [k for k in latest if k not in stored]
         if fresh:
-            rows = [
-                {**_values(latest[k]), "flight_id": flight_id, "pax_key": k, "version": 1}
-                for k in fresh
-            ]
-            await conn.execute(self._insert_ignore_stmt(passengers), rows)
-            for k, (pid, at) in (await self._stored(conn, flight_id, fresh)).items():
+            await self._insert_many(
+                conn, passengers, _PAX_INSERTED,
+                [(flight_id, k, *_values(latest[k])) for k in fresh], ignore=True,
+                constants={"version": 1},
+            )  # fmt: skip
+            now_stored = await self._stored(conn, flight_id)
+            for k in fresh:
+                pid, at = now_stored[k]
                 if at == latest[k].received_at:
                     stored[k] = (pid, -1.0)  # inserted now
                 else:
@@ -171,7 +170,12 @@ class FlightStore(Outbox):
             if at < 0:
                 recorded.append((pid, row))
             elif at <= row.received_at:
-                updates.append({"pid": pid, **{f"v_{c}": v for c, v in _values(row).items()}})
+                updates.append(
+                    {
+                        "pid": pid,
+                        **{f"v_{c}": v for c, v in zip(_UPDATED, _values(row), strict=True)},
+                    }
+                )
                 recorded.append((pid, row))
                 again.append(pid)
         if updates:
@@ -194,27 +198,17 @@ class FlightStore(Outbox):
                     changes.c.passenger_id.in_(chunk), changes.c.acked_at.is_(None)
                 )
             )
-        docs = [
-            dict(passenger_id=pid, doc_key=k, economy=e, sealed=sealed, check_id=c)
-            for pid, row in recorded
-            for k, e, sealed, c in row.documents
-        ]
+        docs = [(pid, *document) for pid, row in recorded for document in row.documents]
         if docs:
-            await conn.execute(documents.insert(), docs)
+            await self._insert_many(conn, documents, _DOC_INSERTED, docs)
         return len(recorded)
 
-    async def _stored(
-        self, conn: AsyncConnection, flight_id: str, keys: Sequence[str]
-    ) -> dict[str, tuple[int, float]]:
-        out: dict[str, tuple[int, float]] = {}
-        for start in range(0, len(keys), 500):
-            q = sa.select(passengers.c.pax_key, passengers.c.id, passengers.c.received_at).where(
-                passengers.c.flight_id == flight_id,
-                passengers.c.pax_key.in_(list(keys[start : start + 500])),
-            )
-            for r in await conn.execute(q):
-                out[str(r.pax_key)] = (int(r.id), float(r.received_at))
-        return out
+    async def _stored(self, conn: AsyncConnection, flight_id: str) -> dict[str, tuple[int, float]]:
+        """The flight's passengers recorded so far: (row id, received_at) per passenger key."""
+        q = sa.select(passengers.c.pax_key, passengers.c.id, passengers.c.received_at).where(
+            passengers.c.flight_id == flight_id
+        )
+        return {str(k): (int(i), float(at)) for k, i, at in await conn.execute(q)}
 
     # -- passengers ------------------------------------------------------------------------
 
@@ -376,19 +370,26 @@ class FlightStore(Outbox):
         return len(ids)
 
 
-#: The columns a passenger's new answer sets.
+#: The columns a passenger's new answer sets, in the table's order (that of :func:`_values`).
 _UPDATED = (
     "booking_ref", "passenger_ref", "directive", "unchecked", "incomplete", "floor",
     "checked_directive", "received_at", "check_ids", "override_by", "override_reason",
     "override_expires",
 )  # fmt: skip
+#: A new passenger's row (its version is 1): its flight and key, then what its answer sets.
+_PAX_INSERTED = ("flight_id", "pax_key", *_UPDATED)
+#: A document's row: its passenger, then PassengerRow.documents' (key, economy, sealed, check id).
+_DOC_INSERTED = ("passenger_id", "doc_key", "economy", "sealed", "check_id")
 
 
-def _values(row: PassengerRow) -> dict[str, Any]:
-    return dict(
-        booking_ref=row.booking_ref, passenger_ref=row.passenger_ref,
-        directive=row.directive.value, unchecked=row.unchecked, incomplete=row.incomplete,
-        floor=row.floor.value if row.floor else "", checked_directive=row.directive.value,
-        received_at=row.received_at, check_ids=json.dumps(list(row.check_ids)),
-        override_by="", override_reason="", override_expires=0.0,
+#: json.dumps without its per-call set-up (a tuple is written as a list, as json.dumps does).
+_json = json.JSONEncoder().encode
+
+
+def _values(row: PassengerRow) -> tuple[Any, ...]:
+    """What a passenger's answer sets (``_UPDATED``), as the driver takes them."""
+    return (
+        row.booking_ref, row.passenger_ref, row.directive.value, row.unchecked, row.incomplete,
+        row.floor.value if row.floor else "", row.directive.value, row.received_at,
+        _json(row.check_ids), "", "", 0.0,
     )  # fmt: skip

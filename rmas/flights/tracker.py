@@ -25,9 +25,11 @@ import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import structlog
 from cryptography.exceptions import InvalidTag
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from rmas.audit.entry import Caller, Channel
 from rmas.changes import DocumentChange
@@ -58,6 +60,8 @@ RECHECK_CALLER = Caller("rmas://hub/recheck", "hub")
 RECHECK_BATCH = 500
 #: Answered flights waiting to be recorded before an answer waits for the store.
 REPORTS_QUEUED = 1000
+#: Answered flights recorded in one transaction, at most (when that many are waiting).
+RECORD_BATCH = 16
 
 
 class FlightError(RmasError):
@@ -189,37 +193,55 @@ class FlightTracker:
 
     async def _record_all(self) -> None:
         while True:
-            report = await self._reports.get()
+            batch = [await self._reports.get()]
+            while len(batch) < RECORD_BATCH and not self._reports.empty():
+                batch.append(self._reports.get_nowait())
+            try:
+                await self._record_batch(batch)
+            finally:
+                for _ in batch:
+                    self._reports.task_done()
+
+    async def _record_batch(self, batch: Sequence[FlightReport]) -> None:
+        """The reports waiting, in one transaction (one commit and one WAL checkpoint for all);
+        when it fails, each in its own, so that one report the store refuses loses no other."""
+        if len(batch) > 1:
+            try:
+                await self.record_now(*batch)
+                return
+            except Exception as exc:  # rolled back: each is recorded on its own below
+                log.warning("flights_batch_not_recorded", flights=len(batch),
+                            error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
+        for report in batch:
             try:
                 await self.record_now(report)
             except Exception as exc:  # the store is down: the conversation of this one is lost
                 log.error("flight_not_recorded", flight=report.number,
                           error=f"{type(exc).__name__}: {exc}"[:300])  # fmt: skip
-            finally:
-                self._reports.task_done()
 
-    async def record_now(self, report: FlightReport) -> None:
-        """What an answered PAXLST does to its flight (rmas.flights.model's table)."""
+    async def record_now(self, *reports: FlightReport) -> None:
+        """What answered PAXLSTs do to their flights (rmas.flights.model's table), in order, in
+        one transaction."""
         now = time.time()
         async with self.store.engine.begin() as conn:
-            fid = await self.store.flight_id(conn, report, now)
-            if await self.store.flight_state(conn, fid) != OPEN:
-                return  # closed or cancelled: nothing is recorded for it again
-            if report.event in (FlightEvent.CLOSE, FlightEvent.CANCEL):
-                state = CLOSED if report.event is FlightEvent.CLOSE else CANCELLED
-                await self.store.close_flight(conn, fid, state)
-                log.info("flight_closed", flight=report.number, state=state)
-                return
-            keys = [self._pax_key(p) for p in report.passengers]
-            if report.event is FlightEvent.OFFLOAD:
-                n = await self.store.remove_passengers(conn, fid, keys)
-                log.info("passengers_offloaded", flight=report.number, passengers=n)
-                return
-            items = [
-                (key, self._row(p, report.received_at))
-                for key, p in zip(keys, report.passengers, strict=True)
-            ]
-            await self.store.put_passengers(conn, fid, items)
+            for report in reports:
+                await self._record_one(conn, report, now)
+
+    async def _record_one(self, conn: AsyncConnection, report: FlightReport, now: float) -> None:
+        fid, state = await self.store.flight_id(conn, report, now)
+        if state != OPEN:
+            return  # closed or cancelled: nothing is recorded for it again
+        if report.event in (FlightEvent.CLOSE, FlightEvent.CANCEL):
+            state = CLOSED if report.event is FlightEvent.CLOSE else CANCELLED
+            await self.store.close_flight(conn, fid, state)
+            log.info("flight_closed", flight=report.number, state=state)
+            return
+        keys = [self._pax_key(p) for p in report.passengers]
+        if report.event is FlightEvent.OFFLOAD:
+            n = await self.store.remove_passengers(conn, fid, keys)
+            log.info("passengers_offloaded", flight=report.number, passengers=n)
+            return
+        await self.store.put_passengers(conn, fid, self._rows(report, keys))
 
     def _pax_key(self, p: ReportedPassenger) -> str:
         """A passenger within its flight: RFF+ABO, else RFF+AVF and its first document."""
@@ -228,17 +250,21 @@ class FlightTracker:
         first = self.keys.key_of(p.documents[0][0])[:16] if p.documents else ""
         return f"AVF:{p.booking_ref}:{first}"
 
-    def _row(self, p: ReportedPassenger, received_at: float) -> PassengerRow:
-        docs = []
-        for query, check_id in p.documents:
-            key = self.keys.key_of(query)
-            docs.append((key, query.economy, self.keys.seal(query, key), check_id))
-        return PassengerRow(
-            id=0, flight_id="", booking_ref=p.booking_ref, passenger_ref=p.passenger_ref,
-            directive=p.directive, unchecked=p.unchecked, incomplete=p.incomplete, floor=p.floor,
-            checked_directive=p.directive, version=1, received_at=received_at,
-            check_ids=p.check_ids, documents=docs,
-        )  # fmt: skip
+    def _rows(self, report: FlightReport, keys: Sequence[str]) -> list[tuple[str, PassengerRow]]:
+        """(passenger key, row) per passenger of the report: its documents keyed and sealed."""
+        docs = [(q, self.keys.key_of(q), c) for p in report.passengers for q, c in p.documents]
+        sealed = self.keys.seal_all([(q, k) for q, k, _c in docs])
+        rows = iter([(k, q.economy, s, c) for (q, k, c), s in zip(docs, sealed, strict=True)])
+        out = []
+        for key, p in zip(keys, report.passengers, strict=True):
+            mine = list(islice(rows, len(p.documents)))
+            out.append((key, PassengerRow(
+                id=0, flight_id="", booking_ref=p.booking_ref, passenger_ref=p.passenger_ref,
+                directive=p.directive, unchecked=p.unchecked, incomplete=p.incomplete,
+                floor=p.floor, checked_directive=p.directive, version=1,
+                received_at=report.received_at, check_ids=p.check_ids, documents=mine,
+            )))  # fmt: skip
+        return out
 
     # -- record changes --------------------------------------------------------------------
 

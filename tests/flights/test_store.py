@@ -43,7 +43,7 @@ async def test_a_stale_row_changes_nothing_and_tells_nothing(store_url: str) -> 
             check_ids=("c1",), documents=[("k" * 64, "NZL", b"sealed", "c1")],
         )  # fmt: skip
         async with store.engine.begin() as conn:
-            fid = await store.flight_id(conn, report, time.time())
+            fid, _state = await store.flight_id(conn, report, time.time())
             assert await store.put_passengers(conn, fid, [("ABO:1001", row)]) == 1
         (stale,) = await store.holders(["k" * 64])
         change = PassengerUpdate(
