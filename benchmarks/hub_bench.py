@@ -131,9 +131,12 @@ def sample_documents(n: int, records: int, seed: int = 42) -> list[common_pb2.Do
     return docs
 
 
-async def _measure(target: str, docs: list[common_pb2.Document], seconds: float,
-                   manifest_size: int) -> dict[str, Any]:  # fmt: skip
-    """The three measurements against one server (hub or echo: same service, same messages)."""
+def requests(
+    docs: list[common_pb2.Document], manifest_size: int = 400
+) -> tuple[list[check_pb2.CheckDocumentRequest], list[check_pb2.CheckManifestRequest]]:
+    """The hub benchmarks' requests: a CheckDocument per document, and 16 manifests of
+    ``manifest_size`` documents drawn from ``docs`` (the same for every benchmark that compares
+    with this one)."""
     rnd = random.Random(7)
     single = [check_pb2.CheckDocumentRequest(document=d) for d in docs]
     manifests = [
@@ -145,6 +148,13 @@ async def _measure(target: str, docs: list[common_pb2.Document], seconds: float,
         )
         for _ in range(16)
     ]
+    return single, manifests
+
+
+async def _measure(target: str, docs: list[common_pb2.Document], seconds: float,
+                   manifest_size: int) -> dict[str, Any]:  # fmt: skip
+    """The three measurements against one server (hub or echo: same service, same messages)."""
+    single, manifests = requests(docs, manifest_size)
     opts = [("grpc.max_receive_message_length", 64 << 20)]
     async with grpc.aio.insecure_channel(target, options=opts) as ch:
         stub = check_pb2_grpc.DocumentCheckStub(ch)

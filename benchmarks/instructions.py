@@ -30,7 +30,6 @@ import contextlib
 import glob
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -42,7 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.hub_bench import build_stores, free_port, hub_config, sample_documents
+from benchmarks.hub_bench import build_stores, free_port, hub_config, requests, sample_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = 400
@@ -76,23 +75,6 @@ def _under_callgrind(args: list[str], port: int, out: Path) -> Iterator[int]:
             proc.kill()
 
 
-def _requests() -> tuple[list[Any], list[Any]]:
-    from rmas.v1 import check_pb2
-
-    docs = sample_documents(2000, RECORDS)
-    rnd = random.Random(7)
-    single = [check_pb2.CheckDocumentRequest(document=d) for d in docs]
-    manifests = [
-        check_pb2.CheckManifestRequest(
-            travellers=[
-                check_pb2.Traveller(ref=str(j), document=rnd.choice(docs)) for j in range(MANIFEST)
-            ]
-        )
-        for _ in range(16)
-    ]
-    return single, manifests
-
-
 async def _calls(target: str, mode: str, n: int, sizes: bool = False) -> tuple[int, int]:
     """``n`` calls of ``mode``; then, with ``sizes``, the reply sizes (one document, one
     manifest), else zeros."""
@@ -100,7 +82,7 @@ async def _calls(target: str, mode: str, n: int, sizes: bool = False) -> tuple[i
 
     from rmas.v1 import check_pb2_grpc
 
-    single, manifests = _requests()
+    single, manifests = requests(sample_documents(2000, RECORDS), MANIFEST)
     opts = [("grpc.max_receive_message_length", 64 << 20)]
     async with grpc.aio.insecure_channel(target, options=opts) as ch:
         stub = check_pb2_grpc.DocumentCheckStub(ch)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import statistics
 import sys
 import time
@@ -33,11 +32,12 @@ from benchmarks.hub_bench import (
     free_port,
     hub_config,
     pin,
+    requests,
     sample_documents,
     server_process,
 )
 from benchmarks.loadgen import closed_loop
-from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
+from rmas.v1 import check_pb2_grpc, common_pb2
 
 SIZE = 400
 #: secure / plain, both RPCs (issue 20).
@@ -106,22 +106,6 @@ def _channel(target: str, certs: Path | None) -> grpc.aio.Channel:
     return grpc.aio.secure_channel(target, creds, options=opts)
 
 
-def _requests(
-    docs: list[common_pb2.Document],
-) -> tuple[list[check_pb2.CheckDocumentRequest], list[check_pb2.CheckManifestRequest]]:
-    rnd = random.Random(7)
-    single = [check_pb2.CheckDocumentRequest(document=d) for d in docs]
-    manifests = [
-        check_pb2.CheckManifestRequest(
-            travellers=[
-                check_pb2.Traveller(ref=str(j), document=rnd.choice(docs)) for j in range(SIZE)
-            ]
-        )
-        for _ in range(16)
-    ]
-    return single, manifests
-
-
 def _cpu_s(pid: int) -> tuple[float, float]:
     """CPU seconds (user + system) used so far by process ``pid`` and by its children (the
     audit writer), from /proc."""
@@ -165,7 +149,7 @@ async def _alternate(
     """Both hubs up at once, loaded one at a time: ``pairs`` neighbouring slices of each, for
     CheckDocument at 64 in flight and for CheckManifest(400), the order swapped every pair.
     A slow spell of the machine then hits both of a pair, not one hub's whole run."""
-    single, manifests = _requests(docs)
+    single, manifests = requests(docs, SIZE)
     counter = iter(range(1 << 62))
     out: dict[str, dict[str, list[Any]]] = {
         k: {"c64": [], "manifest": [], "c64_cpu": [], "manifest_cpu": []} for k in targets
