@@ -36,13 +36,17 @@ def fast_init(cls: type[T]) -> type[T]:
         if not f.init or f.default_factory is not dataclasses.MISSING or f.kw_only:
             raise TypeError(f"{cls.__name__}.{f.name}: fast_init needs plain init fields")
     names = [f.name for f in fields]
+    reserved = {"self", "_cls", "_builder", "_set_class", "_type"}
+    for n in names:
+        if n in reserved or n.startswith("_set_"):
+            raise TypeError(f"{cls.__name__}.{n}: a name fast_init's __init__ uses itself")
     # The builder: the same base and the same slots, so the same layout (``__class__`` may be
     # set between the two; Python checks the layouts match and refuses otherwise, seen below).
     slots = cls.__dict__["__slots__"]
     builder = type(f"_{cls.__name__}Builder", cls.__bases__, {"__slots__": slots})
     set_class = object.__dict__["__class__"].__set__
     namespace: dict[str, Any] = {f"_set_{n}": getattr(cls, n).__set__ for n in names}
-    # Under names no field can take (DocumentQuery has a field called ``type``).
+    # Under names no field may take (refused above; DocumentQuery has a field called ``type``).
     namespace.update(_cls=cls, _builder=builder, _set_class=set_class, _type=type)
     slow = "\n".join(f"        _set_{n}(self, {n})" for n in names) or "        pass"
     fast = "\n".join(f"    self.{n} = {n}" for n in names)

@@ -63,7 +63,11 @@ def test_refuses_what_it_cannot_do() -> None:
         def __post_init__(self) -> None:
             pass
 
-    for cls in (NotFrozen, Factory, Post):
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Clash:
+        _cls: int  # a name the generated __init__ uses for the class
+
+    for cls in (NotFrozen, Factory, Post, Clash):
         with pytest.raises(TypeError):
             fast_init(cls)
 
