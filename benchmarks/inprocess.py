@@ -13,9 +13,11 @@ the demo's stores for the PAXLST (as ``benchmarks.bench_iapi`` uses them).
   ``Hub.check`` with in-memory providers (``FakeProvider``, every answer "no record").
 - ``single``: 64 single checks at once (as 64 in flight): the same stages, µs per check, and
   ``Hub.check`` with in-memory providers (``FakeProvider``) to separate the store lookup.
-- ``coalescing``: ``Hub.check`` for single checks, 64 at once and one at a time, with the sql
-  provider's inline coalescer against a synchronous query per ``lookup_many`` call (no
-  suspension), swapped between interleaved rounds; µs per check.
+- ``coalescing``: ``Hub.check`` for single checks, 64 at once (one ``gather``) and one at a
+  time, with the sql provider as it is (a single key with no query waiting read at once) against
+  every call waiting for the inline coalescer's query (as before session 8), swapped between
+  interleaved rounds; µs per check. A live server hands the loop one call per iteration, so the
+  "one at a time" rows are the ones it sees.
 - ``paxlst``: the 480-passenger PAXLST: parsing alone, and the channel's whole answer (parse,
   validation, fan-out, CUSRES); ms of CPU per interchange. Then the garbage collector over 200
   answers with a serving hub's settings: its CPU per answer, its longest pause, the full
@@ -206,36 +208,30 @@ async def single(profile: bool) -> dict[str, float]:
 
 
 async def coalescing(profile: bool) -> dict[str, float]:
-    from adapters.sqlstore.lookup import batch_sql
+    from adapters.sqlstore.lookup import InlineCoalescer
     from adapters.sqlstore.provider import SqlStoreProvider
     from rmas.grpckit.mapping import document_from_pb
     from rmas.hub import Hub
 
-    async def synchronous(self: Any, queries: Any, deadline: float) -> list[Any]:
-        # The alternative measured: one query per call, on the loop thread, no suspension.
-        self.calls += 1
-        keys = [q.key for q in queries]
-        distinct = list(dict.fromkeys(keys))
-        params = [v for k in distinct for v in k]
-        found = {(r[0], r[1]): r for r in self._coalescer.conn.execute(
-            batch_sql(len(distinct)), params)}  # fmt: skip
-        out = []
-        for q, k in zip(queries, keys, strict=True):
-            row = found.get(k)
-            out.append(self._missing if row is None or row[11] else self._record(q, row))
-        return out
+    class EveryCall(InlineCoalescer):
+        """The inline coalescer, but the provider reads a single key at once only from an
+        InlineCoalescer itself: with this class every call waits for the loop turn's query, as
+        before session 8."""
+
+        __slots__ = ()
 
     hub = await _sql_hub()
     assert isinstance(hub, Hub)
+    coalescers = [p._coalescer for p in hub.providers if isinstance(p, SqlStoreProvider)]
     queries = [document_from_pb(d, ref="", prefix="document") for d in _documents(64)]
-    coalesced = SqlStoreProvider.lookup_many
-    variants: dict[str, Any] = {"coalesced": coalesced, "synchronous": synchronous}
+    variants = {"single keys at once": InlineCoalescer, "every call coalesced": EveryCall}
     rows: dict[str, list[float]] = {}
     clock = time.thread_time
     try:
         for _ in range(REPEATS):
-            for name, lookup in variants.items():
-                SqlStoreProvider.lookup_many = lookup  # type: ignore[method-assign]
+            for name, kind in variants.items():
+                for c in coalescers:
+                    c.__class__ = kind  # the same slots: only the provider's test changes
                 for _ in range(3):
                     await asyncio.gather(*(hub.check([q], hub.deadline(5.0)) for q in queries))
                 t0 = clock()
@@ -248,7 +244,8 @@ async def coalescing(profile: bool) -> dict[str, float]:
                 rows.setdefault(f"{name}, 64 at once", []).append((t1 - t0) / (30 * 64) * 1e6)
                 rows.setdefault(f"{name}, one at a time", []).append((t2 - t1) / 640 * 1e6)
     finally:
-        SqlStoreProvider.lookup_many = coalesced  # type: ignore[method-assign]
+        for c in coalescers:
+            c.__class__ = InlineCoalescer
     return _best(rows)
 
 
