@@ -9,9 +9,10 @@ the reference's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -118,13 +119,33 @@ async def _store(engine: AsyncEngine, records: dict[tuple[str, str], dict[str, A
             )
 
 
-@pytest.mark.parametrize("io", ["inline", "thread"])
-@pytest.mark.parametrize("registry", [Registry.ALERTS, Registry.COMPLETE])
-def test_lookup_many_answers_as_a_select_per_key(db_url: str, io: str, registry: Registry) -> None:
+@contextlib.contextmanager
+def _opened(
+    db_url: str, **options: Any
+) -> Iterator[tuple[asyncio.Runner, AsyncEngine, SqlStoreProvider]]:
+    """A runner (hypothesis drives the examples synchronously), a writer engine on a store with
+    its schema, and a provider on it; all closed at the end."""
     runner = asyncio.Runner()
     writer = make_engine(db_url)
     runner.run(ensure_schema(writer))
-    p = SqlStoreProvider(INFO, db_url, io=io, registry=registry)
+    p = SqlStoreProvider(INFO, db_url, **options)
+    try:
+        yield runner, writer, p
+    finally:
+        runner.run(p.aclose())
+        runner.run(writer.dispose())
+        runner.close()
+
+
+@pytest.mark.parametrize("io", ["inline", "thread"])
+@pytest.mark.parametrize("registry", [Registry.ALERTS, Registry.COMPLETE])
+def test_lookup_many_answers_as_a_select_per_key(db_url: str, io: str, registry: Registry) -> None:
+    with _opened(db_url, io=io, registry=registry) as (runner, writer, p):
+        _batches_as_selects(runner, writer, p)
+
+
+def _batches_as_selects(runner: asyncio.Runner, writer: AsyncEngine, p: SqlStoreProvider) -> None:
+    """Random stores and concurrent batches, each call's answers against a SELECT per key."""
 
     async def check(
         records: dict[tuple[str, str], dict[str, Any]], calls: list[list[DocumentQuery]]
@@ -147,12 +168,7 @@ def test_lookup_many_answers_as_a_select_per_key(db_url: str, io: str, registry:
     ) -> None:
         runner.run(check(records, calls))
 
-    try:
-        run()
-    finally:
-        runner.run(p.aclose())
-        runner.run(writer.dispose())
-        runner.close()
+    run()
 
 
 # Single checks (one key a call, read at once inline: ``InlineCoalescer.read_one``), alone and
@@ -165,10 +181,15 @@ _single_or_batch = st.one_of(
 
 @pytest.mark.parametrize("io", ["inline", "thread"])
 def test_single_key_lookups_answer_as_a_select_per_key(db_url: str, io: str) -> None:
-    runner = asyncio.Runner()
-    writer = make_engine(db_url)
-    runner.run(ensure_schema(writer))
-    p = SqlStoreProvider(INFO, db_url, io=io)
+    with _opened(db_url, io=io) as (runner, writer, p):
+        _single_keys_as_selects(runner, writer, p)
+
+
+def _single_keys_as_selects(
+    runner: asyncio.Runner, writer: AsyncEngine, p: SqlStoreProvider
+) -> None:
+    """Random stores and single-key calls (with batches), one by one or together, against a
+    SELECT per key."""
 
     async def check(
         records: dict[tuple[str, str], dict[str, Any]],
@@ -199,12 +220,7 @@ def test_single_key_lookups_answer_as_a_select_per_key(db_url: str, io: str) -> 
     ) -> None:
         runner.run(check(records, picked, together))
 
-    try:
-        run()
-    finally:
-        runner.run(p.aclose())
-        runner.run(writer.dispose())
-        runner.close()
+    run()
 
 
 @pytest.mark.parametrize("io", ["inline", "thread"])
