@@ -44,12 +44,31 @@ async def _stores(workdir: Path) -> list[tuple[str, str, str]]:
     return out
 
 
+def fresh_paxlst(i: int) -> bytes:
+    """The 480-passenger PAXLST with interchange reference ``i``: never answered from the
+    duplicate cache."""
+    return PAX.read_bytes().replace(b"ICR0480", f"B{i:06d}".encode())
+
+
+def hub_config(workdir: Path, port: int) -> Path:
+    """The demo's SQL stores (imported afresh into ``workdir``) and a plain hub on ``port``
+    serving them; returns its configuration file."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    stores = asyncio.run(_stores(workdir))
+    cfg = workdir / "hub.toml"
+    lines = ["[hub]", f'listen = "127.0.0.1:{port}"', 'log_level = "warning"']
+    for state, url, registry in stores:
+        lines += ["[[providers]]", f'id = "{state}"', 'kind = "sql"', f'url = "{url}"',
+                  f'issuing_states = ["{state}"]', f'registry = "{registry}"']  # fmt: skip
+    cfg.write_text("\n".join(lines) + "\n")
+    return cfg
+
+
 async def _load(target: str, seconds: float) -> list[float]:
     import grpc
 
     from rmas.v1 import check_pb2, check_pb2_grpc
 
-    base = PAX.read_bytes()
     lat: list[float] = []
     async with grpc.aio.insecure_channel(target) as ch:
         stub = check_pb2_grpc.DocumentCheckStub(ch)
@@ -57,7 +76,7 @@ async def _load(target: str, seconds: float) -> list[float]:
         i = 0
         while time.perf_counter() < end:
             i += 1
-            data = base.replace(b"ICR0480", f"B{i:06d}".encode())
+            data = fresh_paxlst(i)
             t0 = time.perf_counter()
             resp = await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=data), timeout=5)
             if i > 5:  # warm-up
@@ -73,16 +92,8 @@ def end_to_end(seconds: float = 10.0) -> dict[str, float]:
     from benchmarks.hub_bench import OUT, free_port, pin, server_process
 
     pin(1)
-    workdir = OUT / "iapi"
-    workdir.mkdir(parents=True, exist_ok=True)
-    stores = asyncio.run(_stores(workdir))
     port = free_port()
-    cfg = workdir / "hub.toml"
-    lines = ["[hub]", f'listen = "127.0.0.1:{port}"', 'log_level = "warning"']
-    for state, url, registry in stores:
-        lines += ["[[providers]]", f'id = "{state}"', 'kind = "sql"', f'url = "{url}"',
-                  f'issuing_states = ["{state}"]', f'registry = "{registry}"']  # fmt: skip
-    cfg.write_text("\n".join(lines) + "\n")
+    cfg = hub_config(OUT / "iapi", port)
     with server_process([sys.executable, "-m", "rmas.cli", "serve", "--config", str(cfg)], port):
         lat = sorted(uvloop.run(_load(f"127.0.0.1:{port}", seconds)))
     return {

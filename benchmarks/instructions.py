@@ -1,6 +1,6 @@
 """Instructions per call, hub against echo: the hub section's ratios without the clock (issue 20).
 
-    python -m benchmarks.instructions [single] [manifest] [--calls N]
+    python -m benchmarks.instructions [single] [manifest] [paxlst] [--calls N]
 
 This machine's speed changes by up to 2.5x within minutes, and other work on it slows a pure-Python
 server more than the C-heavy echo, so the wall-clock ratios of ``benchmarks.hub_bench`` move from
@@ -13,6 +13,10 @@ records) and the echo (``benchmarks.echo_server``, padded to the hub's reply siz
 64 in flight; CheckManifest of 400 documents one at a time: at 4 in flight, as ``hub_bench``
 sends them, how often two manifests' lookups share one store query depends on timing, and
 the count moved by 13% between runs of the same code), and the counters are dumped.
+
+``paxlst``: the hub of ``benchmarks.bench_iapi``'s end-to-end run (the demo's three SQL stores)
+answering the 480-passenger PAXLST one at a time, each with a fresh interchange reference;
+instructions per call, with no echo to compare (its target is a latency).
 
 Printed: instructions per call (per document for manifests) and echo / hub, the instruction
 ratio. It is not the throughput ratio (an instruction of the interpreter and one of gRPC's C core
@@ -28,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import glob
+import itertools
 import json
 import os
 import shutil
@@ -41,10 +46,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks.hub_bench import build_stores, free_port, hub_config, requests, sample_documents
+from benchmarks import bench_iapi
+from benchmarks.bench_iapi import fresh_paxlst
+from benchmarks.hub_bench import (
+    OUT,
+    build_stores,
+    free_port,
+    hub_config,
+    requests,
+    sample_documents,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = 400
+PAXLST = 480
+#: Interchange references: each PAXLST is new to the hub (a resend would be answered otherwise).
+_INTERCHANGES = itertools.count(1)
 RECORDS = 100_000
 
 
@@ -80,7 +97,7 @@ async def _calls(target: str, mode: str, n: int, sizes: bool = False) -> tuple[i
     manifest), else zeros."""
     import grpc
 
-    from rmas.v1 import check_pb2_grpc
+    from rmas.v1 import check_pb2, check_pb2_grpc
 
     single, manifests = requests(sample_documents(2000, RECORDS), MANIFEST)
     opts = [("grpc.max_receive_message_length", 64 << 20)]
@@ -92,11 +109,18 @@ async def _calls(target: str, mode: str, n: int, sizes: bool = False) -> tuple[i
             for i in todo:
                 if mode == "single":
                     await stub.CheckDocument(single[i % len(single)], timeout=600)
+                elif mode == "paxlst":
+                    message = fresh_paxlst(next(_INTERCHANGES))
+                    answer = await stub.CheckPaxlst(
+                        check_pb2.CheckPaxlstRequest(message=message), timeout=600
+                    )
+                    if answer.errors or len(answer.passengers) != PAXLST:
+                        raise RuntimeError(f"unexpected answer: {list(answer.errors)[:1]}")
                 else:
                     await stub.CheckManifest(manifests[i % len(manifests)], timeout=600)
 
         await asyncio.gather(*(worker() for _ in range(64 if mode == "single" else 1)))
-        if not sizes:
+        if not sizes or mode == "paxlst":
             return 0, 0
         one = (await stub.CheckDocument(single[0], timeout=600)).ByteSize()
         many = (await stub.CheckManifest(manifests[0], timeout=600)).ByteSize()
@@ -132,6 +156,9 @@ def run(modes: list[str], calls: int) -> dict[str, Any]:
     docs = sample_documents(2000, RECORDS)
     out: dict[str, Any] = {"records": RECORDS}
     for mode in modes:
+        if mode == "paxlst":
+            out[mode] = _paxlst(max(calls // 50, 8))
+            continue
         n = calls if mode == "single" else max(calls // 25, 8)
         per = 1 if mode == "single" else MANIFEST
         port = free_port()
@@ -163,13 +190,25 @@ def run(modes: list[str], calls: int) -> dict[str, Any]:
     return out
 
 
+def _paxlst(n: int) -> dict[str, Any]:
+    """Instructions per 480-passenger PAXLST answered (``n`` calls)."""
+    port = free_port()
+    cfg = bench_iapi.hub_config(OUT / "iapi-instructions", port)
+    serve = [sys.executable, "-m", "rmas.cli", "serve", "--config", str(cfg)]
+    hub, _ = _count(serve, port, "paxlst", n)
+    row = {"calls": n, "hub_instructions": round(hub / n)}
+    print(f"  paxlst: hub {row['hub_instructions']:,} instructions a {PAXLST}-passenger PAXLST",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modes", nargs="*", metavar="single|manifest")
+    parser.add_argument("modes", nargs="*", metavar="single|manifest|paxlst")
     parser.add_argument("--calls", type=int, default=1000, help="single checks (manifests: /25)")
     args = parser.parse_args()
-    if set(args.modes) - {"single", "manifest"}:
-        parser.error("modes are: single, manifest")
+    if set(args.modes) - {"single", "manifest", "paxlst"}:
+        parser.error("modes are: single, manifest, paxlst")
     print(json.dumps(run(args.modes or ["single", "manifest"], args.calls), indent=1))
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "number_problem",
     "parse_date",
     "parse_sex",
+    "valid_holder",
     "valid_plain",
     "validate_document",
     "yymmdd",
@@ -383,12 +384,23 @@ def validate_document(
 _UNTYPED = DocumentType.UNSPECIFIED
 
 
-def valid_plain(issuing_state: str, number: str, ref: str = "") -> DocumentQuery | None:
-    """:func:`validate_document` of a document given by state and number alone (no type, holder
-    or expiry date: most manifest lines), or None when either is not valid; then
-    :func:`validate_document` says why. The same rules (:func:`~rmas.states.to_alpha3`,
-    :func:`normalise_number`, :func:`number_problem`), without the keyword call and the checks
-    of absent fields: a 400-document manifest validates every line on the hub's one core."""
+def valid_plain(  # noqa: PLR0917 - positional on purpose: called once per document
+    issuing_state: str,
+    number: str,
+    ref: str = "",
+    type_code: str = "",
+    holder: Holder = EMPTY_HOLDER,
+    expiry_date: dt.date | None = None,
+) -> DocumentQuery | None:
+    """:func:`validate_document` of a document whose state and number are valid, or None when
+    either is not; then :func:`validate_document` says why. The same rules
+    (:func:`~rmas.states.to_alpha3`, :func:`normalise_number`, :func:`number_problem`), without
+    the keyword call, the field paths and the checks of absent fields: a 400-document manifest
+    (state and number alone) or a 480-passenger PAXLST validates every document on the hub's
+    one core.
+
+    ``holder`` is one :func:`valid_holder` gave (or EMPTY_HOLDER), ``expiry_date`` a date a
+    channel has read, ``type_code`` any channel's code (:meth:`DocumentType.from_code`)."""
     state = to_alpha3(issuing_state) if issuing_state else None
     if state is None:
         return None
@@ -396,7 +408,36 @@ def valid_plain(issuing_state: str, number: str, ref: str = "") -> DocumentQuery
         number = normalise_number(number)
         if number_problem(number) is not None:
             return None
-    return DocumentQuery(state, number, _UNTYPED, EMPTY_HOLDER, None, ref)
+    doc_type = DocumentType.from_code(type_code) if type_code else _UNTYPED
+    return DocumentQuery(state, number, doc_type, holder, expiry_date, ref)
+
+
+def valid_holder(
+    surname: str, given_names: str, birth_date: dt.date | None, sex: str, nationality: str
+) -> Holder | None:
+    """The holder :func:`validate_document` builds of these fields (EMPTY_HOLDER when all are
+    empty), or None when one is at fault; then :func:`validate_document` names it. A channel
+    with several documents per traveller (PAXLST) builds it once, with the same rules
+    (:func:`normalise_name`, :func:`parse_sex`, :func:`~rmas.states.to_alpha3`)."""
+    if not (surname or given_names or birth_date or sex or nationality):
+        return EMPTY_HOLDER
+    nat = ""
+    if nationality.strip():
+        found = to_alpha3(nationality)
+        if found is None:
+            return None
+        nat = found
+    try:
+        sx = parse_sex(sex)
+    except ValueError:
+        return None
+    return Holder(
+        normalise_name(surname) if surname else "",
+        normalise_name(given_names) if given_names else "",
+        birth_date,
+        sx,
+        nat,
+    )
 
 
 def _holder(  # noqa: PLR0917 - private helper of validate_document

@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
-from rmas.documents import DocumentQuery, DocumentType, validate_document
+from rmas.documents import (
+    DocumentQuery,
+    DocumentType,
+    valid_holder,
+    valid_plain,
+    validate_document,
+)
 from rmas.errors import FieldViolation, ValidationError
 from rmas.hub import InvalidDocument
 from rmas.iapi.paxlst import Traveller
@@ -16,8 +22,10 @@ def traveller_items(t: Traveller, visa_issuer: str) -> list[DocumentQuery | Inva
     date) is INSUFFICIENT_DATA: it joins the first invalid document's item, or is one more item
     when every document can be checked (the documents are checked with the valid data)."""
     ref = t.passenger_ref or t.booking_ref or str(t.position)
-    prefix = f"travellers[{t.position - 1}]"
     out: list[DocumentQuery | InvalidDocument] = []
+    # The usual traveller first: data that is valid as it stands, read without field paths;
+    # anything else goes through validate_document, which names each fault.
+    holder = valid_holder(t.surname, t.given_names, t.birth_date, t.sex, t.nationality)
     for j, d in enumerate(t.documents):
         state = d.issuing_state
         if not d.issuer_given and DocumentType.from_code(d.type_code) is DocumentType.VISA:
@@ -27,6 +35,11 @@ def traveller_items(t: Traveller, visa_issuer: str) -> list[DocumentQuery | Inva
         if d.problems:
             out.append(InvalidDocument(ref, tuple(d.problems)))
             continue
+        if holder is not None:
+            q = valid_plain(state, d.number, ref, d.type_code, holder, d.expiry_date)
+            if q is not None:
+                out.append(q)
+                continue
         try:
             out.append(
                 validate_document(
@@ -40,7 +53,7 @@ def traveller_items(t: Traveller, visa_issuer: str) -> list[DocumentQuery | Inva
                     nationality=t.nationality,
                     expiry_date=d.expiry_date,
                     ref=ref,
-                    prefix=f"{prefix}.documents[{j}]",
+                    prefix=f"travellers[{t.position - 1}].documents[{j}]",
                 )
             )
         except ValidationError as exc:
@@ -48,7 +61,7 @@ def traveller_items(t: Traveller, visa_issuer: str) -> list[DocumentQuery | Inva
     problems = list(t.problems)
     if not out:
         what = "no DOC segment" if not t.documents else "no document that can be checked"
-        problems.append(FieldViolation(f"{prefix}.documents", what))
+        problems.append(FieldViolation(f"travellers[{t.position - 1}].documents", what))
     if problems:
         i = next((i for i, x in enumerate(out) if isinstance(x, InvalidDocument)), None)
         if i is None:

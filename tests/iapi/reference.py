@@ -12,6 +12,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from unittest import mock
 
+from rmas.documents import DocumentQuery, DocumentType, validate_document
+from rmas.errors import FieldViolation, ValidationError
+from rmas.hub import InvalidDocument
 from rmas.iapi import segments as seg_module
 from rmas.iapi.answer import IapiAnswer
 from rmas.iapi.cusres import (
@@ -443,3 +446,53 @@ def reference_same_answers(a: IapiAnswer, b: IapiAnswer) -> bool:
     return [(p.position, p.directive, p.unchecked) for p in a.passengers] == [
         (p.position, p.directive, p.unchecked) for p in b.passengers
     ]
+
+
+def reference_traveller_items(
+    t: Traveller, visa_issuer: str
+) -> list[DocumentQuery | InvalidDocument]:
+    """``traveller_items`` of rmas/iapi/items.py at 8481918 (before its fast path): every
+    document through validate_document."""
+    ref = t.passenger_ref or t.booking_ref or str(t.position)
+    prefix = f"travellers[{t.position - 1}]"
+    out: list[DocumentQuery | InvalidDocument] = []
+    for j, d in enumerate(t.documents):
+        state = d.issuing_state
+        if not d.issuer_given and DocumentType.from_code(d.type_code) is DocumentType.VISA:
+            if not visa_issuer:
+                continue  # not checked: its issuer is implied and not configured
+            state = visa_issuer
+        if d.problems:
+            out.append(InvalidDocument(ref, tuple(d.problems)))
+            continue
+        try:
+            out.append(
+                validate_document(
+                    issuing_state=state,
+                    number=d.number,
+                    type_code=d.type_code,
+                    surname=t.surname,
+                    given_names=t.given_names,
+                    birth_date=t.birth_date,
+                    sex=t.sex,
+                    nationality=t.nationality,
+                    expiry_date=d.expiry_date,
+                    ref=ref,
+                    prefix=f"{prefix}.documents[{j}]",
+                )
+            )
+        except ValidationError as exc:
+            out.append(InvalidDocument.from_error(ref, exc))
+    problems = list(t.problems)
+    if not out:
+        what = "no DOC segment" if not t.documents else "no document that can be checked"
+        problems.append(FieldViolation(f"{prefix}.documents", what))
+    if problems:
+        i = next((i for i, x in enumerate(out) if isinstance(x, InvalidDocument)), None)
+        if i is None:
+            out.append(InvalidDocument(ref, tuple(problems)))
+        else:
+            bad = out[i]
+            assert isinstance(bad, InvalidDocument)
+            out[i] = InvalidDocument(ref, (*problems, *bad.violations))
+    return out
