@@ -48,7 +48,6 @@ from rmas.hub import CheckResult, Hub, InvalidDocument
 from rmas.iapi.answer import IapiAnswer, PassengerResult, flight_report, verdicts
 from rmas.iapi.cusres import (
     ErrorHeader,
-    PassengerAnswer,
     read_acknowledgment,
     write_cusres,
     write_error_cusres,
@@ -68,6 +67,8 @@ from rmas.verdict import Directive, most_severe
 __all__ = ["FlightHook", "IapiAnswer", "IapiChannel", "PassengerResult"]
 
 log = structlog.get_logger("rmas.iapi")
+
+_BOARD = Directive.OK_TO_BOARD
 
 
 class FlightHook(Protocol):
@@ -366,28 +367,33 @@ class IapiChannel:
         passengers = []
         start = 0
         for t, end in zip(manifest.travellers, ends, strict=True):
-            rs = results[start:end]
+            if end - start == 1:  # one document (most travellers): its answer is the passenger's
+                r = results[start]
+                directive = r.directive
+                rs: tuple[CheckResult, ...] = (r,)
+                check_ids: tuple[str, ...] = (r.check_id,)
+                unchecked = r.unchecked and directive is _BOARD
+            else:
+                rs = tuple(results[start:end])
+                directive = most_severe(r.directive for r in rs)
+                check_ids = tuple(r.check_id for r in rs)
+                unchecked = directive is _BOARD and any(r.unchecked for r in rs)
             start = end
-            directive = most_severe(r.directive for r in rs)
             passengers.append(
                 PassengerResult(
-                    position=t.position,
-                    booking_ref=t.booking_ref,
-                    passenger_ref=t.passenger_ref or ("" if t.booking_ref else str(t.position)),
-                    crew=t.crew,
-                    directive=directive,
-                    check_ids=tuple(r.check_id for r in rs),
-                    results=tuple(rs),
-                    unchecked=directive is Directive.OK_TO_BOARD and any(r.unchecked for r in rs),
+                    t.position,
+                    t.booking_ref,
+                    t.passenger_ref or ("" if t.booking_ref else str(t.position)),
+                    t.crew,
+                    directive,
+                    check_ids,
+                    rs,
+                    unchecked,
                 )
             )
-        answers = {
-            p.position: PassengerAnswer(p.booking_ref, p.passenger_ref, p.directive, p.unchecked)
-            for p in passengers
-        }
         cusres = write_cusres(
             manifest,
-            answers,
+            {p.position: p for p in passengers},
             transaction_ref=answer_id,
             stamp=_stamp(now),
             codes=self.config.codes,

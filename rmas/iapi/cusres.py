@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rmas.flights.model import StatusChange
 from rmas.frozen import fast_init
@@ -38,6 +39,7 @@ from rmas.iapiconfig import CusresCodes
 from rmas.verdict import Directive
 
 __all__ = [
+    "Answered",
     "ErrorHeader",
     "PassengerAnswer",
     "fit_text",
@@ -68,6 +70,21 @@ def fit_text(text: str, syntax: str, limit: int = 350) -> str:
         out = "".join(c if c in _UNOA else " " for c in text.upper())
     out = " ".join(out.split())
     return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+class Answered(Protocol):
+    """What a CUSRES says of one traveller: its references echoed and its directive (a
+    :class:`PassengerAnswer`, or the channel's own per-passenger result, which has the same
+    fields: no copy per passenger)."""
+
+    @property
+    def booking_ref(self) -> str: ...
+    @property
+    def passenger_ref(self) -> str: ...
+    @property
+    def directive(self) -> Directive: ...
+    @property
+    def unchecked(self) -> bool: ...
 
 
 @fast_init
@@ -208,7 +225,7 @@ def _part_header(part: Part, fallback_tn: str) -> ErrorHeader:
 
 def write_cusres(
     manifest: Manifest,
-    answers: Mapping[int, PassengerAnswer],
+    answers: Mapping[int, Answered],
     *,
     transaction_ref: str,
     stamp: tuple[str, str],
@@ -269,7 +286,7 @@ class _PassengerGroups:
         self.tails[(directive, unchecked)] = tail
         return tail
 
-    def write(self, answers: list[PassengerAnswer]) -> tuple[str, int]:
+    def write(self, answers: list[Answered]) -> tuple[str, int]:
         """The groups' text and how many segments it holds."""
         out: list[str] = []
         append = out.append
