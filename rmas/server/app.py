@@ -135,7 +135,7 @@ class HubServer:
         self.admin = HubAdminService(
             self.hub,
             reload_outcome=lambda: self.last_reload,
-            flights=self.flights.status if self.flights is not None else None,
+            flights=self.service.flight_status if self.flights is not None else None,
         )
         #: The officer and operator web console (``hub.console_listen``); None when off.
         self.console = WebConsole(self) if config.console_listen else None
@@ -370,6 +370,10 @@ class HubServer:
             drained = self.service.cancelled == cancelled and not self._forced
         if console is not None:
             await console
+        # Flight calls cut off inside a flight-store call unwind it before the store closes.
+        still = await self.service.flight_calls_ended(5.0)
+        if still:
+            log.error("flight_calls_not_ended", calls=still)
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None

@@ -12,7 +12,8 @@ more RPCs, answered from the hub's open flights (:mod:`rmas.flights`):
   so a subscriber on one hub receives what another hub sharing the store enqueued: polling
   rather than LISTEN/NOTIFY, because it works the same on SQLite and PostgreSQL and needs no
   connection held per subscriber. When the hub stops, every subscription ends at once with
-  UNAVAILABLE (it would otherwise hold up the drain for its whole grace period).
+  UNAVAILABLE (it would otherwise hold up the drain for its whole grace period); the hub closes
+  its flight store once the flight calls have ended (:meth:`FlightCheckService.flight_calls_ended`).
 - ``AckStatusChange`` — by change id, only by the caller whose flight it is.
 - ``OverrideDirective`` — officers only (the access policy refuses every other role).
 
@@ -54,6 +55,8 @@ class FlightCheckService(DocumentCheckService):
         self.flights = flights
         #: The hub is stopping: subscriptions end (UNAVAILABLE), they do not hold up the drain.
         self.stopping = False
+        #: The tasks answering flight RPCs now: the hub closes the flight store once they end.
+        self._flight_calls: set[asyncio.Task[Any]] = set()
 
     def end_subscriptions(self) -> None:
         """End every WatchStatusChanges stream now (the hub is stopping): a subscription never
@@ -64,7 +67,35 @@ class FlightCheckService(DocumentCheckService):
         if self.flights is not None:
             self.flights.wake()
 
+    async def flight_calls_ended(self, wait_s: float) -> int:
+        """Wait (``wait_s`` seconds at most) for the flight RPCs under way to end; returns how
+        many have not. A call cut off inside a flight-store call (by its caller leaving, or by
+        the drain's end) is still unwinding it: SQLAlchemy closes the interrupted connection in
+        a task of its own, which the call waits for. A hub that closed its store and returned
+        before that left both tasks to the event loop's end, which cancels every task once:
+        when the call's task came first, it stopped the connection's worker thread ahead of the
+        close, which then waited forever (aiosqlite 0.22.1, SQLAlchemy 2.1)."""
+        pending = [t for t in self._flight_calls if not t.done()]
+        if not pending:
+            return 0
+        _done, still = await asyncio.wait(pending, timeout=wait_s)
+        return len(still)
+
+    def _counted(self) -> None:
+        """Count the current task (a call's) among the flight calls under way, until it ends."""
+        task = asyncio.current_task()
+        if task is not None and task not in self._flight_calls:
+            self._flight_calls.add(task)
+            task.add_done_callback(self._flight_calls.discard)
+
+    async def flight_status(self) -> tuple[int, list[tuple[str, str, str, int]], int]:
+        """The open flights' summary, for HubAdmin.Status: a flight call too."""
+        assert self.flights is not None
+        self._counted()
+        return await self.flights.status()
+
     async def _tracker(self, context: Ctx) -> FlightTracker:
+        self._counted()
         if self.flights is None:
             await context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,

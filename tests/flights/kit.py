@@ -59,6 +59,12 @@ def departure(days: int = 1) -> str:
     return (dt.datetime.now(dt.UTC) + dt.timedelta(days=days)).strftime("%y%m%d%H%M")
 
 
+#: paxlst's departure when none is given: tomorrow, read once per test process. A departure
+#: read per message would change when a test's messages straddle a minute, and a flight is its
+#: number and departure: the later message (an offload, the close) would open another flight.
+TOMORROW = departure()
+
+
 def paxlst(
     passengers: Sequence[Pax],
     *,
@@ -69,7 +75,7 @@ def paxlst(
     ref: str = "NZ00000101",
 ) -> bytes:
     """A PAXLST as a departure-control system writes it (BGM+745, BGM+745+CP, BGM+266+CLOB...)."""
-    dep = dep or departure()
+    dep = dep or TOMORROW
     arr = dep[:6] + "2355"
     segs = [
         f"UNB+UNOA:4+AIRNZ+RMASHUB+{dep[:6]}:0700+{ref}++IAPI",
