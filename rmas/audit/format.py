@@ -231,17 +231,14 @@ def groups(body: bytes) -> tuple[list[memoryview], list[int]]:
     if shapes[0] or not body.startswith(MARK):
         raise Malformed("its body does not start with a group")
     del shapes[0]
-    counts: list[int] = []
-    shape_of = _SHAPES.get
-    for shape in shapes:
-        n = shape_of(shape)
-        if n is None:
-            raise Malformed(
-                f"group {len(counts) + 1} is not a call record and 1-{GROUP} entries of "
-                f"{len(ENTRY_FIELDS)} fields",
-                sum(counts),
-            )
-        counts.append(n)
+    counts = [_SHAPES.get(shape, 0) for shape in shapes]
+    if 0 in counts:
+        bad = counts.index(0)
+        raise Malformed(
+            f"group {bad + 1} is not a call record and 1-{GROUP} entries of "
+            f"{len(ENTRY_FIELDS)} fields",
+            sum(counts[:bad]),
+        )
     # Then each mark must start a record: the body starts with one, every other follows a
     # record's end, and so does the body's end. (``find`` is memchr; ``split`` or ``count``
     # of the body cost a tenth of a microsecond an entry more.)
