@@ -217,7 +217,7 @@ def encode_entries(
     if not results:
         return b""
     call = (utc_timestamp(now), clean(hub), clean(caller.identity), clean(caller.role),
-            channel.value, clean(reference))  # fmt: skip
+            channel.value, clean(reference) if reference else "")  # fmt: skip
     head = "\x00" + "\x1f".join(call) + "\x1e"
     key_of = keyer.key_of
     economy_of = canonical_economy
@@ -270,9 +270,11 @@ def encode_entries(
             f"{cid}\x1f{state}\x1f{key}\x1f{sources}\x1f{r.verdict._value_}\x1f"
             f"{r.directive._value_}\x1e"
         )
-    # The call record before each group of GROUP entries (from the end: the places stay put).
-    for at in reversed(range(0, len(parts), GROUP)):
-        parts.insert(at, head)
+    if len(parts) <= GROUP:
+        parts.insert(0, head)
+    else:  # the call record before each group of GROUP entries (from the end: places stay put)
+        for at in reversed(range(0, len(parts), GROUP)):
+            parts.insert(at, head)
     return "".join(parts).encode("utf-8")
 
 

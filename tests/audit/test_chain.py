@@ -238,6 +238,23 @@ def test_a_block_of_another_format_or_no_entries_is_reported_and_checking_resume
     assert check(old).problems == ("block 1-1 altered: its body does not end an entry",)
 
 
+def test_blocks_of_both_formats_may_alternate() -> None:
+    """Hubs of both versions appending to one trail during an upgrade: each block is read by
+    its own format column, whatever came before it."""
+    blocks: list[Sealed] = []
+    prev, seq = GENESIS, 0
+    for fmt in (FORMAT_2, FORMAT_1, FORMAT_1, FORMAT_2, FORMAT_1):
+        made = entries(3)
+        body = (
+            spec.encode1([dataclasses.asdict(e) for e in made]) if fmt == FORMAT_1
+            else encode(dataclasses.astuple(e) for e in made)
+        )  # fmt: skip
+        blocks.append(seal(prev, seq, 3, body, fmt))
+        prev, seq = blocks[-1].hash, blocks[-1].last_seq
+    report = check(blocks)
+    assert report.ok and report.formats == ((FORMAT_2, 6), (FORMAT_1, 9))
+
+
 def test_a_chain_of_format_1_blocks_then_format_2_blocks_verifies() -> None:
     old = chain(3, 2, fmt=FORMAT_1)
     new = seal(old[-1].hash, 5, 70, encode(rows(70)))
