@@ -11,7 +11,10 @@
   entry, with the pages a new trail gets (16 KB) and with SQLite's default (4 KB);
 - ``single_*``: the same for single checks: ``encode_entries`` of one result (per call), and
   the seal and commit of a block of :data:`SINGLES` such calls joined (as the sink joins the
-  calls that share a commit), per entry.
+  calls that share a commit), per entry;
+- ``writer_process_us``: the CPU of the SQLite writer process (:mod:`rmas.audit.writer`, read
+  from /proc) per manifest document, fed by an :class:`~rmas.audit.sink.AuditSink` one manifest
+  a commit: what the writer costs on a hub's core, its frame reading and wake-ups included.
 
 Whatever the format of new blocks (:data:`rmas.audit.format.FORMAT`) is: run this file with the
 ``rmas`` of another tree first on ``PYTHONPATH`` to compare formats
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import time
 import timeit
+from pathlib import Path
 from typing import Any
 
 from rmas.audit import writer as w
@@ -88,6 +92,35 @@ def _commit_us(body: bytes, page_size: int, commits: int, size: int = SIZE) -> f
     return cpu / commits / size * 1e6
 
 
+def _writer_process_us(body: bytes, commits: int) -> float:
+    """CPU of the writer process per document, ``commits`` manifests through a real sink."""
+    import asyncio
+
+    from rmas.audit.sink import AuditSink
+
+    def cpu_s(pid: int) -> float:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+    async def feed(path: str) -> float:
+        sink = AuditSink(f"sqlite+aiosqlite:///{path}")
+        await sink.start()
+        try:
+            for _ in range(10):  # warm
+                await sink.submit_encoded(SIZE, body, encoded_here=True)
+            pid = sink._writer.pid  # type: ignore[attr-defined]
+            before = cpu_s(pid)
+            for _ in range(commits):
+                await sink.submit_encoded(SIZE, body, encoded_here=True)
+            return cpu_s(pid) - before
+        finally:
+            await sink.aclose()
+
+    with tempfile.TemporaryDirectory(dir=os.environ.get("RMAS_BENCH_TMP")) as tmp:
+        used = asyncio.run(feed(os.path.join(tmp, "audit.db")))
+    return used / commits / SIZE * 1e6
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     results = _results()
     caller = Caller("rmas://officer/nz-akl", "officer")
@@ -115,6 +148,8 @@ def run(quick: bool = False) -> dict[str, Any]:
         "single_seal_us": _best_us(lambda: seal(GENESIS, 0, SINGLES, singles), number, repeat)
         * per_single,
         "single_commit_16k_us": _commit_us(singles, w.PAGE_SIZE, commits, SINGLES),
+        "writer_process_us": _writer_process_us(body, 3 * commits),
+        "bytes_a_document": len(body) / SIZE,
     }
     for k, v in out.items():
         print(f"  {k}: {v:.3f}", file=sys.stderr)
