@@ -92,14 +92,19 @@ def _corrupt(blocks: list[Sealed], data: st.DataObject) -> list[Sealed]:
     i = data.draw(st.integers(0, len(out) - 1), label="block")
     b = out[i]
     kind = data.draw(st.sampled_from([
-        "body byte", "body delete", "body insert", "groups swapped", "group copied",
-        "digest byte", "digest delete", "digest insert", "first", "last", "format",
-        "prev", "hash", "block deleted", "blocks swapped", "block copied",
+        "body byte", "call record byte", "body delete", "body insert", "groups swapped",
+        "group copied", "digest byte", "digest delete", "digest insert", "first", "last",
+        "format", "prev", "hash", "block deleted", "blocks swapped", "block copied",
     ]), label="kind")  # fmt: skip
     body, sums = bytearray(b.body), bytearray(b.digests)
     at = data.draw(st.integers(0, 10**6), label="at")
     if kind == "body byte":
         body[at % len(body)] ^= data.draw(st.integers(1, 255))
+    elif kind == "call record byte":  # in format 1, any byte
+        marks = [m for m, x in enumerate(b.body) if x == 0] or [0]
+        start = marks[at % len(marks)]
+        end = b.body.index(b"\x1e", start)
+        body[start + at % (end - start + 1)] ^= data.draw(st.integers(1, 255))
     elif kind == "body delete":
         start = at % len(body)
         del body[start : start + data.draw(st.integers(1, 300))]
