@@ -2,10 +2,14 @@
 
 What verification detects, and what it cannot:
 
-- an edited entry: its block's hash no longer matches, and the block's entry digests name the
-  entry ("entry 1234 edited: hash mismatch (block 1201-1400)"); an edit that also rewrote the
-  block's hash breaks the next block's link ("block 1401-1600 does not follow block 1201-1400:
-  prev_hash mismatch");
+- an edited entry: its block's hash no longer matches, and the block's digests name where the
+  edit is: the entry in a block of format 1 ("entry 1234 edited: hash mismatch (block
+  1201-1400)"), the group of at most 64 entries in a block of format 2 ("entries 1265-1328
+  edited: hash mismatch (block 1201-1600)"); an edit that also rewrote the block's hash breaks
+  the next block's link ("block 1401-1600 does not follow block 1201-1400: prev_hash
+  mismatch");
+- a body no longer in its format (a separator or a group's mark added or removed): the block
+  is reported altered, with, in format 2, the first entry of the group at fault;
 - deleted entries: a gap in the sequence ("entries 1200-1202 missing: seq gap"), which
   renumbering cannot hide without rewriting every later hash;
 - **not** a deleted tail, nor a chain rewritten from some block to its end: what is left is a
@@ -13,6 +17,9 @@ What verification detects, and what it cannot:
   head (``rmas audit head``, ``SEQ:HASH``, the last entry's number and its block's hash) from
   time to time and verifies against it (``rmas audit verify --expect-head SEQ:HASH``); the block
   ending at ``SEQ`` must still exist and still carry that hash.
+
+Blocks of both formats may follow each other in one chain; each is checked by its own
+``format`` column.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rmas.audit.format import FORMAT, GENESIS, block_hash, digests, entry_bytes
+from rmas.audit.format import FORMAT_1, FORMATS, GENESIS, Malformed, block_hash, digests, pieces
 
 __all__ = ["BlockVerifier", "VerifyReport", "parse_anchor"]
 
@@ -40,6 +47,19 @@ def _span(first: int, last: int) -> str:
     return f"entry {first}" if first == last else f"entries {first}-{last}"
 
 
+def _first_difference(fmt: str, first: int, sizes: list[int], computed: bytes, sums: bytes) -> str:
+    """Format 2: where a block whose groups, digests and seq range disagree first differs from
+    its digests (a mark added or removed splits or joins groups), as a message's end."""
+    if fmt == FORMAT_1:
+        return ""
+    seq = first
+    for i, n in enumerate(sizes):
+        if computed[32 * i : 32 * i + 32] != sums[32 * i : 32 * i + 32]:
+            return f" (first in the group from entry {seq})"
+        seq += n
+    return ""
+
+
 @dataclass(frozen=True, slots=True)
 class VerifyReport:
     """What verification found. ``ok`` is true when no problem was found."""
@@ -54,6 +74,9 @@ class VerifyReport:
     problem_count: int = 0
     #: The anchor checked, if any.
     expected_head: tuple[int, str] | None = None
+    #: (format, entries) for each block format met, in the order first met: the blocks'
+    #: ``format`` columns, whether or not the block verified.
+    formats: tuple[tuple[str, int], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -75,6 +98,7 @@ class VerifyReport:
             ),
             "problem_count": self.problem_count,
             "problems": list(self.problems),
+            "formats": dict(self.formats),
         }
 
 
@@ -95,6 +119,7 @@ class BlockVerifier:
     _last_hash: str = GENESIS
     _last_name: str = ""
     _anchor_seen: bool = False
+    _formats: dict[str, int] = field(default_factory=dict)
 
     def _problem(self, text: str) -> None:
         self.problem_count += 1
@@ -110,6 +135,8 @@ class BlockVerifier:
             return
         name = f"block {first}-{last}"
         self.count += last - first + 1
+        if fmt in FORMATS:
+            self._formats[fmt] = self._formats.get(fmt, 0) + last - first + 1
         expected = self._last_seq + 1
         if first < expected:
             self._problem(f"{name} out of order: it comes after entry {self._last_seq}")
@@ -136,33 +163,43 @@ class BlockVerifier:
         self, name: str, first: int, last: int, fmt: Any, prev: Any, stored: Any, sums: Any,
         body: Any,
     ) -> None:  # fmt: skip
-        if fmt != FORMAT:
+        if fmt not in FORMATS:
             self._problem(f"{name} altered: unknown format {fmt!r}")
             return
         if not (isinstance(body, bytes) and isinstance(prev, str) and isinstance(sums, bytes)):
             self._problem(f"{name} altered: a column is not of its type")
             return
         try:
-            entries = entry_bytes(body)
+            parts, sizes = pieces(fmt, body)
         except ValueError as exc:
-            self._problem(f"{name} altered: {exc}")
+            where = ""
+            if fmt != FORMAT_1 and isinstance(exc, Malformed):
+                where = f" (the group from entry {first + exc.after})"
+            self._problem(f"{name} altered: {exc}{where}")
             return
-        if len(entries) != last - first + 1 or len(sums) != 32 * len(entries):
-            self._problem(f"{name} altered: its entries, digests and seq range disagree")
+        computed = digests(parts)
+        if sum(sizes) != last - first + 1 or len(sums) != len(computed):
+            self._problem(f"{name} altered: its entries, digests and seq range disagree"
+                          + _first_difference(fmt, first, sizes, computed, sums))  # fmt: skip
             return
-        computed = digests(entries)
-        differ = [first + i for i in range(len(entries)) if
-                  computed[32 * i : 32 * i + 32] != sums[32 * i : 32 * i + 32]]  # fmt: skip
+        differ: list[tuple[int, int]] = []  # the seq ranges of the pieces whose digest differs
+        if computed != sums:
+            seq = first
+            for i, n in enumerate(sizes):
+                if computed[32 * i : 32 * i + 32] != sums[32 * i : 32 * i + 32]:
+                    differ.append((seq, seq + n - 1))
+                seq += n
         if block_hash(fmt, prev, first, last, body) != stored:
             if differ:
-                for seq in differ:
-                    self._problem(f"entry {seq} edited: hash mismatch ({name})")
+                for a, b in differ:
+                    self._problem(f"{_span(a, b)} edited: hash mismatch ({name})")
             else:
-                self._problem(f"{name} edited: hash mismatch (its entry digests were rewritten "
-                              "too, so the entry cannot be named)")  # fmt: skip
+                what = "entry" if fmt == FORMAT_1 else "group"
+                self._problem(f"{name} edited: hash mismatch (its {what} digests were rewritten "
+                              f"too, so the {what} cannot be named)")  # fmt: skip
         elif differ:
-            self._problem(f"{name}: the digests of {_span(differ[0], differ[-1])} were altered "
-                          "(the entries themselves are intact)")  # fmt: skip
+            self._problem(f"{name}: the digests of {_span(differ[0][0], differ[-1][1])} were "
+                          "altered (the entries themselves are intact)")  # fmt: skip
 
     def finish(self) -> VerifyReport:
         """The report, once every block has been fed."""
@@ -182,4 +219,5 @@ class BlockVerifier:
             problems=tuple(self.problems),
             problem_count=self.problem_count,
             expected_head=anchor,
+            formats=tuple(self._formats.items()),
         )

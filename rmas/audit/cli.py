@@ -23,7 +23,8 @@ _URL_HELP = "audit database: sqlite+aiosqlite:///FILE or postgresql+asyncpg://US
 
 _VERIFY_HELP = """\
 Recompute every block's hash and check every link and that no sequence number is missing.
-Edited entries are named, deleted ones detected; a deleted *tail* (the latest entries) is not,
+Edited entries are named (in blocks of rmas-audit-entries/2, the group of at most 64 entries an
+edit is in), deleted ones detected; a deleted *tail* (the latest entries) is not,
 because what remains is a valid chain: keep an anchor (`rmas audit head` prints SEQ:HASH)
 outside the database and pass it as --expect-head. Exit 0 intact, 1 broken, 2 cannot read the
 database."""
@@ -31,7 +32,7 @@ database."""
 
 _MIGRATE_HELP = """\
 Convert an audit trail written by an earlier rmas (SQLite with a row per entry, SQLite blocks,
-PostgreSQL rows) to the current format (blocks of rmas-audit-entries/1; see
+PostgreSQL rows) to the current layout (blocks, written in rmas-audit-entries/2; see
 docs/architecture.md), in one transaction, keeping every entry. The old chain is checked as it
 is read (nothing is converted unless it is intact) and the new one verified after. Its hashes
 are new: record the new head as your anchor. Stop the hubs that write to it first; a hub
@@ -127,8 +128,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=2))
         return 0 if report.ok else 1
     seq, digest = report.head
+    formats = ", ".join(f"{name} {n}" for name, n in report.formats)
     if report.ok:
         print(f"audit trail intact: {report.count} entries, head {seq}:{digest}")
+        if formats:
+            print(f"entries by block format: {formats}")
         if anchor is None:
             print("(a deleted tail is detected only against an anchor: --expect-head SEQ:HASH)")
         else:
@@ -140,6 +144,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if report.problem_count > len(report.problems):
         print(f"  ... and {report.problem_count - len(report.problems)} more")
     print(f"head {seq}:{digest}")
+    if formats:
+        print(f"entries by block format: {formats}")
     return 1
 
 

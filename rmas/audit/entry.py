@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rmas.audit.format import AuditEntry, clean, decode
+from rmas.audit.format import FORMAT, GROUP, AuditEntry, clean, decode
 from rmas.errors import ConfigError
 from rmas.states import canonical_economy
 
@@ -197,31 +197,28 @@ def encode_entries(
     reference: str = "",
     now: dt.datetime | None = None,
 ) -> bytes:
-    """Each result's entry, in order, in the byte format (:func:`rmas.audit.format.encode`),
-    all stamped with the same time (``now``, default: now) and the id of the ``hub`` writing
-    them: the hub's hot path, which builds no :class:`AuditEntry`.
+    """Each result's entry, in order, in the byte format of new blocks
+    (:data:`rmas.audit.format.FORMAT`, the bytes :func:`rmas.audit.format.encode` makes of
+    them), all stamped with the same time (``now``, default: now) and the id of the ``hub``
+    writing them: the hub's hot path, which builds no :class:`AuditEntry`.
 
     A result without a document (data that failed validation) has no issuing state and no
     document key: what the caller sent was not a usable identity. Free texts go through
-    :func:`~rmas.audit.format.clean` (the check ids too, when they are not ASCII free of the
-    separators, as the hub's are); the other fields are codes (the state as validated), hex
-    and JSON, which escapes control characters. So the bytes are well formed whatever the
-    texts (tests hold this on random input), and the sink need not count their separators.
+    :func:`~rmas.audit.format.clean` (the check ids too, when they are not ASCII free of NUL
+    and the separators, as the hub's are); the other fields are codes (the state as
+    validated), hex and JSON, which escapes control characters. So the bytes are well formed
+    whatever the texts (tests hold this on random input), and the sink need not count their
+    separators.
 
     The fields shared by every entry of the call (time, hub, caller, role, channel and
-    reference) are joined once; each entry is one f-string between them.
+    reference) are its call record, written once per group of up to
+    :data:`~rmas.audit.format.GROUP` entries; each entry record is one f-string.
     """
-    head = "\x1f".join(
-        (
-            utc_timestamp(now),
-            clean(hub),
-            clean(caller.identity),
-            clean(caller.role),
-            channel.value,
-            "",
-        )
-    )
-    tail = f"\x1f{clean(reference)}\x1e" if reference else "\x1f\x1e"
+    if not results:
+        return b""
+    call = (utc_timestamp(now), clean(hub), clean(caller.identity), clean(caller.role),
+            channel.value, clean(reference) if reference else "")  # fmt: skip
+    head = "\x00" + "\x1f".join(call) + "\x1e"
     key_of = keyer.key_of
     economy_of = canonical_economy
     cache = _SOURCES_CACHE
@@ -270,9 +267,14 @@ def encode_entries(
             sources = cache.get(items) or _sources_json(items, items)
         # ``_value_``: the plain text, without the cost of the ``value`` property.
         append(
-            f"{head}{cid}\x1f{state}\x1f{key}\x1f{sources}\x1f{r.verdict._value_}\x1f"
-            f"{r.directive._value_}{tail}"
+            f"{cid}\x1f{state}\x1f{key}\x1f{sources}\x1f{r.verdict._value_}\x1f"
+            f"{r.directive._value_}\x1e"
         )
+    if len(parts) <= GROUP:
+        parts.insert(0, head)
+    else:  # the call record before each group of GROUP entries (from the end: places stay put)
+        for at in reversed(range(0, len(parts), GROUP)):
+            parts.insert(at, head)
     return "".join(parts).encode("utf-8")
 
 
@@ -289,4 +291,4 @@ def entries_for(
     """The entries :func:`encode_entries` makes, as :class:`AuditEntry` values (one encoder,
     so the two can never differ)."""
     body = encode_entries(results, caller, channel, keyer, hub=hub, reference=reference, now=now)
-    return decode(body) if body else []
+    return decode(FORMAT, body) if body else []

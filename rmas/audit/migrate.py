@@ -11,10 +11,15 @@ Earlier rmas wrote three layouts, all with a hash chain defined per entry
 
 Migration reads the old entries in order and checks their chain as it goes (every hash, every
 link, no gap): nothing is converted unless it is intact. It writes them again as blocks of
-:data:`BLOCK` entries, with ``hub`` empty (those layouts did not record it), drops the old
-tables, and commits, all in one transaction; then it verifies the new chain, which must hold
-as many entries. The new chain's hashes are not the old ones: the report gives both heads, so
-that an operator who kept an old anchor can record the new one.
+:data:`BLOCK` entries in the format of new blocks (:func:`rmas.audit.format.encode`), with
+``hub`` empty (those layouts did not record it), drops the old tables, and commits, all in one
+transaction; then it verifies the new chain, which must hold as many entries. The new chain's
+hashes are not the old ones: the report gives both heads, so that an operator who kept an old
+anchor can record the new one.
+
+Blocks of ``rmas-audit-entries/1`` are not rewritten: they are the current layout, read and
+verified as they are (a chain may hold them followed by blocks of ``rmas-audit-entries/2``), and
+rewriting them would change every later hash and void the anchors operators kept.
 """
 
 from __future__ import annotations

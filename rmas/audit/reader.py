@@ -7,8 +7,9 @@ millions of entries. SQLite files are opened read-only (never created).
 
 Lookups (:func:`find`, :func:`find_check`) ask the database for the blocks whose bytes contain
 the value (``instr`` on SQLite, ``position`` on PostgreSQL: a scan, with no index to maintain
-at every commit; lookups are an operator's, rare and offline), then decode those blocks and
-compare each entry's field in full.
+at every commit; lookups are an operator's, rare and offline), then decode those blocks, each by
+its ``format`` column, and compare each entry's field in full. Fields are stored verbatim in
+both formats, so the bytes searched for are the same.
 """
 
 from __future__ import annotations
@@ -157,11 +158,11 @@ async def _scan(url: str, needle: str, match: Callable[[Any], bool]) -> list[dic
         return []
     found: list[dict[str, Any]] = []
     async with _Conn(target(url, "--url")) as conn:
-        async for first, _last, _fmt, _prev, _hash, _sums, body in conn.blocks(
+        async for first, _last, fmt, _prev, _hash, _sums, body in conn.blocks(
             contains=needle.encode("utf-8")
         ):
             try:
-                entries = decode(body)
+                entries = decode(fmt, body)
             except (ValueError, TypeError):  # an altered block (verify names it)
                 continue
             for i, entry in enumerate(entries):

@@ -35,7 +35,7 @@ from typing import Final, Literal
 
 import structlog
 
-from rmas.audit.format import FIELDS, AuditEntry, clean, encode, entry_bytes, well_formed
+from rmas.audit.format import FIELDS, FORMAT, AuditEntry, clean, encode, pieces, well_formed
 from rmas.audit.target import reason, target
 from rmas.audit.writers import PgWriter, SqliteWriter, Writer
 from rmas.errors import AuditError, ConfigError
@@ -53,8 +53,8 @@ LINGER_S: Final = 0.004
 
 
 def encode_group(entries: Sequence[AuditEntry]) -> bytes:
-    """Entries in the byte format; free text made storable (:func:`rmas.audit.format.clean`).
-    AuditError if a field is not text."""
+    """Entries in the byte format of new blocks (:func:`rmas.audit.format.encode`); free text
+    made storable (:func:`rmas.audit.format.clean`). AuditError if a field is not text."""
     try:
         return encode([tuple(clean(getattr(e, f)) for f in FIELDS) for e in entries])
     except (TypeError, AttributeError, ValueError) as exc:
@@ -160,7 +160,8 @@ class AuditSink:
         (AuditError when they were not). The servicers queue first and build their answer
         while the commit runs. The separators are counted here (C-speed scans), so that a
         malformed call fails alone and not the calls it would share a commit with; the writers
-        check each entry in full.
+        check each record in full. Each call's bytes start a group (a call record), so calls
+        are joined as they are into one block.
 
         ``encoded_here``: the bytes come straight from
         :func:`~rmas.audit.entry.encode_entries` (:class:`rmas.audit.trail.AuditTrail`), whose
@@ -177,7 +178,7 @@ class AuditSink:
         malformed one fails this call alone."""
         if count:
             try:
-                if len(entry_bytes(body)) != count:
+                if sum(pieces(FORMAT, body)[1]) != count:
                     raise ValueError(f"not {count} entries")
             except ValueError as exc:
                 raise AuditError(f"audit entries not written: malformed entries: {exc}") from None

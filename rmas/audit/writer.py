@@ -10,7 +10,8 @@ signals the whole process group; the hub drains its checks, then closes the pipe
 this process, as a hub killed outright does).
 
 **A commit**, in one transaction under SQLite's write lock (``BEGIN IMMEDIATE``): read the
-chain's tail, seal the entries onto it (:func:`rmas.audit.format.seal`), insert the block,
+chain's tail, seal the entries onto it (:func:`rmas.audit.format.seal`, in the format of new
+blocks, :data:`rmas.audit.format.FORMAT`: the hub's bytes must be in it), insert the block,
 commit (WAL mode, ``synchronous = FULL`` by default: on the disk when the reply leaves); then
 check that the file and its write-ahead log are still the ones opened (SQLite in WAL mode
 writes on into a deleted file). Checkpoints of the write-ahead log are made between commits
@@ -18,11 +19,11 @@ writes on into a deleted file). Checkpoints of the write-ahead log are made betw
 
 **Frames**, both ways: a 5-byte header (payload length, unsigned 32-bit big-endian; kind, one
 byte) then the payload. To the writer: ``O`` open (JSON: path, synchronous, timeout_s,
-create); ``C`` commit (the entry count, unsigned 32-bit big-endian, then the entries' bytes);
-``P`` probe (no payload); end of input: close. From the writer: ``K`` done (after open: JSON
-with the pragmas in force; after a commit: the new head, seq as unsigned 64-bit big-endian
-then its block's hash in hex; after a probe: nothing); ``E`` failed (a message for the
-operator).
+create); ``C`` commit (the entry count, unsigned 32-bit big-endian, then the entries' bytes in
+:data:`rmas.audit.format.FORMAT`); ``P`` probe (no payload); end of input: close. From the
+writer: ``K`` done (after open: JSON with the pragmas in force; after a commit: the new head,
+seq as unsigned 64-bit big-endian then its block's hash in hex; after a probe: nothing);
+``E`` failed (a message for the operator).
 """
 
 from __future__ import annotations
@@ -213,7 +214,9 @@ class SqliteChainWriter:
                 raise MalformedGroup(f"malformed entries: {exc}") from None
             db.execute(fmt.INSERT_SQL, block.row())
         # The block's pages and the table page that points to it.
-        self._unsynced += self._page_size * (2 + (len(body) + 32 * count) // self._page_size)
+        self._unsynced += self._page_size * (
+            2 + (len(body) + len(block.digests)) // self._page_size
+        )
         return block.last_seq, block.hash
 
     @contextlib.contextmanager

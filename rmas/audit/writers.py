@@ -1,7 +1,8 @@
 """The hub's end of the audit writers: the SQLite writer process, and PostgreSQL in process.
 
 - **SQLite** (:class:`SqliteWriter`): a process of its own (:mod:`rmas.audit.writer`), fed
-  over a pipe. A commit is one frame out (the entry count and the entries' bytes, as
+  over a pipe. A commit is one frame out (the entry count and the entries' bytes, in the
+  format of new blocks, as :func:`rmas.audit.entry.encode_entries` or
   :func:`rmas.audit.format.encode` made them) and one back (the new head). A writer that dies
   fails the commit it held (AuditError: those checks get no answer) and a new one is started
   for the next commit; it reopens the file only if it still exists (a lost database is an

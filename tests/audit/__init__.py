@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import os
 import re
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from rmas.audit import AuditSink, Caller, Channel, DocumentKeyer, entries_for
-from rmas.audit.format import FIELDS, AuditEntry, Sealed, decode, encode
+from rmas.audit.format import AuditEntry, Sealed, decode
 from rmas.documents import validate_document
 from rmas.hub import CheckResult, new_check_id
 from rmas.verdict import Directive, Outcome, Record, RecordStatus, SourceAnswer, Verdict
@@ -220,14 +219,15 @@ async def block_of(url: str, seq: int) -> Sealed:
 
 
 async def edit_entry(url: str, seq: int, **fields: str) -> None:
-    """Change stored fields of entry ``seq`` (its block's hash and digests left as they were)."""
+    """Change stored fields of entry ``seq`` (its block's hash and digests left as they were),
+    in the block's own format (tests.audit.spec.edited: in format 2, a call field is changed in
+    the call record of the entry's group)."""
+    from tests.audit import spec
+
     block = await block_of(url, seq)
-    entries = [list(dataclasses.astuple(e)) for e in decode(block.body)]
-    for name, value in fields.items():
-        entries[seq - block.first_seq][FIELDS.index(name)] = value
-    await raw_execute(
-        url, "UPDATE audit_block SET body = ? WHERE first_seq = ?", encode(entries), block.first_seq
-    )
+    body = spec.edited(block.format, block.body, seq - block.first_seq, fields)
+    await raw_execute(url, "UPDATE audit_block SET body = ? WHERE first_seq = ?", body,
+                      block.first_seq)  # fmt: skip
 
 
 async def set_hash(url: str, seq: int, digest: str) -> None:
@@ -246,8 +246,8 @@ async def delete_entries(url: str, first: int, last: int) -> None:
 
 async def stored_entries(url: str) -> list[AuditEntry]:
     """Every entry stored, in order (read straight from the blocks)."""
-    rows = await raw_rows(url, "SELECT body FROM audit_block ORDER BY first_seq")
-    return [e for (body,) in rows for e in decode(bytes(body))]
+    rows = await raw_rows(url, "SELECT format, body FROM audit_block ORDER BY first_seq")
+    return [e for (fmt, body) in rows for e in decode(fmt, bytes(body))]
 
 
 async def stored_check_ids(url: str) -> set[str]:

@@ -68,18 +68,20 @@ async def test_verify_an_intact_then_a_broken_trail(db_url: str) -> None:
     assert ok.returncode == 0, ok.stderr
     assert f"audit trail intact: 6 entries, head 6:{digest}" in ok.stdout
     assert "--expect-head" in ok.stdout  # says what a chain alone cannot detect
+    assert "entries by block format: rmas-audit-entries/2 6" in ok.stdout
     data = json.loads(rmas("verify", "--url", db_url, "--json").stdout)
     assert (True, 6, {"seq": 6, "hash": digest}) == (data["ok"], data["count"], data["head"])
+    assert data["formats"] == {"rmas-audit-entries/2": 6}
 
     await edit_entry(db_url, 4, directive="OK_TO_BOARD")
     await edit_entry(db_url, 4, verdict="ALERT")
     broken = rmas("verify", "--url", db_url)
     assert broken.returncode == 1
-    assert "BROKEN" in broken.stdout and "entry 4 edited: hash mismatch" in broken.stdout
+    assert "BROKEN" in broken.stdout and "entries 3-4 edited: hash mismatch" in broken.stdout
     data = json.loads(rmas("verify", "--url", db_url, "--json").stdout)
     assert (data["ok"], data["problems"]) == (
         False,
-        ["entry 4 edited: hash mismatch (block 3-4)"],
+        ["entries 3-4 edited: hash mismatch (block 3-4)"],  # the group of one call's entries
     )
 
 

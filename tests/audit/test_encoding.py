@@ -1,6 +1,7 @@
 """The hub's fast encoder against a reference model written from the format's rules, on random
 batches: the same entries, always well formed (the sink skips its separator scans on them),
-sealed and verified; and the writer's checks of a block against the plain reading of the rules.
+sealed and verified; and the writer's checks of a block (both formats) against the plain
+reading of the rules (tests.audit.spec).
 """
 
 from __future__ import annotations
@@ -20,13 +21,17 @@ from rmas.audit.chain import BlockVerifier
 from rmas.audit.entry import Caller, Channel, encode_entries, entries_for
 from rmas.audit.format import (
     FIELDS,
+    FORMAT,
+    FORMAT_2,
     GENESIS,
+    GROUP,
     NFIELDS,
     AuditEntry,
     clean,
     decode,
     encode,
     entry_bytes,
+    groups,
     seal,
     well_formed,
 )
@@ -34,7 +39,7 @@ from rmas.documents import DocumentQuery, DocumentType, validate_document
 from rmas.hub import CheckResult, new_check_id
 from rmas.states import canonical_economy
 from rmas.verdict import Directive, Outcome, RecordStatus, SourceAnswer, Verdict
-from tests.audit import KEY, KEYER, NOW, answer
+from tests.audit import KEY, KEYER, NOW, answer, spec
 
 # -- the reference: each field as docs/architecture.md and rmas.audit.format state it ------------
 
@@ -90,10 +95,9 @@ def reference_entry(
 
 
 def reference_bytes(entries: Sequence[AuditEntry]) -> bytes:
-    """The byte format, spelled out: fields joined by 0x1F, each entry ended by 0x1E, UTF-8."""
-    return b"".join(
-        b"\x1f".join(getattr(e, f).encode("utf-8") for f in FIELDS) + b"\x1e" for e in entries
-    )
+    """The entries of one call in format 2, spelled out by tests.audit.spec."""
+    rows = [dataclasses.asdict(e) for e in entries]
+    return spec.encode2(spec.grouped(rows, [len(rows)] if rows else []))
 
 
 # -- random batches --------------------------------------------------------------------------
@@ -179,9 +183,11 @@ def test_the_fast_encoder_writes_what_the_rules_say_and_always_well_formed(
     body = encode_entries(batch, caller, channel, KEYER, hub=hub, reference=reference, now=NOW)
     time = NOW.isoformat(timespec="microseconds")
     expected = [reference_entry(r, caller, channel, hub, reference, time) for r in batch]
+    assert FORMAT == FORMAT_2
     assert reference_bytes(expected) == body
     assert encode([[getattr(e, f) for f in FIELDS] for e in expected]) == body
-    assert expected == (decode(body) if batch else [])
+    assert expected == (decode(FORMAT, body) if batch else [])
+    assert [dataclasses.asdict(e) for e in expected] == (spec.entries2(body) if batch else [])
     assert expected == entries_for(
         batch, caller, channel, KEYER, hub=hub, reference=reference, now=NOW
     )
@@ -190,11 +196,36 @@ def test_the_fast_encoder_writes_what_the_rules_say_and_always_well_formed(
         return
     # What lets the sink skip its scans for the trail's own bytes (AuditTrail.submit).
     assert well_formed(len(batch), body)
-    # And the writer seals it into a block that verifies.
+    # And the writer seals it into a block that verifies, with a digest a group.
     block = seal(GENESIS, 0, len(batch), body)
+    assert block.digests == spec.digests2(body)
     verifier = BlockVerifier()
     verifier.feed(*block.row())
     assert verifier.finish().ok
+
+
+@pytest.mark.parametrize("size", [1, GROUP - 1, GROUP, GROUP + 1, 2 * GROUP, 2 * GROUP + 1, 400])
+def test_a_call_of_more_than_64_entries_is_written_as_groups_each_with_the_call_record(
+    size: int,
+) -> None:
+    docs = [validate_document(issuing_state="NZL", number=f"L{i}") for i in range(size)]
+    batch = [
+        CheckResult(new_check_id(), "", Verdict.CLEAR, Directive.OK_TO_BOARD,
+                    sources=(answer("NZL"),), document=doc)
+        for doc in docs
+    ]  # fmt: skip
+    caller = Caller("rmas://airline/QF", "airline")
+    body = encode_entries(batch, caller, Channel.MANIFEST, KEYER, hub="h", reference="QF1",
+                          now=NOW)  # fmt: skip
+    time = NOW.isoformat(timespec="microseconds")
+    expected = [reference_entry(r, caller, Channel.MANIFEST, "h", "QF1", time) for r in batch]
+    assert body == reference_bytes(expected)
+    assert [len(records) for _call, records in spec.parse2(body)] == [
+        min(GROUP, size - at) for at in range(0, size, GROUP)
+    ]
+    assert decode(FORMAT, body) == expected
+    assert seal(GENESIS, 0, size, body).digests == spec.digests2(body)
+    assert well_formed(size, body) and not well_formed(size + 1, body)
 
 
 def test_a_batch_of_one_answer_each_shares_the_cache_without_mixing_answers() -> None:
@@ -217,7 +248,7 @@ KEYER_CALLER = Caller("rmas://officer/nz-akl", "officer")
 
 
 def reference_entry_bytes(body: bytes) -> list[bytes]:
-    """The rules read plainly: ends with 0x1E, each entry NFIELDS fields, UTF-8."""
+    """Format 1's rules read plainly: ends with 0x1E, each entry NFIELDS fields, UTF-8."""
     if not body.endswith(b"\x1e"):
         raise ValueError("end")
     entries = body[:-1].split(b"\x1e")
@@ -239,7 +270,7 @@ def reference_entry_bytes(body: bytes) -> list[bytes]:
         max_size=12,
     )
 )
-def test_the_writers_check_of_entries_agrees_with_the_rules(pieces: list[bytes]) -> None:
+def test_the_writers_check_of_format_1_entries_agrees_with_the_rules(pieces: list[bytes]) -> None:
     body = b"".join(pieces)
     try:
         expected: list[bytes] | None = reference_entry_bytes(body)
@@ -250,6 +281,60 @@ def test_the_writers_check_of_entries_agrees_with_the_rules(pieces: list[bytes])
             entry_bytes(body)
     else:
         assert expected == entry_bytes(body)
+
+
+#: A format-2 record, a run of them, and the pieces that break the rules when misplaced.
+_RECORD = b"\x1f".join([b"f\xc3\xa9"] * 6) + b"\x1e"
+_FORMAT_2_PIECES = st.one_of(
+    st.sampled_from([b"\x00", b"\x1e", b"\x1f", b"\x1f" * 5, b"\xc3", b"\xe9", b"", _RECORD]),
+    st.just(_RECORD * GROUP),
+    st.builds(lambda n: b"\x00" + _RECORD * (n + 1), st.integers(0, GROUP + 1)),
+    st.binary(max_size=6),
+)
+
+
+#: Well-formed groups, with fields of any text but the marks and separators.
+_FORMAT_2_GROUPS = st.builds(
+    lambda fields, n: b"\x00" + b"".join(
+        b"\x1f".join(f.encode() for f in fields[i : i + 6]) + b"\x1e" for i in range(0, 6 * n, 6)
+    ),
+    st.lists(st.text(st.characters(codec="utf-8", exclude_characters="\x00\x1e\x1f"),
+                     max_size=3), min_size=6 * (GROUP + 1), max_size=6 * (GROUP + 1)),
+    st.integers(2, GROUP + 1),
+)  # fmt: skip
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    pieces=st.one_of(
+        st.lists(_FORMAT_2_PIECES, max_size=12),
+        st.lists(st.one_of(_FORMAT_2_GROUPS, _FORMAT_2_PIECES), min_size=1, max_size=4),
+    )
+)
+def test_the_writers_check_of_format_2_groups_agrees_with_the_rules(pieces: list[bytes]) -> None:
+    """Production's one pass over the marks and separators against tests.audit.spec's reading
+    byte by byte: the same bodies refused, the same groups and entries counted otherwise."""
+    body = b"".join(pieces)
+    try:
+        expected = spec.parse2(body)
+    except spec.NotInFormat:
+        with pytest.raises(ValueError, match=r"group|UTF-8"):
+            groups(body)
+        assert not _sealable(body)
+        return
+    parts, counts = groups(body)
+    assert [bytes(p) for p in parts] == spec.group_bytes2(body)
+    assert counts == [len(records) for _call, records in expected]
+    assert well_formed(sum(counts), body)
+    assert seal(GENESIS, 0, sum(counts), body).digests == spec.digests2(body)
+
+
+def _sealable(body: bytes) -> bool:
+    try:
+        seal(GENESIS, 0, max(1, body.count(b"\x1e")), body)
+    except ValueError:
+        return False
+    return True
 
 
 async def test_the_trail_vouches_for_its_own_bytes_and_the_sink_then_skips_its_scans(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from rmas.audit import AuditEntry, Caller, Channel, DocumentKeyer, entries_for
 from rmas.audit.entry import encode_entries, utc_timestamp
-from rmas.audit.format import decode, encode
+from rmas.audit.format import FORMAT, decode, encode
 from rmas.errors import ConfigError, FieldViolation
 from rmas.hub import CheckResult
 from rmas.verdict import Directive, Outcome, RecordStatus, Verdict
@@ -168,7 +168,7 @@ def test_encode_entries_gives_the_bytes_of_entries_for() -> None:
     args = (results, caller, Channel.PAXLST, KEYER)
     made = entries_for(*args, hub="hub-1", reference="R\x1f", now=NOW)
     body = encode_entries(*args, hub="hub-1", reference="R\x1f", now=NOW)
-    assert decode(body) == made
+    assert decode(FORMAT, body) == made
     assert body == encode([dataclasses.astuple(e) for e in made])
 
 

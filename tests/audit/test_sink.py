@@ -71,7 +71,7 @@ async def test_recorded_entries_are_chained_from_genesis(db_url: str) -> None:
     assert [(r[0], r[1], r[2]) for r in rows] == [(1, 3, FORMAT), (4, 5, FORMAT)]
     # The same bytes and hashes on both engines: block 1 follows the genesis hash.
     body = bytes(rows[0][5])
-    assert decode(body) == batch and body == encode(dataclasses.astuple(e) for e in batch)
+    assert decode(FORMAT, body) == batch and body == encode(dataclasses.astuple(e) for e in batch)
     first = block_hash(FORMAT, GENESIS, 1, 3, body)
     assert (GENESIS, first) == (rows[0][3], rows[0][4])
     assert rows[1][3] == first == seal(GENESIS, 0, 3, body).hash
@@ -344,9 +344,10 @@ async def test_an_edited_entry_is_detected(db_url: str) -> None:
     await edit_entry(db_url, 12, caller="rmas://airline/XX")
     report = await verify(db_url)
     assert not report.ok
+    # Each block is one call of 5 entries: one group, named by its range.
     assert report.problems == (
-        "entry 7 edited: hash mismatch (block 6-10)",
-        "entry 12 edited: hash mismatch (block 11-15)",
+        "entries 6-10 edited: hash mismatch (block 6-10)",
+        "entries 11-15 edited: hash mismatch (block 11-15)",
     )
 
 
@@ -355,9 +356,9 @@ async def test_an_edit_that_rewrote_its_hash_breaks_the_next_link(db_url: str) -
     await edit_entry(db_url, 10, verdict="ALERT")
     (row,) = await raw_rows(db_url, f"SELECT prev_hash, body FROM {TABLE} WHERE first_seq = 6")
     await set_hash(db_url, 10, block_hash(FORMAT, row[0], 6, 10, bytes(row[1])))
-    # The digests still name the entry; the next block's link shows the rewritten hash.
+    # The digests still name the group; the next block's link shows the rewritten hash.
     assert ((await verify(db_url)).problems) == (
-        "block 6-10: the digests of entry 10 were altered (the entries themselves are intact)",
+        "block 6-10: the digests of entries 6-10 were altered (the entries themselves are intact)",
         "block 11-15 does not follow block 6-10: prev_hash mismatch",
     )
 

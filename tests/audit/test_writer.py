@@ -19,19 +19,22 @@ import pytest
 from rmas.audit import AuditSink, Channel, entries_for, find, find_check, verify
 from rmas.audit.entry import encode_entries
 from rmas.audit.format import (
+    CALL_FIELDS,
+    ENTRY_FIELDS,
     FIELDS,
     FORMAT,
     GENESIS,
+    GROUP,
     NFIELDS,
     AuditEntry,
     decode,
-    entry_bytes,
+    groups,
     seal,
     well_formed,
 )
 from rmas.audit.sink import LINGER_BELOW, encode_group
 from rmas.errors import AuditError
-from tests.audit import CALLER, KEYER, NOW, block_of, entries, raw_rows, result, started
+from tests.audit import CALLER, KEYER, NOW, block_of, entries, raw_rows, result, spec, started
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,10 +81,16 @@ def gone(pid: int, within_s: float = 10.0) -> bool:
 def test_the_field_list_is_declared_once_and_read_back_in_order() -> None:
     assert tuple(f.name for f in dataclasses.fields(AuditEntry)) == FIELDS
     assert FIELDS[:2] == ("time", "hub") and NFIELDS == 12
+    assert sorted(CALL_FIELDS + ENTRY_FIELDS) == sorted(FIELDS)
     made = entries(3, reference="QF1")
     body = encode_group(made)
-    assert body.count(b"\x1e") == 3 and body.count(b"\x1f") == 3 * (NFIELDS - 1)
-    assert decode(body) == made
+    # One group: its mark, the call record and three entry records of 6 fields each.
+    assert (body.count(b"\x00"), body.count(b"\x1e"), body.count(b"\x1f")) == (1, 4, 4 * 5)
+    assert decode(FORMAT, body) == made
+    # Entries of another call (other call fields) start another group.
+    more = [*made, *entries(2, reference="QF2")]
+    assert groups(encode_group(more))[1] == [3, 2]
+    assert decode(FORMAT, encode_group(more)) == more
 
 
 def test_the_hub_and_entries_for_encode_alike() -> None:
@@ -94,41 +103,69 @@ def test_the_hub_and_entries_for_encode_alike() -> None:
     body = encode_entries(*args, hub="hub-1", reference="QF1", now=NOW)
     made = entries_for(*args, hub="hub-1", reference="QF1", now=NOW)
     assert body == encode_group(made)
-    assert [e.hub for e in decode(body)] == ["hub-1"] * 3
+    assert [e.hub for e in decode(FORMAT, body)] == ["hub-1"] * 3
+
+
+def _records(body: bytes) -> tuple[bytes, list[bytes]]:
+    """A one-group body's mark and call record, and its entry records (each ended)."""
+    end = body.index(b"\x1e") + 1
+    return body[:end], [r + b"\x1e" for r in body[end:-1].split(b"\x1e")]
 
 
 def test_malformed_entries_are_refused() -> None:
     good = encode_group(entries(2))
-    assert well_formed(2, good) and len(entry_bytes(good)) == 2
+    assert well_formed(2, good) and groups(good)[1] == [2]
     assert not well_formed(3, good) and not well_formed(2, good[:-1]) and not well_formed(0, b"")
-    one = good[: good.index(b"\x1e") + 1]
-    # The totals balance, but one entry has a field too many and the next one too few.
+    call, (one, two) = _records(good)
+    # The totals balance, but one record has a field too many and the next one too few: entry
+    # records, or the call record and an entry record.
     long = one[:-1] + b"\x1fx\x1e"
     short = one[: one.rindex(b"\x1f")] + b"\x1e"
-    assert well_formed(2, long + short)
-    with pytest.raises(ValueError, match="12 fields in each entry"):
-        seal(GENESIS, 0, 2, long + short)
-    with pytest.raises(ValueError, match="not UTF-8 at byte 0"):
-        seal(GENESIS, 0, 1, b"\xc3(" + one[2:])
+    long_call = call[:-1] + b"\x1fx\x1e"
+    for bad in (call + long + short, long_call + short + two):
+        assert well_formed(2, bad)
+        with pytest.raises(ValueError, match="group 1 is not a call record and 1-64 entries"):
+            seal(GENESIS, 0, 2, bad)
+    # A group's mark inside a record; bytes after a group's last record; no mark first.
+    with pytest.raises(ValueError, match="group 2 is not a call record"):
+        seal(GENESIS, 0, 2, call + one + two[:3] + b"\x00" + two[3:])
+    with pytest.raises(ValueError, match="group 1 does not end a record"):
+        seal(GENESIS, 0, 2, call + one + b"xyz" + call + two)
+    with pytest.raises(ValueError, match="group 2 does not end a record"):
+        seal(GENESIS, 0, 2, call + one + call + two + b"xyz")
+    with pytest.raises(ValueError, match="does not start with a group"):
+        seal(GENESIS, 0, 2, good[1:])
+    with pytest.raises(ValueError, match="group 1 is not a call record"):
+        seal(GENESIS, 0, 2, call)  # a call record without entries
+    with pytest.raises(ValueError, match="not UTF-8 at byte 1"):
+        seal(GENESIS, 0, 2, b"\x00\xc3(" + good[3:])
     with pytest.raises(ValueError, match="not 3 entries"):
         seal(GENESIS, 0, 3, good)
+    # At most GROUP entries a group.
+    many = encode_group(entries(GROUP + 1))
+    assert groups(many)[1] == [GROUP, 1]
+    call, records = _records(many[: many.index(b"\x00", 1)])
+    with pytest.raises(ValueError, match="group 1 is not a call record and 1-64 entries"):
+        seal(GENESIS, 0, GROUP + 1, call + b"".join(records) + records[0])
 
 
 async def test_a_malformed_call_fails_alone(url: str) -> None:
     body = encode_group(entries(2))
-    one = body[: body.index(b"\x1e") + 1]
+    call, (one, _two) = _records(body)
+    long, short = one[:-1] + b"\x1fx\x1e", one[: one.rindex(b"\x1f")] + b"\x1e"
     async with started(url) as sink:
         calls = [
             sink.record_encoded(2, body),
-            sink.record_encoded(2, body[:-1]),  # an entry not ended
+            sink.record_encoded(2, body[:-1]),  # a record not ended
             sink.record_encoded(1, body),  # two entries said to be one
-            sink.record_encoded(2, one[:-1] + b"\x1fx\x1e" + one[: one.rindex(b"\x1f")] + b"\x1e"),
+            sink.record_encoded(2, call + long + short),
+            sink.record_encoded(2, body[1:]),  # no group's mark
             sink.record_encoded(2, body),
         ]
         done = await asyncio.gather(*calls, return_exceptions=True)
     # The fourth has the separators of two entries, not their fields.
     assert [type(d).__name__ for d in done] == [
-        "NoneType", "AuditError", "AuditError", "AuditError", "NoneType"
+        "NoneType", "AuditError", "AuditError", "AuditError", "AuditError", "NoneType"
     ]  # fmt: skip
     assert (await verify(url)).count == 4
 
@@ -141,7 +178,7 @@ async def test_a_commit_is_one_block_of_verbatim_bytes(url: str) -> None:
     rows = await raw_rows(url, "SELECT first_seq, last_seq, format FROM audit_block")
     assert rows == [(1, 3, FORMAT), (4, 5, FORMAT)]
     block = await block_of(url, 2)
-    assert block.body == encode_group(batch) and decode(block.body) == batch
+    assert block.body == encode_group(batch) and decode(FORMAT, block.body) == batch
     assert block == seal(GENESIS, 0, 3, block.body)
 
 
@@ -205,21 +242,25 @@ def _sql(url: str, sql: str, *args: object) -> None:
 async def test_an_altered_block_is_reported_and_checking_resumes(url: str) -> None:
     await _filled(url)
     block = await block_of(url, 6)
-    cut = b"".join(e + b"\x1e" for i, e in enumerate(entry_bytes(block.body)) if i != 2)
+    ((call, records),) = spec.parse2(block.body)
+    cut = spec.encode2([(call, records[:2] + records[3:])])
     _sql(url, "UPDATE audit_block SET body = ? WHERE first_seq = 6", cut)  # an entry removed
     _sql(url, "UPDATE audit_block SET body = x'00ff' WHERE first_seq = 16")
     report = await verify(url)
     assert report.count == 20
     assert report.problems == (
-        "block 6-10 altered: its entries, digests and seq range disagree",
-        "block 16-20 altered: its body does not end an entry",
+        "block 6-10 altered: its entries, digests and seq range disagree (first in the group "
+        "from entry 6)",
+        "block 16-20 altered: group 1 is not a call record and 1-64 entries of 6 fields (the "
+        "group from entry 16)",
     )
 
 
 async def test_an_inserted_block_is_out_of_order(url: str) -> None:
     await _filled(url)
     b = await block_of(url, 1)
-    one = entry_bytes(b.body)[0] + b"\x1e"
+    ((call, records),) = spec.parse2(b.body)
+    one = spec.encode2([(call, records[:1])])
     _sql(url, "INSERT INTO audit_block VALUES (?, ?, ?, ?, ?, ?, ?)",
          *seal(b.prev_hash, 7, 1, one).row())  # fmt: skip
     # Reported once; the chain is followed on from entry 10 (no false gap, links still checked).

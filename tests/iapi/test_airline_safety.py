@@ -40,8 +40,8 @@ def nzl(**kwargs: Any) -> FakeProvider:
 def rows(db: Path) -> list[dict[str, Any]]:
     """Every audit entry stored, in order, as a dict of its fields."""
     with sqlite3.connect(db) as conn:
-        bodies = conn.execute("SELECT body FROM audit_block ORDER BY first_seq").fetchall()
-    return [dataclasses.asdict(e) for (body,) in bodies for e in decode(bytes(body))]
+        bodies = conn.execute("SELECT format, body FROM audit_block ORDER BY first_seq").fetchall()
+    return [dataclasses.asdict(e) for (fmt, body) in bodies for e in decode(fmt, bytes(body))]
 
 
 def manifest(n: int, *, abo: str = "", cnt: str = "") -> bytes:

@@ -80,8 +80,8 @@ class Hub:
 
     def audit_ids(self) -> set[str]:
         with sqlite3.connect(self.folder / "audit.db") as conn:
-            blocks = conn.execute("SELECT body FROM audit_block").fetchall()
-        return {e.check_id for (body,) in blocks for e in decode(body)}
+            blocks = conn.execute("SELECT format, body FROM audit_block").fetchall()
+        return {e.check_id for (fmt, body) in blocks for e in decode(fmt, body)}
 
 
 def config(*, deadline_ms: int = 1500, grace_ms: int = 10_000, latency_ms: int = 0,
