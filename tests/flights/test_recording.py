@@ -238,18 +238,6 @@ async def test_a_report_the_store_refuses_loses_no_other_of_its_batch(tmp_path: 
         await tracker.aclose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'flights.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.drop_all)
-    await engine.dispose()
-    return url
-
-
 async def _indexes(store: FlightStore) -> set[str]:
     def names(conn: sa.Connection) -> set[str]:
         inspector = sa.inspect(conn)

@@ -5,26 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
-
-import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from rmas.flights.model import FlightEvent, FlightReport, PassengerRow
-from rmas.flights.store import FlightStore, PassengerUpdate, metadata
+from rmas.flights.store import FlightStore, PassengerUpdate
 from rmas.verdict import Directive
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'flights.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.drop_all)
-    await engine.dispose()
-    return url
 
 
 async def test_a_stale_row_changes_nothing_and_tells_nothing(store_url: str) -> None:
