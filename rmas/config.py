@@ -115,6 +115,9 @@ class HubConfig:
     #: host:port of the officer and operator web console (:mod:`rmas.console`); "" for none.
     #: HTTPS with client certificates under [tls]; without it, loopback only.
     console_listen: str = ""
+    #: While the hub is busy, single-check answers are held this long at most and sent
+    #: together (:mod:`rmas.server.coalesce`); 0: each leaves as soon as it is ready.
+    coalesce_ms: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +320,7 @@ SECTIONS: tuple[Section, ...] = (
         Key("drain_grace_ms", int, between(0, 600_000, "must be between 0 and 600000")),
         Key("economy", str, _economy),
         Key("console_listen", str, listen("hub.console_listen")),
+        Key("coalesce_ms", float, between(0.0, 20.0, "must be from 0 to 20 milliseconds")),
     ), _hub),
     Section("iapi", (
         Key("hub_id", str),

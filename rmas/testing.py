@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from rmas.changes import DocumentChange
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from rmas.iapiconfig import IapiConfig
     from rmas.security.access import CallerRule
     from rmas.security.tls import TlsConfig
+    from rmas.server.app import HubServer
 
 __all__ = [
     "ChangingProvider",
@@ -239,6 +240,8 @@ class HubHandle:
     metrics_port: int = 0
     #: Port of its web console on 127.0.0.1 (0: console off).
     console_port: int = 0
+    #: The server itself, for tests that look inside (its coalescer, its service).
+    server: HubServer | None = None
 
 
 @asynccontextmanager
@@ -259,6 +262,7 @@ async def running_hub(
     economy: str = "",
     console_listen: str = "",
     flights: FlightsConfig | None = None,
+    coalesce_ms: float | None = None,
 ) -> AsyncIterator[HubHandle]:
     """Serve a hub over real gRPC on an ephemeral loopback port for the duration of the block.
 
@@ -268,7 +272,8 @@ async def running_hub(
     ``HubHandle.metrics_port``. ``iapi`` configures the airline channel; ``console_listen``
     serves the web console (the bound port is ``HubHandle.console_port``); ``flights`` keeps
     open flights and serves their status changes (rmas.flights). ``economy`` is the
-    hub's own (the default checking economy of ABTC checks).
+    hub's own (the default checking economy of ABTC checks). ``coalesce_ms``: the hub's
+    ``[hub] coalesce_ms`` (None: its default).
     """
     from rmas.config import HubConfig
     from rmas.providers import Provider
@@ -291,6 +296,8 @@ async def running_hub(
         economy=economy,
         console_listen=console_listen,
     )
+    if coalesce_ms is not None:
+        cfg = replace(cfg, coalesce_ms=coalesce_ms)
     policy = None
     if tls is not None:
         policy = AccessPolicy(callers, documents_per_s=documents_per_s, burst=burst)
@@ -299,7 +306,7 @@ async def running_hub(
     try:
         metrics_port = server.metrics.port if server.metrics is not None else 0
         console_port = server.console.port if server.console is not None else 0
-        yield HubHandle(f"127.0.0.1:{port}", port, metrics_port, console_port)
+        yield HubHandle(f"127.0.0.1:{port}", port, metrics_port, console_port, server)
     finally:
         await server.stop(grace=0.5)
 

@@ -128,6 +128,7 @@ class HubServer:
             metrics=self.metrics,
             max_in_flight=config.max_in_flight,
             max_message_bytes=config.max_message_bytes,
+            coalesce_s=config.coalesce_ms / 1000.0,
             flights=self.flights,
         )
         #: The last reload's outcome (``note_reload``), for HubAdmin.Status; None: none yet.

@@ -38,6 +38,7 @@ from rmas.grpckit.mapping import (
 from rmas.hub import MAX_REF_LENGTH, Hub, InvalidDocument, Item, ScannedDocument, new_check_id
 from rmas.iapi.channel import IapiAnswer, IapiChannel
 from rmas.security.access import AccessPolicy, RateLimited, View
+from rmas.server.coalesce import AnswerCoalescer
 from rmas.server.pipeline import CheckOutcome, CheckPipeline, CheckRequest, Unrecorded
 from rmas.v1 import check_pb2, check_pb2_grpc
 
@@ -96,6 +97,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         metrics: HubMetrics | None = None,
         max_in_flight: int = 20_000,
         max_message_bytes: int = 16 * 1024 * 1024,
+        coalesce_s: float = 0.0,
     ) -> None:
         self._hub = hub
         self._iapi = iapi
@@ -113,13 +115,22 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         self.idle = asyncio.Event()
         self.idle.set()
         self._serving = _Serving(self)
+        #: Single-check answers sent together while busy (``[hub] coalesce_ms``).
+        self.coalescer = AnswerCoalescer(coalesce_s)
 
     def reconfigure(
-        self, *, max_manifest: int, max_in_flight: int, policy: AccessPolicy | None
+        self,
+        *,
+        max_manifest: int,
+        max_in_flight: int,
+        policy: AccessPolicy | None,
+        coalesce_s: float | None = None,
     ) -> None:
         """New limits from a configuration reload; calls under way keep what they admitted."""
         self._max_manifest = max_manifest
         self.pipeline.reconfigure(max_in_flight=max_in_flight, policy=policy)
+        if coalesce_s is not None:
+            self.coalescer.reconfigure(coalesce_s)
 
     def serving(self) -> _Serving:
         """Count a check being answered, as a ``with`` block (``active``, ``idle``,
@@ -137,13 +148,17 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                 item, card = self._document_in(request)
             except ValidationError as exc:
                 await abort_invalid(context, exc.violations)
+            remaining = context.time_remaining()
             try:
-                return await self.pipeline.run(
-                    CheckRequest(who, Channel.DOCUMENT, (item,), context.time_remaining(), card),
-                    _document_out,
+                out = await self.pipeline.run(
+                    CheckRequest(who, Channel.DOCUMENT, (item,), remaining, card), _document_out
                 )
             except (RateLimited, Overloaded, Unrecorded) as exc:
                 await _refused(context, exc)
+            held = self.coalescer.hold(context.time_remaining())
+            if held is not None:
+                await held
+            return out
 
     def _document_in(
         self, request: check_pb2.CheckDocumentRequest

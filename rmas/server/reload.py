@@ -94,7 +94,10 @@ async def reload_hub(server: HubServer, cfg: RmasConfig) -> dict[str, list[str]]
     server.policy = policy
     server.access.policy = policy
     server.service.reconfigure(
-        max_manifest=cfg.hub.max_manifest, max_in_flight=cfg.hub.max_in_flight, policy=policy
+        max_manifest=cfg.hub.max_manifest,
+        max_in_flight=cfg.hub.max_in_flight,
+        policy=policy,
+        coalesce_s=cfg.hub.coalesce_ms / 1000.0,
     )
     server.iapi.config = cfg.iapi
     if server.changes is not None:  # the watcher follows the providers now configured
