@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rmas.audit.sink import LINGER_S
 from rmas.confkeys import refuse_unknown
 from rmas.confread import (
     UNSET,
@@ -144,7 +145,7 @@ class AuditConfig:
     synchronous: str = "FULL"
     #: How long a tiny group commit (under 64 entries) may wait to grow while commits follow
     #: each other (0: never); see rmas.audit.sink.
-    linger_ms: float = 4.0
+    linger_ms: float = LINGER_S * 1000.0
     #: Recorded in every entry as the hub that wrote it; "" (absent): the host name.
     hub_id: str = ""
 

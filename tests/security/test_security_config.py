@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rmas.audit.sink import LINGER_S
 from rmas.config import RmasConfig, load_config
 from rmas.errors import ConfigError
 from rmas.plugins import build_providers
@@ -75,7 +76,7 @@ def test_a_secure_config_parses_with_paths_from_the_config_folder(folder: Path) 
     )
     assert cfg.limits.documents_per_s == 20.0
     assert cfg.audit is not None and cfg.audit.required and cfg.audit.synchronous == "FULL"
-    assert cfg.audit.linger_ms == 4.0
+    assert cfg.audit.linger_ms == LINGER_S * 1000 == 8.0
     no_linger = load_config_text(
         folder, SECURE.replace('key_file = "audit.key"', 'key_file = "audit.key"\nlinger_ms = 0')
     )
