@@ -116,8 +116,8 @@ class HubConfig:
     #: host:port of the officer and operator web console (:mod:`rmas.console`); "" for none.
     #: HTTPS with client certificates under [tls]; without it, loopback only.
     console_listen: str = ""
-    #: While the hub is busy, single-check answers are held this long at most and sent
-    #: together (:mod:`rmas.server.coalesce`); 0: each leaves as soon as it is ready.
+    #: While the event loop is saturated, single-check answers are held this long at most and
+    #: sent together (:mod:`rmas.server.coalesce`); 0: each leaves as soon as it is ready.
     coalesce_ms: float = 2.0
 
 

@@ -115,7 +115,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
         self.idle = asyncio.Event()
         self.idle.set()
         self._serving = _Serving(self)
-        #: Single-check answers sent together while busy (``[hub] coalesce_ms``).
+        #: Single-check answers sent together while the loop is saturated (``[hub] coalesce_ms``).
         self.coalescer = AnswerCoalescer(coalesce_s)
 
     def reconfigure(

@@ -1,31 +1,36 @@
-"""Single-check answers sent together while the hub is busy (``[hub] coalesce_ms``, issue 20).
+"""Single-check answers sent together while the loop is saturated (``[hub] coalesce_ms``).
 
 A lone ``CheckDocument`` is answered the moment its verdict is known. Under load, gRPC's own
 work per call (its I/O threads waking, the completion-queue hand-over to the event loop, one
 write per answer) costs the hub more CPU than the check itself, and it is paid call by call.
-When many single checks arrive close together, :class:`AnswerCoalescer` holds each finished
-answer for at most ``coalesce_ms`` and releases everything held at once: the answers leave in
-one burst, the callers' next requests come back in one, and the per-call machinery runs in
-batches. Measured on one core with 64 checks in flight (docs/benchmarks.md, session 10): 211
-instead of 386 µs of the hub's CPU a check, 1.8 times the checks a second, and half the wait
-for each; the audit trail's group commit does the same for its writes.
+When the event loop is saturated with single checks, :class:`AnswerCoalescer` holds each
+finished answer for at most ``coalesce_ms`` and releases everything held at once: the answers
+leave in one burst, the callers' next requests come back in one, and the per-call machinery
+runs in batches. Measured on one core with 64 checks in flight (docs/benchmarks.md, session
+10, issue 20): 213 instead of 394 µs of the hub's CPU a check, 1.85 times the checks a second,
+and half the wait for each; the audit trail's group commit does the same for its writes.
 
 When it holds:
 
 - only while the **event loop is saturated**: the loop's thread used at least
   :data:`ENGAGE_SHARE` of the last window of :data:`WINDOW_S` in CPU (and holding goes on until
   it falls below :data:`RELEASE_SHARE`), and at least :data:`MIN_CALLS` answers were given in
-  that window and this one. A hub with room answers at once: at 1,000 and 2,000 checks a second
-  (40% and 75% of what one core answers here) a 2 ms hold saved 2-8% of the CPU a check but
-  added 1-2 ms to the median answer and up to 7 ms to the 99th percentile. The share, not a
-  rate, decides, so a slower machine holds when it is saturated, at whatever rate that is;
+  that window and this one. A hub with room answers at once. Holding at a fixed rate instead
+  (measured: from about 500 checks a second) saved 10% of the CPU a check at 1,000 a second
+  and 8% at 2,000 (40% and 75% of what one core answers here), but added 2 and 1-2 ms to the
+  median answer and up to 7 ms to the 99th percentile; and any fixed rate is one machine's (a
+  slower one saturates below it and would never hold). The loop's own share decides instead;
 - never past the caller's deadline: an answer whose caller has less than
   :data:`DEADLINE_MARGIN` times the hold left is sent at once;
+- not for a caller alone: when a batch released a single answer (nothing else was answered
+  during its hold: one caller waiting for each answer before sending its next request), the
+  next :data:`COOLDOWN` answers leave at once, so such a caller is held once in 17 answers at
+  most;
 - never the verdict: the answer is built, audited and final before it is held; holding only
   decides when the bytes leave.
 
 Each held answer waits on its own future, so a caller that goes away cancels its own wait and
-nobody else's. Core-free: it knows only the event loop's clock.
+nobody else's. It knows only the event loop's clock and its thread's CPU clock.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ import time
 from typing import Final
 
 __all__ = [
-    "DEADLINE_MARGIN", "ENGAGE_SHARE", "MIN_CALLS", "RELEASE_SHARE", "WINDOW_S", "AnswerCoalescer",
+    "COOLDOWN", "DEADLINE_MARGIN", "ENGAGE_SHARE", "MIN_CALLS", "RELEASE_SHARE", "WINDOW_S",
+    "AnswerCoalescer",
 ]  # fmt: skip
 
 #: The saturation test's window, in seconds.
@@ -48,15 +54,17 @@ RELEASE_SHARE: Final = 0.5
 MIN_CALLS: Final = 8
 #: An answer is held only when its caller has at least this many holds' time left.
 DEADLINE_MARGIN: Final = 4.0
+#: After a batch of one answer, this many answers leave at once before a batch opens again.
+COOLDOWN: Final = 16
 
 
 class AnswerCoalescer:
-    """Holds finished single-check answers for at most ``hold_s`` while the hub is busy; see
-    the module docstring. ``hold_s`` 0: never holds."""
+    """Holds finished single-check answers for at most ``hold_s`` while the loop is saturated;
+    see the module docstring. ``hold_s`` 0: never holds."""
 
     __slots__ = (
-        "_count", "_cpu", "_held", "_previous", "_started", "_timer", "_window", "engage_share",
-        "held", "hold_s", "released", "saturated",
+        "_cooldown", "_count", "_cpu", "_held", "_previous", "_started", "_timer", "_window",
+        "engage_share", "held", "hold_s", "released", "saturated",
     )  # fmt: skip
 
     def __init__(self, hold_s: float, engage_share: float = ENGAGE_SHARE) -> None:
@@ -77,6 +85,8 @@ class AnswerCoalescer:
         self._cpu = 0.0
         self._held: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        #: Answers still to send at once before a new batch may open (after a batch of one).
+        self._cooldown = 0
 
     def hold(self, remaining_s: float | None) -> asyncio.Future[None] | None:
         """Note one finished answer; the future to await before sending it, or None to send it
@@ -94,6 +104,9 @@ class AnswerCoalescer:
         if not self.saturated or self._count + self._previous < MIN_CALLS:
             return None
         if remaining_s is not None and remaining_s < DEADLINE_MARGIN * hold_s:
+            return None
+        if not self._held and self._cooldown:  # the last batch held one answer: nobody to join
+            self._cooldown -= 1
             return None
         future: asyncio.Future[None] = loop.create_future()
         self._held.append(future)
@@ -124,6 +137,11 @@ class AnswerCoalescer:
         self._timer = None
         held, self._held = self._held, []
         self.released += 1
+        if len(held) == 1:
+            # Nothing else was answered during the hold: a caller waiting for each answer
+            # before its next request (a saturated loop's other work being something else).
+            # Holding it again would only delay it: the next COOLDOWN answers leave at once.
+            self._cooldown = COOLDOWN
         for future in held:
             if not future.done():  # its caller went away: cancelled
                 future.set_result(None)

@@ -20,7 +20,7 @@ from adapters.sqlstore.provider import SqlStoreProvider
 from rmas.client import check_document_request, result_to_dict
 from rmas.config import parse_config
 from rmas.providers import ProviderInfo
-from rmas.server.coalesce import DEADLINE_MARGIN, WINDOW_S, AnswerCoalescer
+from rmas.server.coalesce import COOLDOWN, DEADLINE_MARGIN, WINDOW_S, AnswerCoalescer
 from rmas.testing import running_hub
 from rmas.v1 import check_pb2_grpc
 
@@ -76,6 +76,22 @@ async def test_a_lone_answer_is_not_held_on_a_saturated_loop() -> None:
             pass
     assert c.saturated
     assert got == [None] * 5
+
+
+async def test_a_caller_alone_is_held_once_in_a_while_only() -> None:
+    """A batch that released one answer (nothing else came during the hold) means one caller
+    waiting for each answer: the next COOLDOWN answers leave at once."""
+    c = AnswerCoalescer(HOLD)
+    first = drive(c, 0.05, spin=True)
+    assert first
+    c.flush()  # a batch of many: no cooldown
+    alone = c.hold(None)
+    assert alone is not None
+    c.flush()  # released alone
+    got = [c.hold(None) for _ in range(COOLDOWN + 1)]
+    assert got[:COOLDOWN] == [None] * COOLDOWN
+    assert got[COOLDOWN] is not None
+    c.flush()
 
 
 async def test_no_hold_when_switched_off() -> None:
