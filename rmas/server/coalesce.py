@@ -7,8 +7,9 @@ When the event loop is saturated with single checks, :class:`AnswerCoalescer` ho
 finished answer for at most ``coalesce_ms`` and releases everything held at once: the answers
 leave in one burst, the callers' next requests come back in one, and the per-call machinery
 runs in batches. Measured on one core with 64 checks in flight (docs/benchmarks.md, session
-10, issue 20): 213 instead of 394 µs of the hub's CPU a check, 1.85 times the checks a second,
-and half the wait for each; the audit trail's group commit does the same for its writes.
+10, issue 20): 213-253 instead of 394-428 µs of the hub's CPU a check, 1.7-1.85 times the
+checks a second, and about half the wait for each; the audit trail's group commit does the
+same for its writes.
 
 When it holds:
 
@@ -147,7 +148,7 @@ class AnswerCoalescer:
                 future.set_result(None)
 
     def flush(self) -> None:
-        """Release whatever is held now (the hub stopping, or the hold switched off)."""
+        """Release whatever is held now (a reload changing the hold)."""
         if self._timer is not None:
             self._timer.cancel()
             self._release()
