@@ -131,6 +131,8 @@ class HubServer:
             coalesce_s=config.coalesce_ms / 1000.0,
             flights=self.flights,
         )
+        if self.metrics is not None:
+            self.metrics.coalescer = self.service.coalescer
         #: The last reload's outcome (``note_reload``), for HubAdmin.Status; None: none yet.
         self.last_reload: ReloadOutcome | None = None
         self.admin = HubAdminService(

@@ -78,6 +78,7 @@ from rmas.verdict import Directive, Outcome, Verdict
 if TYPE_CHECKING:
     from rmas.changewatch import ChangeWatcher
     from rmas.flights.tracker import FlightTracker
+    from rmas.server.coalesce import AnswerCoalescer
 
 __all__ = ["CONTENT_TYPE", "HubMetrics"]
 
@@ -128,6 +129,8 @@ class HubMetrics:
         self.flights: FlightTracker | None = None
         #: The watcher of the providers' record changes (with the open flights).
         self.changes: ChangeWatcher | None = None
+        #: The single-check answers held while the loop is saturated (``[hub] coalesce_ms``).
+        self.coalescer: AnswerCoalescer | None = None
 
     # -- the hot path --------------------------------------------------------------------------
 
@@ -190,7 +193,26 @@ class HubMetrics:
             yield from self._collect_flights(self.flights)
         if self.changes is not None:
             yield from self._collect_changes(self.changes)
+        if self.coalescer is not None:
+            yield from self._collect_coalescer(self.coalescer)
         yield from self._collect_grpc()
+
+    def _collect_coalescer(self, c: AnswerCoalescer) -> Iterable[Metric]:
+        """Single-check answers held and sent together (rmas.server.coalesce)."""
+        yield CounterMetricFamily(
+            "rmas_answers_held",
+            "Single-check answers held and sent together while the event loop was saturated.",
+            value=c.held,
+        )
+        yield CounterMetricFamily(
+            "rmas_answer_batches", "Batches of held answers sent.", value=c.released
+        )
+        yield GaugeMetricFamily(
+            "rmas_loop_saturated",
+            "1 while the event loop's thread is saturated (its CPU share of a 10 ms window, "
+            "as of the last single-check answer), 0 otherwise.",
+            value=1.0 if c.saturated else 0.0,
+        )
 
     def _collect_flights(self, flights: FlightTracker) -> Iterable[Metric]:
         """Open flights as of the tracker's last periodic pass (``[flights] recheck_s``)."""

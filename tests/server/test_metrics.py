@@ -6,6 +6,7 @@ exposition format) and asserts differences between two scrapes, exactly.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -316,6 +317,23 @@ async def test_audit_commits_wait_and_backlog_are_exposed(tmp_path: Path) -> Non
     assert after.get("rmas_audit_failures_total") == 0
     assert after.get("rmas_audit_backlog_entries") == 0
     assert after.get("rmas_audit_healthy") == 1
+
+
+async def test_answers_held_together_are_counted() -> None:
+    async with running_hub(providers(), metrics_listen=ON, coalesce_ms=20) as hub:
+        assert hub.server is not None
+        coalescer = hub.server.service.coalescer
+        coalescer.engage_share = 0.0  # any CPU share counts as saturated, on any test machine
+        before = await scrape(hub.metrics_port)
+        async with grpc.aio.insecure_channel(hub.target) as ch:
+            stub = check_pb2_grpc.DocumentCheckStub(ch)
+            await asyncio.gather(*(stub.CheckDocument(doc(f"LA{k:06d}"), timeout=10)
+                                   for k in range(64)))  # fmt: skip
+        after = await scrape(hub.metrics_port)
+    assert before.types["rmas_answers_held"] == "counter"
+    assert delta(after, before, "rmas_answers_held_total") == coalescer.held > 0
+    assert delta(after, before, "rmas_answer_batches_total") == coalescer.released >= 1
+    assert after.get("rmas_loop_saturated") in (0.0, 1.0)
 
 
 async def test_the_endpoint_is_valid_text_with_process_basics_and_nothing_else() -> None:
