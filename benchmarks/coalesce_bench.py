@@ -39,17 +39,13 @@ from benchmarks.hub_bench import (
     server_process,
 )
 from benchmarks.loadgen import closed_loop, open_loop
+from benchmarks.security_bench import _cpu_s
 from rmas.v1 import check_pb2_grpc
 
 RECORDS = 100_000
 #: Echo padding: the hub's single answer is about 110 bytes (``hub_bench`` pads its echo alike).
 PAD_SINGLE = 80
 HOLD_MS = 2.0
-
-
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0
 
 
 def _server(name: str, port: int, stores: dict[str, Path]) -> list[str]:
@@ -86,9 +82,9 @@ def _measure(
     port = free_port()
     with server_process(_server(name, port, stores), port) as proc:
         uvloop.run(_load(port, single, 0.5, rate))  # connections and caches warm
-        before = _cpu_s(proc.pid)
+        before = _cpu_s(proc.pid)[0]
         got = uvloop.run(_load(port, single, seconds, rate))
-        cpu = _cpu_s(proc.pid) - before
+        cpu = _cpu_s(proc.pid)[0] - before
     calls = got.rate * (seconds + 0.5)  # the CPU counts the warm-up half second too
     return {"rate": got.rate, "cpu_us": cpu / calls * 1e6, "p50_ms": got.p50_ms,
             "p99_ms": got.p99_ms, "errors": float(got.errors)}  # fmt: skip

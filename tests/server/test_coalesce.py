@@ -22,7 +22,7 @@ from rmas.config import parse_config
 from rmas.providers import ProviderInfo
 from rmas.server.coalesce import COOLDOWN, DEADLINE_MARGIN, WINDOW_S, AnswerCoalescer
 from rmas.testing import running_hub
-from rmas.v1 import check_pb2_grpc
+from rmas.v1 import check_pb2, check_pb2_grpc
 
 HOLD = 0.05
 
@@ -177,14 +177,16 @@ async def answers(target: str) -> list[dict[str, object]]:
                 for n in NUMBERS
             )
         )
-    out = []
-    for r in got:
-        d = result_to_dict(r.result)
-        d.pop("check_id")
-        for source in d["sources"]:  # type: ignore[attr-defined]
-            source.pop("latency_ms")
-        out.append(d)
-    return out
+    return [comparable(r) for r in got]
+
+
+def comparable(response: check_pb2.CheckDocumentResponse) -> dict[str, object]:
+    """An answer without its check id and latencies (they differ from run to run)."""
+    d = result_to_dict(response.result)
+    d.pop("check_id")
+    for source in d["sources"]:  # type: ignore[attr-defined]
+        source.pop("latency_ms")
+    return d
 
 
 async def test_held_answers_are_the_answers(provider: SqlStoreProvider) -> None:
@@ -242,3 +244,35 @@ async def test_a_reload_sets_the_hold() -> None:
         assert server.service.coalescer.hold_s == 0.0
     finally:
         await server.stop(grace=0)
+
+
+async def test_callers_walking_away_while_held_cost_nobody_else(provider: SqlStoreProvider) -> None:
+    """A hostile or impatient client: a quarter of 64 checks at once are cancelled by their
+    callers while answers are being held; every other caller gets its answer, the same as with
+    ``coalesce_ms = 0``, and the hub answers afterwards."""
+    async with running_hub([provider], coalesce_ms=0) as plain:
+        expected = await answers(plain.target)
+    async with running_hub([provider], coalesce_ms=20) as hub:
+        assert hub.server is not None
+        coalescer = hub.server.service.coalescer
+        coalescer.engage_share = 0.0
+        async with grpc.aio.insecure_channel(hub.target) as ch:
+            stub = check_pb2_grpc.DocumentCheckStub(ch)
+            calls = [
+                stub.CheckDocument(check_document_request(number=n, state="NZL"), timeout=10)
+                for n in NUMBERS
+            ]
+            for _ in range(5000):  # until answers are being held (5 s at most)
+                await asyncio.sleep(0.001)
+                if coalescer.held:
+                    break
+            assert coalescer.held
+            for call in calls[::4]:
+                call.cancel()
+            got = await asyncio.gather(*calls, return_exceptions=True)
+        kept = [(i, r) for i, r in enumerate(got) if i % 4]
+        assert all(not isinstance(r, BaseException) for _, r in kept)
+        assert [comparable(r) for _, r in kept] == [expected[i] for i, _ in kept]  # type: ignore[arg-type]
+        assert all(isinstance(r, asyncio.CancelledError) or not isinstance(r, BaseException)
+                   for r in got[::4])  # fmt: skip
+        assert await answers(hub.target) == expected
