@@ -127,7 +127,7 @@ async def manifest(profile: bool) -> dict[str, float]:
 
     async def one(m: Any) -> tuple[float, float, float, float, float]:
         t0 = clock()
-        items = _travellers_in(m)  # as CheckManifest reads them
+        items = await _travellers_in(m)  # as CheckManifest reads them
         t1 = clock()
         results = await hub.check(items, time.monotonic() + 5)
         t2 = clock()

@@ -29,6 +29,8 @@ from rmas.verdict import Decision, Directive, IncompletePolicy, SourceAnswer, Ve
 
 __all__ = [
     "MAX_REF_LENGTH",
+    "SINGLES_WINDOW_S",
+    "TURN",
     "CheckResult",
     "Hub",
     "HubPolicy",
@@ -42,6 +44,18 @@ __all__ = [
 #: Longest reference a caller may give a document of a batch (a manifest line, a PAXLST
 #: traveller): EDIFACT's RFF reference is an..70.
 MAX_REF_LENGTH = 70
+
+#: Documents a batch's per-document work goes through between two turns of the event loop
+#: (``await asyncio.sleep(0)``) while single checks are coming (:meth:`Hub.gives_turns`):
+#: reading, merging and writing a manifest of hundreds then never holds the loop for more than
+#: a fraction of a millisecond. gRPC's aio server accepts about one new call per turn of the
+#: loop: held for milliseconds at a time by manifests, it left single checks waiting for seconds
+#: (docs/benchmarks.md, session 11). Turns cost the manifests 3% of their CPU at one in flight
+#: and 12% at four (each turn lets another manifest's work in, and the caches go cold), so
+#: they are given only when someone is waiting for them.
+TURN = 64
+#: How long after a single check began large batches go on giving the loop turns (seconds).
+SINGLES_WINDOW_S = 0.25
 
 _ids = random.Random(os.urandom(32))
 log = structlog.get_logger("rmas.hub")
@@ -138,6 +152,15 @@ class Hub:
         #: Documents checked since start, and checks being answered now (for ``rmas status``).
         self.checked = 0
         self.in_flight = 0
+        #: When the last check of a single document began (``time.monotonic``).
+        self.single_at = -SINGLES_WINDOW_S
+
+    def gives_turns(self) -> bool:
+        """Whether a large batch gives the loop a turn every :data:`TURN` documents now: while
+        single checks are coming (one began less than :data:`SINGLES_WINDOW_S` ago). Single
+        checks stuck in gRPC's queue are not seen yet, but the first one through switches the
+        turns on, and with them the rest come through."""
+        return time.monotonic() - self.single_at < SINGLES_WINDOW_S
 
     @property
     def providers(self) -> tuple[Provider, ...]:
@@ -190,6 +213,8 @@ class Hub:
     async def check(self, items: Sequence[Item], deadline: float) -> list[CheckResult]:
         """A result per item, in order. Items that failed validation are INVALID_DATA."""
         self.checked += len(items)
+        if len(items) == 1:
+            self.single_at = time.monotonic()
         for item in items:
             if type(item) is not DocumentQuery:
                 return await self._check_mixed(items, deadline)
@@ -200,7 +225,23 @@ class Hub:
             answers = await self.fanout.ask(queries, deadline)
         finally:
             self.in_flight -= len(queries)
-        return self._merged(queries, answers)
+        if len(queries) <= TURN:
+            return self._merged(queries, answers)
+        return await self._merged_in_turns(queries, answers)
+
+    async def _merged_in_turns(
+        self, queries: Sequence[DocumentQuery], answers: Sequence[tuple[SourceAnswer, ...]]
+    ) -> list[CheckResult]:
+        """:meth:`_merged` of a large batch, :data:`TURN` documents at a time, giving the loop
+        a turn in between when :meth:`gives_turns`."""
+        if not self.gives_turns():
+            return self._merged(queries, answers)
+        out: list[CheckResult] = []
+        for start in range(0, len(queries), TURN):
+            if start:
+                await asyncio.sleep(0)
+            out += self._merged(queries[start : start + TURN], answers[start : start + TURN])
+        return out
 
     def _merged(
         self, queries: Sequence[DocumentQuery], answers: Sequence[tuple[SourceAnswer, ...]]
@@ -293,7 +334,7 @@ class Hub:
                     today,
                 )
             if plain:
-                merged = self._merged(
+                merged = await self._merged_in_turns(
                     [p.query for p, _ in plain], [answers[pos] for _, pos in plain]
                 )
                 for (p, _), r in zip(plain, merged, strict=True):

@@ -12,6 +12,8 @@ written).
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, NoReturn
 
@@ -35,7 +37,15 @@ from rmas.grpckit.mapping import (
     scanned_from_lines,
     scanned_or_invalid,
 )
-from rmas.hub import MAX_REF_LENGTH, Hub, InvalidDocument, Item, ScannedDocument, new_check_id
+from rmas.hub import (
+    MAX_REF_LENGTH,
+    TURN,
+    Hub,
+    InvalidDocument,
+    Item,
+    ScannedDocument,
+    new_check_id,
+)
 from rmas.iapi.channel import IapiAnswer, IapiChannel
 from rmas.security.access import AccessPolicy, RateLimited, View
 from rmas.server.coalesce import AnswerCoalescer
@@ -186,9 +196,9 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
             raise ValidationError([FieldViolation("checking_economy", "only with an abtc card")])
         return item, None
 
-    async def CheckManifest(
+    async def CheckManifest(  # type: ignore[override]  # the answer leaves encoded
         self, request: check_pb2.CheckManifestRequest, context: Ctx
-    ) -> check_pb2.CheckManifestResponse:
+    ) -> bytes:
         with self.serving():
             who = current_caller()
             n = len(request.travellers)
@@ -208,16 +218,17 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                                     f"the hub's message limit ({self._max_message_bytes} bytes): "
                                     "send the manifest in smaller parts")],
                 )  # fmt: skip
+            turn = TURN if self._hub.gives_turns() else n
             try:
                 return await self.pipeline.run(
                     CheckRequest(
                         who,
                         Channel.MANIFEST,
-                        _travellers_in(request),
+                        await _travellers_in(request, turn),
                         context.time_remaining(),
                         reference=new_check_id(),
                     ),
-                    _manifest_out,
+                    functools.partial(_manifest_out, turn=turn),
                 )
             except (RateLimited, Overloaded, Unrecorded) as exc:
                 await _refused(context, exc)
@@ -263,19 +274,50 @@ def _document_out(outcome: CheckOutcome) -> check_pb2.CheckDocumentResponse:
     return response
 
 
-def _manifest_out(outcome: CheckOutcome) -> check_pb2.CheckManifestResponse:
-    """The manifest's answer; its id is the reference its audit entries carry."""
+async def _manifest_out(outcome: CheckOutcome, turn: int = TURN) -> bytes:
+    """The manifest's answer, encoded; its id is the reference its audit entries carry.
+    Written ``turn`` results at a time (:data:`~rmas.hub.TURN` while single checks are coming,
+    else all), giving the loop a turn in between.
+
+    Encoded here, just after it is built, not by gRPC once the call returns: with an audit
+    trail the answer waits for the commit first, while other calls run, and upb then walked a
+    cold message of hundreds of results (docs/benchmarks.md, session 11). The hub's
+    interceptors send ``bytes`` as they are (rmas.grpckit.interceptors).
+    """
     response = check_pb2.CheckManifestResponse(manifest_id=outcome.reference)
-    results_to_pb(outcome.results, response, outcome.view)
-    return response
+    results, view = outcome.results, outcome.view
+    if turn >= len(results):
+        results_to_pb(results, response, view)
+        return response.SerializeToString()
+    for start in range(0, len(results), turn):
+        if start:
+            await asyncio.sleep(0)
+        results_to_pb(results[start : start + turn], response, view)
+    return response.SerializeToString()
 
 
-def _travellers_in(request: check_pb2.CheckManifestRequest) -> list[Item]:
+async def _travellers_in(request: check_pb2.CheckManifestRequest, turn: int = TURN) -> list[Item]:
     """A manifest's documents, in order; a bad one becomes an InvalidDocument (answered
-    INVALID_DATA with the rest) naming ``travellers[i].<field>``."""
+    INVALID_DATA with the rest) naming ``travellers[i].<field>``. Read ``turn`` at a time,
+    giving the loop a turn in between."""
+    travellers = request.travellers
     items: list[Item] = []
+    if turn >= len(travellers):
+        _read_travellers(travellers, 0, items)
+        return items
+    for start in range(0, len(travellers), turn):
+        if start:
+            await asyncio.sleep(0)
+        _read_travellers(travellers[start : start + turn], start, items)
+    return items
+
+
+def _read_travellers(
+    travellers: Sequence[check_pb2.Traveller], start: int, items: list[Item]
+) -> None:
+    """Append to ``items`` the documents of ``travellers`` (from position ``start``)."""
     append = items.append
-    for i, t in enumerate(request.travellers):
+    for i, t in enumerate(travellers, start):
         ref = t.ref
         if len(ref) <= MAX_REF_LENGTH and not t.mrz_lines:
             # The usual line first: a state and a number, both valid (an absent document has
@@ -297,7 +339,6 @@ def _travellers_in(request: check_pb2.CheckManifestRequest) -> list[Item]:
             )
         else:
             items.append(document_from_pb(t.document, ref=ref, prefix=f"travellers[{i}].document"))
-    return items
 
 
 # Upper bounds of what one result adds to an answer beyond what its request carried (the

@@ -23,13 +23,17 @@ The airline channel (:mod:`rmas.iapi`) checks a PAXLST itself; it is given :meth
 :meth:`record` (steps 1, 3, 5 and 6) as its ``admit`` and ``record``.
 
 This is the hub's hottest code: ``run`` adds no task and awaits only the hub and the commit
-(and, for a ``slow_answer``, one yield so that the commit starts first).
+(and, for a ``slow_answer``, one yield so that the commit starts first). A batch of more than
+:data:`rmas.hub.TURN` documents also gives the loop a turn between its steps while single
+checks are coming (:meth:`rmas.hub.Hub.gives_turns`; the hub and the edges give it turns
+within them), so that a large manifest does not hold the loop for long.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -38,7 +42,7 @@ from rmas.audit.entry import Channel
 from rmas.audit.trail import AuditTrail
 from rmas.errors import AuditError, Overloaded
 from rmas.grpckit.auth import Admitted
-from rmas.hub import CheckResult, Hub, InvalidDocument, Item
+from rmas.hub import TURN, CheckResult, Hub, InvalidDocument, Item
 from rmas.security.access import AccessPolicy, View
 
 if TYPE_CHECKING:
@@ -126,11 +130,12 @@ class CheckPipeline:
     async def run(
         self,
         request: CheckRequest,
-        answer: Callable[[CheckOutcome], T],
+        answer: Callable[[CheckOutcome], T] | Callable[[CheckOutcome], Awaitable[T]],
         *,
         slow_answer: bool = False,
     ) -> T:
-        """Every step for ``request``; returns ``answer(outcome)`` once the entries are durable.
+        """Every step for ``request``; returns ``answer(outcome)`` (awaited, when it is a
+        coroutine: a large answer written in turns) once the entries are durable.
 
         Raises RateLimited or Overloaded (nothing was checked), Unrecorded when a required audit
         trail could not write the entries (the answer must not leave). Edges other than the
@@ -158,12 +163,13 @@ class CheckPipeline:
         first = results[:3]
         audit = self.audit
         pending = None if audit is None else audit.submit(results, who.caller, channel, reference)
-        if slow_answer and pending is not None:
+        if (slow_answer and pending is not None) or (n > TURN and hub.gives_turns()):
             await asyncio.sleep(0)
         metrics = self.metrics
         tally = None
         try:  # the answer is built while the audit commit runs; it leaves after it
-            out = answer(CheckOutcome(results, who.view, reference))
+            made = answer(CheckOutcome(results, who.view, reference))
+            out: T = await made if inspect.isawaitable(made) else made
             if metrics is not None and n != 1:
                 tally = metrics.tally(results)
             # Let the results go now, not once the commit is in: held by every manifest waiting

@@ -163,3 +163,32 @@ async def test_a_refused_call_of_any_kind_never_runs_and_is_counted() -> None:
 
 async def _collect(call: Any) -> list[str]:
     return [r async for r in call]
+
+
+async def test_a_unary_answer_returned_encoded_is_sent_as_it_is() -> None:
+    # The method's serializer takes only str (as a protobuf one takes only its message): an
+    # answer the behaviour encoded itself (the manifest's) must reach the caller untouched.
+    async def answer(request: str, context: Any) -> str | bytes:
+        return f"{request}:{_who()}".encode() if request == "enc" else f"{request}:{_who()}"
+
+    def strict(text: str) -> bytes:
+        return text.encode("utf-8")  # bytes have no .encode: raises
+
+    handlers = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {"Unary": grpc.unary_unary_rpc_method_handler(answer, _decode, strict)},  # type: ignore[arg-type]
+    )
+    metrics = MetricsInterceptor()
+    server = grpc.aio.server(interceptors=[metrics, AccessInterceptor(None)])
+    server.add_generic_rpc_handlers((handlers,))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = _method(channel, "unary_unary", "Unary")
+            encoded, plain = await call("enc", timeout=5), await call("msg", timeout=5)
+    finally:
+        await server.stop(0)
+    who = "insecure:ipv4:127.0.0.1"
+    assert (encoded, plain) == (f"enc:{who}", f"msg:{who}")
+    assert _codes(metrics) == {"Unary": {"OK": 2}}

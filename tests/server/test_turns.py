@@ -1,0 +1,168 @@
+"""A large manifest gives the event loop turns while single checks are coming (rmas.hub.TURN).
+
+gRPC's aio server accepts about one new call per turn of the event loop: a loop held for
+milliseconds at a time by manifests left single checks waiting for seconds (docs/benchmarks.md,
+session 11). Through real gRPC and a real SQLite store, a ticker task on the hub's loop counts
+its own turns; each stage of the manifest (reading the travellers, merging, writing the answer)
+notes the ticker's count as it starts each slice. While single checks are coming, every stage
+must run in slices of TURN documents with the ticker running between them; when none has come
+for a while, each stage runs in one piece (turns cost a busy hub's manifests CPU). The answers
+are the same either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from adapters.sqlstore.importer import import_csv
+from adapters.sqlstore.provider import SqlStoreProvider
+from rmas import hub as hub_module
+from rmas.client import check_document_request, result_to_dict
+from rmas.hub import SINGLES_WINDOW_S, TURN
+from rmas.providers import ProviderInfo
+from rmas.server import check_service
+from rmas.testing import HubHandle, running_hub
+from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
+
+SIZE = 400
+HEADER = "issuing_state,document_number,document_type,status,reported_on,record_ref"
+ROWS = "".join(
+    f"NZL,LB{k:06d},P,{('STOLEN', 'LOST', 'VALID', 'REVOKED')[k % 4]},2024-01-02,NZ-{k}\n"
+    for k in range(1, 101)
+)
+
+
+@pytest.fixture
+async def provider(tmp_path: Path) -> SqlStoreProvider:
+    (tmp_path / "nzl.csv").write_text(f"{HEADER}\n{ROWS}")
+    url = f"sqlite+aiosqlite:///{tmp_path / 'nzl.db'}"
+    report = await import_csv(url, tmp_path / "nzl.csv")
+    assert report.rejected == ()
+    return SqlStoreProvider(ProviderInfo(id="NZL", issuing_states=frozenset({"NZL"})), url)
+
+
+def manifest() -> check_pb2.CheckManifestRequest:
+    """400 travellers: known numbers of every status, unknown ones, and a few bad lines."""
+    travellers = []
+    for j in range(SIZE):
+        number = f"LB{j % 120 + 1:06d}" if j % 37 else "bad number!"
+        doc = common_pb2.Document(issuing_state="NZL", number=number)
+        travellers.append(check_pb2.Traveller(ref=f"T{j}", document=doc))
+    return check_pb2.CheckManifestRequest(travellers=travellers)
+
+
+class Ticker:
+    """A task that counts its turns of the loop."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0)
+
+    def __enter__(self) -> Ticker:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+@contextmanager
+def noting(ticker: Ticker, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[int]]]:
+    """Each stage's slices, as the ticker's count when each began (the stage's name -> list)."""
+    seen: dict[str, list[int]] = {"read": [], "merge": [], "write": []}
+
+    def wrap(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
+        def noted(*args: Any, **kwargs: Any) -> Any:
+            seen[name].append(ticker.ticks)
+            return f(*args, **kwargs)
+
+        return noted
+
+    monkeypatch.setattr(
+        check_service, "_read_travellers", wrap("read", check_service._read_travellers)
+    )
+    monkeypatch.setattr(check_service, "results_to_pb", wrap("write", check_service.results_to_pb))
+    monkeypatch.setattr(hub_module.Hub, "_merged", wrap("merge", hub_module.Hub._merged))
+    yield seen
+
+
+def comparable(response: check_pb2.CheckManifestResponse) -> list[dict[str, object]]:
+    out = []
+    for r in response.results:
+        d = result_to_dict(r)
+        d.pop("check_id")
+        for source in d["sources"]:  # type: ignore[attr-defined]
+            source.pop("latency_ms")
+        out.append(d)
+    return out
+
+
+async def send(hub: HubHandle, *, single_first: bool = False) -> check_pb2.CheckManifestResponse:
+    """The manifest; ``single_first``: after an officer's check of one document, on the same
+    channel (single checks are coming)."""
+    async with grpc.aio.insecure_channel(hub.target) as ch:
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        if single_first:
+            await stub.CheckDocument(check_document_request(number="LB000001", state="NZL"))
+        return await stub.CheckManifest(manifest(), timeout=10)
+
+
+async def test_a_manifest_gives_the_loop_turns_while_single_checks_come(
+    provider: SqlStoreProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_hub([provider]) as hub:
+        with Ticker() as ticker, noting(ticker, monkeypatch) as seen:
+            answer = await send(hub, single_first=True)
+    assert len(answer.results) == SIZE
+    slices = math.ceil(SIZE / TURN)
+    seen["merge"] = seen["merge"][1:]  # the first was the single check's own
+    for stage, counts in seen.items():
+        assert len(counts) == slices, stage
+        # The ticker ran between every two slices: the loop had a turn.
+        assert all(b > a for a, b in itertools.pairwise(counts)), (stage, counts)
+
+
+async def test_without_single_checks_each_stage_runs_in_one_piece(
+    provider: SqlStoreProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_hub([provider]) as hub:
+        assert hub.server is not None
+        hub.server.hub.single_at = time.monotonic() - 2 * SINGLES_WINDOW_S
+        with Ticker() as ticker, noting(ticker, monkeypatch) as seen:
+            answer = await send(hub)
+    assert len(answer.results) == SIZE
+    assert {stage: len(counts) for stage, counts in seen.items()} == {
+        "read": 1,
+        "merge": 1,
+        "write": 1,
+    }
+
+
+async def test_the_answers_are_the_same_in_turns_and_in_one_piece(
+    provider: SqlStoreProvider,
+) -> None:
+    async with running_hub([provider]) as hub:
+        assert hub.server is not None
+        in_turns = await send(hub, single_first=True)
+        hub.server.hub.single_at = time.monotonic() - 2 * SINGLES_WINDOW_S
+        whole = await send(hub)
+    assert comparable(in_turns) == comparable(whole)
+    verdicts = {r.verdict for r in whole.results}
+    assert len(verdicts) >= 3  # clear, alert, invalid data: every path of the merge
+    assert len({r.check_id for r in in_turns.results}) == SIZE
