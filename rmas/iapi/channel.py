@@ -30,6 +30,7 @@ Beside it: :mod:`rmas.iapi.items` (a traveller's documents as hub items),
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import hashlib
@@ -173,6 +174,7 @@ class IapiChannel:
                     return acked
             ic, header = read_envelope(data)
             return self._error(ic, header, str(exc), answer_id, now)
+        await self._turn()
         ic = manifest.interchange
         header = error_header(manifest.parts[0])
         refusal = (
@@ -235,6 +237,13 @@ class IapiChannel:
             self._answered.append((at, key))
         self._let_go(self._clock())
         return answer
+
+    async def _turn(self) -> None:
+        """A turn of the event loop between two long steps of an answer, while single checks
+        are coming (:meth:`rmas.hub.Hub.gives_turns`): a 480-passenger interchange takes tens
+        of milliseconds, and gRPC accepts about one new call per turn."""
+        if self.hub.gives_turns():
+            await asyncio.sleep(0)
 
     def _past_window(self, then: float, now: float) -> bool:
         """Whether an answer given at ``then`` is past the resend window at ``now``: a resend is
@@ -359,6 +368,7 @@ class IapiChannel:
         for t in manifest.travellers:
             items += traveller_items(t, visa_issuer)
             ends.append(len(items))
+        await self._turn()
         if admit is not None:
             admit(len(items))
         results: list[CheckResult] = await self.hub.check(items, deadline)
@@ -391,6 +401,7 @@ class IapiChannel:
                     unchecked,
                 )
             )
+        await self._turn()
         cusres = write_cusres(
             manifest,
             {p.position: p for p in passengers},

@@ -218,7 +218,7 @@ class DocumentCheckService(check_pb2_grpc.DocumentCheckServicer):
                                     f"the hub's message limit ({self._max_message_bytes} bytes): "
                                     "send the manifest in smaller parts")],
                 )  # fmt: skip
-            turn = TURN if self._hub.gives_turns() else n
+            turn = TURN if self._hub.gives_turns() else 0
             try:
                 return await self.pipeline.run(
                     CheckRequest(
@@ -274,10 +274,10 @@ def _document_out(outcome: CheckOutcome) -> check_pb2.CheckDocumentResponse:
     return response
 
 
-async def _manifest_out(outcome: CheckOutcome, turn: int = TURN) -> bytes:
+async def _manifest_out(outcome: CheckOutcome, turn: int = 0) -> bytes:
     """The manifest's answer, encoded; its id is the reference its audit entries carry.
-    Written ``turn`` results at a time (:data:`~rmas.hub.TURN` while single checks are coming,
-    else all), giving the loop a turn in between.
+    Written ``turn`` results at a time (:data:`~rmas.hub.TURN` while single checks are coming;
+    0: all at once), giving the loop a turn in between.
 
     Encoded here, just after it is built, not by gRPC once the call returns: with an audit
     trail the answer waits for the commit first, while other calls run, and upb then walked a
@@ -286,7 +286,7 @@ async def _manifest_out(outcome: CheckOutcome, turn: int = TURN) -> bytes:
     """
     response = check_pb2.CheckManifestResponse(manifest_id=outcome.reference)
     results, view = outcome.results, outcome.view
-    if turn >= len(results):
+    if turn <= 0 or turn >= len(results):
         results_to_pb(results, response, view)
         return response.SerializeToString()
     for start in range(0, len(results), turn):
@@ -296,13 +296,13 @@ async def _manifest_out(outcome: CheckOutcome, turn: int = TURN) -> bytes:
     return response.SerializeToString()
 
 
-async def _travellers_in(request: check_pb2.CheckManifestRequest, turn: int = TURN) -> list[Item]:
+async def _travellers_in(request: check_pb2.CheckManifestRequest, turn: int = 0) -> list[Item]:
     """A manifest's documents, in order; a bad one becomes an InvalidDocument (answered
-    INVALID_DATA with the rest) naming ``travellers[i].<field>``. Read ``turn`` at a time,
-    giving the loop a turn in between."""
+    INVALID_DATA with the rest) naming ``travellers[i].<field>``. Read ``turn`` at a time
+    (0: all at once), giving the loop a turn in between."""
     travellers = request.travellers
     items: list[Item] = []
-    if turn >= len(travellers):
+    if turn <= 0 or turn >= len(travellers):
         _read_travellers(travellers, 0, items)
         return items
     for start in range(0, len(travellers), turn):

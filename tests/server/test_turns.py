@@ -33,6 +33,9 @@ from rmas.providers import ProviderInfo
 from rmas.server import check_service
 from rmas.testing import HubHandle, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
+from tests.conftest import EconomyStores
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 SIZE = 400
 HEADER = "issuing_state,document_number,document_type,status,reported_on,record_ref"
@@ -166,3 +169,55 @@ async def test_the_answers_are_the_same_in_turns_and_in_one_piece(
     verdicts = {r.verdict for r in whole.results}
     assert len(verdicts) >= 3  # clear, alert, invalid data: every path of the merge
     assert len({r.check_id for r in in_turns.results}) == SIZE
+
+
+async def paxlst(hub: HubHandle, data: bytes) -> check_pb2.CheckPaxlstResponse:
+    """The PAXLST after an officer's check of one document, on the same channel."""
+    async with grpc.aio.insecure_channel(hub.target) as ch:
+        stub = check_pb2_grpc.DocumentCheckStub(ch)
+        await stub.CheckDocument(check_document_request(number="LA000002", state="NZL"))
+        return await stub.CheckPaxlst(check_pb2.CheckPaxlstRequest(message=data), timeout=10)
+
+
+@pytest.mark.parametrize("singles", [True, False])
+async def test_the_airline_channel_gives_turns_between_its_steps_while_single_checks_come(
+    economy_stores: EconomyStores, monkeypatch: pytest.MonkeyPatch, singles: bool
+) -> None:
+    from rmas.iapi import channel
+
+    data = (FIXTURES / "paxlst" / "manifest_480.edi").read_bytes()
+    stores = await economy_stores("NZL", "AUS", "PHL")
+    async with running_hub(stores) as hub:
+        assert hub.server is not None
+        if not singles:  # the officer's check is long past
+            monkeypatch.setattr(hub_module, "SINGLES_WINDOW_S", 0.0)
+        with Ticker() as ticker:
+            seen: dict[str, list[int]] = {"parsed": [], "items": [], "merge": [], "cusres": []}
+
+            def note(name: str, f: Callable[..., Any], after: bool = False) -> Callable[..., Any]:
+                def noted(*args: Any, **kwargs: Any) -> Any:
+                    if not after:
+                        seen[name].append(ticker.ticks)
+                    out = f(*args, **kwargs)
+                    if after:
+                        seen[name].append(ticker.ticks)
+                    return out
+
+                return noted
+
+            monkeypatch.setattr(channel, "read_paxlst", note("parsed", channel.read_paxlst, True))
+            monkeypatch.setattr(channel, "traveller_items", note("items", channel.traveller_items))
+            monkeypatch.setattr(channel, "write_cusres", note("cusres", channel.write_cusres))
+            monkeypatch.setattr(hub_module.Hub, "_merged", note("merge", hub_module.Hub._merged))
+            answer = await paxlst(hub, data)
+    assert len(answer.passengers) == 480
+    merge = seen["merge"][1:]  # the first was the single check's own
+    (parsed,) = seen["parsed"]
+    if singles:
+        assert seen["items"][0] > parsed  # a turn after parsing
+        assert len(merge) == math.ceil(480 / TURN)
+        assert all(b > a for a, b in itertools.pairwise(merge))
+        assert seen["cusres"][0] > merge[-1]  # a turn before writing the CUSRES
+    else:
+        assert seen["items"][0] == parsed
+        assert len(merge) == 1
