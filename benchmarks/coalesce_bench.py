@@ -13,19 +13,13 @@ echo that coalesces too, for an honest comparison), alternating round by round:
   latency and CPU per check, with and without the hold: what the hold costs a caller below
   saturation.
 
-With ``--mix RATE``, instead, the hub with and without the hold under a mixed load: CheckManifest
-of 400 documents at 2 in flight (enough to keep the loop saturated) and, at the same time,
-CheckDocument at a steady RATE: what the hold does to single checks when manifests, not single
-checks, saturate the loop (p50 and p99 of the single checks, documents/s of the manifests, and
-the answers held, from the hub's ``rmas_answers_held_total``).
-
-Prints the medians per server and writes ``bench-out/coalesce.json`` (``coalesce-mix.json``).
+Prints the medians per server and writes ``bench-out/coalesce.json``. The same hold under a
+mixed load: ``benchmarks.mixed_bench``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import itertools
 import json
 import statistics
@@ -97,65 +91,6 @@ def _measure(
             "p99_ms": got.p99_ms, "errors": float(got.errors)}  # fmt: skip
 
 
-async def _mixed(port: int, single: list[Any], manifests: list[Any], seconds: float,
-                 rate: float) -> tuple[Any, Any]:  # fmt: skip
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        stub = check_pb2_grpc.DocumentCheckStub(ch)
-        counter = itertools.count()
-
-        async def check() -> None:
-            await stub.CheckDocument(single[next(counter) % len(single)], timeout=10)
-
-        async def manifest() -> None:
-            await stub.CheckManifest(manifests[next(counter) % len(manifests)], timeout=10)
-
-        many, one = await asyncio.gather(
-            closed_loop(manifest, in_flight=2, seconds=seconds, warmup=0.5),
-            open_loop(check, rate=rate, seconds=seconds, warmup=0.5),
-        )
-        return many, one
-
-
-def _held(metrics_port: int) -> float:
-    import urllib.request
-
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read()
-    for line in text.decode().splitlines():
-        if line.startswith("rmas_answers_held_total"):
-            return float(line.split()[-1])
-    return float("nan")
-
-
-def run_mix(rate: float, rounds: int = 3, seconds: float = 5.0) -> Any:
-    """The mixed load (``--mix``): see the module docstring."""
-    import uvloop
-
-    pin(1)
-    stores = build_stores(RECORDS)
-    single, manifests = requests(sample_documents(2000, RECORDS))
-    rows: dict[str, list[dict[str, float]]] = {}
-    for r in range(rounds):
-        for name in ("hub, not held", "hub, held"):
-            port, metrics_port = free_port(), free_port()
-            cmd = [*_server(name, port, stores), "--metrics-listen", f"127.0.0.1:{metrics_port}"]
-            with server_process(cmd, port):
-                uvloop.run(_mixed(port, single, manifests, 0.5, rate))  # warm
-                held0 = _held(metrics_port)
-                many, one = uvloop.run(_mixed(port, single, manifests, seconds, rate))
-                held = _held(metrics_port) - held0
-            row = {"manifest_docs_s": many.rate * 400, "single_p50_ms": one.p50_ms,
-                   "single_p99_ms": one.p99_ms, "single_held_share": held / max(one.calls, 1),
-                   "errors": float(many.errors + one.errors)}  # fmt: skip
-            rows.setdefault(name, []).append(row)
-            print(f"round {r + 1} {name:14s} mix: " + ", ".join(f"{k}={v:.3f}" for k, v in
-                  row.items()), file=sys.stderr, flush=True)  # fmt: skip
-    median = {k: {f: statistics.median(x[f] for x in v) for f in v[0]} for k, v in rows.items()}
-    out = {"hold_ms": HOLD_MS, "rate": rate, "rounds": rounds, "seconds": seconds,
-           "median": median, "rows": rows}  # fmt: skip
-    (OUT / "coalesce-mix.json").write_text(json.dumps(out, indent=1))
-    return out
-
-
 def run(rounds: int = 3, seconds: float = 5.0, rates: tuple[float, ...] = (200, 1000, 2000)) -> Any:
     pin(1)
     stores = build_stores(RECORDS)
@@ -187,18 +122,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rates", default="200,1000,2000", help="open-loop rates, checks/s")
-    parser.add_argument(
-        "--mix",
-        type=float,
-        default=0.0,
-        help="single checks/s beside 2 manifests in flight (the mixed load)",
-    )
     args = parser.parse_args()
-    if args.mix:
-        mixed = run_mix(args.mix, args.rounds, args.seconds)
-        for key, m in mixed["median"].items():
-            print(f"{key:16s} " + ", ".join(f"{k} {v:,.3f}" for k, v in m.items()))
-        return
     rates = tuple(float(x) for x in args.rates.split(",") if x)
     out = run(args.rounds, args.seconds, rates)
     for key, m in out["median"].items():

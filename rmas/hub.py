@@ -50,10 +50,12 @@ MAX_REF_LENGTH = 70
 #: reading, merging and writing a manifest of hundreds then never holds the loop for more than
 #: a fraction of a millisecond. gRPC's aio server accepts about one new call per turn of the
 #: loop: held for milliseconds at a time by manifests, it left single checks waiting for seconds
-#: (docs/benchmarks.md, session 11). Turns cost the manifests 3% of their CPU at one in flight
-#: and 12% at four (each turn lets another manifest's work in, and the caches go cold), so
-#: they are given only when someone is waiting for them.
-TURN = 64
+#: (docs/benchmarks.md, session 11). Turns every 64 documents cost manifests alone 3% of their
+#: CPU at one in flight and 12% at four (each turn lets another manifest's work in, and the
+#: caches go cold), so they are given only when someone is waiting for them; then every 32
+#: (64 accepted about 500 single checks a second beside two manifests in slow minutes, 32
+#: about 800).
+TURN = 32
 #: How long after a single check began large batches go on giving the loop turns (seconds).
 SINGLES_WINDOW_S = 0.25
 
