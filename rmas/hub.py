@@ -227,26 +227,35 @@ class Hub:
             answers = await self.fanout.ask(queries, deadline)
         finally:
             self.in_flight -= len(queries)
+        policy = self.policy.on_incomplete
         if len(queries) <= TURN:
-            return self._merged(queries, answers)
-        return await self._merged_in_turns(queries, answers)
+            return self._merged(queries, answers, policy)
+        return await self._merged_in_turns(queries, answers, policy)
 
     async def _merged_in_turns(
-        self, queries: Sequence[DocumentQuery], answers: Sequence[tuple[SourceAnswer, ...]]
+        self,
+        queries: Sequence[DocumentQuery],
+        answers: Sequence[tuple[SourceAnswer, ...]],
+        policy: IncompletePolicy,
     ) -> list[CheckResult]:
         """:meth:`_merged` of a large batch, :data:`TURN` documents at a time, giving the loop
-        a turn in between when :meth:`gives_turns`."""
+        a turn in between when :meth:`gives_turns`; under one ``policy`` throughout (a reload
+        between two turns does not split a batch's rule)."""
         if not self.gives_turns():
-            return self._merged(queries, answers)
+            return self._merged(queries, answers, policy)
         out: list[CheckResult] = []
         for start in range(0, len(queries), TURN):
             if start:
                 await asyncio.sleep(0)
-            out += self._merged(queries[start : start + TURN], answers[start : start + TURN])
+            end = start + TURN
+            out += self._merged(queries[start:end], answers[start:end], policy)
         return out
 
     def _merged(
-        self, queries: Sequence[DocumentQuery], answers: Sequence[tuple[SourceAnswer, ...]]
+        self,
+        queries: Sequence[DocumentQuery],
+        answers: Sequence[tuple[SourceAnswer, ...]],
+        policy: IncompletePolicy,
     ) -> list[CheckResult]:
         """The results of plain documents from their answers (same order).
 
@@ -255,7 +264,6 @@ class Hub:
         this call, keyed by its identity (alive in ``answers`` until the loop ends). Still the
         one rule: rmas.verdict.merge.
         """
-        policy = self.policy.on_incomplete
         today: dt.date | None = None  # read once per call, and only when needed
         for q in queries:
             if q.expiry_date is not None:
@@ -337,7 +345,7 @@ class Hub:
                 )
             if plain:
                 merged = await self._merged_in_turns(
-                    [p.query for p, _ in plain], [answers[pos] for _, pos in plain]
+                    [p.query for p, _ in plain], [answers[pos] for _, pos in plain], policy
                 )
                 for (p, _), r in zip(plain, merged, strict=True):
                     results[p.index] = r

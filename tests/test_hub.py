@@ -4,11 +4,23 @@ builds them (issue 20's per-document savings must not change a verdict)."""
 from __future__ import annotations
 
 import time
+from typing import Any
+
+import pytest
 
 from rmas.documents import DocumentQuery
-from rmas.hub import CheckResult, Hub
+from rmas.hub import TURN, CheckResult, Hub, HubPolicy
+from rmas.providers import ProviderInfo
 from rmas.testing import FakeProvider
-from rmas.verdict import Directive, Record, RecordStatus, SourceAnswer, Verdict, merge
+from rmas.verdict import (
+    Directive,
+    IncompletePolicy,
+    Record,
+    RecordStatus,
+    SourceAnswer,
+    Verdict,
+    merge,
+)
 
 
 async def test_documents_sharing_answers_get_each_their_own_merge() -> None:
@@ -93,3 +105,35 @@ async def test_a_batch_of_plain_documents_is_answered_as_within_a_mixed_batch() 
     ]  # fmt: skip
     assert plain[3].warnings == ("document expired on 2001-01-01",)
     assert "was not consulted" in plain[4].warnings[0]
+
+
+async def test_a_reload_between_turns_does_not_split_a_batchs_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A large batch merged in turns (single checks are coming) while a reload switches the
+    # incomplete policy from fail-closed to fail-open after its first slice: the whole batch
+    # keeps the rule it started with.
+    failing = FakeProvider(ProviderInfo("NZL", frozenset({"NZL"})), failure="unavailable")
+    hub = Hub([failing], HubPolicy(on_incomplete=IncompletePolicy.CONTACT))
+    hub.single_at = time.monotonic()
+    merged = Hub._merged
+    slices: list[int] = []
+
+    def merging(self: Hub, *args: Any) -> list[CheckResult]:
+        out = merged(self, *args)
+        if not slices:
+            hub.reconfigure([failing], HubPolicy(on_incomplete=IncompletePolicy.BOARD))
+        slices.append(len(out))
+        return out
+
+    monkeypatch.setattr(Hub, "_merged", merging)
+    n = 5 * TURN
+    results = await hub.check(
+        [DocumentQuery("NZL", f"N{i}") for i in range(n)], time.monotonic() + 5
+    )
+    assert slices == [TURN] * 5
+    assert {r.verdict for r in results} == {Verdict.INCOMPLETE}
+    assert {r.directive for r in results} == {Directive.CONTACT_AUTHORITY}
+    # The next batch is under the new rule.
+    after = await hub.check([DocumentQuery("NZL", "N1")], time.monotonic() + 5)
+    assert after[0].directive is Directive.OK_TO_BOARD
