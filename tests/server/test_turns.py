@@ -24,12 +24,10 @@ from typing import Any
 import grpc
 import pytest
 
-from adapters.sqlstore.importer import import_csv
 from adapters.sqlstore.provider import SqlStoreProvider
 from rmas import hub as hub_module
 from rmas.client import check_document_request, result_to_dict
 from rmas.hub import SINGLES_WINDOW_S, TURN
-from rmas.providers import ProviderInfo
 from rmas.server import check_service
 from rmas.testing import HubHandle, running_hub
 from rmas.v1 import check_pb2, check_pb2_grpc, common_pb2
@@ -38,27 +36,20 @@ from tests.conftest import EconomyStores
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 
 SIZE = 400
-HEADER = "issuing_state,document_number,document_type,status,reported_on,record_ref"
-ROWS = "".join(
-    f"NZL,LB{k:06d},P,{('STOLEN', 'LOST', 'VALID', 'REVOKED')[k % 4]},2024-01-02,NZ-{k}\n"
-    for k in range(1, 101)
-)
 
 
 @pytest.fixture
-async def provider(tmp_path: Path) -> SqlStoreProvider:
-    (tmp_path / "nzl.csv").write_text(f"{HEADER}\n{ROWS}")
-    url = f"sqlite+aiosqlite:///{tmp_path / 'nzl.db'}"
-    report = await import_csv(url, tmp_path / "nzl.csv")
-    assert report.rejected == ()
-    return SqlStoreProvider(ProviderInfo(id="NZL", issuing_states=frozenset({"NZL"})), url)
+async def provider(economy_stores: EconomyStores) -> SqlStoreProvider:
+    """The demo's NZL store (fixtures/records): LA000001 on, every status."""
+    (nzl,) = await economy_stores("NZL")
+    return nzl
 
 
 def manifest() -> check_pb2.CheckManifestRequest:
     """400 travellers: known numbers of every status, unknown ones, and a few bad lines."""
     travellers = []
     for j in range(SIZE):
-        number = f"LB{j % 120 + 1:06d}" if j % 37 else "bad number!"
+        number = f"LA{j % 400 + 1:06d}" if j % 37 else "bad number!"
         doc = common_pb2.Document(issuing_state="NZL", number=number)
         travellers.append(check_pb2.Traveller(ref=f"T{j}", document=doc))
     return check_pb2.CheckManifestRequest(travellers=travellers)
@@ -122,7 +113,7 @@ async def send(hub: HubHandle, *, single_first: bool = False) -> check_pb2.Check
     async with grpc.aio.insecure_channel(hub.target) as ch:
         stub = check_pb2_grpc.DocumentCheckStub(ch)
         if single_first:
-            await stub.CheckDocument(check_document_request(number="LB000001", state="NZL"))
+            await stub.CheckDocument(check_document_request(number="LA000001", state="NZL"))
         return await stub.CheckManifest(manifest(), timeout=10)
 
 
