@@ -110,11 +110,12 @@ def comparable(response: check_pb2.CheckManifestResponse) -> list[dict[str, obje
 async def send(hub: HubHandle, *, single_first: bool = False) -> check_pb2.CheckManifestResponse:
     """The manifest; ``single_first``: after an officer's check of one document, on the same
     channel (single checks are coming)."""
+    request = manifest()  # built first: the manifest follows the single check at once
     async with grpc.aio.insecure_channel(hub.target) as ch:
         stub = check_pb2_grpc.DocumentCheckStub(ch)
         if single_first:
             await stub.CheckDocument(check_document_request(number="LA000001", state="NZL"))
-        return await stub.CheckManifest(manifest(), timeout=10)
+        return await stub.CheckManifest(request, timeout=10)
 
 
 async def test_a_manifest_gives_the_loop_turns_while_single_checks_come(
