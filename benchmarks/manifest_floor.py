@@ -32,7 +32,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import sqlite3
 import time
 from itertools import chain
@@ -40,11 +39,11 @@ from typing import Any
 
 from adapters.sqlstore.lookup import READER_PRAGMAS, batch_sql
 from benchmarks.inprocess import STATES, _documents, _stores
+from rmas.documents import _NORMAL_NUMBER as NUMBER  # the rule's own pattern
 from rmas.v1 import check_pb2
 
 REPEATS = 7
 SIZE = 400
-_NUMBER = re.compile(r"[A-Z0-9<]{1,20}")
 
 
 def _requests() -> list[bytes]:
@@ -84,7 +83,7 @@ def floor(raw: list[bytes]) -> dict[str, float]:
         for tr in m.travellers:
             d = tr.document
             state, number = d.issuing_state, d.number
-            if not _NUMBER.fullmatch(number) or state not in keys:
+            if not NUMBER.fullmatch(number) or state not in keys:
                 raise ValueError(number)
             group = keys[state]
             where.append((state, len(group)))

@@ -82,13 +82,22 @@ def _held(metrics_port: int) -> float:
     return float("nan")
 
 
-def _config(args: argparse.Namespace, port: int, hold_ms: float) -> str:
-    if args.batch == "paxlst":
-        cfg = iapi_config(OUT / "iapi", port)
-    else:
-        cfg = hub_config(build_stores(RECORDS), port)
-    text = cfg.read_text().replace("[hub]\n", f"[hub]\ncoalesce_ms = {hold_ms}\n", 1)
-    out = cfg.with_name(f"bench-mixed-{hold_ms}.toml")
+def _base_config(args: argparse.Namespace) -> str:
+    """The hub's configuration (stores built or imported once), with a port to fill in."""
+    cfg = (
+        iapi_config(OUT / "iapi", 1)
+        if args.batch == "paxlst"
+        else hub_config(build_stores(RECORDS), 1)
+    )
+    text = cfg.read_text().replace('listen = "127.0.0.1:1"', 'listen = "{listen}"')
+    assert 'listen = "{listen}"' in text, "the bench config's listen line moved"
+    return text
+
+
+def _config(base: str, port: int, hold_ms: float) -> str:
+    text = base.replace('listen = "{listen}"', f'listen = "127.0.0.1:{port}"')
+    text = text.replace("[hub]\n", f"[hub]\ncoalesce_ms = {hold_ms}\n", 1)
+    out = OUT / f"bench-mixed-{hold_ms}.toml"
     out.write_text(text)
     return str(out)
 
@@ -102,11 +111,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.hold == "off":
         del holds["hub, held"]
     per_batch = 480 if args.batch == "paxlst" else args.size
+    base = _base_config(args)
     rows: dict[str, list[dict[str, float]]] = {}
     for r in range(args.rounds):
         for name, hold_ms in holds.items():
             port, metrics_port = free_port(), free_port()
-            config = _config(args, port, hold_ms)
+            config = _config(base, port, hold_ms)
             cmd = [sys.executable, "-m", "rmas.cli", "serve", "--config", config,
                    "--metrics-listen", f"127.0.0.1:{metrics_port}"]  # fmt: skip
             with server_process(cmd, port):

@@ -17,6 +17,7 @@ A wrapped unary answer may also be returned already encoded, as ``bytes`` (:func
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -178,14 +179,19 @@ def _encoded_or(serializer: Serializer | None) -> Serializer | None:
     """A unary answer's serializer that sends an answer the behaviour returned already encoded
     (``bytes``) as it is: a large answer encoded while its objects are still in the CPU's caches,
     rather than by gRPC after it waited for the audit commit (the manifest's, rmas.server)."""
-    if serializer is None:
-        return None
+    if serializer is None or serializer in _ENCODED_OR:
+        return serializer  # none, or already one (a handler wrapped by a second interceptor)
     encode = serializer
 
     def serialize(answer: Any) -> bytes:
         return answer if answer.__class__ is bytes else encode(answer)
 
+    _ENCODED_OR.add(serialize)
     return serialize
+
+
+#: The serializers :func:`_encoded_or` made: a handler wrapped again keeps its one.
+_ENCODED_OR: weakref.WeakSet[Serializer] = weakref.WeakSet()
 
 
 class HandlerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
