@@ -31,18 +31,28 @@ from dataclasses import dataclass, field
 
 from rmas.documents import yymmdd
 from rmas.errors import FieldViolation
+from rmas.iapi.steps import STEP, Steps, finish
 from rmas.iapi.syntax import (
     EdifactError,
     Interchange,
     Message,
     Segment,
     count_value,
-    parse_interchange,
+    parse_interchange_steps,
     quote,
 )
 from rmas.states import to_alpha3
 
-__all__ = ["Document", "Flight", "Leg", "Manifest", "Part", "Traveller", "read_paxlst"]
+__all__ = [
+    "Document",
+    "Flight",
+    "Leg",
+    "Manifest",
+    "Part",
+    "Traveller",
+    "read_paxlst",
+    "read_paxlst_steps",
+]
 
 # Segments of PAXLST D:02B/D:05B; anything else inside a message is ignored with a warning.
 KNOWN_TAGS = frozenset({"BGM", "NAD", "COM", "TDT", "LOC", "DTM", "ATT", "GEI", "FTX", "MEA",
@@ -187,8 +197,14 @@ def _datetime(raw: str) -> str:
 
 def read_paxlst(data: bytes | str, *, today: dt.date | None = None) -> Manifest:
     """A manifest from a PAXLST interchange; raises EdifactError for message-level faults."""
+    return finish(read_paxlst_steps(data, today=today))
+
+
+def read_paxlst_steps(data: bytes | str, *, today: dt.date | None = None) -> Steps[Manifest]:
+    """:func:`read_paxlst` in steps (:mod:`rmas.iapi.steps`): one every :data:`STEP`
+    segments, tokenizing and reading."""
     day = today or dt.date.today()
-    ic = parse_interchange(data)
+    ic = yield from parse_interchange_steps(data)
     if not ic.messages:
         raise EdifactError("the interchange holds no message", segment=1, tag="UNB")
     travellers: list[Traveller] = []
@@ -203,7 +219,7 @@ def read_paxlst(data: bytes | str, *, today: dt.date | None = None) -> Manifest:
                 f"message {msg.ref[:20]}: directory {msg.version[:5]}:{msg.release[:5]} "
                 "(expected D:02B or D:05B); read as D:05B"
             )
-        parts.append(_read_message(msg, travellers, warnings, day, dates))
+        parts.append((yield from _read_message(msg, travellers, warnings, day, dates)))
     _check_counts(parts, len(travellers))
     first = parts[0]
     legs = [leg for p in parts[:1] for leg in p.legs]
@@ -275,9 +291,10 @@ def _read_message(
     warnings: list[str],
     today: dt.date,
     dates: dict[tuple[str, str], dt.date] | None = None,
-) -> Part:
-    """One message's part. ``dates`` memoises the dates read in this interchange (a date of
-    birth or expiry often repeats in a manifest); a malformed one is read again, to raise.
+) -> Steps[Part]:
+    """One message's part, in steps of :data:`STEP` segments. ``dates`` memoises the dates
+    read in this interchange (a date of birth or expiry often repeats in a manifest); a
+    malformed one is read again, to raise.
 
     Element access is written out (``els[i][j]`` guarded by lengths, exactly
     :meth:`Segment.get`): a 480-passenger manifest has about 4,800 segments here, and the method
@@ -292,143 +309,150 @@ def _read_message(
     own: list[Traveller] = []
     trav: Traveller | None = None
     doc: Document | None = None
-    for seg in msg.segments[1:-1]:
-        tag = seg[0]
-        els = seg[1]
-        e1 = els[0] if els else _ABSENT
-        q = e1[0]  # seg.get(1) and seg.get(1, 0)
-        if trav is not None:
-            # A traveller's own segments, the most frequent first; each tag's rule as below.
-            if tag == "RFF":
-                value = e1[1] if len(e1) > 1 else ""
-                if q in ("AVF", "ABO") and len(value) > MAX_REF:
-                    long = f"RFF+{q} longer than {MAX_REF} characters"
-                    trav.problems.append(_v(trav, f"rff_{q.lower()}", long, seg))
-                    value = value[:MAX_REF]
-                if q == "AVF":
-                    trav.booking_ref = value
-                elif q == "ABO":
-                    trav.passenger_ref = value
-                elif q == "SEA":
-                    trav.seat = value[:MAX_REF]
-                continue
-            if tag == "DTM":
-                raw = e1[1] if len(e1) > 1 else ""
-                if q == "329":
-                    key = (raw, "birth")
-                    got = memo.get(key)
-                    if got is not None:
-                        trav.birth_date = got
-                        continue
-                    try:
-                        trav.birth_date = memo[key] = _date(raw, "birth", today)
-                    except ValueError as exc:
-                        trav.problems.append(
-                            _v(trav, "birth_date", f"DTM+329: {str(exc)[:80]}", seg)
+    segments = msg.segments
+    last = len(segments) - 1  # UNT
+    for at in range(1, last, STEP):
+        if at > 1:
+            yield
+        for seg in segments[at : min(at + STEP, last)]:
+            tag = seg[0]
+            els = seg[1]
+            e1 = els[0] if els else _ABSENT
+            q = e1[0]  # seg.get(1) and seg.get(1, 0)
+            if trav is not None:
+                # A traveller's own segments, the most frequent first; each tag's rule as below.
+                if tag == "RFF":
+                    value = e1[1] if len(e1) > 1 else ""
+                    if q in ("AVF", "ABO") and len(value) > MAX_REF:
+                        long = f"RFF+{q} longer than {MAX_REF} characters"
+                        trav.problems.append(_v(trav, f"rff_{q.lower()}", long, seg))
+                        value = value[:MAX_REF]
+                    if q == "AVF":
+                        trav.booking_ref = value
+                    elif q == "ABO":
+                        trav.passenger_ref = value
+                    elif q == "SEA":
+                        trav.seat = value[:MAX_REF]
+                    continue
+                if tag == "DTM":
+                    raw = e1[1] if len(e1) > 1 else ""
+                    if q == "329":
+                        key = (raw, "birth")
+                        got = memo.get(key)
+                        if got is not None:
+                            trav.birth_date = got
+                            continue
+                        try:
+                            trav.birth_date = memo[key] = _date(raw, "birth", today)
+                        except ValueError as exc:
+                            trav.problems.append(
+                                _v(trav, "birth_date", f"DTM+329: {str(exc)[:80]}", seg)
+                            )
+                    elif q == "36" and doc is not None:
+                        key = (raw, "expiry")
+                        got = memo.get(key)
+                        if got is not None:
+                            doc.expiry_date = got
+                            continue
+                        try:
+                            doc.expiry_date = memo[key] = _date(raw, "expiry", today)
+                        except ValueError as exc:
+                            doc.problems.append(
+                                _d(trav, "expiry_date", f"DTM+36: {str(exc)[:80]}", seg)
+                            )
+                    continue
+                if tag == "ATT":
+                    if q == "2":
+                        sex = (els[2][0] if len(els) > 2 else "").upper()
+                        trav.sex = _SEX.get(sex, "")
+                        if not trav.sex:
+                            trav.problems.append(
+                                _v(trav, "sex", f"ATT sex {quote(sex)} is not M, F, U or X", seg)
+                            )
+                    continue
+                if tag == "NAT":
+                    if q == "2":
+                        code = els[1][0] if len(els) > 1 else ""
+                        nat = to_alpha3(code) if code else None
+                        if nat is None:
+                            trav.problems.append(
+                                _v(trav, "nationality", f"unknown code {quote(code)}", seg)
+                            )
+                        else:
+                            trav.nationality = nat
+                    continue
+                if tag == "DOC":
+                    # The DOC code as sent: rmas.documents.DocumentType.from_code reads it (one
+                    # table).
+                    # Every field given in order: half the cost of keywords and defaults (the
+                    # tests compare with the reference reader, which names them).
+                    doc = Document(q.strip().upper(), els[1][0] if len(els) > 1 else "", None, "",
+                                   seg[2], False, [])  # fmt: skip
+                    trav.documents.append(doc)
+                    continue
+                if tag == "LOC":
+                    if q == "91":
+                        code = els[1][0] if len(els) > 1 else ""
+                        state = to_alpha3(code) if code else None
+                        if doc is None:
+                            trav.problems.append(
+                                _v(trav, "issuing_state", "LOC+91 before any DOC", seg)
+                            )
+                        elif state is None:
+                            doc.issuer_given = True
+                            doc.issuing_state = ""
+                            doc.problems.append(_d(trav, "issuing_state",
+                                                   f"unknown state code {quote(code)}" if code
+                                                   else "LOC+91 names no state", seg))  # fmt: skip
+                        else:
+                            doc.issuer_given = True
+                            doc.issuing_state = state
+                    continue
+            if tag == "BGM":
+                mtype = q
+                function = (els[1][0] if len(els) > 1 else "").strip().upper()[:8]
+                if mtype not in ("745", "250", "266"):
+                    warnings.append(
+                        f"segment {seg.number}: BGM document code {quote(mtype)} unexpected"
+                    )
+            elif tag == "NAD":
+                if q == "MS":
+                    party = seg.get(4, 0) or seg.get(2, 0)
+                    continue
+                if q not in PASSENGER_QUALIFIERS:
+                    continue
+                name = els[3] if len(els) > 3 else _ABSENT
+                n = len(name)
+                given = name[1] if n > 1 else ""
+                middle = name[2] if n > 2 else ""
+                trav = Traveller(
+                    len(travellers) + 1, PASSENGER_QUALIFIERS[q], q, name[0],
+                    f"{given} {middle}" if given and middle else given or middle,
+                    "", None, "", "", "", "", [], [], seg[2],
+                )  # fmt: skip
+                if not trav.surname:
+                    trav.problems.append(_v(trav, "surname", "NAD has no surname", seg))
+                travellers.append(trav)
+                own.append(trav)
+                doc = None
+            elif tag == "CNT":
+                if q == "42":
+                    raw = e1[1] if len(e1) > 1 else ""
+                    declared = count_value(raw)
+                    if declared is None:
+                        raise seg.error(
+                            f"traveller count {quote(raw)} is not a number of 1-6 digits", 1, 2
                         )
-                elif q == "36" and doc is not None:
-                    key = (raw, "expiry")
-                    got = memo.get(key)
-                    if got is not None:
-                        doc.expiry_date = got
-                        continue
-                    try:
-                        doc.expiry_date = memo[key] = _date(raw, "expiry", today)
-                    except ValueError as exc:
-                        doc.problems.append(
-                            _d(trav, "expiry_date", f"DTM+36: {str(exc)[:80]}", seg)
-                        )
-                continue
-            if tag == "ATT":
-                if q == "2":
-                    sex = (els[2][0] if len(els) > 2 else "").upper()
-                    trav.sex = _SEX.get(sex, "")
-                    if not trav.sex:
-                        trav.problems.append(
-                            _v(trav, "sex", f"ATT sex {quote(sex)} is not M, F, U or X", seg)
-                        )
-                continue
-            if tag == "NAT":
-                if q == "2":
-                    code = els[1][0] if len(els) > 1 else ""
-                    nat = to_alpha3(code) if code else None
-                    if nat is None:
-                        trav.problems.append(
-                            _v(trav, "nationality", f"unknown code {quote(code)}", seg)
-                        )
-                    else:
-                        trav.nationality = nat
-                continue
-            if tag == "DOC":
-                # The DOC code as sent: rmas.documents.DocumentType.from_code reads it (one table).
-                # Every field given in order: half the cost of keywords and defaults (the
-                # tests compare with the reference reader, which names them).
-                doc = Document(q.strip().upper(), els[1][0] if len(els) > 1 else "", None, "",
-                               seg[2], False, [])  # fmt: skip
-                trav.documents.append(doc)
-                continue
-            if tag == "LOC":
-                if q == "91":
-                    code = els[1][0] if len(els) > 1 else ""
-                    state = to_alpha3(code) if code else None
-                    if doc is None:
-                        trav.problems.append(
-                            _v(trav, "issuing_state", "LOC+91 before any DOC", seg)
-                        )
-                    elif state is None:
-                        doc.issuer_given = True
-                        doc.issuing_state = ""
-                        doc.problems.append(_d(trav, "issuing_state",
-                                               f"unknown state code {quote(code)}" if code
-                                               else "LOC+91 names no state", seg))  # fmt: skip
-                    else:
-                        doc.issuer_given = True
-                        doc.issuing_state = state
-                continue
-        if tag == "BGM":
-            mtype = q
-            function = (els[1][0] if len(els) > 1 else "").strip().upper()[:8]
-            if mtype not in ("745", "250", "266"):
-                warnings.append(
-                    f"segment {seg.number}: BGM document code {quote(mtype)} unexpected"
-                )
-        elif tag == "NAD":
-            if q == "MS":
-                party = seg.get(4, 0) or seg.get(2, 0)
-                continue
-            if q not in PASSENGER_QUALIFIERS:
-                continue
-            name = els[3] if len(els) > 3 else _ABSENT
-            n = len(name)
-            given = name[1] if n > 1 else ""
-            middle = name[2] if n > 2 else ""
-            trav = Traveller(
-                len(travellers) + 1, PASSENGER_QUALIFIERS[q], q, name[0],
-                f"{given} {middle}" if given and middle else given or middle,
-                "", None, "", "", "", "", [], [], seg[2],
-            )  # fmt: skip
-            if not trav.surname:
-                trav.problems.append(_v(trav, "surname", "NAD has no surname", seg))
-            travellers.append(trav)
-            own.append(trav)
-            doc = None
-        elif tag == "CNT":
-            if q == "42":
-                raw = e1[1] if len(e1) > 1 else ""
-                declared = count_value(raw)
-                if declared is None:
-                    raise seg.error(f"traveller count {quote(raw)} is not a number of 1-6 digits",
-                                    1, 2)  # fmt: skip
-            trav = None
-        elif trav is None:
-            if tag == "RFF" and q == "TN":
-                tn = e1[1] if len(e1) > 1 else ""
-                if len(tn) > MAX_REF:
-                    raise seg.error(f"RFF+TN is longer than {MAX_REF} characters", 1, 2)
-            else:
-                _header(seg, legs, tag)
-        elif tag not in KNOWN_TAGS:
-            warnings.append(f"segment {seg.number}: unknown segment {tag} ignored")
+                trav = None
+            elif trav is None:
+                if tag == "RFF" and q == "TN":
+                    tn = e1[1] if len(e1) > 1 else ""
+                    if len(tn) > MAX_REF:
+                        raise seg.error(f"RFF+TN is longer than {MAX_REF} characters", 1, 2)
+                else:
+                    _header(seg, legs, tag)
+            elif tag not in KNOWN_TAGS:
+                warnings.append(f"segment {seg.number}: unknown segment {tag} ignored")
     return Part(msg, mtype, party, tn, legs, own, declared, function)
 
 

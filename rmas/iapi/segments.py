@@ -17,6 +17,7 @@ from operator import add, itemgetter
 from typing import NamedTuple
 
 from rmas.errors import RmasError
+from rmas.iapi.steps import STEP, Steps, finish
 
 __all__ = [
     "DEFAULT_SEPARATORS",
@@ -28,6 +29,7 @@ __all__ = [
     "quote",
     "segment_texts",
     "tokenize",
+    "tokenize_steps",
     "write_segments",
 ]
 
@@ -178,6 +180,12 @@ def _decode(data: bytes | str) -> str:
 
 def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
     """Segments of an interchange, from its first UNA or UNB on; raises EdifactError."""
+    return finish(tokenize_steps(data))
+
+
+def tokenize_steps(data: bytes | str) -> Steps[tuple[list[Segment], Separators, bool]]:
+    """:func:`tokenize` in steps (:mod:`rmas.iapi.steps`): one every :data:`STEP` segments
+    of the fast path."""
     text = _decode(data)
     start_una = text.find("UNA")
     start_unb = text.find("UNB")
@@ -237,7 +245,7 @@ def tokenize(data: bytes | str) -> tuple[list[Segment], Separators, bool]:
     number = 1 if una else 0
     if rel not in body:
         try:
-            return _fast_segments(raw_segments, seps, start, number), seps, una
+            return (yield from _fast_segments(raw_segments, seps, start, number)), seps, una
         except _Unusual:
             pass  # a malformed tag: the reference path below raises the error naming it
     return _reference_segments(raw_segments, seps, start, number), seps, una
@@ -248,8 +256,10 @@ class _Unusual(Exception):
     path raises the error)."""
 
 
-def _fast_segments(raws: list[str], seps: Separators, start: int, number: int) -> list[Segment]:
-    """Segments of raw texts holding no release character.
+def _fast_segments(
+    raws: list[str], seps: Separators, start: int, number: int
+) -> Steps[list[Segment]]:
+    """Segments of raw texts holding no release character, :data:`STEP` at a time.
 
     Exactly :func:`_reference_segments`'s result: with nothing released ``str.split`` is exact,
     a well-formed tag is the first three characters, and each segment starts one terminator
@@ -288,10 +298,19 @@ def _fast_segments(raws: list[str], seps: Separators, start: int, number: int) -
         ]
         raws = [s for s, _o in kept]
         offsets = [o for _s, o in kept]
-    elements = [seen[r] if r in seen else parse(r) for r in raws]
-    tags = list(map(_FIRST_THREE, raws))
-    return list(map(_new_segment, repeat(Segment), zip(tags, elements, count(number + 1),
-                                                        offsets)))  # fmt: skip
+    # One iterator of offsets and one of numbers for all the steps: each step's zip stops at
+    # its tags, having taken exactly one offset and one number per segment of the step.
+    at_offsets = iter(offsets)
+    numbers = count(number + 1)
+    out: list[Segment] = []
+    for at in range(0, len(raws), STEP):
+        if at:
+            yield
+        part = raws[at : at + STEP]
+        elements = [seen[r] if r in seen else parse(r) for r in part]
+        rows = zip(map(_FIRST_THREE, part), elements, numbers, at_offsets, strict=False)
+        out += map(_new_segment, repeat(Segment), rows)
+    return out
 
 
 def _reference_segments(

@@ -33,8 +33,10 @@ from rmas.iapi.segments import (
     quote,
     segment_texts,
     tokenize,
+    tokenize_steps,
     write_segments,
 )
+from rmas.iapi.steps import Steps, finish
 
 __all__ = [
     "DEFAULT_SEPARATORS",
@@ -47,6 +49,7 @@ __all__ = [
     "Separators",
     "count_value",
     "parse_interchange",
+    "parse_interchange_steps",
     "quote",
     "segment_texts",
     "tokenize",
@@ -125,7 +128,12 @@ class Interchange:
 
 def parse_interchange(data: bytes | str) -> Interchange:
     """Read and check an interchange's envelope; raise EdifactError naming what is wrong."""
-    segments, seps, una = tokenize(data)
+    return finish(parse_interchange_steps(data))
+
+
+def parse_interchange_steps(data: bytes | str) -> Steps[Interchange]:
+    """:func:`parse_interchange` in steps (:mod:`rmas.iapi.steps`): tokenizing's."""
+    segments, seps, una = yield from tokenize_steps(data)
     if not segments or segments[0].tag != "UNB":
         first = segments[0] if segments else None
         raise EdifactError(

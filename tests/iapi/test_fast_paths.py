@@ -240,7 +240,9 @@ def paxlst(draw: st.DrawFn) -> bytes:
 
 def _reference_read(data: bytes) -> Any:
     def old(msg: Any, travellers: Any, warnings: Any, today: Any, _dates: Any = None) -> Any:
+        # The reader is a generator of steps (rmas.iapi.steps): this one has a single step.
         return reference_read_message(msg, travellers, warnings, today)
+        yield  # a generator
 
     with mock.patch.object(paxlst_module, "_read_message", old):
         return read_paxlst(data, today=TODAY)

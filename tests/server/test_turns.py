@@ -176,40 +176,63 @@ async def test_the_airline_channel_gives_turns_between_its_steps_while_single_ch
     economy_stores: EconomyStores, monkeypatch: pytest.MonkeyPatch, singles: bool
 ) -> None:
     from rmas.iapi import channel
+    from rmas.iapi.steps import STEP
 
     data = (FIXTURES / "paxlst" / "manifest_480.edi").read_bytes()
+    segments = data.count(b"'") - 1  # UNA's release character is the only other quote
     stores = await economy_stores("NZL", "AUS", "PHL")
     async with running_hub(stores) as hub:
         assert hub.server is not None
         if not singles:  # the officer's check is long past
             monkeypatch.setattr(hub_module, "SINGLES_WINDOW_S", 0.0)
         with Ticker() as ticker:
-            seen: dict[str, list[int]] = {"parsed": [], "items": [], "merge": [], "cusres": []}
+            seen: dict[str, list[int]] = {
+                "parse": [], "parsed": [], "items": [], "merge": [], "cusres": []
+            }  # fmt: skip
 
-            def note(name: str, f: Callable[..., Any], after: bool = False) -> Callable[..., Any]:
+            def note(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
                 def noted(*args: Any, **kwargs: Any) -> Any:
-                    if not after:
-                        seen[name].append(ticker.ticks)
-                    out = f(*args, **kwargs)
-                    if after:
-                        seen[name].append(ticker.ticks)
-                    return out
+                    seen[name].append(ticker.ticks)
+                    return f(*args, **kwargs)
 
                 return noted
 
-            monkeypatch.setattr(channel, "read_paxlst", note("parsed", channel.read_paxlst, True))
+            def note_steps(f: Callable[..., Any]) -> Callable[..., Any]:
+                """The reading's steps: the ticker's count as each begins, and when it ends."""
+
+                def steps(*args: Any, **kwargs: Any) -> Any:
+                    inner = f(*args, **kwargs)
+                    while True:
+                        seen["parse"].append(ticker.ticks)
+                        try:
+                            next(inner)
+                        except StopIteration as done:
+                            seen["parsed"].append(ticker.ticks)
+                            return done.value
+                        yield
+
+                return steps
+
+            monkeypatch.setattr(channel, "read_paxlst_steps", note_steps(channel.read_paxlst_steps))
             monkeypatch.setattr(channel, "traveller_items", note("items", channel.traveller_items))
             monkeypatch.setattr(channel, "write_cusres", note("cusres", channel.write_cusres))
             monkeypatch.setattr(hub_module.Hub, "_merged", note("merge", hub_module.Hub._merged))
             answer = await paxlst(hub, data)
     assert len(answer.passengers) == 480
     merge = seen["merge"][1:]  # the first was the single check's own
+    parse = seen["parse"]
     (parsed,) = seen["parsed"]
+    # Tokenizing alone takes a step every STEP segments, reading one more every STEP.
+    assert len(parse) >= math.ceil(segments / STEP) > 8
+    items = sorted(set(seen["items"]))
     if singles:
-        assert seen["items"][0] > parsed  # a turn after parsing
+        assert all(b > a for a, b in itertools.pairwise(parse))  # a turn between every two
+        assert items[0] > parsed  # a turn after parsing
+        assert len(items) == math.ceil(480 / channel.TRAVELLERS_STEP)
         assert len(merge) == math.ceil(480 / TURN)
         assert all(b > a for a, b in itertools.pairwise(merge))
         assert seen["cusres"][0] > merge[-1]  # a turn before writing the CUSRES
     else:
-        assert seen["items"][0] == parsed
+        assert len(set(parse)) == 1
+        assert items == [parsed]
         assert len(merge) == 1
