@@ -19,7 +19,9 @@ the demo's stores for the PAXLST (as ``benchmarks.bench_iapi`` uses them).
   interleaved rounds; µs per check. A live server hands the loop one call per iteration, so the
   "one at a time" rows are the ones it sees.
 - ``paxlst``: the 480-passenger PAXLST: parsing alone, and the channel's whole answer (parse,
-  validation, fan-out, CUSRES); ms of CPU per interchange. Then the garbage collector over 200
+  validation, fan-out, CUSRES); ms of CPU per interchange. How long the event loop is held at
+  a time while answers run two at a time and single checks keep coming (p99 and longest, wall
+  ms: what a single check waits before gRPC can take it in). Then the garbage collector over 200
   answers with a serving hub's settings: its CPU per answer, its longest pause, the full
   collections, and the objects the answers keep (each a fresh interchange, as remembered for
   resends).
@@ -292,11 +294,55 @@ async def paxlst(profile: bool) -> dict[str, float]:
         t2 = clock()
         rows["parse (ms)"].append((t1 - t0) * 1000)
         rows["whole answer (ms)"].append((t2 - t1) * 1000)
-    return {**_best(rows), **await _collector(answer, GC_ANSWERS)}
+    holds = await _holds(channel.hub, answer, HOLD_ANSWERS)
+    return {**_best(rows), **holds, **await _collector(answer, GC_ANSWERS)}
 
 
 #: Answers over which ``paxlst`` watches the garbage collector.
 GC_ANSWERS = 200
+#: Answers, 2 at a time, over which ``paxlst`` measures how long the loop is held.
+HOLD_ANSWERS = 40
+
+
+async def _holds(hub: Any, answer: Callable[[], Awaitable[object]], times: int) -> dict[str, float]:
+    """How long the event loop is held at a time (wall ms) while ``times`` answers run, two at
+    a time, as single checks keep coming (a ticker task stands for them: it notes a single
+    check at every turn it gets, so the hub gives turns, and measures the time between its
+    turns). Its p99 and longest: what a single check arriving then waits before gRPC can take
+    it in (docs/benchmarks.md, session 12). With a serving hub's garbage collector settings."""
+    import gc
+
+    from rmas.runtime import settle_for_serving
+
+    threshold = gc.get_threshold()
+    gc.collect()
+    settle_for_serving()
+    gaps: list[float] = []
+    running = True
+
+    async def ticker() -> None:
+        last = time.perf_counter()
+        while running:
+            hub.single_at = time.monotonic()
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    task = asyncio.get_running_loop().create_task(ticker())
+    try:
+        for _ in range(times // 2):
+            await asyncio.gather(answer(), answer())
+    finally:
+        running = False
+        await task
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+    gaps.sort()
+    return {
+        "loop held p99 (ms)": round(gaps[int(len(gaps) * 0.99)] * 1000, 2),
+        "loop held longest (ms)": round(gaps[-1] * 1000, 2),
+    }
 
 
 async def _collector(work: Callable[[], Awaitable[object]], times: int) -> dict[str, float]:
