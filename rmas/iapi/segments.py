@@ -248,7 +248,7 @@ def tokenize_steps(data: bytes | str) -> Steps[tuple[list[Segment], Separators, 
             return (yield from _fast_segments(raw_segments, seps, start, number)), seps, una
         except _Unusual:
             pass  # a malformed tag: the reference path below raises the error naming it
-    return _reference_segments(raw_segments, seps, start, number), seps, una
+    return (yield from _reference_segments(raw_segments, seps, start, number)), seps, una
 
 
 class _Unusual(Exception):
@@ -315,39 +315,44 @@ def _fast_segments(
 
 def _reference_segments(
     raw_segments: list[str], seps: Separators, start: int, number: int
-) -> list[Segment]:
-    """Segments of raw segment texts (split on the terminator, releases honoured), one at a time:
-    blanks between terminators skipped, the release character honoured, tags checked."""
+) -> Steps[list[Segment]]:
+    """Segments of raw segment texts (split on the terminator, releases honoured), one at a time
+    (in steps of :data:`STEP`): blanks between terminators skipped, the release character
+    honoured, tags checked. An interchange holding one released character anywhere (a name such
+    as ``O?'BRIEN``) is read here whole."""
     rel = seps.release
     segments: list[Segment] = []
     offset = start
-    for raw in raw_segments:
-        seg_offset = offset
-        offset += len(raw) + 1
-        stripped = raw.lstrip()
-        if not stripped:
-            continue  # blank between terminators (CR/LF)
-        seg_offset += len(raw) - len(stripped)
-        number += 1
-        comp = seps.component
-        if rel in stripped:
-            elements = _split(stripped, seps.element, rel)
-            parsed = tuple(
-                tuple(_unescape(c, rel) for c in _split(e, comp, rel)) for e in elements[1:]
-            )
-        else:
-            # The common case: nothing released, so plain str.split (C speed) is exact.
-            elements = stripped.split(seps.element)
-            parsed = tuple([tuple(e.split(comp)) for e in elements[1:]])
-        tag = elements[0]
-        if tag not in _TAGS:
-            if len(tag) != 3 or not _TAG.fullmatch(tag):
-                raise EdifactError(
-                    f"{tag[:10]!r} is not a segment tag", segment=number, offset=seg_offset
+    for at in range(0, len(raw_segments), STEP):
+        if at:
+            yield
+        for raw in raw_segments[at : at + STEP]:
+            seg_offset = offset
+            offset += len(raw) + 1
+            stripped = raw.lstrip()
+            if not stripped:
+                continue  # blank between terminators (CR/LF)
+            seg_offset += len(raw) - len(stripped)
+            number += 1
+            comp = seps.component
+            if rel in stripped:
+                elements = _split(stripped, seps.element, rel)
+                parsed = tuple(
+                    tuple(_unescape(c, rel) for c in _split(e, comp, rel)) for e in elements[1:]
                 )
-            if len(_TAGS) < _MAX_TAGS:
-                _TAGS.add(tag)
-        segments.append(_new_segment(Segment, (tag, parsed, number, seg_offset)))
+            else:
+                # The common case: nothing released, so plain str.split (C speed) is exact.
+                elements = stripped.split(seps.element)
+                parsed = tuple([tuple(e.split(comp)) for e in elements[1:]])
+            tag = elements[0]
+            if tag not in _TAGS:
+                if len(tag) != 3 or not _TAG.fullmatch(tag):
+                    raise EdifactError(
+                        f"{tag[:10]!r} is not a segment tag", segment=number, offset=seg_offset
+                    )
+                if len(_TAGS) < _MAX_TAGS:
+                    _TAGS.add(tag)
+            segments.append(_new_segment(Segment, (tag, parsed, number, seg_offset)))
     return segments
 
 

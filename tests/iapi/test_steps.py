@@ -57,6 +57,7 @@ def counted(steps: Steps[object]) -> tuple[object, int]:
 @given(interchanges(), st.integers(1, 7))
 @example("UNB+UNOA:4+S+R+1:2+R'\r\nUNH+1'\r\n\r\nNAD'\r\nUNT+2+1'\r\nUNZ+1+R'", 1)
 @example("UNB+UNOA:4+S+R+1:2+R'UNH+1'NAD'nad+1'UNT+3+1'UNZ+1+R'", 2)
+@example("UNB+UNOA:4+S+R+1:2+R'UNH+1'NAD+FL+++O?'BRIEN'\r\nnad+1'UNT+3+1'UNZ+1+R'", 1)
 def test_tokenizing_in_any_steps_gives_the_reference_segments_and_errors(
     data: str, size: int
 ) -> None:
@@ -70,6 +71,7 @@ def test_tokenizing_in_any_steps_gives_the_reference_segments_and_errors(
 @example((PAX / "crlf_and_carrier_junk.edi").read_bytes(), 2)
 @example((PAX / "iapi_progressive.edi").read_bytes(), 3)
 @example((PAX / "multi_document.edi").read_bytes(), 1)
+@example((PAX / "release_obrien.edi").read_bytes(), 2)
 def test_reading_in_any_steps_gives_the_reference_manifest_and_errors(
     data: bytes, size: int
 ) -> None:
@@ -78,8 +80,18 @@ def test_reading_in_any_steps_gives_the_reference_manifest_and_errors(
     assert got == outcome(_reference_read, data)
 
 
-def test_the_480_passenger_interchange_is_read_in_steps_of_step_segments() -> None:
+def released(data: bytes) -> bytes:
+    """``data`` with a released apostrophe in its first passenger's surname (O'BRIEN): the
+    tokenizer reads every segment of it one at a time."""
+    at = data.index(b"+++", data.index(b"NAD+FL+++")) + 3
+    return data[:at] + b"O?'" + data[at:]
+
+
+@pytest.mark.parametrize("form", ["plain", "released"])
+def test_the_480_passenger_interchange_is_read_in_steps_of_step_segments(form: str) -> None:
     data = (PAX / "manifest_480.edi").read_bytes()
+    if form == "released":
+        data = released(data)
     manifest, stops = counted(read_paxlst_steps(data, today=TODAY))
     assert manifest == read_paxlst(data, today=TODAY)
     segments = data.count(b"'") - 1  # the UNA's terminator is not a segment's
