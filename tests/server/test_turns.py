@@ -236,3 +236,80 @@ async def test_the_airline_channel_gives_turns_between_its_steps_while_single_ch
         assert len(set(parse)) == 1
         assert items == [parsed]
         assert len(merge) == 1
+
+
+def directives(answer: check_pb2.CheckPaxlstResponse) -> list[tuple[int, str, str, int, int]]:
+    """What an airline applies: each passenger's position, references and directive, and how
+    many documents were checked for it."""
+    return [(p.position, p.booking_ref, p.passenger_ref, p.directive, len(p.check_ids))
+            for p in answer.passengers]  # fmt: skip
+
+
+async def test_interchanges_read_in_steps_side_by_side_give_their_own_answers(
+    economy_stores: EconomyStores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four interchanges in flight at once, their readings interleaved step by step (single
+    checks coming), each answered as it is alone: no reader's state leaks into another's."""
+    from rmas.iapi import channel
+
+    steps: list[int] = []  # which reading took each step, in order
+    readings = itertools.count()
+
+    def noted(f: Callable[..., Any]) -> Callable[..., Any]:
+        def reading(*args: Any, **kwargs: Any) -> Any:
+            me = next(readings)
+            inner = f(*args, **kwargs)
+            while True:
+                steps.append(me)
+                try:
+                    next(inner)
+                except StopIteration as done:
+                    return done.value
+                yield
+
+        return reading
+
+    monkeypatch.setattr(channel, "read_paxlst_steps", noted(channel.read_paxlst_steps))
+    base = (FIXTURES / "paxlst" / "manifest_480.edi").read_bytes()
+    at = base.index(b"+++", base.index(b"NAD+FL+++")) + 3
+    # Tokenized by the per-segment path (a released character), and told apart from the first
+    # by every booking reference.
+    released = (base[:at] + b"O?'" + base[at:]).replace(b"RFF+AVF:B", b"RFF+AVF:R")
+    others = [(FIXTURES / "paxlst" / name).read_bytes()
+              for name in ("multi_document.edi", "crew_list.edi")]  # fmt: skip
+    interchanges = [base.replace(b"ICR0480", b"ICRSIDE1"), released, *others]
+    stores = await economy_stores("NZL", "AUS", "PHL")
+    async with running_hub(stores) as hub:
+        assert hub.server is not None
+        server_hub = hub.server.hub
+        async with grpc.aio.insecure_channel(hub.target) as ch:
+            stub = check_pb2_grpc.DocumentCheckStub(ch)
+
+            async def answer(data: bytes) -> check_pb2.CheckPaxlstResponse:
+                request = check_pb2.CheckPaxlstRequest(message=data)
+                return await stub.CheckPaxlst(request, timeout=20)
+
+            server_hub.single_at = time.monotonic() - 2 * SINGLES_WINDOW_S
+            alone = [directives(await answer(d)) for d in interchanges]
+            with Ticker():
+                # Single checks keep coming: every turn of the loop notes one.
+                async def singles() -> None:
+                    while True:
+                        server_hub.single_at = time.monotonic()
+                        await asyncio.sleep(0)
+
+                task = asyncio.get_running_loop().create_task(singles())
+                try:
+                    # Sent again (resends of the same interchanges): answered afresh, as the
+                    # directives are compared, not the CUSRES bytes.
+                    side_by_side = await asyncio.gather(*(answer(d) for d in interchanges))
+                finally:
+                    task.cancel()
+    assert [directives(a) for a in side_by_side] == alone
+    assert len(alone[0]) == len(alone[1]) == 480
+    assert alone[0][0][1] == "B00000" and alone[1][0][1] == "R00000"
+    assert all(a.passengers for a in side_by_side)
+    # The readings side by side (the 5th to the 8th) took turns: read one after another, their
+    # steps would change hands 3 times.
+    together = [r for r in steps if r >= len(interchanges)]
+    assert sum(1 for a, b in itertools.pairwise(together) if a != b) > len(interchanges) - 1
