@@ -309,7 +309,7 @@ def run(
     med["errors"] = sum(row["errors"] for row in per_pair)
     med["reply_bytes_plain"] = plain["reply_bytes"][0]
     med["reply_bytes_secure"] = secure["reply_bytes"][0]
-    over = f"medians of {pairs} pairs, {processes} process pairs"
+    over = f"medians of {pairs} pairs, {processes} process pair{'s' if processes > 1 else ''}"
     targets = [
         {"text": "mTLS+audit CheckDocument(64) / plain", "value": med["ratio_64"],
          "op": ">=", "bound": TARGET, "met": med["ratio_64"] >= TARGET,
