@@ -53,8 +53,8 @@ MANIFESTS_IN_FLIGHT = 8
 
 #: Fresh pairs of hub processes the pairs are spread over. One process pair measures one draw of
 #: what differs between two runs of the same code (memory layout, hash seeds): measured in
-#: session 12, five runs of 4 pairs each, every run a new process pair, gave CheckManifest
-#: ratios from 0.726 to 0.837, the hubs' CPU a document moving by up to 14% between runs, while
+#: session 12, five runs of 4-6 pairs each, every run a new process pair, gave CheckManifest
+#: ratios from 0.726 to 0.837, the hubs' CPU a document moving by up to 16% between runs, while
 #: the pairs of one run agreed closely. The median over several process pairs is a steadier
 #: figure than one pair's.
 PROCESSES = 3
