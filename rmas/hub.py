@@ -13,7 +13,7 @@ import datetime as dt
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 import structlog
@@ -37,6 +37,7 @@ __all__ = [
     "InvalidDocument",
     "Item",
     "ScannedDocument",
+    "in_turns",
     "new_check_id",
 ]
 
@@ -58,6 +59,21 @@ MAX_REF_LENGTH = 70
 TURN = 32
 #: How long after a single check began large batches go on giving the loop turns (seconds).
 SINGLES_WINDOW_S = 0.25
+
+
+async def in_turns(n: int, size: int) -> AsyncIterator[slice]:
+    """The positions of ``n`` items as slices of ``size``, giving the event loop a turn
+    (``await asyncio.sleep(0)``) between two; all of them in one slice when ``size`` is 0 or at
+    least ``n``. The one way a large batch takes turns: ``size`` is :data:`TURN` (or a step of
+    its own) while :meth:`Hub.gives_turns`, else 0."""
+    if size <= 0 or size >= n:
+        yield slice(0, n)
+        return
+    for start in range(0, n, size):
+        if start:
+            await asyncio.sleep(0)
+        yield slice(start, start + size)
+
 
 _ids = random.Random(os.urandom(32))
 log = structlog.get_logger("rmas.hub")
@@ -241,14 +257,9 @@ class Hub:
         """:meth:`_merged` of a large batch, :data:`TURN` documents at a time, giving the loop
         a turn in between when :meth:`gives_turns`; under one ``policy`` throughout (a reload
         between two turns does not split a batch's rule)."""
-        if not self.gives_turns():
-            return self._merged(queries, answers, policy)
         out: list[CheckResult] = []
-        for start in range(0, len(queries), TURN):
-            if start:
-                await asyncio.sleep(0)
-            end = start + TURN
-            out += self._merged(queries[start:end], answers[start:end], policy)
+        async for part in in_turns(len(queries), TURN if self.gives_turns() else 0):
+            out += self._merged(queries[part], answers[part], policy)
         return out
 
     def _merged(

@@ -45,7 +45,7 @@ import structlog
 
 from rmas.documents import DocumentQuery
 from rmas.flights.model import FlightReport
-from rmas.hub import CheckResult, Hub, InvalidDocument
+from rmas.hub import CheckResult, Hub, InvalidDocument, in_turns
 from rmas.iapi.answer import IapiAnswer, PassengerResult, flight_report, verdicts
 from rmas.iapi.cusres import (
     ErrorHeader,
@@ -372,10 +372,9 @@ class IapiChannel:
         ends: list[int] = []
         visa_issuer = self.config.visa_issuer
         travellers = manifest.travellers
-        for at in range(0, len(travellers), TRAVELLERS_STEP):
-            if at:
-                await self._turn()
-            for t in travellers[at : at + TRAVELLERS_STEP]:
+        step = TRAVELLERS_STEP if self.hub.gives_turns() else 0
+        async for part in in_turns(len(travellers), step):
+            for t in travellers[part]:
                 items += traveller_items(t, visa_issuer)
                 ends.append(len(items))
         await self._turn()

@@ -44,6 +44,7 @@ from rmas.hub import (
     InvalidDocument,
     Item,
     ScannedDocument,
+    in_turns,
     new_check_id,
 )
 from rmas.iapi.channel import IapiAnswer, IapiChannel
@@ -286,13 +287,8 @@ async def _manifest_out(outcome: CheckOutcome, turn: int = 0) -> bytes:
     """
     response = check_pb2.CheckManifestResponse(manifest_id=outcome.reference)
     results, view = outcome.results, outcome.view
-    if turn <= 0 or turn >= len(results):
-        results_to_pb(results, response, view)
-        return response.SerializeToString()
-    for start in range(0, len(results), turn):
-        if start:
-            await asyncio.sleep(0)
-        results_to_pb(results[start : start + turn], response, view)
+    async for part in in_turns(len(results), turn):
+        results_to_pb(results[part], response, view)
     return response.SerializeToString()
 
 
@@ -302,13 +298,11 @@ async def _travellers_in(request: check_pb2.CheckManifestRequest, turn: int = 0)
     (0: all at once), giving the loop a turn in between."""
     travellers = request.travellers
     items: list[Item] = []
-    if turn <= 0 or turn >= len(travellers):
-        _read_travellers(travellers, 0, items)
-        return items
-    for start in range(0, len(travellers), turn):
-        if start:
-            await asyncio.sleep(0)
-        _read_travellers(travellers[start : start + turn], start, items)
+    n = len(travellers)
+    async for part in in_turns(n, turn):
+        # All of them: the message's own list (a slice of it costs 0.1-0.2 µs a traveller).
+        whole = part.start == 0 and part.stop >= n
+        _read_travellers(travellers if whole else travellers[part], part.start, items)
     return items
 
 
